@@ -1,0 +1,24 @@
+//! One module per subcommand family. Each parses its own arguments (clap derive) and calls one
+//! library crate; none holds logic of its own beyond formatting output.
+
+pub mod agent;
+pub mod guard;
+pub mod host;
+pub mod identity;
+pub mod init;
+pub mod libvirt;
+pub mod machine;
+pub mod meta;
+pub mod migrate;
+pub mod pass;
+pub mod provision;
+pub mod render;
+
+use crate::error::CliError;
+
+/// What a subcommand not built yet returns.
+pub fn not_yet(what: &str) -> CliError {
+    CliError::failure_msg(format!(
+        "`multiverse {what}` is not available in this build yet"
+    ))
+}

@@ -1,0 +1,56 @@
+//! Options every subcommand takes.
+
+use clap::Args;
+use std::path::PathBuf;
+
+/// Global options, accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The Multiverse tree to work on
+    #[arg(
+        long,
+        global = true,
+        env = "MULTIVERSE_ROOT",
+        default_value = "/var/multiverse"
+    )]
+    pub root: PathBuf,
+    /// Machine-readable output (read commands)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print what would change and change nothing (commands that write)
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// More output (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl Global {
+    /// Logs go to stderr; `-v` shows info, `-vv` debug. Secrets are never logged.
+    pub fn init_logging(&self) {
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, _) => "debug",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_env("MULTIVERSE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init();
+    }
+
+    /// Prints a progress or status line unless `--quiet`.
+    #[allow(dead_code)]
+    pub fn say(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+}

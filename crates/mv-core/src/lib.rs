@@ -1,0 +1,17 @@
+//! `mv-core`: the few pieces every Multiverse crate needs and none should write twice.
+//!
+//! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
+//!   (mode 0600 from the moment they exist).
+//! - [`name`]: [`name::MachineName`], a validated machine FQDN (`star.router.multiverse`), and
+//!   [`name::IdentityName`], which is a machine name or a person (`@user`).
+//! - [`secret`]: [`secret::Secret`], a zeroised-on-drop buffer whose `Debug` never shows the contents.
+//!
+//! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
+#![forbid(unsafe_code)]
+
+pub mod fsutil;
+pub mod name;
+pub mod secret;
+
+pub use name::{IdentityName, MachineName, NameError};
+pub use secret::Secret;

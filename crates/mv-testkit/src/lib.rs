@@ -1,0 +1,83 @@
+//! `mv-testkit`: helpers for tests that drive real tools. Only ever a dev-dependency.
+//!
+//! - [`require_tool`]: a test that needs `gpg`, `virsh`, `tor`... fails with a clear message when
+//!   the tool is missing; it never skips (the README's test command installs every tool).
+//! - [`golden`]: compare rendered output with a committed golden file; `UPDATE_GOLDEN=1` rewrites it.
+//! - [`workspace_root`]: the repository root, for fixtures and spec vectors.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Returns the full path of `tool`, or panics saying how to install it.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&search).collect();
+    // sshd, udevadm and friends live in sbin, which is not on every PATH.
+    for extra in ["/usr/sbin", "/sbin", "/usr/local/sbin"] {
+        dirs.push(PathBuf::from(extra));
+    }
+    for d in dirs {
+        let p = d.join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "required tool `{tool}` is not installed; run `scripts/install-deps.sh` (as root) first. \
+         Tests that need real tools fail rather than skip."
+    );
+}
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// Compares `actual` with the golden file at `path` (absolute, or relative to the workspace root).
+/// With `UPDATE_GOLDEN=1` in the environment, (re)writes the file instead.
+pub fn golden(path: impl AsRef<Path>, actual: &str) {
+    let path = path.as_ref();
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        workspace_root().join(path)
+    };
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {} unreadable ({e}); run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual);
+        panic!(
+            "output differs from golden file {} (UPDATE_GOLDEN=1 to accept):\n{}",
+            path.display(),
+            diff.unified_diff().header("golden", "actual")
+        );
+    }
+}
+
+/// Runs a command, panicking with its stderr when it fails; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every system package the test suite and benchmarks use (Debian 12, as root).
+# Idempotent: a second run installs nothing new. See ENVIRONMENT notes in README.md.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: must run as root (it uses apt-get)" >&2
+  exit 1
+fi
+
+if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  cat > /etc/apt/sources.list.d/multiverse-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+apt-get update -qq
+# qemu-utils on this image comes from backports, so QEMU and libvirt must too.
+apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
+  libvirt-daemon-driver-qemu >/dev/null
+apt-get install -y -qq --no-install-recommends \
+  pkg-config libclang-dev clang \
+  gnupg gpg-agent pass pass-extension-otp oathtool git \
+  tor openssh-server openssh-client cryptsetup-bin \
+  prometheus-node-exporter nftables dnsmasq-base wireguard-tools openvpn \
+  debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 \
+  libxml2-utils busybox-static python3 >/dev/null
+
+# /dev/kvm is root:root 0600 on a new machine; libvirt re-probes for ~48 s per call without this.
+if [ -e /dev/kvm ]; then
+  getent group kvm >/dev/null || groupadd -r kvm
+  chgrp kvm /dev/kvm && chmod 660 /dev/kvm
+fi
+echo "install-deps.sh: system packages ready"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, starts the services they use, then runs
+# formatting, lints and the whole suite (unit, real-tool integration, golden, property tests).
+# Usage: scripts/test.sh            (as root, on Debian 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+bash scripts/start-services.sh
+
+# Rust tools the suite uses.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+# Real-tool tests are mandatory here: a missing tool is a failure, never a skip.
+export MULTIVERSE_REQUIRE_TOOLS=1
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
