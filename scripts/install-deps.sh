@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs every system package the test suite and benchmarks use (Debian 12, as root).
-# Idempotent: a second run installs nothing new. See ENVIRONMENT notes in README.md.
+# Installs the system packages Multiverse needs (Debian 12, as root). Idempotent.
+#   install-deps.sh build   only what building the binaries needs (libvirt headers, pkg-config)
+#   install-deps.sh         everything the test suite and benchmarks use (the default)
 set -euo pipefail
+mode="${1:-test}"
 export DEBIAN_FRONTEND=noninteractive
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,6 +22,12 @@ SRC
 fi
 
 apt-get update -qq
+if [ "$mode" = build ]; then
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports libvirt-dev >/dev/null
+  apt-get install -y -qq --no-install-recommends pkg-config >/dev/null
+  echo "install-deps.sh: build packages ready"
+  exit 0
+fi
 # qemu-utils on this image comes from backports, so QEMU and libvirt must too.
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
