@@ -1,4 +1,18 @@
-//! `mv-libvirt`: libvirt: define/start/stop, backup and restore of every libvirt object.
+//! `mv-libvirt`: everything Multiverse does through libvirt.
 //!
-//! (Being built; see ARCHITECTURE.md.)
+//! - [`conn`]: [`Connection`], one open libvirt URI, with uniform list / XML / define / undefine
+//!   on every [`ObjectKind`] (domains, networks, storage pools, network filters, secret metadata)
+//!   and the lifecycle calls (start, shutdown, destroy).
+//! - [`xml`]: reads which object a document defines; normalises dumps for backups.
+//! - [`error`]: [`LibvirtError`], with libvirt's own message as its source.
+//!
+//! What this crate is not: a model of libvirt XML (libvirt validates it) nor a `virsh` wrapper
+//! (every call goes through the libvirt API via the `virt` bindings).
 #![forbid(unsafe_code)]
+
+pub mod conn;
+pub mod error;
+pub mod xml;
+
+pub use conn::{Connection, DomainState, ObjectKind, VolumeInfo, DEFAULT_URI};
+pub use error::{LibvirtError, VirtError};
