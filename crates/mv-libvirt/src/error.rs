@@ -136,4 +136,18 @@ impl LibvirtError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, LibvirtError::NotFound { .. })
     }
+
+    /// True when the driver behind the URI does not support the call at all (the embedded QEMU
+    /// driver, `qemu:///embed`, has no networks, pools, filters or secrets).
+    pub fn is_unsupported(&self) -> bool {
+        let source = match self {
+            LibvirtError::List { source, .. }
+            | LibvirtError::Read { source, .. }
+            | LibvirtError::Define { source, .. }
+            | LibvirtError::Undefine { source, .. }
+            | LibvirtError::Lifecycle { source, .. } => source,
+            _ => return matches!(self, LibvirtError::Unsupported { .. }),
+        };
+        source.code() == virt::error::ErrorNumber::NoSupport
+    }
 }

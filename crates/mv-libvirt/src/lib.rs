@@ -3,6 +3,9 @@
 //! - [`conn`]: [`Connection`], one open libvirt URI, with uniform list / XML / define / undefine
 //!   on every [`ObjectKind`] (domains, networks, storage pools, network filters, secret metadata)
 //!   and the lifecycle calls (start, shutdown, destroy).
+//! - [`backup`]: every definition of a host filed in the tree (`machines/<fqdn>/libvirt/`,
+//!   `backups/{multiverse,foreign}/`), normalised so an unchanged host gives a zero diff.
+//! - [`restore`]: the reverse, in dependency order, with a diff against the host, all or nothing.
 //! - [`xml`]: reads which object a document defines; normalises dumps for backups.
 //! - [`error`]: [`LibvirtError`], with libvirt's own message as its source.
 //!
@@ -10,8 +13,10 @@
 //! (every call goes through the libvirt API via the `virt` bindings).
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod conn;
 pub mod error;
+pub mod restore;
 pub mod xml;
 
 pub use conn::{Connection, DomainState, ObjectKind, VolumeInfo, DEFAULT_URI};

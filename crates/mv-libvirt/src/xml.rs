@@ -12,6 +12,8 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 /// What a document defines, as read from it.
+///
+/// Names: `<name>` child of the root; a filter's `name` attribute; a secret's `<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The kind, from the root element (`<domain>`, `<network>`, `<pool>`, `<filter>`, `<secret>`).
@@ -59,16 +61,26 @@ pub fn identify(xml: &str) -> Result<Identity, XmlError> {
             Event::Start(e) => {
                 depth += 1;
                 if depth == 1 {
-                    kind = Some(root_kind(e.local_name().as_ref())?);
+                    let k = root_kind(e.local_name().as_ref())?;
+                    if k == ObjectKind::NwFilter {
+                        name = attr(&e, b"name");
+                    }
+                    kind = Some(k);
                 } else if depth == 2 {
                     current_child = Some(e.local_name().as_ref().to_vec());
                 }
             }
             Event::Empty(e) if depth == 0 => {
-                // `<domain/>`: a root without children has no name.
+                // `<filter name='x'/>`: a root without children; only a filter has its name here.
+                let kind = root_kind(e.local_name().as_ref())?;
+                let name = if kind == ObjectKind::NwFilter {
+                    attr(&e, b"name")
+                } else {
+                    None
+                };
                 return Ok(Identity {
-                    kind: root_kind(e.local_name().as_ref())?,
-                    name: None,
+                    kind,
+                    name,
                     uuid: None,
                 });
             }
@@ -105,6 +117,14 @@ pub fn identify(xml: &str) -> Result<Identity, XmlError> {
         name = uuid.clone();
     }
     Ok(Identity { kind, name, uuid })
+}
+
+/// An attribute's unescaped value; `None` when absent or malformed.
+fn attr(e: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == key)
+        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
 }
 
 fn root_kind(tag: &[u8]) -> Result<ObjectKind, XmlError> {
@@ -180,6 +200,16 @@ mod tests {
         .unwrap();
         assert_eq!(id.kind, ObjectKind::Pool);
         assert_eq!(id.name.as_deref(), Some("p&q"));
+    }
+
+    #[test]
+    fn filter_is_named_by_attribute() {
+        let id = identify("<filter name='clean-traffic' chain='root'><uuid>u</uuid><filterref filter='x'/></filter>").unwrap();
+        assert_eq!(id.kind, ObjectKind::NwFilter);
+        assert_eq!(id.name.as_deref(), Some("clean-traffic"));
+        assert_eq!(id.uuid.as_deref(), Some("u"));
+        let id = identify("<filter name='a&amp;b'/>").unwrap();
+        assert_eq!(id.name.as_deref(), Some("a&b"));
     }
 
     #[test]
