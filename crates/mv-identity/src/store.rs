@@ -1,0 +1,244 @@
+//! The sealed root at rest: `<tree>/identity/root.sealed`, an `mv-seal` container (Argon2id +
+//! XChaCha20-Poly1305, parameters inside) holding the 32 root bytes, written atomically with mode
+//! 0600 in a 0700 folder.
+//!
+//! [`IdentityStore::create`] refuses to replace an existing identity unless `force` is set;
+//! [`IdentityStore::load`] reads and format-checks the container without the passphrase;
+//! [`IdentityStore::unseal`] opens it. A wrong passphrase and a changed byte are the same error.
+
+use crate::root::Root;
+use mv_core::fsutil::{self, FsError};
+use mv_seal::{KdfParams, SealError};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The identity folder inside a tree.
+pub const IDENTITY_DIR: &str = "identity";
+/// The sealed root's file name.
+pub const SEALED_FILE: &str = "root.sealed";
+
+/// Why the sealed identity could not be created, read or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create` without `force` on a tree that already has an identity.
+    #[error("an identity already exists at {0}; refusing to replace it")]
+    Exists(PathBuf),
+    /// No sealed root in the tree.
+    #[error("no identity at {0}")]
+    Missing(PathBuf),
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container is malformed, or the passphrase is wrong / the file was changed.
+    #[error("cannot open the sealed identity {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Format or authentication error.
+        #[source]
+        source: SealError,
+    },
+    /// The container opened but does not hold 32 bytes.
+    #[error("the sealed identity {path} holds {len} bytes, not a 32-byte root")]
+    BadLength {
+        /// The file.
+        path: PathBuf,
+        /// Bytes found.
+        len: usize,
+    },
+    /// Writing failed.
+    #[error("cannot write the sealed identity")]
+    Write(#[source] FsError),
+}
+
+impl StoreError {
+    /// True when the passphrase was wrong or the sealed file was modified.
+    pub fn is_authentication(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Open {
+                source: SealError::Authentication,
+                ..
+            }
+        )
+    }
+}
+
+/// A sealed identity read from a tree.
+#[derive(Debug, Clone)]
+pub struct IdentityStore {
+    path: PathBuf,
+    sealed: Vec<u8>,
+}
+
+impl IdentityStore {
+    /// `<tree>/identity`.
+    pub fn dir(tree_root: &Path) -> PathBuf {
+        tree_root.join(IDENTITY_DIR)
+    }
+
+    /// `<tree>/identity/root.sealed`.
+    pub fn sealed_path(tree_root: &Path) -> PathBuf {
+        Self::dir(tree_root).join(SEALED_FILE)
+    }
+
+    /// Whether the tree has a sealed identity.
+    pub fn exists(tree_root: &Path) -> bool {
+        Self::sealed_path(tree_root).exists()
+    }
+
+    /// Seals `root` under `passphrase` into the tree. Refuses to replace an existing identity
+    /// unless `force`.
+    pub fn create(
+        tree_root: &Path,
+        root: &Root,
+        passphrase: &[u8],
+        params: KdfParams,
+        force: bool,
+    ) -> Result<IdentityStore, StoreError> {
+        let path = Self::sealed_path(tree_root);
+        if path.exists() && !force {
+            return Err(StoreError::Exists(path));
+        }
+        let sealed = mv_seal::seal(root.expose_bytes(), passphrase, params);
+        let dir = Self::dir(tree_root);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Write(FsError::new("cannot create folder", &dir, e)))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::Write(FsError::new("cannot set mode 0700 on", &dir, e)))?;
+        fsutil::write_secret(&path, &sealed).map_err(StoreError::Write)?;
+        Ok(IdentityStore { path, sealed })
+    }
+
+    /// Reads the sealed identity of a tree and checks its format (no passphrase needed).
+    pub fn load(tree_root: &Path) -> Result<IdentityStore, StoreError> {
+        let path = Self::sealed_path(tree_root);
+        let sealed = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(path))
+            }
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        if let Err(e) = mv_seal::parse(&sealed) {
+            return Err(StoreError::Open {
+                path,
+                source: e.into(),
+            });
+        }
+        Ok(IdentityStore { path, sealed })
+    }
+
+    /// The sealed file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The KDF parameters it is sealed with.
+    pub fn params(&self) -> Option<KdfParams> {
+        mv_seal::parse(&self.sealed).ok().map(|p| p.params)
+    }
+
+    /// Opens the sealed root with the passphrase.
+    pub fn unseal(&self, passphrase: &[u8]) -> Result<Root, StoreError> {
+        let plain = mv_seal::open(&self.sealed, passphrase).map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        let bytes: [u8; 32] =
+            plain
+                .expose()
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::BadLength {
+                    path: self.path.clone(),
+                    len: plain.expose().len(),
+                })?;
+        let root = Root::from_bytes(bytes);
+        // `bytes` is a Copy array on the stack; overwrite our copy now that the Root holds it.
+        let mut bytes = bytes;
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const FAST: KdfParams = KdfParams::INSECURE_FAST;
+
+    #[test]
+    fn create_load_unseal() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::generate();
+        IdentityStore::create(d.path(), &root, b"pw", FAST, false).unwrap();
+        let meta = std::fs::metadata(IdentityStore::sealed_path(d.path())).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dm = std::fs::metadata(IdentityStore::dir(d.path())).unwrap();
+        assert_eq!(dm.permissions().mode() & 0o777, 0o700);
+        let s = IdentityStore::load(d.path()).unwrap();
+        assert_eq!(s.params(), Some(FAST));
+        assert_eq!(s.unseal(b"pw").unwrap(), root);
+        assert!(s.unseal(b"wrong").unwrap_err().is_authentication());
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Root::generate();
+        IdentityStore::create(d.path(), &a, b"pw", FAST, false).unwrap();
+        let before = std::fs::read(IdentityStore::sealed_path(d.path())).unwrap();
+        let e = IdentityStore::create(d.path(), &Root::generate(), b"pw", FAST, false).unwrap_err();
+        assert!(matches!(e, StoreError::Exists(_)));
+        assert_eq!(
+            std::fs::read(IdentityStore::sealed_path(d.path())).unwrap(),
+            before
+        );
+        let b = Root::generate();
+        IdentityStore::create(d.path(), &b, b"pw", FAST, true).unwrap();
+        assert_eq!(
+            IdentityStore::load(d.path())
+                .unwrap()
+                .unseal(b"pw")
+                .unwrap(),
+            b
+        );
+    }
+
+    #[test]
+    fn flipped_byte_and_garbage() {
+        let d = tempfile::tempdir().unwrap();
+        IdentityStore::create(d.path(), &Root::generate(), b"pw", FAST, false).unwrap();
+        let p = IdentityStore::sealed_path(d.path());
+        let mut b = std::fs::read(&p).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0x80;
+        std::fs::write(&p, &b).unwrap();
+        let e = IdentityStore::load(d.path())
+            .unwrap()
+            .unseal(b"pw")
+            .unwrap_err();
+        assert!(e.is_authentication());
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(matches!(
+            IdentityStore::load(d.path()),
+            Err(StoreError::Open {
+                source: SealError::Format(_),
+                ..
+            })
+        ));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            IdentityStore::load(empty.path()),
+            Err(StoreError::Missing(_))
+        ));
+    }
+}
