@@ -6,6 +6,7 @@
 //! - [`backup`]: every definition of a host filed in the tree (`machines/<fqdn>/libvirt/`,
 //!   `backups/{multiverse,foreign}/`), normalised so an unchanged host gives a zero diff.
 //! - [`restore`]: the reverse, in dependency order, with a diff against the host, all or nothing.
+//! - [`images`]: base images and qcow2 overlays with `qemu-img`.
 //! - [`xml`]: reads which object a document defines; normalises dumps for backups.
 //! - [`error`]: [`LibvirtError`], with libvirt's own message as its source.
 //!
@@ -16,6 +17,7 @@
 pub mod backup;
 pub mod conn;
 pub mod error;
+pub mod images;
 pub mod restore;
 pub mod xml;
 
