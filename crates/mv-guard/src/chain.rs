@@ -1,0 +1,711 @@
+//! The kill chain: what happens, in order, when the token leaves.
+//!
+//! A [`Chain`] is a list of [`Step`]s from the configuration. At fire time each step is expanded
+//! into primitive [`Op`]s (the open LUKS devices and the running domains are listed then, not at
+//! arm time) and run in its own thread; the caller waits at most the step's timeout, then kills
+//! what the step spawned, runs its fallback (if any) and goes on: a hung `cryptsetup` or a `sync`
+//! stuck in the kernel never blocks the power-off at the end. In dry-run, every op is recorded as
+//! the exact command line it would run, and nothing is executed but the read-only listings.
+//!
+//! What this module is not: the trigger (see [`crate::watch`]).
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One configured action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Overwrite with zeros and delete the unsealed secrets under these paths.
+    DropSecrets {
+        /// Files or folders.
+        paths: Vec<PathBuf>,
+    },
+    /// `cryptsetup luksSuspend` every open LUKS device (found under /sys/block/dm-*/dm).
+    LuksSuspend,
+    /// `virsh destroy` every running domain of this libvirt URI.
+    DestroyDomains {
+        /// Libvirt connection URI.
+        uri: String,
+    },
+    /// Flush file system buffers.
+    Sync,
+    /// `echo 3 > /proc/sys/vm/drop_caches`.
+    DropCaches,
+    /// Fill free memory with a pattern so freed pages keep no secrets.
+    WipeMemory {
+        /// MiB left untouched (so the OOM killer does not pick the watcher).
+        reserve_mib: u64,
+    },
+    /// Power off at once through sysrq `o`.
+    PowerOff,
+    /// A custom command (argv, no shell).
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+}
+
+impl Action {
+    /// The kebab-case name used in the configuration and in records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::DropSecrets { .. } => "drop-secrets",
+            Action::LuksSuspend => "luks-suspend",
+            Action::DestroyDomains { .. } => "destroy-domains",
+            Action::Sync => "sync",
+            Action::DropCaches => "drop-caches",
+            Action::WipeMemory { .. } => "wipe-memory",
+            Action::PowerOff => "power-off",
+            Action::Command { .. } => "command",
+        }
+    }
+}
+
+/// A step: an action, its timeout and an optional fallback command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Milliseconds before the step is abandoned.
+    pub timeout_ms: u64,
+    /// Run when the step fails or times out (argv, no shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Vec<String>>,
+}
+
+/// The default chain, in the order of the issue: secrets, disks, machines, buffers, power.
+pub fn default_steps() -> Vec<Step> {
+    let s = |action, timeout_ms| Step {
+        action,
+        timeout_ms,
+        fallback: None,
+    };
+    vec![
+        s(
+            Action::DropSecrets {
+                paths: vec![PathBuf::from("/run/multiverse/secrets")],
+            },
+            2_000,
+        ),
+        s(Action::LuksSuspend, 5_000),
+        s(
+            Action::DestroyDomains {
+                uri: "qemu:///system".into(),
+            },
+            10_000,
+        ),
+        s(Action::Sync, 5_000),
+        s(Action::DropCaches, 3_000),
+        Step {
+            action: Action::PowerOff,
+            timeout_ms: 3_000,
+            fallback: Some(vec!["poweroff".into(), "-f".into()]),
+        },
+    ]
+}
+
+/// Where the system files are (tests point these at fixtures) and which tools to run.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// sysfs root (`/sys`).
+    pub sys: PathBuf,
+    /// procfs root (`/proc`).
+    pub proc_root: PathBuf,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env {
+            sys: PathBuf::from("/sys"),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// A primitive operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Run a program.
+    Exec(Vec<String>),
+    /// Write a short string to a (proc) file.
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What to write.
+        data: String,
+    },
+    /// sync(2).
+    Sync,
+    /// Overwrite and delete a file or folder tree.
+    WipeTree(PathBuf),
+    /// Fill free memory.
+    WipeMemory {
+        /// MiB to leave.
+        reserve_mib: u64,
+    },
+}
+
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+impl std::fmt::Display for Op {
+    /// The exact command line (shell syntax) the op amounts to.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Exec(argv) => {
+                let q: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+                f.write_str(&q.join(" "))
+            }
+            Op::Write { path, data } => {
+                write!(
+                    f,
+                    "echo {} > {}",
+                    quote(data),
+                    quote(&path.display().to_string())
+                )
+            }
+            Op::Sync => f.write_str("sync"),
+            Op::WipeTree(p) => write!(f, "wipe-and-remove {}", quote(&p.display().to_string())),
+            Op::WipeMemory { reserve_mib } => {
+                write!(f, "wipe-free-memory --reserve-mib {reserve_mib}")
+            }
+        }
+    }
+}
+
+/// The open LUKS devices: `<sys>/block/*/dm/uuid` starting with `CRYPT-LUKS`, by dm name.
+pub fn open_luks_devices(sys: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(sys.join("block")) {
+        for e in entries.flatten() {
+            let dm = e.path().join("dm");
+            let uuid = std::fs::read_to_string(dm.join("uuid")).unwrap_or_default();
+            if uuid.starts_with("CRYPT-LUKS") {
+                if let Ok(name) = std::fs::read_to_string(dm.join("name")) {
+                    out.push(name.trim().to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Why a step could not be expanded or an op failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// A program could not start.
+    #[error("cannot run {0}")]
+    Spawn(String, #[source] std::io::Error),
+    /// A program exited with an error.
+    #[error("{0} exited with {1}")]
+    Status(String, std::process::ExitStatus),
+    /// A file operation failed.
+    #[error("cannot write {0}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// Runs a program, publishing its PID so a timed-out step can kill it.
+fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result<String, OpError> {
+    let line = Op::Exec(argv.to_vec()).to_string();
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::null());
+    let child = cmd.spawn().map_err(|e| OpError::Spawn(line.clone(), e))?;
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = Some(child.id());
+    }
+    let out = child.wait_with_output();
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = None;
+    }
+    let out = out.map_err(|e| OpError::Spawn(line.clone(), e))?;
+    if !out.status.success() {
+        return Err(OpError::Status(line, out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Expands a step into ops. Listings (LUKS devices, running domains) are read-only and run even
+/// in dry-run, so the record shows the real targets.
+fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<Op>, OpError> {
+    Ok(match action {
+        Action::DropSecrets { paths } => paths.iter().cloned().map(Op::WipeTree).collect(),
+        Action::LuksSuspend => open_luks_devices(&env.sys)
+            .into_iter()
+            .map(|n| Op::Exec(vec!["cryptsetup".into(), "luksSuspend".into(), n]))
+            .collect(),
+        Action::DestroyDomains { uri } => {
+            let list = exec(
+                &[
+                    "virsh".into(),
+                    "-c".into(),
+                    uri.clone(),
+                    "list".into(),
+                    "--name".into(),
+                    "--state-running".into(),
+                ],
+                pid_slot,
+                true,
+            )?;
+            list.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|name| {
+                    Op::Exec(vec![
+                        "virsh".into(),
+                        "-c".into(),
+                        uri.clone(),
+                        "destroy".into(),
+                        name.to_string(),
+                    ])
+                })
+                .collect()
+        }
+        Action::Sync => vec![Op::Sync],
+        Action::DropCaches => vec![Op::Write {
+            path: env.proc_root.join("sys/vm/drop_caches"),
+            data: "3".into(),
+        }],
+        Action::WipeMemory { reserve_mib } => vec![Op::WipeMemory {
+            reserve_mib: *reserve_mib,
+        }],
+        Action::PowerOff => vec![
+            Op::Write {
+                path: env.proc_root.join("sys/kernel/sysrq"),
+                data: "1".into(),
+            },
+            Op::Write {
+                path: env.proc_root.join("sysrq-trigger"),
+                data: "o".into(),
+            },
+        ],
+        Action::Command { argv } => vec![Op::Exec(argv.clone())],
+    })
+}
+
+fn wipe_tree(p: &Path) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            wipe_tree(&e?.path())?;
+        }
+        std::fs::remove_dir(p)
+    } else {
+        if meta.is_file() {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(p)?;
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = meta.len();
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()?;
+        }
+        std::fs::remove_file(p)
+    }
+}
+
+/// Fills free memory (MemAvailable minus the reserve) with a pattern, then frees it. Returns the
+/// bytes written. `limit` caps it (tests).
+pub fn wipe_free_memory(proc_root: &Path, reserve_mib: u64, limit: Option<u64>) -> u64 {
+    let avail_kib = std::fs::read_to_string(proc_root.join("meminfo"))
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let mut target = (avail_kib * 1024).saturating_sub(reserve_mib * 1024 * 1024);
+    if let Some(l) = limit {
+        target = target.min(l);
+    }
+    const CHUNK: u64 = 64 * 1024 * 1024;
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut done = 0u64;
+    while done < target {
+        let n = (target - done).min(CHUNK) as usize;
+        let mut v: Vec<u8> = Vec::new();
+        if v.try_reserve_exact(n).is_err() {
+            break;
+        }
+        // `resize` writes every byte: the kernel hands us (zeroed) pages, we overwrite them.
+        v.resize(n, 0x5A);
+        std::hint::black_box(&v);
+        held.push(v);
+        done += n as u64;
+    }
+    done
+}
+
+fn run_op(op: &Op, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<(), OpError> {
+    match op {
+        Op::Exec(argv) => exec(argv, pid_slot, false).map(|_| ()),
+        Op::Write { path, data } => {
+            std::fs::write(path, data).map_err(|e| OpError::Io(path.display().to_string(), e))
+        }
+        Op::Sync => {
+            nix::unistd::sync();
+            Ok(())
+        }
+        Op::WipeTree(p) => wipe_tree(p).map_err(|e| OpError::Io(p.display().to_string(), e)),
+        Op::WipeMemory { reserve_mib } => {
+            wipe_free_memory(&env.proc_root, *reserve_mib, None);
+            Ok(())
+        }
+    }
+}
+
+/// What happened to one op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Recorded, not run.
+    DryRun,
+    /// Ran and succeeded.
+    Ok,
+    /// Ran and failed.
+    Failed(String),
+    /// The step ran out of time.
+    Timeout,
+}
+
+/// One line of the chain's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// The step's action name.
+    pub step: String,
+    /// The command line (or a description for a step with nothing to do).
+    pub command: String,
+    /// Outcome.
+    pub status: Status,
+    /// Whether this is the step's fallback.
+    pub fallback: bool,
+    /// Wall-clock time, nanoseconds since the epoch (for latency measurements).
+    pub at_ns: u128,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+enum Msg {
+    Record(Record),
+    Done(bool),
+}
+
+/// The configured chain with its environment.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Where system files are.
+    pub env: Env,
+}
+
+impl Chain {
+    /// Runs (or in dry-run records) every step in order; `emit` sees each record as it happens.
+    pub fn run(&self, dry_run: bool, mut emit: impl FnMut(&Record)) -> Vec<Record> {
+        let mut all = Vec::new();
+        for step in &self.steps {
+            let ok = self.run_step(step, dry_run, &mut |r| {
+                emit(&r);
+                all.push(r);
+            });
+            if let Some(fb) = &step.fallback {
+                if dry_run {
+                    let r = Record {
+                        step: step.action.name().into(),
+                        command: Op::Exec(fb.clone()).to_string(),
+                        status: Status::DryRun,
+                        fallback: true,
+                        at_ns: now_ns(),
+                    };
+                    emit(&r);
+                    all.push(r);
+                } else if !ok {
+                    let fb_step = Step {
+                        action: Action::Command { argv: fb.clone() },
+                        timeout_ms: step.timeout_ms,
+                        fallback: None,
+                    };
+                    let name = step.action.name();
+                    self.run_step(&fb_step, false, &mut |mut r| {
+                        r.step = name.into();
+                        r.fallback = true;
+                        emit(&r);
+                        all.push(r);
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    /// One step in its own thread, waited for at most its timeout. Returns success.
+    fn run_step(&self, step: &Step, dry_run: bool, sink: &mut dyn FnMut(Record)) -> bool {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let pid_slot = Arc::new(Mutex::new(None::<u32>));
+        let (action, env, slot) = (step.action.clone(), self.env.clone(), pid_slot.clone());
+        let name = step.action.name().to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("guard-{name}"))
+            .spawn(move || {
+                let record = |command: String, status| {
+                    Msg::Record(Record {
+                        step: action.name().into(),
+                        command,
+                        status,
+                        fallback: false,
+                        at_ns: now_ns(),
+                    })
+                };
+                let ops = match expand(&action, &env, &slot) {
+                    Ok(ops) => ops,
+                    Err(e) => {
+                        let _ = tx.send(record(
+                            format!("({})", action.name()),
+                            Status::Failed(e.to_string()),
+                        ));
+                        let _ = tx.send(Msg::Done(false));
+                        return;
+                    }
+                };
+                if ops.is_empty() {
+                    let _ = tx.send(record(
+                        "(nothing to do)".into(),
+                        if dry_run { Status::DryRun } else { Status::Ok },
+                    ));
+                }
+                let mut ok = true;
+                for op in &ops {
+                    let status = if dry_run {
+                        Status::DryRun
+                    } else {
+                        match run_op(op, &env, &slot) {
+                            Ok(()) => Status::Ok,
+                            Err(e) => {
+                                ok = false;
+                                Status::Failed(e.to_string())
+                            }
+                        }
+                    };
+                    let _ = tx.send(record(op.to_string(), status));
+                }
+                let _ = tx.send(Msg::Done(ok));
+            });
+        if spawned.is_err() {
+            sink(Record {
+                step: name,
+                command: "(cannot start a thread)".into(),
+                status: Status::Failed("thread spawn failed".into()),
+                fallback: false,
+                at_ns: now_ns(),
+            });
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_millis(step.timeout_ms);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Msg::Record(r)) => sink(r),
+                Ok(Msg::Done(ok)) => return ok,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Kill what the step is waiting on; the thread itself is abandoned.
+                    if let Some(pid) = pid_slot.lock().ok().and_then(|s| *s) {
+                        if let Ok(pid) = i32::try_from(pid) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                    sink(Record {
+                        step: name,
+                        command: format!("(gave up after {} ms)", step.timeout_ms),
+                        status: Status::Timeout,
+                        fallback: false,
+                        at_ns: now_ns(),
+                    });
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_sys() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (dm, uuid, name) in [
+            ("dm-0", "CRYPT-LUKS2-abc-cr_root", "cr_root"),
+            ("dm-1", "LVM-xyz", "vg-swap"),
+            ("dm-2", "CRYPT-LUKS1-def-cr_home", "cr_home"),
+        ] {
+            let p = d.path().join("block").join(dm).join("dm");
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("uuid"), format!("{uuid}\n")).unwrap();
+            std::fs::write(p.join("name"), format!("{name}\n")).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn lists_only_luks_mappings() {
+        let d = fixture_sys();
+        assert_eq!(open_luks_devices(d.path()), vec!["cr_home", "cr_root"]);
+    }
+
+    #[test]
+    fn dry_run_records_exact_lines_in_order() {
+        let d = fixture_sys();
+        let mut steps = default_steps();
+        // A domain listing that needs no libvirt: the custom-command path with the same shape.
+        steps.retain(|s| !matches!(s.action, Action::DestroyDomains { .. }));
+        let chain = Chain {
+            steps,
+            env: Env {
+                sys: d.path().to_path_buf(),
+                proc_root: "/proc".into(),
+            },
+        };
+        let rec = chain.run(true, |_| {});
+        let lines: Vec<String> = rec.iter().map(|r| r.command.clone()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "wipe-and-remove /run/multiverse/secrets",
+                "cryptsetup luksSuspend cr_home",
+                "cryptsetup luksSuspend cr_root",
+                "sync",
+                "echo 3 > /proc/sys/vm/drop_caches",
+                "echo 1 > /proc/sys/kernel/sysrq",
+                "echo o > /proc/sysrq-trigger",
+                "poweroff -f",
+            ]
+        );
+        assert!(rec.iter().all(|r| r.status == Status::DryRun));
+        assert!(rec.last().unwrap().fallback);
+    }
+
+    #[test]
+    fn a_hung_step_times_out_and_its_fallback_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("fallback-ran");
+        let chain = Chain {
+            steps: vec![
+                Step {
+                    action: Action::Command {
+                        argv: vec!["sleep".into(), "30".into()],
+                    },
+                    timeout_ms: 200,
+                    fallback: Some(vec!["touch".into(), marker.display().to_string()]),
+                },
+                Step {
+                    action: Action::Command {
+                        argv: vec!["true".into()],
+                    },
+                    timeout_ms: 2000,
+                    fallback: None,
+                },
+            ],
+            env: Env::default(),
+        };
+        let started = Instant::now();
+        let rec = chain.run(false, |_| {});
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let statuses: Vec<(String, Status, bool)> = rec
+            .iter()
+            .map(|r| (r.command.clone(), r.status.clone(), r.fallback))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("(gave up after 200 ms)".into(), Status::Timeout, false),
+                (format!("touch {}", marker.display()), Status::Ok, true),
+                ("true".into(), Status::Ok, false),
+            ]
+        );
+        assert!(marker.exists());
+    }
+
+    #[test]
+    fn drop_secrets_wipes_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("secrets");
+        std::fs::create_dir_all(s.join("sub")).unwrap();
+        std::fs::write(s.join("sub/key"), b"topsecret").unwrap();
+        let chain = Chain {
+            steps: vec![Step {
+                action: Action::DropSecrets {
+                    paths: vec![s.clone(), d.path().join("absent")],
+                },
+                timeout_ms: 2000,
+                fallback: None,
+            }],
+            env: Env::default(),
+        };
+        let rec = chain.run(false, |_| {});
+        assert!(rec.iter().all(|r| r.status == Status::Ok), "{rec:?}");
+        assert!(!s.exists());
+    }
+
+    #[test]
+    fn wipe_memory_writes_up_to_the_limit() {
+        let n = wipe_free_memory(Path::new("/proc"), 0, Some(3 * 1024 * 1024));
+        assert_eq!(n, 3 * 1024 * 1024);
+    }
+
+    #[test]
+    fn steps_round_trip_through_toml() {
+        #[derive(Serialize, Deserialize)]
+        struct W {
+            step: Vec<Step>,
+        }
+        let w = W {
+            step: default_steps(),
+        };
+        let text = toml::to_string(&w).unwrap();
+        let back: W = toml::from_str(&text).unwrap();
+        assert_eq!(back.step, default_steps());
+        assert!(text.contains("action = \"luks-suspend\""), "{text}");
+    }
+}
