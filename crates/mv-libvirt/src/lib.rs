@@ -7,6 +7,7 @@
 //!   `backups/{multiverse,foreign}/`), normalised so an unchanged host gives a zero diff.
 //! - [`restore`]: the reverse, in dependency order, with a diff against the host, all or nothing.
 //! - [`images`]: base images and qcow2 overlays with `qemu-img`.
+//! - [`up`]: `up` / `down` / `status`: rendered files → defined and running objects, and back.
 //! - [`xml`]: reads which object a document defines; normalises dumps for backups.
 //! - [`error`]: [`LibvirtError`], with libvirt's own message as its source.
 //!
@@ -19,6 +20,7 @@ pub mod conn;
 pub mod error;
 pub mod images;
 pub mod restore;
+pub mod up;
 pub mod xml;
 
 pub use conn::{Connection, DomainState, ObjectKind, VolumeInfo, DEFAULT_URI};

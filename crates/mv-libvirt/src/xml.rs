@@ -172,6 +172,236 @@ fn is_pool_size_line(line: &str) -> bool {
         .any(|t| rest.starts_with(t) && rest[t.len()..].starts_with([' ', '>']))
 }
 
+/// The namespace of the marker `up` puts in a domain's `<metadata>`.
+pub const UP_NS: &str = "https://multiverse-os.org/xmlns/up/1";
+
+/// A parsed element: name, attributes, trimmed text, children. Only for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    name: Vec<u8>,
+    attrs: Vec<(Vec<u8>, String)>,
+    text: String,
+    children: Vec<Node>,
+}
+
+fn node_attrs(e: &quick_xml::events::BytesStart<'_>) -> Vec<(Vec<u8>, String)> {
+    let mut v: Vec<(Vec<u8>, String)> = e
+        .attributes()
+        .flatten()
+        .map(|a| {
+            (
+                a.key.as_ref().to_vec(),
+                a.unescape_value()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Parses a document into its root [`Node`]; comments and processing instructions are dropped.
+fn parse_tree(xml: &str) -> Result<Node, XmlError> {
+    let mut reader = Reader::from_str(xml);
+    let mut stack: Vec<Node> = Vec::new();
+    loop {
+        let ev = reader.read_event().map_err(|source| XmlError::Malformed {
+            position: reader.buffer_position(),
+            source,
+        })?;
+        match ev {
+            Event::Start(e) => stack.push(Node {
+                name: e.name().as_ref().to_vec(),
+                attrs: node_attrs(&e),
+                text: String::new(),
+                children: Vec::new(),
+            }),
+            Event::Empty(e) => {
+                let n = Node {
+                    name: e.name().as_ref().to_vec(),
+                    attrs: node_attrs(&e),
+                    text: String::new(),
+                    children: Vec::new(),
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(n),
+                    None => return Ok(n),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    let text = t.unescape().map_err(|source| XmlError::Malformed {
+                        position: reader.buffer_position(),
+                        source,
+                    })?;
+                    top.text.push_str(text.trim());
+                }
+            }
+            Event::End(_) => {
+                let Some(done) = stack.pop() else {
+                    return Err(XmlError::Empty);
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(done),
+                    None => return Ok(done),
+                }
+            }
+            Event::Eof => return Err(XmlError::Empty),
+            _ => {}
+        }
+    }
+}
+
+fn node_subset(a: &Node, b: &Node) -> bool {
+    a.name == b.name
+        && (a.text.is_empty() || a.text == b.text)
+        && a.attrs.iter().all(|x| b.attrs.contains(x))
+        && a.children
+            .iter()
+            .all(|c| b.children.iter().any(|d| node_subset(c, d)))
+}
+
+/// True when everything `wanted` says (elements, attributes, text) is also in `live`, which may
+/// say more: libvirt fills in defaults (a network's MAC, a pool's permissions) when it defines an
+/// object, so "has the host drifted from the rendered file" is a subset test, not equality.
+pub fn is_subset(wanted: &str, live: &str) -> Result<bool, XmlError> {
+    Ok(node_subset(&parse_tree(wanted)?, &parse_tree(live)?))
+}
+
+/// Inserts `element` (one XML element, e.g. the `up` marker) into the root's `<metadata>`,
+/// creating `<metadata>` right after the root's start tag if there is none.
+pub fn inject_metadata(xml: &str, element: &str) -> Result<String, XmlError> {
+    let mut reader = Reader::from_str(xml);
+    let mut depth = 0usize;
+    let mut root_end: Option<usize> = None;
+    loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let ev = reader.read_event().map_err(|source| XmlError::Malformed {
+            position: reader.buffer_position(),
+            source,
+        })?;
+        let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        match ev {
+            Event::Start(e) => {
+                depth += 1;
+                if depth == 1 {
+                    root_end = Some(after);
+                } else if depth == 2 && e.local_name().as_ref() == b"metadata" {
+                    return Ok(splice(xml, after, after, &format!("\n    {element}")));
+                }
+            }
+            Event::Empty(e) if depth == 1 && e.local_name().as_ref() == b"metadata" => {
+                return Ok(splice(
+                    xml,
+                    before,
+                    after,
+                    &format!("<metadata>\n    {element}\n  </metadata>"),
+                ));
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let at = root_end.ok_or(XmlError::Empty)?;
+    Ok(splice(
+        xml,
+        at,
+        at,
+        &format!("\n  <metadata>\n    {element}\n  </metadata>"),
+    ))
+}
+
+/// Adds `<uuid>` right after the root's `<name>` (for a rendered file without one, so a
+/// redefinition keeps the host's UUID instead of colliding with it).
+pub fn with_uuid(xml: &str, uuid: &str) -> Result<String, XmlError> {
+    let mut reader = Reader::from_str(xml);
+    let mut depth = 0usize;
+    let mut in_name = false;
+    loop {
+        let ev = reader.read_event().map_err(|source| XmlError::Malformed {
+            position: reader.buffer_position(),
+            source,
+        })?;
+        match ev {
+            Event::Start(e) => {
+                depth += 1;
+                in_name = depth == 2 && e.local_name().as_ref() == b"name";
+            }
+            Event::End(_) => {
+                if depth == 2 && in_name {
+                    let at = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+                    let tag = format!("\n  <uuid>{}</uuid>", quick_xml::escape::escape(uuid));
+                    return Ok(splice(xml, at, at, &tag));
+                }
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Err(XmlError::Empty)
+}
+
+fn splice(s: &str, from: usize, to: usize, with: &str) -> String {
+    let (from, to) = (from.min(s.len()), to.min(s.len()));
+    let mut out = String::with_capacity(s.len() + with.len());
+    out.push_str(s.get(..from).unwrap_or(s));
+    out.push_str(with);
+    out.push_str(s.get(to..).unwrap_or(""));
+    out
+}
+
+/// The `sha256` attribute of the `up` marker (`<x:rendered xmlns:x="UP_NS" sha256=".."/>`) in a
+/// domain's XML, if present.
+pub fn rendered_hash(xml: &str) -> Option<String> {
+    let mut reader = Reader::from_str(xml);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) if e.local_name().as_ref() == b"rendered" => {
+                let ns_ok = e.attributes().flatten().any(|a| {
+                    a.key.as_ref().starts_with(b"xmlns")
+                        && a.unescape_value().map(|v| v == UP_NS).unwrap_or(false)
+                });
+                if ns_ok {
+                    return attr(&e, b"sha256");
+                }
+            }
+            Ok(Event::Eof) | Err(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Networks a domain's interfaces use (`<interface type='network'><source network='x'/>`).
+pub fn referenced_networks(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(root) = parse_tree(xml) else {
+        return out;
+    };
+    for devices in root.children.iter().filter(|c| c.name == b"devices") {
+        for iface in devices.children.iter().filter(|c| c.name == b"interface") {
+            for src in iface.children.iter().filter(|c| c.name == b"source") {
+                if let Some((_, v)) = src.attrs.iter().find(|(k, _)| k == b"network") {
+                    if !out.contains(v) {
+                        out.push(v.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -240,6 +470,61 @@ mod tests {
         assert_eq!(normalise(ObjectKind::Domain, dom), dom);
     }
 
+    #[test]
+    fn subset_ignores_what_libvirt_adds() {
+        let wanted =
+            "<!-- c --><network>\n  <name>n</name>\n  <bridge name=\"b\" stp=\"on\"/>\n</network>";
+        let live = "<network>\n  <name>n</name>\n  <uuid>u</uuid>\n  <bridge name='b' stp='on' delay='0'/>\n  <mac address='52:54:00:00:00:01'/>\n</network>\n";
+        assert!(is_subset(wanted, live).unwrap());
+        assert!(!is_subset(&wanted.replace("\"b\"", "\"c\""), live).unwrap());
+        assert!(!is_subset("<network><name>m</name></network>", live).unwrap());
+    }
+
+    #[test]
+    fn injects_metadata_marker() {
+        let m = format!("<up:rendered xmlns:up=\"{UP_NS}\" sha256=\"ab\"/>");
+        let with = "<domain>\n  <name>x</name>\n  <metadata>\n    <a:b xmlns:a=\"q\"/>\n  </metadata>\n</domain>";
+        let out = inject_metadata(with, &m).unwrap();
+        assert_eq!(rendered_hash(&out).as_deref(), Some("ab"));
+        assert!(out.contains("<a:b xmlns:a=\"q\"/>"));
+        let without = "<!-- r --><domain type='kvm'>\n  <name>x</name>\n</domain>";
+        let out = inject_metadata(without, &m).unwrap();
+        assert!(
+            out.starts_with("<!-- r --><domain type='kvm'>\n  <metadata>"),
+            "{out}"
+        );
+        assert_eq!(rendered_hash(&out).as_deref(), Some("ab"));
+        let empty = "<domain><metadata/><name>x</name></domain>";
+        let out = inject_metadata(empty, &m).unwrap();
+        assert_eq!(rendered_hash(&out).as_deref(), Some("ab"));
+        assert_eq!(identify(&out).unwrap().name.as_deref(), Some("x"));
+        // A marker of another namespace is not ours.
+        assert_eq!(
+            rendered_hash(
+                "<domain><metadata><x:rendered xmlns:x='other' sha256='1'/></metadata></domain>"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn adds_uuid_after_name() {
+        let out = with_uuid(
+            "<domain>\n  <name>x</name>\n  <devices><name>y</name></devices>\n</domain>",
+            "u-1",
+        )
+        .unwrap();
+        assert_eq!(out, "<domain>\n  <name>x</name>\n  <uuid>u-1</uuid>\n  <devices><name>y</name></devices>\n</domain>");
+        assert_eq!(identify(&out).unwrap().uuid.as_deref(), Some("u-1"));
+        assert!(with_uuid("<domain/>", "u").is_err());
+    }
+
+    #[test]
+    fn finds_referenced_networks() {
+        let d = "<domain><devices><interface type='network'><source network='net0'/></interface><interface type='network'><source network='net2'/></interface><disk><source network='no'/></disk></devices></domain>";
+        assert_eq!(referenced_networks(d), vec!["net0", "net2"]);
+    }
+
     proptest! {
         // The same entry point the fuzz target drives: arbitrary input never panics.
         #[test]
@@ -250,6 +535,23 @@ mod tests {
         #[test]
         fn identify_never_panics_on_xmlish(s in "(<(domain|pool|name|uuid|/name|/domain|x)( a='b')?/?>|[a-z&;<>]){0,40}") {
             let _ = identify(&s);
+        }
+
+        #[test]
+        fn subset_is_reflexive_and_inject_keeps_identity(name in "[a-z0-9.-]{1,20}", attr in "[a-z ]{0,10}") {
+            let xml = format!("<domain type='{attr}'>\n  <name>{name}</name>\n  <devices/>\n</domain>");
+            prop_assert!(is_subset(&xml, &xml).unwrap());
+            let out = inject_metadata(&xml, "<m:rendered xmlns:m=\"https://multiverse-os.org/xmlns/up/1\" sha256=\"0\"/>").unwrap();
+            prop_assert!(is_subset(&xml, &out).unwrap());
+            prop_assert_eq!(identify(&out).unwrap().name, Some(name));
+        }
+
+        #[test]
+        fn tree_functions_never_panic(s in "(<(domain|metadata|devices|interface|source)( network='x')?/?>|</(domain|metadata|devices)>|[a-z&;<>]){0,40}") {
+            let _ = is_subset(&s, &s);
+            let _ = inject_metadata(&s, "<x/>");
+            let _ = rendered_hash(&s);
+            let _ = referenced_networks(&s);
         }
 
         #[test]

@@ -1,0 +1,654 @@
+//! `up`, `down` and `status`: the rendered tree made real through libvirt, and back.
+//!
+//! The caller (the CLI, which knows `mv-machines`) describes the wanted state as an [`UpSpec`]:
+//! the rendered pool and network files, and every machine with its rendered `domain.xml` and disk
+//! overlays, in start order. This module never reads `multiverse.toml`, so it is tested on its own.
+//!
+//! `up` (see [`up`]):
+//! 1. reads every rendered file and checks, before any change: the XML names an object, no
+//!    object of that name exists on the host with another UUID (a name collision), every disk to
+//!    create has its base image;
+//! 2. creates missing disks (qcow2 overlays), defines/updates the pool (and starts and refreshes
+//!    it), the networks, the domains. A domain carries a marker in its `<metadata>` with the
+//!    SHA-256 of the rendered file it came from, which is how `status` tells "changed since
+//!    render" and how a second `up` knows there is nothing to do. Networks and pools are compared
+//!    with [`crate::xml::is_subset`];
+//! 3. if any step fails, undoes what this run did (undefines what it defined, redefines what it
+//!    updated, deletes the disks it created);
+//! 4. with `start`, starts the machines in order, each after its networks, waiting until libvirt
+//!    reports it running. Application VMs get a fresh overlay before each start (throw-away).
+//!
+//! `down` stops machines in reverse order: ACPI shutdown, then destroy after a timeout.
+
+use crate::conn::{Connection, DomainState, ObjectKind};
+use crate::error::LibvirtError;
+use crate::images::{self, ImageError, OverlaySpec};
+use crate::xml::{self, XmlError, UP_NS};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One machine as `up` wants it.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    /// FQDN: the libvirt domain name.
+    pub name: String,
+    /// The rendered `machines/<fqdn>/domain.xml`.
+    pub domain_xml: PathBuf,
+    /// Its disks.
+    pub disks: Vec<OverlaySpec>,
+    /// Application VM: a fresh overlay at every start.
+    pub throwaway: bool,
+}
+
+/// The wanted state.
+#[derive(Debug, Clone, Default)]
+pub struct UpSpec {
+    /// The rendered pool file (`libvirt/pool.xml`) and the folder it points at (`storage/`).
+    pub pool: Option<(PathBuf, PathBuf)>,
+    /// The rendered network files.
+    pub networks: Vec<PathBuf>,
+    /// Machines in start order.
+    pub machines: Vec<MachineSpec>,
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Start the machines (in order) after defining.
+    pub start: bool,
+    /// Report only.
+    pub dry_run: bool,
+    /// How long to wait for each machine to run.
+    pub timeout: Duration,
+}
+
+/// What happened to one thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Done {
+    /// Created (disk) or defined (object).
+    Created,
+    /// Redefined from a changed rendered file.
+    Updated,
+    /// Already as rendered.
+    Unchanged,
+    /// Started.
+    Started,
+    /// Was already running.
+    AlreadyRunning,
+    /// Disk replaced by a fresh overlay.
+    Refreshed,
+    /// Stopped by ACPI shutdown.
+    ShutDown,
+    /// Powered off after the shutdown timeout.
+    Destroyed,
+    /// Was not running.
+    AlreadyStopped,
+}
+
+impl Done {
+    /// True for everything but "nothing to do".
+    pub fn is_change(self) -> bool {
+        !matches!(
+            self,
+            Done::Unchanged | Done::AlreadyRunning | Done::AlreadyStopped
+        )
+    }
+}
+
+/// One line of a report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Item {
+    /// `disk`, `pool`, `network`, `domain`.
+    pub what: &'static str,
+    /// Its name (a path for disks).
+    pub name: String,
+    /// What happened (or would, in a dry run).
+    pub done: Done,
+}
+
+/// The report of `up` or `down`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// In the order done.
+    pub items: Vec<Item>,
+}
+
+impl Report {
+    /// True when nothing changed.
+    pub fn nothing_changed(&self) -> bool {
+        !self.items.iter().any(|i| i.done.is_change())
+    }
+    fn push(&mut self, what: &'static str, name: impl Into<String>, done: Done) {
+        self.items.push(Item {
+            what,
+            name: name.into(),
+            done,
+        });
+    }
+}
+
+/// Why `up` or `down` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// A rendered file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rendered file is not a libvirt definition.
+    #[error("{path} is not a libvirt definition")]
+    Xml {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: XmlError,
+    },
+    /// A rendered file defines something else than expected.
+    #[error("{path} defines {found}, expected {expected}")]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// What it defines.
+        found: String,
+        /// What it should define.
+        expected: String,
+    },
+    /// The host has another object of that name.
+    #[error("{path}: {kind} {name} already exists on the host with UUID {host_uuid}, not {ours} (another machine of that name? undefine it or rename ours)")]
+    Collision {
+        /// The rendered file.
+        path: PathBuf,
+        /// Kind.
+        kind: ObjectKind,
+        /// Name.
+        name: String,
+        /// The host's UUID.
+        host_uuid: String,
+        /// The rendered UUID.
+        ours: String,
+    },
+    /// A disk cannot be made (missing base image, qemu-img failure).
+    #[error("disk of {machine}")]
+    Disk {
+        /// The machine.
+        machine: String,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+    /// Libvirt refused something. `undone` says how many earlier steps of this run were undone.
+    #[error("{path}: {}", undo_note(*undone, undo_failures))]
+    Define {
+        /// The rendered file concerned.
+        path: PathBuf,
+        /// Steps undone.
+        undone: usize,
+        /// Undo steps that failed.
+        undo_failures: Vec<String>,
+        /// Libvirt's refusal.
+        #[source]
+        source: Box<LibvirtError>,
+    },
+    /// Starting, stopping or reading state failed.
+    #[error("libvirt")]
+    Libvirt(#[from] LibvirtError),
+    /// A machine did not reach the wanted state in time.
+    #[error("{name} is still {state} after {secs} s")]
+    Timeout {
+        /// Machine.
+        name: String,
+        /// Its state.
+        state: &'static str,
+        /// Seconds waited.
+        secs: u64,
+    },
+}
+
+fn undo_note(undone: usize, fails: &[String]) -> String {
+    let mut s = format!("up stopped, {undone} earlier step(s) of this run undone");
+    if !fails.is_empty() {
+        s.push_str(&format!(
+            "; {} could NOT be undone: {}",
+            fails.len(),
+            fails.join("; ")
+        ));
+    }
+    s
+}
+
+struct Rendered {
+    path: PathBuf,
+    kind: ObjectKind,
+    name: String,
+    uuid: Option<String>,
+    xml: String,
+}
+
+fn read_rendered(path: &Path, kind: ObjectKind, name: Option<&str>) -> Result<Rendered, UpError> {
+    let xml = std::fs::read_to_string(path).map_err(|source| UpError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let id = xml::identify(&xml).map_err(|source| UpError::Xml {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let found = format!("{} {}", id.kind, id.name.as_deref().unwrap_or("(no name)"));
+    let ok =
+        id.kind == kind && id.name.is_some() && name.is_none_or(|n| id.name.as_deref() == Some(n));
+    let Some(got) = id.name.filter(|_| ok) else {
+        return Err(UpError::Unexpected {
+            path: path.to_path_buf(),
+            found,
+            expected: format!("{kind} {}", name.unwrap_or("with a name")),
+        });
+    };
+    Ok(Rendered {
+        path: path.to_path_buf(),
+        kind,
+        name: got,
+        uuid: id.uuid,
+        xml,
+    })
+}
+
+/// The domain XML `up` defines: the rendered file plus the marker with the file's SHA-256.
+pub fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
+    let hash = hex::encode(sha2::Sha256::digest(rendered.as_bytes()));
+    xml::inject_metadata(
+        rendered,
+        &format!("<mvup:rendered xmlns:mvup=\"{UP_NS}\" sha256=\"{hash}\"/>"),
+    )
+}
+
+/// Whether the host's definition of a rendered object differs from the rendered file.
+fn differs(r: &Rendered, live: &str) -> Result<bool, UpError> {
+    if r.kind == ObjectKind::Domain {
+        let want = hex::encode(sha2::Sha256::digest(r.xml.as_bytes()));
+        return Ok(xml::rendered_hash(live).as_deref() != Some(want.as_str()));
+    }
+    xml::is_subset(&r.xml, live)
+        .map(|sub| !sub)
+        .map_err(|source| UpError::Xml {
+            path: r.path.clone(),
+            source,
+        })
+}
+
+enum Undo {
+    Undefine(ObjectKind, String),
+    Redefine(ObjectKind, String, String),
+    RemoveDisk(PathBuf),
+    StopPool(String),
+}
+
+/// Brings the host to the wanted state. See the module documentation.
+pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, UpError> {
+    // 1. Read and check everything before the first change.
+    let mut objects: Vec<Rendered> = Vec::new();
+    if let Some((pool, _)) = &spec.pool {
+        objects.push(read_rendered(pool, ObjectKind::Pool, None)?);
+    }
+    for n in &spec.networks {
+        objects.push(read_rendered(n, ObjectKind::Network, None)?);
+    }
+    for m in &spec.machines {
+        objects.push(read_rendered(
+            &m.domain_xml,
+            ObjectKind::Domain,
+            Some(&m.name),
+        )?);
+    }
+    let mut current: Vec<Option<String>> = Vec::with_capacity(objects.len());
+    for r in &objects {
+        let live = match conn.xml(r.kind, &r.name, true) {
+            Ok(x) => Some(x),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(live) = &live {
+            let host_uuid = xml::identify(live).ok().and_then(|i| i.uuid);
+            if let (Some(h), Some(o)) = (host_uuid, &r.uuid) {
+                if !h.eq_ignore_ascii_case(o) {
+                    return Err(UpError::Collision {
+                        path: r.path.clone(),
+                        kind: r.kind,
+                        name: r.name.clone(),
+                        host_uuid: h,
+                        ours: o.clone(),
+                    });
+                }
+            }
+        }
+        current.push(live);
+    }
+    for m in &spec.machines {
+        for d in &m.disks {
+            if !d.path.exists() && !d.base.is_file() {
+                return Err(UpError::Disk {
+                    machine: m.name.clone(),
+                    source: ImageError::MissingBase {
+                        name: d.base_name.clone(),
+                        path: d.base.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    // 2. Apply, journalling for undo.
+    let mut report = Report::default();
+    let mut journal: Vec<Undo> = Vec::new();
+    let result = apply(
+        conn,
+        spec,
+        opts,
+        &objects,
+        &current,
+        &mut report,
+        &mut journal,
+    );
+    if let Err((path, source)) = result {
+        let undone = journal.len();
+        let undo_failures = rollback(conn, journal);
+        return Err(match source {
+            Failure::Libvirt(source) => UpError::Define {
+                path,
+                undone,
+                undo_failures,
+                source: Box::new(source),
+            },
+            // Disks come first, so a disk failure only ever has other new disks to undo.
+            Failure::Image(machine, source) => UpError::Disk { machine, source },
+        });
+    }
+
+    // 4. Start in order.
+    if opts.start {
+        let pool = objects
+            .iter()
+            .find(|r| r.kind == ObjectKind::Pool)
+            .map(|r| r.name.as_str());
+        for m in &spec.machines {
+            start_machine(conn, m, pool, opts, &mut report)?;
+        }
+    }
+    Ok(report)
+}
+
+enum Failure {
+    Libvirt(LibvirtError),
+    Image(String, ImageError),
+}
+
+fn apply(
+    conn: &Connection,
+    spec: &UpSpec,
+    opts: &UpOptions,
+    objects: &[Rendered],
+    current: &[Option<String>],
+    report: &mut Report,
+    journal: &mut Vec<Undo>,
+) -> Result<(), (PathBuf, Failure)> {
+    for m in &spec.machines {
+        for d in &m.disks {
+            let done = images::ensure_overlay(d, opts.dry_run)
+                .map_err(|e| (d.path.clone(), Failure::Image(m.name.clone(), e)))?;
+            if done == images::Outcome::Created {
+                if !opts.dry_run {
+                    journal.push(Undo::RemoveDisk(d.path.clone()));
+                }
+                report.push("disk", d.path.display().to_string(), Done::Created);
+            }
+        }
+    }
+    for (r, live) in objects.iter().zip(current) {
+        let done = match live {
+            None => Done::Created,
+            Some(l) => {
+                if differs(r, l).map_err(|_| {
+                    (
+                        r.path.clone(),
+                        Failure::Libvirt(LibvirtError::Unsupported {
+                            action: "compare",
+                            kind: r.kind,
+                        }),
+                    )
+                })? {
+                    Done::Updated
+                } else {
+                    Done::Unchanged
+                }
+            }
+        };
+        if done != Done::Unchanged && !opts.dry_run {
+            let text = if r.kind == ObjectKind::Domain {
+                marked_domain_xml(&r.xml).map_err(|_| {
+                    (
+                        r.path.clone(),
+                        Failure::Libvirt(LibvirtError::Unsupported {
+                            action: "mark",
+                            kind: r.kind,
+                        }),
+                    )
+                })?
+            } else {
+                r.xml.clone()
+            };
+            // No <uuid> in the rendered file: keep the host's, or libvirt sees a new object.
+            let host_uuid = live
+                .as_deref()
+                .and_then(|l| xml::identify(l).ok())
+                .and_then(|i| i.uuid);
+            let text = match (&r.uuid, host_uuid) {
+                (None, Some(u)) => xml::with_uuid(&text, &u).unwrap_or(text),
+                _ => text,
+            };
+            conn.define(r.kind, &text)
+                .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+            journal.push(match live {
+                None => Undo::Undefine(r.kind, r.name.clone()),
+                Some(old) => Undo::Redefine(r.kind, r.name.clone(), old.clone()),
+            });
+        }
+        report.push(r.kind.as_str(), r.name.clone(), done);
+        // The pool must be running (and see the disks) before domains that use it.
+        if r.kind == ObjectKind::Pool && !opts.dry_run {
+            let dir = spec.pool.as_ref().map(|(_, d)| d.clone());
+            if let Some(dir) = dir {
+                let _ = std::fs::create_dir_all(&dir);
+            }
+            let active = conn
+                .is_active(ObjectKind::Pool, &r.name)
+                .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+            if !active {
+                conn.start_pool(&r.name)
+                    .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+                journal.push(Undo::StopPool(r.name.clone()));
+            }
+            conn.pool_volumes(&r.name)
+                .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+        }
+    }
+    Ok(())
+}
+
+fn rollback(conn: &Connection, journal: Vec<Undo>) -> Vec<String> {
+    let mut fails = Vec::new();
+    for u in journal.into_iter().rev() {
+        let res = match &u {
+            Undo::Undefine(k, n) => conn.undefine(*k, n).map_err(|e| e.to_string()),
+            Undo::Redefine(k, n, x) => conn
+                .define(*k, x)
+                .map(drop)
+                .map_err(|e| format!("{k} {n}: {e}")),
+            Undo::StopPool(n) => conn.stop_pool(n).map_err(|e| e.to_string()),
+            Undo::RemoveDisk(p) => {
+                std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))
+            }
+        };
+        if let Err(e) = res {
+            fails.push(e);
+        }
+    }
+    fails
+}
+
+fn start_machine(
+    conn: &Connection,
+    m: &MachineSpec,
+    pool: Option<&str>,
+    opts: &UpOptions,
+    report: &mut Report,
+) -> Result<(), UpError> {
+    if conn.exists(ObjectKind::Domain, &m.name)? && conn.domain_is_active(&m.name)? {
+        report.push("domain", m.name.clone(), Done::AlreadyRunning);
+        return Ok(());
+    }
+    let rendered = std::fs::read_to_string(&m.domain_xml).map_err(|source| UpError::Read {
+        path: m.domain_xml.clone(),
+        source,
+    })?;
+    for net in xml::referenced_networks(&rendered) {
+        let active = !opts.dry_run && conn.is_active(ObjectKind::Network, &net)?;
+        if !active {
+            if !opts.dry_run {
+                conn.start_network(&net)?;
+            }
+            report.push("network", net, Done::Started);
+        }
+    }
+    if m.throwaway {
+        for d in &m.disks {
+            images::fresh_overlay(d, opts.dry_run).map_err(|source| UpError::Disk {
+                machine: m.name.clone(),
+                source,
+            })?;
+            report.push("disk", d.path.display().to_string(), Done::Refreshed);
+        }
+        if let (Some(pool), false) = (pool, opts.dry_run) {
+            // The pool caches each volume's size and format: let it see the new files.
+            conn.pool_volumes(pool)?;
+        }
+    }
+    if !opts.dry_run {
+        conn.start_domain(&m.name)?;
+        wait_for(conn, &m.name, opts.timeout, |s| s == DomainState::Running)?;
+    }
+    report.push("domain", m.name.clone(), Done::Started);
+    Ok(())
+}
+
+/// Polls a domain's state every 50 ms until `want` holds or `timeout` passes.
+pub fn wait_for(
+    conn: &Connection,
+    name: &str,
+    timeout: Duration,
+    want: impl Fn(DomainState) -> bool,
+) -> Result<(), UpError> {
+    let start = Instant::now();
+    loop {
+        let s = conn.domain_state(name)?;
+        if want(s) {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(UpError::Timeout {
+                name: name.to_string(),
+                state: s.as_str(),
+                secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops `names` in the order given (callers pass reverse start order): ACPI shutdown, then
+/// destroy once `timeout` has passed. Undefined machines are skipped.
+pub fn down(
+    conn: &Connection,
+    names: &[String],
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<Report, UpError> {
+    let mut report = Report::default();
+    for name in names {
+        if !conn.exists(ObjectKind::Domain, name)? || !conn.domain_is_active(name)? {
+            report.push("domain", name.clone(), Done::AlreadyStopped);
+            continue;
+        }
+        if dry_run {
+            report.push("domain", name.clone(), Done::ShutDown);
+            continue;
+        }
+        // A guest without ACPI support (or still booting) may ignore the request: destroy then.
+        let asked = conn.shutdown_domain(name).is_ok();
+        let stopped = asked && wait_for(conn, name, timeout, |s| !s.is_active()).is_ok();
+        if stopped {
+            report.push("domain", name.clone(), Done::ShutDown);
+        } else {
+            match conn.destroy_domain(name) {
+                Ok(()) => {}
+                // It stopped between the last poll and the destroy.
+                Err(_) if !conn.domain_is_active(name)? => {}
+                Err(e) => return Err(e.into()),
+            }
+            report.push("domain", name.clone(), Done::Destroyed);
+        }
+    }
+    Ok(report)
+}
+
+/// One machine in `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MachineStatus {
+    /// FQDN.
+    pub name: String,
+    /// Defined in libvirt.
+    pub defined: bool,
+    /// Run state (`shut_off` when not defined).
+    pub state: DomainState,
+    /// The definition differs from the rendered domain.xml (`null` when not defined or not
+    /// rendered).
+    pub changed_since_render: Option<bool>,
+}
+
+/// The status of each machine.
+pub fn status(conn: &Connection, machines: &[MachineSpec]) -> Result<Vec<MachineStatus>, UpError> {
+    let mut out = Vec::new();
+    for m in machines {
+        let defined = conn.exists(ObjectKind::Domain, &m.name)?;
+        if !defined {
+            out.push(MachineStatus {
+                name: m.name.clone(),
+                defined,
+                state: DomainState::ShutOff,
+                changed_since_render: None,
+            });
+            continue;
+        }
+        let state = conn.domain_state(&m.name)?;
+        let live = conn.domain_xml(&m.name, true)?;
+        let changed = match std::fs::read_to_string(&m.domain_xml) {
+            Ok(rendered) => {
+                let want = hex::encode(sha2::Sha256::digest(rendered.as_bytes()));
+                Some(xml::rendered_hash(&live).as_deref() != Some(want.as_str()))
+            }
+            Err(_) => None,
+        };
+        out.push(MachineStatus {
+            name: m.name.clone(),
+            defined,
+            state,
+            changed_since_render: changed,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,323 @@
+//! `up` / `down` / `status` against the real libvirtd, and one machine really started under QEMU
+//! (KVM when /dev/kvm is usable, else TCG) from a tiny qcow2 overlay the test makes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{unique, uri, Cleanup};
+use mv_libvirt::images::OverlaySpec;
+use mv_libvirt::up::{down, status, up, Done, MachineSpec, UpError, UpOptions, UpSpec};
+use mv_libvirt::{Connection, DomainState, ObjectKind};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    tag: String,
+    pool: String,
+    spec: UpSpec,
+}
+
+fn domain_type() -> &'static str {
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if usable {
+        "kvm"
+    } else {
+        "qemu"
+    }
+}
+
+fn rendered_domain(name: &str, pool: &str, volume: &str, memory_mib: u32) -> String {
+    format!(
+        r#"<!-- rendered for the test -->
+<domain type="{ty}">
+  <name>{name}</name>
+  <memory unit="MiB">{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch="x86_64" machine="pc">hvm</type>
+    <boot dev="hd"/>
+  </os>
+  <features>
+    <acpi/>
+  </features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type="volume" device="disk">
+      <driver name="qemu" type="qcow2"/>
+      <source pool="{pool}" volume="{volume}"/>
+      <target dev="vda" bus="virtio"/>
+    </disk>
+  </devices>
+</domain>
+"#,
+        ty = domain_type()
+    )
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+/// A tree with a base image, a pool over storage/ and `n` machines whose disks link into it.
+fn fixture(n: usize, clean: &mut Cleanup) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    // libvirt runs QEMU as libvirt-qemu: it must be able to walk into the tree.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tag = unique();
+    let root = dir.path();
+    let images = root.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    mv_testkit::run_ok(
+        std::process::Command::new(mv_testkit::require_tool("qemu-img"))
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(images.join("tiny.qcow2"))
+            .arg("16M"),
+    );
+    let pool = format!("mvtest-up-{tag}");
+    let storage = root.join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let pool_xml = root.join("libvirt/pool.xml");
+    write(&pool_xml, &common::pool_xml(&pool, &storage));
+    clean.add(ObjectKind::Pool, &pool);
+    let mut machines = Vec::new();
+    for i in 0..n {
+        let name = format!("m{i}-{tag}.test.multiverse");
+        let volume = format!("{name}.qcow2");
+        let mdir = root.join("machines").join(&name);
+        let disk = mdir.join("disk.qcow2");
+        std::fs::create_dir_all(&mdir).unwrap();
+        std::os::unix::fs::symlink(
+            Path::new("..")
+                .join("machines")
+                .join(&name)
+                .join("disk.qcow2"),
+            storage.join(&volume),
+        )
+        .unwrap();
+        let dxml = mdir.join("domain.xml");
+        write(&dxml, &rendered_domain(&name, &pool, &volume, 64));
+        clean.add(ObjectKind::Domain, &name);
+        machines.push(MachineSpec {
+            name,
+            domain_xml: dxml,
+            disks: vec![OverlaySpec {
+                path: disk,
+                base_name: "tiny".into(),
+                base: images.join("tiny.qcow2"),
+                size_gib: 0,
+            }],
+            throwaway: i == 0,
+        });
+    }
+    Fixture {
+        spec: UpSpec {
+            pool: Some((pool_xml, storage)),
+            networks: Vec::new(),
+            machines,
+        },
+        dir,
+        tag,
+        pool,
+    }
+}
+
+fn opts(start: bool) -> UpOptions {
+    UpOptions {
+        start,
+        dry_run: false,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn up_is_idempotent_status_agrees_and_one_machine_runs() {
+    mv_testkit::require_tool("libvirtd");
+    mv_testkit::require_tool("qemu-system-x86_64");
+    let u = uri();
+    let c = Connection::open(&u).unwrap();
+    let mut clean = Cleanup::new(&u);
+    let f = fixture(2, &mut clean);
+
+    // Dry run: a plan, no change.
+    let plan = up(
+        &c,
+        &f.spec,
+        &UpOptions {
+            dry_run: true,
+            ..opts(false)
+        },
+    )
+    .unwrap();
+    assert!(
+        plan.items.iter().all(|i| i.done == Done::Created),
+        "{plan:?}"
+    );
+    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
+    assert!(!f.spec.machines[0].disks[0].path.exists());
+
+    let r = up(&c, &f.spec, &opts(false)).unwrap();
+    let created: Vec<_> = r.items.iter().map(|i| (i.what, i.done)).collect();
+    assert_eq!(
+        created,
+        vec![
+            ("disk", Done::Created),
+            ("disk", Done::Created),
+            ("pool", Done::Created),
+            ("domain", Done::Created),
+            ("domain", Done::Created)
+        ]
+    );
+    for m in &f.spec.machines {
+        assert!(c.exists(ObjectKind::Domain, &m.name).unwrap());
+        assert!(m.disks[0].path.is_file());
+    }
+    let st = status(&c, &f.spec.machines).unwrap();
+    assert!(st.iter().all(|s| s.defined
+        && s.state == DomainState::ShutOff
+        && s.changed_since_render == Some(false)));
+
+    // Second up: nothing to do.
+    let again = up(&c, &f.spec, &opts(false)).unwrap();
+    assert!(again.nothing_changed(), "{again:?}");
+
+    // Edit a rendered file: status sees it, up updates just that one.
+    let m1 = &f.spec.machines[1];
+    let volume = format!("{}.qcow2", m1.name);
+    write(
+        &m1.domain_xml,
+        &rendered_domain(&m1.name, &f.pool, &volume, 96),
+    );
+    let st = status(&c, &f.spec.machines).unwrap();
+    assert_eq!(st[1].changed_since_render, Some(true));
+    assert_eq!(st[0].changed_since_render, Some(false));
+    let r = up(&c, &f.spec, &opts(false)).unwrap();
+    let changed: Vec<_> = r.items.iter().filter(|i| i.done.is_change()).collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].name.as_str(), changed[0].done),
+        (m1.name.as_str(), Done::Updated)
+    );
+    assert!(c.domain_xml(&m1.name, true).unwrap().contains("98304"));
+
+    // Start only the first machine (an application VM: fresh overlay), for real.
+    let one = UpSpec {
+        machines: vec![f.spec.machines[0].clone()],
+        ..f.spec.clone()
+    };
+    let r = up(&c, &one, &opts(true)).unwrap();
+    assert!(r.items.iter().any(|i| i.done == Done::Refreshed));
+    assert!(r
+        .items
+        .iter()
+        .any(|i| i.what == "domain" && i.done == Done::Started));
+    let name = &f.spec.machines[0].name;
+    assert_eq!(c.domain_state(name).unwrap(), DomainState::Running);
+    assert!(c.domain_is_active(name).unwrap());
+    // Running again: already running.
+    let r = up(&c, &one, &opts(true)).unwrap();
+    assert!(r.nothing_changed(), "{r:?}");
+    let st = status(&c, &f.spec.machines).unwrap();
+    assert_eq!(st[0].state, DomainState::Running);
+
+    // Down: the guest has no OS to answer ACPI, so it is destroyed after the timeout.
+    let names: Vec<String> = f
+        .spec
+        .machines
+        .iter()
+        .rev()
+        .map(|m| m.name.clone())
+        .collect();
+    let r = down(&c, &names, Duration::from_millis(500), false).unwrap();
+    let d: Vec<_> = r.items.iter().map(|i| i.done).collect();
+    assert_eq!(d, vec![Done::AlreadyStopped, Done::Destroyed]);
+    assert_eq!(c.domain_state(name).unwrap(), DomainState::ShutOff);
+    let r = down(&c, &names, Duration::from_millis(500), false).unwrap();
+    assert!(r.nothing_changed());
+    drop(f.dir);
+    let _ = f.tag;
+}
+
+#[test]
+fn missing_base_image_changes_nothing() {
+    mv_testkit::require_tool("libvirtd");
+    let u = uri();
+    let c = Connection::open(&u).unwrap();
+    let mut clean = Cleanup::new(&u);
+    let mut f = fixture(2, &mut clean);
+    f.spec.machines[1].disks[0].base = f.dir.path().join("images/absent.qcow2");
+    f.spec.machines[1].disks[0].base_name = "absent".into();
+    let err = up(&c, &f.spec, &opts(false)).unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("base image absent is missing"), "{text}");
+    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
+    assert!(!c
+        .exists(ObjectKind::Domain, &f.spec.machines[0].name)
+        .unwrap());
+    assert!(!f.spec.machines[0].disks[0].path.exists());
+}
+
+#[test]
+fn rejected_domain_undoes_the_run() {
+    mv_testkit::require_tool("libvirtd");
+    let u = uri();
+    let c = Connection::open(&u).unwrap();
+    let mut clean = Cleanup::new(&u);
+    let f = fixture(2, &mut clean);
+    let bad = &f.spec.machines[1];
+    let text = std::fs::read_to_string(&bad.domain_xml).unwrap().replace(
+        "<memory unit=\"MiB\">64</memory>",
+        "<memory unit=\"MiB\">lots</memory>",
+    );
+    write(&bad.domain_xml, &text);
+    let err = up(&c, &f.spec, &opts(false)).unwrap_err();
+    assert!(matches!(err, UpError::Define { .. }), "{err:?}");
+    let msg = chain(&err);
+    assert!(msg.contains(&bad.domain_xml.display().to_string()), "{msg}");
+    assert!(msg.contains("Invalid value 'lots'"), "{msg}");
+    // Nothing half-done.
+    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
+    assert!(!c
+        .exists(ObjectKind::Domain, &f.spec.machines[0].name)
+        .unwrap());
+    assert!(!f.spec.machines[0].disks[0].path.exists());
+}
+
+#[test]
+fn name_collision_is_refused() {
+    mv_testkit::require_tool("libvirtd");
+    let u = uri();
+    let c = Connection::open(&u).unwrap();
+    let mut clean = Cleanup::new(&u);
+    let f = fixture(1, &mut clean);
+    let m = &f.spec.machines[0];
+    // Someone else's domain of the same name (libvirt gives it its own UUID).
+    c.define_domain(&common::domain_xml(&m.name)).unwrap();
+    let text = std::fs::read_to_string(&m.domain_xml).unwrap().replace(
+        "</name>",
+        "</name>\n  <uuid>0d8e2b94-6b53-4d5c-9d51-3c1f1c8e7a01</uuid>",
+    );
+    write(&m.domain_xml, &text);
+    let err = up(&c, &f.spec, &opts(false)).unwrap_err();
+    assert!(matches!(err, UpError::Collision { .. }), "{err:?}");
+    assert!(err.to_string().contains("already exists"));
+    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
+    let _: PathBuf = m.domain_xml.clone();
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
