@@ -1,0 +1,742 @@
+//! The executor: saves a plan, runs it under the write-ahead journal, resumes it, undoes it.
+//!
+//! State lives in `<root>/.multiverse-migrate/`: `plan.json` (written atomically before the first
+//! change) and `journal` (see [`crate::journal`]). Every op is executed as "record begin, act,
+//! record done", and every act first looks at what is on disk:
+//!
+//! | op | source there, target not | target there, source not | both there |
+//! |---|---|---|---|
+//! | move (rename) | rename (no-replace) | already done | refused: never overwrite |
+//! | move (copy) | copy to a temp file, fsync, verify SHA-256, rename in, remove source | already done | verify both equal, then remove source |
+//! | mkdir / rmdir / link / unlink | act | already done | refused when it is not ours |
+//!
+//! so an op interrupted anywhere is finished by the next run, and an op that never started is
+//! left alone by the undo. The undo runs the inverse ([`Op::inverse`]) of every op that the
+//! journal shows as begun, last first, then removes the state folder.
+
+use crate::journal::{Journal, JournalError, Progress, Record};
+use crate::libvirt::{self, Hypervisor, HypervisorError};
+use crate::plan::{Op, Plan};
+use crate::snapshot::sha256_file;
+use crate::{crash, STATE_DIR};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why one op failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// A filesystem call failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Something the plan did not create is in the way.
+    #[error("{path} {why}; move it away and run again")]
+    Conflict {
+        /// The path in the way.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Neither end of a move exists.
+    #[error("neither {from} nor {to} exists: the entry was removed while the migration ran")]
+    Missing {
+        /// Source.
+        from: PathBuf,
+        /// Target.
+        to: PathBuf,
+    },
+    /// A copy does not match its source.
+    #[error("the copy {to} does not match {from} (SHA-256); the source is kept")]
+    Checksum {
+        /// Source.
+        from: PathBuf,
+        /// Copy.
+        to: PathBuf,
+    },
+    /// A libvirt step is in the plan but no connection was given.
+    #[error("this step needs libvirt, and no connection was given")]
+    NoHypervisor,
+    /// libvirt failed.
+    #[error(transparent)]
+    Libvirt(#[from] HypervisorError),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> OpError + 'a {
+    move |source| OpError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Why applying or undoing failed. The journal is intact: the same command finishes the work.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The state folder or plan file could not be written or removed.
+    #[error("cannot {action} migration state {path}")]
+    State {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The saved plan does not parse.
+    #[error("saved plan {path} is unreadable")]
+    PlanFile {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// One op failed.
+    #[error("step {index} ({op}) failed")]
+    Op {
+        /// Its index in the plan.
+        index: usize,
+        /// The op, rendered.
+        op: String,
+        /// Cause.
+        #[source]
+        source: OpError,
+    },
+    /// A forward run was asked while an undo is half done.
+    #[error("an undo of the migration in {state} is half done")]
+    UndoInProgress {
+        /// The state folder.
+        state: PathBuf,
+    },
+    /// A new plan was given while another is in progress.
+    #[error("a migration from {from} is already in progress in {state}")]
+    OtherInProgress {
+        /// Its old tree.
+        from: PathBuf,
+        /// The state folder.
+        state: PathBuf,
+    },
+}
+
+/// Where a migration stands, as its state folder says.
+#[derive(Debug)]
+pub enum State {
+    /// No migration state in this root.
+    None,
+    /// A plan is saved; some ops remain.
+    InProgress {
+        /// The plan.
+        plan: Plan,
+        /// The journal.
+        progress: Progress,
+    },
+    /// Every op is done (the state is kept for `--undo`).
+    Complete {
+        /// The plan.
+        plan: Plan,
+    },
+    /// An undo has started and not finished.
+    Undoing {
+        /// The plan.
+        plan: Plan,
+        /// The journal.
+        progress: Progress,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Ops in the plan.
+    pub total: usize,
+    /// Ops executed by this run.
+    pub executed: usize,
+    /// Ops found already done (by an earlier, interrupted run).
+    pub already_done: usize,
+}
+
+/// A migration into one root.
+#[derive(Debug)]
+pub struct Migration {
+    root: PathBuf,
+    /// Show a progress bar for copies across filesystems (on a terminal).
+    pub progress_bar: bool,
+}
+
+impl Migration {
+    /// The migration state of root `root`.
+    pub fn at(root: &Path) -> Migration {
+        let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Migration {
+            root,
+            progress_bar: true,
+        }
+    }
+
+    /// The state folder.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    fn plan_path(&self) -> PathBuf {
+        self.state_dir().join("plan.json")
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.state_dir().join("journal")
+    }
+
+    /// Reads the state folder.
+    pub fn state(&self) -> Result<State, ApplyError> {
+        let pp = self.plan_path();
+        let bytes = match fs::read(&pp) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::None),
+            Err(source) => {
+                return Err(ApplyError::State {
+                    action: "read",
+                    path: pp,
+                    source,
+                })
+            }
+        };
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|source| ApplyError::PlanFile { path: pp, source })?;
+        let progress = Journal::read(&self.journal_path())?;
+        Ok(if progress.undoing {
+            State::Undoing { plan, progress }
+        } else if progress.done.len() >= plan.ops.len()
+            && (0..plan.ops.len()).all(|i| progress.done.contains(&i))
+        {
+            State::Complete { plan }
+        } else {
+            State::InProgress { plan, progress }
+        })
+    }
+
+    /// Removes a state folder left without a plan (a crash before the plan was saved, or at the
+    /// very end of an undo). Returns whether there was one.
+    pub fn clear_leftover(&self) -> Result<bool, ApplyError> {
+        let dir = self.state_dir();
+        if dir.is_dir() && !self.plan_path().exists() {
+            fs::remove_dir_all(&dir).map_err(|source| ApplyError::State {
+                action: "remove",
+                path: dir.clone(),
+                source,
+            })?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Saves `plan` (creating the root if the plan says so). Nothing of the old tree changes.
+    pub fn start(&self, plan: &Plan) -> Result<(), ApplyError> {
+        match self.state()? {
+            State::None => {}
+            State::InProgress { plan: p, .. } | State::Complete { plan: p } => {
+                return Err(ApplyError::OtherInProgress {
+                    from: p.from,
+                    state: self.state_dir(),
+                })
+            }
+            State::Undoing { .. } => {
+                return Err(ApplyError::UndoInProgress {
+                    state: self.state_dir(),
+                })
+            }
+        }
+        self.clear_leftover()?;
+        let st = |action, path: PathBuf| {
+            move |source| ApplyError::State {
+                action,
+                path,
+                source,
+            }
+        };
+        if plan.create_root && !plan.to.exists() {
+            fs::create_dir(&plan.to).map_err(st("create", plan.to.clone()))?;
+            if let Some(parent) = plan.to.parent() {
+                mv_core::fsutil::sync_dir(parent).map_err(st("sync", parent.to_path_buf()))?;
+            }
+        }
+        let dir = self.state_dir();
+        fs::create_dir_all(&dir).map_err(st("create", dir.clone()))?;
+        let json = serde_json::to_vec_pretty(plan).map_err(|source| ApplyError::PlanFile {
+            path: self.plan_path(),
+            source,
+        })?;
+        mv_core::fsutil::write_public(&self.plan_path(), &json).map_err(|e| ApplyError::State {
+            action: "write",
+            path: e.path,
+            source: e.source,
+        })?;
+        mv_core::fsutil::sync_dir(&self.root).map_err(st("sync", self.root.clone()))?;
+        Journal::open(&self.journal_path())?;
+        crash::point();
+        Ok(())
+    }
+
+    /// Executes the saved plan's remaining ops. A complete migration is left as it is.
+    pub fn run(&self, hv: Option<&dyn Hypervisor>) -> Result<Outcome, ApplyError> {
+        let (plan, progress) = match self.state()? {
+            State::None => {
+                return Ok(Outcome {
+                    total: 0,
+                    executed: 0,
+                    already_done: 0,
+                })
+            }
+            State::Complete { plan } => {
+                return Ok(Outcome {
+                    total: plan.ops.len(),
+                    executed: 0,
+                    already_done: plan.ops.len(),
+                })
+            }
+            State::Undoing { .. } => {
+                return Err(ApplyError::UndoInProgress {
+                    state: self.state_dir(),
+                })
+            }
+            State::InProgress { plan, progress } => (plan, progress),
+        };
+        let mut journal = Journal::open(&self.journal_path())?;
+        let todo: Vec<usize> = (0..plan.ops.len())
+            .filter(|i| !progress.done.contains(i))
+            .collect();
+        let copy_bytes: u64 = todo
+            .iter()
+            .map(|i| match &plan.ops[*i] {
+                Op::Move {
+                    cross_fs: true,
+                    size,
+                    ..
+                } => *size,
+                _ => 0,
+            })
+            .sum();
+        let bar = self.bar(copy_bytes);
+        for &i in &todo {
+            let op = &plan.ops[i];
+            journal.record(Record::Begin(i))?;
+            execute(op, hv, &bar).map_err(|source| ApplyError::Op {
+                index: i,
+                op: op.to_string(),
+                source,
+            })?;
+            journal.record(Record::Done(i))?;
+        }
+        bar.finish_and_clear();
+        Ok(Outcome {
+            total: plan.ops.len(),
+            executed: todo.len(),
+            already_done: plan.ops.len() - todo.len(),
+        })
+    }
+
+    /// The inverse ops the undo would run, in order (for `--dry-run`).
+    pub fn undo_plan(&self) -> Result<Vec<Op>, ApplyError> {
+        let (plan, progress) = match self.state()? {
+            State::None => return Ok(Vec::new()),
+            State::Complete { plan } => {
+                let all = Progress {
+                    begun: (0..plan.ops.len()).collect(),
+                    ..Progress::default()
+                };
+                (plan, all)
+            }
+            State::InProgress { plan, progress } | State::Undoing { plan, progress } => {
+                (plan, progress)
+            }
+        };
+        Ok(undo_indices(&plan, &progress)
+            .into_iter()
+            .map(|i| plan.ops[i].inverse())
+            .collect())
+    }
+
+    /// Undoes the migration (complete, interrupted, or half undone) and removes the state folder.
+    /// Returns `None` when there was nothing to undo.
+    pub fn undo(&self, hv: Option<&dyn Hypervisor>) -> Result<Option<Outcome>, ApplyError> {
+        let (plan, progress) = match self.state()? {
+            State::None => {
+                self.clear_leftover()?;
+                return Ok(None);
+            }
+            State::Complete { plan } => {
+                let p = Journal::read(&self.journal_path())?;
+                (plan, p)
+            }
+            State::InProgress { plan, progress } | State::Undoing { plan, progress } => {
+                (plan, progress)
+            }
+        };
+        let mut journal = Journal::open(&self.journal_path())?;
+        let todo = undo_indices(&plan, &progress);
+        let copy_bytes: u64 = todo
+            .iter()
+            .map(|i| match &plan.ops[*i] {
+                Op::Move {
+                    cross_fs: true,
+                    size,
+                    ..
+                } => *size,
+                _ => 0,
+            })
+            .sum();
+        let bar = self.bar(copy_bytes);
+        for &i in &todo {
+            let inv = plan.ops[i].inverse();
+            journal.record(Record::UndoBegin(i))?;
+            execute(&inv, hv, &bar).map_err(|source| ApplyError::Op {
+                index: i,
+                op: inv.to_string(),
+                source,
+            })?;
+            journal.record(Record::UndoDone(i))?;
+        }
+        bar.finish_and_clear();
+        drop(journal);
+        self.finish_undo(&plan)?;
+        let begun = progress.begun.len();
+        Ok(Some(Outcome {
+            total: begun,
+            executed: todo.len(),
+            already_done: begun.saturating_sub(todo.len()),
+        }))
+    }
+
+    /// Removes the state folder (plan first: a crash after that leaves a leftover folder that
+    /// [`Migration::clear_leftover`] removes) and the root if the migration created it.
+    fn finish_undo(&self, plan: &Plan) -> Result<(), ApplyError> {
+        let st = |action, path: PathBuf| {
+            move |source| ApplyError::State {
+                action,
+                path,
+                source,
+            }
+        };
+        let pp = self.plan_path();
+        fs::remove_file(&pp).map_err(st("remove", pp.clone()))?;
+        mv_core::fsutil::sync_dir(&self.state_dir()).map_err(st("sync", self.state_dir()))?;
+        crash::point();
+        let dir = self.state_dir();
+        fs::remove_dir_all(&dir).map_err(st("remove", dir.clone()))?;
+        mv_core::fsutil::sync_dir(&self.root).map_err(st("sync", self.root.clone()))?;
+        if plan.create_root {
+            // Only if empty: anything put there by someone else stays.
+            if fs::remove_dir(&plan.to).is_ok() {
+                if let Some(parent) = plan.to.parent() {
+                    mv_core::fsutil::sync_dir(parent).map_err(st("sync", parent.to_path_buf()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bar(&self, bytes: u64) -> ProgressBar {
+        if !self.progress_bar || bytes == 0 {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(bytes);
+        if let Ok(style) = ProgressStyle::with_template(
+            "copying {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    }
+}
+
+/// Ops to invert, last first: every op the forward journal shows as begun, not yet undone.
+fn undo_indices(plan: &Plan, progress: &Progress) -> Vec<usize> {
+    let Some(&last) = progress.begun.iter().next_back() else {
+        return Vec::new();
+    };
+    (0..=last.min(plan.ops.len().saturating_sub(1)))
+        .rev()
+        .filter(|i| !progress.undone.contains(i))
+        .collect()
+}
+
+/// What is at a path (not following symlinks).
+fn what(p: &Path) -> Result<Option<fs::Metadata>, OpError> {
+    match fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("inspect", p)(e)),
+    }
+}
+
+fn sync_parent(p: &Path) -> Result<(), OpError> {
+    let dir = p.parent().unwrap_or(Path::new("/"));
+    mv_core::fsutil::sync_dir(dir).map_err(io_err("sync folder", dir))
+}
+
+/// Executes one op, idempotently (see the module table).
+pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Result<(), OpError> {
+    match op {
+        Op::MkDir {
+            path,
+            mode,
+            uid,
+            gid,
+        } => {
+            match what(path)? {
+                Some(m) if m.is_dir() => {}
+                Some(_) => {
+                    return Err(OpError::Conflict {
+                        path: path.clone(),
+                        why: "exists and is not a folder",
+                    })
+                }
+                None => {
+                    fs::create_dir(path).map_err(io_err("create folder", path))?;
+                    crash::point();
+                }
+            }
+            // Owner before mode: chown clears set-id bits.
+            set_owner(path, *uid, *gid, false)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                .map_err(io_err("set the mode of", path))?;
+            sync_parent(path)
+        }
+        Op::RmDir { path, .. } => match what(path)? {
+            None => Ok(()),
+            Some(m) if m.is_dir() => {
+                fs::remove_dir(path).map_err(|e| {
+                    if e.kind() == io::ErrorKind::DirectoryNotEmpty {
+                        OpError::Conflict {
+                            path: path.clone(),
+                            why: "is not empty (something was added while migrating)",
+                        }
+                    } else {
+                        io_err("remove folder", path)(e)
+                    }
+                })?;
+                crash::point();
+                sync_parent(path)
+            }
+            Some(_) => Err(OpError::Conflict {
+                path: path.clone(),
+                why: "is not a folder",
+            }),
+        },
+        Op::Move {
+            from, to, cross_fs, ..
+        } => {
+            // A temp file of an interrupted copy, in either direction, is ours to remove.
+            for t in [tmp_for(to), tmp_for(from)] {
+                if what(&t)?.is_some() {
+                    fs::remove_file(&t).map_err(io_err("remove", &t))?;
+                }
+            }
+            match (what(from)?, what(to)?) {
+                (Some(_), None) => {
+                    if *cross_fs {
+                        copy_verified(from, to, bar)?;
+                    } else {
+                        rename_noreplace(from, to)?;
+                        crash::point();
+                        sync_parent(to)?;
+                        sync_parent(from)?;
+                    }
+                    Ok(())
+                }
+                (None, Some(_)) => Ok(()),
+                (Some(fm), Some(tm)) => {
+                    // Only an interrupted copy leaves both; remove the source once they agree.
+                    if *cross_fs && same_content(from, &fm, to, &tm)? {
+                        fs::remove_file(from).map_err(io_err("remove", from))?;
+                        sync_parent(from)
+                    } else {
+                        Err(OpError::Conflict {
+                            path: to.clone(),
+                            why: "exists and the plan did not put it there",
+                        })
+                    }
+                }
+                (None, None) => Err(OpError::Missing {
+                    from: from.clone(),
+                    to: to.clone(),
+                }),
+            }
+        }
+        Op::Symlink { path, target } => match what(path)? {
+            None => {
+                std::os::unix::fs::symlink(target, path).map_err(io_err("create link", path))?;
+                crash::point();
+                sync_parent(path)
+            }
+            Some(m) if m.is_symlink() && fs::read_link(path).ok().as_ref() == Some(target) => {
+                Ok(())
+            }
+            Some(_) => Err(OpError::Conflict {
+                path: path.clone(),
+                why: "exists and is not the link the plan makes",
+            }),
+        },
+        Op::Unlink { path, target } => match what(path)? {
+            None => Ok(()),
+            Some(m) if m.is_symlink() && fs::read_link(path).ok().as_ref() == Some(target) => {
+                fs::remove_file(path).map_err(io_err("remove link", path))?;
+                crash::point();
+                sync_parent(path)
+            }
+            Some(_) => Err(OpError::Conflict {
+                path: path.clone(),
+                why: "is not the link the migration made",
+            }),
+        },
+        Op::Redefine {
+            kind,
+            name,
+            rewrites,
+        } => {
+            let hv = hv.ok_or(OpError::NoHypervisor)?;
+            let xml = hv.xml(*kind, name)?;
+            let (new, made) = libvirt::apply_rewrites(*kind, &xml, rewrites);
+            if !made.is_empty() {
+                hv.define(*kind, &new)?;
+                crash::point();
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The temp name a copy to `to` uses (a hidden sibling).
+fn tmp_for(to: &Path) -> PathBuf {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    to.with_file_name(format!(".{name}.mv-migrate-tmp"))
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> Result<(), OpError> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EEXIST) => Err(OpError::Conflict {
+            path: to.to_path_buf(),
+            why: "appeared while migrating",
+        }),
+        // Filesystems without RENAME_NOREPLACE: the target was checked just before.
+        Err(nix::errno::Errno::EINVAL) => fs::rename(from, to).map_err(io_err("rename", from)),
+        Err(e) => Err(io_err("rename", from)(io::Error::from(e))),
+    }
+}
+
+fn set_owner(path: &Path, uid: u32, gid: u32, link: bool) -> Result<(), OpError> {
+    let r = if link {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+    } else {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    };
+    match r {
+        Ok(()) => Ok(()),
+        // Not root: files can only be given to ourselves; what we create is already ours.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        Err(e) => Err(io_err("set the owner of", path)(e)),
+    }
+}
+
+fn same_content(a: &Path, am: &fs::Metadata, b: &Path, bm: &fs::Metadata) -> Result<bool, OpError> {
+    if am.is_symlink() || bm.is_symlink() {
+        return Ok(am.is_symlink()
+            && bm.is_symlink()
+            && fs::read_link(a).ok().is_some()
+            && fs::read_link(a).ok() == fs::read_link(b).ok());
+    }
+    if am.len() != bm.len() {
+        return Ok(false);
+    }
+    let ha = sha256_file(a).map_err(io_err("read", a))?;
+    let hb = sha256_file(b).map_err(io_err("read", b))?;
+    Ok(ha == hb)
+}
+
+/// Copies `from` to a temp file beside `to` (holes kept), fsyncs, checks SHA-256 of what landed
+/// on disk against the source, renames it to `to`, then removes `from`.
+fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpError> {
+    let meta = fs::symlink_metadata(from).map_err(io_err("inspect", from))?;
+    let tmp = tmp_for(to);
+    if meta.is_symlink() {
+        let target = fs::read_link(from).map_err(io_err("read link", from))?;
+        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("create link", &tmp))?;
+        set_owner(&tmp, meta.uid(), meta.gid(), true)?;
+    } else {
+        let mut src = fs::File::open(from).map_err(io_err("open", from))?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = src.read(&mut buf).map_err(io_err("read", from))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if buf[..n].iter().all(|b| *b == 0) {
+                // Keep holes: skip zero blocks (the length is set at the end).
+                dst.seek(SeekFrom::Current(n as i64))
+                    .map_err(io_err("write", &tmp))?;
+            } else {
+                dst.write_all(&buf[..n]).map_err(io_err("write", &tmp))?;
+            }
+            total += n as u64;
+            bar.inc(n as u64);
+        }
+        dst.set_len(total).map_err(io_err("write", &tmp))?;
+        if let Ok(mtime) = meta.modified() {
+            dst.set_modified(mtime)
+                .map_err(io_err("set the time of", &tmp))?;
+        }
+        drop(dst);
+        set_owner(&tmp, meta.uid(), meta.gid(), false)?;
+        fs::set_permissions(
+            &tmp,
+            fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+        )
+        .map_err(io_err("set the mode of", &tmp))?;
+        // fsync through a read-only handle: the mode may forbid writing now.
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("sync", &tmp))?;
+        let landed = sha256_file(&tmp).map_err(io_err("read", &tmp))?;
+        if landed != hex::encode(hasher.finalize()) {
+            let _ = fs::remove_file(&tmp);
+            return Err(OpError::Checksum {
+                from: from.to_path_buf(),
+                to: to.to_path_buf(),
+            });
+        }
+    }
+    crash::point();
+    rename_noreplace(&tmp, to)?;
+    sync_parent(to)?;
+    crash::point();
+    fs::remove_file(from).map_err(io_err("remove", from))?;
+    sync_parent(from)
+}

@@ -1,0 +1,35 @@
+//! Crash injection for tests: abort the process at the N-th crash point.
+//!
+//! A crash point is every fsync'd journal record and every moment inside an operation where its
+//! effect is on disk but not yet recorded (after a rename, after a verified copy, before removing
+//! the source). Setting the hidden environment variable [`CRASH_ENV`] to `N` makes the process
+//! call `abort()` (no destructors, no flushing: as abrupt as `kill -9` for our files) when it
+//! reaches the N-th point. Only the crash tests and docs/migrate.md mention it; it does nothing
+//! when unset.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Environment variable naming the crash point (1-based) at which to abort.
+pub const CRASH_ENV: &str = "MV_MIGRATE_CRASH_AFTER";
+
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+
+/// Marks a crash point; aborts the process here if it is the one asked for.
+pub fn point() {
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var(CRASH_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if *limit == Some(n) {
+        std::process::abort();
+    }
+}
+
+/// How many crash points this process has passed (the tests read it to know how many exist).
+pub fn passed() -> u64 {
+    COUNT.load(Ordering::SeqCst)
+}

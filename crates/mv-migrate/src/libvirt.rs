@@ -1,0 +1,291 @@
+//! The libvirt side of a migration: which domains and pools point into the old tree, and rewriting
+//! their XML to the new paths.
+//!
+//! The migration talks to libvirt only through the small [`Hypervisor`] trait, so that the planner
+//! and the executor are tested with an in-memory fake and run for real over `mv-libvirt`.
+//! What is rewritten, and nothing else:
+//! - in a domain: the `file` and `dir` attributes of every `<source>` element (disk images,
+//!   filesystem shares of a machine's data folder);
+//! - in a pool: the text of `<path>` (the pool's target folder).
+//!
+//! Paths are compared as exact strings after XML unescaping; a path spelt differently (through a
+//! symlink, with `//`) is not recognised and is reported by the planner if it lies in the old tree.
+
+use std::fmt;
+
+/// The kind of a libvirt object we may redefine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// A domain (virtual machine).
+    Domain,
+    /// A storage pool.
+    Pool,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Domain => "domain",
+            ObjectKind::Pool => "pool",
+        })
+    }
+}
+
+/// A failure reported by the libvirt layer, with the object concerned.
+#[derive(Debug, thiserror::Error)]
+#[error("libvirt: cannot {action} {kind} `{name}`")]
+pub struct HypervisorError {
+    /// What was being done ("read", "define", "list").
+    pub action: &'static str,
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Object name (empty for a listing).
+    pub name: String,
+    /// The underlying error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What the migration needs from libvirt. Implemented over `mv-libvirt` by the CLI and by an
+/// in-memory fake in the tests.
+pub trait Hypervisor {
+    /// Names of every defined object of a kind (active or not).
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, HypervisorError>;
+    /// The persistent (inactive) XML definition of an object.
+    fn xml(&self, kind: ObjectKind, name: &str) -> Result<String, HypervisorError>;
+    /// Whether the object is running (a domain) or started (a pool).
+    fn is_active(&self, kind: ObjectKind, name: &str) -> Result<bool, HypervisorError>;
+    /// Replaces the persistent definition of an object by `xml` (same name and UUID).
+    fn define(&self, kind: ObjectKind, xml: &str) -> Result<(), HypervisorError>;
+}
+
+/// One path replacement inside an object's XML.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rewrite {
+    /// The path as it is now.
+    pub old: String,
+    /// The path it becomes.
+    pub new: String,
+}
+
+/// Every path the XML of an object refers to and that [`rewrite`] would consider.
+pub fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    visit(kind, xml, &mut |p| {
+        out.push(p.to_string());
+        None
+    });
+    out
+}
+
+/// Rewrites the paths of `xml` through `map` (which returns the new path, or `None` to keep it).
+/// Returns the new XML and the replacements made (empty when nothing matched).
+pub fn rewrite(
+    kind: ObjectKind,
+    xml: &str,
+    map: &dyn Fn(&str) -> Option<String>,
+) -> (String, Vec<Rewrite>) {
+    let mut made = Vec::new();
+    let out = visit(kind, xml, &mut |p| {
+        let new = map(p)?;
+        made.push(Rewrite {
+            old: p.to_string(),
+            new: new.clone(),
+        });
+        Some(new)
+    });
+    (out, made)
+}
+
+/// Applies a list of exact replacements (as recorded in a plan).
+pub fn apply_rewrites(kind: ObjectKind, xml: &str, rewrites: &[Rewrite]) -> (String, Vec<Rewrite>) {
+    rewrite(kind, xml, &|p| {
+        rewrites.iter().find(|r| r.old == p).map(|r| r.new.clone())
+    })
+}
+
+/// Walks the path-bearing places of `xml`, calling `f` with each (unescaped) path; where `f`
+/// returns a new path, it replaces the old one (escaped) in the returned text.
+fn visit(kind: ObjectKind, xml: &str, f: &mut dyn FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    match kind {
+        ObjectKind::Domain => {
+            while let Some(pos) = find_tag(rest, "source") {
+                let Some(end) = rest[pos..].find('>') else {
+                    break;
+                };
+                let tag_end = pos + end;
+                out.push_str(&rest[..pos]);
+                out.push_str(&rewrite_attrs(&rest[pos..tag_end], &["file", "dir"], f));
+                rest = &rest[tag_end..];
+            }
+        }
+        ObjectKind::Pool => {
+            while let Some(pos) = rest.find("<path>") {
+                let start = pos + "<path>".len();
+                let Some(len) = rest[start..].find("</path>") else {
+                    break;
+                };
+                out.push_str(&rest[..start]);
+                let raw = &rest[start..start + len];
+                match f(&unescape(raw)) {
+                    Some(new) => out.push_str(&escape(&new)),
+                    None => out.push_str(raw),
+                }
+                rest = &rest[start + len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Position of the next `<name` start tag (followed by whitespace, `/` or `>`).
+fn find_tag(s: &str, name: &str) -> Option<usize> {
+    let needle = format!("<{name}");
+    let mut from = 0;
+    while let Some(p) = s[from..].find(&needle) {
+        let at = from + p;
+        let next = s[at + needle.len()..].chars().next();
+        if matches!(next, Some(c) if c.is_whitespace() || c == '/' || c == '>') {
+            return Some(at);
+        }
+        from = at + needle.len();
+    }
+    None
+}
+
+/// Rewrites the values of the named attributes inside one start tag's text.
+fn rewrite_attrs(tag: &str, names: &[&str], f: &mut dyn FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let mut rest = tag;
+    loop {
+        // Next attribute among `names`, preceded by whitespace and followed by `=` and a quote.
+        let mut best: Option<(usize, usize, char)> = None;
+        for n in names {
+            let mut from = 0;
+            while let Some(p) = rest[from..].find(n) {
+                let at = from + p;
+                let before_ok = at > 0 && rest[..at].ends_with(char::is_whitespace);
+                let after = &rest[at + n.len()..];
+                let trimmed = after.trim_start();
+                if before_ok && trimmed.starts_with('=') {
+                    let val = trimmed[1..].trim_start();
+                    if let Some(q) = val.chars().next().filter(|c| *c == '\'' || *c == '"') {
+                        let vstart = tag_offset(rest, val) + 1;
+                        if best.is_none_or(|(b, _, _)| vstart < b) {
+                            best = Some((vstart, at, q));
+                        }
+                        break;
+                    }
+                }
+                from = at + n.len();
+            }
+        }
+        let Some((vstart, _, q)) = best else {
+            break;
+        };
+        let Some(vlen) = rest[vstart..].find(q) else {
+            break;
+        };
+        out.push_str(&rest[..vstart]);
+        let raw = &rest[vstart..vstart + vlen];
+        match f(&unescape(raw)) {
+            Some(new) => out.push_str(&escape(&new)),
+            None => out.push_str(raw),
+        }
+        rest = &rest[vstart + vlen..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offset of the sub-slice `inner` inside `outer`.
+fn tag_offset(outer: &str, inner: &str) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DOMAIN: &str = "<domain type='kvm'>\n  <name>t</name>\n  <devices>\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='/old/Machines/Star.qcow2'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n    <filesystem type='mount'>\n      <source dir=\"/old/Data/Star &amp; Co\"/>\n    </filesystem>\n    <serial type='pty'><source path='/dev/pts/1'/></serial>\n  </devices>\n</domain>\n";
+
+    #[test]
+    fn finds_domain_paths() {
+        assert_eq!(
+            paths(ObjectKind::Domain, DOMAIN),
+            vec!["/old/Machines/Star.qcow2", "/old/Data/Star & Co"]
+        );
+    }
+
+    #[test]
+    fn rewrites_domain_paths_and_nothing_else() {
+        let (out, made) = rewrite(ObjectKind::Domain, DOMAIN, &|p| {
+            p.strip_prefix("/old/")
+                .map(|r| format!("/new/{}", r.to_lowercase()))
+        });
+        assert_eq!(made.len(), 2);
+        assert!(out.contains("<source file='/new/machines/star.qcow2'/>"));
+        assert!(out.contains("<source dir=\"/new/data/star &amp; co\"/>"));
+        assert!(out.contains("<source path='/dev/pts/1'/>"));
+        // Undoing with the recorded rewrites gives the original text back.
+        let back: Vec<Rewrite> = made
+            .iter()
+            .map(|r| Rewrite {
+                old: r.new.clone(),
+                new: r.old.clone(),
+            })
+            .collect();
+        assert_eq!(apply_rewrites(ObjectKind::Domain, &out, &back).0, DOMAIN);
+    }
+
+    #[test]
+    fn rewrites_pool_target() {
+        let pool =
+            "<pool type='dir'><name>p</name><target><path>/old/Machines</path></target></pool>";
+        assert_eq!(paths(ObjectKind::Pool, pool), vec!["/old/Machines"]);
+        let (out, made) = rewrite(ObjectKind::Pool, pool, &|p| {
+            (p == "/old/Machines").then(|| "/new/storage".to_string())
+        });
+        assert_eq!(made.len(), 1);
+        assert!(out.contains("<path>/new/storage</path>"));
+    }
+
+    proptest! {
+        /// Arbitrary text never panics the scanner, and an identity map changes nothing.
+        #[test]
+        fn identity_map_is_identity(s in "\\PC{0,200}") {
+            let (out, made) = rewrite(ObjectKind::Domain, &s, &|_| None);
+            prop_assert_eq!(&out, &s);
+            prop_assert!(made.is_empty());
+            let (out, _) = rewrite(ObjectKind::Pool, &s, &|_| None);
+            prop_assert_eq!(&out, &s);
+        }
+
+        #[test]
+        fn escaping_round_trips(p in "/[a-zA-Z0-9 &'\"<>/._-]{1,40}") {
+            let xml = format!("<source file='{}'/>", escape(&p));
+            prop_assert_eq!(paths(ObjectKind::Domain, &xml), vec![p]);
+        }
+    }
+}
