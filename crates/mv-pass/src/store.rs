@@ -1,0 +1,875 @@
+//! [`Store`]: a folder in pass's on-disk format, read and written in process.
+//!
+//! The format, which `pass`, browserpass, Android Password Store and gopass all share:
+//! every entry is `<name>.gpg`, an OpenPGP message whose first line is the password; the nearest
+//! `.gpg-id` up the tree (one key id per line) names the recipients of everything under it.
+//!
+//! Invariants kept here:
+//! - every write is atomic (temp file, fsync, rename: `mv_core::fsutil`), so a crash leaves the old
+//!   entry or the new one, never a truncated file;
+//! - every write holds [`StoreLock`], an exclusive `flock` on the store folder itself (no lock
+//!   file to commit or leave behind), so two writers are serialised;
+//! - when the store is a git repository, each change is one commit with pass's exact message;
+//! - a file that cannot be read or decrypted is an error naming that file; bulk reads (`grep`)
+//!   go on with the others and report it.
+//!
+//! What this is not: a CLI. Nothing here prints or prompts.
+
+use crate::backend::{Crypto, CryptoError};
+use crate::git::{Git, GitError};
+use crate::name::{EntryName, EntryNameError};
+use crate::otp::{self, OtpError, OtpUri};
+use mv_core::fsutil::{self, FsError};
+use mv_core::secret::{SecretBytes, SecretString};
+use rayon::prelude::*;
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Errors of store operations.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A bad entry name.
+    #[error(transparent)]
+    Name(#[from] EntryNameError),
+    /// No `.gpg-id` at or above the entry's folder.
+    #[error("no .gpg-id for `{0}`: the store is not initialised there (run `multiverse pass init KEYID`)")]
+    NotInitialised(String),
+    /// The entry does not exist.
+    #[error("`{0}` is not in the password store")]
+    NotFound(String),
+    /// The target exists and `force` was not given.
+    #[error("`{0}` already exists in the password store")]
+    Exists(String),
+    /// A filesystem operation failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// Reading or decrypting an entry failed.
+    #[error("cannot decrypt {path}")]
+    Decrypt {
+        /// The `.gpg` file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CryptoError,
+    },
+    /// Encrypting an entry failed.
+    #[error("cannot encrypt {path}")]
+    Encrypt {
+        /// The `.gpg` file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CryptoError,
+    },
+    /// Taking the store lock failed.
+    #[error("cannot lock the store {path}")]
+    Lock {
+        /// The store folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The entry's OTP line is bad.
+    #[error("OTP entry `{name}`")]
+    Otp {
+        /// The entry.
+        name: String,
+        /// Why.
+        #[source]
+        source: OtpError,
+    },
+    /// Recipients named with an empty list.
+    #[error("init needs at least one key id")]
+    NoRecipients,
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn fs_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |e| StoreError::Fs(FsError::new(action, path, e))
+}
+
+/// The exclusive writer lock of a store; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// What a write did, for `--dry-run` plans and "unchanged" reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// Files written or removed.
+    pub files: Vec<PathBuf>,
+    /// Whether a git commit was made.
+    pub committed: bool,
+}
+
+/// One line found by [`Store::grep`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrepLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line text.
+    pub text: String,
+}
+
+/// Matches in one entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrepHit {
+    /// The entry.
+    pub name: EntryName,
+    /// Its matching lines.
+    pub lines: Vec<GrepLine>,
+}
+
+/// A file `grep` (or another bulk read) could not read; the others were still searched.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BulkError {
+    /// The `.gpg` file.
+    pub file: PathBuf,
+    /// The error with its causes.
+    pub error: String,
+}
+
+/// Result of [`Store::grep`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GrepReport {
+    /// Entries with at least one matching line, in name order.
+    pub hits: Vec<GrepHit>,
+    /// Files that could not be read.
+    pub errors: Vec<BulkError>,
+    /// Entries searched.
+    pub searched: usize,
+}
+
+/// Formats an error with its chain of causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A password store folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store at `dir` (need not exist yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Store { dir: dir.into() }
+    }
+
+    /// Its folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the exclusive writer lock, waiting for another writer to finish.
+    pub fn lock(&self) -> Result<StoreLock> {
+        fs::create_dir_all(&self.dir).map_err(fs_err("cannot create folder", &self.dir))?;
+        let f = fs::File::open(&self.dir).map_err(fs_err("cannot open", &self.dir))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, errno)| StoreError::Lock {
+                path: self.dir.clone(),
+                source: std::io::Error::from(errno),
+            },
+        )?;
+        Ok(StoreLock { _lock: lock })
+    }
+
+    /// Takes the lock only if it is free (for tests and `fsck`).
+    pub fn try_lock(&self) -> Result<Option<StoreLock>> {
+        fs::create_dir_all(&self.dir).map_err(fs_err("cannot create folder", &self.dir))?;
+        let f = fs::File::open(&self.dir).map_err(fs_err("cannot open", &self.dir))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(StoreLock { _lock: l })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(StoreError::Lock {
+                path: self.dir.clone(),
+                source: std::io::Error::from(errno),
+            }),
+        }
+    }
+
+    /// The git repository, if the store is one.
+    pub fn git(&self) -> Option<Git> {
+        Git::for_store(&self.dir)
+    }
+
+    fn commit(&self, paths: &[&Path], message: &str) -> Result<bool> {
+        match self.git() {
+            Some(g) => Ok(g.commit(paths, message)?),
+            None => Ok(false),
+        }
+    }
+
+    /// The nearest `.gpg-id` at or above folder `folder` (relative, `""` for the top) and the
+    /// recipients it lists.
+    pub fn recipients_for(&self, folder: &str) -> Result<(PathBuf, Vec<String>)> {
+        let mut cur = folder.trim_matches('/').to_string();
+        loop {
+            let id = if cur.is_empty() {
+                self.dir.join(".gpg-id")
+            } else {
+                self.dir.join(&cur).join(".gpg-id")
+            };
+            if id.is_file() {
+                let text = fs::read_to_string(&id).map_err(fs_err("cannot read", &id))?;
+                // pass: one id per line; `#` comments and blank lines are skipped by gpg-id readers.
+                let ids: Vec<String> = text
+                    .lines()
+                    .map(|l| l.split('#').next().unwrap_or("").trim())
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
+                return Ok((id, ids));
+            }
+            if cur.is_empty() {
+                return Err(StoreError::NotInitialised(folder.to_string()));
+            }
+            cur = cur
+                .rsplit_once('/')
+                .map_or(String::new(), |(p, _)| p.to_string());
+        }
+    }
+
+    fn recipients_of(&self, name: &EntryName) -> Result<Vec<String>> {
+        Ok(self.recipients_for(name.parent().unwrap_or(""))?.1)
+    }
+
+    /// Whether the entry exists.
+    pub fn contains(&self, name: &EntryName) -> bool {
+        name.file_in(&self.dir).is_file()
+    }
+
+    /// Reads and decrypts one entry.
+    pub fn read(&self, name: &EntryName, crypto: &dyn Crypto) -> Result<SecretBytes> {
+        let path = name.file_in(&self.dir);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(fs_err("cannot read", &path)(e)),
+        };
+        self.decrypt_file(&path, &data, crypto)
+    }
+
+    fn decrypt_file(&self, path: &Path, data: &[u8], crypto: &dyn Crypto) -> Result<SecretBytes> {
+        crypto.decrypt(data).map_err(|source| StoreError::Decrypt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Encrypts `plain` for the entry's recipients and writes it atomically (mode 0600).
+    /// The caller holds the lock. Returns the file written.
+    fn put(&self, name: &EntryName, plain: &[u8], crypto: &dyn Crypto) -> Result<PathBuf> {
+        let path = name.file_in(&self.dir);
+        let recipients = self.recipients_of(name)?;
+        let ct = crypto
+            .encrypt(plain, &recipients)
+            .map_err(|source| StoreError::Encrypt {
+                path: path.clone(),
+                source,
+            })?;
+        fsutil::write_secret(&path, &ct)?;
+        Ok(path)
+    }
+
+    /// `insert`: writes `plain` as the entry (refuses to overwrite unless `force`), commits
+    /// "Add given password for NAME to store.".
+    pub fn insert(
+        &self,
+        name: &EntryName,
+        plain: &[u8],
+        force: bool,
+        crypto: &dyn Crypto,
+    ) -> Result<Change> {
+        let _l = self.lock()?;
+        if !force && self.contains(name) {
+            return Err(StoreError::Exists(name.to_string()));
+        }
+        let path = self.put(name, plain, crypto)?;
+        let committed = self.commit(
+            &[&path],
+            &format!("Add given password for {name} to store."),
+        )?;
+        Ok(Change {
+            files: vec![path],
+            committed,
+        })
+    }
+
+    /// Writes an entry with a caller-chosen commit message (generate, edit, otp insert).
+    pub fn write_with_message(
+        &self,
+        name: &EntryName,
+        plain: &[u8],
+        message: &str,
+        crypto: &dyn Crypto,
+    ) -> Result<Change> {
+        let _l = self.lock()?;
+        let path = self.put(name, plain, crypto)?;
+        let committed = self.commit(&[&path], message)?;
+        Ok(Change {
+            files: vec![path],
+            committed,
+        })
+    }
+
+    /// `generate`: a new random password of `len` characters, written as the entry. With
+    /// `in_place`, only the first line of an existing entry is replaced.
+    pub fn generate(
+        &self,
+        name: &EntryName,
+        len: usize,
+        symbols: bool,
+        in_place: bool,
+        force: bool,
+        crypto: &dyn Crypto,
+    ) -> Result<(SecretString, Change)> {
+        let _l = self.lock()?;
+        let exists = self.contains(name);
+        if exists && !force && !in_place {
+            return Err(StoreError::Exists(name.to_string()));
+        }
+        let pw = crate::generate::password(len, symbols);
+        let mut content = SecretString::new(format!("{}\n", pw.expose()));
+        if in_place && exists {
+            let old = self.read(name, crypto)?;
+            let old = String::from_utf8_lossy(old.expose()).into_owned();
+            let old = SecretString::new(old);
+            if let Some((_, rest)) = old.expose().split_once('\n') {
+                content.expose_mut().push_str(rest);
+            }
+        }
+        let path = self.put(name, content.expose().as_bytes(), crypto)?;
+        let verb = if in_place { "Replace" } else { "Add" };
+        let committed = self.commit(&[&path], &format!("{verb} generated password for {name}."))?;
+        Ok((
+            pw,
+            Change {
+                files: vec![path],
+                committed,
+            },
+        ))
+    }
+
+    /// `rm`: removes an entry, or a folder with `recursive`. Commits "Remove NAME from store.".
+    pub fn remove(&self, name: &EntryName, recursive: bool) -> Result<Change> {
+        let _l = self.lock()?;
+        let file = name.file_in(&self.dir);
+        let dir = name.dir_in(&self.dir);
+        let target = if file.is_file() {
+            fs::remove_file(&file).map_err(fs_err("cannot remove", &file))?;
+            file
+        } else if dir.is_dir() && recursive {
+            fs::remove_dir_all(&dir).map_err(fs_err("cannot remove", &dir))?;
+            dir
+        } else if dir.is_dir() {
+            return Err(StoreError::Fs(FsError::new(
+                "is a folder (use --recursive):",
+                &dir,
+                std::io::ErrorKind::IsADirectory.into(),
+            )));
+        } else {
+            return Err(StoreError::NotFound(name.to_string()));
+        };
+        if let Some(parent) = target.parent() {
+            let _ = fsutil::sync_dir(parent);
+            self.prune_empty(parent);
+        }
+        let committed = self.commit(&[&target], &format!("Remove {name} from store."))?;
+        Ok(Change {
+            files: vec![target],
+            committed,
+        })
+    }
+
+    /// Removes empty folders from `dir` up to (not including) the store, like `rmdir -p`.
+    fn prune_empty(&self, dir: &Path) {
+        let mut cur = dir.to_path_buf();
+        while cur.starts_with(&self.dir) && cur != self.dir {
+            if fs::remove_dir(&cur).is_err() {
+                break;
+            }
+            match cur.parent() {
+                Some(p) => cur = p.to_path_buf(),
+                None => break,
+            }
+        }
+    }
+
+    /// Every entry under `prefix` (all with `None`), in name order.
+    pub fn list(&self, prefix: Option<&EntryName>) -> Result<Vec<EntryName>> {
+        let root = match prefix {
+            Some(p) => p.dir_in(&self.dir),
+            None => self.dir.clone(),
+        };
+        if !root.exists() {
+            return match prefix {
+                Some(p) if self.contains(p) => Ok(vec![p.clone()]),
+                Some(p) => Err(StoreError::NotFound(p.to_string())),
+                None => Ok(Vec::new()),
+            };
+        }
+        let mut out = Vec::new();
+        let walker = walkdir::WalkDir::new(&root)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(&root).to_path_buf();
+                StoreError::Fs(FsError::new(
+                    "cannot list",
+                    &path,
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::ErrorKind::Other.into()),
+                ))
+            })?;
+            if entry.file_type().is_file() {
+                if let Some(n) = EntryName::from_file(&self.dir, entry.path()) {
+                    out.push(n);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `find`: entries whose name contains any of `terms` (case-insensitive), like `pass find`.
+    pub fn find(&self, terms: &[String]) -> Result<Vec<EntryName>> {
+        let terms: Vec<String> = terms.iter().map(|t| t.to_lowercase()).collect();
+        Ok(self
+            .list(None)?
+            .into_iter()
+            .filter(|n| {
+                let l = n.as_str().to_lowercase();
+                terms.iter().any(|t| l.contains(t))
+            })
+            .collect())
+    }
+
+    /// Decrypts every entry under `prefix` (in parallel when the backend allows) and hands each
+    /// result to `f`, which runs in parallel too. Unreadable files are collected, not fatal.
+    pub fn for_each_decrypted<T, F>(
+        &self,
+        prefix: Option<&EntryName>,
+        crypto: &dyn Crypto,
+        f: F,
+    ) -> Result<(Vec<T>, Vec<BulkError>, usize)>
+    where
+        T: Send,
+        F: Fn(&EntryName, &SecretBytes) -> Option<T> + Sync,
+    {
+        let names = self.list(prefix)?;
+        let n = names.len();
+        let work = |name: &EntryName| -> std::result::Result<Option<T>, BulkError> {
+            let path = name.file_in(&self.dir);
+            let data = fs::read(&path).map_err(|e| BulkError {
+                file: path.clone(),
+                error: chain(&FsError::new("cannot read", &path, e)),
+            })?;
+            let plain = self
+                .decrypt_file(&path, &data, crypto)
+                .map_err(|e| BulkError {
+                    file: path.clone(),
+                    error: chain(&e),
+                })?;
+            Ok(f(name, &plain))
+        };
+        let results: Vec<std::result::Result<Option<T>, BulkError>> = if crypto.parallel() {
+            names.par_iter().map(work).collect()
+        } else {
+            names.iter().map(work).collect()
+        };
+        let mut oks = Vec::new();
+        let mut errs = Vec::new();
+        for r in results {
+            match r {
+                Ok(Some(t)) => oks.push(t),
+                Ok(None) => {}
+                Err(e) => errs.push(e),
+            }
+        }
+        Ok((oks, errs, n))
+    }
+
+    /// `grep`: lines of decrypted entries that match `re`.
+    pub fn grep(&self, re: &regex::Regex, crypto: &dyn Crypto) -> Result<GrepReport> {
+        let (hits, errors, searched) = self.for_each_decrypted(None, crypto, |name, plain| {
+            let text = String::from_utf8_lossy(plain.expose());
+            let lines: Vec<GrepLine> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| re.is_match(l))
+                .map(|(i, l)| GrepLine {
+                    line: i + 1,
+                    text: l.to_string(),
+                })
+                .collect();
+            (!lines.is_empty()).then(|| GrepHit {
+                name: name.clone(),
+                lines,
+            })
+        })?;
+        Ok(GrepReport {
+            hits,
+            errors,
+            searched,
+        })
+    }
+
+    /// `mv` and `cp`: moves or copies an entry or a folder, re-encrypting each entry for the
+    /// destination's recipients. Commits "Rename A to B." or "Copy A to B.".
+    pub fn move_or_copy(
+        &self,
+        from: &EntryName,
+        to: &EntryName,
+        copy: bool,
+        force: bool,
+        crypto: &dyn Crypto,
+    ) -> Result<Change> {
+        let _l = self.lock()?;
+        let src_file = from.file_in(&self.dir);
+        let src_dir = from.dir_in(&self.dir);
+        // (source entry, destination entry) pairs.
+        let mut pairs: Vec<(EntryName, EntryName)> = Vec::new();
+        if src_file.is_file() {
+            // `mv a dir/` or onto an existing folder puts it inside, like pass (and mv).
+            let dest = if to.dir_in(&self.dir).is_dir() {
+                to.join(from.leaf())?
+            } else {
+                to.clone()
+            };
+            pairs.push((from.clone(), dest));
+        } else if src_dir.is_dir() {
+            let base = if to.dir_in(&self.dir).is_dir() {
+                to.join(from.leaf())?
+            } else {
+                to.clone()
+            };
+            for n in self.list(Some(from))? {
+                let rel = &n.as_str()[from.as_str().len() + 1..];
+                pairs.push((n.clone(), base.join(rel)?));
+            }
+        } else {
+            return Err(StoreError::NotFound(from.to_string()));
+        }
+        if !force {
+            if let Some((_, d)) = pairs.iter().find(|(_, d)| self.contains(d)) {
+                return Err(StoreError::Exists(d.to_string()));
+            }
+        }
+        let mut touched = Vec::new();
+        for (s, d) in &pairs {
+            let plain = self.read(s, crypto)?;
+            let written = self.put(d, plain.expose(), crypto)?;
+            touched.push(written);
+        }
+        if !copy {
+            for (s, _) in &pairs {
+                let p = s.file_in(&self.dir);
+                fs::remove_file(&p).map_err(fs_err("cannot remove", &p))?;
+                touched.push(p.clone());
+                if let Some(parent) = p.parent() {
+                    self.prune_empty(parent);
+                }
+            }
+        }
+        let refs: Vec<&Path> = touched.iter().map(PathBuf::as_path).collect();
+        let msg = if copy {
+            format!("Copy {from} to {to}.")
+        } else {
+            format!("Rename {from} to {to}.")
+        };
+        let committed = self.commit(&refs, &msg)?;
+        Ok(Change {
+            files: touched,
+            committed,
+        })
+    }
+
+    /// `init [-p SUBDIR] KEYID…`: writes `.gpg-id` and re-encrypts what it covers when the
+    /// recipients changed. Commits pass's two messages. Unchanged ids change nothing.
+    pub fn init(
+        &self,
+        subdir: Option<&EntryName>,
+        ids: &[String],
+        crypto: &dyn Crypto,
+    ) -> Result<Change> {
+        if ids.is_empty() {
+            return Err(StoreError::NoRecipients);
+        }
+        let _l = self.lock()?;
+        let folder = subdir.map_or_else(|| self.dir.clone(), |s| s.dir_in(&self.dir));
+        let id_file = folder.join(".gpg-id");
+        let mut text = String::new();
+        for id in ids {
+            text.push_str(id);
+            text.push('\n');
+        }
+        let changed = fsutil::write_atomic(&id_file, text.as_bytes(), 0o644)?;
+        let mut files = vec![];
+        let mut committed = false;
+        if changed {
+            let id_print = ids.join(", ");
+            let suffix = subdir.map_or(String::new(), |s| format!(" ({s})"));
+            files.push(id_file.clone());
+            committed |= self.commit(&[&id_file], &format!("Set GPG id to {id_print}{suffix}."))?;
+            let reenc = self.reencrypt_under(subdir, crypto)?;
+            if !reenc.is_empty() {
+                let refs: Vec<&Path> = reenc.iter().map(PathBuf::as_path).collect();
+                committed |= self.commit(
+                    &refs,
+                    &format!("Reencrypt password store using new GPG id {id_print}{suffix}."),
+                )?;
+                files.extend(reenc);
+            }
+        }
+        Ok(Change { files, committed })
+    }
+
+    /// Re-encrypts every entry under `prefix` whose recipients differ from its `.gpg-id`
+    /// (caller holds the lock). Entries governed by a deeper `.gpg-id` are checked against theirs.
+    fn reencrypt_under(
+        &self,
+        prefix: Option<&EntryName>,
+        crypto: &dyn Crypto,
+    ) -> Result<Vec<PathBuf>> {
+        let mut done = Vec::new();
+        for name in self.list(prefix)? {
+            let path = name.file_in(&self.dir);
+            let recipients = self.recipients_of(&name)?;
+            let data = fs::read(&path).map_err(fs_err("cannot read", &path))?;
+            if self.encrypted_to_exactly(&data, &recipients, crypto)? {
+                continue;
+            }
+            let plain = self.decrypt_file(&path, &data, crypto)?;
+            self.put(&name, plain.expose(), crypto)?;
+            done.push(path);
+        }
+        Ok(done)
+    }
+
+    /// Whether the message's key ids are exactly one per recipient, all theirs (pass compares
+    /// the key ids the same way before deciding to re-encrypt).
+    fn encrypted_to_exactly(
+        &self,
+        data: &[u8],
+        recipients: &[String],
+        crypto: &dyn Crypto,
+    ) -> Result<bool> {
+        let Ok(ids) = crate::backend::entry_key_ids(data) else {
+            return Ok(false);
+        };
+        let want = crypto
+            .recipient_key_ids(recipients)
+            .map_err(|source| StoreError::Encrypt {
+                path: self.dir.join(".gpg-id"),
+                source,
+            })?;
+        let got: BTreeSet<&String> = ids.iter().collect();
+        Ok(ids.len() == recipients.len() && got.iter().all(|i| want.contains(*i)))
+    }
+
+    /// The OTP code of an entry. For HOTP the counter is advanced, re-encrypted and committed
+    /// ("Increment HOTP counter for NAME.") under the lock before the code is returned, so a
+    /// code is never shown twice.
+    pub fn otp_code(
+        &self,
+        name: &EntryName,
+        now: u64,
+        crypto: &dyn Crypto,
+    ) -> Result<(String, OtpUri)> {
+        let plain = self.read(name, crypto)?;
+        let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
+        let uri = OtpUri::from_entry(text.expose()).map_err(|source| StoreError::Otp {
+            name: name.to_string(),
+            source,
+        })?;
+        if let Some(code) = uri.totp_at(now) {
+            return Ok((code, uri));
+        }
+        // HOTP: re-read under the lock so two callers never get the same counter.
+        let _l = self.lock()?;
+        let plain = self.read(name, crypto)?;
+        let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
+        let uri = OtpUri::from_entry(text.expose()).map_err(|source| StoreError::Otp {
+            name: name.to_string(),
+            source,
+        })?;
+        let Some((code, new_uri)) = uri.next_hotp() else {
+            return Err(StoreError::Otp {
+                name: name.to_string(),
+                source: OtpError::NoOtpLine,
+            });
+        };
+        let new_text = otp::replace_otp_line(text.expose(), new_uri.expose());
+        let path = self.put(name, new_text.expose().as_bytes(), crypto)?;
+        self.commit(&[&path], &format!("Increment HOTP counter for {name}."))?;
+        let advanced = OtpUri::parse(new_uri.expose()).map_err(|source| StoreError::Otp {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok((code, advanced))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::tests::test_key;
+    use crate::keys::{secret_fingerprint, Keyring};
+
+    fn setup() -> (tempfile::TempDir, Store, Keyring, String) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path().join("store"));
+        let k = test_key("T <t@example.org>");
+        let fpr = secret_fingerprint(&k);
+        let mut ring = Keyring::new();
+        ring.add_secret(k);
+        store.init(None, std::slice::from_ref(&fpr), &ring).unwrap();
+        (d, store, ring, fpr)
+    }
+
+    fn n(s: &str) -> EntryName {
+        EntryName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn insert_show_list_remove() {
+        let (_d, s, ring, _) = setup();
+        for name in ["a", "web/site one", "-dash", "ünï/cødé"] {
+            s.insert(&n(name), format!("pw-{name}\n").as_bytes(), false, &ring)
+                .unwrap();
+            assert_eq!(
+                s.read(&n(name), &ring).unwrap().expose(),
+                format!("pw-{name}\n").as_bytes()
+            );
+        }
+        assert!(matches!(
+            s.insert(&n("a"), b"x", false, &ring),
+            Err(StoreError::Exists(_))
+        ));
+        let names: Vec<String> = s
+            .list(None)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["-dash", "a", "web/site one", "ünï/cødé"]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(n("a").file_in(s.dir())).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        s.remove(&n("web/site one"), false).unwrap();
+        assert!(!s.dir().join("web").exists(), "empty folder pruned");
+        assert!(matches!(
+            s.remove(&n("nope"), false),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn grep_goes_on_past_a_corrupt_file() {
+        let (_d, s, ring, _) = setup();
+        s.insert(&n("one"), b"secret\nuser: alice\n", false, &ring)
+            .unwrap();
+        s.insert(&n("two"), b"other\nuser: bob\n", false, &ring)
+            .unwrap();
+        fs::write(s.dir().join("broken.gpg"), b"\x85\x01garbage").unwrap();
+        let re = regex::Regex::new("user: (alice|bob)").unwrap();
+        let r = s.grep(&re, &ring).unwrap();
+        assert_eq!(r.hits.len(), 2);
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].file.ends_with("broken.gpg"));
+        let e = s.read(&n("broken"), &ring).unwrap_err();
+        assert!(chain(&e).contains("broken.gpg"), "{}", chain(&e));
+    }
+
+    #[test]
+    fn nested_gpg_id_and_reencrypt() {
+        let (_d, s, ring, fpr) = setup();
+        let mut ring = ring;
+        let k2 = test_key("U <u@example.org>");
+        let fpr2 = secret_fingerprint(&k2);
+        ring.add_secret(k2);
+        s.insert(&n("team/x"), b"x\n", false, &ring).unwrap();
+        let before = fs::read(n("team/x").file_in(s.dir())).unwrap();
+        let ch = s
+            .init(Some(&n("team")), &[fpr.clone(), fpr2.clone()], &ring)
+            .unwrap();
+        assert_eq!(ch.files.len(), 2, "gpg-id and one re-encrypted entry");
+        let after = fs::read(n("team/x").file_in(s.dir())).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(crate::backend::entry_key_ids(&after).unwrap().len(), 2);
+        assert_eq!(
+            s.recipients_for("team/deeper").unwrap().1,
+            [fpr.clone(), fpr2.clone()]
+        );
+        // Same ids again: nothing to do.
+        let again = s.init(Some(&n("team")), &[fpr, fpr2], &ring).unwrap();
+        assert!(again.files.is_empty());
+    }
+
+    #[test]
+    fn move_and_copy_folders() {
+        let (_d, s, ring, _) = setup();
+        s.insert(&n("f/a"), b"1\n", false, &ring).unwrap();
+        s.insert(&n("f/b"), b"2\n", false, &ring).unwrap();
+        s.move_or_copy(&n("f"), &n("g"), true, false, &ring)
+            .unwrap();
+        s.move_or_copy(&n("f/a"), &n("h"), false, false, &ring)
+            .unwrap();
+        let names: Vec<String> = s
+            .list(None)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["f/b", "g/a", "g/b", "h"]);
+        assert!(matches!(
+            s.move_or_copy(&n("h"), &n("f/b"), false, false, &ring),
+            Err(StoreError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn hotp_counter_advances() {
+        let (_d, s, ring, _) = setup();
+        let uri = "otpauth://hotp/x:y?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=0&issuer=x";
+        s.insert(&n("otp"), format!("{uri}\n").as_bytes(), false, &ring)
+            .unwrap();
+        let (c1, _) = s.otp_code(&n("otp"), 0, &ring).unwrap();
+        let (c2, u2) = s.otp_code(&n("otp"), 0, &ring).unwrap();
+        assert_eq!((c1.as_str(), c2.as_str()), ("287082", "359152"));
+        assert!(u2.uri.expose().contains("counter=2"));
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let (_d, s, _, _) = setup();
+        let held = s.lock().unwrap();
+        assert!(s.try_lock().unwrap().is_none());
+        drop(held);
+        assert!(s.try_lock().unwrap().is_some());
+    }
+}
