@@ -1,0 +1,933 @@
+//! Planning and applying a [`Desired`] state on a machine's root filesystem.
+//!
+//! [`Target`] is a mounted root folder (`--target DIR`) of a known OS. [`plan`] compares the desired
+//! state with it and returns a [`Plan`]: packages to install (with the exact command lines),
+//! folders, files (with a diff, never for secrets), account changes and service links. [`apply`]
+//! carries a plan out in an order that never leaves a half-provisioned machine:
+//!
+//! 1. packages: a simulated install first (`apt-get install -s`, `apk add --simulate`), so a package
+//!    that does not exist fails before anything changed; then the real install in a chroot, with a
+//!    `policy-rc.d` that keeps Debian maintainer scripts from starting daemons on the build host;
+//! 2. re-plan (packages ship default configs that we then replace);
+//! 3. stage every file, including the new passwd/group/shadow, into a staging folder inside the
+//!    target (same filesystem), with its final mode and owner; any failure here removes the staging
+//!    folder and the target is as before;
+//! 4. commit: create folders, rename staged files into place, create service links.
+//!
+//! Services are enabled the way `systemctl enable` and `rc-update add` do it, by symlinks, so no
+//! init system has to run in the target. Commands run through a [`Runner`], which tests replace to
+//! assert the exact command lines (Alpine: no `apk` exists here).
+
+use crate::accounts::{plan_accounts, Accounts, AccountsError};
+use crate::model::Os;
+use crate::pkgdb;
+use crate::recipe::ServiceSpec;
+use crate::render::{Contents, Desired, DesiredFile};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why planning or applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The target folder does not exist or is not a folder.
+    #[error("target {0} is not a folder")]
+    NoTarget(PathBuf),
+    /// The target holds another OS than the machine's.
+    #[error("target {path} is not a {expected} root filesystem (no {marker})")]
+    WrongOs {
+        /// The target.
+        path: PathBuf,
+        /// The machine's OS.
+        expected: Os,
+        /// The file that marks that OS.
+        marker: &'static str,
+    },
+    /// Reading the target failed.
+    #[error("cannot read {path} in the target")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the target failed (the target is left as before when this happens while staging).
+    #[error("cannot write {path} in the target")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Accounts could not be planned.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    /// A file's owner does not exist on the target.
+    #[error("owner {owner} of {path} is not a user of the target")]
+    UnknownOwner {
+        /// The file.
+        path: String,
+        /// The owner.
+        owner: String,
+    },
+    /// The package manager refused the packages (nothing was changed).
+    #[error("the package manager refused to install {packages}: {message}")]
+    Packages {
+        /// The packages asked for.
+        packages: String,
+        /// The package manager's own words (its `E:`/`ERROR:` lines).
+        message: String,
+    },
+    /// The package manager failed during the install itself.
+    #[error("`{command}` failed: {message}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its stderr (last lines).
+        message: String,
+    },
+    /// A command could not be started.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A service has no unit file or init script in the target.
+    #[error("service {name} has no {what} in the target; is its package in the recipe?")]
+    ServiceMissing {
+        /// Service name.
+        name: String,
+        /// `systemd unit file` or `OpenRC script /etc/init.d/NAME`.
+        what: String,
+    },
+}
+
+/// The output of a command run by a [`Runner`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// Exit status was 0.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs commands; the real one spawns processes, tests record them.
+pub trait Runner {
+    /// Runs `argv` with extra environment `env`.
+    fn run(&self, argv: &[String], env: &[(&str, &str)]) -> Result<RunOutput, std::io::Error>;
+}
+
+/// Spawns real processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemRunner;
+
+impl Runner for SystemRunner {
+    fn run(&self, argv: &[String], env: &[(&str, &str)]) -> Result<RunOutput, std::io::Error> {
+        let (prog, args) = argv.split_first().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command")
+        })?;
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args).stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output()?;
+        Ok(RunOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+/// A mounted root filesystem of a machine.
+#[derive(Debug, Clone)]
+pub struct Target {
+    root: PathBuf,
+    os: Os,
+}
+
+impl Target {
+    /// Opens `root` as a target of `os`, checking the OS marker file.
+    pub fn open(root: &Path, os: Os) -> Result<Self, ApplyError> {
+        if !root.is_dir() {
+            return Err(ApplyError::NoTarget(root.to_path_buf()));
+        }
+        let marker = match os {
+            Os::Debian => "etc/debian_version",
+            Os::Alpine => "etc/alpine-release",
+        };
+        if !root.join(marker).is_file() {
+            return Err(ApplyError::WrongOs {
+                path: root.to_path_buf(),
+                expected: os,
+                marker,
+            });
+        }
+        Ok(Target {
+            root: root.to_path_buf(),
+            os,
+        })
+    }
+
+    /// The target's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Host path of an absolute path inside the target.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    fn read_opt(&self, p: &str) -> Result<Option<Vec<u8>>, ApplyError> {
+        let path = self.path(p);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ApplyError::Read { path, source }),
+        }
+    }
+
+    fn read_text(&self, p: &str) -> Result<String, ApplyError> {
+        Ok(self
+            .read_opt(p)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// Packages installed in the target.
+    pub fn installed(&self) -> Result<BTreeSet<String>, ApplyError> {
+        Ok(match self.os {
+            Os::Debian => pkgdb::dpkg_installed(&self.read_text("/var/lib/dpkg/status")?),
+            Os::Alpine => pkgdb::apk_installed(&self.read_text("/lib/apk/db/installed")?),
+        })
+    }
+
+    /// The target's accounts.
+    pub fn accounts(&self) -> Result<Accounts, ApplyError> {
+        Ok(Accounts::parse(
+            &self.read_text("/etc/passwd")?,
+            &self.read_text("/etc/group")?,
+            &self.read_text("/etc/shadow")?,
+        ))
+    }
+
+    fn chroot_prefix(&self) -> Vec<String> {
+        if self.root == Path::new("/") {
+            vec![]
+        } else {
+            vec!["chroot".to_string(), self.root.display().to_string()]
+        }
+    }
+
+    /// The command lines that install `packages`: (simulation, installation).
+    pub fn package_commands(&self, packages: &[String]) -> (Vec<String>, Vec<String>) {
+        let mut sim = self.chroot_prefix();
+        let mut real = self.chroot_prefix();
+        let words = |v: &mut Vec<String>, w: &[&str]| v.extend(w.iter().map(|s| s.to_string()));
+        match self.os {
+            Os::Debian => {
+                words(
+                    &mut sim,
+                    &[
+                        "apt-get",
+                        "install",
+                        "--simulate",
+                        "-q",
+                        "-y",
+                        "--no-install-recommends",
+                    ],
+                );
+                words(
+                    &mut real,
+                    &[
+                        "apt-get",
+                        "install",
+                        "-q",
+                        "-y",
+                        "--no-install-recommends",
+                        "-o",
+                        "Dpkg::Options::=--force-confold",
+                    ],
+                );
+            }
+            Os::Alpine => {
+                words(
+                    &mut sim,
+                    &[
+                        "apk",
+                        "add",
+                        "--simulate",
+                        "--update-cache",
+                        "--no-progress",
+                    ],
+                );
+                words(&mut real, &["apk", "add", "--no-progress"]);
+            }
+        }
+        sim.extend(packages.iter().cloned());
+        real.extend(packages.iter().cloned());
+        (sim, real)
+    }
+
+    /// The symlinks (link, pointing to) that enable `svc`, or `None` when its unit or script is
+    /// not (yet) in the target.
+    fn service_links(
+        &self,
+        svc: &ServiceSpec,
+    ) -> Result<Option<Vec<(String, String)>>, ApplyError> {
+        match self.os {
+            Os::Alpine => {
+                let script = format!("/etc/init.d/{}", svc.name);
+                if !self.path(&script).exists() {
+                    return Ok(None);
+                }
+                Ok(Some(vec![(
+                    format!("/etc/runlevels/{}/{}", svc.runlevel, svc.name),
+                    script,
+                )]))
+            }
+            Os::Debian => {
+                let unit = if svc.name.contains('.') {
+                    svc.name.clone()
+                } else {
+                    format!("{}.service", svc.name)
+                };
+                // `wg-quick@wg0.service` is enabled from the template `wg-quick@.service`.
+                let file_name = match unit.split_once('@') {
+                    Some((prefix, rest)) => match rest.rsplit_once('.') {
+                        Some((_, suffix)) => format!("{prefix}@.{suffix}"),
+                        None => unit.clone(),
+                    },
+                    None => unit.clone(),
+                };
+                let mut found = None;
+                for dir in [
+                    "/etc/systemd/system",
+                    "/lib/systemd/system",
+                    "/usr/lib/systemd/system",
+                ] {
+                    let p = format!("{dir}/{file_name}");
+                    if let Some(bytes) = self.read_opt(&p)? {
+                        found = Some((p, String::from_utf8_lossy(&bytes).into_owned()));
+                        break;
+                    }
+                }
+                let Some((unit_path, text)) = found else {
+                    return Ok(None);
+                };
+                let mut links = Vec::new();
+                for (key, value) in install_section(&text) {
+                    for v in value.split_whitespace() {
+                        match key.as_str() {
+                            "WantedBy" => links.push((
+                                format!("/etc/systemd/system/{v}.wants/{unit}"),
+                                unit_path.clone(),
+                            )),
+                            "RequiredBy" => links.push((
+                                format!("/etc/systemd/system/{v}.requires/{unit}"),
+                                unit_path.clone(),
+                            )),
+                            "Alias" => {
+                                links.push((format!("/etc/systemd/system/{v}"), unit_path.clone()))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(Some(links))
+            }
+        }
+    }
+}
+
+/// `key=value` pairs of a unit file's `[Install]` section.
+pub fn install_section(unit: &str) -> Vec<(String, String)> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in unit.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_install = l == "[Install]";
+            continue;
+        }
+        if in_install {
+            if let Some((k, v)) = l.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// One change a plan makes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Install packages.
+    Packages {
+        /// Package names.
+        packages: Vec<String>,
+        /// The simulated install run first.
+        check_command: Vec<String>,
+        /// The install command.
+        command: Vec<String>,
+    },
+    /// Create a folder or fix its mode/owner.
+    Dir {
+        /// Path in the target.
+        path: String,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        owner: String,
+        /// Whether it is created.
+        create: bool,
+    },
+    /// Write a file or fix its mode/owner.
+    File {
+        /// Path in the target.
+        path: String,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        owner: String,
+        /// `create`, `update`, `mode`, or `owner`.
+        action: String,
+        /// Whether the contents are secret (no diff then).
+        secret: bool,
+        /// Unified diff current → provisioned (public files only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        diff: Option<String>,
+    },
+    /// A user or group change.
+    Account {
+        /// What changes (`create user user (uid 1000...)`).
+        what: String,
+    },
+    /// Enable a service (one symlink).
+    Service {
+        /// Service name.
+        name: String,
+        /// The link.
+        link: String,
+        /// What it points to.
+        to: String,
+    },
+    /// Enable a service whose unit arrives with a package in this same plan.
+    ServiceAfterInstall {
+        /// Service name.
+        name: String,
+    },
+}
+
+impl Change {
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::Packages { packages, .. } => {
+                format!("install packages: {}", packages.join(" "))
+            }
+            Change::Dir {
+                path,
+                mode,
+                owner,
+                create,
+            } => format!(
+                "{} folder {path} ({mode:04o} {owner})",
+                if *create { "create" } else { "fix" }
+            ),
+            Change::File {
+                path,
+                mode,
+                owner,
+                action,
+                secret,
+                ..
+            } => format!(
+                "{action} {path} ({mode:04o} {owner}{})",
+                if *secret { ", secret" } else { "" }
+            ),
+            Change::Account { what } => what.clone(),
+            Change::Service { name, link, .. } => format!("enable service {name} ({link})"),
+            Change::ServiceAfterInstall { name } => {
+                format!("enable service {name} (once its package is installed)")
+            }
+        }
+    }
+}
+
+/// What would change on a target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The machine.
+    pub machine: String,
+    /// Its OS.
+    pub os: Os,
+    /// The target root.
+    pub target: String,
+    /// The changes, in the order they are applied.
+    pub changes: Vec<Change>,
+    #[serde(skip)]
+    staged: Staged,
+}
+
+impl Plan {
+    /// True when the target already matches.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// What the commit step writes: kept out of the serialised plan (it holds secrets).
+#[derive(Debug, Clone, Default)]
+struct Staged {
+    packages: Vec<String>,
+    dirs: Vec<(PathBuf, u32, u32, u32)>,
+    files: Vec<StagedFile>,
+    links: Vec<(PathBuf, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct StagedFile {
+    dest: PathBuf,
+    contents: Contents,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+fn diff(old: &str, new: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(2)
+        .header(
+            &format!("{path} (current)"),
+            &format!("{path} (provisioned)"),
+        )
+        .to_string()
+}
+
+fn default_shell(os: Os) -> &'static str {
+    match os {
+        Os::Alpine => "/bin/ash",
+        Os::Debian => "/bin/bash",
+    }
+}
+
+/// Compares `desired` with `target`.
+pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
+    let mut changes = Vec::new();
+    let mut staged = Staged::default();
+
+    // Packages.
+    let installed = target.installed()?;
+    let missing: Vec<String> = desired
+        .packages
+        .iter()
+        .filter(|p| !installed.contains(*p))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let (check_command, command) = target.package_commands(&missing);
+        changes.push(Change::Packages {
+            packages: missing.clone(),
+            check_command,
+            command,
+        });
+        staged.packages = missing.clone();
+    }
+
+    // Accounts (before files: new users own files).
+    let current = target.accounts()?;
+    let (next, account_changes) =
+        plan_accounts(&current, &desired.users, default_shell(target.os))?;
+    for what in account_changes {
+        changes.push(Change::Account { what });
+    }
+    let owner_ids = |owner: &str, path: &str| {
+        next.ids_of(owner).ok_or_else(|| ApplyError::UnknownOwner {
+            path: path.to_string(),
+            owner: owner.to_string(),
+        })
+    };
+
+    // Folders.
+    for d in &desired.dirs {
+        let (uid, gid) = owner_ids(&d.owner, &d.path)?;
+        let host = target.path(&d.path);
+        let meta = fs::symlink_metadata(&host).ok();
+        let right = meta.as_ref().is_some_and(|m| {
+            m.is_dir() && m.mode() & 0o7777 == d.mode && m.uid() == uid && m.gid() == gid
+        });
+        if !right {
+            changes.push(Change::Dir {
+                path: d.path.clone(),
+                mode: d.mode,
+                owner: d.owner.clone(),
+                create: meta.is_none(),
+            });
+            staged.dirs.push((host, d.mode, uid, gid));
+        }
+    }
+
+    // Files, then the account files themselves.
+    let mut files: Vec<DesiredFile> = desired.files.clone();
+    if next != current {
+        let shadow_meta = fs::metadata(target.path("/etc/shadow")).ok();
+        for (path, text, default_mode) in [
+            ("/etc/passwd", next.passwd.render(), 0o644),
+            ("/etc/group", next.group.render(), 0o644),
+            ("/etc/shadow", next.shadow.render(), 0o640),
+        ] {
+            let mode = fs::metadata(target.path(path))
+                .map(|m| m.mode() & 0o7777)
+                .unwrap_or(default_mode);
+            let contents = if path == "/etc/shadow" {
+                Contents::Secret(mv_core::secret::SecretBytes::new(text.into_bytes()))
+            } else {
+                Contents::Public(text)
+            };
+            files.push(DesiredFile {
+                path: path.to_string(),
+                contents,
+                mode,
+                owner: "root".to_string(),
+                origin: "accounts".to_string(),
+            });
+        }
+        // Keep shadow's group (`shadow` on Debian and Alpine).
+        if let (Some(m), Some(f)) = (shadow_meta, files.last_mut()) {
+            if f.path == "/etc/shadow" {
+                f.owner = format!("root:{}", m.gid());
+            }
+        }
+    }
+    for f in &files {
+        let (uid, gid) = match f.owner.split_once(':') {
+            Some((u, g)) => (owner_ids(u, &f.path)?.0, g.parse().unwrap_or(0)),
+            None => owner_ids(&f.owner, &f.path)?,
+        };
+        let host = target.path(&f.path);
+        let current = target.read_opt(&f.path)?;
+        let meta = fs::symlink_metadata(&host).ok();
+        let action = match (&current, &meta) {
+            (None, _) => Some("create"),
+            (Some(old), _) if old.as_slice() != f.contents.bytes() => Some("update"),
+            (_, Some(m)) if m.file_type().is_symlink() => Some("update"),
+            (_, Some(m)) if m.mode() & 0o7777 != f.mode => Some("mode"),
+            (_, Some(m)) if m.uid() != uid || m.gid() != gid => Some("owner"),
+            _ => None,
+        };
+        let Some(action) = action else { continue };
+        let d = match (&f.contents, action) {
+            (Contents::Public(new), "create" | "update") => {
+                let old = current
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                Some(diff(&old, new, &f.path))
+            }
+            _ => None,
+        };
+        changes.push(Change::File {
+            path: f.path.clone(),
+            mode: f.mode,
+            owner: f.owner.clone(),
+            action: action.to_string(),
+            secret: f.contents.is_secret(),
+            diff: d,
+        });
+        staged.files.push(StagedFile {
+            dest: host,
+            contents: f.contents.clone(),
+            mode: f.mode,
+            uid,
+            gid,
+        });
+    }
+
+    // Services.
+    for svc in &desired.services {
+        match target.service_links(svc)? {
+            Some(links) => {
+                for (link, to) in links {
+                    let host = target.path(&link);
+                    let ok = fs::read_link(&host).is_ok_and(|t| t == Path::new(&to));
+                    if !ok {
+                        changes.push(Change::Service {
+                            name: svc.name.clone(),
+                            link: link.clone(),
+                            to: to.clone(),
+                        });
+                        staged.links.push((host, to));
+                    }
+                }
+            }
+            None if !staged.packages.is_empty() => changes.push(Change::ServiceAfterInstall {
+                name: svc.name.clone(),
+            }),
+            None => {
+                return Err(ApplyError::ServiceMissing {
+                    name: svc.name.clone(),
+                    what: match target.os {
+                        Os::Debian => "systemd unit file".to_string(),
+                        Os::Alpine => format!("OpenRC script /etc/init.d/{}", svc.name),
+                    },
+                })
+            }
+        }
+    }
+
+    Ok(Plan {
+        machine: desired.machine.clone(),
+        os: desired.os,
+        target: target.root.display().to_string(),
+        changes,
+        staged,
+    })
+}
+
+/// Removes a file when dropped (the temporary policy-rc.d, the staging folder).
+struct Cleanup(PathBuf, bool);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = if self.1 {
+            fs::remove_dir_all(&self.0)
+        } else {
+            fs::remove_file(&self.0)
+        };
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("; ")
+}
+
+fn install_packages(
+    target: &Target,
+    packages: &[String],
+    runner: &dyn Runner,
+) -> Result<(), ApplyError> {
+    let (sim, real) = target.package_commands(packages);
+    let env: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive"), ("LC_ALL", "C")];
+    let run = |argv: &[String]| {
+        runner.run(argv, env).map_err(|source| ApplyError::Spawn {
+            program: argv.first().cloned().unwrap_or_default(),
+            source,
+        })
+    };
+    let mut _policy = None;
+    if target.os == Os::Debian {
+        // Package lists: a fresh debootstrap has none.
+        let lists = target.path("/var/lib/apt/lists");
+        let has_lists = fs::read_dir(&lists)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+            })
+            .unwrap_or(false);
+        if !has_lists {
+            let mut update = target.chroot_prefix();
+            update.extend(["apt-get", "update", "-q"].map(String::from));
+            let out = run(&update)?;
+            if !out.success {
+                return Err(ApplyError::Command {
+                    command: update.join(" "),
+                    message: last_lines(&out.stderr, 3),
+                });
+            }
+        }
+    }
+    let out = run(&sim)?;
+    if !out.success {
+        let mut msg: Vec<&str> = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .filter(|l| l.starts_with("E:") || l.starts_with("ERROR:"))
+            .collect();
+        if msg.is_empty() {
+            msg.push(out.stderr.trim());
+        }
+        return Err(ApplyError::Packages {
+            packages: packages.join(" "),
+            message: msg.join("; "),
+        });
+    }
+    if target.os == Os::Debian && target.root != Path::new("/") {
+        // Maintainer scripts must not start tor, dnsmasq or sshd on the machine doing the build.
+        let p = target.path("/usr/sbin/policy-rc.d");
+        if !p.exists() {
+            write_file(
+                &p,
+                b"#!/bin/sh\n# multiverse provision: no daemons start in a chroot\nexit 101\n",
+                0o755,
+            )?;
+            _policy = Some(Cleanup(p, false));
+        }
+    }
+    let out = run(&real)?;
+    if !out.success {
+        return Err(ApplyError::Command {
+            command: real.join(" "),
+            message: last_lines(&out.stderr, 4),
+        });
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ApplyError> {
+    let werr = |source| ApplyError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(werr)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(werr)?;
+    f.write_all(bytes).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    Ok(())
+}
+
+/// The report of an apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// What was changed, in order (empty: "no changes").
+    pub changes: Vec<Change>,
+}
+
+/// Applies `desired` to `target`: packages first, then everything else staged and committed.
+pub fn apply(
+    desired: &Desired,
+    target: &Target,
+    runner: &dyn Runner,
+) -> Result<Applied, ApplyError> {
+    let first = plan(desired, target)?;
+    if first.is_empty() {
+        return Ok(Applied { changes: vec![] });
+    }
+    let mut done = Vec::new();
+    if !first.staged.packages.is_empty() {
+        install_packages(target, &first.staged.packages, runner)?;
+        done.extend(
+            first
+                .changes
+                .iter()
+                .filter(|c| matches!(c, Change::Packages { .. }))
+                .cloned(),
+        );
+    }
+    // Packages drop their own default configs: plan again against what is there now.
+    let second = plan(desired, target)?;
+    if let Some(Change::ServiceAfterInstall { name }) = second
+        .changes
+        .iter()
+        .find(|c| matches!(c, Change::ServiceAfterInstall { .. }))
+    {
+        return Err(ApplyError::ServiceMissing {
+            name: name.clone(),
+            what: "unit file or init script after installing its packages".to_string(),
+        });
+    }
+    commit(target, &second.staged)?;
+    done.extend(
+        second
+            .changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Packages { .. })),
+    );
+    Ok(Applied { changes: done })
+}
+
+fn commit(target: &Target, staged: &Staged) -> Result<(), ApplyError> {
+    let staging = target
+        .root
+        .join(format!(".multiverse-provision.{}", std::process::id()));
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ApplyError::Write { path, source }
+    };
+    fs::create_dir(&staging).map_err(werr(&staging))?;
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(werr(&staging))?;
+    let guard = Cleanup(staging.clone(), true);
+
+    // 1. Stage: every file with its final bytes, mode and owner. Secrets are 0600-or-stricter
+    //    from creation because the mode is set at open.
+    let mut ready = Vec::new();
+    for (i, f) in staged.files.iter().enumerate() {
+        let tmp = staging.join(format!("{i}"));
+        write_file(&tmp, f.contents.bytes(), f.mode)?;
+        std::os::unix::fs::chown(&tmp, Some(f.uid), Some(f.gid)).map_err(werr(&tmp))?;
+        ready.push((tmp, &f.dest));
+    }
+    // 2. Commit: folders, renames, links.
+    for (dir, mode, uid, gid) in &staged.dirs {
+        fs::create_dir_all(dir).map_err(werr(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(werr(dir))?;
+        std::os::unix::fs::chown(dir, Some(*uid), Some(*gid)).map_err(werr(dir))?;
+    }
+    for (tmp, dest) in ready {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(werr(parent))?;
+        }
+        // A symlink at the destination (Debian's /etc/resolv.conf can be one) is replaced, not followed.
+        fs::rename(&tmp, dest).map_err(werr(dest))?;
+        if let Some(parent) = dest.parent() {
+            let _ = mv_core::fsutil::sync_dir(parent);
+        }
+    }
+    for (link, to) in &staged.links {
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).map_err(werr(parent))?;
+        }
+        let tmp = link.with_file_name(format!(
+            ".{}.mvlink",
+            link.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(to, &tmp).map_err(werr(&tmp))?;
+        fs::rename(&tmp, link).map_err(werr(link))?;
+    }
+    drop(guard);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_section_keys() {
+        let u = "[Unit]\nWantedBy=no\n[Install]\nWantedBy=multi-user.target network-online.target\nAlias=sshd.service\n";
+        assert_eq!(
+            install_section(u),
+            [
+                (
+                    "WantedBy".to_string(),
+                    "multi-user.target network-online.target".to_string()
+                ),
+                ("Alias".to_string(), "sshd.service".to_string())
+            ]
+        );
+    }
+}

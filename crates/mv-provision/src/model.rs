@@ -1,0 +1,295 @@
+//! What provisioning needs to know about a machine, and where its secrets come from.
+//!
+//! [`MachineSpec`] is the provisioning view of a machine: its name, type and router role, target
+//! OS, architecture, network interfaces and options (VPN, IOMMU vendor, vfio ids). It is built from
+//! the machine model (`mv-machines`) by the CLI, or by [`MachineSpec::default_for`] from the
+//! default topology of DESIGN.md. [`IdentitySource`] hands out the secrets (machine password, SSH
+//! host keys) and the public login keys; the CLI implements it on top of `mv-identity`.
+//!
+//! What this is not: the machine model itself. Nothing here reads `multiverse.toml`.
+
+use mv_core::secret::SecretString;
+use mv_core::MachineName;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// The operating system a machine runs, which decides package manager, init and file layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    /// Alpine Linux: apk, OpenRC.
+    Alpine,
+    /// Debian: apt, systemd.
+    Debian,
+}
+
+impl fmt::Display for Os {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Os::Alpine => "alpine",
+            Os::Debian => "debian",
+        })
+    }
+}
+
+/// The type of a machine (DESIGN.md "The parts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The bare-metal host.
+    Host,
+    /// The VM the person works in.
+    Controller,
+    /// A router VM; see [`Role`].
+    Router,
+    /// A long-running service VM.
+    Service,
+    /// A throw-away application VM.
+    Application,
+}
+
+/// A router's place in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// NAT from the passed-through NIC; serves net0.
+    Universe,
+    /// VPN hop; serves net1.
+    Galaxy,
+    /// Tor transparent proxy; serves net2.
+    Star,
+}
+
+/// Which VPN the galaxy router runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VpnKind {
+    /// WireGuard (`wg-quick`).
+    Wireguard,
+    /// OpenVPN (tun, UDP).
+    Openvpn,
+}
+
+/// The galaxy router's VPN provider settings (public values only; the private key is a file the
+/// person supplies or the identity derives).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnOptions {
+    /// WireGuard or OpenVPN.
+    pub kind: VpnKind,
+    /// Provider endpoint host (an IPv4 address, so the firewall can pin it without DNS).
+    pub endpoint: Ipv4Addr,
+    /// Provider endpoint port.
+    pub port: u16,
+    /// The tunnel address given by the provider, with prefix (`10.64.0.2/32`).
+    pub address: String,
+    /// The provider's DNS server, reached through the tunnel.
+    pub dns: Ipv4Addr,
+    /// WireGuard: the provider's public key (base64).
+    #[serde(default)]
+    pub peer_public_key: Option<String>,
+}
+
+/// An IPv4 address with prefix length (`10.0.0.1/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length 0-32.
+    pub prefix: u8,
+}
+
+/// Why a CIDR was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IPv4 address with prefix like 10.0.0.1/24")]
+pub struct CidrError(pub String);
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || CidrError(s.to_string());
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Cidr {
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+    /// The dotted netmask (`255.255.255.0`).
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+    /// The network address (`10.0.0.0`).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+    /// Host number `n` of the network (`host(100)` of 10.0.0.1/24 is 10.0.0.100).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from((u32::from(self.addr) & self.mask()) | (n & !self.mask()))
+    }
+}
+
+/// One network interface of a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Name inside the machine (`eth0`).
+    pub name: String,
+    /// The network it is on (`net0`, or `wan` for the universe router's physical NIC).
+    pub network: String,
+    /// Static address, or `None` for DHCP.
+    pub address: Option<Cidr>,
+    /// Default gateway through this interface, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// This machine serves DHCP and DNS on this interface (a router's downstream side).
+    pub serves: bool,
+}
+
+/// The provisioning view of one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSpec {
+    /// The machine's FQDN.
+    pub name: MachineName,
+    /// Its type.
+    pub kind: Kind,
+    /// For routers, the role in the chain.
+    pub role: Option<Role>,
+    /// Target OS.
+    pub os: Os,
+    /// CPU architecture (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Network interfaces, upstream first.
+    pub interfaces: Vec<Interface>,
+    /// Galaxy only: the VPN.
+    pub vpn: Option<VpnOptions>,
+    /// Host only: `intel` or `amd`, which decides `intel_iommu=on` or `amd_iommu=on`.
+    pub cpu_vendor: Option<String>,
+    /// Host only: PCI `vendor:device` ids bound to vfio-pci.
+    pub vfio_ids: Vec<String>,
+    /// Extra packages the person asked for.
+    pub extra_packages: Vec<String>,
+}
+
+impl MachineSpec {
+    /// The machine as DESIGN.md's default topology has it, on `os`.
+    pub fn default_for(name: MachineName, kind: Kind, role: Option<Role>, os: Os) -> Self {
+        let iface =
+            |n: &str, net: &str, addr: Option<&str>, gw: Option<&str>, serves: bool| Interface {
+                name: n.to_string(),
+                network: net.to_string(),
+                address: addr.and_then(|a| a.parse().ok()),
+                gateway: gw.and_then(|g| g.parse().ok()),
+                serves,
+            };
+        let interfaces = match (kind, role) {
+            (Kind::Router, Some(Role::Universe)) => vec![
+                iface("eth0", "wan", None, None, false),
+                iface("eth1", "net0", Some("10.0.0.1/24"), None, true),
+            ],
+            (Kind::Router, Some(Role::Galaxy)) => vec![
+                iface("eth0", "net0", Some("10.0.0.2/24"), Some("10.0.0.1"), false),
+                iface("eth1", "net1", Some("10.1.1.1/24"), None, true),
+            ],
+            (Kind::Router, Some(Role::Star)) => vec![
+                iface("eth0", "net1", Some("10.1.1.2/24"), Some("10.1.1.1"), false),
+                iface("eth1", "net2", Some("10.2.2.1/24"), None, true),
+            ],
+            (Kind::Host, _) => vec![],
+            _ => vec![iface("eth0", "net2", None, None, false)],
+        };
+        MachineSpec {
+            name,
+            kind,
+            role,
+            os,
+            arch: "x86_64".to_string(),
+            interfaces,
+            vpn: None,
+            cpu_vendor: (kind == Kind::Host).then(|| "intel".to_string()),
+            vfio_ids: vec![],
+            extra_packages: vec![],
+        }
+    }
+
+    /// The recipe this machine uses (`router-star`, `service`...).
+    pub fn recipe_name(&self) -> &'static str {
+        match (self.kind, self.role) {
+            (Kind::Host, _) => "host",
+            (Kind::Controller, _) => "controller",
+            (Kind::Service, _) => "service",
+            (Kind::Application, _) => "application",
+            (Kind::Router, Some(Role::Universe)) => "router-universe",
+            (Kind::Router, Some(Role::Galaxy)) => "router-galaxy",
+            (Kind::Router, Some(Role::Star)) => "router-star",
+            (Kind::Router, None) => "router",
+        }
+    }
+}
+
+/// An SSH key pair as files: the private key in OpenSSH format and the public line.
+#[derive(Debug, Clone)]
+pub struct SshKeyPair {
+    /// `-----BEGIN OPENSSH PRIVATE KEY-----...`, unencrypted (sshd reads it at boot).
+    pub private_openssh: SecretString,
+    /// `ssh-ed25519 AAAA... comment`.
+    pub public_line: String,
+}
+
+/// Why the identity could not provide something.
+#[derive(Debug, thiserror::Error)]
+#[error("identity cannot provide {what} for {name}")]
+pub struct IdentityError {
+    /// What was asked (`machine password`, `ssh host key`...).
+    pub what: &'static str,
+    /// For whom.
+    pub name: String,
+    /// The cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Where secrets and public keys come from (the unsealed Scramble Suit identity in the CLI).
+pub trait IdentitySource {
+    /// The machine's password (spec scramble-v1 `password`), for root and the machine's user.
+    fn machine_password(&self, machine: &MachineName) -> Result<SecretString, IdentityError>;
+    /// The machine's sshd Ed25519 host key.
+    fn ssh_host_ed25519(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError>;
+    /// The machine's sshd ECDSA P-256 host key.
+    fn ssh_host_ecdsa_p256(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError>;
+    /// The public login keys allowed into the machine (the person's `@user` key), one line each.
+    fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_math() {
+        let c: Cidr = "10.2.2.1/24".parse().unwrap();
+        assert_eq!(c.network().to_string(), "10.2.2.0");
+        assert_eq!(c.netmask().to_string(), "255.255.255.0");
+        assert_eq!(c.host(100).to_string(), "10.2.2.100");
+        assert!("10.0.0.1".parse::<Cidr>().is_err());
+        assert!("10.0.0.1/33".parse::<Cidr>().is_err());
+        let z: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(z.netmask().to_string(), "0.0.0.0");
+    }
+}

@@ -1,0 +1,447 @@
+//! Recipes: what a machine type needs, as data.
+//!
+//! A recipe is a TOML file under `recipes/` of this crate (embedded in the binary): packages,
+//! services, sysctl keys, kernel modules, files (from a template or from the identity) and users.
+//! Recipes `include` others (`router-star` includes `router`, which includes `base`); entries may be
+//! limited to one OS (`os = "alpine"`) or to a condition on the machine (`when = "vpn.kind ==
+//! 'wireguard'"`, a minijinja expression). Resolving a recipe for a machine gives a flat
+//! [`Resolved`] list with every condition decided.
+//!
+//! What this is not: a scripting language. There are no hooks or shell commands in recipes; the
+//! appliers in [`crate::apply`] know how to install a package or enable a service on each OS.
+
+use crate::model::Os;
+use crate::template::{Engine, TemplateError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The recipes compiled into the binary: (name, TOML source).
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("base", include_str!("../recipes/base.toml")),
+    ("router", include_str!("../recipes/router.toml")),
+    (
+        "router-universe",
+        include_str!("../recipes/router-universe.toml"),
+    ),
+    (
+        "router-galaxy",
+        include_str!("../recipes/router-galaxy.toml"),
+    ),
+    ("router-star", include_str!("../recipes/router-star.toml")),
+    ("controller", include_str!("../recipes/controller.toml")),
+    ("service", include_str!("../recipes/service.toml")),
+    ("application", include_str!("../recipes/application.toml")),
+    ("host", include_str!("../recipes/host.toml")),
+];
+
+/// Why a recipe could not be loaded or resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// No recipe of that name.
+    #[error("no recipe named {0}")]
+    Unknown(String),
+    /// The recipe's TOML is malformed.
+    #[error("recipe {name}: {message}")]
+    Parse {
+        /// Recipe name.
+        name: String,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// Includes loop back.
+    #[error("recipe {0} includes itself (through {1})")]
+    Cycle(String, String),
+    /// A `when` expression failed.
+    #[error("recipe {recipe}: condition `{expr}`")]
+    When {
+        /// Recipe name.
+        recipe: String,
+        /// The expression.
+        expr: String,
+        /// The template error.
+        #[source]
+        source: TemplateError,
+    },
+    /// A file mode is not octal.
+    #[error("recipe {recipe}: file {path} has mode `{mode}`, not an octal mode like \"0644\"")]
+    Mode {
+        /// Recipe name.
+        recipe: String,
+        /// The file.
+        path: String,
+        /// The bad mode.
+        mode: String,
+    },
+    /// A file entry has neither or both of `template` and `source`.
+    #[error("recipe {recipe}: file {path} needs exactly one of `template` or `source`")]
+    FileSource {
+        /// Recipe name.
+        recipe: String,
+        /// The file.
+        path: String,
+    },
+}
+
+/// An entry limited to an OS or a condition. Written as a bare string or a table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        os: Option<Os>,
+        #[serde(default)]
+        when: Option<String>,
+        #[serde(default)]
+        runlevel: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    path: String,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    os: Option<Os>,
+    #[serde(default)]
+    when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    name: String,
+    #[serde(default)]
+    shell: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    password: PasswordSource,
+    #[serde(default)]
+    authorized_keys: bool,
+    #[serde(default)]
+    os: Option<Os>,
+}
+
+/// Where a user's password comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordSource {
+    /// The identity's machine password.
+    Machine,
+    /// No password: the account is locked (`!`), keys only.
+    #[default]
+    Locked,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeFile {
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    packages: Vec<Item>,
+    #[serde(default)]
+    services: Vec<Item>,
+    #[serde(default)]
+    modules: Vec<Item>,
+    #[serde(default)]
+    sysctl: BTreeMap<String, String>,
+    #[serde(default, rename = "file")]
+    files: Vec<FileEntry>,
+    #[serde(default, rename = "user")]
+    users: Vec<UserEntry>,
+}
+
+/// Where a file's contents come from once resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum FileSource {
+    /// A template by name.
+    Template(String),
+    /// Something the renderer generates (`sysctl`, `modules`) or takes from the identity
+    /// (`ssh_host_ed25519`, `ssh_host_ed25519.pub`...).
+    Generated(String),
+}
+
+/// A file of the resolved recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileSpec {
+    /// Absolute path on the machine.
+    pub path: String,
+    /// Contents' origin.
+    pub source: FileSource,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user name (group is the user's primary group).
+    pub owner: String,
+}
+
+/// A user of the resolved recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSpec {
+    /// Login name.
+    pub name: String,
+    /// Login shell (`None`: keep the existing or the OS default).
+    pub shell: Option<String>,
+    /// Supplementary groups, created when missing.
+    pub groups: Vec<String>,
+    /// Password origin.
+    pub password: PasswordSource,
+    /// Whether `~/.ssh/authorized_keys` gets the identity's login keys.
+    pub authorized_keys: bool,
+}
+
+/// A service to enable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceSpec {
+    /// Service name (systemd unit without `.service`, or OpenRC script name).
+    pub name: String,
+    /// OpenRC runlevel (`default` unless the recipe says `boot`); ignored on systemd.
+    pub runlevel: String,
+}
+
+/// A recipe resolved for one machine: every include merged, every condition decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// Recipe names in include order (`base`, `router`, `router-star`).
+    pub recipes: Vec<String>,
+    /// Packages, in order of first mention.
+    pub packages: Vec<String>,
+    /// Services to enable.
+    pub services: Vec<ServiceSpec>,
+    /// Kernel modules loaded at boot.
+    pub modules: Vec<String>,
+    /// sysctl keys (later recipes override earlier ones).
+    pub sysctl: BTreeMap<String, String>,
+    /// Files; a later recipe's entry for the same path replaces an earlier one.
+    pub files: Vec<FileSpec>,
+    /// Users.
+    pub users: Vec<UserSpec>,
+}
+
+fn source_of(name: &str) -> Result<&'static str, RecipeError> {
+    EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| RecipeError::Unknown(name.to_string()))
+}
+
+fn parse(name: &str, src: &str) -> Result<RecipeFile, RecipeError> {
+    toml::from_str(src).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| src[..s.start.min(src.len())].lines().count().max(1))
+            .unwrap_or(0);
+        RecipeError::Parse {
+            name: name.to_string(),
+            message: format!("line {line}: {}", e.message()),
+        }
+    })
+}
+
+/// Resolves recipe `name` for a machine whose template context is `ctx`, on `os`.
+pub fn resolve(
+    name: &str,
+    os: Os,
+    engine: &Engine,
+    ctx: &serde_json::Value,
+) -> Result<Resolved, RecipeError> {
+    let mut out = Resolved::default();
+    let mut stack = Vec::new();
+    resolve_into(name, os, engine, ctx, &mut out, &mut stack)?;
+    Ok(out)
+}
+
+fn resolve_into(
+    name: &str,
+    os: Os,
+    engine: &Engine,
+    ctx: &serde_json::Value,
+    out: &mut Resolved,
+    stack: &mut Vec<String>,
+) -> Result<(), RecipeError> {
+    if stack.iter().any(|s| s == name) {
+        return Err(RecipeError::Cycle(name.to_string(), stack.join(" -> ")));
+    }
+    if out.recipes.iter().any(|r| r == name) {
+        return Ok(()); // already merged through another include
+    }
+    let file = parse(name, source_of(name)?)?;
+    stack.push(name.to_string());
+    for inc in &file.include {
+        resolve_into(inc, os, engine, ctx, out, stack)?;
+    }
+    stack.pop();
+    out.recipes.push(name.to_string());
+
+    let applies = |item_os: Option<Os>, when: Option<&str>| -> Result<bool, RecipeError> {
+        if item_os.is_some_and(|o| o != os) {
+            return Ok(false);
+        }
+        match when {
+            None => Ok(true),
+            Some(expr) => engine
+                .eval_bool(&format!("recipe {name}"), expr, ctx)
+                .map_err(|source| RecipeError::When {
+                    recipe: name.to_string(),
+                    expr: expr.to_string(),
+                    source,
+                }),
+        }
+    };
+    let items = |list: &[Item]| -> Result<Vec<(String, Option<String>)>, RecipeError> {
+        let mut v = Vec::new();
+        for it in list {
+            match it {
+                Item::Name(n) => v.push((n.clone(), None)),
+                Item::Full {
+                    name: n,
+                    os: o,
+                    when,
+                    runlevel,
+                } => {
+                    if applies(*o, when.as_deref())? {
+                        v.push((n.clone(), runlevel.clone()));
+                    }
+                }
+            }
+        }
+        Ok(v)
+    };
+    for (p, _) in items(&file.packages)? {
+        if !out.packages.contains(&p) {
+            out.packages.push(p);
+        }
+    }
+    for (s, lvl) in items(&file.services)? {
+        if !out.services.iter().any(|x| x.name == s) {
+            out.services.push(ServiceSpec {
+                name: s,
+                runlevel: lvl.unwrap_or_else(|| "default".to_string()),
+            });
+        }
+    }
+    for (m, _) in items(&file.modules)? {
+        if !out.modules.contains(&m) {
+            out.modules.push(m);
+        }
+    }
+    out.sysctl.extend(file.sysctl.clone());
+    for f in &file.files {
+        if !applies(f.os, f.when.as_deref())? {
+            continue;
+        }
+        let source = match (&f.template, &f.source) {
+            (Some(t), None) => FileSource::Template(t.clone()),
+            (None, Some(s)) => FileSource::Generated(s.clone()),
+            _ => {
+                return Err(RecipeError::FileSource {
+                    recipe: name.to_string(),
+                    path: f.path.clone(),
+                })
+            }
+        };
+        let mode_text = f.mode.clone().unwrap_or_else(|| "0644".to_string());
+        let mode = u32::from_str_radix(&mode_text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| RecipeError::Mode {
+                recipe: name.to_string(),
+                path: f.path.clone(),
+                mode: mode_text.clone(),
+            })?;
+        let spec = FileSpec {
+            path: f.path.clone(),
+            source,
+            mode,
+            owner: f.owner.clone().unwrap_or_else(|| "root".to_string()),
+        };
+        match out.files.iter_mut().find(|x| x.path == spec.path) {
+            Some(existing) => *existing = spec,
+            None => out.files.push(spec),
+        }
+    }
+    for u in &file.users {
+        if u.os.is_some_and(|o| o != os) {
+            continue;
+        }
+        let spec = UserSpec {
+            name: u.name.clone(),
+            shell: u.shell.clone(),
+            groups: u.groups.clone(),
+            password: u.password,
+            authorized_keys: u.authorized_keys,
+        };
+        match out.users.iter_mut().find(|x| x.name == spec.name) {
+            Some(existing) => *existing = spec,
+            None => out.users.push(spec),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_recipe_parses() {
+        for (name, src) in EMBEDDED {
+            let r = parse(name, src).unwrap();
+            for inc in &r.include {
+                source_of(inc).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_recipe_and_line() {
+        let err = parse("x", "description = \"d\"\n\npackages = [1]\n").unwrap_err();
+        let s = err.to_string();
+        assert!(s.starts_with("recipe x: line 3:"), "{s}");
+    }
+
+    #[test]
+    fn includes_merge_and_os_filters() {
+        let e = Engine::embedded().unwrap();
+        let ctx = serde_json::json!({"machine": {"arch": "x86_64"}, "vpn": null});
+        let r = resolve("router-star", Os::Debian, &e, &ctx).unwrap();
+        assert_eq!(r.recipes, ["base", "router", "router-star"]);
+        assert!(r.packages.contains(&"tor".to_string()));
+        assert!(r.packages.contains(&"openssh-server".to_string()));
+        assert!(!r.packages.contains(&"openssh".to_string()));
+        assert_eq!(
+            r.sysctl.get("net.ipv4.ip_forward").map(String::as_str),
+            Some("1")
+        );
+        assert!(r.files.iter().any(|f| f.path == "/etc/nftables.conf"));
+        assert!(!r.files.iter().any(|f| f.path == "/etc/nftables.nft"));
+        let a = resolve("router-star", Os::Alpine, &e, &ctx).unwrap();
+        assert!(a.files.iter().any(|f| f.path == "/etc/nftables.nft"));
+        let sysctl = a.services.iter().find(|s| s.name == "sysctl").unwrap();
+        assert_eq!(sysctl.runlevel, "boot");
+    }
+
+    #[test]
+    fn when_conditions_pick_the_vpn() {
+        let e = Engine::embedded().unwrap();
+        let wg = serde_json::json!({"machine": {"arch": "x86_64"}, "vpn": {"kind": "wireguard"}});
+        let r = resolve("router-galaxy", Os::Debian, &e, &wg).unwrap();
+        assert!(r.packages.contains(&"wireguard-tools".to_string()));
+        assert!(!r.packages.contains(&"openvpn".to_string()));
+        assert!(r.services.iter().any(|s| s.name == "wg-quick@wg0"));
+    }
+}

@@ -1,0 +1,425 @@
+//! Rendering: a machine, its recipe and the identity in, the machine's desired state out.
+//!
+//! [`render`] builds the template context from a [`MachineSpec`], resolves the machine's recipe,
+//! renders every file (templates, sysctl, modules, SSH host keys, authorized_keys) and collects
+//! packages, services and users into a [`Desired`]. Nothing here touches a target: comparing the
+//! desired state with a machine is [`crate::plan`], changing it is [`crate::apply`].
+//!
+//! Secrets (host private keys, passwords) stay in `mv_core::Secret` from the identity to the
+//! moment they are written into the target; `Desired`'s `Debug` never shows them.
+
+use crate::model::{
+    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, VpnKind,
+};
+use crate::recipe::{self, FileSource, PasswordSource, RecipeError, Resolved, ServiceSpec};
+use crate::template::{Engine, TemplateError};
+use mv_core::secret::{SecretBytes, SecretString};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Tor's ports on the star router.
+pub const TOR_TRANS_PORT: u16 = 9040;
+/// Tor's DNS port on the star router.
+pub const TOR_DNS_PORT: u16 = 5353;
+
+/// Why a machine could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The recipe could not be resolved.
+    #[error("cannot resolve the recipe of {machine}")]
+    Recipe {
+        /// The machine.
+        machine: String,
+        /// Cause.
+        #[source]
+        source: Box<RecipeError>,
+    },
+    /// A template failed.
+    #[error("cannot render {path} of {machine}")]
+    Template {
+        /// The machine.
+        machine: String,
+        /// The file being rendered.
+        path: String,
+        /// Cause (names template, line, variable).
+        #[source]
+        source: Box<TemplateError>,
+    },
+    /// The identity could not provide a key or password.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The machine lacks an option its recipe needs.
+    #[error("{machine}: {what}")]
+    MissingOption {
+        /// The machine.
+        machine: String,
+        /// What is missing and where to set it.
+        what: String,
+    },
+    /// A recipe names a generated source that does not exist.
+    #[error("recipe file {path} has unknown source `{source_name}`")]
+    UnknownSource {
+        /// The file.
+        path: String,
+        /// The source name.
+        source_name: String,
+    },
+}
+
+/// A file's contents: public text or a secret.
+#[derive(Clone)]
+pub enum Contents {
+    /// Ordinary text.
+    Public(String),
+    /// Secret bytes (private keys); never printed or diffed.
+    Secret(SecretBytes),
+}
+
+impl std::fmt::Debug for Contents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Contents::Public(s) => f.debug_tuple("Public").field(&s.len()).finish(),
+            Contents::Secret(_) => f.write_str("Secret([REDACTED])"),
+        }
+    }
+}
+
+impl Contents {
+    /// The bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Contents::Public(s) => s.as_bytes(),
+            Contents::Secret(b) => b.expose(),
+        }
+    }
+    /// Whether the contents are secret.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Contents::Secret(_))
+    }
+}
+
+/// A file the machine must have.
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    /// Absolute path on the machine.
+    pub path: String,
+    /// Contents.
+    pub contents: Contents,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner (user name; the group is the user's primary group).
+    pub owner: String,
+    /// Where it came from (template name or generated source), for plans and goldens.
+    pub origin: String,
+}
+
+/// A folder the machine must have (home folders and `~/.ssh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredDir {
+    /// Absolute path.
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user name.
+    pub owner: String,
+}
+
+/// A user account the machine must have.
+#[derive(Debug, Clone)]
+pub struct DesiredUser {
+    /// Login name.
+    pub name: String,
+    /// Login shell, if the recipe sets one.
+    pub shell: Option<String>,
+    /// Home folder.
+    pub home: String,
+    /// Supplementary groups.
+    pub groups: Vec<String>,
+    /// The password (from the identity) or `None` for a locked account.
+    pub password: Option<SecretString>,
+}
+
+/// Everything one machine must have.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The machine.
+    pub machine: String,
+    /// Its OS.
+    pub os: Os,
+    /// The recipes used, in include order.
+    pub recipes: Vec<String>,
+    /// Packages.
+    pub packages: Vec<String>,
+    /// Services to enable at boot.
+    pub services: Vec<ServiceSpec>,
+    /// Folders.
+    pub dirs: Vec<DesiredDir>,
+    /// Files.
+    pub files: Vec<DesiredFile>,
+    /// Users.
+    pub users: Vec<DesiredUser>,
+}
+
+fn iface_json(i: &Interface) -> Value {
+    let addr: Option<Cidr> = i.address;
+    json!({
+        "name": i.name,
+        "network": i.network,
+        "address": addr.map(|a| a.to_string()),
+        "ip": addr.map(|a| a.addr.to_string()),
+        "prefix": addr.map(|a| a.prefix),
+        "netmask": addr.map(|a| a.netmask().to_string()),
+        "network_cidr": addr.map(|a| format!("{}/{}", a.network(), a.prefix)),
+        "gateway": i.gateway.map(|g| g.to_string()),
+        "serves": i.serves,
+        "dhcp_start": addr.map(|a| a.host(100).to_string()),
+        "dhcp_end": addr.map(|a| a.host(200).to_string()),
+    })
+}
+
+/// The template context of a machine: what every template may use.
+pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
+    let name = spec.name.as_str();
+    let missing = |what: &str| RenderError::MissingOption {
+        machine: name.to_string(),
+        what: what.to_string(),
+    };
+    let domain = name.split_once('.').map(|(_, d)| d).unwrap_or(name);
+    let upstream = spec.interfaces.iter().find(|i| !i.serves);
+    let downstream = spec.interfaces.iter().find(|i| i.serves);
+    if spec.kind == Kind::Router {
+        match downstream {
+            Some(d) if d.address.is_some() => {}
+            _ => {
+                return Err(missing(
+                    "a router needs a downstream interface with a static address (serves = true)",
+                ))
+            }
+        }
+        if upstream.is_none() {
+            return Err(missing("a router needs an upstream interface"));
+        }
+    }
+    let vpn = match (&spec.vpn, spec.role) {
+        (None, Some(Role::Galaxy)) => {
+            return Err(missing(
+                "the galaxy router needs VPN options (kind, endpoint, port, address, dns) in multiverse.toml",
+            ))
+        }
+        (Some(v), _) => {
+            if v.kind == VpnKind::Wireguard && v.peer_public_key.is_none() {
+                return Err(missing("a WireGuard VPN needs the provider's peer_public_key"));
+            }
+            let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
+            j["proto"] = json!("udp");
+            j
+        }
+        (None, _) => Value::Null,
+    };
+    let vpn_iface = match spec.vpn.as_ref().map(|v| v.kind) {
+        Some(VpnKind::Wireguard) => json!("wg0"),
+        Some(VpnKind::Openvpn) => json!("tun0"),
+        None => Value::Null,
+    };
+    let dns_upstream: Vec<String> = match spec.role {
+        Some(Role::Universe) => vec!["9.9.9.9".into(), "149.112.112.112".into()],
+        Some(Role::Galaxy) => spec.vpn.iter().map(|v| v.dns.to_string()).collect(),
+        Some(Role::Star) => vec![format!("127.0.0.1#{TOR_DNS_PORT}")],
+        None => vec![],
+    };
+    let iommu = match spec.cpu_vendor.as_deref() {
+        Some("amd") => "amd_iommu=on",
+        _ => "intel_iommu=on",
+    };
+    let description = match (spec.kind, spec.role) {
+        (Kind::Router, Some(Role::Universe)) => "universe router (NAT, firewall, DHCP/DNS)",
+        (Kind::Router, Some(Role::Galaxy)) => "galaxy router (VPN hop)",
+        (Kind::Router, Some(Role::Star)) => "star router (Tor transparent proxy)",
+        (Kind::Router, None) => "router",
+        (Kind::Host, _) => "host",
+        (Kind::Controller, _) => "controller",
+        (Kind::Service, _) => "service machine",
+        (Kind::Application, _) => "application machine",
+    };
+    let agent_role = match spec.kind {
+        Kind::Host => "host",
+        Kind::Controller => "controller",
+        Kind::Router => "router",
+        Kind::Service | Kind::Application => "service",
+    };
+    Ok(json!({
+        "machine": {
+            "name": name,
+            "short": spec.name.short(),
+            "domain": domain,
+            "kind": spec.kind,
+            "role": spec.role,
+            "os": spec.os,
+            "arch": spec.arch,
+            "description": description,
+        },
+        "interfaces": spec.interfaces.iter().map(iface_json).collect::<Vec<_>>(),
+        "upstream": upstream.map(iface_json),
+        "downstream": downstream.map(iface_json),
+        "vpn": vpn,
+        "vpn_iface": vpn_iface,
+        "dns_upstream": dns_upstream,
+        "tor": {
+            "user": match spec.os { Os::Debian => "debian-tor", Os::Alpine => "tor" },
+            "trans_port": TOR_TRANS_PORT,
+            "dns_port": TOR_DNS_PORT,
+            "virtual_network": "10.192.0.0/10",
+        },
+        "host": {
+            "cmdline": [iommu, "iommu=pt"],
+            "vfio_ids": spec.vfio_ids,
+        },
+        "agent_role": agent_role,
+    }))
+}
+
+/// Renders `spec` with the templates of `engine` and the keys of `identity`.
+pub fn render(
+    spec: &MachineSpec,
+    engine: &Engine,
+    identity: &dyn IdentitySource,
+) -> Result<Desired, RenderError> {
+    let machine = spec.name.to_string();
+    let ctx = context(spec)?;
+    let mut resolved: Resolved = recipe::resolve(spec.recipe_name(), spec.os, engine, &ctx)
+        .map_err(|source| RenderError::Recipe {
+            machine: machine.clone(),
+            source: Box::new(source),
+        })?;
+    for p in &spec.extra_packages {
+        if !resolved.packages.contains(p) {
+            resolved.packages.push(p.clone());
+        }
+    }
+
+    let mut files = Vec::new();
+    for f in &resolved.files {
+        let (contents, origin) = match &f.source {
+            FileSource::Template(t) => {
+                let text = engine
+                    .render(t, &ctx)
+                    .map_err(|source| RenderError::Template {
+                        machine: machine.clone(),
+                        path: f.path.clone(),
+                        source: Box::new(source),
+                    })?;
+                (Contents::Public(text), t.clone())
+            }
+            FileSource::Generated(g) => {
+                (generated(g, &f.path, spec, &resolved, identity)?, g.clone())
+            }
+        };
+        files.push(DesiredFile {
+            path: f.path.clone(),
+            contents,
+            mode: f.mode,
+            owner: f.owner.clone(),
+            origin,
+        });
+    }
+
+    let mut users = Vec::new();
+    let mut dirs = Vec::new();
+    for u in &resolved.users {
+        let home = if u.name == "root" {
+            "/root".to_string()
+        } else {
+            format!("/home/{}", u.name)
+        };
+        let password = match u.password {
+            PasswordSource::Machine => Some(identity.machine_password(&spec.name)?),
+            PasswordSource::Locked => None,
+        };
+        if u.name != "root" {
+            dirs.push(DesiredDir {
+                path: home.clone(),
+                mode: 0o750,
+                owner: u.name.clone(),
+            });
+        }
+        if u.authorized_keys {
+            dirs.push(DesiredDir {
+                path: format!("{home}/.ssh"),
+                mode: 0o700,
+                owner: u.name.clone(),
+            });
+            let mut text = format!(
+                "# Managed by multiverse provision ({machine}): the identity's login keys.\n"
+            );
+            for k in identity.authorized_keys(&spec.name)? {
+                text.push_str(k.trim_end());
+                text.push('\n');
+            }
+            files.push(DesiredFile {
+                path: format!("{home}/.ssh/authorized_keys"),
+                contents: Contents::Public(text),
+                mode: 0o600,
+                owner: u.name.clone(),
+                origin: "authorized_keys".to_string(),
+            });
+        }
+        users.push(DesiredUser {
+            name: u.name.clone(),
+            shell: u.shell.clone(),
+            home,
+            groups: u.groups.clone(),
+            password,
+        });
+    }
+
+    Ok(Desired {
+        machine,
+        os: spec.os,
+        recipes: resolved.recipes,
+        packages: resolved.packages,
+        services: resolved.services,
+        dirs,
+        files,
+        users,
+    })
+}
+
+fn generated(
+    source: &str,
+    path: &str,
+    spec: &MachineSpec,
+    resolved: &Resolved,
+    identity: &dyn IdentitySource,
+) -> Result<Contents, RenderError> {
+    let header = format!("# Managed by multiverse provision ({}).\n", spec.name);
+    let secret =
+        |s: SecretString| Contents::Secret(SecretBytes::new(s.expose().as_bytes().to_vec()));
+    let line = |s: String| Contents::Public(format!("{}\n", s.trim_end()));
+    Ok(match source {
+        "sysctl" => {
+            let mut t = header;
+            for (k, v) in &resolved.sysctl {
+                t.push_str(&format!("{k} = {v}\n"));
+            }
+            Contents::Public(t)
+        }
+        "modules" => {
+            let mut t = header;
+            for m in &resolved.modules {
+                t.push_str(m);
+                t.push('\n');
+            }
+            Contents::Public(t)
+        }
+        "ssh_host_ed25519" => secret(identity.ssh_host_ed25519(&spec.name)?.private_openssh),
+        "ssh_host_ed25519.pub" => line(identity.ssh_host_ed25519(&spec.name)?.public_line),
+        "ssh_host_ecdsa" => secret(identity.ssh_host_ecdsa_p256(&spec.name)?.private_openssh),
+        "ssh_host_ecdsa.pub" => line(identity.ssh_host_ecdsa_p256(&spec.name)?.public_line),
+        other => {
+            return Err(RenderError::UnknownSource {
+                path: path.to_string(),
+                source_name: other.to_string(),
+            })
+        }
+    })
+}
