@@ -1,0 +1,224 @@
+//! Tests of reading and validating `multiverse.toml`.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn parse(text: &str) -> Result<Topology, ConfigError> {
+    Topology::parse(text, Path::new("multiverse.toml"))
+}
+
+#[test]
+fn default_topology_is_design_md() {
+    let t = Topology::default_topology();
+    let names: Vec<&str> = t.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "host.multiverse",
+            "universe.router.multiverse",
+            "galaxy.router.multiverse",
+            "star.router.multiverse",
+            "controller.multiverse",
+            "mail.service.multiverse",
+            "browser.app.multiverse"
+        ]
+    );
+    let star = t
+        .machine(&MachineName::parse("star.router.multiverse").unwrap())
+        .unwrap();
+    let r = star.router.as_ref().unwrap();
+    assert_eq!(r.role, RouterRole::Star);
+    assert_eq!(r.serves, ["net2"]);
+    assert_eq!(r.upstream.as_deref(), Some("net1"));
+    assert_eq!(t.network("net1").unwrap().subnet.to_string(), "10.1.1.0/24");
+    let order: Vec<&str> = t.start_order().iter().map(|m| m.name.short()).collect();
+    assert_eq!(
+        order,
+        [
+            "universe",
+            "galaxy",
+            "star",
+            "controller",
+            "mail",
+            "browser"
+        ]
+    );
+    assert_eq!(
+        Topology::default_for_arch(Arch::Aarch64).machines[4].arch,
+        Arch::Aarch64
+    );
+}
+
+#[test]
+fn to_toml_round_trips() {
+    let t = Topology::default_topology();
+    let text = t.to_toml().unwrap();
+    assert_eq!(parse(&text).unwrap(), t);
+}
+
+fn base() -> String {
+    DEFAULT_TOML.to_string()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    let off = text.find(needle).unwrap();
+    text[..off].matches('\n').count() + 1
+}
+
+fn expect(text: &str, problem: Problem, needle: &str) {
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.problem(), Some(problem), "{e}");
+    let want = format!("multiverse.toml:{}: ", line_of(text, needle));
+    assert!(
+        e.to_string().starts_with(&want),
+        "{e} should start with {want}"
+    );
+    assert!(!e.to_string().contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn unknown_type() {
+    let t = base().replace("type = \"service\"", "type = \"server\"");
+    expect(&t, Problem::UnknownValue, "type = \"server\"");
+}
+
+#[test]
+fn malformed_fqdn() {
+    let t = base().replace("\"mail.service.multiverse\"", "\"Mail\"");
+    expect(&t, Problem::BadName, "\"Mail\"");
+    let t = base().replace("\"mail.service.multiverse\"", "\"mail\"");
+    expect(&t, Problem::BadName, "\"mail\"");
+}
+
+#[test]
+fn duplicate_names() {
+    let t = base().replace("\"browser.app.multiverse\"", "\"mail.service.multiverse\"");
+    let e = parse(&t).unwrap_err();
+    assert_eq!(e.problem(), Some(Problem::Duplicate));
+    // The second occurrence is the one reported.
+    let second = t.rfind("name = \"mail.service.multiverse\"").unwrap();
+    let line = t[..second].matches('\n').count() + 1;
+    assert!(
+        e.to_string()
+            .starts_with(&format!("multiverse.toml:{line}: ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn network_no_router_serves() {
+    let t = base().replace(
+        "served_by = \"star.router.multiverse\"",
+        "served_by = \"mail.service.multiverse\"",
+    );
+    expect(
+        &t,
+        Problem::UnservedNetwork,
+        "served_by = \"mail.service.multiverse\"",
+    );
+    let t = base().replace(
+        "served_by = \"star.router.multiverse\"",
+        "served_by = \"nobody.router.multiverse\"",
+    );
+    expect(
+        &t,
+        Problem::UnservedNetwork,
+        "served_by = \"nobody.router.multiverse\"",
+    );
+}
+
+#[test]
+fn malformed_pci() {
+    let t = base().replace("\"0000:03:00.0\"", "\"0000:03:00.9\"");
+    expect(&t, Problem::BadAddress, "\"0000:03:00.9\"");
+}
+
+#[test]
+fn pci_claimed_twice() {
+    let t = base().replace("\"0000:00:14.0\"", "\"0000:03:00.0\"");
+    let e = parse(&t).unwrap_err();
+    assert_eq!(e.problem(), Some(Problem::PciClaimedTwice), "{e}");
+    let line = line_of(&t, "pci = [\"0000:01:00.0\"");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("multiverse.toml:{line}: ")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("universe.router.multiverse"));
+}
+
+#[test]
+fn unknown_field() {
+    let t = base().replace("gpu = true", "gpu = true\ncolour = \"red\"");
+    expect(&t, Problem::UnknownField, "colour");
+}
+
+#[test]
+fn unknown_network_and_bad_address() {
+    let t = base().replace("{ network = \"net2\" }", "{ network = \"net9\" }");
+    expect(&t, Problem::UnknownNetwork, "\"net9\"");
+    let t = base().replace("\"10.2.2.20\"", "\"10.9.9.9\"");
+    expect(&t, Problem::Inconsistent, "\"10.9.9.9\"");
+    let t = base().replace("\"10.2.2.20\"", "\"10.2.2.10\"");
+    let e = parse(&t).unwrap_err();
+    assert_eq!(e.problem(), Some(Problem::Duplicate), "{e}");
+    let second = t.rfind("address = \"10.2.2.10\"").unwrap();
+    let line = t[..second].matches('\n').count() + 1;
+    assert!(
+        e.to_string()
+            .starts_with(&format!("multiverse.toml:{line}: ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn router_needs_role_and_only_routers_take_one() {
+    let t = base().replace("router = { role = \"universe\" }\n", "");
+    let e = parse(&t).unwrap_err();
+    assert_eq!(e.problem(), Some(Problem::Inconsistent), "{e}");
+    let t = base().replace("gpu = true", "gpu = true\nrouter = { role = \"star\" }");
+    expect(&t, Problem::Inconsistent, "router = { role = \"star\" }");
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let t = parse(
+        r#"
+[[networks]]
+name = "lan"
+bridge = "br-lan"
+subnet = "192.168.50.0/24"
+served_by = "gw.router.test"
+
+[[machines]]
+name = "gw.router.test"
+type = "router"
+router = { role = "universe" }
+networks = [{ network = "lan" }]
+
+[[machines]]
+name = "work.test"
+type = "application"
+networks = [{ network = "lan" }]
+"#,
+    )
+    .unwrap();
+    assert_eq!(t.host.name.as_str(), "host.multiverse");
+    let gw = &t.machines[1];
+    assert_eq!(gw.memory_mib, 256);
+    assert_eq!(gw.os, Os::Alpine);
+    assert_eq!(
+        gw.networks[0].address,
+        Some("192.168.50.1".parse().unwrap())
+    );
+    let w = &t.machines[2];
+    assert_eq!(w.os, Os::Debian);
+    assert_eq!(w.disks[0].base.as_deref(), Some("debian"));
+    assert_eq!(w.networks[0].mac, MacAddress::derived("work.test/lan"));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = parse("[host]\nname = \n").unwrap_err();
+    assert!(e.to_string().starts_with("multiverse.toml:2: "), "{e}");
+}

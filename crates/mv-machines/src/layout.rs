@@ -1,0 +1,212 @@
+//! The on-disk layout of a Multiverse tree (DESIGN.md "The tree on disk").
+//!
+//! [`Tree`] only computes paths; it never touches the disk. Every crate that reads or writes the
+//! tree asks it, so the layout is decided here once:
+//!
+//! ```text
+//! multiverse.toml                       Tree::config_file
+//! identity/                             Tree::identity_dir
+//! machines/<fqdn>/machine.toml          Tree::machine_toml
+//! machines/<fqdn>/domain.xml            Tree::domain_xml
+//! machines/<fqdn>/provision/            Tree::provision_dir
+//! machines/<fqdn>/disk.qcow2            Tree::disk (extra disks: disk-1.qcow2, ...)
+//! images/<base>.qcow2                   Tree::image
+//! storage/<fqdn>.qcow2 -> ../machines/<fqdn>/disk.qcow2   Tree::storage_link (pool "multiverse")
+//! libvirt/networks/<name>.xml           Tree::network_xml
+//! libvirt/pool.xml                      Tree::pool_xml
+//! pass/                                 Tree::pass_dir
+//! templates/                            Tree::templates_dir (overrides of the built-in templates)
+//! ```
+
+use mv_core::MachineName;
+use std::path::{Path, PathBuf};
+
+/// Name of the libvirt storage pool over `storage/`.
+pub const POOL_NAME: &str = "multiverse";
+
+/// Where the host side of a machine's agent channel (`org.multiverse.agent.0`) listens. Outside the
+/// tree on purpose: a socket is runtime state, not something to keep in git.
+pub fn agent_socket(name: &MachineName) -> PathBuf {
+    PathBuf::from(format!("/run/multiverse/agent/{name}.sock"))
+}
+
+/// The virtio-serial port name of the agent channel.
+pub const AGENT_CHANNEL: &str = "org.multiverse.agent.0";
+
+/// A Multiverse tree rooted at a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    root: PathBuf,
+}
+
+impl Tree {
+    /// The tree at `root` (nothing is checked or created).
+    pub fn new(root: impl Into<PathBuf>) -> Tree {
+        Tree { root: root.into() }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `multiverse.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("multiverse.toml")
+    }
+
+    /// `identity/`.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.root.join("identity")
+    }
+
+    /// `machines/`.
+    pub fn machines_dir(&self) -> PathBuf {
+        self.root.join("machines")
+    }
+
+    /// `machines/<fqdn>/`.
+    pub fn machine_dir(&self, name: &MachineName) -> PathBuf {
+        self.machines_dir().join(name.as_str())
+    }
+
+    /// `machines/<fqdn>/machine.toml`.
+    pub fn machine_toml(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("machine.toml")
+    }
+
+    /// `machines/<fqdn>/domain.xml`.
+    pub fn domain_xml(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("domain.xml")
+    }
+
+    /// `machines/<fqdn>/provision/`.
+    pub fn provision_dir(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("provision")
+    }
+
+    /// `machines/<fqdn>/disk.qcow2`, the first disk.
+    pub fn disk(&self, name: &MachineName) -> PathBuf {
+        self.disk_n(name, 0)
+    }
+
+    /// Disk number `n` of a machine: `disk.qcow2` for 0, `disk-<n>.qcow2` after.
+    pub fn disk_n(&self, name: &MachineName, n: usize) -> PathBuf {
+        self.machine_dir(name).join(disk_file(n))
+    }
+
+    /// `storage/`, the folder of the libvirt dir pool [`POOL_NAME`].
+    pub fn storage_dir(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
+    /// `storage/<fqdn>.qcow2` (a symlink to `../machines/<fqdn>/disk.qcow2`).
+    pub fn storage_link(&self, name: &MachineName) -> PathBuf {
+        self.storage_link_n(name, 0)
+    }
+
+    /// The pool volume name of disk `n`: `<fqdn>.qcow2`, then `<fqdn>-<n>.qcow2`.
+    pub fn volume_name(name: &MachineName, n: usize) -> String {
+        if n == 0 {
+            format!("{name}.qcow2")
+        } else {
+            format!("{name}-{n}.qcow2")
+        }
+    }
+
+    /// `storage/<volume>` for disk `n`.
+    pub fn storage_link_n(&self, name: &MachineName, n: usize) -> PathBuf {
+        self.storage_dir().join(Tree::volume_name(name, n))
+    }
+
+    /// The relative target of a storage symlink: `../machines/<fqdn>/disk.qcow2`.
+    pub fn storage_link_target(name: &MachineName, n: usize) -> PathBuf {
+        Path::new("..")
+            .join("machines")
+            .join(name.as_str())
+            .join(disk_file(n))
+    }
+
+    /// `images/`.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// `images/<base>.qcow2`.
+    pub fn image(&self, base: &str) -> PathBuf {
+        self.images_dir().join(format!("{base}.qcow2"))
+    }
+
+    /// `pass/`.
+    pub fn pass_dir(&self) -> PathBuf {
+        self.root.join("pass")
+    }
+
+    /// `templates/`: files here override the built-in templates of the same name.
+    pub fn templates_dir(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+
+    /// `libvirt/`.
+    pub fn libvirt_dir(&self) -> PathBuf {
+        self.root.join("libvirt")
+    }
+
+    /// `libvirt/networks/`.
+    pub fn networks_dir(&self) -> PathBuf {
+        self.libvirt_dir().join("networks")
+    }
+
+    /// `libvirt/networks/<name>.xml`.
+    pub fn network_xml(&self, network: &str) -> PathBuf {
+        self.networks_dir().join(format!("{network}.xml"))
+    }
+
+    /// `libvirt/pool.xml`.
+    pub fn pool_xml(&self) -> PathBuf {
+        self.libvirt_dir().join("pool.xml")
+    }
+}
+
+fn disk_file(n: usize) -> String {
+    if n == 0 {
+        "disk.qcow2".to_string()
+    } else {
+        format!("disk-{n}.qcow2")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let t = Tree::new("/var/multiverse");
+        let n = MachineName::parse("star.router.multiverse").unwrap();
+        assert_eq!(
+            t.config_file(),
+            Path::new("/var/multiverse/multiverse.toml")
+        );
+        assert_eq!(
+            t.disk(&n),
+            Path::new("/var/multiverse/machines/star.router.multiverse/disk.qcow2")
+        );
+        assert_eq!(
+            t.storage_link(&n),
+            Path::new("/var/multiverse/storage/star.router.multiverse.qcow2")
+        );
+        // The relative link target resolves to the disk from storage/.
+        let resolved = t.storage_dir().join(Tree::storage_link_target(&n, 0));
+        assert_eq!(
+            resolved,
+            Path::new("/var/multiverse/storage/../machines/star.router.multiverse/disk.qcow2")
+        );
+        assert_eq!(t.disk_n(&n, 2).file_name().unwrap(), "disk-2.qcow2");
+        assert_eq!(
+            t.network_xml("net0"),
+            Path::new("/var/multiverse/libvirt/networks/net0.xml")
+        );
+    }
+}
