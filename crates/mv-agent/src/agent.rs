@@ -1,0 +1,240 @@
+//! [`Agent`]: the state every transport serves: the latest [`Stats`], the history ring, the
+//! rendered metrics, the tasks and the event channel; plus the two background loops (sampling and
+//! task scheduling).
+//!
+//! Readers never wait on a collector: the sampler builds the next snapshot on the side and swaps
+//! an `Arc` in, so `/v1/stats` and `/metrics` cost a lock of a few nanoseconds.
+
+use crate::config::Resolved;
+use crate::history::{History, Sample};
+use crate::stats::{host::LibvirtConn, CollectCtx, Sampler, Stats};
+use crate::tasks::Tasks;
+use hyper::body::Bytes;
+use mv_core::Secret;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+/// Events kept for slow SSE subscribers before they start missing some.
+const EVENT_BACKLOG: usize = 32;
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The token file is unreadable.
+    #[error("cannot read the token file {path}")]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is empty.
+    #[error("the token file {0} is empty")]
+    EmptyToken(PathBuf),
+    /// The token file is readable by others.
+    #[error("the token file {0} is readable by group or others (chmod 600 it)")]
+    TokenMode(PathBuf),
+}
+
+/// The agent's shared state.
+#[derive(Debug)]
+pub struct Agent {
+    /// The resolved config.
+    pub cfg: Resolved,
+    /// The machine name shown in `/v1/info`.
+    pub name: String,
+    /// Start time (ms since the epoch).
+    pub started_ms: u64,
+    /// The configured tasks.
+    pub tasks: Tasks,
+    /// The host's virtio-serial channels to the guests' agents.
+    pub channels: crate::proxy::Channels,
+    /// The TCP bearer token.
+    pub(crate) token: Option<Secret<Vec<u8>>>,
+    stats: RwLock<Arc<Stats>>,
+    history: Mutex<History>,
+    metrics: RwLock<Bytes>,
+    events: broadcast::Sender<Bytes>,
+    ctx: Arc<CollectCtx>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The agent's own resident memory, from `/proc/self/statm`.
+pub fn self_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some(pages * page)
+}
+
+impl Agent {
+    /// Builds the state (reads the token file); nothing runs until the loops are spawned.
+    pub fn new(cfg: Resolved) -> Result<Arc<Agent>, StartError> {
+        let token = match &cfg.config.api.token_file {
+            None => None,
+            Some(p) => {
+                use std::os::unix::fs::PermissionsExt;
+                let md = std::fs::metadata(p).map_err(|source| StartError::Token {
+                    path: p.clone(),
+                    source,
+                })?;
+                if md.permissions().mode() & 0o077 != 0 {
+                    return Err(StartError::TokenMode(p.clone()));
+                }
+                let raw = Secret::new(std::fs::read(p).map_err(|source| StartError::Token {
+                    path: p.clone(),
+                    source,
+                })?);
+                let t = raw.expose().trim_ascii();
+                if t.is_empty() {
+                    return Err(StartError::EmptyToken(p.clone()));
+                }
+                Some(Secret::new(t.to_vec()))
+            }
+        };
+        let name = cfg.config.name.clone().unwrap_or_else(hostname);
+        let ctx = Arc::new(CollectCtx {
+            cfg: cfg.clone(),
+            libvirt: LibvirtConn::default(),
+        });
+        let empty = Sampler::new(ctx.clone()).empty_stats();
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Ok(Arc::new(Agent {
+            tasks: Tasks::new(&cfg.config.tasks),
+            channels: crate::proxy::Channels::new(
+                cfg.config.host.channel_dir.clone(),
+                cfg.guest_timeout,
+            ),
+            history: Mutex::new(History::new(cfg.config.stats.history)),
+            stats: RwLock::new(Arc::new(empty)),
+            metrics: RwLock::new(Bytes::new()),
+            started_ms: crate::util::now_ms(),
+            cfg,
+            name,
+            token,
+            events,
+            ctx,
+        }))
+    }
+
+    /// The latest snapshot.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// History samples at or after `since_ms`.
+    pub fn history_since(&self, since_ms: u64) -> Vec<Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .since(since_ms)
+    }
+
+    /// (samples held, capacity).
+    pub fn history_len(&self) -> (usize, usize) {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        (h.len(), h.capacity())
+    }
+
+    /// The rendered `/metrics` text.
+    pub fn metrics(&self) -> Bytes {
+        self.metrics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A new subscriber to the server-sent events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Bytes> {
+        self.events.subscribe()
+    }
+
+    /// Sends one server-sent event (`event: kind`, `data: json`) to every subscriber.
+    pub fn emit(&self, kind: &str, data: &impl serde::Serialize) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let json = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+        let frame = format!("event: {kind}\ndata: {json}\n\n");
+        let _ = self.events.send(Bytes::from(frame));
+    }
+
+    fn render_metrics(&self, stats: &Stats, buf: &mut String) {
+        let role = self.cfg.config.role.as_str();
+        let meta = crate::metrics::Meta {
+            role,
+            name: &self.name,
+            rss_bytes: self_rss(),
+        };
+        crate::metrics::render(buf, &meta, stats, &self.tasks.list());
+        *self.metrics.write().unwrap_or_else(|p| p.into_inner()) =
+            Bytes::copy_from_slice(buf.as_bytes());
+    }
+
+    /// Samples forever on the configured interval (the first sample is taken at once).
+    pub async fn run_sampler(self: Arc<Self>) {
+        let mut sampler = Sampler::new(self.ctx.clone());
+        let mut working = sampler.empty_stats();
+        let mut buf = String::with_capacity(16 * 1024);
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fresh_before: Vec<(&'static str, bool)> = Vec::new();
+        loop {
+            tick.tick().await;
+            sampler.tick(&mut working).await;
+            let snapshot = Arc::new(working.clone());
+            *self.stats.write().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+            let sample = Sample::from_stats(&snapshot);
+            self.history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sample);
+            self.render_metrics(&snapshot, &mut buf);
+            let fresh: Vec<(&'static str, bool)> = snapshot
+                .freshness()
+                .into_iter()
+                .map(|(n, stale, _)| (n, stale))
+                .collect();
+            if fresh != fresh_before {
+                for (n, stale, err) in snapshot.freshness() {
+                    if fresh_before.iter().all(|(m, s)| *m != n || *s != stale) {
+                        self.emit(
+                            "collector",
+                            &serde_json::json!({"collector": n, "stale": stale, "error": err}),
+                        );
+                    }
+                }
+                fresh_before = fresh;
+            }
+            self.emit("sample", &sample);
+        }
+    }
+
+    /// Runs due tasks forever (checked once a second).
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for name in self.tasks.due() {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(r) = me.tasks.run(&name, false, "schedule").await {
+                        me.emit("task", &r);
+                    }
+                });
+            }
+        }
+    }
+}

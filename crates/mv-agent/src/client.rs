@@ -1,0 +1,484 @@
+//! A small blocking client for the agent API, for the CLI (`multiverse status`, `multiverse top`)
+//! and tests: one request per connection over a unix socket or TCP (with the bearer token), or
+//! through a host agent to a guest (`/v1/machines/{fqdn}/...`).
+//!
+//! It is deliberately synchronous and dependency-free (std sockets, a strict response parser,
+//! [`parse_response`], which a fuzz target exercises): a CLI that asks a few agents does not need
+//! a runtime. Replies are size-limited.
+
+use crate::history::Sample;
+use crate::stats::Stats;
+use crate::tasks::{TaskInfo, TaskResult};
+use mv_core::Secret;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest reply read.
+pub const MAX_REPLY: usize = 8 << 20;
+
+/// Where an agent listens.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// TCP, with the bearer token.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// The token.
+        token: Option<Secret<String>>,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp { addr, .. } => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect (the agent is not running, or no permission on the socket).
+    #[error("cannot connect to the agent at {endpoint}")]
+    Connect {
+        /// Where.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection failed mid-request.
+    #[error("talking to the agent at {endpoint}")]
+    Io {
+        /// Where.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reply is not HTTP as the agent writes it.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    /// The agent answered with an error status.
+    #[error("the agent answered {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field of the reply, or its text.
+        message: String,
+    },
+    /// The reply is not the expected JSON.
+    #[error("unexpected reply")]
+    Json(#[source] serde_json::Error),
+}
+
+/// A client of one agent (or of one guest through a host agent).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Where the agent listens.
+    pub endpoint: Endpoint,
+    /// For a guest reached through a host agent: its fqdn.
+    pub via_host: Option<String>,
+    /// Connect/read/write timeout.
+    pub timeout: Duration,
+}
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+impl Client {
+    /// An agent on a unix socket.
+    pub fn unix(path: impl Into<PathBuf>) -> Client {
+        Client {
+            endpoint: Endpoint::Unix(path.into()),
+            via_host: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// An agent on TCP.
+    pub fn tcp(addr: impl Into<String>, token: Option<Secret<String>>) -> Client {
+        Client {
+            endpoint: Endpoint::Tcp {
+                addr: addr.into(),
+                token,
+            },
+            via_host: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same host agent, but addressing the guest `fqdn` through it.
+    pub fn guest(&self, fqdn: &str) -> Client {
+        Client {
+            via_host: Some(fqdn.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Sets the timeout.
+    pub fn with_timeout(mut self, t: Duration) -> Client {
+        self.timeout = t;
+        self
+    }
+
+    /// A label for people: the endpoint, plus the guest when proxied.
+    pub fn label(&self) -> String {
+        match &self.via_host {
+            Some(g) => format!("{} -> {g}", self.endpoint),
+            None => self.endpoint.to_string(),
+        }
+    }
+
+    fn connect(&self) -> Result<Box<dyn Stream>, ClientError> {
+        let endpoint = self.endpoint.to_string();
+        let cerr = |source| ClientError::Connect {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        Ok(match &self.endpoint {
+            Endpoint::Unix(p) => {
+                let s = std::os::unix::net::UnixStream::connect(p).map_err(cerr)?;
+                s.set_read_timeout(Some(self.timeout)).map_err(cerr)?;
+                s.set_write_timeout(Some(self.timeout)).map_err(cerr)?;
+                Box::new(s)
+            }
+            Endpoint::Tcp { addr, .. } => {
+                use std::net::ToSocketAddrs;
+                let sa = addr
+                    .to_socket_addrs()
+                    .map_err(cerr)?
+                    .next()
+                    .ok_or_else(|| cerr(std::io::Error::other("no address")))?;
+                let s = std::net::TcpStream::connect_timeout(&sa, self.timeout).map_err(cerr)?;
+                s.set_read_timeout(Some(self.timeout)).map_err(cerr)?;
+                s.set_write_timeout(Some(self.timeout)).map_err(cerr)?;
+                Box::new(s)
+            }
+        })
+    }
+
+    fn full_path(&self, path: &str) -> String {
+        match &self.via_host {
+            None => path.to_string(),
+            Some(g) => {
+                let rest = path
+                    .strip_prefix("/v1/")
+                    .or_else(|| path.strip_prefix('/'))
+                    .unwrap_or(path);
+                format!("/v1/machines/{g}/{rest}")
+            }
+        }
+    }
+
+    /// One raw request; returns the status and body (any status).
+    pub fn request(&self, method: &str, path: &str) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut s = self.connect()?;
+        let endpoint = self.endpoint.to_string();
+        let ioerr = |source| ClientError::Io {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let mut req = format!(
+            "{method} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n",
+            self.full_path(path)
+        )
+        .into_bytes();
+        if let Endpoint::Tcp { token: Some(t), .. } = &self.endpoint {
+            req.extend_from_slice(b"Authorization: Bearer ");
+            req.extend_from_slice(t.expose().as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        let req = Secret::new(req);
+        s.write_all(req.expose()).map_err(ioerr)?;
+        let mut raw = Vec::with_capacity(8192);
+        s.take(MAX_REPLY as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(ioerr)?;
+        if raw.len() > MAX_REPLY {
+            return Err(ClientError::Malformed(format!(
+                "reply over {MAX_REPLY} bytes"
+            )));
+        }
+        parse_response(&raw)
+    }
+
+    /// GET a JSON document; an error status becomes [`ClientError::Status`].
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json("GET", path)
+    }
+
+    fn json<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.request(method, path)?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(ClientError::Status { status, message });
+        }
+        serde_json::from_slice(&body).map_err(ClientError::Json)
+    }
+
+    /// `GET /v1/info`.
+    pub fn info(&self) -> Result<Info, ClientError> {
+        self.get_json("/v1/info")
+    }
+
+    /// `GET /v1/stats`.
+    pub fn stats(&self) -> Result<Stats, ClientError> {
+        self.get_json("/v1/stats")
+    }
+
+    /// `GET /v1/stats/history?window=...`.
+    pub fn history(&self, window: &str) -> Result<Vec<Sample>, ClientError> {
+        #[derive(Deserialize)]
+        struct H {
+            samples: Vec<Sample>,
+        }
+        Ok(self
+            .get_json::<H>(&format!("/v1/stats/history?window={window}"))?
+            .samples)
+    }
+
+    /// `GET /v1/tasks`.
+    pub fn tasks(&self) -> Result<Vec<TaskInfo>, ClientError> {
+        self.get_json("/v1/tasks")
+    }
+
+    /// `POST /v1/tasks/{name}/run`.
+    pub fn run_task(&self, name: &str, dry_run: bool) -> Result<TaskResult, ClientError> {
+        let (status, body) =
+            self.request("POST", &format!("/v1/tasks/{name}/run?dry_run={dry_run}"))?;
+        // A failed task is still a result (500 with the TaskResult); other errors have "error".
+        match serde_json::from_slice::<TaskResult>(&body) {
+            Ok(r) => Ok(r),
+            Err(_) => Err(ClientError::Status {
+                status,
+                message: serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// `GET /v1/machines` (host agents): the guests' fqdns.
+    pub fn machines(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct M {
+            fqdn: String,
+        }
+        Ok(self
+            .get_json::<Vec<M>>("/v1/machines")?
+            .into_iter()
+            .map(|m| m.fqdn)
+            .collect())
+    }
+}
+
+/// `/v1/info`, the fields a front end needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    /// Machine name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Agent version.
+    pub version: String,
+    /// Sampling interval.
+    pub interval_ms: u64,
+    /// Task names.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+}
+
+/// Parses an HTTP/1.x response as the agent writes it: status line, headers, then a body framed
+/// by Content-Length, chunked encoding, or the end of the stream.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
+    let bad = |m: &str| ClientError::Malformed(m.to_string());
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| bad("headers not UTF-8"))?;
+    let body = &raw[head_end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad("not an HTTP/1 status line"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| (100..600).contains(s))
+        .ok_or_else(|| bad("bad status code"))?;
+    let mut length = None;
+    let mut chunked = false;
+    for l in lines {
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| bad("header without colon"))?;
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            length = Some(v.parse::<usize>().map_err(|_| bad("bad content-length"))?);
+        } else if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        }
+    }
+    if chunked {
+        return Ok((status, dechunk(body)?));
+    }
+    match length {
+        Some(n) => {
+            if body.len() < n {
+                return Err(bad("body shorter than content-length"));
+            }
+            Ok((status, body[..n].to_vec()))
+        }
+        None => Ok((status, body.to_vec())),
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let bad = |m: &str| ClientError::Malformed(m.to_string());
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| bad("chunk size line"))?;
+        let size_s = std::str::from_utf8(&b[..eol]).map_err(|_| bad("chunk size"))?;
+        let size_s = size_s.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_s, 16).map_err(|_| bad("chunk size"))?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if b.len() < size.saturating_add(2) {
+            return Err(bad("truncated chunk"));
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+/// One agent's row in `multiverse status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    /// Where it was asked.
+    pub endpoint: String,
+    /// It answered.
+    pub up: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Machine name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Option<String>,
+    /// CPU busy fraction.
+    pub cpu: Option<f64>,
+    /// Memory in use (bytes).
+    pub mem_used: Option<u64>,
+    /// Memory total (bytes).
+    pub mem_total: Option<u64>,
+    /// Seconds since boot.
+    pub uptime_s: Option<f64>,
+    /// Stale sections.
+    pub stale: Vec<String>,
+}
+
+/// Asks every agent for its info and stats (one after the other, each bounded by its timeout);
+/// an agent that does not answer is a row with `up: false` and the reason.
+pub fn fleet_status(clients: &[Client]) -> Vec<AgentStatus> {
+    clients
+        .iter()
+        .map(|c| {
+            let mut row = AgentStatus {
+                endpoint: c.label(),
+                up: false,
+                error: None,
+                name: None,
+                role: None,
+                cpu: None,
+                mem_used: None,
+                mem_total: None,
+                uptime_s: None,
+                stale: Vec::new(),
+            };
+            match c.info().and_then(|i| Ok((i, c.stats()?))) {
+                Ok((info, s)) => {
+                    row.up = true;
+                    row.name = Some(info.name);
+                    row.role = Some(info.role);
+                    row.cpu = s.cpu.data.as_ref().map(|x| x.total.usage);
+                    row.mem_used = s.memory.data.as_ref().map(|m| m.used);
+                    row.mem_total = s.memory.data.as_ref().map(|m| m.total);
+                    row.uptime_s = s.system.data.as_ref().map(|x| x.uptime_s);
+                    row.stale = s
+                        .freshness()
+                        .into_iter()
+                        .filter(|(_, st, _)| *st)
+                        .map(|(n, _, _)| n.to_string())
+                        .collect();
+                }
+                Err(e) => row.error = Some(crate::stats::error_chain(&e)),
+            }
+            row
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn responses() {
+        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
+        assert_eq!((s, b.as_slice()), (200, &b"hi"[..]));
+        let (s, b) = parse_response(
+            b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((s, b.as_slice()), (404, &b"abcd"[..]));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhi").is_err());
+        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn guest_paths() {
+        let c = Client::unix("/x").guest("a.multiverse");
+        assert_eq!(c.full_path("/v1/stats"), "/v1/machines/a.multiverse/stats");
+        assert_eq!(c.full_path("/metrics"), "/v1/machines/a.multiverse/metrics");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_response_is_total(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_response(&raw);
+        }
+
+        #[test]
+        fn parse_response_is_total_on_http_like(status in 0u16..1000, len in "[0-9a-f]{0,20}", body in "\\PC{0,50}", chunked in any::<bool>()) {
+            let h = if chunked { format!("transfer-encoding: chunked\r\n\r\n{len}\r\n{body}") } else { format!("content-length: {len}\r\n\r\n{body}") };
+            let _ = parse_response(format!("HTTP/1.1 {status} X\r\n{h}").as_bytes());
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The transports: a unix socket (mode 0660, group from the config), TCP with a bearer token, and
+//! the guest side of the virtio-serial channel. All three serve the same routes through
+//! [`crate::api::parse_request`] and [`crate::action::execute`].
+//!
+//! Bounded cost per client, whatever it sends: at most `max_connections` connections (further
+//! clients wait in the listen backlog), request heads limited to hyper's 16 KiB read buffer (431
+//! past it), headers within `header_timeout` (slow clients are dropped), bodies over
+//! `max_body_bytes` refused with 413 before they are read, each SSE subscriber a fixed-size queue.
+//! On TCP, a request without the right `Authorization: Bearer` token gets 401; the token is
+//! compared in constant time.
+
+use crate::action::{execute, Reply};
+use crate::agent::Agent;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Read buffer per connection: the largest request head accepted.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Which transport a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The unix socket (access by file mode and group).
+    Unix,
+    /// TCP (bearer token).
+    Tcp,
+    /// The guest side of the virtio-serial channel (only the host can reach it).
+    Virtio,
+}
+
+/// Why the listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding failed.
+    #[error("cannot listen on {what}")]
+    Bind {
+        /// The socket path or address.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another agent already serves this socket.
+    #[error("{0} is in use by a running agent")]
+    InUse(PathBuf),
+    /// Setting the socket's mode or group failed.
+    #[error("cannot set mode/group of {path}")]
+    Permissions {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured group does not exist.
+    #[error("group {0:?} does not exist")]
+    NoGroup(String),
+}
+
+/// The bound listeners, before they serve.
+#[derive(Debug)]
+pub struct Listeners {
+    unix: Option<(UnixListener, PathBuf)>,
+    tcp: Option<TcpListener>,
+    virtio: Option<PathBuf>,
+}
+
+impl Listeners {
+    /// The unix socket path, if any.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.unix.as_ref().map(|(_, p)| p.as_path())
+    }
+    /// The bound TCP address (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.to_string();
+    move |source| ServeError::Bind { what, source }
+}
+
+/// Binds every configured transport (must run inside the runtime).
+pub async fn bind(agent: &Agent) -> Result<Listeners, ServeError> {
+    let api = &agent.cfg.config.api;
+    let unix = if api.socket.as_os_str().is_empty() {
+        None
+    } else {
+        Some((
+            bind_unix(&api.socket, api.group.as_deref()).await?,
+            api.socket.clone(),
+        ))
+    };
+    let tcp = match api.tcp {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(io_err(addr))?),
+        None => None,
+    };
+    Ok(Listeners {
+        unix,
+        tcp,
+        virtio: api.virtio_port.clone(),
+    })
+}
+
+async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, ServeError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if md.file_type().is_socket() {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(ServeError::InUse(path.to_path_buf()));
+            }
+            // A socket left by an agent that died: nobody listens, so it is safe to replace.
+            std::fs::remove_file(path).map_err(io_err(path.display()))?;
+        }
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent.display()))?;
+        }
+    }
+    let gid = match group {
+        None => None,
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ServeError::NoGroup(g.to_string()))?
+                .gid,
+        ),
+    };
+    let l = UnixListener::bind(path).map_err(io_err(path.display()))?;
+    let perm = |source| ServeError::Permissions {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(perm)?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| perm(std::io::Error::from(e)))?;
+    }
+    Ok(l)
+}
+
+impl Listeners {
+    /// Serves forever.
+    pub async fn run(self, agent: Arc<Agent>) {
+        let limit = Arc::new(Semaphore::new(agent.cfg.config.api.max_connections));
+        let mut set = tokio::task::JoinSet::new();
+        if let Some((l, _)) = self.unix {
+            let (a, lim) = (agent.clone(), limit.clone());
+            set.spawn(async move {
+                loop {
+                    let Ok(permit) = lim.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match l.accept().await {
+                        Ok((s, _)) => {
+                            let a = a.clone();
+                            tokio::spawn(async move {
+                                serve_io(a, s, Transport::Unix).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unix accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(l) = self.tcp {
+            let (a, lim) = (agent.clone(), limit.clone());
+            set.spawn(async move {
+                loop {
+                    let Ok(permit) = lim.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match l.accept().await {
+                        Ok((s, _)) => {
+                            let _ = s.set_nodelay(true);
+                            let a = a.clone();
+                            tokio::spawn(async move {
+                                serve_io(a, s, Transport::Tcp).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tcp accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(port) = self.virtio {
+            let a = agent.clone();
+            set.spawn(async move { serve_virtio(a, port).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// The guest side of the channel: (re)open the port and serve HTTP on it, one stream at a time.
+/// A unix socket path is connected to (tests, and a QEMU chardev stand-in); anything else is
+/// opened as the character device.
+async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
+    use std::os::unix::fs::FileTypeExt;
+    loop {
+        let is_socket = std::fs::metadata(&port).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            match tokio::net::UnixStream::connect(&port).await {
+                Ok(s) => serve_io(agent.clone(), s, Transport::Virtio).await,
+                Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
+            }
+        } else {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&port)
+            {
+                Ok(dev) => serve_io(agent.clone(), device_stream(dev), Transport::Virtio).await,
+                Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A character device as an async stream: two threads copy between it and an in-memory pipe
+/// (reads of a virtio port block, and tokio's file type cannot read and write at once).
+fn device_stream(dev: std::fs::File) -> tokio::io::DuplexStream {
+    use std::io::{Read, Write};
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (mut rd_half, mut wr_half) = tokio::io::split(theirs);
+    let rt = tokio::runtime::Handle::current();
+    if let Ok(mut reader) = dev.try_clone() {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let data = buf[..n].to_vec();
+                let ok = rt.block_on(async {
+                    tokio::io::AsyncWriteExt::write_all(&mut wr_half, &data).await
+                });
+                if ok.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut writer = dev;
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match rt.block_on(tokio::io::AsyncReadExt::read(&mut rd_half, &mut buf)) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if writer.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    ours
+}
+
+/// Serves HTTP/1.1 on one connection until it closes.
+pub async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = agent.cfg.header_timeout;
+    let svc = hyper::service::service_fn(move |req| {
+        let agent = agent.clone();
+        async move { Ok::<_, Infallible>(handle(agent, transport, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, ?transport, "connection ended with an error");
+    }
+}
+
+fn respond(status: u16, ctype: &str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_error(status: u16, msg: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": msg }).to_string();
+    respond(status, "application/json", Body::full(Bytes::from(body)))
+}
+
+fn authorized(agent: &Agent, req: &Request<Incoming>) -> bool {
+    let Some(token) = &agent.token else {
+        return false;
+    };
+    let Some(h) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return false;
+    };
+    let given = h.as_bytes();
+    let given = given
+        .strip_prefix(b"Bearer ")
+        .or_else(|| given.strip_prefix(b"bearer "))
+        .unwrap_or(b"");
+    crate::util::ct_eq(given, token.expose())
+}
+
+async fn handle(agent: Arc<Agent>, transport: Transport, req: Request<Incoming>) -> Response<Body> {
+    if transport == Transport::Tcp && !authorized(&agent, &req) {
+        let mut r = json_error(401, "missing or wrong bearer token");
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let max = agent.cfg.config.api.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return json_error(413, &format!("request body over {max} bytes"));
+    }
+    let method = req.method().as_str().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let is_head = req.method() == hyper::Method::HEAD;
+    let body = match tokio::time::timeout(
+        agent.cfg.header_timeout,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return json_error(413, &format!("request body over {max} bytes")),
+        Err(_) => return json_error(408, "request body not received in time"),
+    };
+    let action = match crate::api::parse_request(&method, &target, &body) {
+        Ok(a) => a,
+        Err(e) => {
+            let mut r = json_error(e.status(), &e.to_string());
+            if let crate::api::ApiError::MethodNotAllowed { allowed, .. } = e {
+                r.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    hyper::header::HeaderValue::from_static(allowed),
+                );
+            }
+            return r;
+        }
+    };
+    let mut resp = match execute(&agent, action).await {
+        Reply::Json(status, b) => respond(status, "application/json", Body::full(b)),
+        Reply::Raw(status, ctype, b) => respond(status, ctype, Body::full(b)),
+        Reply::Events(rx) => {
+            let mut r = respond(200, "text/event-stream", Body::events(rx));
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-cache"),
+            );
+            r
+        }
+    };
+    if is_head {
+        *resp.body_mut() = Body::full(Bytes::new());
+    }
+    resp
+}
+
+/// A response body: a complete buffer, or a stream of server-sent events.
+#[derive(Debug)]
+pub enum Body {
+    /// All at once.
+    Full(Option<Bytes>),
+    /// SSE frames as they come, from a bounded queue.
+    Events(mpsc::Receiver<Bytes>),
+}
+
+impl Body {
+    fn full(b: Bytes) -> Body {
+        Body::Full(Some(b))
+    }
+
+    /// Forwards the broadcast into a small queue; when the client goes away the queue closes and
+    /// the forwarder ends at the next event. A subscriber too slow to keep up misses events
+    /// rather than making the agent buffer them.
+    fn events(mut rx: tokio::sync::broadcast::Receiver<Bytes>) -> Body {
+        let (tx, out) = mpsc::channel(8);
+        tokio::spawn(async move {
+            if tx
+                .send(Bytes::from_static(b": multiverse-agent events\n\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(frame) => {
+                        if tx.send(frame).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Body::Events(out)
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Events(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(Some(b)) => hyper::body::SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => hyper::body::SizeHint::with_exact(0),
+            Body::Events(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}

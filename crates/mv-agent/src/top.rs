@@ -1,0 +1,1 @@
+//! `multiverse top` (placeholder while the dashboard is written).
