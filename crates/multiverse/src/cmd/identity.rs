@@ -1,16 +1,692 @@
-//! `multiverse identity`: placeholder until its crate lands.
+//! `multiverse identity new|restore|show|export|fleet`: the Scramble Suit on the command line.
+//!
+//! Only parsing, prompting, printing and file writing live here; every key comes from
+//! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv).
+//! Recovery words come from stdin or `--words-file`, never argv either.
+//!
+//! Exit codes: bad input (a malformed name, a wrong checksum word, a wrong passphrase, an existing
+//! identity without `--force`) is 2; everything else that fails is 1. Nothing is written before
+//! every input has been checked.
 
-use crate::error::CliError;
+use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use crate::secret_input;
+use mv_core::fsutil;
+use mv_core::secret::{SecretBytes, SecretString};
+use mv_core::IdentityName;
+use mv_identity::ssh_key::{LineEnding, PrivateKey};
+use mv_identity::{IdentityStore, KdfParams, PublicIdentity, PublicRecord, Root, StoreError};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not built yet
-    Todo,
+    /// Make a new root, print its 24 recovery words once, and seal it with a passphrase
+    New(NewArgs),
+    /// Rebuild the root from its 24 words (stdin or --words-file) and seal it with a passphrase
+    Restore(RestoreArgs),
+    /// Print the public identity of a machine (FQDN) or a person (@user)
+    Show(ShowArgs),
+    /// Write the keys of one name in their standard file formats
+    Export(ExportArgs),
+    /// Write the keys of every machine of multiverse.toml, a known_hosts and an authorized_keys
+    Fleet(FleetArgs),
+}
+
+/// Where the unseal passphrase comes from.
+#[derive(Debug, clap::Args)]
+pub struct PassArgs {
+    /// Read the passphrase from this file (else env MULTIVERSE_PASSPHRASE, else a prompt)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Argon2id cost of the seal (defaults: the spec's m = 256 MiB, t = 3, p = 1).
+#[derive(Debug, clap::Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB (lower only for tests or very small machines)
+    #[arg(long, value_name = "KIB", default_value_t = KdfParams::DEFAULT.memory_kib())]
+    pub kdf_memory: u32,
+    /// Argon2id passes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::DEFAULT.iterations())]
+    pub kdf_iterations: u32,
+    /// Argon2id lanes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::DEFAULT.parallelism())]
+    pub kdf_parallelism: u32,
+}
+
+impl KdfArgs {
+    fn params(&self) -> Result<KdfParams, CliError> {
+        KdfParams::new(self.kdf_memory, self.kdf_iterations, self.kdf_parallelism)
+            .usage()
+            .hint("see `multiverse identity new --help` for the KDF options")
+    }
+}
+
+/// `identity new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// Replace an existing identity (its keys are lost unless you kept its words)
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// `identity restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Read the 24 words from this file instead of stdin
+    #[arg(long, value_name = "FILE")]
+    pub words_file: Option<PathBuf>,
+    /// Replace an existing, different identity
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// `identity show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// A machine FQDN (`universe.router.multiverse`) or a person (`@user`)
+    pub name: String,
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Kind {
+    /// id_ed25519, id_ecdsa (+ .pub): login keys
+    Ssh,
+    /// ssh_host_ed25519_key, ssh_host_ecdsa_key (+ .pub): sshd host keys
+    SshHost,
+    /// hs_ed25519_secret_key, hs_ed25519_public_key, hostname: a Tor v3 onion service
+    Onion,
+    /// openpgp-secret.asc, openpgp-public.asc
+    Openpgp,
+    /// password: the machine password (32 characters)
+    Password,
+    /// luks.key: the 64-byte LUKS key file
+    Luks,
+    /// Every kind above
+    All,
+}
+
+impl Kind {
+    const EACH: [Kind; 6] = [
+        Kind::Ssh,
+        Kind::SshHost,
+        Kind::Onion,
+        Kind::Openpgp,
+        Kind::Password,
+        Kind::Luks,
+    ];
+}
+
+/// Options shared by `export` and `fleet` for SSH private keys.
+#[derive(Debug, clap::Args)]
+pub struct KeyPassArgs {
+    /// Encrypt exported SSH private keys with the passphrase in this file (bcrypt-pbkdf, aes256-ctr)
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+}
+
+/// `identity export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A machine FQDN or a person (@user)
+    pub name: String,
+    /// What to write (repeatable; `all` for everything)
+    #[arg(long, value_enum, required = true)]
+    pub kind: Vec<Kind>,
+    /// Folder to write into (created with mode 0700)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub key_pass: KeyPassArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+/// `identity fleet`.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// Folder to write into: one sub-folder per machine, plus known_hosts and authorized_keys
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The person whose login keys go into authorized_keys (and into DIR/@USER/)
+    #[arg(long, value_name = "USER", default_value = "@user")]
+    pub user: String,
+    #[command(flatten)]
+    pub key_pass: KeyPassArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
 }
 
 /// Runs the command.
-pub fn run(_g: &Global, _c: Command) -> Result<(), CliError> {
-    Err(super::not_yet("identity"))
+pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
+    match c {
+        Command::New(a) => new(g, a),
+        Command::Restore(a) => restore(g, a),
+        Command::Show(a) => show(g, a),
+        Command::Export(a) => export(g, a),
+        Command::Fleet(a) => fleet(g, a),
+    }
+}
+
+fn parse_name(s: &str) -> Result<IdentityName, CliError> {
+    IdentityName::parse(s)
+        .usage()
+        .hint("names are a machine's lower-case FQDN (universe.router.multiverse) or @user")
+}
+
+fn unseal_hint(e: StoreError) -> CliError {
+    match &e {
+        StoreError::Missing(_) => CliError::from(e).with_hint(
+            "create one with `multiverse identity new` or `multiverse identity restore`",
+        ),
+        _ if e.is_authentication() => {
+            let mut c = CliError::from(e).with_hint(
+                "check the passphrase; if it is right, the sealed file was damaged: restore it from the 24 words",
+            );
+            c.kind = crate::error::Kind::Usage;
+            c
+        }
+        _ => CliError::from(e),
+    }
+}
+
+/// Loads and unseals the tree's identity.
+fn unseal(g: &Global, pass: &PassArgs) -> Result<Root, CliError> {
+    let store = IdentityStore::load(&g.root).map_err(unseal_hint)?;
+    let passphrase = secret_input::passphrase(
+        pass.passphrase_file.as_deref(),
+        "Identity passphrase",
+        false,
+    )?;
+    store
+        .unseal(passphrase.expose().as_bytes())
+        .map_err(unseal_hint)
+}
+
+fn print_words(root: &Root) {
+    let words = root.mnemonic();
+    println!("Recovery words (shown once; write them down, they restore every key):");
+    println!("{}", words.expose());
+}
+
+fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
+    let params = a.kdf.params()?;
+    let path = IdentityStore::sealed_path(&g.root);
+    if IdentityStore::exists(&g.root) && !a.force {
+        return Err(CliError::usage_msg(format!(
+            "an identity already exists at {}",
+            path.display()
+        ))
+        .with_hint("pass --force to replace it (its keys are lost unless you kept its words)"));
+    }
+    if g.dry_run {
+        g.say(format!(
+            "would create a new identity at {} ({params})",
+            path.display()
+        ));
+        return Ok(());
+    }
+    let passphrase =
+        secret_input::passphrase(a.pass.passphrase_file.as_deref(), "New passphrase", true)?;
+    let root = Root::generate();
+    IdentityStore::create(
+        &g.root,
+        &root,
+        passphrase.expose().as_bytes(),
+        params,
+        a.force,
+    )
+    .usage()?;
+    print_words(&root);
+    g.say(format!(
+        "sealed identity written to {} ({params})",
+        path.display()
+    ));
+    Ok(())
+}
+
+fn read_words(file: Option<&Path>) -> Result<SecretString, CliError> {
+    let mut text = String::new();
+    match file {
+        Some(p) => {
+            text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read words file {}: {e}", p.display()))
+                .usage()?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .hint("could not read the recovery words from stdin")?;
+        }
+    }
+    Ok(SecretString::new(text))
+}
+
+fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
+    let params = a.kdf.params()?;
+    let words = read_words(a.words_file.as_deref())?;
+    let root = Root::from_mnemonic(words.expose())
+        .usage()
+        .hint("give the 24 words in order, separated by spaces or new lines")?;
+    drop(words);
+    let path = IdentityStore::sealed_path(&g.root);
+    let passphrase =
+        secret_input::passphrase(a.pass.passphrase_file.as_deref(), "New passphrase", true)?;
+    if IdentityStore::exists(&g.root) {
+        // Idempotent: the same words under the same passphrase are already there.
+        let existing = IdentityStore::load(&g.root)
+            .ok()
+            .and_then(|s| s.unseal(passphrase.expose().as_bytes()).ok());
+        if existing.as_ref() == Some(&root) {
+            g.say(format!(
+                "unchanged: {} already holds this identity",
+                path.display()
+            ));
+            return Ok(());
+        }
+        if !a.force {
+            return Err(CliError::usage_msg(format!(
+                "a different identity (or another passphrase) already exists at {}",
+                path.display()
+            ))
+            .with_hint("pass --force to replace it"));
+        }
+    }
+    if g.dry_run {
+        g.say(format!(
+            "would seal the restored identity to {} ({params})",
+            path.display()
+        ));
+        return Ok(());
+    }
+    IdentityStore::create(&g.root, &root, passphrase.expose().as_bytes(), params, true)?;
+    g.say(format!(
+        "restored identity sealed to {} ({params})",
+        path.display()
+    ));
+    Ok(())
+}
+
+/// Records public identities in `identity/public.json` (not on --dry-run).
+fn record(g: &Global, ids: Vec<PublicIdentity>) -> Result<(), CliError> {
+    if g.dry_run {
+        return Ok(());
+    }
+    let mut rec = PublicRecord::load(&g.root)?;
+    if rec.merge(ids) {
+        rec.save(&g.root)?;
+    }
+    Ok(())
+}
+
+fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
+    let name = parse_name(&a.name)?;
+    let root = unseal(g, &a.pass)?;
+    let id = root.public_identity(&name)?;
+    record(g, vec![id.clone()])?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&id)?);
+    } else {
+        println!("name                 {}", id.name);
+        println!("ssh_ed25519          {}", id.ssh_ed25519);
+        println!("ssh_ecdsa_p256       {}", id.ssh_ecdsa_p256);
+        println!("ssh_host_ed25519     {}", id.ssh_host_ed25519);
+        println!("ssh_host_ecdsa_p256  {}", id.ssh_host_ecdsa_p256);
+        println!("onion                {}", id.onion);
+        println!("openpgp_fingerprint  {}", id.openpgp_fingerprint);
+    }
+    Ok(())
+}
+
+/// One file to write.
+struct Planned {
+    path: PathBuf,
+    contents: SecretBytes,
+    secret: bool,
+    /// For an encrypted SSH key: the key it must hold (its bytes differ on every encryption).
+    ssh_equiv: Option<PrivateKey>,
+}
+
+fn file(path: PathBuf, contents: Vec<u8>, secret: bool) -> Planned {
+    Planned {
+        path,
+        contents: SecretBytes::new(contents),
+        secret,
+        ssh_equiv: None,
+    }
+}
+
+fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
+    match &k.key_passphrase_file {
+        None => Ok(None),
+        Some(p) => {
+            let mut t = std::fs::read_to_string(p)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read key passphrase file {}: {e}", p.display())
+                })
+                .usage()?;
+            while t.ends_with('\n') || t.ends_with('\r') {
+                t.pop();
+            }
+            if t.is_empty() {
+                return Err(CliError::usage_msg(format!(
+                    "key passphrase file {} is empty",
+                    p.display()
+                )));
+            }
+            Ok(Some(SecretString::new(t)))
+        }
+    }
+}
+
+fn ssh_files(
+    dir: &Path,
+    base: &str,
+    key: PrivateKey,
+    key_pass: Option<&SecretString>,
+) -> Result<Vec<Planned>, CliError> {
+    let public = key.public_key().to_openssh()?;
+    let mut out = Vec::new();
+    let (contents, equiv) = match key_pass {
+        None => (key.to_openssh(LineEnding::LF)?.as_bytes().to_vec(), None),
+        Some(p) => {
+            let enc = key.encrypt(&mut rand_core_rng(), p.expose().as_bytes())?;
+            (
+                enc.to_openssh(LineEnding::LF)?.as_bytes().to_vec(),
+                Some(key.clone()),
+            )
+        }
+    };
+    out.push(Planned {
+        path: dir.join(base),
+        contents: SecretBytes::new(contents),
+        secret: true,
+        ssh_equiv: equiv,
+    });
+    out.push(file(
+        dir.join(format!("{base}.pub")),
+        format!("{public}\n").into_bytes(),
+        false,
+    ));
+    Ok(out)
+}
+
+/// The OS RNG in the rand_core generation ssh-key expects.
+fn rand_core_rng() -> mv_identity::ssh_key::rand_core::OsRng {
+    mv_identity::ssh_key::rand_core::OsRng
+}
+
+fn plan_kind(
+    root: &Root,
+    name: &IdentityName,
+    kind: Kind,
+    dir: &Path,
+    key_pass: Option<&SecretString>,
+) -> Result<Vec<Planned>, CliError> {
+    let mut out = Vec::new();
+    match kind {
+        Kind::Ssh => {
+            out.extend(ssh_files(
+                dir,
+                "id_ed25519",
+                root.ssh_ed25519(name)?,
+                key_pass,
+            )?);
+            out.extend(ssh_files(
+                dir,
+                "id_ecdsa",
+                root.ssh_ecdsa_p256(name)?,
+                key_pass,
+            )?);
+        }
+        Kind::SshHost => {
+            // sshd cannot read a passphrase-protected host key: host keys are never encrypted.
+            out.extend(ssh_files(
+                dir,
+                "ssh_host_ed25519_key",
+                root.ssh_host_ed25519(name)?,
+                None,
+            )?);
+            out.extend(ssh_files(
+                dir,
+                "ssh_host_ecdsa_key",
+                root.ssh_host_ecdsa_p256(name)?,
+                None,
+            )?);
+        }
+        Kind::Onion => {
+            let o = root.onion_v3(name);
+            out.push(file(
+                dir.join("hs_ed25519_secret_key"),
+                o.secret_file.expose().clone(),
+                true,
+            ));
+            out.push(file(
+                dir.join("hs_ed25519_public_key"),
+                o.public_file,
+                false,
+            ));
+            out.push(file(
+                dir.join("hostname"),
+                format!("{}\n", o.hostname).into_bytes(),
+                false,
+            ));
+        }
+        Kind::Openpgp => {
+            let k = root.openpgp(name)?;
+            let opts = mv_identity::pgp::composed::ArmorOptions::default;
+            let sec = k
+                .to_armored_string(opts())
+                .map_err(|e| anyhow::anyhow!("cannot armor the OpenPGP secret key: {e}"))?;
+            let public = k
+                .to_public_key()
+                .to_armored_string(opts())
+                .map_err(|e| anyhow::anyhow!("cannot armor the OpenPGP public key: {e}"))?;
+            out.push(file(dir.join("openpgp-secret.asc"), sec.into_bytes(), true));
+            out.push(file(
+                dir.join("openpgp-public.asc"),
+                public.into_bytes(),
+                false,
+            ));
+        }
+        Kind::Password => {
+            let p = root.password(name);
+            out.push(file(
+                dir.join("password"),
+                format!("{}\n", p.expose()).into_bytes(),
+                true,
+            ));
+        }
+        Kind::Luks => {
+            out.push(file(
+                dir.join("luks.key"),
+                root.luks_key(name).expose().clone(),
+                true,
+            ));
+        }
+        Kind::All => {
+            for k in Kind::EACH {
+                out.extend(plan_kind(root, name, k, dir, key_pass)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `p` already holds what it should (same bytes and mode, or for an encrypted SSH key,
+/// a key that decrypts with the same passphrase to the same key).
+fn up_to_date(p: &Planned, key_pass: Option<&SecretString>) -> bool {
+    let mode = if p.secret {
+        fsutil::SECRET_MODE
+    } else {
+        fsutil::PUBLIC_MODE
+    };
+    let same_mode = std::fs::metadata(&p.path)
+        .map(|m| m.permissions().mode() & 0o7777 == mode)
+        .unwrap_or(false);
+    if !same_mode {
+        return false;
+    }
+    let Ok(existing) = std::fs::read(&p.path) else {
+        return false;
+    };
+    let existing = SecretBytes::new(existing);
+    match (&p.ssh_equiv, key_pass) {
+        (Some(want), Some(pass)) => PrivateKey::from_openssh(existing.expose())
+            .ok()
+            .filter(|k| k.is_encrypted())
+            .and_then(|k| k.decrypt(pass.expose().as_bytes()).ok())
+            .is_some_and(|k| k.key_data() == want.key_data()),
+        _ => existing.expose() == p.contents.expose(),
+    }
+}
+
+/// Writes the plan; prints one line per file; returns (written, unchanged).
+fn apply(
+    g: &Global,
+    plan: &[Planned],
+    key_pass: Option<&SecretString>,
+) -> Result<(usize, usize), CliError> {
+    let (mut written, mut same) = (0, 0);
+    for p in plan {
+        if up_to_date(p, key_pass) {
+            same += 1;
+            if g.verbose > 0 {
+                g.say(format!("unchanged  {}", p.path.display()));
+            }
+            continue;
+        }
+        written += 1;
+        if g.dry_run {
+            g.say(format!("would write {}", p.path.display()));
+            continue;
+        }
+        if let Some(dir) = p.path.parent() {
+            make_private_dir(dir)?;
+        }
+        if p.secret {
+            fsutil::write_secret(&p.path, p.contents.expose())?;
+        } else {
+            fsutil::write_public(&p.path, p.contents.expose())?;
+        }
+        g.say(format!("wrote      {}", p.path.display()));
+    }
+    Ok((written, same))
+}
+
+/// Creates `dir` with mode 0700 if it does not exist (tor requires it for an onion folder; it
+/// holds secrets anyway). An existing folder keeps its mode.
+fn make_private_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| anyhow::anyhow!("cannot set mode 0700 on {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+fn summary(g: &Global, written: usize, same: usize) {
+    if g.dry_run {
+        g.say(format!(
+            "dry run: {written} file(s) would be written, {same} unchanged"
+        ));
+    } else if written == 0 {
+        g.say(format!("nothing to do: all {same} file(s) unchanged"));
+    } else {
+        g.say(format!("{written} file(s) written, {same} unchanged"));
+    }
+}
+
+fn export(g: &Global, a: ExportArgs) -> Result<(), CliError> {
+    let name = parse_name(&a.name)?;
+    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let root = unseal(g, &a.pass)?;
+    let mut kinds = a.kind.clone();
+    kinds.sort();
+    kinds.dedup();
+    let mut plan = Vec::new();
+    for k in kinds {
+        plan.extend(plan_kind(&root, &name, k, &a.out, key_pass.as_ref())?);
+    }
+    // `all` plus a single kind would list files twice.
+    plan.dedup_by(|x, y| x.path == y.path);
+    let mut seen = std::collections::BTreeSet::new();
+    plan.retain(|p| seen.insert(p.path.clone()));
+    record(g, vec![root.public_identity(&name)?])?;
+    let (w, s) = apply(g, &plan, key_pass.as_ref())?;
+    summary(g, w, s);
+    Ok(())
+}
+
+fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
+    let user = parse_name(&a.user)?;
+    if !matches!(user, IdentityName::Person(_)) {
+        return Err(
+            CliError::usage_msg(format!("--user `{}` is not a person name", a.user))
+                .with_hint("a person is written @name, e.g. --user @user"),
+        );
+    }
+    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let topo = mv_machines::config::Topology::load(&config)
+        .usage()
+        .hint("fleet reads the machines of multiverse.toml; create it with `multiverse init`")?;
+    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let root = unseal(g, &a.pass)?;
+
+    let mut plan = Vec::new();
+    let mut ids = Vec::new();
+    let mut known_hosts = String::new();
+    for m in &topo.machines {
+        let name = IdentityName::Machine(m.name.clone());
+        let dir = a.out.join(m.name.as_str());
+        plan.extend(plan_kind(&root, &name, Kind::All, &dir, key_pass.as_ref())?);
+        let id = root.public_identity(&name)?;
+        for line in [&id.ssh_host_ed25519, &id.ssh_host_ecdsa_p256] {
+            known_hosts.push_str(&format!("{},{} {line}\n", id.name, id.onion));
+        }
+        ids.push(id);
+    }
+    let person = root.public_identity(&user)?;
+    plan.extend(plan_kind(
+        &root,
+        &user,
+        Kind::Ssh,
+        &a.out.join(user.as_str()),
+        key_pass.as_ref(),
+    )?);
+    let authorized = format!(
+        "{} {}\n{} {}\n",
+        person.ssh_ed25519, person.name, person.ssh_ecdsa_p256, person.name
+    );
+    ids.push(person);
+    plan.push(file(
+        a.out.join("known_hosts"),
+        known_hosts.into_bytes(),
+        false,
+    ));
+    plan.push(file(
+        a.out.join("authorized_keys"),
+        authorized.into_bytes(),
+        false,
+    ));
+    record(g, ids)?;
+    let (w, s) = apply(g, &plan, key_pass.as_ref())?;
+    summary(g, w, s);
+    Ok(())
 }
