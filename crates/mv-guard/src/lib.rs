@@ -16,7 +16,11 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod config;
 pub mod container;
 pub mod image;
+pub mod luks;
 pub mod token;
+pub mod udev;
 pub mod uevent;
+pub mod watch;
