@@ -1,51 +1,573 @@
-//! `multiverse up|down|status|backup|restore|image`: placeholder until its crate lands.
+//! `multiverse up|down|status|backup|restore|image`: the tree made real through libvirt, and the
+//! host's definitions filed back into the tree.
+//!
+//! This module only turns arguments and `multiverse.toml` (via `mv-machines`) into the inputs of
+//! `mv-libvirt` ([`mv_libvirt::up::UpSpec`], [`mv_libvirt::backup::Ownership`]), prints reports
+//! and maps errors to exit codes with hints. The connection URI is `--connect`, else
+//! `libvirt_uri` of `multiverse.toml`, else `qemu:///system`.
 
-use crate::error::CliError;
+use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use mv_libvirt::backup::{self, FileChange, Ownership};
+use mv_libvirt::images::{self, Outcome, OverlaySpec};
+use mv_libvirt::restore::{self, Change, RestoreError};
+use mv_libvirt::up::{self, Done, MachineSpec, Report, UpError, UpOptions, UpSpec};
+use mv_libvirt::{Connection, ObjectKind};
+use mv_machines::{MachineType, Topology, Tree};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The libvirt connection option every subcommand here takes.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArg {
+    /// libvirt URI (default: `libvirt_uri` of multiverse.toml, else qemu:///system)
+    #[arg(long, short = 'c', env = "MULTIVERSE_CONNECT", value_name = "URI")]
+    pub connect: Option<String>,
+}
 
 /// Arguments of `up`.
 #[derive(Debug, clap::Args)]
-pub struct UpArgs {}
+pub struct UpArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// Only these machines (FQDNs); default: all. The pool and networks are always defined
+    #[arg(value_name = "FQDN")]
+    machines: Vec<String>,
+    /// Start the machines in dependency order (universe → galaxy → star → the rest)
+    #[arg(long)]
+    start: bool,
+    /// Seconds to wait for each machine to be running
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    timeout: u64,
+}
+
 /// Arguments of `down`.
 #[derive(Debug, clap::Args)]
-pub struct DownArgs {}
+pub struct DownArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// Only these machines (FQDNs); default: all, in reverse start order
+    #[arg(value_name = "FQDN")]
+    machines: Vec<String>,
+    /// Seconds to wait after the ACPI shutdown before powering a machine off
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    timeout: u64,
+}
+
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// Only these machines (FQDNs)
+    #[arg(value_name = "FQDN")]
+    machines: Vec<String>,
+}
+
 /// Arguments of `backup`.
 #[derive(Debug, clap::Args)]
-pub struct BackupArgs {}
+pub struct BackupArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// Write the backup under DIR instead of the tree (same layout)
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
 /// Arguments of `restore`.
 #[derive(Debug, clap::Args)]
-pub struct RestoreArgs {}
+pub struct RestoreArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// Read the backup from DIR instead of the tree
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+}
+
 /// `image` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
-    /// Not built yet
-    Todo,
+    /// Add a base image (any format qemu-img reads) as images/NAME.qcow2
+    Import {
+        /// The image file
+        file: PathBuf,
+        /// Its name (machines refer to it as `base = "NAME"`)
+        #[arg(long)]
+        name: String,
+    },
+    /// List the base images
+    List,
+}
+
+fn topology(tree: &Tree) -> Result<Topology, CliError> {
+    let path = tree.config_file();
+    Topology::load(&path).usage().hint(&format!(
+        "fix {} (or create a tree with `multiverse init --root {}`)",
+        path.display(),
+        tree.root().display()
+    ))
+}
+
+/// The topology if `multiverse.toml` exists; an invalid one is still an error.
+fn topology_opt(tree: &Tree) -> Result<Option<Topology>, CliError> {
+    if tree.config_file().exists() {
+        topology(tree).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn uri(arg: &ConnectArg, topo: Option<&Topology>) -> String {
+    arg.connect
+        .clone()
+        .or_else(|| topo.and_then(|t| t.libvirt_uri.clone()))
+        .unwrap_or_else(|| mv_libvirt::DEFAULT_URI.to_string())
+}
+
+fn connect(uri: &str) -> Result<Connection, CliError> {
+    Connection::open(uri).hint(
+        "is libvirtd running (scripts/start-services.sh)? Pick another URI with --connect or libvirt_uri in multiverse.toml",
+    )
+}
+
+/// The machines to act on, in start order; unknown FQDNs are usage errors.
+fn select<'a>(
+    topo: &'a Topology,
+    names: &[String],
+) -> Result<Vec<&'a mv_machines::Machine>, CliError> {
+    let order = topo.start_order();
+    for n in names {
+        if !order.iter().any(|m| m.name.as_str() == n) {
+            return Err(
+                CliError::usage_msg(format!("no virtual machine {n} in multiverse.toml"))
+                    .with_hint("`multiverse machine list` shows the machines"),
+            );
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter(|m| names.is_empty() || names.iter().any(|n| n == m.name.as_str()))
+        .collect())
+}
+
+fn machine_spec(tree: &Tree, m: &mv_machines::Machine) -> MachineSpec {
+    let disks = m
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let base = d.base.clone().unwrap_or_else(|| m.os.as_str().to_string());
+            OverlaySpec {
+                path: tree.disk_n(&m.name, i),
+                base: tree.image(&base),
+                base_name: base,
+                size_gib: d.size_gib,
+            }
+        })
+        .collect();
+    MachineSpec {
+        name: m.name.as_str().to_string(),
+        domain_xml: tree.domain_xml(&m.name),
+        disks,
+        throwaway: m.kind == MachineType::Application,
+    }
+}
+
+fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine]) -> UpSpec {
+    UpSpec {
+        pool: Some((tree.pool_xml(), tree.storage_dir())),
+        networks: topo
+            .networks
+            .iter()
+            .map(|n| tree.network_xml(&n.name))
+            .collect(),
+        machines: machines.iter().map(|m| machine_spec(tree, m)).collect(),
+    }
+}
+
+fn up_error(e: UpError) -> CliError {
+    let hint = match &e {
+        UpError::Read { .. } => Some("run `multiverse render` first"),
+        UpError::Xml { .. } | UpError::Unexpected { .. } | UpError::Define { .. } => {
+            Some("fix multiverse.toml or templates/ and run `multiverse render` again")
+        }
+        UpError::Collision { .. } => Some(
+            "`multiverse backup` files the other object under backups/foreign/; undefine it, or rename our machine",
+        ),
+        UpError::Disk {
+            source: images::ImageError::MissingBase { .. },
+            ..
+        } => Some("add it with `multiverse image import FILE --name NAME`"),
+        _ => None,
+    };
+    let err: CliError = e.into();
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
+fn print_report(g: &Global, r: &Report, verb_none: &str) -> Result<(), CliError> {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let prefix = if g.dry_run { "would be " } else { "" };
+    for i in r
+        .items
+        .iter()
+        .filter(|i| i.done.is_change() || g.verbose > 0)
+    {
+        g.say(format!(
+            "{prefix}{:<15} {:<8} {}",
+            done_word(i.done),
+            i.what,
+            i.name
+        ));
+    }
+    if r.nothing_changed() {
+        g.say(verb_none);
+    }
+    Ok(())
+}
+
+fn done_word(d: Done) -> &'static str {
+    match d {
+        Done::Created => "created",
+        Done::Updated => "updated",
+        Done::Unchanged => "unchanged",
+        Done::Started => "started",
+        Done::AlreadyRunning => "already running",
+        Done::Refreshed => "refreshed",
+        Done::ShutDown => "shut down",
+        Done::Destroyed => "powered off",
+        Done::AlreadyStopped => "already stopped",
+    }
 }
 
 /// `multiverse up`.
-pub fn up(_g: &Global, _a: UpArgs) -> Result<(), CliError> {
-    Err(super::not_yet("up"))
+pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let topo = topology(&tree)?;
+    let machines = select(&topo, &a.machines)?;
+    let spec = up_spec(&tree, &topo, &machines);
+    let conn = connect(&uri(&a.conn, Some(&topo)))?;
+    let opts = UpOptions {
+        start: a.start,
+        dry_run: g.dry_run,
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let report = up::up(&conn, &spec, &opts).map_err(up_error)?;
+    print_report(
+        g,
+        &report,
+        "nothing to change: everything is defined as rendered",
+    )
 }
+
 /// `multiverse down`.
-pub fn down(_g: &Global, _a: DownArgs) -> Result<(), CliError> {
-    Err(super::not_yet("down"))
+pub fn down(g: &Global, a: DownArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let topo = topology(&tree)?;
+    let machines = select(&topo, &a.machines)?;
+    let names: Vec<String> = machines
+        .iter()
+        .rev()
+        .map(|m| m.name.as_str().to_string())
+        .collect();
+    let conn = connect(&uri(&a.conn, Some(&topo)))?;
+    let report =
+        up::down(&conn, &names, Duration::from_secs(a.timeout), g.dry_run).map_err(up_error)?;
+    print_report(g, &report, "nothing to stop: no machine is running")
 }
+
 /// `multiverse status`.
-pub fn status(_g: &Global, _a: StatusArgs) -> Result<(), CliError> {
-    Err(super::not_yet("status"))
+pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let topo = topology(&tree)?;
+    let machines = select(&topo, &a.machines)?;
+    let specs: Vec<MachineSpec> = machines.iter().map(|m| machine_spec(&tree, m)).collect();
+    let conn = connect(&uri(&a.conn, Some(&topo)))?;
+    let st = up::status(&conn, &specs).map_err(up_error)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    println!("{:<40} {:<8} {:<14} CHANGED", "MACHINE", "DEFINED", "STATE");
+    for s in &st {
+        let changed = match s.changed_since_render {
+            Some(true) => "yes (run `multiverse up`)",
+            Some(false) => "no",
+            None => "-",
+        };
+        println!(
+            "{:<40} {:<8} {:<14} {changed}",
+            s.name,
+            if s.defined { "yes" } else { "no" },
+            s.state.as_str()
+        );
+    }
+    Ok(())
 }
+
+fn ownership(tree: &Tree, topo: Option<&Topology>) -> Ownership {
+    let mut own = Ownership::default();
+    own.others
+        .insert((ObjectKind::Pool, mv_machines::layout::POOL_NAME.to_string()));
+    if let Some(t) = topo {
+        for m in t.vms() {
+            own.machines.insert(m.name.as_str().to_string());
+        }
+        for n in &t.networks {
+            own.others.insert((ObjectKind::Network, n.name.clone()));
+        }
+    }
+    // Machine folders count too: a tree without multiverse.toml (a bare backup) still knows them.
+    if let Ok(rd) = std::fs::read_dir(tree.machines_dir()) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                own.machines
+                    .insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    own
+}
+
 /// `multiverse backup`.
-pub fn backup(_g: &Global, _a: BackupArgs) -> Result<(), CliError> {
-    Err(super::not_yet("backup"))
+pub fn backup(g: &Global, a: BackupArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let topo = topology_opt(&tree)?;
+    let own = ownership(&tree, topo.as_ref());
+    let out = a.out.clone().unwrap_or_else(|| g.root.clone());
+    let conn = connect(&uri(&a.conn, topo.as_ref()))?;
+    let report = backup::backup(&conn, &out, &own, g.dry_run)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let prefix = if g.dry_run { "would be " } else { "" };
+    for f in &report.files {
+        let word = match f.change {
+            FileChange::Written => "written",
+            FileChange::Removed => "removed",
+            FileChange::Unchanged if g.verbose > 0 => "unchanged",
+            FileChange::Unchanged => continue,
+        };
+        g.say(format!("{prefix}{word:<9} {}", f.path.display()));
+    }
+    let objects = report.files.iter().filter(|f| f.kind.is_some()).count();
+    if report.changed() == 0 {
+        g.say(format!(
+            "nothing changed: {objects} object(s) already backed up in {}",
+            out.display()
+        ));
+    } else {
+        g.say(format!(
+            "{objects} object(s) backed up in {}, {} file(s) {prefix}changed",
+            out.display(),
+            report.changed()
+        ));
+    }
+    Ok(())
 }
+
+fn restore_error(e: RestoreError) -> CliError {
+    let bad_input = matches!(
+        e,
+        RestoreError::Read { .. }
+            | RestoreError::Identify { .. }
+            | RestoreError::NoName { .. }
+            | RestoreError::Duplicate { .. }
+            | RestoreError::Empty(_)
+    );
+    let hint = match &e {
+        _ if bad_input => {
+            Some("restore reads what `multiverse backup` writes (machines/*/libvirt/, backups/)")
+        }
+        RestoreError::Collision(_) => {
+            Some("the host has a different object of that name: undefine or rename it first")
+        }
+        RestoreError::Apply { .. } => {
+            Some("nothing was left half-restored; fix the file and run restore again")
+        }
+        _ => None,
+    };
+    let mut err = CliError::from(e);
+    if bad_input {
+        err.kind = crate::error::Kind::Usage;
+    }
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
 /// `multiverse restore`.
-pub fn restore(_g: &Global, _a: RestoreArgs) -> Result<(), CliError> {
-    Err(super::not_yet("restore"))
+pub fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let from = a.from.clone().unwrap_or_else(|| g.root.clone());
+    let topo = if a.from.is_some() {
+        None
+    } else {
+        topology_opt(&tree)?
+    };
+    let entries = restore::scan(&from).map_err(restore_error)?;
+    let conn = connect(&uri(&a.conn, topo.as_ref()))?;
+    let steps = restore::plan(&conn, entries).map_err(restore_error)?;
+    let prefix = if g.dry_run { "would " } else { "" };
+    if !g.json {
+        for s in &steps {
+            let e = &s.entry;
+            match &s.change {
+                Change::Create => g.say(format!("{prefix}define   {} {}", e.kind, e.name)),
+                Change::Update { diff } => {
+                    g.say(format!("{prefix}redefine {} {}", e.kind, e.name));
+                    g.say(diff.trim_end());
+                }
+                Change::Unchanged if g.verbose > 0 => {
+                    g.say(format!("unchanged {} {}", e.kind, e.name))
+                }
+                Change::Unchanged => {}
+            }
+        }
+    }
+    let (creates, updates) = steps.iter().fold((0, 0), |(c, u), s| match s.change {
+        Change::Create => (c + 1, u),
+        Change::Update { .. } => (c, u + 1),
+        Change::Unchanged => (c, u),
+    });
+    if g.dry_run {
+        if g.json {
+            let plan: Vec<_> = steps
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "kind": s.entry.kind,
+                        "name": s.entry.name,
+                        "file": s.entry.path,
+                        "change": match &s.change {
+                            Change::Create => "create",
+                            Change::Update { .. } => "update",
+                            Change::Unchanged => "unchanged",
+                        },
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            g.say(format!(
+                "dry run: {creates} to define, {updates} to redefine, {} unchanged",
+                steps.len() - creates - updates
+            ));
+        }
+        return Ok(());
+    }
+    let done = restore::apply(&conn, &steps).map_err(restore_error)?;
+    if g.json {
+        let j = serde_json::json!({
+            "created": done.created.iter().map(|(k, n)| serde_json::json!({"kind": k, "name": n})).collect::<Vec<_>>(),
+            "updated": done.updated.iter().map(|(k, n)| serde_json::json!({"kind": k, "name": n})).collect::<Vec<_>>(),
+            "unchanged": done.unchanged,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else if done.created.is_empty() && done.updated.is_empty() {
+        g.say(format!(
+            "nothing to restore: all {} object(s) already defined as in {}",
+            done.unchanged,
+            from.display()
+        ));
+    } else {
+        g.say(format!(
+            "restored from {}: {} defined, {} redefined, {} unchanged",
+            from.display(),
+            done.created.len(),
+            done.updated.len(),
+            done.unchanged
+        ));
+    }
+    Ok(())
 }
+
 /// `multiverse image`.
-pub fn image(_g: &Global, _c: ImageCommand) -> Result<(), CliError> {
-    Err(super::not_yet("image"))
+pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    match c {
+        ImageCommand::Import { file, name } => {
+            let res = images::import(&file, &tree.images_dir(), &name, g.dry_run);
+            let (outcome, path) = match res {
+                Err(e @ images::ImageError::BadName(_))
+                | Err(e @ images::ImageError::Source { .. }) => return Err(e).usage(),
+                Err(e @ images::ImageError::Exists { .. }) => {
+                    return Err(e)
+                        .usage()
+                        .hint("pick another --name, or remove the old image first")
+                }
+                other => other?,
+            };
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": name, "path": path, "outcome": outcome})
+                );
+                return Ok(());
+            }
+            match (outcome, g.dry_run) {
+                (Outcome::Unchanged, _) => g.say(format!(
+                    "unchanged: {} already holds this image",
+                    path.display()
+                )),
+                (_, true) => g.say(format!(
+                    "would import {} as {}",
+                    file.display(),
+                    path.display()
+                )),
+                (_, false) => g.say(format!("imported {} as {}", file.display(), path.display())),
+            }
+            Ok(())
+        }
+        ImageCommand::List => {
+            let dir = tree.images_dir();
+            let mut rows = Vec::new();
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                let mut paths: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("qcow2"))
+                    .collect();
+                paths.sort();
+                for p in paths {
+                    let info = images::info(&p)?;
+                    let name = p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    rows.push(serde_json::json!({
+                        "name": name,
+                        "path": p,
+                        "format": info.format,
+                        "virtual_size": info.virtual_size,
+                    }));
+                }
+            }
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                g.say(format!(
+                    "no base images in {} (add one with `multiverse image import FILE --name NAME`)",
+                    dir.display()
+                ));
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<24} {:>10} MiB  {}",
+                        r["name"].as_str().unwrap_or(""),
+                        r["virtual_size"].as_u64().unwrap_or(0) >> 20,
+                        r["path"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
