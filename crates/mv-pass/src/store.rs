@@ -83,6 +83,9 @@ pub enum StoreError {
         #[source]
         source: OtpError,
     },
+    /// A bad `grep` pattern.
+    #[error("bad regular expression")]
+    Pattern(#[source] regex::Error),
     /// Recipients named with an empty list.
     #[error("init needs at least one key id")]
     NoRecipients,
@@ -333,6 +336,40 @@ impl Store {
         })
     }
 
+    /// Writes `plain` unless the entry already decrypts to exactly that (then `Ok(None)`), so
+    /// repeated runs of `machines` or `insert -f` change nothing. An entry we cannot decrypt is
+    /// rewritten.
+    pub fn write_if_changed(
+        &self,
+        name: &EntryName,
+        plain: &[u8],
+        message: &str,
+        crypto: &dyn Crypto,
+    ) -> Result<Option<Change>> {
+        let _l = self.lock()?;
+        if self.contains(name) {
+            if let Ok(old) = self.read(name, crypto) {
+                let same_recipients = fs::read(name.file_in(&self.dir))
+                    .ok()
+                    .map(|d| {
+                        self.recipients_of(name)
+                            .and_then(|r| self.encrypted_to_exactly(&d, &r, crypto))
+                            .unwrap_or(false)
+                    })
+                    .unwrap_or(false);
+                if old.expose() == plain && same_recipients {
+                    return Ok(None);
+                }
+            }
+        }
+        let path = self.put(name, plain, crypto)?;
+        let committed = self.commit(&[&path], message)?;
+        Ok(Some(Change {
+            files: vec![path],
+            committed,
+        }))
+    }
+
     /// `generate`: a new random password of `len` characters, written as the entry. With
     /// `in_place`, only the first line of an existing entry is replaced.
     pub fn generate(
@@ -512,8 +549,12 @@ impl Store {
         Ok((oks, errs, n))
     }
 
-    /// `grep`: lines of decrypted entries that match `re`.
-    pub fn grep(&self, re: &regex::Regex, crypto: &dyn Crypto) -> Result<GrepReport> {
+    /// `grep`: lines of decrypted entries that match the regular expression `pattern`.
+    pub fn grep(&self, pattern: &str, ignore_case: bool, crypto: &dyn Crypto) -> Result<GrepReport> {
+        let re = regex::RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .build()
+            .map_err(StoreError::Pattern)?;
         let (hits, errors, searched) = self.for_each_decrypted(None, crypto, |name, plain| {
             let text = String::from_utf8_lossy(plain.expose());
             let lines: Vec<GrepLine> = text
@@ -796,8 +837,8 @@ mod tests {
         s.insert(&n("two"), b"other\nuser: bob\n", false, &ring)
             .unwrap();
         fs::write(s.dir().join("broken.gpg"), b"\x85\x01garbage").unwrap();
-        let re = regex::Regex::new("user: (alice|bob)").unwrap();
-        let r = s.grep(&re, &ring).unwrap();
+        let r = s.grep("user: (alice|bob)", false, &ring).unwrap();
+        assert!(matches!(s.grep("(", false, &ring), Err(StoreError::Pattern(_))));
         assert_eq!(r.hits.len(), 2);
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].file.ends_with("broken.gpg"));
