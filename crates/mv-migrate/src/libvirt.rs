@@ -60,6 +60,71 @@ pub trait Hypervisor {
     fn define(&self, kind: ObjectKind, xml: &str) -> Result<(), HypervisorError>;
 }
 
+/// [`Hypervisor`] over a real libvirt connection (`mv-libvirt`).
+///
+/// Redefining an active pool also restarts it (stop, start: its files stay), so that the new
+/// target folder is the one in use; libvirt would otherwise keep the old one until the next start.
+#[derive(Debug)]
+pub struct Libvirt(pub mv_libvirt::Connection);
+
+impl Libvirt {
+    /// Opens `uri` (`qemu:///system`, `test:///default`, ...).
+    pub fn open(uri: &str) -> Result<Libvirt, mv_libvirt::LibvirtError> {
+        mv_libvirt::Connection::open(uri).map(Libvirt)
+    }
+}
+
+fn their_kind(kind: ObjectKind) -> mv_libvirt::ObjectKind {
+    match kind {
+        ObjectKind::Domain => mv_libvirt::ObjectKind::Domain,
+        ObjectKind::Pool => mv_libvirt::ObjectKind::Pool,
+    }
+}
+
+fn wrap<'a>(
+    action: &'static str,
+    kind: ObjectKind,
+    name: &'a str,
+) -> impl FnOnce(mv_libvirt::LibvirtError) -> HypervisorError + 'a {
+    move |e| HypervisorError {
+        action,
+        kind,
+        name: name.to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, HypervisorError> {
+        self.0
+            .list(their_kind(kind))
+            .map_err(wrap("list", kind, ""))
+    }
+    fn xml(&self, kind: ObjectKind, name: &str) -> Result<String, HypervisorError> {
+        self.0
+            .xml(their_kind(kind), name, true)
+            .map_err(wrap("read", kind, name))
+    }
+    fn is_active(&self, kind: ObjectKind, name: &str) -> Result<bool, HypervisorError> {
+        self.0
+            .is_active(their_kind(kind), name)
+            .map_err(wrap("inspect", kind, name))
+    }
+    fn define(&self, kind: ObjectKind, xml: &str) -> Result<(), HypervisorError> {
+        let name = self
+            .0
+            .define(their_kind(kind), xml)
+            .map_err(wrap("define", kind, ""))?;
+        if kind == ObjectKind::Pool && self.is_active(kind, &name)? {
+            self.0.stop_pool(&name).map_err(wrap("stop", kind, &name))?;
+            self.0
+                .start_pool(&name)
+                .map_err(wrap("start", kind, &name))?;
+        }
+        Ok(())
+    }
+}
+
 /// One path replacement inside an object's XML.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rewrite {

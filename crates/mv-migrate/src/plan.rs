@@ -773,11 +773,29 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
         true
     };
 
-    if !machine_set.is_empty() {
-        p.ensure_dir(&from_abs, &new_machines, None);
-    }
     for m in &machine_set {
         let mdir = new_machines.join(m);
+        let single = |g: Option<&Vec<(PathBuf, fs::Metadata)>>| g.is_some_and(|g| g.len() == 1);
+        if !single(folders.get(m)) && !single(data.get(m)) && !single(images.get(m)) {
+            // Every candidate collides: report them all, create nothing for this machine.
+            for (group, target) in [
+                (folders.get(m), mdir.clone()),
+                (data.get(m), mdir.join("data")),
+                (images.get(m), mdir.join("disk.qcow2")),
+            ] {
+                if let Some(g) = group {
+                    collide(&mut p, g, target);
+                }
+            }
+            machines_all &= !folders.contains_key(m) && !images.contains_key(m);
+            data_all &= !data.contains_key(m);
+            continue;
+        }
+        if !p.ensure_dir(&from_abs, &new_machines, None) {
+            machines_all = false;
+            data_all = false;
+            continue;
+        }
         let first_meta = folders
             .get(m)
             .and_then(|g| g.first())

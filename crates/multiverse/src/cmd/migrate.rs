@@ -1,13 +1,225 @@
-//! `multiverse migrate`: placeholder until its crate lands.
+//! `multiverse migrate`: moves an old Multiverse tree (`Data/`, `Machines/*.qcow2`, mixed case) to
+//! the current layout, through `mv-migrate`.
+//!
+//! This module only decides which library call to make from the saved state (none, in progress,
+//! complete, half undone), prints the plan and the outcome, and maps errors to exit codes: bad
+//! paths are usage errors (2); a failed step is a failure (1) whose hint says that running the
+//! same command again resumes from the journal.
 
-use crate::error::CliError;
+use crate::error::{CliError, Hinted, Kind};
 use crate::global::Global;
+use mv_migrate::apply::State;
+use mv_migrate::libvirt::{Hypervisor, Libvirt};
+use mv_migrate::{ApplyError, Migration, PlanError};
+use std::path::PathBuf;
 
-/// Arguments.
+/// Arguments of `multiverse migrate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The old tree (holding `Data/` and `Machines/`)
+    #[arg(long, value_name = "OLD_DIR", required_unless_present = "undo")]
+    pub from: Option<PathBuf>,
+    /// The new root (default: --root); may be the old tree itself
+    #[arg(long, value_name = "ROOT")]
+    pub to: Option<PathBuf>,
+    /// Put the old tree back exactly as it was (also finishes a half-done undo)
+    #[arg(long)]
+    pub undo: bool,
+    /// libvirt URI whose domains and pools are repointed
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "MULTIVERSE_LIBVIRT_URI",
+        default_value = "qemu:///system"
+    )]
+    pub connect: String,
+    /// Move files only; leave libvirt alone
+    #[arg(long)]
+    pub no_libvirt: bool,
+}
+
+const RESUME_HINT: &str =
+    "fix the cause and run the same command again: the journal resumes where it stopped";
 
 /// Runs the command.
-pub fn run(_g: &Global, _a: Args) -> Result<(), CliError> {
-    Err(super::not_yet("migrate"))
+pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
+    let to = a.to.clone().unwrap_or_else(|| g.root.clone());
+    let mut mig = Migration::at(&to);
+    mig.progress_bar = !g.quiet && !g.json;
+    let lv =
+        if a.no_libvirt {
+            None
+        } else {
+            Some(Libvirt::open(&a.connect).hint(
+                "is libvirtd running? Use --connect URI, or --no-libvirt to move files only",
+            )?)
+        };
+    let hv = lv.as_ref().map(|l| l as &dyn Hypervisor);
+    if a.undo {
+        return undo(g, &mig, hv);
+    }
+    let from = a
+        .from
+        .clone()
+        .ok_or_else(|| CliError::usage_msg("--from OLD_DIR is required"))?;
+    match mig.state().hint(RESUME_HINT)? {
+        State::Complete { plan } => {
+            report(
+                g,
+                "already migrated; nothing to do (`multiverse migrate --undo` restores the old tree)",
+                &plan,
+                None,
+            );
+            Ok(())
+        }
+        State::Undoing { .. } => Err(CliError::usage_msg(format!(
+            "an undo of the migration into {} is half done",
+            to.display()
+        ))
+        .with_hint("finish it with `multiverse migrate --undo`")),
+        State::InProgress { plan, progress } => {
+            let same = std::fs::canonicalize(&from).ok().as_ref() == Some(&plan.from);
+            if !same {
+                return Err(CliError::usage_msg(format!(
+                    "a migration from {} into {} is in progress, not from {}",
+                    plan.from.display(),
+                    plan.to.display(),
+                    from.display()
+                ))
+                .with_hint("finish it first (same --from), or --undo it"));
+            }
+            if g.dry_run {
+                let remaining = plan.ops.len() - progress.done.len();
+                report(
+                    g,
+                    &format!("dry run: an interrupted migration has {remaining} steps left; nothing changed"),
+                    &plan,
+                    None,
+                );
+                return Ok(());
+            }
+            let outcome = mig.run(hv).map_err(apply_error)?;
+            report(
+                g,
+                &format!(
+                    "resumed: {} steps done now, {} were already done",
+                    outcome.executed, outcome.already_done
+                ),
+                &plan,
+                Some(outcome),
+            );
+            Ok(())
+        }
+        State::None => {
+            let plan = mv_migrate::plan(&from, &to, hv).map_err(plan_error)?;
+            if g.dry_run {
+                report(g, "dry run: nothing changed", &plan, None);
+                return Ok(());
+            }
+            if plan.ops.is_empty() {
+                report(g, "nothing to migrate; nothing changed", &plan, None);
+                return Ok(());
+            }
+            mig.start(&plan).map_err(apply_error)?;
+            let outcome = mig.run(hv).map_err(apply_error)?;
+            report(
+                g,
+                &format!(
+                    "migrated: {} steps (plan and journal kept in {})",
+                    outcome.executed,
+                    mig.state_dir().display()
+                ),
+                &plan,
+                Some(outcome),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn undo(g: &Global, mig: &Migration, hv: Option<&dyn Hypervisor>) -> Result<(), CliError> {
+    if g.dry_run {
+        let ops = mig.undo_plan().map_err(apply_error)?;
+        if g.json {
+            let v = serde_json::json!({ "dry_run": true, "undo": ops });
+            println!("{v:#}");
+        } else {
+            for op in &ops {
+                g.say(op);
+            }
+            g.say(format!(
+                "dry run: the undo has {} steps; nothing changed",
+                ops.len()
+            ));
+        }
+        return Ok(());
+    }
+    match mig.undo(hv).map_err(apply_error)? {
+        None => {
+            if g.json {
+                println!("{:#}", serde_json::json!({ "undone": null }));
+            } else {
+                g.say("no migration to undo; nothing changed");
+            }
+        }
+        Some(o) => {
+            if g.json {
+                println!("{:#}", serde_json::json!({ "undone": o }));
+            } else {
+                g.say(format!(
+                    "undone: {} steps reversed; the old tree is back",
+                    o.executed
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    g: &Global,
+    summary: &str,
+    plan: &mv_migrate::Plan,
+    outcome: Option<mv_migrate::Outcome>,
+) {
+    if g.json {
+        let v = serde_json::json!({
+            "dry_run": g.dry_run,
+            "summary": summary,
+            "plan": plan,
+            "outcome": outcome,
+        });
+        println!("{v:#}");
+    } else {
+        if !g.quiet {
+            print!("{}", plan.render());
+        }
+        g.say(summary);
+    }
+}
+
+fn plan_error(e: PlanError) -> CliError {
+    match e {
+        PlanError::NotAFolder { .. }
+        | PlanError::NoRootParent { .. }
+        | PlanError::RootInsideOld { .. }
+        | PlanError::NotUtf8 { .. } => as_usage(CliError::from(e)),
+        PlanError::DomainsRunning { .. } => CliError::from(e)
+            .with_hint("shut them down (`virsh shutdown NAME`) and run the same command again"),
+        other => CliError::from(other),
+    }
+}
+
+fn apply_error(e: ApplyError) -> CliError {
+    match e {
+        ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => {
+            as_usage(CliError::from(e))
+        }
+        other => CliError::from(other).with_hint(RESUME_HINT),
+    }
+}
+
+fn as_usage(mut e: CliError) -> CliError {
+    e.kind = Kind::Usage;
+    e
 }
