@@ -287,10 +287,8 @@ pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
         gpu: m.gpu,
         uuid: stable_uuid("domain", m.name.as_str()),
         domain_type: if kvm { "kvm" } else { "qemu" },
-        graphics: match m.arch {
-            Arch::X86_64 => "spice",
-            Arch::Aarch64 => "vnc",
-        },
+        // VNC with no listener (local clients through libvirt only): Debian's QEMU has no spice.
+        graphics: "vnc",
         viommu,
         firmware,
         agent_socket: layout::agent_socket(&m.name).display().to_string(),

@@ -9,7 +9,7 @@
 //! string: a typo in a template must not silently produce a broken libvirt definition.
 //! [`TemplateError`] names the template, the line and the expression that was undefined.
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -124,6 +124,24 @@ impl Engine {
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        // XML templates escape the five XML specials (minijinja's HTML escaping would also turn
+        // every `/` of a path into `&#x2f;`: valid, but unreadable in a file meant for people).
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".xml.j2") || name.ends_with(".xml") {
+                AutoEscape::Custom("xml")
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            if matches!(state.auto_escape(), AutoEscape::Custom("xml")) && !value.is_safe() {
+                out.write_str(&xml_escape(&value.to_string())).map_err(|_| {
+                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+                })
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         let dir = override_dir.map(Path::to_path_buf);
         let loader_dir = dir.clone();
         env.set_loader(move |name: &str| {
@@ -233,6 +251,22 @@ impl Engine {
     }
 }
 
+/// Escapes `&`, `<`, `>`, `"` and `'` for XML text and attribute values.
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// Only names without separators or `..` are looked up in the override folder.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains('/') && !name.contains('\\')
@@ -296,6 +330,21 @@ mod tests {
             .render("c.j2", &json!({"machine": {"name": "m"}}))
             .unwrap_err();
         assert!(err.to_string().contains("`b.j2`"), "{err}");
+    }
+
+    #[test]
+    fn xml_templates_escape_xml_only() {
+        const X: &[(&str, &str)] = &[
+            ("x.xml.j2", "<a b=\"{{ v }}\">{{ v }}</a>"),
+            ("x.conf.j2", "{{ v }}"),
+        ];
+        let e = Engine::new(X, None);
+        let v = json!({"v": "/a&b<\"'>"});
+        assert_eq!(
+            e.render("x.xml.j2", &v).unwrap(),
+            "<a b=\"/a&amp;b&lt;&quot;&apos;&gt;\">/a&amp;b&lt;&quot;&apos;&gt;</a>"
+        );
+        assert_eq!(e.render("x.conf.j2", &v).unwrap(), "/a&b<\"'>");
     }
 
     #[test]
