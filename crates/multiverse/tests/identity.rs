@@ -1,0 +1,721 @@
+//! `multiverse identity …` driven through the real binary, against the real tools that own each
+//! format: ssh-keygen, sshd + ssh, gpg, tor and cryptsetup. Each test uses a fresh temporary tree
+//! and cheap Argon2 parameters (`--kdf-memory 1024 --kdf-iterations 1`): the default 256 MiB costs
+//! are tested by mv-seal, not here.
+#![allow(clippy::unwrap_used)]
+
+use mv_testkit::{require_tool, run_ok};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SPEC_WORDS: &str = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
+const SPEC_NAME: &str = "universe.router.multiverse";
+const PASS: &str = "correct horse battery staple";
+
+fn mv(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
+    c.arg("--root")
+        .arg(root)
+        .env("MULTIVERSE_PASSPHRASE", PASS)
+        .env_remove("MULTIVERSE_ROOT")
+        .env_remove("MULTIVERSE_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn output(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    if let Some(input) = stdin {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    } else {
+        cmd.output().unwrap()
+    }
+}
+
+fn ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = output(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command expected to fail with exit code 2 and exactly one error line; returns stderr.
+fn usage_error(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = output(cmd, stdin);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "one error line: {err}"
+    );
+    err
+}
+
+const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
+
+fn restore_spec(root: &Path) {
+    ok(
+        mv(root).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+}
+
+fn show_json(root: &Path, name: &str) -> serde_json::Value {
+    let out = ok(mv(root).args(["--json", "identity", "show", name]), None);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn sealed(root: &Path) -> PathBuf {
+    root.join("identity/root.sealed")
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// One value of the spec vector file (`key = "value"` lines; the file has one name).
+/// multiverse has no TOML dependency, and the vector file is simple enough to read line by line.
+fn vector(key: &str) -> String {
+    let p = mv_testkit::workspace_root().join("crates/mv-identity/tests/vectors/scramble-v1.toml");
+    let text = std::fs::read_to_string(p).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(" = ")?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| panic!("no `{key}` in the vector file"))
+}
+
+#[test]
+fn spec_vectors_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    assert_eq!(vector("mnemonic"), SPEC_WORDS);
+    let name = vector("name");
+    let shown = show_json(t.path(), &name);
+    let fields: Vec<&String> = shown.as_object().unwrap().keys().collect();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "onion",
+            "openpgp_fingerprint",
+            "ssh_ecdsa_p256",
+            "ssh_ed25519",
+            "ssh_host_ecdsa_p256",
+            "ssh_host_ed25519"
+        ]
+    );
+    for key in ["name", "ssh_ed25519", "onion", "openpgp_fingerprint"] {
+        assert_eq!(shown[key].as_str().unwrap(), vector(key), "{key}");
+    }
+    let out = t.path().join("out");
+    ok(
+        mv(t.path())
+            .args([
+                "identity", "export", &name, "--kind", "password", "--kind", "luks", "--out",
+            ])
+            .arg(&out),
+        None,
+    );
+    let pw = std::fs::read_to_string(out.join("password")).unwrap();
+    assert_eq!(pw.trim_end(), vector("password"));
+    let sha = run_ok(Command::new("sha256sum").arg(out.join("luks.key")));
+    assert_eq!(&sha[..64], vector("luks_sha256"));
+    assert_eq!(mode(&out.join("password")), 0o600);
+    assert_eq!(mode(&out.join("luks.key")), 0o600);
+    // `show` recorded the public identity for readers without the passphrase.
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("identity/public.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["identities"][SPEC_NAME]["onion"], vector("onion"));
+}
+
+#[test]
+fn new_prints_words_once_and_restore_gives_the_same_keys() {
+    let a = tempfile::tempdir().unwrap();
+    let out = ok(mv(a.path()).args(["identity", "new"]).args(FAST), None);
+    let words = out.lines().nth(1).unwrap().to_string();
+    assert_eq!(words.split(' ').count(), 24);
+    assert_eq!(mode(&sealed(a.path())), 0o600);
+    assert!(!std::fs::read_to_string(sealed(a.path()))
+        .unwrap_or_default()
+        .contains(&words));
+
+    // The words restore the same identity elsewhere.
+    let b = tempfile::tempdir().unwrap();
+    let words_file = b.path().join("words");
+    std::fs::write(&words_file, format!("{words}\n")).unwrap();
+    ok(
+        mv(b.path())
+            .args(["identity", "restore", "--words-file"])
+            .arg(&words_file)
+            .args(FAST),
+        None,
+    );
+    assert_eq!(show_json(a.path(), "@user"), show_json(b.path(), "@user"));
+    assert_eq!(
+        show_json(a.path(), "star.router.multiverse"),
+        show_json(b.path(), "star.router.multiverse")
+    );
+
+    // Restoring the same words again changes nothing and says so.
+    let before = std::fs::read(sealed(b.path())).unwrap();
+    let again = ok(
+        mv(b.path())
+            .args(["identity", "restore", "--words-file"])
+            .arg(&words_file)
+            .args(FAST),
+        None,
+    );
+    assert!(again.contains("unchanged"), "{again}");
+    assert_eq!(std::fs::read(sealed(b.path())).unwrap(), before);
+
+    // `new` refuses to replace; `--dry-run --force` plans without writing.
+    let err = usage_error(mv(b.path()).args(["identity", "new"]).args(FAST), None);
+    assert!(err.contains("--force"), "{err}");
+    let plan = ok(
+        mv(b.path())
+            .args(["--dry-run", "identity", "new", "--force"])
+            .args(FAST),
+        None,
+    );
+    assert!(plan.contains("would create"), "{plan}");
+    assert!(!plan.contains(&words));
+    assert_eq!(std::fs::read(sealed(b.path())).unwrap(), before);
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let out = t.path().join("out");
+    let export = |root: &Path, name: &str| {
+        let mut c = mv(root);
+        c.args(["identity", "export", name, "--kind", "all", "--out"])
+            .arg(&out);
+        c
+    };
+
+    // Wrong passphrase.
+    let err = usage_error(
+        export(t.path(), SPEC_NAME).env("MULTIVERSE_PASSPHRASE", "wrong"),
+        None,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert!(!out.exists());
+
+    // A flipped byte in the sealed file.
+    let mut bytes = std::fs::read(sealed(t.path())).unwrap();
+    let original = bytes.clone();
+    bytes[70] ^= 0x04;
+    std::fs::write(sealed(t.path()), &bytes).unwrap();
+    let err = usage_error(&mut export(t.path(), SPEC_NAME), None);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!out.exists());
+    std::fs::write(sealed(t.path()), &original).unwrap();
+
+    // Upper case and no dot.
+    let err = usage_error(&mut export(t.path(), "Universe.router.multiverse"), None);
+    assert!(err.contains("upper-case"), "{err}");
+    let err = usage_error(&mut export(t.path(), "universe"), None);
+    assert!(err.contains("no dot"), "{err}");
+    assert!(!out.exists());
+
+    // A wrong checksum word (two words swapped) and an unknown word, into a fresh tree.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut words: Vec<&str> = SPEC_WORDS.split(' ').collect();
+    words.swap(1, 2);
+    let err = usage_error(
+        mv(fresh.path()).args(["identity", "restore"]).args(FAST),
+        Some(&words.join(" ")),
+    );
+    assert!(err.contains("checksum"), "{err}");
+    let typo = SPEC_WORDS.replacen("liar", "lair", 1);
+    let err = usage_error(
+        mv(fresh.path()).args(["identity", "restore"]).args(FAST),
+        Some(&typo),
+    );
+    assert!(err.contains("word 3 `lair`"), "{err}");
+    assert!(!fresh.path().join("identity").exists());
+
+    // No identity at all: a failure with a hint, not a usage error.
+    let o = output(mv(fresh.path()).args(["identity", "show", SPEC_NAME]), None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("identity new"));
+}
+
+#[test]
+fn export_is_idempotent_and_dry_run_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let out = t.path().join("keys");
+    let export = |extra: &[&str]| {
+        let mut c = mv(t.path());
+        c.args(extra)
+            .args(["identity", "export", "@user", "--kind", "all", "--out"])
+            .arg(&out);
+        c
+    };
+    let plan = ok(&mut export(&["--dry-run"]), None);
+    assert!(plan.contains("would write"), "{plan}");
+    assert!(!out.exists());
+    let first = ok(&mut export(&[]), None);
+    assert!(first.contains("15 file(s) written"), "{first}");
+    assert_eq!(mode(&out), 0o700);
+    for secret in [
+        "id_ed25519",
+        "id_ecdsa",
+        "ssh_host_ed25519_key",
+        "ssh_host_ecdsa_key",
+        "hs_ed25519_secret_key",
+        "openpgp-secret.asc",
+        "password",
+        "luks.key",
+    ] {
+        assert_eq!(mode(&out.join(secret)), 0o600, "{secret}");
+    }
+    assert_eq!(mode(&out.join("id_ed25519.pub")), 0o644);
+    let second = ok(&mut export(&[]), None);
+    assert!(second.contains("nothing to do"), "{second}");
+
+    // Encrypted SSH keys: different bytes each encryption, yet a second run is still a no-op.
+    let kp = t.path().join("kp");
+    std::fs::write(&kp, "key secret\n").unwrap();
+    let enc = t.path().join("enc");
+    let run = || {
+        ok(
+            mv(t.path())
+                .args(["identity", "export", "@user", "--kind", "ssh", "--out"])
+                .arg(&enc)
+                .arg("--key-passphrase-file")
+                .arg(&kp),
+            None,
+        )
+    };
+    assert!(run().contains("4 file(s) written"));
+    assert!(run().contains("nothing to do"));
+}
+
+/// An SSH_ASKPASS script that prints the passphrase stored in a file, so no passphrase is put on
+/// any command line.
+fn askpass(dir: &Path, secret_file: &Path) -> PathBuf {
+    let script = dir.join("askpass.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat '{}'\n", secret_file.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    script
+}
+
+fn pub_key_part(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn ssh_keygen_reads_every_exported_key() {
+    let keygen = require_tool("ssh-keygen");
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let plain = t.path().join("plain");
+    ok(
+        mv(t.path())
+            .args([
+                "identity", "export", SPEC_NAME, "--kind", "ssh", "--kind", "ssh-host", "--out",
+            ])
+            .arg(&plain),
+        None,
+    );
+    let secret = t.path().join("keypass");
+    std::fs::write(&secret, "open sesame\n").unwrap();
+    let enc = t.path().join("enc");
+    ok(
+        mv(t.path())
+            .args(["identity", "export", "@user", "--kind", "ssh", "--out"])
+            .arg(&enc)
+            .arg("--key-passphrase-file")
+            .arg(&secret),
+        None,
+    );
+    let mut checked = 0;
+    for (dir, keys, encrypted) in [
+        (
+            &plain,
+            vec![
+                "id_ed25519",
+                "id_ecdsa",
+                "ssh_host_ed25519_key",
+                "ssh_host_ecdsa_key",
+            ],
+            false,
+        ),
+        (&enc, vec!["id_ed25519", "id_ecdsa"], true),
+    ] {
+        for k in keys {
+            let key = dir.join(k);
+            let text = std::fs::read_to_string(&key).unwrap();
+            assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+            let mut c = Command::new(&keygen);
+            c.arg("-y").arg("-f").arg(&key).stdin(Stdio::null());
+            if encrypted {
+                c.env("SSH_ASKPASS", askpass(t.path(), &secret))
+                    .env("SSH_ASKPASS_REQUIRE", "force")
+                    .env("DISPLAY", ":0");
+            } else {
+                // Without a passphrase prompt possible, an encrypted key would fail here.
+                c.env_remove("SSH_ASKPASS")
+                    .env("SSH_ASKPASS_REQUIRE", "never");
+            }
+            let derived = run_ok(&mut c);
+            let exported = std::fs::read_to_string(dir.join(format!("{k}.pub"))).unwrap();
+            assert_eq!(pub_key_part(&derived), pub_key_part(&exported), "{k}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    // The spec's vector, through ssh-keygen itself.
+    let derived = run_ok(
+        Command::new(&keygen)
+            .arg("-y")
+            .arg("-f")
+            .arg(plain.join("id_ed25519")),
+    );
+    assert_eq!(
+        pub_key_part(&derived),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE4tTsP+ZvyuFVs9OokKqptyebL60d0JGfF0XUIXJdyW"
+    );
+}
+
+/// Kills a child process on drop (by its PID only).
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const TOPOLOGY: &str = r#"
+[host]
+name = "host.multiverse"
+
+[[machines]]
+name = "work.service.multiverse"
+type = "service"
+
+[[machines]]
+name = "app.multiverse"
+type = "application"
+"#;
+
+#[test]
+fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
+    let sshd = require_tool("sshd");
+    let ssh = require_tool("ssh");
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    std::fs::write(t.path().join("multiverse.toml"), TOPOLOGY).unwrap();
+    let fleet = t.path().join("fleet");
+    let first = ok(
+        mv(t.path())
+            .args(["identity", "fleet", "--out"])
+            .arg(&fleet),
+        None,
+    );
+    // 3 machines × 15 files + @user's 4 + known_hosts + authorized_keys.
+    assert!(first.contains("51 file(s) written"), "{first}");
+    let second = ok(
+        mv(t.path())
+            .args(["identity", "fleet", "--out"])
+            .arg(&fleet),
+        None,
+    );
+    assert!(second.contains("nothing to do"), "{second}");
+    let known = std::fs::read_to_string(fleet.join("known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), 6);
+    let host_onion = std::fs::read_to_string(fleet.join("host.multiverse/hostname")).unwrap();
+    assert!(known.contains(&format!(
+        "host.multiverse,{} ssh-ed25519 ",
+        host_onion.trim()
+    )));
+    // machine show's source: every machine is in the public record.
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("identity/public.json")).unwrap(),
+    )
+    .unwrap();
+    for n in [
+        "host.multiverse",
+        "work.service.multiverse",
+        "app.multiverse",
+        "@user",
+    ] {
+        assert!(rec["identities"][n].is_object(), "{n} recorded");
+    }
+
+    // sshd with the derived host keys of host.multiverse and @user's derived authorized_keys.
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = free_port();
+    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
+    let hostdir = fleet.join("host.multiverse");
+    let cfg = t.path().join("sshd_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
+             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
+            hostdir.join("ssh_host_ed25519_key").display(),
+            hostdir.join("ssh_host_ecdsa_key").display(),
+            fleet.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    let log = t.path().join("sshd.log");
+    let _server = Guard(
+        Command::new(&sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-E")
+            .arg(&log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("sshd to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let login = |alias: &str, key: &str| {
+        Command::new(&ssh)
+            .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+            .arg(fleet.join("@user").join(key))
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg(format!(
+                "-oUserKnownHostsFile={}",
+                fleet.join("known_hosts").display()
+            ))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .arg(format!("-oHostKeyAlias={alias}"))
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("echo derived-login-ok")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for key in ["id_ed25519", "id_ecdsa"] {
+        let o = login("host.multiverse", key);
+        assert!(
+            o.status.success(),
+            "login with {key}: {}\nsshd log: {}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "derived-login-ok"
+        );
+    }
+    // The client really checks: another machine's host key does not match.
+    let o = login("app.multiverse", "id_ed25519");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn gpg_imports_the_exported_key_with_the_spec_fingerprint_and_decrypts() {
+    let gpg = require_tool("gpg");
+    let gpgconf = require_tool("gpgconf");
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let out = t.path().join("pgp");
+    ok(
+        mv(t.path())
+            .args([
+                "identity", "export", SPEC_NAME, "--kind", "openpgp", "--out",
+            ])
+            .arg(&out),
+        None,
+    );
+    let home = t.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    struct Agent(PathBuf, PathBuf);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0)
+                .args(["--kill", "all"])
+                .env("GNUPGHOME", &self.1)
+                .status();
+        }
+    }
+    let _agent = Agent(gpgconf, home.clone());
+    let g = || {
+        let mut c = Command::new(&gpg);
+        c.env("GNUPGHOME", &home).args(["--batch", "--no-tty"]);
+        c
+    };
+    run_ok(g().arg("--import").arg(out.join("openpgp-secret.asc")));
+    let listing = run_ok(g().args(["--with-colons", "--list-secret-keys"]));
+    let fpr = listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap();
+    let want = vector("openpgp_fingerprint");
+    assert_eq!(fpr, want);
+    assert!(listing.contains(SPEC_NAME), "user id: {listing}");
+    assert!(listing.contains(":1551398400:"), "creation time: {listing}");
+
+    let msg = t.path().join("msg.txt");
+    std::fs::write(&msg, "to the derived key\n").unwrap();
+    let ct = t.path().join("msg.asc");
+    run_ok(
+        g().args([
+            "--trust-model",
+            "always",
+            "--armor",
+            "--recipient",
+            &want,
+            "--output",
+        ])
+        .arg(&ct)
+        .arg("--encrypt")
+        .arg(&msg),
+    );
+    let plain = run_ok(g().arg("--decrypt").arg(&ct));
+    assert_eq!(plain, "to the derived key\n");
+}
+
+#[test]
+fn tor_writes_the_same_hostname() {
+    let tor = require_tool("tor");
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let hs = t.path().join("hs");
+    ok(
+        mv(t.path())
+            .args(["identity", "export", SPEC_NAME, "--kind", "onion", "--out"])
+            .arg(&hs),
+        None,
+    );
+    assert_eq!(mode(&hs), 0o700);
+    let ours = std::fs::read_to_string(hs.join("hostname")).unwrap();
+    assert_eq!(ours.trim(), vector("onion"));
+    // Let tor write it: remove ours first.
+    std::fs::remove_file(hs.join("hostname")).unwrap();
+    let data = t.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let torrc = t.path().join("torrc");
+    std::fs::write(
+        &torrc,
+        format!(
+            "DataDirectory {}\nDisableNetwork 1\nSocksPort 0\nControlPort 0\n\
+             HiddenServiceDir {}\nHiddenServicePort 80 127.0.0.1:9\nLog notice stderr\n",
+            data.display(),
+            hs.display()
+        ),
+    )
+    .unwrap();
+    let _tor = Guard(
+        Command::new(&tor)
+            .arg("-f")
+            .arg(&torrc)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("tor to write hostname", Duration::from_secs(20), || {
+        std::fs::read_to_string(hs.join("hostname")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(hs.join("hostname")).unwrap(), ours);
+}
+
+#[test]
+fn cryptsetup_formats_and_opens_with_the_derived_key_file() {
+    let cryptsetup = require_tool("cryptsetup");
+    let t = tempfile::tempdir().unwrap();
+    restore_spec(t.path());
+    let out = t.path().join("luks");
+    ok(
+        mv(t.path())
+            .args([
+                "identity", "export", SPEC_NAME, "--kind", "luks", "--kind", "password", "--out",
+            ])
+            .arg(&out),
+        None,
+    );
+    let key = out.join("luks.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().len(), 64);
+    let img = t.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(20 * 1024 * 1024)
+        .unwrap();
+    run_ok(
+        Command::new(&cryptsetup)
+            .args(["luksFormat", "--batch-mode", "--type", "luks2"])
+            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+            .arg("--key-file")
+            .arg(&key)
+            .arg(&img),
+    );
+    run_ok(
+        Command::new(&cryptsetup)
+            .args(["open", "--test-passphrase", "--key-file"])
+            .arg(&key)
+            .arg(&img),
+    );
+    // Another derived secret is not the key.
+    let wrong = Command::new(&cryptsetup)
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(out.join("password"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+}
