@@ -55,7 +55,10 @@ pub enum Action {
     /// `GET /v1/router/status` (router role).
     RouterStatus,
     /// `GET /v1/{controller,service}/services`.
-    Services,
+    Services {
+        /// The role in the path (each role serves only its own).
+        role: Role,
+    },
     /// `GET /v1/machines` (host role): the guests reachable over virtio-serial.
     Machines,
     /// `/v1/machines/{fqdn}/...` (host role): forwarded to that guest's agent.
@@ -198,13 +201,10 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
             let s = agent.stats();
             Reply::json(200, &s.router)
         }
-        Action::Services => {
-            let role = agent.cfg.config.role;
-            if role != Role::Controller && role != Role::Service {
-                return Reply::error(
-                    404,
-                    &format!("service states are served by controller and service agents; this is a {} agent", role.as_str()),
-                );
+        Action::Services { role } => {
+            let path = format!("/v1/{}/services", role.as_str());
+            if let Some(r) = role_only(agent, role, &path) {
+                return r;
             }
             let s = agent.stats();
             Reply::json(200, &s.services)

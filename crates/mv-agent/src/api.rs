@@ -6,6 +6,7 @@
 //! error, never a panic (a fuzz target and a property test feed it noise).
 
 use crate::action::{Action, ProxyMethod};
+use crate::config::Role;
 use mv_core::MachineName;
 use std::time::Duration;
 
@@ -177,8 +178,18 @@ pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, 
         ["v1", "openapi.json"] => get(Action::OpenApi, &[]),
         ["v1", "host", "domains"] => get(Action::HostDomains, &[]),
         ["v1", "router", "status"] => get(Action::RouterStatus, &[]),
-        ["v1", "controller", "services"] => get(Action::Services, &[]),
-        ["v1", "service", "services"] => get(Action::Services, &[]),
+        ["v1", "controller", "services"] => get(
+            Action::Services {
+                role: Role::Controller,
+            },
+            &[],
+        ),
+        ["v1", "service", "services"] => get(
+            Action::Services {
+                role: Role::Service,
+            },
+            &[],
+        ),
         ["v1", "machines"] => get(Action::Machines, &[]),
         ["v1", "machines", fqdn, rest @ ..] if !rest.is_empty() => {
             let fqdn = MachineName::parse(fqdn)
