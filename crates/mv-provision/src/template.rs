@@ -58,6 +58,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/router/wg0.conf.j2"),
     ),
     (
+        "router/wg0.start.j2",
+        include_str!("../templates/router/wg0.start.j2"),
+    ),
+    (
         "router/openvpn.conf.j2",
         include_str!("../templates/router/openvpn.conf.j2"),
     ),

@@ -1,0 +1,165 @@
+//! Test support: a deterministic identity (NOT the Scramble Suit derivation, only stable values
+//! for golden files), machine specs of every type, and the cached Debian root.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use mv_core::secret::SecretString;
+use mv_core::MachineName;
+use mv_provision::model::{IdentityError, IdentitySource, SshKeyPair, VpnKind, VpnOptions};
+use mv_provision::{Kind, MachineSpec, Os, Role};
+use rand::SeedableRng;
+use sha2::{Digest, Sha256};
+use ssh_key::{private::Ed25519Keypair, Algorithm, EcdsaCurve, LineEnding, PrivateKey};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn seed(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+fn pair(key: PrivateKey, comment: &str) -> SshKeyPair {
+    let mut key = key;
+    key.set_comment(comment);
+    SshKeyPair {
+        private_openssh: SecretString::new(key.to_openssh(LineEnding::LF).unwrap().to_string()),
+        public_line: key.public_key().to_openssh().unwrap(),
+    }
+}
+
+/// Stable keys and passwords from the machine name.
+pub struct Fixture;
+
+impl IdentitySource for Fixture {
+    fn machine_password(&self, m: &MachineName) -> Result<SecretString, IdentityError> {
+        Ok(SecretString::new(format!(
+            "pw-{}",
+            &hex::encode(seed(&["password", m.as_str()]))[..20]
+        )))
+    }
+    fn ssh_host_ed25519(&self, m: &MachineName) -> Result<SshKeyPair, IdentityError> {
+        let kp = Ed25519Keypair::from_seed(&seed(&["ssh-host-ed25519", m.as_str()]));
+        Ok(pair(PrivateKey::from(kp), &format!("root@{m}")))
+    }
+    fn ssh_host_ecdsa_p256(&self, m: &MachineName) -> Result<SshKeyPair, IdentityError> {
+        let mut rng = rand::rngs::StdRng::from_seed(seed(&["ssh-host-ecdsa", m.as_str()]));
+        let k = PrivateKey::random(
+            &mut rng,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+        )
+        .unwrap();
+        Ok(pair(k, &format!("root@{m}")))
+    }
+    fn authorized_keys(&self, _m: &MachineName) -> Result<Vec<String>, IdentityError> {
+        Ok(vec![self.user_key().1])
+    }
+}
+
+impl Fixture {
+    /// The person's login key: (private OpenSSH text, public line).
+    pub fn user_key(&self) -> (String, String) {
+        let kp = Ed25519Keypair::from_seed(&seed(&["ssh-ed25519", "@user"]));
+        let p = pair(PrivateKey::from(kp), "@user");
+        (p.private_openssh.expose().clone(), p.public_line)
+    }
+}
+
+pub fn name(s: &str) -> MachineName {
+    MachineName::parse(s).unwrap()
+}
+
+/// Every machine of the default topology on `os`, with a WireGuard galaxy.
+pub fn topology(os: Os) -> Vec<MachineSpec> {
+    let mut v = vec![
+        MachineSpec::default_for(name("host.multiverse"), Kind::Host, None, os),
+        MachineSpec::default_for(
+            name("universe.router.multiverse"),
+            Kind::Router,
+            Some(Role::Universe),
+            os,
+        ),
+        galaxy(os, VpnKind::Wireguard),
+        MachineSpec::default_for(
+            name("star.router.multiverse"),
+            Kind::Router,
+            Some(Role::Star),
+            os,
+        ),
+        MachineSpec::default_for(name("controller.multiverse"), Kind::Controller, None, os),
+        MachineSpec::default_for(name("mail.service.multiverse"), Kind::Service, None, os),
+        MachineSpec::default_for(name("browser.app.multiverse"), Kind::Application, None, os),
+    ];
+    v[0].vfio_ids = vec!["10de:1b80".into(), "10de:10f0".into()];
+    v
+}
+
+pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
+    let mut g = MachineSpec::default_for(
+        name("galaxy.router.multiverse"),
+        Kind::Router,
+        Some(Role::Galaxy),
+        os,
+    );
+    g.vpn = Some(VpnOptions {
+        kind,
+        endpoint: "198.51.100.7".parse().unwrap(),
+        port: if kind == VpnKind::Wireguard {
+            51820
+        } else {
+            1194
+        },
+        address: "10.64.12.34/32".into(),
+        dns: "10.64.0.1".parse().unwrap(),
+        peer_public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into()),
+    });
+    g
+}
+
+/// A minimal Debian bookworm root with package lists, built once with debootstrap into a cache
+/// outside git and copied (`cp -a`) per test into `dest`.
+pub fn debian_root(dest: &Path) -> PathBuf {
+    mv_testkit::require_tool("debootstrap");
+    mv_testkit::require_tool("chroot");
+    let cache_dir = PathBuf::from(
+        std::env::var("MULTIVERSE_TEST_CACHE")
+            .unwrap_or_else(|_| "/var/cache/multiverse-tests".into()),
+    );
+    let cache = cache_dir.join("debootstrap-bookworm");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    // One builder at a time across test processes: a lock file held with flock(1).
+    if !cache.join("etc/debian_version").is_file() || !has_lists(&cache) {
+        let building = cache_dir.join(format!(
+            "debootstrap-bookworm.building.{}",
+            std::process::id()
+        ));
+        let script = format!(
+            "set -e; if [ -f {c}/etc/debian_version ] && ls {c}/var/lib/apt/lists/*_Packages >/dev/null 2>&1; then exit 0; fi; \
+             rm -rf {b}; debootstrap --variant=minbase bookworm {b} http://deb.debian.org/debian; \
+             chroot {b} apt-get update -q; rm -rf {c}; mv {b} {c}",
+            c = cache.display(),
+            b = building.display()
+        );
+        mv_testkit::run_ok(
+            Command::new("flock")
+                .arg(cache_dir.join(".lock"))
+                .args(["sh", "-c", &script]),
+        );
+    }
+    let root = dest.join("root");
+    mv_testkit::run_ok(Command::new("cp").arg("-a").arg(&cache).arg(&root));
+    root
+}
+
+fn has_lists(root: &Path) -> bool {
+    std::fs::read_dir(root.join("var/lib/apt/lists"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,108 @@
+//! Golden files: every machine type rendered for Alpine and Debian, file by file, so a change to
+//! a recipe or template shows up as a reviewable diff. `UPDATE_GOLDEN=1` rewrites them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{topology, Fixture};
+use mv_provision::render::Contents;
+use mv_provision::{render, Engine, Os};
+
+fn bundle(os: Os) -> Vec<(String, String)> {
+    let engine = Engine::embedded().unwrap();
+    let mut out = Vec::new();
+    for spec in topology(os) {
+        let d = render(&spec, &engine, &Fixture).unwrap();
+        let mut text = format!(
+            "# {} ({os}), recipes: {}\n",
+            d.machine,
+            d.recipes.join(" + ")
+        );
+        text.push_str(&format!("packages: {}\n", d.packages.join(" ")));
+        let svcs: Vec<String> = d
+            .services
+            .iter()
+            .map(|s| match os {
+                Os::Alpine => format!("{}@{}", s.name, s.runlevel),
+                Os::Debian => s.name.clone(),
+            })
+            .collect();
+        text.push_str(&format!("services: {}\n", svcs.join(" ")));
+        for u in &d.users {
+            text.push_str(&format!(
+                "user: {} home={} shell={} groups={} password={}\n",
+                u.name,
+                u.home,
+                u.shell.as_deref().unwrap_or("-"),
+                u.groups.join(","),
+                if u.password.is_some() {
+                    "machine"
+                } else {
+                    "locked"
+                }
+            ));
+        }
+        for dir in &d.dirs {
+            text.push_str(&format!(
+                "dir: {} {:04o} {}\n",
+                dir.path, dir.mode, dir.owner
+            ));
+        }
+        for f in &d.files {
+            text.push_str(&format!(
+                "\n=== {} ({:04o} {}, from {})\n",
+                f.path, f.mode, f.owner, f.origin
+            ));
+            match &f.contents {
+                Contents::Public(s) => text.push_str(s),
+                Contents::Secret(_) => text.push_str("<secret: not in golden files>\n"),
+            }
+        }
+        out.push((d.machine.clone(), text));
+    }
+    out
+}
+
+#[test]
+fn alpine_every_machine_type() {
+    for (machine, text) in bundle(Os::Alpine) {
+        mv_testkit::golden(
+            format!("crates/mv-provision/tests/golden/alpine/{machine}.txt"),
+            &text,
+        );
+    }
+}
+
+#[test]
+fn debian_every_machine_type() {
+    for (machine, text) in bundle(Os::Debian) {
+        mv_testkit::golden(
+            format!("crates/mv-provision/tests/golden/debian/{machine}.txt"),
+            &text,
+        );
+    }
+}
+
+#[test]
+fn openvpn_galaxy() {
+    let engine = Engine::embedded().unwrap();
+    for os in [Os::Alpine, Os::Debian] {
+        let d = render(
+            &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
+            &engine,
+            &Fixture,
+        )
+        .unwrap();
+        let conf = d.files.iter().find(|f| f.path.contains("openvpn")).unwrap();
+        let text = String::from_utf8_lossy(conf.contents.bytes()).into_owned();
+        mv_testkit::golden(
+            format!("crates/mv-provision/tests/golden/{os}/galaxy-openvpn.conf"),
+            &text,
+        );
+        // DNS survives the VPN: the server may not push DNS and no script may run.
+        assert!(text.contains("pull-filter ignore \"dhcp-option\""));
+        assert!(!text.contains("update-resolv-conf"));
+        assert!(d.packages.contains(&"openvpn".to_string()));
+    }
+}
