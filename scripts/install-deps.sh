@@ -30,7 +30,7 @@ if [ "$mode" = build ]; then
 fi
 # qemu-utils on this image comes from backports, so QEMU and libvirt must too.
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
+  qemu-system-x86 qemu-system-modules-spice qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
   libvirt-daemon-driver-qemu >/dev/null
 apt-get install -y -qq --no-install-recommends \
   pkg-config libclang-dev clang \

@@ -1,0 +1,335 @@
+//! The real `multiverse` binary against the real libvirtd: `up` / `status` / `down` on the default
+//! topology, `backup` / `restore`, `image import`, and the clear errors (unreachable URI, missing
+//! base image, a domain XML libvirt rejects).
+//!
+//! The daemon is shared with other tests: the default topology is made unique per test (machine
+//! FQDNs, network and bridge names, and the pool name, which the renderer fixes to `multiverse`,
+//! are rewritten with a random tag), and everything defined is undefined at the end.
+#![allow(clippy::unwrap_used)]
+
+use mv_libvirt::{Connection, ObjectKind};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const URI: &str = "qemu:///system";
+
+fn tag() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{:06x}",
+        (n ^ std::process::id().rotate_left(13)) & 0xff_ffff
+    )
+}
+
+fn mv(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_multiverse"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("MULTIVERSE_CONNECT")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Undefines what a test defined, even when it fails.
+struct Cleanup(Vec<(ObjectKind, String)>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(c) = Connection::open(URI) else { return };
+        for (k, n) in self.0.iter().rev() {
+            if *k == ObjectKind::Domain && c.domain_is_active(n).unwrap_or(false) {
+                let _ = c.destroy_domain(n);
+            }
+            if *k == ObjectKind::Pool && c.is_active(*k, n).unwrap_or(false) {
+                let _ = c.stop_pool(n);
+            }
+            if c.exists(*k, n).unwrap_or(false) {
+                let _ = c.undefine(*k, n);
+            }
+        }
+    }
+}
+
+struct Tree {
+    dir: tempfile::TempDir,
+    pool: String,
+    machines: Vec<String>,
+    networks: Vec<String>,
+}
+
+/// A rendered default topology with unique names, and its base images imported through the CLI.
+fn default_tree(with_images: bool) -> (Tree, Cleanup) {
+    mv_testkit::require_tool("libvirtd");
+    mv_testkit::require_tool("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path();
+    let t = tag();
+    let mut text =
+        mv_machines::config::DEFAULT_TOML.replace(".multiverse\"", &format!(".t{t}.multiverse\""));
+    for i in 0..3 {
+        text = text
+            .replace(&format!("\"net{i}\""), &format!("\"mvt{t}n{i}\""))
+            .replace(&format!("\"mvbr{i}\""), &format!("\"mv{t}b{i}\""));
+    }
+    std::fs::write(root.join("multiverse.toml"), &text).unwrap();
+    let topo = mv_machines::Topology::load(&root.join("multiverse.toml")).unwrap();
+    let tree = mv_machines::Tree::new(root);
+    mv_machines::render::render_tree(&tree, &topo, false).unwrap();
+
+    // The renderer names the pool `multiverse` (one per host): make ours unique.
+    let pool = format!("mvt-pool-{t}");
+    let pool_xml = tree.pool_xml();
+    let p = std::fs::read_to_string(&pool_xml).unwrap();
+    let p: String = p
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("<uuid>"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("<name>multiverse</name>", &format!("<name>{pool}</name>"));
+    std::fs::write(&pool_xml, p).unwrap();
+    let machines: Vec<String> = topo.vms().map(|m| m.name.as_str().to_string()).collect();
+    for m in topo.vms() {
+        let f = tree.domain_xml(&m.name);
+        let d = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("pool=\"multiverse\"", &format!("pool=\"{pool}\""));
+        std::fs::write(&f, d).unwrap();
+    }
+    let networks: Vec<String> = topo.networks.iter().map(|n| n.name.clone()).collect();
+
+    let mut clean = Cleanup(vec![(ObjectKind::Pool, pool.clone())]);
+    for n in &networks {
+        clean.0.push((ObjectKind::Network, n.clone()));
+    }
+    for m in &machines {
+        clean.0.push((ObjectKind::Domain, m.clone()));
+    }
+
+    if with_images {
+        let raw = root.join("tiny.raw");
+        std::fs::write(&raw, vec![0u8; 1 << 20]).unwrap();
+        for base in ["alpine", "debian"] {
+            let out = ok(&mv(
+                root,
+                &["image", "import", raw.to_str().unwrap(), "--name", base],
+            ));
+            assert!(out.contains("imported"), "{out}");
+        }
+        let again = ok(&mv(
+            root,
+            &["image", "import", raw.to_str().unwrap(), "--name", "alpine"],
+        ));
+        assert!(again.contains("unchanged"), "{again}");
+    }
+    (
+        Tree {
+            dir,
+            pool,
+            machines,
+            networks,
+        },
+        clean,
+    )
+}
+
+#[test]
+fn up_defines_the_default_topology_status_agrees_second_up_changes_nothing() {
+    let (t, _clean) = default_tree(true);
+    let root = t.dir.path();
+    let c = Connection::open(URI).unwrap();
+
+    let plan = ok(&mv(root, &["--dry-run", "up"]));
+    assert!(plan.contains("would be created"), "{plan}");
+    assert!(!c.exists(ObjectKind::Pool, &t.pool).unwrap());
+    assert!(!c.exists(ObjectKind::Domain, &t.machines[0]).unwrap());
+
+    let out = ok(&mv(root, &["up"]));
+    for m in &t.machines {
+        assert!(
+            c.exists(ObjectKind::Domain, m).unwrap(),
+            "{m} not defined:\n{out}"
+        );
+        let disk = root.join("machines").join(m).join("disk.qcow2");
+        assert!(disk.is_file(), "{} missing", disk.display());
+    }
+    for n in &t.networks {
+        assert!(c.exists(ObjectKind::Network, n).unwrap());
+        // Defined, never started by `up` without --start (it would create a host bridge).
+        assert!(!c.is_active(ObjectKind::Network, n).unwrap());
+    }
+    assert!(c.exists(ObjectKind::Pool, &t.pool).unwrap());
+    assert_eq!(t.machines.len(), 6);
+
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&mv(root, &["status", "--json"]))).unwrap();
+    let st = st.as_array().unwrap();
+    assert_eq!(st.len(), t.machines.len());
+    for s in st {
+        assert_eq!(s["defined"], true, "{s}");
+        assert_eq!(s["state"], "shut_off", "{s}");
+        assert_eq!(s["changed_since_render"], false, "{s}");
+    }
+    // Start order in status: universe, galaxy, star first.
+    assert!(st[0]["name"].as_str().unwrap().starts_with("universe."));
+    assert!(st[1]["name"].as_str().unwrap().starts_with("galaxy."));
+    assert!(st[2]["name"].as_str().unwrap().starts_with("star."));
+
+    let again = ok(&mv(root, &["up"]));
+    assert!(again.contains("nothing to change"), "{again}");
+    let human = ok(&mv(root, &["status"]));
+    assert!(
+        human.contains(&t.machines[0]) && human.contains("shut_off"),
+        "{human}"
+    );
+
+    let down = ok(&mv(root, &["down"]));
+    assert!(down.contains("nothing to stop"), "{down}");
+
+    // Unknown machine: a usage error.
+    let o = mv(root, &["up", "nosuch.multiverse"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_uri_and_missing_base_image_are_clear_errors() {
+    let (t, _clean) = default_tree(false);
+    let root = t.dir.path();
+    let bad = format!("qemu+unix:///system?socket={}/none.sock", root.display());
+    let o = mv(root, &["up", "--connect", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to libvirt at {bad}")),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+
+    let o = mv(root, &["up"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is missing"), "{err}");
+    assert!(err.contains("multiverse image import"), "{err}");
+    let c = Connection::open(URI).unwrap();
+    assert!(!c.exists(ObjectKind::Pool, &t.pool).unwrap());
+    assert!(!c.exists(ObjectKind::Domain, &t.machines[0]).unwrap());
+    assert!(!root
+        .join("machines")
+        .join(&t.machines[0])
+        .join("disk.qcow2")
+        .exists());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn backup_and_restore_through_the_cli() {
+    mv_testkit::require_tool("libvirtd");
+    let virsh = mv_testkit::require_tool("virsh");
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let t = tag();
+    let name = format!("mvtest-cli-{t}");
+    let _clean = Cleanup(vec![(ObjectKind::Domain, name.clone())]);
+    let c = Connection::open(URI).unwrap();
+    c.define_domain(&format!(
+        "<domain type='qemu'><name>{name}</name><description>a &amp; b</description><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os><features><acpi/></features></domain>"
+    ))
+    .unwrap();
+    let before =
+        mv_testkit::run_ok(Command::new(&virsh).args(["-c", URI, "dumpxml", "--inactive", &name]));
+
+    let o = out.path().to_str().unwrap();
+    ok(&mv(root.path(), &["backup", "--out", o]));
+    let file = out
+        .path()
+        .join(format!("backups/foreign/domain/{name}.xml"));
+    // virsh prints one more newline than the API returns.
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim_end(),
+        before.trim_end()
+    );
+    // A second backup leaves our file untouched.
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&mv(root.path(), &["--json", "backup", "--out", o]))).unwrap();
+    let mine = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name.as_str())
+        .unwrap();
+    assert_eq!(mine["change"], "unchanged");
+    // Keep only this test's object (the daemon is shared).
+    for p in walk(out.path()) {
+        if p != file {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    c.undefine_domain(&name).unwrap();
+    let plan = ok(&mv(root.path(), &["--dry-run", "restore", "--from", o]));
+    assert!(
+        plan.contains(&format!("would define   domain {name}")),
+        "{plan}"
+    );
+    assert!(!c.exists(ObjectKind::Domain, &name).unwrap());
+    let done = ok(&mv(root.path(), &["restore", "--from", o]));
+    assert!(done.contains("1 defined"), "{done}");
+    let after =
+        mv_testkit::run_ok(Command::new(&virsh).args(["-c", URI, "dumpxml", "--inactive", &name]));
+    assert_eq!(after, before);
+    let again = ok(&mv(root.path(), &["restore", "--from", o]));
+    assert!(again.contains("nothing to restore"), "{again}");
+
+    // A file libvirt rejects: its path and libvirt's message, exit 1, nothing defined.
+    let bad_name = format!("mvtest-clibad-{t}");
+    let bad = out
+        .path()
+        .join(format!("backups/foreign/domain/{bad_name}.xml"));
+    std::fs::write(
+        &bad,
+        format!("<domain type='qemu'><name>{bad_name}</name><memory>many</memory><os><type>hvm</type></os></domain>"),
+    )
+    .unwrap();
+    let o2 = mv(root.path(), &["restore", "--from", o]);
+    assert_eq!(o2.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o2.stderr);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert!(err.contains("Invalid value 'many'"), "{err}");
+    assert!(!c.exists(ObjectKind::Domain, &bad_name).unwrap());
+
+    // Not a backup at all: a usage error.
+    let empty = tempfile::tempdir().unwrap();
+    let o3 = mv(
+        root.path(),
+        &["restore", "--from", empty.path().to_str().unwrap()],
+    );
+    assert_eq!(o3.status.code(), Some(2));
+}
