@@ -2,6 +2,8 @@
 //! committed OpenAPI document, `/metrics` strictly parsed and checked against /proc, the token on
 //! TCP, hostile HTTP, a broken collector, events, tasks, role extras and config errors.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
