@@ -552,6 +552,8 @@ mod tests {
             let _ = inject_metadata(&s, "<x/>");
             let _ = rendered_hash(&s);
             let _ = referenced_networks(&s);
+            let _ = with_uuid(&s, "u");
+            let _ = crate::images::parse_info(std::path::Path::new("p"), &s);
         }
 
         #[test]
