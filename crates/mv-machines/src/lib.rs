@@ -8,13 +8,14 @@
 //!   templates overridable from `<root>/templates/`; reusable with another embedded set.
 //! - [`render`]: [`render::render_tree`] turns a topology into domain, network and pool XML,
 //!   per-machine `machine.toml` and `storage/` symlinks, all validated before anything is written.
-//! - `edit` (coming next): adding and removing machines in `multiverse.toml`, comments kept.
+//! - [`edit`]: adding and removing machines in `multiverse.toml`, comments kept.
 //!
 //! What this crate is not: it never talks to libvirt (that is `mv-libvirt`), never creates disks
 //! and holds no secrets.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod edit;
 pub mod layout;
 
 pub use config::{ConfigError, Machine, MachineType, Topology};

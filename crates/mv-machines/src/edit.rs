@@ -1,0 +1,270 @@
+//! Editing `multiverse.toml` in place: adding and removing machines without losing the person's
+//! comments, ordering or formatting (toml_edit keeps all of it).
+//!
+//! These functions work on text and return text; they never write. The caller validates the
+//! result with [`Topology::parse`](crate::config::Topology::parse) before writing it, so an edit
+//! that would make the file invalid (removing the router that serves a network, say) is refused
+//! with the usual `FILE:LINE: what` and nothing is written.
+
+use crate::config::{Arch, MachineType, Os, RouterRole, Topology};
+use mv_core::MachineName;
+use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table};
+
+/// What `multiverse machine new` asks for. `None` fields take the type's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMachine {
+    /// FQDN.
+    pub name: MachineName,
+    /// Type (not host).
+    pub kind: MachineType,
+    /// Architecture (default: the host's).
+    pub arch: Option<Arch>,
+    /// OS.
+    pub os: Option<Os>,
+    /// Memory in MiB.
+    pub memory_mib: Option<u64>,
+    /// vCPUs.
+    pub vcpus: Option<u32>,
+    /// Networks to attach (default for non-routers: the network the star router serves, else
+    /// the last network of the file).
+    pub networks: Vec<String>,
+    /// Router role (routers only, required for them).
+    pub role: Option<RouterRole>,
+    /// Router upstream network.
+    pub upstream: Option<String>,
+    /// Start order.
+    pub autostart: Option<u32>,
+}
+
+/// Why an edit could not be made (before any validation of the result).
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// The text is not TOML at all.
+    #[error("{file}: not valid TOML")]
+    Parse {
+        /// The file, for the message.
+        file: String,
+        /// Why.
+        #[source]
+        source: toml_edit::TomlError,
+    },
+    /// `machines` exists but is not an array of tables (`[[machines]]`).
+    #[error("{file}: `machines` must be written as [[machines]] tables to be edited")]
+    NotTables {
+        /// The file.
+        file: String,
+    },
+    /// The type cannot be added.
+    #[error("the host is described in [host]; it cannot be added as a machine")]
+    HostType,
+    /// A router without a role.
+    #[error("a router needs --role universe|galaxy|star")]
+    RouterWithoutRole,
+    /// Router options on a non-router.
+    #[error("--role and --upstream are for routers only")]
+    RoleOnNonRouter,
+    /// No network to attach to.
+    #[error("no network to attach `{0}` to; pass --network NAME")]
+    NoNetwork(String),
+}
+
+fn doc(text: &str, file: &str) -> Result<DocumentMut, EditError> {
+    text.parse::<DocumentMut>()
+        .map_err(|source| EditError::Parse {
+            file: file.to_string(),
+            source,
+        })
+}
+
+fn lower<T: std::fmt::Debug>(x: T) -> String {
+    format!("{x:?}").to_lowercase()
+}
+
+/// The default network of a new non-router machine in `current` (a parsed, valid topology).
+pub fn default_network(current: &Topology) -> Option<String> {
+    let star = current.vms().find(|m| {
+        m.router
+            .as_ref()
+            .is_some_and(|r| r.role == RouterRole::Star)
+    });
+    star.and_then(|s| s.router.as_ref()?.serves.first().cloned())
+        .or_else(|| current.networks.last().map(|n| n.name.clone()))
+}
+
+/// Returns `text` with a `[[machines]]` table for `m` appended. `current` is `text` parsed (for
+/// defaults); the caller validates the result.
+pub fn add_machine(
+    text: &str,
+    file: &str,
+    current: &Topology,
+    m: &NewMachine,
+) -> Result<String, EditError> {
+    if m.kind == MachineType::Host {
+        return Err(EditError::HostType);
+    }
+    let is_router = m.kind == MachineType::Router;
+    if is_router && m.role.is_none() {
+        return Err(EditError::RouterWithoutRole);
+    }
+    if !is_router && (m.role.is_some() || m.upstream.is_some()) {
+        return Err(EditError::RoleOnNonRouter);
+    }
+    let mut networks = m.networks.clone();
+    if networks.is_empty() && !is_router {
+        networks.push(
+            default_network(current).ok_or_else(|| EditError::NoNetwork(m.name.to_string()))?,
+        );
+    }
+    let mut d = doc(text, file)?;
+    let mut t = Table::new();
+    t.insert("name", value(m.name.as_str()));
+    t.insert("type", value(m.kind.as_str()));
+    if let Some(a) = m.arch {
+        t.insert("arch", value(a.as_str()));
+    }
+    if let Some(o) = m.os {
+        t.insert("os", value(o.as_str()));
+    }
+    if let Some(x) = m.memory_mib {
+        t.insert("memory_mib", value(i64::try_from(x).unwrap_or(i64::MAX)));
+    }
+    if let Some(x) = m.vcpus {
+        t.insert("vcpus", value(i64::from(x)));
+    }
+    if let Some(x) = m.autostart {
+        t.insert("autostart", value(i64::from(x)));
+    }
+    if let Some(role) = m.role {
+        let mut r = InlineTable::new();
+        r.insert("role", lower(role).into());
+        if let Some(u) = &m.upstream {
+            r.insert("upstream", u.as_str().into());
+        }
+        t.insert("router", value(r));
+    }
+    let mut arr = Array::new();
+    for n in &networks {
+        let mut a = InlineTable::new();
+        a.insert("network", n.as_str().into());
+        arr.push(a);
+    }
+    t.insert("networks", value(arr));
+    t.decor_mut().set_prefix("\n");
+    match d.get_mut("machines") {
+        None => {
+            let mut aot = ArrayOfTables::new();
+            aot.push(t);
+            d.insert("machines", Item::ArrayOfTables(aot));
+        }
+        Some(Item::ArrayOfTables(aot)) => aot.push(t),
+        Some(_) => {
+            return Err(EditError::NotTables {
+                file: file.to_string(),
+            })
+        }
+    }
+    Ok(d.to_string())
+}
+
+/// Returns `text` without the `[[machines]]` table named `name`, or `None` when there is none.
+/// The comment lines just above the table go with it.
+pub fn remove_machine(
+    text: &str,
+    file: &str,
+    name: &MachineName,
+) -> Result<Option<String>, EditError> {
+    let mut d = doc(text, file)?;
+    let Some(item) = d.get_mut("machines") else {
+        return Ok(None);
+    };
+    let Some(aot) = item.as_array_of_tables_mut() else {
+        return Err(EditError::NotTables {
+            file: file.to_string(),
+        });
+    };
+    let idx = aot
+        .iter()
+        .position(|t| t.get("name").and_then(|v| v.as_str()) == Some(name.as_str()));
+    let Some(idx) = idx else {
+        return Ok(None);
+    };
+    aot.remove(idx);
+    Ok(Some(d.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::DEFAULT_TOML;
+    use std::path::Path;
+
+    fn nm(s: &str) -> MachineName {
+        MachineName::parse(s).unwrap()
+    }
+
+    fn new(name: &str, kind: MachineType) -> NewMachine {
+        NewMachine {
+            name: nm(name),
+            kind,
+            arch: None,
+            os: None,
+            memory_mib: None,
+            vcpus: None,
+            networks: vec![],
+            role: None,
+            upstream: None,
+            autostart: None,
+        }
+    }
+
+    #[test]
+    fn add_keeps_comments_and_validates() {
+        let cur = Topology::parse(DEFAULT_TOML, Path::new("m.toml")).unwrap();
+        let mut m = new("vault.service.multiverse", MachineType::Service);
+        m.memory_mib = Some(768);
+        let out = add_machine(DEFAULT_TOML, "m.toml", &cur, &m).unwrap();
+        assert!(
+            out.starts_with(DEFAULT_TOML.trim_end()),
+            "existing text untouched"
+        );
+        assert!(out.contains("# Star: the Tor transparent proxy."));
+        let t = Topology::parse(&out, Path::new("m.toml")).unwrap();
+        let v = t.machine(&nm("vault.service.multiverse")).unwrap();
+        assert_eq!(v.memory_mib, 768);
+        assert_eq!(v.networks[0].network, "net2");
+        // And removing it gives the original text back.
+        let back = remove_machine(&out, "m.toml", &nm("vault.service.multiverse"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.trim_end(), DEFAULT_TOML.trim_end());
+    }
+
+    #[test]
+    fn routers_need_a_role() {
+        let cur = Topology::default_topology();
+        let m = new("moon.router.multiverse", MachineType::Router);
+        assert!(matches!(
+            add_machine(DEFAULT_TOML, "m", &cur, &m),
+            Err(EditError::RouterWithoutRole)
+        ));
+        let mut s = new("x.multiverse", MachineType::Service);
+        s.role = Some(RouterRole::Star);
+        assert!(matches!(
+            add_machine(DEFAULT_TOML, "m", &cur, &s),
+            Err(EditError::RoleOnNonRouter)
+        ));
+    }
+
+    #[test]
+    fn remove_missing_is_none_and_removing_a_serving_router_is_invalid() {
+        assert!(remove_machine(DEFAULT_TOML, "m", &nm("no.such.machine"))
+            .unwrap()
+            .is_none());
+        let out = remove_machine(DEFAULT_TOML, "m", &nm("star.router.multiverse"))
+            .unwrap()
+            .unwrap();
+        let e = Topology::parse(&out, Path::new("m")).unwrap_err();
+        assert!(e.to_string().contains("no router serves it"), "{e}");
+    }
+}
