@@ -269,6 +269,87 @@ impl Cover {
     }
 }
 
+/// A procedurally generated photo-like cover: a smooth sky-like gradient at the top, large soft
+/// shapes and texture (value noise over several octaves) below, and sensor noise of about ±2
+/// levels. Deterministic in `seed`. For tests, benchmarks and demos: never hide a real key in a
+/// synthetic image, use a photo you took.
+pub fn synthetic_photo(width: u32, height: u32, layout: Layout, depth: u8, seed: u64) -> Cover {
+    let mut c = Cover::new(width, height, layout, depth);
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // splitmix64: good enough for pictures, and stable forever.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let unit = |v: u64| (v >> 11) as f64 / (1u64 << 53) as f64;
+    // Value-noise lattices, one per octave and channel.
+    let octaves = [
+        (96.0f64, 40.0f64),
+        (48.0, 20.0),
+        (24.0, 10.0),
+        (12.0, 5.0),
+        (6.0, 2.5),
+    ];
+    let ch = layout.channels();
+    let mut lattices = Vec::new();
+    for _ in 0..ch {
+        let mut per = Vec::new();
+        for (cell, _) in octaves {
+            let gw = (width as f64 / cell) as usize + 2;
+            let gh = (height as f64 / cell) as usize + 2;
+            per.push((
+                gw,
+                (0..gw * gh)
+                    .map(|_| unit(next()) - 0.5)
+                    .collect::<Vec<f64>>(),
+            ));
+        }
+        lattices.push(per);
+    }
+    let smooth = |t: f64| t * t * (3.0 - 2.0 * t);
+    let horizon = height as f64 * 0.3;
+    let sky = [118.0, 152.0, 201.0, 255.0];
+    let max = c.max_value() as f64;
+    let scale = max / 255.0;
+    for y in 0..height as usize {
+        for x in 0..width as usize {
+            for k in 0..ch {
+                let idx = (y * width as usize + x) * ch + k;
+                if layout.has_alpha() && k == ch - 1 {
+                    c.samples[idx] = c.max_value();
+                    continue;
+                }
+                let fy = y as f64;
+                let mut v = if fy < horizon {
+                    // Sky: a slow vertical gradient, almost no texture.
+                    sky[k.min(2)] + 12.0 * fy / horizon
+                } else {
+                    let mut t = 110.0 + 15.0 * k as f64;
+                    for (o, (cell, amp)) in octaves.iter().enumerate() {
+                        let (gw, lat) = &lattices[k][o];
+                        let (gx, gy) = (x as f64 / cell, (y as f64 - horizon) / cell);
+                        let (ix, iy) = (gx as usize, gy as usize);
+                        let (tx, ty) = (smooth(gx - ix as f64), smooth(gy - iy as f64));
+                        let at = |i: usize, j: usize| lat[j * gw + i];
+                        let top = at(ix, iy) * (1.0 - tx) + at(ix + 1, iy) * tx;
+                        let bottom = at(ix, iy + 1) * (1.0 - tx) + at(ix + 1, iy + 1) * tx;
+                        t += 2.0 * amp * (top * (1.0 - ty) + bottom * ty);
+                    }
+                    t
+                };
+                // Sensor noise: the sum of four uniforms, roughly Gaussian with sigma about 1.2.
+                let n: f64 = (0..4).map(|_| unit(next())).sum::<f64>() - 2.0;
+                v += n * 2.0;
+                c.samples[idx] = (v * scale).round().clamp(0.0, max) as u16;
+            }
+        }
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,6 +151,11 @@ pub fn send_in_netns(ns: &Path, payload: &[u8]) -> std::io::Result<()> {
     .map_err(|_| std::io::Error::other("sender thread panicked"))?
 }
 
+/// Tells a running watcher to re-read its configuration (SIGUSR1): a disarmed watcher stops.
+pub fn notify_watcher(pid: i32) -> Result<(), nix::Error> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)
+}
+
 /// Everything the watcher reports.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
