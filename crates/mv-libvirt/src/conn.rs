@@ -174,6 +174,26 @@ impl Drop for Connection {
 }
 
 static QUIET: Once = Once::new();
+static EVENT_LOOP: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// The embedded driver (`qemu:///embed`) runs inside this process and needs libvirt's event loop
+/// registered and running; a daemon URI does not. Started once, on a thread that lives as long as
+/// the process (libvirt offers no way to stop its default loop).
+fn event_loop() -> Result<(), LibvirtError> {
+    let res = EVENT_LOOP.get_or_init(|| {
+        virt::event::event_register_default_impl().map_err(|e| e.message().to_string())?;
+        std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                if virt::event::event_run_default_impl().is_err() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    res.clone().map_err(|what| LibvirtError::EventLoop { what })
+}
 
 fn nul_free(what: impl FnOnce() -> String, s: &str) -> Result<(), LibvirtError> {
     // The `virt` bindings unwrap CString::new, which panics on a NUL byte: refuse it first.
@@ -191,6 +211,12 @@ impl Connection {
         // libvirt prints every error to stderr by default; we report them ourselves.
         QUIET.call_once(virt::error::clear_error_callback);
         nul_free(|| "libvirt URI".into(), uri)?;
+        // Once the embedded QEMU driver is loaded, libvirt serves every `qemu:///…` URI of this
+        // process in-process and disables the remote driver: one process talks either to a
+        // daemon or to embedded roots, never both (the tests keep them in separate binaries).
+        if uri.starts_with("qemu:///embed") {
+            event_loop()?;
+        }
         let conn = Connect::open(Some(uri)).map_err(|e| LibvirtError::Connect {
             uri: uri.to_string(),
             source: e.into(),

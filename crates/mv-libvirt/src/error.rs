@@ -121,6 +121,12 @@ pub enum LibvirtError {
         /// What held it ("domain name", "network XML", ...).
         what: String,
     },
+    /// libvirt's event loop (needed by `qemu:///embed`) could not be started.
+    #[error("cannot start libvirt's event loop for the embedded driver: {what}")]
+    EventLoop {
+        /// libvirt's or the OS's message.
+        what: String,
+    },
     /// The operation does not apply to this kind of object.
     #[error("cannot {action} a {kind}")]
     Unsupported {
