@@ -33,7 +33,7 @@ fn soak_20s_no_rss_growth() {
                     let (st, _) = c.request("GET", path).unwrap();
                     assert_eq!(st, 200);
                     // Some hostile traffic mixed in.
-                    if n % 10 == 0 {
+                    if n.is_multiple_of(10) {
                         raw_unix(&sock, b"\x00\x01garbage\r\n\r\n", Duration::from_secs(2));
                     }
                     n += 1;
