@@ -757,7 +757,10 @@ fn install_packages(
             .stderr
             .lines()
             .chain(out.stdout.lines())
-            .filter(|l| l.starts_with("E:") || l.starts_with("ERROR:"))
+            .filter(|l| {
+                l.starts_with("E:") || l.starts_with("ERROR:") || l.contains("(no such package)")
+            })
+            .map(str::trim)
             .collect();
         if msg.is_empty() {
             msg.push(out.stderr.trim());
