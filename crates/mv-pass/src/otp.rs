@@ -157,6 +157,25 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A counter value. pass-otp 1.1.1 under bash 5.2 rewrites `&counter=1` as
+/// `&counter=1counter=2` (its `${uri/&counter=N/&counter=M}` now expands `&` to the match), a
+/// URI it cannot read back itself; we take the last number, which is the counter it used, and
+/// the next write repairs the parameter.
+fn parse_counter(v: &str) -> Option<u64> {
+    if let Ok(n) = v.parse() {
+        return Some(n);
+    }
+    let (head, last) = v.rsplit_once("counter=")?;
+    let head_ok = head
+        .split("counter=")
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if head_ok {
+        last.parse().ok()
+    } else {
+        None
+    }
+}
+
 /// Decodes a base32 OTP secret the way authenticators write it: any case, spaces and `=` ignored.
 pub fn decode_base32(s: &str) -> Result<SecretBytes, OtpError> {
     let cleaned: String = s
@@ -233,7 +252,7 @@ impl OtpUri {
                         .filter(|p| *p > 0)
                         .ok_or_else(|| OtpError::BadPeriod(v.to_string()))?;
                 }
-                "counter" => counter = v.parse::<u64>().ok(),
+                "counter" => counter = parse_counter(v),
                 "issuer" => issuer = Some(percent_decode(v)),
                 _ => {}
             }
@@ -431,6 +450,19 @@ mod tests {
             OtpUri::from_entry(&contents).unwrap().kind,
             OtpKind::Hotp { counter: 4 }
         );
+    }
+
+    #[test]
+    fn reads_and_repairs_pass_otp_bash52_counters() {
+        let u = OtpUri::parse(
+            "otpauth://hotp/H:c?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=1counter=2&issuer=H",
+        )
+        .unwrap();
+        assert_eq!(u.kind, OtpKind::Hotp { counter: 2 });
+        let (code, uri) = u.next_hotp().unwrap();
+        assert_eq!(code, "969429");
+        assert!(uri.expose().ends_with("&counter=3&issuer=H"));
+        assert!(OtpUri::parse("otpauth://hotp/H:c?secret=AAAA&counter=xcounter=2").is_err());
     }
 
     #[test]

@@ -550,7 +550,12 @@ impl Store {
     }
 
     /// `grep`: lines of decrypted entries that match the regular expression `pattern`.
-    pub fn grep(&self, pattern: &str, ignore_case: bool, crypto: &dyn Crypto) -> Result<GrepReport> {
+    pub fn grep(
+        &self,
+        pattern: &str,
+        ignore_case: bool,
+        crypto: &dyn Crypto,
+    ) -> Result<GrepReport> {
         let re = regex::RegexBuilder::new(pattern)
             .case_insensitive(ignore_case)
             .build()
@@ -838,7 +843,10 @@ mod tests {
             .unwrap();
         fs::write(s.dir().join("broken.gpg"), b"\x85\x01garbage").unwrap();
         let r = s.grep("user: (alice|bob)", false, &ring).unwrap();
-        assert!(matches!(s.grep("(", false, &ring), Err(StoreError::Pattern(_))));
+        assert!(matches!(
+            s.grep("(", false, &ring),
+            Err(StoreError::Pattern(_))
+        ));
         assert_eq!(r.hits.len(), 2);
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].file.ends_with("broken.gpg"));

@@ -1,0 +1,587 @@
+//! `multiverse pass` against the real `pass` 1.7, gpg 2.2, pass-otp and git, both directions.
+//!
+//! Every test makes its own temp dir with its own GNUPGHOME (a gpg-made key), store and tree,
+//! and kills its gpg-agent at the end. Tools are required: a missing one fails the test.
+#![allow(clippy::unwrap_used)]
+
+use mv_testkit::{require_tool, run_ok};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// A sandbox: gpg home with keys, a store folder, a Multiverse tree.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    fprs: Vec<String>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--kill")
+            .arg("all")
+            .env("GNUPGHOME", self.gnupg())
+            .status();
+    }
+}
+
+impl Sandbox {
+    /// `keys`: how many gpg keys to make (the first RSA, gpg 2.2's default; others ed25519/cv25519).
+    fn new(keys: usize) -> Sandbox {
+        for t in ["gpg", "gpgconf", "pass", "git", "oathtool"] {
+            require_tool(t);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sb = Sandbox {
+            dir,
+            fprs: Vec::new(),
+        };
+        std::fs::create_dir_all(sb.gnupg()).unwrap();
+        std::fs::set_permissions(
+            sb.gnupg(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let mut sb = sb;
+        for i in 0..keys {
+            let uid = format!("User{i} <user{i}@example.org>");
+            let mut c = sb.cmd("gpg");
+            c.args(["--batch", "--passphrase", "", "--quick-gen-key", &uid]);
+            if i == 0 {
+                c.args(["default", "default", "never"]);
+            } else {
+                c.args(["ed25519", "cert,sign", "never"]);
+            }
+            run_ok(&mut c);
+            let fpr = sb.fpr_of(&format!("user{i}@example.org"));
+            if i != 0 {
+                run_ok(sb.cmd("gpg").args([
+                    "--batch",
+                    "--passphrase",
+                    "",
+                    "--quick-add-key",
+                    &fpr,
+                    "cv25519",
+                    "encr",
+                    "never",
+                ]));
+            }
+            sb.fprs.push(fpr);
+        }
+        sb
+    }
+
+    fn gnupg(&self) -> PathBuf {
+        self.dir.path().join("gnupg")
+    }
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("tree")
+    }
+
+    fn fpr_of(&self, email: &str) -> String {
+        let out = run_ok(
+            self.cmd("gpg")
+                .args(["--with-colons", "--list-keys", email]),
+        );
+        out.lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_string()
+    }
+
+    /// A command with the sandbox's environment.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("GNUPGHOME", self.gnupg())
+            .env("PASSWORD_STORE_DIR", self.store())
+            .env("MULTIVERSE_ROOT", self.root())
+            .env_remove("MULTIVERSE_PASS_KEYS")
+            .env_remove("MULTIVERSE_PASSPHRASE")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.org")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.org")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn mv(&self) -> Command {
+        let mut c = self.cmd(env!("CARGO_BIN_EXE_multiverse"));
+        c.arg("pass");
+        c
+    }
+
+    fn pass(&self) -> Command {
+        self.cmd("pass")
+    }
+
+    /// Imports every gpg secret key into our keyring, unsealed.
+    fn import_keys(&self) {
+        for f in &self.fprs {
+            let key = run_ok(self.cmd("gpg").args(["--export-secret-keys", "--armor", f]));
+            let out = with_stdin(self.mv().args(["key", "import", "--unsealed"]), &key);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+}
+
+fn with_stdin(c: &mut Command, input: &str) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(c: &mut Command) -> String {
+    run_ok(c)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// pass's grep output without colours: `entry:` headers and lines, as a sorted set.
+fn grep_set(text: &str) -> Vec<String> {
+    let re_ansi = |s: &str| {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut v: Vec<String> = text.lines().map(re_ansi).collect();
+    v.sort();
+    v
+}
+
+/// Our TOTP code equals pass-otp's (retrying once across a period boundary).
+fn same_totp(sb: &Sandbox, name: &str, digits: usize) {
+    for _ in 0..3 {
+        let ours1 = ok(sb.mv().args(["otp", name]));
+        let theirs = ok(sb.pass().args(["otp", name]));
+        let ours2 = ok(sb.mv().args(["otp", name]));
+        if ours1 == theirs || ours2 == theirs {
+            assert_eq!(theirs.trim().len(), digits);
+            return;
+        }
+    }
+    panic!("our TOTP codes for {name} never matched pass otp");
+}
+
+const RFC4226_KEY_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+#[test]
+fn a_store_made_by_pass_is_read_by_ours() {
+    let sb = Sandbox::new(2);
+    let (a, b) = (&sb.fprs[0], &sb.fprs[1]);
+    ok(sb.pass().args(["init", a]));
+    ok(sb.pass().args(["git", "init"]));
+    // A nested .gpg-id: `team/` is shared with the second key.
+    ok(sb.pass().args(["init", "-p", "team", a, b]));
+    let entries = [
+        ("web/mail", "s3cret-1\nuser: alice@example.org\nurl: https://mail.example.org\n"),
+        ("team/db prod", "Xk3#pL9q!\nuser: admin\nnotes: line three\n"),
+        ("bank/ünïcödé", "ü-pass\n"),
+        (
+            "otp/acme",
+            "otpauth://totp/ACME:alice?secret=HXDMVJECJJWSRB3HWIZR4IFUGFTMXBOZ&issuer=ACME\n",
+        ),
+        (
+            "otp/sha256",
+            "pw\notpauth://totp/X:y?secret=HXDMVJECJJWSRB3HWIZR4IFUGFTMXBOZ&algorithm=SHA256&digits=8&period=60\n",
+        ),
+        (
+            "otp/counter",
+            "otpauth://hotp/H:c?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=0&issuer=H\n",
+        ),
+    ];
+    for (name, body) in entries {
+        let o = with_stdin(sb.pass().args(["insert", "-m", name]), body);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    sb.import_keys();
+
+    for (name, body) in entries {
+        assert_eq!(ok(sb.mv().args(["show", name])), body, "{name}");
+        assert_eq!(ok(sb.pass().args(["show", name])), body, "{name}");
+    }
+    assert_eq!(
+        ok(sb.mv().args(["show", "--line", "2", "web/mail"])),
+        "user: alice@example.org\n"
+    );
+    let theirs = grep_set(&ok(sb.pass().args(["grep", "user:"])));
+    let ours = grep_set(&ok(sb.mv().args(["grep", "user:"])));
+    assert_eq!(ours, theirs);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(sb.mv().args(["--json", "grep", "admin"]))).unwrap();
+    assert_eq!(json["hits"][0]["name"], "team/db prod");
+    assert_eq!(json["hits"][0]["lines"][0]["line"], 2);
+
+    same_totp(&sb, "otp/acme", 6);
+    same_totp(&sb, "otp/sha256", 8);
+    // HOTP: we take counter 1 (RFC 4226: 287082) and store it; pass-otp then takes counter 2.
+    assert_eq!(ok(sb.mv().args(["otp", "otp/counter"])).trim(), "287082");
+    let theirs = ok(sb.pass().args(["otp", "otp/counter"]));
+    // pass-otp prints git's commit summary before the code.
+    assert_eq!(theirs.lines().last().unwrap(), "359152");
+    assert_eq!(ok(sb.mv().args(["otp", "otp/counter"])).trim(), "969429");
+    let log = ok(sb
+        .cmd("git")
+        .arg("-C")
+        .arg(sb.store())
+        .args(["log", "--format=%s", "-1"]));
+    assert_eq!(log.trim(), "Increment HOTP counter for otp/counter.");
+
+    // Our file list agrees with pass's.
+    let names: Vec<String> = serde_json::from_str(&ok(sb.mv().args(["--json", "ls"]))).unwrap();
+    let mut want: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+    want.sort();
+    assert_eq!(names, want);
+    // fsck: everything addressed to the right keys, mode 0600.
+    let o = sb.mv().arg("fsck").output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn a_store_written_by_ours_is_read_by_pass() {
+    let sb = Sandbox::new(2);
+    let (a, b) = (sb.fprs[0].clone(), sb.fprs[1].clone());
+    sb.import_keys();
+    ok(sb.mv().args(["init", &a]));
+    ok(sb.mv().args(["git", "init", "-q"]));
+    let o = with_stdin(
+        sb.mv().args(["insert", "-m", "web/site one"]),
+        "hunter2\nuser: bob\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = with_stdin(sb.mv().args(["insert", "--", "-dash"]), "dash-pw\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gen = ok(sb.mv().args(["--json", "generate", "gen/π", "40"]));
+    let gen: serde_json::Value = serde_json::from_str(&gen).unwrap();
+    let pw = gen["password"].as_str().unwrap().to_string();
+    assert_eq!(pw.chars().count(), 40);
+    ok(sb.mv().args(["cp", "web/site one", "team/site copy"]));
+    ok(sb.mv().args(["mv", "web/site one", "web/renamed"]));
+    let o = with_stdin(sb.mv().args(["insert", "gone"]), "x\n");
+    assert!(o.status.success());
+    ok(sb.mv().args(["rm", "gone"]));
+    let uri = format!("otpauth://totp/Co:me?secret={RFC4226_KEY_B32}&issuer=Co");
+    let o = with_stdin(
+        sb.mv().args(["otp", "insert", "otp/co"]),
+        &format!("{uri}\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Re-init a subfolder for two keys: its entries are re-encrypted.
+    ok(sb.mv().args(["init", "-p", "team", &a, &b]));
+
+    assert_eq!(
+        ok(sb.pass().args(["show", "web/renamed"])),
+        "hunter2\nuser: bob\n"
+    );
+    assert_eq!(
+        ok(sb.pass().args(["show", "team/site copy"])),
+        "hunter2\nuser: bob\n"
+    );
+    assert_eq!(ok(sb.pass().args(["show", "--", "-dash"])), "dash-pw\n");
+    assert_eq!(ok(sb.pass().args(["show", "gen/π"])), format!("{pw}\n"));
+    assert_eq!(ok(sb.pass().args(["otp", "uri", "otp/co"])).trim(), uri);
+    same_totp(&sb, "otp/co", 6);
+    // The subfolder is now readable by the second key alone.
+    let team = std::fs::read(sb.store().join("team/site copy.gpg")).unwrap();
+    let ids = mv_pass::backend::entry_key_ids(&team).unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(!sb.store().join("web/site one.gpg").exists());
+    assert!(!sb.store().join("gone.gpg").exists());
+
+    let log = ok(sb
+        .cmd("git")
+        .arg("-C")
+        .arg(sb.store())
+        .args(["log", "--format=%s", "--reverse"]));
+    let want = [
+        format!("Set GPG id to {a}."),
+        "Add current contents of password store.".to_string(),
+        "Configure git repository for gpg file diff.".to_string(),
+        "Add given password for web/site one to store.".to_string(),
+        "Add given password for -dash to store.".to_string(),
+        "Add generated password for gen/π.".to_string(),
+        "Copy web/site one to team/site copy.".to_string(),
+        "Rename web/site one to web/renamed.".to_string(),
+        "Add given password for gone to store.".to_string(),
+        "Remove gone from store.".to_string(),
+        "Add OTP secret for otp/co to store.".to_string(),
+        format!("Set GPG id to {a}, {b} (team)."),
+        format!("Reencrypt password store using new GPG id {a}, {b} (team)."),
+    ];
+    let got: Vec<&str> = log.lines().collect();
+    // Our first init ran before `git init`, so it is folded into "Add current contents".
+    assert_eq!(
+        got,
+        want[1..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let status = ok(sb
+        .cmd("git")
+        .arg("-C")
+        .arg(sb.store())
+        .args(["status", "--porcelain"]));
+    assert_eq!(status, "", "everything committed, nothing left behind");
+    // A second identical init changes nothing and says so.
+    let again = ok(sb.mv().args(["init", "-p", "team", &a, &b]));
+    assert!(again.contains("unchanged"), "{again}");
+}
+
+#[test]
+fn names_are_checked_and_corrupt_files_are_named() {
+    let sb = Sandbox::new(1);
+    sb.import_keys();
+    let a = sb.fprs[0].clone();
+    ok(sb.mv().args(["init", &a]));
+    for bad in ["../escape", "/etc/passwd", "a/../../b", ".git/config"] {
+        let o = with_stdin(sb.mv().args(["insert", bad]), "x\n");
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(!sb.dir.path().join("escape.gpg").exists());
+    }
+    for good in ["with space", "ünï/cødé 🔑", "-leading"] {
+        let o = with_stdin(sb.mv().args(["insert", "--", good]), "v\n");
+        assert!(o.status.success(), "{good}: {}", stderr(&o));
+        assert_eq!(ok(sb.mv().args(["show", "--", good])), "v\n");
+    }
+    std::fs::write(sb.store().join("corrupt.gpg"), b"\x85\x02not pgp").unwrap();
+    let o = sb.mv().args(["show", "corrupt"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("corrupt.gpg"), "{}", stderr(&o));
+    let o = sb.mv().args(["grep", "v"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an unreadable file makes grep fail"
+    );
+    assert!(stdout(&o).contains("with space:"), "others still searched");
+    assert!(stderr(&o).contains("corrupt.gpg"), "{}", stderr(&o));
+    // fsck names it too.
+    let o = sb.mv().arg("fsck").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("corrupt.gpg: unreadable"),
+        "{}",
+        stdout(&o)
+    );
+    // Missing entry: exit 2.
+    let o = sb.mv().args(["show", "nope"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn writers_are_serialised_and_crashes_leave_no_partial_entry() {
+    let sb = Sandbox::new(1);
+    sb.import_keys();
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    let uri = format!("otpauth://hotp/H:c?secret={RFC4226_KEY_B32}&counter=0&issuer=H\n");
+    assert!(with_stdin(sb.mv().args(["otp", "insert", "hotp"]), &uri)
+        .status
+        .success());
+    // Eight concurrent HOTP readers: each must get its own counter value.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            sb.mv()
+                .args(["otp", "hotp"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut codes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o).trim().to_string()
+        })
+        .collect();
+    codes.sort();
+    // RFC 4226 counts 1..=8.
+    let mut want = vec![
+        "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
+    ];
+    want.sort();
+    assert_eq!(codes, want);
+    let shown = ok(sb.mv().args(["otp", "uri", "hotp"]));
+    assert!(shown.contains("counter=8"), "{shown}");
+
+    // A crash mid-write leaves at most a hidden temp file beside the intact old entry: it is
+    // neither listed nor read.
+    let entry = sb.store().join("hotp.gpg");
+    let before = std::fs::read(&entry).unwrap();
+    std::fs::write(
+        sb.store().join(".hotp.gpg.tmp99999"),
+        &before[..before.len() / 2],
+    )
+    .unwrap();
+    let names: Vec<String> = serde_json::from_str(&ok(sb.mv().args(["--json", "ls"]))).unwrap();
+    assert_eq!(names, ["hotp"]);
+    assert!(ok(sb.mv().args(["otp", "uri", "hotp"])).contains("counter=8"));
+}
+
+#[test]
+fn gpg_mode_dry_run_and_idempotence() {
+    let sb = Sandbox::new(1);
+    let a = sb.fprs[0].clone();
+    ok(sb.mv().args(["--gpg", "init", &a]));
+    let o = with_stdin(sb.mv().args(["--gpg", "insert", "-m", "x"]), "one\ntwo\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ok(sb.mv().args(["--gpg", "show", "x"])), "one\ntwo\n");
+    assert_eq!(ok(sb.pass().args(["show", "x"])), "one\ntwo\n");
+    // --dry-run writes nothing.
+    let o = with_stdin(sb.mv().args(["--dry-run", "--gpg", "insert", "y"]), "v\n");
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("would write"));
+    assert!(!sb.store().join("y.gpg").exists());
+    ok(sb.mv().args(["--dry-run", "--gpg", "rm", "x"]));
+    assert!(sb.store().join("x.gpg").exists());
+    // Same content again: unchanged, file untouched.
+    let before = std::fs::read(sb.store().join("x.gpg")).unwrap();
+    let o = with_stdin(
+        sb.mv().args(["--gpg", "insert", "-m", "-f", "x"]),
+        "one\ntwo\n",
+    );
+    assert!(stdout(&o).contains("unchanged"), "{}", stdout(&o));
+    assert_eq!(std::fs::read(sb.store().join("x.gpg")).unwrap(), before);
+    // otp validate reads the URI from stdin, never argv.
+    let o = with_stdin(
+        sb.mv().args(["otp", "validate"]),
+        "otpauth://totp/a?secret=AAAA\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = with_stdin(
+        sb.mv().args(["otp", "validate"]),
+        "otpauth://totp/a?nosecret=1\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn machines_get_their_derived_passwords_under_the_identity_key() {
+    let sb = Sandbox::new(0);
+    let words = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
+    let mut c = sb.cmd(env!("CARGO_BIN_EXE_multiverse"));
+    c.args([
+        "identity",
+        "restore",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+    ])
+    .env("MULTIVERSE_PASSPHRASE", "correct horse");
+    let o = with_stdin(&mut c, words);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::create_dir_all(sb.root().join("machines/universe.router.multiverse")).unwrap();
+    let run = |args: &[&str]| {
+        let o = sb
+            .mv()
+            .args(args)
+            .env("MULTIVERSE_PASSPHRASE", "correct horse")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    run(&["init"]); // the identity's @user key
+    run(&["machines"]);
+    assert_eq!(
+        run(&[
+            "show",
+            "--line",
+            "1",
+            "machines/universe.router.multiverse/root"
+        ])
+        .trim(),
+        "4FUWQoJVIQ8H96Z0Ocdii76e3oRjy5x4" // spec scramble-v1 vector
+    );
+    assert!(run(&["machines"]).contains("unchanged"));
+    // A wrong passphrase is a usage error (exit 2), not garbage.
+    let o = sb
+        .mv()
+        .args(["show", "machines/universe.router.multiverse/root"])
+        .env("MULTIVERSE_PASSPHRASE", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Writes need only the certificate the first unlock saved: no passphrase asked.
+    let o = with_stdin(sb.mv().args(["insert", "other"]), "x\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn sealed_key_import_needs_the_passphrase() {
+    let sb = Sandbox::new(1);
+    let key = run_ok(
+        sb.cmd("gpg")
+            .args(["--export-secret-keys", "--armor", &sb.fprs[0]]),
+    );
+    let mut c = sb.mv();
+    c.args([
+        "key",
+        "import",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+    ])
+    .env("MULTIVERSE_PASSPHRASE", "pw");
+    let o = with_stdin(&mut c, &key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sealed = std::fs::read_dir(sb.root().join("pass-keys"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".sec.sealed"))
+        .unwrap();
+    let bytes = std::fs::read(sealed.path()).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"));
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    assert!(with_stdin(sb.mv().args(["insert", "e"]), "v\n")
+        .status
+        .success());
+    let o = sb
+        .mv()
+        .args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
+    let o = sb
+        .mv()
+        .args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "no")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
