@@ -26,6 +26,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Marker file in the state folder: the migration created the root.
+const CREATED_ROOT: &str = "created-root";
+
 /// Why one op failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -230,18 +233,38 @@ impl Migration {
     }
 
     /// Removes a state folder left without a plan (a crash before the plan was saved, or at the
-    /// very end of an undo). Returns whether there was one.
+    /// very end of an undo), and the root too when the migration had created it and it is empty.
+    /// Returns whether there was one. Call it before planning, so the plan sees the tree as it
+    /// was before the interrupted run.
     pub fn clear_leftover(&self) -> Result<bool, ApplyError> {
         let dir = self.state_dir();
         if dir.is_dir() && !self.plan_path().exists() {
+            let created_root = dir.join(CREATED_ROOT).exists();
             fs::remove_dir_all(&dir).map_err(|source| ApplyError::State {
                 action: "remove",
                 path: dir.clone(),
                 source,
             })?;
+            if created_root {
+                self.remove_created_root()?;
+            }
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Removes the root the migration created, if it is empty (what others put there stays).
+    fn remove_created_root(&self) -> Result<(), ApplyError> {
+        if fs::remove_dir(&self.root).is_ok() {
+            if let Some(parent) = self.root.parent() {
+                mv_core::fsutil::sync_dir(parent).map_err(|source| ApplyError::State {
+                    action: "sync",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Saves `plan` (creating the root if the plan says so). Nothing of the old tree changes.
@@ -276,6 +299,17 @@ impl Migration {
         }
         let dir = self.state_dir();
         fs::create_dir_all(&dir).map_err(st("create", dir.clone()))?;
+        if plan.create_root {
+            // Written before the plan: a crash in between leaves a leftover that
+            // `clear_leftover` recognises as "the root is ours to remove".
+            mv_core::fsutil::write_public(&dir.join(CREATED_ROOT), b"").map_err(|e| {
+                ApplyError::State {
+                    action: "write",
+                    path: e.path,
+                    source: e.source,
+                }
+            })?;
+        }
         let json = serde_json::to_vec_pretty(plan).map_err(|source| ApplyError::PlanFile {
             path: self.plan_path(),
             source,
@@ -439,12 +473,7 @@ impl Migration {
         fs::remove_dir_all(&dir).map_err(st("remove", dir.clone()))?;
         mv_core::fsutil::sync_dir(&self.root).map_err(st("sync", self.root.clone()))?;
         if plan.create_root {
-            // Only if empty: anything put there by someone else stays.
-            if fs::remove_dir(&plan.to).is_ok() {
-                if let Some(parent) = plan.to.parent() {
-                    mv_core::fsutil::sync_dir(parent).map_err(st("sync", parent.to_path_buf()))?;
-                }
-            }
+            self.remove_created_root()?;
         }
         Ok(())
     }

@@ -111,6 +111,10 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             Ok(())
         }
         State::None => {
+            if !g.dry_run {
+                // What a run killed before saving its plan left behind goes first.
+                mig.clear_leftover().map_err(apply_error)?;
+            }
             let plan = mv_migrate::plan(&from, &to, hv).map_err(plan_error)?;
             if g.dry_run {
                 report(g, "dry run: nothing changed", &plan, None);
