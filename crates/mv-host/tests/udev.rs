@@ -1,0 +1,44 @@
+//! The generated rules: golden file, and `udevadm verify` where the installed udev has it.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn host_rules_match_golden() {
+    mv_testkit::golden(
+        "crates/mv-host/tests/golden/70-multiverse-host.rules",
+        &mv_host::udev::host_rules("kvm"),
+    );
+}
+
+#[test]
+fn host_rules_pass_udevadm_verify() {
+    let udevadm = mv_testkit::require_tool("udevadm");
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(mv_host::udev::FILE_NAME);
+    std::fs::write(&p, mv_host::udev::host_rules("kvm")).unwrap();
+    let help = Command::new(&udevadm).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("verify"),
+        "this udevadm has no `verify` (systemd >= 254 has it)"
+    );
+    let out = Command::new(&udevadm)
+        .arg("verify")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "udevadm verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it does catch a broken rule (the check can fail).
+    std::fs::write(&p, "KERNEL==\"kvm\", GROUP=\"kvm\" MODE=\"0660\"\n").unwrap();
+    let bad = Command::new(&udevadm)
+        .arg("verify")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
