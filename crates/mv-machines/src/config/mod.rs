@@ -976,5 +976,25 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
     })
 }
 
+/// The entry point of the fuzz target (crates/mv-machines/fuzz) and of its proptest twin: parse
+/// arbitrary bytes; when accepted, the topology must round-trip through [`Topology::to_toml`] and
+/// render in memory. Panics only on a broken invariant.
+pub fn fuzz_entry(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = Topology::parse(text, Path::new("fuzz.toml")) else {
+        return;
+    };
+    #[allow(clippy::expect_used)] // the invariants under test
+    {
+        let out = t.to_toml().expect("an accepted topology serialises");
+        let back = Topology::parse(&out, Path::new("fuzz.toml")).expect("to_toml output parses");
+        assert_eq!(back, t, "to_toml round trip");
+        crate::render::plan(&crate::layout::Tree::new("/nonexistent/fuzz"), &t)
+            .expect("an accepted topology renders with the built-in templates");
+    }
+}
+
 #[cfg(test)]
 mod tests;

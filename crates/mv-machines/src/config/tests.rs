@@ -222,3 +222,31 @@ fn syntax_error_has_a_line() {
     let e = parse("[host]\nname = \n").unwrap_err();
     assert!(e.to_string().starts_with("multiverse.toml:2: "), "{e}");
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "(?s).{0,400}") {
+            fuzz_entry(s.as_bytes());
+        }
+
+        /// Mutations of the real default file reach deep into validation.
+        #[test]
+        fn mutated_default_never_panics(pos in 0usize..DEFAULT_TOML.len(), len in 0usize..8, repl in "[a-z0-9.:=\"\\[\\] \n]{0,8}") {
+            let mut b = DEFAULT_TOML.as_bytes().to_vec();
+            let end = (pos + len).min(b.len());
+            b.splice(pos..end, repl.bytes());
+            fuzz_entry(&b);
+        }
+    }
+
+    #[test]
+    fn default_passes_the_fuzz_invariants() {
+        fuzz_entry(DEFAULT_TOML.as_bytes());
+    }
+}
