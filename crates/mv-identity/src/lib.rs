@@ -12,6 +12,8 @@
 //!   [`Root::onion_v3`] ([`OnionKey`]: tor's files and hostname), [`Root::openpgp`]
 //!   (`pgp::composed::SignedSecretKey`), [`Root::password`] (32 characters), [`Root::luks_key`]
 //!   (64 raw bytes), [`Root::public_identity`] ([`PublicIdentity`], the fields of `identity show`).
+//! - Files: [`export::plan`] (standard names and modes per [`export::Kind`]),
+//!   [`export::write_files`] (idempotent, atomic, parallel), `known_hosts` / `authorized_keys` lines.
 //! - Storage under `<tree>/identity/`: [`IdentityStore::create`], [`IdentityStore::load`],
 //!   [`IdentityStore::unseal`]; and the public record readable without the passphrase,
 //!   [`PublicRecord::load`] / [`public_identity`] (what `machine show` prints).
@@ -23,6 +25,7 @@
 //! zeroising keys) and never appear in `Debug` output.
 #![forbid(unsafe_code)]
 
+pub mod export;
 pub mod keys;
 pub mod onion;
 pub mod openpgp;

@@ -11,13 +11,12 @@
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use crate::secret_input;
-use mv_core::fsutil;
-use mv_core::secret::{SecretBytes, SecretString};
+use mv_core::secret::SecretString;
 use mv_core::IdentityName;
-use mv_identity::ssh_key::{LineEnding, PrivateKey};
-use mv_identity::{IdentityStore, KdfParams, PublicIdentity, PublicRecord, Root, StoreError};
+use mv_identity::{
+    export, IdentityStore, KdfParams, PublicIdentity, PublicRecord, Root, StoreError,
+};
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Subcommands.
@@ -118,17 +117,6 @@ pub enum Kind {
     Luks,
     /// Every kind above
     All,
-}
-
-impl Kind {
-    const EACH: [Kind; 6] = [
-        Kind::Ssh,
-        Kind::SshHost,
-        Kind::Onion,
-        Kind::Openpgp,
-        Kind::Password,
-        Kind::Luks,
-    ];
 }
 
 /// Options shared by `export` and `fleet` for SSH private keys.
@@ -352,24 +340,6 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// One file to write.
-struct Planned {
-    path: PathBuf,
-    contents: SecretBytes,
-    secret: bool,
-    /// For an encrypted SSH key: the key it must hold (its bytes differ on every encryption).
-    ssh_equiv: Option<PrivateKey>,
-}
-
-fn file(path: PathBuf, contents: Vec<u8>, secret: bool) -> Planned {
-    Planned {
-        path,
-        contents: SecretBytes::new(contents),
-        secret,
-        ssh_equiv: None,
-    }
-}
-
 fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
     match &k.key_passphrase_file {
         None => Ok(None),
@@ -393,215 +363,52 @@ fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError
     }
 }
 
-fn ssh_files(
-    dir: &Path,
-    base: &str,
-    key: PrivateKey,
-    key_pass: Option<&SecretString>,
-) -> Result<Vec<Planned>, CliError> {
-    let public = key.public_key().to_openssh()?;
+fn kinds(list: &[Kind]) -> Vec<export::Kind> {
     let mut out = Vec::new();
-    let (contents, equiv) = match key_pass {
-        None => (key.to_openssh(LineEnding::LF)?.as_bytes().to_vec(), None),
-        Some(p) => {
-            let enc = key.encrypt(&mut rand_core_rng(), p.expose().as_bytes())?;
-            (
-                enc.to_openssh(LineEnding::LF)?.as_bytes().to_vec(),
-                Some(key.clone()),
-            )
-        }
-    };
-    out.push(Planned {
-        path: dir.join(base),
-        contents: SecretBytes::new(contents),
-        secret: true,
-        ssh_equiv: equiv,
-    });
-    out.push(file(
-        dir.join(format!("{base}.pub")),
-        format!("{public}\n").into_bytes(),
-        false,
-    ));
-    Ok(out)
-}
-
-/// The OS RNG in the rand_core generation ssh-key expects.
-fn rand_core_rng() -> mv_identity::ssh_key::rand_core::OsRng {
-    mv_identity::ssh_key::rand_core::OsRng
-}
-
-fn plan_kind(
-    root: &Root,
-    name: &IdentityName,
-    kind: Kind,
-    dir: &Path,
-    key_pass: Option<&SecretString>,
-) -> Result<Vec<Planned>, CliError> {
-    let mut out = Vec::new();
-    match kind {
-        Kind::Ssh => {
-            out.extend(ssh_files(
-                dir,
-                "id_ed25519",
-                root.ssh_ed25519(name)?,
-                key_pass,
-            )?);
-            out.extend(ssh_files(
-                dir,
-                "id_ecdsa",
-                root.ssh_ecdsa_p256(name)?,
-                key_pass,
-            )?);
-        }
-        Kind::SshHost => {
-            // sshd cannot read a passphrase-protected host key: host keys are never encrypted.
-            out.extend(ssh_files(
-                dir,
-                "ssh_host_ed25519_key",
-                root.ssh_host_ed25519(name)?,
-                None,
-            )?);
-            out.extend(ssh_files(
-                dir,
-                "ssh_host_ecdsa_key",
-                root.ssh_host_ecdsa_p256(name)?,
-                None,
-            )?);
-        }
-        Kind::Onion => {
-            let o = root.onion_v3(name);
-            out.push(file(
-                dir.join("hs_ed25519_secret_key"),
-                o.secret_file.expose().clone(),
-                true,
-            ));
-            out.push(file(
-                dir.join("hs_ed25519_public_key"),
-                o.public_file,
-                false,
-            ));
-            out.push(file(
-                dir.join("hostname"),
-                format!("{}\n", o.hostname).into_bytes(),
-                false,
-            ));
-        }
-        Kind::Openpgp => {
-            let k = root.openpgp(name)?;
-            let opts = mv_identity::pgp::composed::ArmorOptions::default;
-            let sec = k
-                .to_armored_string(opts())
-                .map_err(|e| anyhow::anyhow!("cannot armor the OpenPGP secret key: {e}"))?;
-            let public = k
-                .to_public_key()
-                .to_armored_string(opts())
-                .map_err(|e| anyhow::anyhow!("cannot armor the OpenPGP public key: {e}"))?;
-            out.push(file(dir.join("openpgp-secret.asc"), sec.into_bytes(), true));
-            out.push(file(
-                dir.join("openpgp-public.asc"),
-                public.into_bytes(),
-                false,
-            ));
-        }
-        Kind::Password => {
-            let p = root.password(name);
-            out.push(file(
-                dir.join("password"),
-                format!("{}\n", p.expose()).into_bytes(),
-                true,
-            ));
-        }
-        Kind::Luks => {
-            out.push(file(
-                dir.join("luks.key"),
-                root.luks_key(name).expose().clone(),
-                true,
-            ));
-        }
-        Kind::All => {
-            for k in Kind::EACH {
-                out.extend(plan_kind(root, name, k, dir, key_pass)?);
-            }
+    for k in list {
+        match k {
+            Kind::Ssh => out.push(export::Kind::Ssh),
+            Kind::SshHost => out.push(export::Kind::SshHost),
+            Kind::Onion => out.push(export::Kind::Onion),
+            Kind::Openpgp => out.push(export::Kind::Openpgp),
+            Kind::Password => out.push(export::Kind::Password),
+            Kind::Luks => out.push(export::Kind::Luks),
+            Kind::All => out.extend(export::Kind::ALL),
         }
     }
-    Ok(out)
+    out
 }
 
-/// Whether `p` already holds what it should (same bytes and mode, or for an encrypted SSH key,
-/// a key that decrypts with the same passphrase to the same key).
-fn up_to_date(p: &Planned, key_pass: Option<&SecretString>) -> bool {
-    let mode = if p.secret {
-        fsutil::SECRET_MODE
-    } else {
-        fsutil::PUBLIC_MODE
-    };
-    let same_mode = std::fs::metadata(&p.path)
-        .map(|m| m.permissions().mode() & 0o7777 == mode)
-        .unwrap_or(false);
-    if !same_mode {
-        return false;
-    }
-    let Ok(existing) = std::fs::read(&p.path) else {
-        return false;
-    };
-    let existing = SecretBytes::new(existing);
-    match (&p.ssh_equiv, key_pass) {
-        (Some(want), Some(pass)) => PrivateKey::from_openssh(existing.expose())
-            .ok()
-            .filter(|k| k.is_encrypted())
-            .and_then(|k| k.decrypt(pass.expose().as_bytes()).ok())
-            .is_some_and(|k| k.key_data() == want.key_data()),
-        _ => existing.expose() == p.contents.expose(),
-    }
-}
+/// Threads for writing: each file costs two fsyncs, which overlap well.
+const WRITE_THREADS: usize = 16;
 
-/// Writes the plan; prints one line per file; returns (written, unchanged).
+/// Writes the plan (or, with --dry-run, lists it) and prints what changed.
 fn apply(
     g: &Global,
-    plan: &[Planned],
+    files: &[export::ExportFile],
     key_pass: Option<&SecretString>,
-) -> Result<(usize, usize), CliError> {
+) -> Result<(), CliError> {
+    let outcomes = export::write_files(files, key_pass, g.dry_run, WRITE_THREADS)?;
     let (mut written, mut same) = (0, 0);
-    for p in plan {
-        if up_to_date(p, key_pass) {
-            same += 1;
-            if g.verbose > 0 {
-                g.say(format!("unchanged  {}", p.path.display()));
+    for (f, o) in files.iter().zip(&outcomes) {
+        match o {
+            export::Outcome::Written => {
+                written += 1;
+                let verb = if g.dry_run {
+                    "would write"
+                } else {
+                    "wrote     "
+                };
+                g.say(format!("{verb} {}", f.path.display()));
             }
-            continue;
+            export::Outcome::Unchanged => {
+                same += 1;
+                if g.verbose > 0 {
+                    g.say(format!("unchanged   {}", f.path.display()));
+                }
+            }
         }
-        written += 1;
-        if g.dry_run {
-            g.say(format!("would write {}", p.path.display()));
-            continue;
-        }
-        if let Some(dir) = p.path.parent() {
-            make_private_dir(dir)?;
-        }
-        if p.secret {
-            fsutil::write_secret(&p.path, p.contents.expose())?;
-        } else {
-            fsutil::write_public(&p.path, p.contents.expose())?;
-        }
-        g.say(format!("wrote      {}", p.path.display()));
     }
-    Ok((written, same))
-}
-
-/// Creates `dir` with mode 0700 if it does not exist (tor requires it for an onion folder; it
-/// holds secrets anyway). An existing folder keeps its mode.
-fn make_private_dir(dir: &Path) -> Result<(), CliError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| anyhow::anyhow!("cannot set mode 0700 on {}: {e}", dir.display()))?;
-    Ok(())
-}
-
-fn summary(g: &Global, written: usize, same: usize) {
     if g.dry_run {
         g.say(format!(
             "dry run: {written} file(s) would be written, {same} unchanged"
@@ -611,27 +418,16 @@ fn summary(g: &Global, written: usize, same: usize) {
     } else {
         g.say(format!("{written} file(s) written, {same} unchanged"));
     }
+    Ok(())
 }
 
 fn export(g: &Global, a: ExportArgs) -> Result<(), CliError> {
     let name = parse_name(&a.name)?;
     let key_pass = read_key_passphrase(&a.key_pass)?;
     let root = unseal(g, &a.pass)?;
-    let mut kinds = a.kind.clone();
-    kinds.sort();
-    kinds.dedup();
-    let mut plan = Vec::new();
-    for k in kinds {
-        plan.extend(plan_kind(&root, &name, k, &a.out, key_pass.as_ref())?);
-    }
-    // `all` plus a single kind would list files twice.
-    plan.dedup_by(|x, y| x.path == y.path);
-    let mut seen = std::collections::BTreeSet::new();
-    plan.retain(|p| seen.insert(p.path.clone()));
+    let files = export::plan(&root, &name, &kinds(&a.kind), &a.out, key_pass.as_ref())?;
     record(g, vec![root.public_identity(&name)?])?;
-    let (w, s) = apply(g, &plan, key_pass.as_ref())?;
-    summary(g, w, s);
-    Ok(())
+    apply(g, &files, key_pass.as_ref())
 }
 
 fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
@@ -649,44 +445,37 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
     let key_pass = read_key_passphrase(&a.key_pass)?;
     let root = unseal(g, &a.pass)?;
 
-    let mut plan = Vec::new();
+    let mut files = Vec::new();
     let mut ids = Vec::new();
     let mut known_hosts = String::new();
     for m in &topo.machines {
         let name = IdentityName::Machine(m.name.clone());
         let dir = a.out.join(m.name.as_str());
-        plan.extend(plan_kind(&root, &name, Kind::All, &dir, key_pass.as_ref())?);
+        files.extend(export::plan(
+            &root,
+            &name,
+            &export::Kind::ALL,
+            &dir,
+            key_pass.as_ref(),
+        )?);
         let id = root.public_identity(&name)?;
-        for line in [&id.ssh_host_ed25519, &id.ssh_host_ecdsa_p256] {
-            known_hosts.push_str(&format!("{},{} {line}\n", id.name, id.onion));
-        }
+        known_hosts.push_str(&export::known_hosts_lines(&id));
         ids.push(id);
     }
     let person = root.public_identity(&user)?;
-    plan.extend(plan_kind(
+    files.extend(export::plan(
         &root,
         &user,
-        Kind::Ssh,
+        &[export::Kind::Ssh],
         &a.out.join(user.as_str()),
         key_pass.as_ref(),
     )?);
-    let authorized = format!(
-        "{} {}\n{} {}\n",
-        person.ssh_ed25519, person.name, person.ssh_ecdsa_p256, person.name
-    );
-    ids.push(person);
-    plan.push(file(
-        a.out.join("known_hosts"),
-        known_hosts.into_bytes(),
-        false,
-    ));
-    plan.push(file(
+    files.push(export::public_file(a.out.join("known_hosts"), known_hosts));
+    files.push(export::public_file(
         a.out.join("authorized_keys"),
-        authorized.into_bytes(),
-        false,
+        export::authorized_keys_lines(&person),
     ));
+    ids.push(person);
     record(g, ids)?;
-    let (w, s) = apply(g, &plan, key_pass.as_ref())?;
-    summary(g, w, s);
-    Ok(())
+    apply(g, &files, key_pass.as_ref())
 }
