@@ -39,6 +39,8 @@ pub struct MachineSpec {
     pub disks: Vec<OverlaySpec>,
     /// Application VM: a fresh overlay at every start.
     pub throwaway: bool,
+    /// Host folders the running machine needs (the agent socket's), created before a start.
+    pub runtime_dirs: Vec<PathBuf>,
 }
 
 /// The wanted state.
@@ -199,6 +201,17 @@ pub enum UpError {
     /// Starting, stopping or reading state failed.
     #[error("libvirt")]
     Libvirt(#[from] LibvirtError),
+    /// A host folder a machine needs at run time cannot be created.
+    #[error("cannot create {path} for {machine}")]
+    RuntimeDir {
+        /// The machine.
+        machine: String,
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A machine did not reach the wanted state in time.
     #[error("{name} is still {state} after {secs} s")]
     Timeout {
@@ -539,6 +552,13 @@ fn start_machine(
         }
     }
     if !opts.dry_run {
+        for dir in &m.runtime_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| UpError::RuntimeDir {
+                machine: m.name.clone(),
+                path: dir.clone(),
+                source,
+            })?;
+        }
         conn.start_domain(&m.name)?;
         wait_for(conn, &m.name, opts.timeout, |s| s == DomainState::Running)?;
     }

@@ -114,6 +114,7 @@ fn fixture(n: usize, clean: &mut Cleanup) -> Fixture {
                 size_gib: 0,
             }],
             throwaway: i == 0,
+            runtime_dirs: Vec::new(),
         });
     }
     Fixture {

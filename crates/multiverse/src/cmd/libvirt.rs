@@ -170,6 +170,10 @@ fn machine_spec(tree: &Tree, m: &mv_machines::Machine) -> MachineSpec {
         domain_xml: tree.domain_xml(&m.name),
         disks,
         throwaway: m.kind == MachineType::Application,
+        runtime_dirs: mv_machines::layout::agent_socket(&m.name)
+            .parent()
+            .map(|d| vec![d.to_path_buf()])
+            .unwrap_or_default(),
     }
 }
 
