@@ -282,17 +282,12 @@ pub fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
 }
 
 /// Whether the host's definition of a rendered object differs from the rendered file.
-fn differs(r: &Rendered, live: &str) -> Result<bool, UpError> {
+fn differs(r: &Rendered, live: &str) -> Result<bool, XmlError> {
     if r.kind == ObjectKind::Domain {
         let want = hex::encode(sha2::Sha256::digest(r.xml.as_bytes()));
         return Ok(xml::rendered_hash(live).as_deref() != Some(want.as_str()));
     }
-    xml::is_subset(&r.xml, live)
-        .map(|sub| !sub)
-        .map_err(|source| UpError::Xml {
-            path: r.path.clone(),
-            source,
-        })
+    xml::is_subset(&r.xml, live).map(|sub| !sub)
 }
 
 enum Undo {
@@ -380,6 +375,8 @@ pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, 
             },
             // Disks come first, so a disk failure only ever has other new disks to undo.
             Failure::Image(machine, source) => UpError::Disk { machine, source },
+            // Checked in step 1 already; kept so a file changed under our feet is still reported.
+            Failure::Xml(source) => UpError::Xml { path, source },
         });
     }
 
@@ -399,6 +396,7 @@ pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, 
 enum Failure {
     Libvirt(LibvirtError),
     Image(String, ImageError),
+    Xml(XmlError),
 }
 
 fn apply(
@@ -426,15 +424,7 @@ fn apply(
         let done = match live {
             None => Done::Created,
             Some(l) => {
-                if differs(r, l).map_err(|_| {
-                    (
-                        r.path.clone(),
-                        Failure::Libvirt(LibvirtError::Unsupported {
-                            action: "compare",
-                            kind: r.kind,
-                        }),
-                    )
-                })? {
+                if differs(r, l).map_err(|e| (r.path.clone(), Failure::Xml(e)))? {
                     Done::Updated
                 } else {
                     Done::Unchanged
@@ -443,15 +433,7 @@ fn apply(
         };
         if done != Done::Unchanged && !opts.dry_run {
             let text = if r.kind == ObjectKind::Domain {
-                marked_domain_xml(&r.xml).map_err(|_| {
-                    (
-                        r.path.clone(),
-                        Failure::Libvirt(LibvirtError::Unsupported {
-                            action: "mark",
-                            kind: r.kind,
-                        }),
-                    )
-                })?
+                marked_domain_xml(&r.xml).map_err(|e| (r.path.clone(), Failure::Xml(e)))?
             } else {
                 r.xml.clone()
             };
