@@ -640,3 +640,31 @@ enum Obj {
     NwFilter(NWFilter),
     Secret(Secret),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_order_for_restore() {
+        for k in ObjectKind::ALL {
+            assert_eq!(ObjectKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(ObjectKind::parse("interface"), None);
+        // What others refer to is defined first.
+        assert!(ObjectKind::Pool < ObjectKind::Domain);
+        assert!(ObjectKind::Network < ObjectKind::Domain);
+        assert!(ObjectKind::Secret < ObjectKind::Pool);
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!(
+            DomainState::from_raw(sys::VIR_DOMAIN_BLOCKED),
+            DomainState::Running
+        );
+        assert!(!DomainState::from_raw(sys::VIR_DOMAIN_SHUTOFF).is_active());
+        assert!(DomainState::from_raw(sys::VIR_DOMAIN_PAUSED).is_active());
+        assert_eq!(DomainState::from_raw(99), DomainState::Unknown);
+    }
+}
