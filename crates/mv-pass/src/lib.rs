@@ -29,6 +29,13 @@ pub mod name;
 pub mod otp;
 pub mod store;
 
+pub use backend::{Crypto, CryptoError, Gpg};
+pub use keydir::KeyDir;
+pub use keys::{KeyError, Keyring};
+pub use name::{EntryName, EntryNameError};
+pub use otp::{OtpError, OtpUri};
+pub use store::{Store, StoreError};
+
 /// The fuzzing entry point: runs every parser of untrusted input on `data` (the OpenPGP message
 /// headers of an entry file, decryption with an empty keyring, the otpauth line, an entry name).
 /// It must never panic, whatever the bytes.
@@ -75,10 +82,3 @@ mod fuzz_tests {
         });
     }
 }
-
-pub use backend::{Crypto, CryptoError, Gpg};
-pub use keydir::KeyDir;
-pub use keys::{KeyError, Keyring};
-pub use name::{EntryName, EntryNameError};
-pub use otp::{OtpError, OtpUri};
-pub use store::{Store, StoreError};
