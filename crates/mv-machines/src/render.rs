@@ -546,18 +546,97 @@ pub fn render_tree(
     if dry_run {
         return Ok(report);
     }
-    for (o, (_, change)) in outputs.iter().zip(&report.entries) {
-        if *change == Change::Unchanged {
-            continue;
-        }
-        match o {
-            Output::File { path, contents } => {
-                fsutil::write_public(path, contents.as_bytes())?;
+    let todo: Vec<&Output> = outputs
+        .iter()
+        .zip(&report.entries)
+        .filter(|(_, (_, c))| *c != Change::Unchanged)
+        .map(|(o, _)| o)
+        .collect();
+    if todo.len() <= SMALL_BATCH {
+        for o in todo {
+            match o {
+                Output::File { path, contents } => {
+                    fsutil::write_public(path, contents.as_bytes())?;
+                }
+                Output::Symlink { path, target } => write_symlink(path, target)?,
             }
-            Output::Symlink { path, target } => write_symlink(path, target)?,
         }
+    } else {
+        write_batch(tree.root(), &todo)?;
     }
     Ok(report)
+}
+
+/// Up to this many files are written one by one (fsync each); more go through [`write_batch`].
+const SMALL_BATCH: usize = 16;
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".tmp{}", std::process::id()));
+    dir.join(name)
+}
+
+fn sync_fs(dir: &Path) -> Result<(), FsError> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).map_err(|e| FsError::new("cannot open", dir, e))?;
+    nix::unistd::syncfs(f.as_raw_fd())
+        .map_err(|e| FsError::new("cannot sync the file system of", dir, e.into()))
+}
+
+/// Writes many files with the same crash safety as [`fsutil::write_public`] but two file-system
+/// syncs instead of two fsyncs per file (a first render of 1,000 machines writes ~3,000 paths):
+/// every temporary file is written, one `syncfs` makes them durable, all are renamed into place,
+/// and a second `syncfs` makes the renames durable. A crash leaves each path old or new, never
+/// truncated; temporary files are removed on error.
+fn write_batch(root: &Path, outputs: &[&Output]) -> Result<(), FsError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(outputs.len());
+    let result = (|| {
+        for o in outputs {
+            let path = o.path();
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)
+                .map_err(|e| FsError::new("cannot create folder", dir, e))?;
+            let tmp = tmp_path(path);
+            let _ = std::fs::remove_file(&tmp);
+            match o {
+                Output::File { contents, .. } => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(fsutil::PUBLIC_MODE)
+                        .open(&tmp)
+                        .map_err(|e| FsError::new("cannot write", &tmp, e))?;
+                    staged.push((tmp.clone(), path));
+                    f.set_permissions(std::fs::Permissions::from_mode(fsutil::PUBLIC_MODE))
+                        .and_then(|()| f.write_all(contents.as_bytes()))
+                        .map_err(|e| FsError::new("cannot write", &tmp, e))?;
+                }
+                Output::Symlink { target, .. } => {
+                    std::os::unix::fs::symlink(target, &tmp)
+                        .map_err(|e| FsError::new("cannot create symlink", &tmp, e))?;
+                    staged.push((tmp.clone(), path));
+                }
+            }
+        }
+        sync_fs(root)?;
+        while let Some((tmp, path)) = staged.pop() {
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                staged.push((tmp, path));
+                return Err(FsError::new("cannot write", path, e));
+            }
+        }
+        sync_fs(root)
+    })();
+    if result.is_err() {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    result
 }
 
 #[cfg(test)]

@@ -94,6 +94,17 @@ fn render_twice_changes_nothing_and_dry_run_writes_nothing() {
     );
     let r = render_tree(&tree, &t, false).unwrap();
     assert!(r.nothing_changed(), "{:?}", r.changed().collect::<Vec<_>>());
+    // The batch writer (used for this first render) left no temporary file behind.
+    let mut stack = vec![d.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            assert!(!e.file_name().to_string_lossy().starts_with('.'), "{:?}", e.path());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
     // A changed machine changes only its own files.
     let mut t2 = t.clone();
     t2.machines[5].memory_mib = 1024;
