@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn draws_rows_and_popup() {
-        let mut t = Terminal::new(TestBackend::new(140, 12)).unwrap();
+        let mut t = Terminal::new(TestBackend::new(140, 20)).unwrap();
         let mut down = Row {
             name: "unix:/x.sock".into(),
             note: "cannot connect".into(),
