@@ -193,6 +193,27 @@ fn up_defines_the_default_topology_status_agrees_second_up_changes_nothing() {
 
     let again = ok(&mv(root, &["up"]));
     assert!(again.contains("nothing to change"), "{again}");
+
+    // Agents: one answering on its machine's channel socket, one socket nobody serves.
+    let (answering, silent) = (&t.machines[3], &t.machines[4]);
+    let _agent = FakeAgent::start(answering);
+    let silent_sock = agent_socket(silent);
+    drop(std::os::unix::net::UnixListener::bind(&silent_sock).unwrap());
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&mv(root, &["status", "--json"]))).unwrap();
+    std::fs::remove_file(&silent_sock).unwrap();
+    for s in st.as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        if name == answering {
+            assert_eq!(s["agent"]["reachable"], true, "{s}");
+            assert_eq!(s["agent"]["stats"]["samples"], 7, "{s}");
+        } else if name == silent {
+            assert_eq!(s["agent"]["reachable"], false, "{s}");
+            assert!(s["agent"]["error"].is_string(), "{s}");
+        } else {
+            assert!(s["agent"].is_null(), "{s}");
+        }
+    }
     let human = ok(&mv(root, &["status"]));
     assert!(
         human.contains(&t.machines[0]) && human.contains("shut_off"),
@@ -234,6 +255,52 @@ fn unreachable_uri_and_missing_base_image_are_clear_errors() {
         .join(&t.machines[0])
         .join("disk.qcow2")
         .exists());
+}
+
+fn agent_socket(fqdn: &str) -> PathBuf {
+    let p = mv_machines::layout::agent_socket(&mv_core::MachineName::parse(fqdn).unwrap());
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    p
+}
+
+/// Answers `GET /v1/stats` on a machine's agent socket like a guest agent would, until dropped.
+struct FakeAgent(PathBuf);
+
+impl FakeAgent {
+    fn start(fqdn: &str) -> FakeAgent {
+        use std::io::{Read, Write};
+        let path = agent_socket(fqdn);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 512];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let stats = mv_agent::stats::Stats {
+                    samples: 7,
+                    ..Default::default()
+                };
+                let body = serde_json::to_string(&stats).unwrap();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeAgent(path)
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -285,6 +285,48 @@ pub fn down(g: &Global, a: DownArgs) -> Result<(), CliError> {
     print_report(g, &report, "nothing to stop: no machine is running")
 }
 
+/// What the machine's agent said, when its socket exists.
+#[derive(Debug, serde::Serialize)]
+struct AgentStatus {
+    /// The agent answered `/v1/stats`.
+    reachable: bool,
+    /// Its stats, when it answered.
+    stats: Option<mv_agent::stats::Stats>,
+    /// Why not, when it did not.
+    error: Option<String>,
+}
+
+/// One line of `status --json` (stable field names).
+#[derive(Debug, serde::Serialize)]
+struct StatusLine {
+    #[serde(flatten)]
+    machine: up::MachineStatus,
+    /// `null` when the machine has no agent socket on this host.
+    agent: Option<AgentStatus>,
+}
+
+/// Asks the agent behind the machine's channel socket, briefly: status must not hang on a guest
+/// that is still booting.
+fn agent_status(name: &mv_core::MachineName) -> Option<AgentStatus> {
+    let sock = mv_machines::layout::agent_socket(name);
+    if !sock.exists() {
+        return None;
+    }
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_millis(500));
+    Some(match client.stats() {
+        Ok(stats) => AgentStatus {
+            reachable: true,
+            stats: Some(stats),
+            error: None,
+        },
+        Err(e) => AgentStatus {
+            reachable: false,
+            stats: None,
+            error: Some(e.to_string()),
+        },
+    })
+}
+
 /// `multiverse status`.
 pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
     let tree = Tree::new(&g.root);
@@ -293,19 +335,38 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
     let specs: Vec<MachineSpec> = machines.iter().map(|m| machine_spec(&tree, m)).collect();
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
     let st = up::status(&conn, &specs).map_err(up_error)?;
+    let lines: Vec<StatusLine> = st
+        .into_iter()
+        .zip(&machines)
+        .map(|(s, m)| StatusLine {
+            agent: agent_status(&m.name),
+            machine: s,
+        })
+        .collect();
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        println!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(());
     }
-    println!("{:<40} {:<8} {:<14} CHANGED", "MACHINE", "DEFINED", "STATE");
-    for s in &st {
+    println!(
+        "{:<40} {:<8} {:<14} {:<12} CHANGED",
+        "MACHINE", "DEFINED", "STATE", "AGENT"
+    );
+    for l in &lines {
+        let s = &l.machine;
         let changed = match s.changed_since_render {
             Some(true) => "yes (run `multiverse up`)",
             Some(false) => "no",
             None => "-",
         };
+        let agent = match &l.agent {
+            Some(AgentStatus {
+                reachable: true, ..
+            }) => "answering",
+            Some(_) => "unreachable",
+            None => "-",
+        };
         println!(
-            "{:<40} {:<8} {:<14} {changed}",
+            "{:<40} {:<8} {:<14} {agent:<12} {changed}",
             s.name,
             if s.defined { "yes" } else { "no" },
             s.state.as_str()
