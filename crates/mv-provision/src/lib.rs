@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod adapt;
 pub mod apply;
 pub mod check;
 pub mod model;

@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn includes_merge_and_os_filters() {
         let e = Engine::embedded().unwrap();
-        let ctx = serde_json::json!({"machine": {"arch": "x86_64"}, "vpn": null});
+        let ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": null});
         let r = resolve("router-star", Os::Debian, &e, &ctx).unwrap();
         assert_eq!(r.recipes, ["base", "router", "router-star"]);
         assert!(r.packages.contains(&"tor".to_string()));
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn when_conditions_pick_the_vpn() {
         let e = Engine::embedded().unwrap();
-        let wg = serde_json::json!({"machine": {"arch": "x86_64"}, "vpn": {"kind": "wireguard"}});
+        let wg = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": {"kind": "wireguard"}});
         let r = resolve("router-galaxy", Os::Debian, &e, &wg).unwrap();
         assert!(r.packages.contains(&"wireguard-tools".to_string()));
         assert!(!r.packages.contains(&"openvpn".to_string()));

@@ -29,6 +29,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/base/resolv.conf.j2"),
     ),
     (
+        "base/resolv-client.conf.j2",
+        include_str!("../templates/base/resolv-client.conf.j2"),
+    ),
+    (
         "base/sshd_config.j2",
         include_str!("../templates/base/sshd_config.j2"),
     ),
@@ -216,7 +220,10 @@ fn convert(
     source: &str,
     ctx: &serde_json::Value,
 ) -> TemplateError {
-    let template = e.name().unwrap_or(fallback_name).to_string();
+    let template = match e.name() {
+        Some(n) if n != "<expression>" => n.to_string(),
+        _ => fallback_name.to_string(),
+    };
     let line = e.line().unwrap_or(0);
     if e.kind() == ErrorKind::UndefinedError {
         // Prefer the failing expression's span; fall back to the expressions of the whole line.
@@ -247,6 +254,10 @@ fn convert(
 
 /// The `{{ }}` and `{% %}` parts of a template line (the literal text around them is not code).
 fn expressions(line: &str) -> String {
+    if !line.contains("{{") && !line.contains("{%") {
+        // A bare expression (a recipe's `when`) is all code.
+        return line.to_string();
+    }
     let mut out = String::new();
     let mut rest = line;
     while let Some(start) = rest.find(['{']) {
@@ -373,6 +384,23 @@ mod tests {
     }
 
     #[test]
+    fn every_template_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut on_disk = Vec::new();
+        for sub in std::fs::read_dir(&dir).unwrap() {
+            let sub = sub.unwrap().path();
+            for f in std::fs::read_dir(&sub).unwrap() {
+                let f = f.unwrap().path();
+                on_disk.push(f.strip_prefix(&dir).unwrap().display().to_string());
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
+
+    #[test]
     fn undefined_variable_is_named_with_line() {
         let mut e = Engine::embedded().unwrap();
         e.add("t.j2", "a\nb {{ machine.name }}\nc {{ machine.nmae }}\n")
@@ -427,5 +455,12 @@ mod tests {
         let ctx = json!({"vpn": {"kind": "wireguard"}});
         assert!(e.eval_bool("r", "vpn.kind == 'wireguard'", &ctx).unwrap());
         assert!(!e.eval_bool("r", "vpn.kind == 'openvpn'", &ctx).unwrap());
+        let err = e
+            .eval_bool("recipe x", "vpn.kind == 'wireguard' and machine.kind", &ctx)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "template recipe x line 1: undefined variable `machine.kind`"
+        );
     }
 }

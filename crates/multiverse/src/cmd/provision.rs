@@ -1,16 +1,301 @@
-//! `multiverse provision`: placeholder until its crate lands.
+//! `multiverse provision`: declarative provisioning of a machine (replaces `provision.sh`).
+//!
+//! - `plan FQDN --target DIR`: what would change on the root filesystem at DIR, with diffs.
+//! - `apply FQDN --target DIR`: make it so; a second run prints "no changes". `--dry-run` = plan.
+//! - `check FQDN`: render the machine's configuration and run each file through its own tool.
+//! - `render FQDN`: write the machine's rendered public files under `machines/<fqdn>/provision/`.
+//!
+//! The work is `mv_provision`'s; this module loads the topology and the identity, maps errors to
+//! exit codes (bad names, configs, templates and targets: 2; failed installs: 1) and prints.
+//! The identity is unsealed with the passphrase from `--passphrase-file`, `MULTIVERSE_PASSPHRASE`
+//! or a prompt; passwords and private keys never reach stdout, logs or argv.
 
-use crate::error::CliError;
+use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use crate::secret_input;
+use mv_core::{IdentityName, MachineName};
+use mv_identity::{IdentityStore, Root, StoreError};
+use mv_machines::{Topology, Tree};
+use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
+use mv_provision::render::Contents;
+use mv_provision::{ApplyError, Change, Desired, Engine, Plan, RenderError, SystemRunner, Target};
+use std::path::{Path, PathBuf};
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not built yet
-    Todo,
+    /// Show what `apply` would change on a machine's root filesystem (a diff)
+    Plan(TargetArgs),
+    /// Make a machine's root filesystem match its recipe (packages, files, users, services)
+    Apply(TargetArgs),
+    /// Check the machine's rendered configs with their own tools (nft, dnsmasq, tor, sshd, wg-quick)
+    Check(MachineArgs),
+    /// Write the machine's rendered configuration files under machines/<fqdn>/provision/
+    Render(MachineArgs),
+}
+
+/// A machine and the identity passphrase.
+#[derive(Debug, clap::Args)]
+pub struct MachineArgs {
+    /// The machine's FQDN (star.router.multiverse)
+    pub machine: String,
+    #[command(flatten)]
+    pub pass: super::identity::PassArgs,
+    /// Whose login key goes into authorized_keys
+    #[arg(long, default_value = "@user", value_name = "@PERSON")]
+    pub person: String,
+}
+
+/// A machine, the identity passphrase and where the machine's root filesystem is.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// The machine's mounted root filesystem
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Show the full diff of every file (plan shows diffs by default; apply only with this)
+    #[arg(long)]
+    pub diff: bool,
 }
 
 /// Runs the command.
-pub fn run(_g: &Global, _c: Command) -> Result<(), CliError> {
-    Err(super::not_yet("provision"))
+pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
+    match c {
+        Command::Plan(a) => plan(g, &a, true),
+        Command::Apply(a) if g.dry_run => plan(g, &a, false),
+        Command::Apply(a) => apply(g, &a),
+        Command::Check(a) => check(g, &a),
+        Command::Render(a) => render_files(g, &a),
+    }
+}
+
+fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliError> {
+    let hint = |e: StoreError| match &e {
+        StoreError::Missing(_) => CliError::from(e).with_hint(
+            "create one with `multiverse identity new` or `multiverse identity restore`",
+        ),
+        _ if e.is_authentication() => {
+            let mut c = CliError::from(e).with_hint("check the passphrase");
+            c.kind = crate::error::Kind::Usage;
+            c
+        }
+        _ => CliError::from(e),
+    };
+    let store = IdentityStore::load(&g.root).map_err(hint)?;
+    let passphrase = secret_input::passphrase(
+        pass.passphrase_file.as_deref(),
+        "Identity passphrase",
+        false,
+    )?;
+    store.unseal(passphrase.expose().as_bytes()).map_err(hint)
+}
+
+fn render_error(e: RenderError) -> CliError {
+    let hint = match &e {
+        RenderError::Template { .. } => {
+            "fix the template (or remove your override under <root>/templates/provision/)"
+        }
+        RenderError::MissingOption { .. } => "add the option to multiverse.toml",
+        _ => "",
+    };
+    let c = CliError::usage_msg(format!("{:#}", anyhow::Error::new(e)));
+    if hint.is_empty() {
+        c
+    } else {
+        c.with_hint(hint)
+    }
+}
+
+/// Loads the topology and identity and renders `args.machine`.
+fn desired(g: &Global, args: &MachineArgs) -> Result<Desired, CliError> {
+    let name = MachineName::parse(&args.machine)
+        .usage()
+        .hint("machine names are lower-case FQDNs like star.router.multiverse")?;
+    let person = IdentityName::parse(&args.person).usage()?;
+    let tree = Tree::new(&g.root);
+    let topology = Topology::load(&tree.config_file()).map_err(super::render::config_error)?;
+    let spec = spec_for(&topology, &name, &g.root).map_err(|e| match e {
+        AdaptError::Unknown(_) => CliError::usage_msg(e)
+            .with_hint("`multiverse machine list` shows the machines of multiverse.toml"),
+        AdaptError::Vpn { .. } => CliError::usage_msg(e)
+            .with_hint("the galaxy router needs its VPN provider's settings in that file"),
+    })?;
+    let engine = Engine::with_overrides(&tree.templates_dir().join("provision"))
+        .map_err(CliError::usage_msg)?;
+    let root = unseal(g, &args.pass)?;
+    let identity = RootIdentity::new(&root, person);
+    mv_provision::render(&spec, &engine, &identity).map_err(render_error)
+}
+
+fn open_target(d: &Desired, dir: &Path) -> Result<Target, CliError> {
+    Target::open(dir, d.os).usage().hint(
+        "--target is the machine's root filesystem, mounted (e.g. /mnt/star), of the OS in multiverse.toml",
+    )
+}
+
+fn apply_error(e: ApplyError) -> CliError {
+    match e {
+        ApplyError::Packages { .. } => CliError::from(e).with_hint(
+            "check the package names (recipe or extra packages); nothing was changed on the target",
+        ),
+        ApplyError::UnknownOwner { .. } | ApplyError::ServiceMissing { .. } => CliError::from(e),
+        other => CliError::from(other),
+    }
+}
+
+fn print_change(c: &Change, with_diff: bool) {
+    let mark = match c {
+        Change::Packages { .. } | Change::Service { .. } | Change::ServiceAfterInstall { .. } => {
+            "+"
+        }
+        Change::Dir { create: true, .. } => "+",
+        Change::File { action, .. } if action == "create" => "+",
+        _ => "~",
+    };
+    println!("  {mark} {}", c.summary());
+    if let Change::Packages { command, .. } = c {
+        println!("      runs: {}", command.join(" "));
+    }
+    if with_diff {
+        if let Change::File {
+            diff: Some(d),
+            action,
+            ..
+        } = c
+        {
+            if action != "create" {
+                for line in d.lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+    }
+}
+
+fn plan(g: &Global, a: &TargetArgs, diffs: bool) -> Result<(), CliError> {
+    let d = desired(g, &a.machine)?;
+    let target = open_target(&d, &a.target)?;
+    let p: Plan = mv_provision::plan(&d, &target).map_err(apply_error)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    if p.is_empty() {
+        g.say(format!(
+            "{} on {}: no changes",
+            p.machine,
+            a.target.display()
+        ));
+        return Ok(());
+    }
+    println!(
+        "{} ({}) on {}: {} change{}",
+        p.machine,
+        p.os,
+        a.target.display(),
+        p.changes.len(),
+        if p.changes.len() == 1 { "" } else { "s" }
+    );
+    for c in &p.changes {
+        print_change(c, diffs || a.diff);
+    }
+    if g.dry_run {
+        g.say("dry run: nothing was changed");
+    }
+    Ok(())
+}
+
+fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
+    let d = desired(g, &a.machine)?;
+    let target = open_target(&d, &a.target)?;
+    let done = mv_provision::apply(&d, &target, &SystemRunner).map_err(apply_error)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    if done.changes.is_empty() {
+        g.say(format!(
+            "{} on {}: no changes",
+            d.machine,
+            a.target.display()
+        ));
+        return Ok(());
+    }
+    g.say(format!(
+        "{} on {}: {} change{} applied",
+        d.machine,
+        a.target.display(),
+        done.changes.len(),
+        if done.changes.len() == 1 { "" } else { "s" }
+    ));
+    if !g.quiet {
+        for c in &done.changes {
+            print_change(c, a.diff);
+        }
+    }
+    Ok(())
+}
+
+fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
+    let d = desired(g, a)?;
+    let scratch = std::env::temp_dir().join(format!("multiverse-check.{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = mv_provision::check::check_all(&d, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let checked = result
+        .usage()
+        .hint("the rendered file is refused by its own tool: fix the template or the option")?;
+    if g.json {
+        let v: Vec<_> = checked
+            .iter()
+            .map(|c| serde_json::json!({"path": c.path, "tool": c.tool, "ok": true}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"machine": d.machine, "checked": v}))?
+        );
+        return Ok(());
+    }
+    for c in &checked {
+        g.say(format!("ok  {:<10} {}", c.tool, c.path));
+    }
+    if checked.is_empty() {
+        g.say(format!(
+            "{}: no file of this machine has a checker",
+            d.machine
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the rendered public files (secrets stay out of the tree) to
+/// `machines/<fqdn>/provision/files/`, so they can be reviewed and kept in git.
+fn render_files(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
+    let d = desired(g, a)?;
+    let name = MachineName::parse(&d.machine).usage()?;
+    let dir = Tree::new(&g.root).provision_dir(&name).join("files");
+    let mut changed = 0;
+    for f in &d.files {
+        let Contents::Public(text) = &f.contents else {
+            continue;
+        };
+        let path = dir.join(f.path.trim_start_matches('/'));
+        if g.dry_run {
+            let same = std::fs::read(&path).is_ok_and(|b| b == text.as_bytes());
+            if !same {
+                g.say(format!("would write {}", path.display()));
+                changed += 1;
+            }
+            continue;
+        }
+        if mv_core::fsutil::write_public(&path, text.as_bytes())? {
+            g.say(format!("wrote {}", path.display()));
+            changed += 1;
+        }
+    }
+    if changed == 0 {
+        g.say(format!("{}: no changes", dir.display()));
+    }
+    Ok(())
 }

@@ -1,0 +1,350 @@
+//! `multiverse provision …` driven through the real binary: a tree made by `multiverse init`, an
+//! identity restored from the spec's words (cheap Argon2 parameters), then `check` (every config
+//! through its own tool), `plan` (diffs, JSON, exact apk command lines) on a fake Alpine root,
+//! `apply` twice on a real debootstrapped Debian root, and the bad-input paths (exit code 2, one
+//! error line naming the thing to fix).
+#![allow(clippy::unwrap_used)]
+
+use mv_core::{IdentityName, MachineName};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const SPEC_WORDS: &str = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
+const PASS: &str = "correct horse battery staple";
+const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
+
+fn mv(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
+    c.arg("--root")
+        .arg(root)
+        .env("MULTIVERSE_PASSPHRASE", PASS)
+        .env_remove("MULTIVERSE_ROOT")
+        .env_remove("MULTIVERSE_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn output(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    match stdin {
+        Some(input) => {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+        None => cmd.output().unwrap(),
+    }
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = output(cmd, None);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn usage_error(cmd: &mut Command) -> String {
+    let out = output(cmd, None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "one error line: {err}"
+    );
+    err
+}
+
+/// A tree with the default multiverse.toml and the spec identity.
+fn tree() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    ok(mv(t.path()).arg("init"));
+    let out = output(
+        mv(t.path()).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t
+}
+
+fn root() -> mv_identity::Root {
+    mv_identity::Root::from_mnemonic(SPEC_WORDS).unwrap()
+}
+
+fn fake_alpine(dir: &Path) -> PathBuf {
+    let r = dir.join("alpine");
+    for d in ["etc/init.d", "lib/apk/db"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(r.join("etc/alpine-release"), "3.20.3\n").unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/ash\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:root\nusers:x:100:\n").unwrap();
+    std::fs::write(r.join("etc/shadow"), "root:*::0:::::\n").unwrap();
+    std::fs::write(r.join("lib/apk/db/installed"), "P:alpine-base\n\n").unwrap();
+    r
+}
+
+#[test]
+fn check_runs_every_router_config_through_its_tool() {
+    for t in ["nft", "dnsmasq", "tor", "sshd", "wg-quick", "unshare"] {
+        mv_testkit::require_tool(t);
+    }
+    let t = tree();
+    let out = ok(mv(t.path()).args(["provision", "check", "star.router.multiverse"]));
+    for tool in ["sshd", "dnsmasq", "tor", "nft"] {
+        assert!(
+            out.lines().any(|l| l.starts_with("ok") && l.contains(tool)),
+            "{tool}: {out}"
+        );
+    }
+    let json =
+        ok(mv(t.path()).args(["--json", "provision", "check", "universe.router.multiverse"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["machine"], "universe.router.multiverse");
+    assert!(v["checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["tool"] == "nft"));
+}
+
+#[test]
+fn plan_on_alpine_shows_apk_commands_and_diffs() {
+    let t = tree();
+    let target = fake_alpine(t.path());
+    std::fs::write(target.join("etc/hostname"), "localhost\n").unwrap();
+    let out = ok(mv(t.path())
+        .args(["provision", "plan", "star.router.multiverse", "--target"])
+        .arg(&target));
+    let r = target.display().to_string();
+    assert!(
+        out.contains("+ install packages: openssh nftables dnsmasq tor"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "runs: chroot {r} apk add --no-progress openssh nftables dnsmasq tor"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("~ update /etc/hostname (0644 root)"), "{out}");
+    assert!(
+        out.contains("-localhost") && out.contains("+star"),
+        "diff shown: {out}"
+    );
+    assert!(out.contains("set password of root (sha512-crypt)"));
+    // Secrets are never printed.
+    assert!(!out.contains("PRIVATE KEY"));
+    let pw = root().password(&IdentityName::Machine(
+        MachineName::parse("star.router.multiverse").unwrap(),
+    ));
+    assert!(!out.contains(pw.expose().as_str()));
+    // JSON: stable fields.
+    let json = ok(mv(t.path())
+        .args([
+            "--json",
+            "provision",
+            "plan",
+            "star.router.multiverse",
+            "--target",
+        ])
+        .arg(&target));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["machine"], "star.router.multiverse");
+    assert_eq!(v["os"], "alpine");
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes[0]["kind"], "packages");
+    assert_eq!(changes[0]["command"][2], "apk");
+    assert!(changes
+        .iter()
+        .any(|c| c["kind"] == "file" && c["path"] == "/etc/tor/torrc"));
+    // --dry-run apply is the plan and changes nothing.
+    let before = std::fs::read_to_string(target.join("etc/hostname")).unwrap();
+    let dry = ok(mv(t.path())
+        .args([
+            "--dry-run",
+            "provision",
+            "apply",
+            "star.router.multiverse",
+            "--target",
+        ])
+        .arg(&target));
+    assert!(dry.contains("dry run: nothing was changed"));
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
+        before
+    );
+}
+
+/// A minimal bookworm from the debootstrap cache (see crates/mv-provision/tests/common).
+fn debian_root(dest: &Path) -> PathBuf {
+    mv_testkit::require_tool("debootstrap");
+    let cache_dir = PathBuf::from(
+        std::env::var("MULTIVERSE_TEST_CACHE")
+            .unwrap_or_else(|_| "/var/cache/multiverse-tests".into()),
+    );
+    let cache = cache_dir.join("debootstrap-bookworm");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    let script = format!(
+        "set -e; if [ -f {c}/etc/debian_version ] && ls {c}/var/lib/apt/lists/*_Packages >/dev/null 2>&1; then exit 0; fi; \
+         rm -rf {b}; debootstrap --variant=minbase bookworm {b} http://deb.debian.org/debian; \
+         chroot {b} apt-get update -q; rm -rf {c}; mv {b} {c}",
+        c = cache.display(),
+        b = cache_dir.join(format!("debootstrap-bookworm.building.{}", std::process::id())).display()
+    );
+    mv_testkit::run_ok(
+        Command::new("flock")
+            .arg(cache_dir.join(".lock"))
+            .args(["sh", "-c", &script]),
+    );
+    let root = dest.join("debian");
+    mv_testkit::run_ok(Command::new("cp").arg("-a").arg(&cache).arg(&root));
+    root
+}
+
+#[test]
+fn apply_on_real_debian_then_no_changes() {
+    let t = tree();
+    let target = debian_root(t.path());
+    let machine = "browser.app.multiverse";
+    let out = ok(mv(t.path())
+        .args(["provision", "apply", machine, "--target"])
+        .arg(&target));
+    assert!(out.contains("changes applied"), "{out}");
+    assert!(out.contains("create user user"), "{out}");
+    let again = ok(mv(t.path())
+        .args(["provision", "apply", machine, "--target"])
+        .arg(&target));
+    assert_eq!(
+        again.trim(),
+        format!("{machine} on {}: no changes", target.display())
+    );
+    // The identity's password for this machine verifies against the target's /etc/shadow (glibc
+    // crypt through Python, the password on stdin).
+    let pw = root().password(&IdentityName::Machine(MachineName::parse(machine).unwrap()));
+    let shadow = std::fs::read_to_string(target.join("etc/shadow")).unwrap();
+    let hash = shadow
+        .lines()
+        .find_map(|l| l.strip_prefix("user:"))
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut py = Command::new("python3")
+        .args(["-W", "ignore", "-c", "import crypt,sys; pw=sys.stdin.read(); sys.exit(0 if crypt.crypt(pw,sys.argv[1])==sys.argv[1] else 1)", &hash])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    py.stdin
+        .take()
+        .unwrap()
+        .write_all(pw.expose().as_bytes())
+        .unwrap();
+    assert!(py.wait().unwrap().success(), "password does not verify");
+    // The person's login key is the identity's @user key.
+    let user_key = root()
+        .ssh_ed25519(&IdentityName::parse("@user").unwrap())
+        .unwrap();
+    let ak = std::fs::read_to_string(target.join("home/user/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(mv_identity::public_line(&user_key).as_str()));
+    assert!(Command::new("chroot")
+        .arg(&target)
+        .args(["dpkg", "-s", "ca-certificates"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
+
+#[test]
+fn bad_input_is_exit_2_with_one_clear_line() {
+    let t = tree();
+    let target = fake_alpine(t.path());
+    let err = usage_error(
+        mv(t.path())
+            .args(["provision", "plan", "nope.multiverse", "--target"])
+            .arg(&target),
+    );
+    assert!(
+        err.contains("no machine nope.multiverse in multiverse.toml"),
+        "{err}"
+    );
+    let err = usage_error(
+        mv(t.path())
+            .args(["provision", "plan", "Star", "--target"])
+            .arg(&target),
+    );
+    assert!(err.contains("upper-case"), "{err}");
+    // The galaxy router needs its VPN provider's settings.
+    let err = usage_error(mv(t.path()).args(["provision", "check", "galaxy.router.multiverse"]));
+    assert!(
+        err.contains("machines/galaxy.router.multiverse/provision/vpn.toml"),
+        "{err}"
+    );
+    // A Debian machine against an Alpine root.
+    let err = usage_error(
+        mv(t.path())
+            .args(["provision", "plan", "controller.multiverse", "--target"])
+            .arg(&target),
+    );
+    assert!(err.contains("is not a debian root filesystem"), "{err}");
+    // A template override with a typo names template, line and variable.
+    let o = t.path().join("templates/provision/router");
+    std::fs::create_dir_all(&o).unwrap();
+    std::fs::write(
+        o.join("torrc.j2"),
+        "User {{ tor.user }}\nSocksPort {{ tor.sock_port }}\n",
+    )
+    .unwrap();
+    let err = usage_error(mv(t.path()).args(["provision", "check", "star.router.multiverse"]));
+    assert!(
+        err.contains("template router/torrc.j2 line 2: undefined variable `tor.sock_port`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn galaxy_with_vpn_settings_renders_and_checks() {
+    mv_testkit::require_tool("wg-quick");
+    let t = tree();
+    let dir = t.path().join("machines/galaxy.router.multiverse/provision");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("vpn.toml"),
+        "endpoint = \"198.51.100.7\"\nport = 51820\naddress = \"10.64.12.34/32\"\ndns = \"10.64.0.1\"\npeer_public_key = \"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\"\n",
+    )
+    .unwrap();
+    let out = ok(mv(t.path()).args(["provision", "check", "galaxy.router.multiverse"]));
+    assert!(
+        out.contains("wg-quick") && out.contains("/etc/wireguard/wg0.conf"),
+        "{out}"
+    );
+    // render writes the public files into the tree, idempotently.
+    let first = ok(mv(t.path()).args(["provision", "render", "galaxy.router.multiverse"]));
+    assert!(first.contains("wrote"));
+    let nft = std::fs::read_to_string(dir.join("files/etc/nftables.nft")).unwrap();
+    assert!(nft.contains("ip daddr 198.51.100.7 udp dport 51820 accept"));
+    assert!(
+        !dir.join("files/etc/ssh/ssh_host_ed25519_key").exists(),
+        "no secrets in the tree"
+    );
+    let second = ok(mv(t.path()).args(["provision", "render", "galaxy.router.multiverse"]));
+    assert!(second.trim().ends_with("no changes"), "{second}");
+}

@@ -1,0 +1,233 @@
+//! Adapters from the rest of Multiverse: the machine model (`mv-machines`) to a [`MachineSpec`],
+//! and the unsealed identity (`mv-identity`) to an [`IdentitySource`].
+//!
+//! Interface naming: a VM's virtio NICs appear in the order of its `networks` list as eth0,
+//! eth1...; the universe router's passed-through physical NIC comes after them (the `wan`
+//! interface, DHCP). The VPN provider's settings are not part of `multiverse.toml` (they are the
+//! provider's, and change with it): they live in `machines/<fqdn>/provision/vpn.toml`.
+//!
+//! What this is not: a second reader of `multiverse.toml`; all of that is `mv_machines::Topology`.
+
+use crate::model::{
+    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, SshKeyPair,
+    VpnKind, VpnOptions,
+};
+use mv_core::secret::SecretString;
+use mv_core::{IdentityName, MachineName};
+use mv_identity::ssh_key::LineEnding;
+use mv_machines::config::{self as mc, Machine, MachineType, RouterRole, Topology};
+use std::path::{Path, PathBuf};
+
+/// Why a machine could not be turned into a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum AdaptError {
+    /// No such machine in the topology.
+    #[error("no machine {0} in multiverse.toml")]
+    Unknown(String),
+    /// The VPN settings file is unreadable or malformed.
+    #[error("{}: {message}", path.display())]
+    Vpn {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file holding the galaxy router's VPN provider settings.
+pub fn vpn_file(tree_root: &Path, name: &MachineName) -> PathBuf {
+    mv_machines::Tree::new(tree_root)
+        .provision_dir(name)
+        .join("vpn.toml")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VpnFile {
+    endpoint: std::net::Ipv4Addr,
+    port: u16,
+    address: String,
+    dns: std::net::Ipv4Addr,
+    #[serde(default)]
+    peer_public_key: Option<String>,
+}
+
+/// The provisioning view of machine `name` of `topology`; `tree_root` is where `vpn.toml` is.
+pub fn spec_for(
+    topology: &Topology,
+    name: &MachineName,
+    tree_root: &Path,
+) -> Result<MachineSpec, AdaptError> {
+    let m: &Machine = topology
+        .machine(name)
+        .ok_or_else(|| AdaptError::Unknown(name.to_string()))?;
+    let kind = match m.kind {
+        MachineType::Host => Kind::Host,
+        MachineType::Controller => Kind::Controller,
+        MachineType::Router => Kind::Router,
+        MachineType::Service => Kind::Service,
+        MachineType::Application => Kind::Application,
+    };
+    let role = m.router.as_ref().map(|r| match r.role {
+        RouterRole::Universe => Role::Universe,
+        RouterRole::Galaxy => Role::Galaxy,
+        RouterRole::Star => Role::Star,
+    });
+    let os = match m.os {
+        mc::Os::Alpine => Os::Alpine,
+        mc::Os::Debian => Os::Debian,
+    };
+    let mut interfaces = Vec::new();
+    for (i, att) in m.networks.iter().enumerate() {
+        let net = topology.network(&att.network);
+        let serves = net.is_some_and(|n| &n.served_by == name);
+        let address = match (att.address, net) {
+            (Some(a), Some(n)) => Some(Cidr {
+                addr: a,
+                prefix: n.subnet.prefix,
+            }),
+            _ => None,
+        };
+        let gateway = match (serves, att.address, net) {
+            (false, Some(_), Some(n)) => Some(n.gateway),
+            _ => None,
+        };
+        interfaces.push(Interface {
+            name: format!("eth{i}"),
+            network: att.network.clone(),
+            address,
+            gateway,
+            serves,
+        });
+    }
+    if role == Some(Role::Universe) {
+        interfaces.push(Interface {
+            name: format!("eth{}", interfaces.len()),
+            network: "wan".to_string(),
+            address: None,
+            gateway: None,
+            serves: false,
+        });
+    }
+    let vpn = match m.router.as_ref().and_then(|r| r.vpn) {
+        None => None,
+        Some(kind) => {
+            let path = vpn_file(tree_root, name);
+            let text = std::fs::read_to_string(&path).map_err(|e| AdaptError::Vpn {
+                path: path.clone(),
+                message: format!(
+                    "cannot read the VPN provider settings ({e}); write endpoint, port, address, dns{} there",
+                    if mc::VpnKind::Wireguard == kind { " and peer_public_key" } else { "" }
+                ),
+            })?;
+            let f: VpnFile = toml::from_str(&text).map_err(|e| AdaptError::Vpn {
+                path: path.clone(),
+                message: e.message().to_string(),
+            })?;
+            Some(VpnOptions {
+                kind: match kind {
+                    mc::VpnKind::Wireguard => VpnKind::Wireguard,
+                    mc::VpnKind::Openvpn => VpnKind::Openvpn,
+                },
+                endpoint: f.endpoint,
+                port: f.port,
+                address: f.address,
+                dns: f.dns,
+                peer_public_key: f.peer_public_key,
+            })
+        }
+    };
+    Ok(MachineSpec {
+        name: name.clone(),
+        kind,
+        role,
+        os,
+        arch: m.arch.as_str().to_string(),
+        interfaces,
+        vpn,
+        cpu_vendor: (kind == Kind::Host).then(|| match topology.host.cpu_vendor {
+            mc::CpuVendor::Intel => "intel".to_string(),
+            mc::CpuVendor::Amd => "amd".to_string(),
+        }),
+        vfio_ids: vec![],
+        extra_packages: vec![],
+    })
+}
+
+/// The unsealed Scramble Suit root as an [`IdentitySource`]. Login keys allowed in are the
+/// person's (`@user`) Ed25519 key.
+pub struct RootIdentity<'a> {
+    root: &'a mv_identity::Root,
+    person: IdentityName,
+}
+
+impl std::fmt::Debug for RootIdentity<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootIdentity")
+            .field("person", &self.person)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RootIdentity<'a> {
+    /// Wraps `root`; `person` (`@user`) is whose login key goes into authorized_keys.
+    pub fn new(root: &'a mv_identity::Root, person: IdentityName) -> Self {
+        RootIdentity { root, person }
+    }
+}
+
+fn err(
+    what: &'static str,
+    name: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> IdentityError {
+    IdentityError {
+        what,
+        name: name.to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn pair(
+    key: Result<mv_identity::ssh_key::PrivateKey, mv_identity::KeyError>,
+    what: &'static str,
+    name: &MachineName,
+) -> Result<SshKeyPair, IdentityError> {
+    let key = key.map_err(|e| err(what, name.as_str(), e))?;
+    let private = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| err(what, name.as_str(), e))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| err(what, name.as_str(), e))?;
+    Ok(SshKeyPair {
+        private_openssh: SecretString::new(private.to_string()),
+        public_line: public,
+    })
+}
+
+impl IdentitySource for RootIdentity<'_> {
+    fn machine_password(&self, machine: &MachineName) -> Result<SecretString, IdentityError> {
+        Ok(self.root.password(&IdentityName::Machine(machine.clone())))
+    }
+    fn ssh_host_ed25519(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError> {
+        let n = IdentityName::Machine(machine.clone());
+        pair(self.root.ssh_host_ed25519(&n), "ssh host key", machine)
+    }
+    fn ssh_host_ecdsa_p256(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError> {
+        let n = IdentityName::Machine(machine.clone());
+        pair(self.root.ssh_host_ecdsa_p256(&n), "ssh host key", machine)
+    }
+    fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError> {
+        let key = self
+            .root
+            .ssh_ed25519(&self.person)
+            .map_err(|e| err("login key", machine.as_str(), e))?;
+        let line = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| err("login key", machine.as_str(), e))?;
+        Ok(vec![line])
+    }
+}
