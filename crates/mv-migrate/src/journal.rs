@@ -146,7 +146,8 @@ pub enum Record {
     UndoDone(usize),
 }
 
-fn parse(path: &Path, text: &str) -> Result<Progress, JournalError> {
+/// Parses journal text (records of `path`); a last line without its newline is ignored.
+pub fn parse(path: &Path, text: &str) -> Result<Progress, JournalError> {
     let mut p = Progress::default();
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],
