@@ -585,3 +585,29 @@ fn sealed_key_import_needs_the_passphrase() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn a_writer_killed_mid_write_leaves_a_whole_entry() {
+    let sb = Sandbox::new(1);
+    sb.import_keys();
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    ok(sb.mv().args(["generate", "e", "64"]));
+    // Kill writers at staggered moments (fault injection, not synchronisation): whatever the
+    // moment, the entry decrypts to a whole 64-character password afterwards.
+    for i in 0..12u64 {
+        let mut child = sb
+            .mv()
+            .args(["generate", "-f", "e", "64"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(i * 3));
+        let _ = child.kill();
+        let _ = child.wait();
+        let shown = ok(sb.mv().args(["show", "e"]));
+        assert_eq!(shown.trim_end().chars().count(), 64, "round {i}: {shown:?}");
+    }
+    let names: Vec<String> = serde_json::from_str(&ok(sb.mv().args(["--json", "ls"]))).unwrap();
+    assert_eq!(names, ["e"]);
+}
