@@ -32,17 +32,30 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// `cryptsetup luksAddKey`: the new key on stdin, the existing one from a file.
-pub fn add_key_argv(device: &Path, existing_key_file: &Path) -> Vec<String> {
-    vec![
+/// `cryptsetup luksAddKey`: the new key on stdin, the existing one from a file. `fast_slot`
+/// gives the new keyslot PBKDF2 with 1 000 iterations: right for a random 64-byte key (nothing to
+/// stretch, and the initramfs unlocks at once), wrong for anything a person chose.
+pub fn add_key_argv(device: &Path, existing_key_file: &Path, fast_slot: bool) -> Vec<String> {
+    let mut v: Vec<String> = vec![
         "cryptsetup".into(),
         "luksAddKey".into(),
         "--batch-mode".into(),
+    ];
+    if fast_slot {
+        v.extend([
+            "--pbkdf".into(),
+            "pbkdf2".into(),
+            "--pbkdf-force-iterations".into(),
+            "1000".into(),
+        ]);
+    }
+    v.extend([
         "--key-file".into(),
         s(existing_key_file),
         s(device),
         "-".into(),
-    ]
+    ]);
+    v
 }
 
 /// `cryptsetup open --test-passphrase`: checks a key (on stdin) without device-mapper.
@@ -104,5 +117,27 @@ pub fn key_opens(device: &Path, key: &SecretBytes) -> Result<bool, LuksError> {
         // cryptsetup exits 2 for "no key available with this passphrase".
         Err(LuksError::Failed { status, .. }) if status.code() == Some(2) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_never_holds_a_key() {
+        let d = Path::new("/dev/sda2");
+        assert_eq!(
+            add_key_argv(d, Path::new("/root/old.key"), true).join(" "),
+            "cryptsetup luksAddKey --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file /root/old.key /dev/sda2 -"
+        );
+        assert_eq!(
+            open_argv(d, "cryptroot").join(" "),
+            "cryptsetup open --key-file - /dev/sda2 cryptroot"
+        );
+        assert_eq!(
+            test_argv(d).join(" "),
+            "cryptsetup open --test-passphrase --key-file - /dev/sda2"
+        );
     }
 }

@@ -120,6 +120,10 @@ pub struct EnrollArgs {
     /// A key file that already opens the LUKS device
     #[arg(long, value_name = "FILE")]
     pub existing_key_file: PathBuf,
+    /// The key is random (the derived `luks` key is): give its keyslot PBKDF2 with 1000
+    /// iterations so unlocking is instant. Never for a key a person chose
+    #[arg(long)]
+    pub fast_slot: bool,
     /// The cover image
     #[arg(long, value_name = "PNG")]
     pub cover: PathBuf,
@@ -457,7 +461,7 @@ fn enroll(g: &Global, a: EnrollArgs) -> Result<(), CliError> {
         )
         .map_err(hide_error)?;
     }
-    let add = mv_guard::luks::add_key_argv(&a.luks, &a.existing_key_file);
+    let add = mv_guard::luks::add_key_argv(&a.luks, &a.existing_key_file, a.fast_slot);
     if mv_guard::luks::key_opens(&a.luks, &key).map_err(luks_error)? {
         g.say(format!(
             "{}: the key already opens a keyslot; unchanged",

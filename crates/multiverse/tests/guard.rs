@@ -1,0 +1,748 @@
+//! `multiverse guard` driven through the real binary: hide/reveal across image kinds, real LUKS2
+//! headers with cryptsetup, and the watcher fed synthetic uevents through a unix socket and
+//! through the kernel's own netlink path inside a private network namespace.
+#![allow(clippy::unwrap_used)]
+
+use mv_guard::image::{synthetic_photo, Layout};
+use mv_guard::uevent::Uevent;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Cheap Argon2 for tests (the value must match between hide and reveal).
+const KDF: &str = "64";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
+    c.env_remove("MULTIVERSE_PASSPHRASE")
+        .env_remove("MULTIVERSE_ROOT");
+    c
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pass"), "correct horse battery staple\n").unwrap();
+        std::fs::write(dir.path().join("wrong"), "incorrect\n").unwrap();
+        Env { dir }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("--root").arg(self.p("tree")).args(args);
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+    fn cover(&self, name: &str, w: u32, h: u32, layout: Layout, depth: u8) -> PathBuf {
+        let c = synthetic_photo(w, h, layout, depth, 5);
+        let p = self.p(name);
+        std::fs::write(&p, c.encode().unwrap()).unwrap();
+        p
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn hide_and_reveal_round_trip_across_image_kinds() {
+    let e = Env::new();
+    let key: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(151)).collect();
+    std::fs::write(e.p("key"), &key).unwrap();
+    for (i, (layout, depth)) in [
+        (Layout::Grey, 8),
+        (Layout::Grey, 16),
+        (Layout::GreyAlpha, 8),
+        (Layout::Rgb, 8),
+        (Layout::Rgb, 16),
+        (Layout::Rgba, 8),
+        (Layout::Rgba, 16),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cover = e.cover(&format!("c{i}.png"), 320, 240, layout, depth);
+        let out = e.p(&format!("o{i}.png"));
+        let pass = e.p("pass");
+        let keyp = e.p("key");
+        let args = [
+            "guard",
+            "hide",
+            "--cover",
+            cover.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--key",
+            keyp.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--kdf-memory",
+            KDF,
+        ];
+        let o = e.run(&args);
+        assert!(o.status.success(), "{layout:?} {depth}: {}", text(&o));
+        // Same kind of PNG out as in.
+        let back = mv_guard::image::Cover::read(&out).unwrap();
+        assert_eq!((back.layout, back.depth), (layout, depth));
+        // Idempotent: a second run says so and leaves the file alone.
+        let before = std::fs::read(&out).unwrap();
+        let o = e.run(&args);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("unchanged"),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), before);
+
+        let o = e.run(&[
+            "guard",
+            "reveal",
+            "--image",
+            out.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--kdf-memory",
+            KDF,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(o.stdout, key, "{layout:?} {depth}");
+    }
+}
+
+#[test]
+fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
+    let e = Env::new();
+    std::fs::write(e.p("key"), [7u8; 64]).unwrap();
+    let cover = e.cover("c.png", 512, 512, Layout::Rgb, 8);
+    let out = e.p("o.png");
+    let o = e.run(&[
+        "guard",
+        "hide",
+        "--cover",
+        cover.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key",
+        e.p("key").to_str().unwrap(),
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reveal = |img: &Path, pass: &str| {
+        e.run(&[
+            "guard",
+            "reveal",
+            "--image",
+            img.to_str().unwrap(),
+            "--passphrase-file",
+            e.p(pass).to_str().unwrap(),
+            "--kdf-memory",
+            KDF,
+        ])
+    };
+    let o = reveal(&out, "wrong");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"),
+        "{}",
+        text(&o)
+    );
+    assert!(o.stdout.is_empty());
+
+    // Tamper: brighten a 64x64 block by one level (every low bit in it flips).
+    let mut c = mv_guard::image::Cover::read(&out).unwrap();
+    for y in 200..264usize {
+        for x in 200..264usize {
+            for ch in 0..3 {
+                let s = &mut c.samples[(y * 512 + x) * 3 + ch];
+                *s = if *s == 255 { 254 } else { *s + 1 };
+            }
+        }
+    }
+    let tampered = e.p("t.png");
+    std::fs::write(&tampered, c.encode().unwrap()).unwrap();
+    let o = reveal(&tampered, "pass");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("damaged"),
+        "{}",
+        text(&o)
+    );
+
+    // A JPEG cover is refused with the reason.
+    std::fs::write(
+        e.p("photo.jpg"),
+        [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'],
+    )
+    .unwrap();
+    let o = e.run(&[
+        "guard",
+        "hide",
+        "--cover",
+        e.p("photo.jpg").to_str().unwrap(),
+        "--out",
+        e.p("x.png").to_str().unwrap(),
+        "--key",
+        e.p("key").to_str().unwrap(),
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lossy"),
+        "{}",
+        text(&o)
+    );
+    assert!(!e.p("x.png").exists());
+
+    // Too small a cover: the capacity check names the numbers.
+    let small = e.cover("small.png", 64, 64, Layout::Rgb, 8);
+    let o = e.run(&[
+        "guard",
+        "hide",
+        "--cover",
+        small.to_str().unwrap(),
+        "--out",
+        e.p("x.png").to_str().unwrap(),
+        "--key",
+        e.p("key").to_str().unwrap(),
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("12288 usable samples"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
+    let cryptsetup = mv_testkit::require_tool("cryptsetup");
+    let e = Env::new();
+    let disk = e.p("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(20 * 1024 * 1024)
+        .unwrap();
+    std::fs::write(e.p("old.key"), b"the installer's passphrase").unwrap();
+    mv_testkit::run_ok(
+        Command::new(&cryptsetup)
+            .args([
+                "luksFormat",
+                "--batch-mode",
+                "--type",
+                "luks2",
+                "--pbkdf",
+                "pbkdf2",
+            ])
+            .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+            .arg(e.p("old.key"))
+            .arg(&disk),
+    );
+    let key: Vec<u8> = (0..64u8).map(|i| i ^ 0x3C).collect();
+    std::fs::write(e.p("luks.key"), &key).unwrap();
+    let cover = e.cover("c.png", 400, 300, Layout::Rgb, 8);
+    let (old, token, luks_key, pass) = (
+        e.p("old.key"),
+        e.p("token.png"),
+        e.p("luks.key"),
+        e.p("pass"),
+    );
+    let enroll = |dry: bool| {
+        let mut args = vec![
+            "guard",
+            "enroll",
+            "--luks",
+            disk.to_str().unwrap(),
+            "--existing-key-file",
+            old.to_str().unwrap(),
+            "--fast-slot",
+            "--cover",
+            cover.to_str().unwrap(),
+            "--out",
+            token.to_str().unwrap(),
+            "--key",
+            luks_key.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--kdf-memory",
+            KDF,
+        ];
+        if dry {
+            args.insert(0, "--dry-run");
+        }
+        e.run(&args)
+    };
+    let o = enroll(true);
+    assert!(o.status.success(), "{}", text(&o));
+    let disk_s = disk.display().to_string();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!(
+        "would run: cryptsetup luksAddKey --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file {} {disk_s} - (new key on stdin)",
+        e.p("old.key").display()
+    )), "{}", text(&o));
+    assert!(!e.p("token.png").exists(), "dry-run wrote nothing");
+
+    let o = enroll(false);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = enroll(false);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("already opens a keyslot; unchanged") && out.contains("unchanged"),
+        "{out}"
+    );
+
+    // The revealed key, piped, opens the header (the exact use).
+    let o = e.run(&[
+        "guard",
+        "reveal",
+        "--image",
+        e.p("token.png").to_str().unwrap(),
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut cs = Command::new(&cryptsetup)
+        .args(["open", "--test-passphrase", "--key-file", "-"])
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cs.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    assert!(cs.wait().unwrap().success());
+
+    // `guard unlock --test` finds the image on the "token" folder and checks it.
+    std::fs::create_dir(e.p("stick")).unwrap();
+    std::fs::copy(e.p("c.png"), e.p("stick/a-holiday.png")).unwrap();
+    std::fs::copy(e.p("token.png"), e.p("stick/b-cat.png")).unwrap();
+    let o = e.run(&[
+        "guard",
+        "unlock",
+        "--token-dir",
+        e.p("stick").to_str().unwrap(),
+        "--luks",
+        &disk_s,
+        "--test",
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("the hidden key opens"),
+        "{}",
+        text(&o)
+    );
+
+    // The real open (device-mapper is absent here) as its exact command line.
+    let o = e.run(&[
+        "--dry-run",
+        "guard",
+        "unlock",
+        "--image",
+        e.p("token.png").to_str().unwrap(),
+        "--luks",
+        &disk_s,
+        "--name",
+        "cr_root",
+        "--passphrase-file",
+        e.p("pass").to_str().unwrap(),
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("would run: cryptsetup open --key-file - {disk_s} cr_root (key on stdin)")
+    );
+
+    // A different key does not open it: the check can fail.
+    let mut cs = Command::new(&cryptsetup)
+        .args(["open", "--test-passphrase", "--key-file", "-"])
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    cs.stdin.take().unwrap().write_all(&[0u8; 64]).unwrap();
+    assert!(!cs.wait().unwrap().success());
+}
+
+#[test]
+fn arm_disarm_status_are_idempotent_and_validate_the_token() {
+    let e = Env::new();
+    let o = e.run(&["guard", "arm", "--token", "10:07"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = e.run(&["--dry-run", "guard", "arm", "--token", "1050:0407:CC01"]);
+    assert!(o.status.success());
+    assert!(!e.p("tree/guard/guard.toml").exists());
+    let o = e.run(&["guard", "arm", "--token", "1050:0407:CC01"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("armed for token 1050:0407:CC01"),
+        "{}",
+        text(&o)
+    );
+    let o = e.run(&["guard", "arm", "--token", "1050:0407:CC01"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unchanged"),
+        "{}",
+        text(&o)
+    );
+    let o = e.run(&[
+        "--json",
+        "guard",
+        "status",
+        "--sys",
+        e.p("nosys").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["armed"], true);
+    assert_eq!(v["token"], "1050:0407:CC01");
+    assert_eq!(v["token_present"], serde_json::json!([]));
+    assert_eq!(v["watcher_pid"], serde_json::Value::Null);
+    assert_eq!(
+        v["steps"],
+        serde_json::json!([
+            "drop-secrets",
+            "luks-suspend",
+            "destroy-domains",
+            "sync",
+            "drop-caches",
+            "power-off"
+        ])
+    );
+    let o = e.run(&["guard", "disarm"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("disarmed"),
+        "{}",
+        text(&o)
+    );
+    let o = e.run(&["guard", "disarm"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not armed; unchanged"),
+        "{}",
+        text(&o)
+    );
+    let o = e.run(&["guard", "udev-rule", "--token", "CC01"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ENV{ID_SERIAL_SHORT}==\"CC01\""));
+}
+
+// ---- the watcher ----
+
+/// A fixture sysfs: the token, a decoy with the same VID:PID and another serial, a keyboard, and
+/// two open LUKS mappings plus an LVM one.
+fn fixture_sys(root: &Path) {
+    for (port, vid, pid, serial) in [
+        ("1-1", "1050", "0407", Some("TOKEN42")),
+        ("1-2", "1050", "0407", Some("DECOY99")),
+        ("1-3", "046d", "c52b", None),
+    ] {
+        let dev = root.join("devices/pci0000:00/0000:00:14.0/usb1").join(port);
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("idVendor"), format!("{vid}\n")).unwrap();
+        std::fs::write(dev.join("idProduct"), format!("{pid}\n")).unwrap();
+        if let Some(s) = serial {
+            std::fs::write(dev.join("serial"), format!("{s}\n")).unwrap();
+        }
+        std::fs::create_dir_all(root.join("bus/usb/devices")).unwrap();
+        symlink(
+            format!("../../../devices/pci0000:00/0000:00:14.0/usb1/{port}"),
+            root.join("bus/usb/devices").join(port),
+        )
+        .unwrap();
+    }
+    for (dm, uuid, name) in [
+        ("dm-0", "CRYPT-LUKS2-0123-cr_root", "cr_root"),
+        ("dm-1", "LVM-abc", "vg0-swap"),
+        ("dm-2", "CRYPT-LUKS2-4567-cr_data", "cr_data"),
+    ] {
+        let p = root.join("block").join(dm).join("dm");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("uuid"), format!("{uuid}\n")).unwrap();
+        std::fs::write(p.join("name"), format!("{name}\n")).unwrap();
+    }
+}
+
+const USB: &str = "/devices/pci0000:00/0000:00:14.0/usb1";
+
+/// The guard.toml of the watcher tests: the default chain, with secrets in the temp dir and
+/// libvirt's test driver (which always has one running domain, `test`).
+fn arm_for_watch(e: &Env) {
+    let o = e.run(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let path = e.p("tree/guard/guard.toml");
+    let t = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/run/multiverse/secrets", e.p("secrets").to_str().unwrap())
+        .replace("qemu:///system", "test:///default");
+    std::fs::write(&path, t).unwrap();
+}
+
+fn expected_chain(e: &Env) -> Vec<String> {
+    vec![
+        format!("wipe-and-remove {}", e.p("secrets").display()),
+        "cryptsetup luksSuspend cr_data".into(),
+        "cryptsetup luksSuspend cr_root".into(),
+        "virsh -c test:///default destroy test".into(),
+        "sync".into(),
+        "echo 3 > /proc/sys/vm/drop_caches".into(),
+        "echo 1 > /proc/sys/kernel/sysrq".into(),
+        "echo o > /proc/sysrq-trigger".into(),
+        "poweroff -f".into(),
+    ]
+}
+
+struct Watcher {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Watcher {
+    fn start(mut cmd: Command) -> Watcher {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Watcher { child, lines: rx }
+    }
+    fn next(&self) -> serde_json::Value {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("watcher output")
+    }
+    /// Collects events until the process exits.
+    fn rest(&mut self) -> Vec<serde_json::Value> {
+        let v: Vec<_> = self.lines.iter().collect();
+        assert!(self.child.wait().unwrap().success());
+        v
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn decoys_then_token() -> Vec<Uevent> {
+    vec![
+        // Another device leaves.
+        Uevent::usb("remove", &format!("{USB}/1-3"), 0x046d, 0xc52b, 101),
+        // The same VID:PID with another serial leaves.
+        Uevent::usb("remove", &format!("{USB}/1-2"), 0x1050, 0x0407, 102),
+        // An interface of the token (not the device) leaves.
+        {
+            let mut u = Uevent::usb("remove", &format!("{USB}/1-1/1-1:1.0"), 0x1050, 0x0407, 103);
+            u.vars.insert("DEVTYPE".into(), "usb_interface".into());
+            u
+        },
+        // A device is added (same VID:PID): add events never fire.
+        Uevent::usb("add", &format!("{USB}/1-4"), 0x1050, 0x0407, 104),
+        // A token-like device never seen before leaves.
+        Uevent::usb("remove", &format!("{USB}/1-9"), 0x1050, 0x0407, 105),
+        // The armed token leaves.
+        Uevent::usb("remove", &format!("{USB}/1-1"), 0x1050, 0x0407, 106),
+    ]
+}
+
+fn check_run(e: &Env, events: &[serde_json::Value], expect_seq: bool) {
+    let uevents: Vec<&serde_json::Value> =
+        events.iter().filter(|v| v["event"] == "uevent").collect();
+    // The interface event is not about a USB device: the watcher drops it without a line.
+    assert_eq!(uevents.len(), 5, "{events:#?}");
+    let decisions: Vec<&str> = uevents
+        .iter()
+        .map(|v| v["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        decisions,
+        vec!["ignore", "ignore", "ignore", "ignore", "fire"]
+    );
+    let whys: Vec<&str> = uevents[..4]
+        .iter()
+        .map(|v| v["why"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        whys,
+        vec![
+            "removed device is not the token",
+            "removed device is not the token",
+            "added device is not the token",
+            "removed device was never seen",
+        ]
+    );
+    if expect_seq {
+        assert_eq!(uevents[4]["seqnum"], 106);
+    }
+    assert_eq!(uevents[4]["device"]["serial"], "TOKEN42");
+    // Nothing happened before the token left: the fire event follows its uevent directly.
+    let fire_at = events.iter().position(|v| v["event"] == "fire").unwrap();
+    let token_at = events.iter().position(|v| v["decision"] == "fire").unwrap();
+    assert_eq!(fire_at, token_at + 1);
+    let actions: Vec<String> = events
+        .iter()
+        .filter(|v| v["event"] == "action")
+        .map(|v| {
+            assert_eq!(v["status"], "dry-run");
+            v["command"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(actions, expected_chain(e));
+}
+
+#[test]
+fn watcher_on_a_unix_source_fires_only_for_the_token() {
+    mv_testkit::require_tool("virsh");
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    arm_for_watch(&e);
+    let sock = e.p("uevents.sock");
+    let mut cmd = e.cmd(&[
+        "--dry-run",
+        "--json",
+        "guard",
+        "watch",
+        "--source",
+        &format!("unix:{}", sock.display()),
+        "--sys",
+        e.p("sys").to_str().unwrap(),
+    ]);
+    cmd.stdin(Stdio::null());
+    let mut w = Watcher::start(cmd);
+    let ready = w.next();
+    assert_eq!(ready["event"], "ready", "{ready}");
+    assert_eq!(ready["present"][0]["devpath"], format!("{USB}/1-1"));
+    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    tx.send_to(b"libudev\0\xfe\xed\xca\xfe", &sock).unwrap();
+    for u in decoys_then_token() {
+        tx.send_to(&u.encode(), &sock).unwrap();
+    }
+    let mut events = vec![ready];
+    events.extend(w.rest());
+    assert_eq!(
+        events.iter().filter(|v| v["event"] == "rejected").count(),
+        1
+    );
+    check_run(&e, &events, true);
+    // Dry-run touched nothing.
+    assert!(!e.p("tree/guard/watch.pid").exists());
+}
+
+#[test]
+fn watcher_on_real_netlink_in_a_private_namespace() {
+    mv_testkit::require_tool("virsh");
+    let unshare = mv_testkit::require_tool("unshare");
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    arm_for_watch(&e);
+    let mut cmd = Command::new(unshare);
+    cmd.args(["-n", "--"])
+        .arg(env!("CARGO_BIN_EXE_multiverse"))
+        .arg("--root")
+        .arg(e.p("tree"))
+        .args([
+            "--dry-run",
+            "--json",
+            "guard",
+            "watch",
+            "--source",
+            "netlink",
+            "--sys",
+        ])
+        .arg(e.p("sys"))
+        .stdin(Stdio::null());
+    let mut w = Watcher::start(cmd);
+    let ready = w.next();
+    assert_eq!(ready["event"], "ready", "{ready}");
+    assert_eq!(ready["source"], "netlink");
+    // `unshare` execs the watcher in place: its PID's namespace is the watcher's.
+    let ns = PathBuf::from(format!("/proc/{}/ns/net", w.child.id()));
+    for mut u in decoys_then_token() {
+        // The kernel numbers events itself.
+        u.vars.remove("SEQNUM");
+        mv_guard::watch::send_in_netns(&ns, &u.encode()).unwrap();
+    }
+    let mut events = vec![ready];
+    events.extend(w.rest());
+    check_run(&e, &events, false);
+}
+
+#[test]
+fn a_disarmed_watcher_stops_on_sigusr1_and_ignores_sigterm() {
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    arm_for_watch(&e);
+    let sock = e.p("u.sock");
+    let mut cmd = e.cmd(&[
+        "--json",
+        "guard",
+        "watch",
+        "--source",
+        &format!("unix:{}", sock.display()),
+        "--sys",
+        e.p("sys").to_str().unwrap(),
+    ]);
+    cmd.stdin(Stdio::null());
+    let mut w = Watcher::start(cmd);
+    assert_eq!(w.next()["event"], "ready");
+    let pid = w.child.id().to_string();
+    assert_eq!(
+        std::fs::read_to_string(e.p("tree/guard/watch.pid"))
+            .unwrap()
+            .trim(),
+        pid
+    );
+    mv_testkit::run_ok(Command::new("kill").args(["-TERM", &pid]));
+    let sig = w.next();
+    assert_eq!(sig["event"], "signal");
+    assert_eq!(sig["name"], "SIGTERM");
+    let o = e.run(&["guard", "disarm"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("watcher (pid {pid})")),
+        "{}",
+        text(&o)
+    );
+    let stop = w.next();
+    assert_eq!(stop["handled"], "disarmed: stopping", "{stop}");
+    assert!(w.rest().is_empty());
+    assert!(!e.p("tree/guard/watch.pid").exists());
+}
