@@ -33,3 +33,29 @@ pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRu
 pub use model::{IdentitySource, Kind, MachineSpec, Os, Role};
 pub use render::{render, Desired, RenderError};
 pub use template::Engine;
+
+/// The fuzzing entry point: every parser of bytes read from a target, fed `data`. Never panics
+/// (the property the fuzz target in `fuzz/` and the proptest in `tests/fuzz_entry.rs` check).
+#[doc(hidden)]
+pub fn fuzz_entry(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = pkgdb::dpkg_installed(&text);
+    let _ = pkgdb::apk_installed(&text);
+    let _ = apply::install_section(&text);
+    let mid = (0..=text.len() / 2)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    let (a, rest) = text.split_at(mid);
+    let accounts = accounts::Accounts::parse(a, rest, &text);
+    let _ = accounts.ids_of("root");
+    let _ = accounts.password_verifies("root", "x");
+    let user = render::DesiredUser {
+        name: "user".to_string(),
+        shell: Some("/bin/sh".to_string()),
+        home: "/home/user".to_string(),
+        groups: vec!["users".to_string()],
+        password: None,
+    };
+    let _ = accounts::plan_accounts(&accounts, &[user], "/bin/sh");
+}
