@@ -257,6 +257,17 @@ fn bad_input_gives_one_clear_error_and_writes_nothing() {
     assert!(err.contains("word 3 `lair`"), "{err}");
     assert!(!fresh.path().join("identity").exists());
 
+    // An empty passphrase is refused before anything is written.
+    let err = usage_error(
+        mv(fresh.path())
+            .env("MULTIVERSE_PASSPHRASE", "")
+            .args(["identity", "new"])
+            .args(FAST),
+        None,
+    );
+    assert!(err.contains("passphrase is empty"), "{err}");
+    assert!(!fresh.path().join("identity").exists());
+
     // No identity at all: a failure with a hint, not a usage error.
     let o = output(mv(fresh.path()).args(["identity", "show", SPEC_NAME]), None);
     assert_eq!(o.status.code(), Some(1));

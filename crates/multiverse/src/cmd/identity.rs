@@ -16,7 +16,7 @@ use mv_core::IdentityName;
 use mv_identity::{
     export, IdentityStore, KdfParams, PublicIdentity, PublicRecord, Root, StoreError,
 };
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 /// Subcommands.
@@ -205,6 +205,16 @@ fn unseal(g: &Global, pass: &PassArgs) -> Result<Root, CliError> {
         .map_err(unseal_hint)
 }
 
+/// A passphrase for a new seal: never empty (an empty one would protect nothing).
+fn new_passphrase(pass: &PassArgs) -> Result<SecretString, CliError> {
+    let p = secret_input::passphrase(pass.passphrase_file.as_deref(), "New passphrase", true)?;
+    if p.expose().is_empty() {
+        return Err(CliError::usage_msg("the passphrase is empty")
+            .with_hint("the sealed root is only as safe as its passphrase: choose a long one"));
+    }
+    Ok(p)
+}
+
 fn print_words(root: &Root) {
     let words = root.mnemonic();
     println!("Recovery words (shown once; write them down, they restore every key):");
@@ -228,8 +238,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
         ));
         return Ok(());
     }
-    let passphrase =
-        secret_input::passphrase(a.pass.passphrase_file.as_deref(), "New passphrase", true)?;
+    let passphrase = new_passphrase(&a.pass)?;
     let root = Root::generate();
     IdentityStore::create(
         &g.root,
@@ -256,6 +265,9 @@ fn read_words(file: Option<&Path>) -> Result<SecretString, CliError> {
                 .usage()?;
         }
         None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("Type the 24 recovery words (spaces or new lines), then Ctrl-D:");
+            }
             std::io::stdin()
                 .read_to_string(&mut text)
                 .hint("could not read the recovery words from stdin")?;
@@ -272,8 +284,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
         .hint("give the 24 words in order, separated by spaces or new lines")?;
     drop(words);
     let path = IdentityStore::sealed_path(&g.root);
-    let passphrase =
-        secret_input::passphrase(a.pass.passphrase_file.as_deref(), "New passphrase", true)?;
+    let passphrase = new_passphrase(&a.pass)?;
     if IdentityStore::exists(&g.root) {
         // Idempotent: the same words under the same passphrase are already there.
         let existing = IdentityStore::load(&g.root)
