@@ -477,4 +477,13 @@ fn machine_new_list_show_rm() {
     let out = ok(root, &["machine", "rm", "vault.service.multiverse"]);
     assert!(out.contains("nothing changed"), "{out}");
     assert!(root.join("machines/arm.app.multiverse").is_dir());
+    let out = ok(root, &["render"]);
+    assert!(
+        out.contains("note: machines/arm.app.multiverse has no machine"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: storage/arm.app.multiverse.qcow2 has no machine"),
+        "{out}"
+    );
 }

@@ -96,7 +96,8 @@ impl Output {
 pub struct RenderReport {
     /// Every path with what happened to it, in plan order.
     pub entries: Vec<(PathBuf, Change)>,
-    /// Folders under machines/ with no machine in the topology (left alone: they may hold disks).
+    /// Folders under machines/ and symlinks in storage/ with no machine in the topology (left
+    /// alone: they may hold or point to disks).
     pub stale: Vec<PathBuf>,
     /// True when nothing was written because of `dry_run`.
     pub dry_run: bool,
@@ -542,6 +543,18 @@ pub fn render_tree(
             .collect();
         stale.sort();
         report.stale = stale;
+    }
+    // Links in storage/ that no machine's disk accounts for (a removed machine's, say).
+    if let Ok(rd) = std::fs::read_dir(tree.storage_dir()) {
+        let wanted: std::collections::HashSet<&Path> = outputs.iter().map(Output::path).collect();
+        let mut stale: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
+            .map(|e| e.path())
+            .filter(|p| !wanted.contains(p.as_path()))
+            .collect();
+        stale.sort();
+        report.stale.extend(stale);
     }
     if dry_run {
         return Ok(report);

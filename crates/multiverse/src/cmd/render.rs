@@ -98,7 +98,7 @@ pub fn print_report(g: &Global, tree: &Tree, r: &RenderReport) -> Result<(), Cli
     }
     for s in &r.stale {
         g.say(format!(
-            "note: {} has no machine in multiverse.toml (left in place; it may hold a disk)",
+            "note: {} has no machine in multiverse.toml (left in place: it may hold or point to a disk)",
             rel(tree.root(), s)
         ));
     }

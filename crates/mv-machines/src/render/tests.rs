@@ -99,7 +99,11 @@ fn render_twice_changes_nothing_and_dry_run_writes_nothing() {
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
-            assert!(!e.file_name().to_string_lossy().starts_with('.'), "{:?}", e.path());
+            assert!(
+                !e.file_name().to_string_lossy().starts_with('.'),
+                "{:?}",
+                e.path()
+            );
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             }
