@@ -131,6 +131,25 @@ fn proc_value(file: &str, key: &str) -> u64 {
 }
 
 #[test]
+fn socket_group_from_config() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let a = start(
+        d.path(),
+        "role = \"service\"\n[api]\nsocket = \"{dir}/g.sock\"\ngroup = \"daemon\"\n",
+    );
+    let md = std::fs::metadata(&a.socket).unwrap();
+    assert_eq!(md.gid(), 1, "group daemon is gid 1 on Debian");
+    assert_eq!(md.mode() & 0o777, 0o660);
+    let (code, err) = run_to_exit(
+        d.path(),
+        "role = \"service\"\n[api]\nsocket = \"{dir}/h.sock\"\ngroup = \"no-such-group-mv\"\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no-such-group-mv"), "{err}");
+}
+
+#[test]
 fn metrics_parse_strictly_and_agree_with_proc() {
     let (_d, a) = service_agent();
     let (st, body) = a.client().request("GET", "/metrics").unwrap();

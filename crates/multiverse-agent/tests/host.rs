@@ -277,3 +277,58 @@ fn libvirt_gone_marks_only_the_host_section_stale() {
     st.read_to_string(&mut out).unwrap();
     assert!(out.contains("\"degraded\""), "{out}");
 }
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+#[test]
+fn libvirt_helper_killed_is_restarted_and_missing_is_stale() {
+    let d = tempfile::tempdir().unwrap();
+    let a = start(
+        d.path(),
+        "role = \"host\"\n[api]\nsocket = \"{dir}/h.sock\"\n[stats]\ninterval = \"200ms\"\n[host]\nuri = \"test:///default\"\nchannel_dir = \"{dir}/chan\"\n",
+    );
+    let fresh = || {
+        let s = a.client().stats().ok()?;
+        let h = s.host?;
+        (!h.stale && h.data.is_some()).then_some(())
+    };
+    a.wait_for(10, "host section", fresh);
+    // The agent itself does not load libvirt: only its helper does.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", a.pid())).unwrap();
+    assert!(!maps.contains("libvirt"), "the agent mapped libvirt");
+    let helpers = children(a.pid());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    let hmaps = std::fs::read_to_string(format!("/proc/{}/maps", helpers[0])).unwrap();
+    assert!(hmaps.contains("libvirt"));
+    mv_testkit::run_ok(Command::new("kill").args(["-9", &helpers[0].to_string()]));
+    // The next tick sees it gone (stale), a later one starts a new helper (fresh again).
+    a.wait_for(10, "a new helper", || {
+        let c = children(a.pid());
+        (c.len() == 1 && c[0] != helpers[0]).then_some(())
+    });
+    a.wait_for(10, "host section fresh again", fresh);
+
+    let d2 = tempfile::tempdir().unwrap();
+    let b = start(
+        d2.path(),
+        "role = \"host\"\n[api]\nsocket = \"{dir}/h.sock\"\n[stats]\ninterval = \"200ms\"\n[host]\nuri = \"test:///default\"\nhelper = \"{dir}/no-such-helper\"\n",
+    );
+    let s = b.wait_for(10, "two samples", || {
+        b.client().stats().ok().filter(|s| s.samples >= 2)
+    });
+    let h = s.host.unwrap();
+    assert!(h.stale);
+    assert!(h.error.unwrap().contains("no-such-helper"));
+    assert!(!s.cpu.stale);
+}

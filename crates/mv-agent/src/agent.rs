@@ -7,7 +7,7 @@
 
 use crate::config::Resolved;
 use crate::history::{History, Sample};
-use crate::stats::{host::LibvirtConn, CollectCtx, Sampler, Stats};
+use crate::stats::{host::LibvirtHelper, CollectCtx, Sampler, Stats};
 use crate::tasks::Tasks;
 use hyper::body::Bytes;
 use mv_core::Secret;
@@ -107,7 +107,7 @@ impl Agent {
         let name = cfg.config.name.clone().unwrap_or_else(hostname);
         let ctx = Arc::new(CollectCtx {
             cfg: cfg.clone(),
-            libvirt: LibvirtConn::default(),
+            libvirt: LibvirtHelper::default(),
         });
         let empty = Sampler::new(ctx.clone()).empty_stats();
         let (events, _) = broadcast::channel(EVENT_BACKLOG);

@@ -146,6 +146,8 @@ pub struct HostConfig {
     pub channel_dir: PathBuf,
     /// Time limit for one proxied request to a guest.
     pub guest_timeout: String,
+    /// The libvirt helper binary (default: `multiverse-agent-libvirt` beside the agent).
+    pub helper: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -154,6 +156,7 @@ impl Default for HostConfig {
             uri: "qemu:///system".into(),
             channel_dir: PathBuf::from("/run/multiverse/channels"),
             guest_timeout: "5s".into(),
+            helper: None,
         }
     }
 }

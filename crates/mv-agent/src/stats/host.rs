@@ -1,14 +1,20 @@
-//! Host role: every libvirt domain's state, vCPU time, memory, block and network I/O, read from
-//! the running libvirtd through the `virt` bindings.
+//! Host role: every libvirt domain's state, vCPU time, memory, block and network I/O.
 //!
-//! The connection is opened once and kept; when a call fails it is closed and reopened on the next
-//! tick, so a restarted libvirtd is picked up and a dead one only marks the `host` section stale.
+//! libvirt itself is read by a separate small process, `multiverse-agent-libvirt` (in the
+//! `multiverse-agent` crate), which this module starts once and keeps: it writes one JSON line
+//! per `collect` request on its stdin ([`HelperReply`]). Why a process and not the bindings
+//! in-process: libvirt drags in ~8 MB of shared libraries (gnutls, glib, libxml2, ICU...) that
+//! every guest's agent would otherwise load (and need installed) without ever using, and a hung or
+//! crashing libvirt client cannot take the agent down with it. A helper that fails, hangs past the
+//! collector timeout or dies is killed and restarted on a later tick; meanwhile only the `host`
+//! section is stale.
 
 use super::{CollectCtx, CollectError};
 use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
-use virt::connect::Connect;
-use virt::domain::Domain;
 
 /// `host` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -46,24 +52,14 @@ pub struct DomainStats {
     pub net_tx_bytes: u64,
 }
 
-/// The persistent libvirt connection; closed on drop (the bindings do not close it themselves).
-#[derive(Default)]
-pub struct LibvirtConn(Mutex<Option<Connect>>);
-
-impl std::fmt::Debug for LibvirtConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LibvirtConn")
-    }
-}
-
-impl Drop for LibvirtConn {
-    fn drop(&mut self) {
-        if let Ok(mut g) = self.0.lock() {
-            if let Some(mut c) = g.take() {
-                let _ = c.close();
-            }
-        }
-    }
+/// One line the helper writes per request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelperReply {
+    /// The domains.
+    Ok(HostStats),
+    /// libvirt's error, as text.
+    Error(String),
 }
 
 /// The state names in libvirt's `virDomainState` order.
@@ -104,77 +100,108 @@ pub fn targets(xml: &str, element: &str) -> Vec<String> {
                 }
             }
         }
-        rest = &block[end.min(block.len())..];
         if end == block.len() {
             break;
         }
+        rest = &block[end..];
     }
     out
 }
 
-fn domain_stats(d: &Domain) -> Result<DomainStats, virt::error::Error> {
-    let info = d.get_info()?;
-    let mut s = DomainStats {
-        name: d.get_name()?,
-        uuid: d.get_uuid_string().unwrap_or_default(),
-        state: state_name(info.state).to_string(),
-        vcpus: info.nr_virt_cpu,
-        cpu_time_ns: info.cpu_time,
-        memory_bytes: info.memory.saturating_mul(1024),
-        max_memory_bytes: info.max_mem.saturating_mul(1024),
-        ..Default::default()
-    };
-    if info.state == 1 || info.state == 3 {
-        let xml = d.get_xml_desc(0)?;
-        for dev in targets(&xml, "disk") {
-            if let Ok(b) = d.get_block_stats(&dev) {
-                s.block_read_bytes += b.rd_bytes.max(0) as u64;
-                s.block_write_bytes += b.wr_bytes.max(0) as u64;
-            }
-        }
-        for dev in targets(&xml, "interface") {
-            if let Ok(n) = d.interface_stats(&dev) {
-                s.net_rx_bytes += n.rx_bytes.max(0) as u64;
-                s.net_tx_bytes += n.tx_bytes.max(0) as u64;
-            }
-        }
-    }
-    Ok(s)
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
 }
 
-/// Reads every domain (blocking; run with a timeout).
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kept helper process; killed on drop.
+#[derive(Default)]
+pub struct LibvirtHelper(Mutex<Option<Running>>);
+
+impl std::fmt::Debug for LibvirtHelper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LibvirtHelper")
+    }
+}
+
+/// Where the helper binary is: the config's `host.helper`, else beside the running agent.
+pub fn helper_path(configured: Option<&PathBuf>) -> PathBuf {
+    if let Some(p) = configured {
+        return p.clone();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("multiverse-agent-libvirt")))
+        .unwrap_or_else(|| PathBuf::from("multiverse-agent-libvirt"))
+}
+
+/// Asks the helper for every domain (blocking; the sampler bounds it with the collector timeout).
 pub fn collect(ctx: &CollectCtx) -> Result<HostStats, CollectError> {
-    let uri = ctx.cfg.config.host.uri.clone();
-    let err = |source| CollectError::Libvirt {
-        uri: uri.clone(),
+    let host = &ctx.cfg.config.host;
+    let path = helper_path(host.helper.as_ref());
+    let herr = |source| CollectError::Helper {
+        path: path.clone(),
         source,
     };
     let mut guard = ctx.libvirt.0.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
-        *guard = Some(Connect::open(Some(&uri)).map_err(err)?);
+        let mut child = Command::new(&path)
+            .arg("--uri")
+            .arg(&host.uri)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(herr)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err(herr(std::io::Error::other("no pipes")));
+        };
+        *guard = Some(Running {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        });
     }
     let result = (|| {
-        let conn = guard
-            .as_ref()
-            .ok_or_else(|| err(virt::error::Error::last_error()))?;
-        let domains = conn.list_all_domains(0).map_err(err)?;
-        let mut out = Vec::with_capacity(domains.len());
-        for d in &domains {
-            // A domain undefined between the listing and this call is simply skipped.
-            if let Ok(s) = domain_stats(d) {
-                out.push(s);
-            }
+        let Some(r) = guard.as_mut() else {
+            return Err(herr(std::io::Error::other("not running")));
+        };
+        r.stdin.write_all(b"collect\n").map_err(herr)?;
+        r.stdin.flush().map_err(herr)?;
+        let mut line = String::new();
+        // Bounded: one reply line is at most a few hundred bytes per domain.
+        let n = std::io::Read::take(&mut r.stdout, 16 << 20)
+            .read_line(&mut line)
+            .map_err(herr)?;
+        if n == 0 {
+            return Err(herr(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the helper exited",
+            )));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(HostStats {
-            uri: uri.clone(),
-            domains: out,
-        })
+        match serde_json::from_str::<HelperReply>(&line) {
+            Ok(HelperReply::Ok(s)) => Ok(s),
+            Ok(HelperReply::Error(message)) => Err(CollectError::Libvirt {
+                uri: host.uri.clone(),
+                message,
+            }),
+            Err(e) => Err(herr(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            ))),
+        }
     })();
-    if result.is_err() {
-        if let Some(mut c) = guard.take() {
-            let _ = c.close();
-        }
+    if matches!(result, Err(CollectError::Helper { .. })) {
+        // Start over with a fresh process next time (dropping kills this one).
+        *guard = None;
     }
     result
 }
@@ -197,5 +224,13 @@ mod tests {
         assert_eq!(state_name(1), "running");
         assert_eq!(state_name(5), "shutoff");
         assert_eq!(state_name(99), "nostate");
+    }
+
+    #[test]
+    fn reply_lines() {
+        let ok = serde_json::to_string(&HelperReply::Ok(HostStats::default())).unwrap();
+        assert!(ok.starts_with("{\"ok\":"), "{ok}");
+        let e: HelperReply = serde_json::from_str("{\"error\":\"gone\"}").unwrap();
+        assert!(matches!(e, HelperReply::Error(m) if m == "gone"));
     }
 }

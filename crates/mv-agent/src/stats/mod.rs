@@ -284,14 +284,22 @@ pub enum CollectError {
     /// A source file had an unexpected shape.
     #[error(transparent)]
     Parse(#[from] procfs::ParseError),
-    /// libvirt refused or is gone.
-    #[error("libvirt ({uri})")]
+    /// libvirt refused or is gone (as reported by the libvirt helper).
+    #[error("libvirt ({uri}): {message}")]
     Libvirt {
         /// The URI.
         uri: String,
         /// libvirt's error.
+        message: String,
+    },
+    /// The libvirt helper process could not be run or talked to.
+    #[error("libvirt helper {path}")]
+    Helper {
+        /// The helper binary.
+        path: PathBuf,
+        /// Why.
         #[source]
-        source: virt::error::Error,
+        source: std::io::Error,
     },
     /// A helper program failed.
     #[error("`{program}` failed: {detail}")]
@@ -329,8 +337,8 @@ pub enum Reading {
 pub struct CollectCtx {
     /// The resolved config.
     pub cfg: Resolved,
-    /// The persistent libvirt connection (host role).
-    pub libvirt: host::LibvirtConn,
+    /// The libvirt helper process (host role), started on first use.
+    pub libvirt: host::LibvirtHelper,
 }
 
 pub(crate) fn read(proc_root: &Path, rel: &str) -> Result<String, CollectError> {
