@@ -829,12 +829,13 @@ fn emit(a: EmitArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::usage_msg("--product is VID:PID in hex"))?;
     let mut ev = mv_guard::uevent::Uevent::usb(&a.action, &a.devpath, vid, pid, 0);
     ev.vars.remove("SEQNUM");
-    mv_guard::watch::send_to_kernel(&ev.encode())
-        .hint("sending uevents needs root; do it inside a network namespace (`unshare -n`)")?;
+    // The time is taken just before sending: the benchmark measures from here to the first action.
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    mv_guard::watch::send_to_kernel(&ev.encode())
+        .hint("sending uevents needs root; do it inside a network namespace (`unshare -n`)")?;
     println!("{t}");
     Ok(())
 }
