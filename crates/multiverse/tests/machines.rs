@@ -487,3 +487,51 @@ fn machine_new_list_show_rm() {
         "{out}"
     );
 }
+
+#[test]
+fn machine_show_includes_the_recorded_public_identity() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    ok(root, &["init"]);
+    // The public record as mv-identity writes it (identity/public.json); no passphrase involved.
+    let rec = serde_json::json!({
+        "version": 1,
+        "identities": { "star.router.multiverse": {
+            "name": "star.router.multiverse",
+            "ssh_ed25519": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStarLogin",
+            "ssh_ecdsa_p256": "ecdsa-sha2-nistp256 AAAAstar",
+            "ssh_host_ed25519": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStarHost",
+            "ssh_host_ecdsa_p256": "ecdsa-sha2-nistp256 AAAAhost",
+            "onion": "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion",
+            "openpgp_fingerprint": "0123456789ABCDEF0123456789ABCDEF01234567"
+        }}
+    });
+    std::fs::create_dir_all(root.join("identity")).unwrap();
+    std::fs::write(root.join("identity/public.json"), rec.to_string()).unwrap();
+    let human = ok(root, &["machine", "show", "star.router.multiverse"]);
+    assert!(
+        human
+            .contains("onion:      abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"),
+        "{human}"
+    );
+    assert!(
+        human.contains("host key:   ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStarHost"),
+        "{human}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        root,
+        &["machine", "show", "star.router.multiverse", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        v["identity"]["openpgp_fingerprint"],
+        "0123456789ABCDEF0123456789ABCDEF01234567"
+    );
+    // Another machine has none recorded.
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        root,
+        &["machine", "show", "galaxy.router.multiverse", "--json"],
+    ))
+    .unwrap();
+    assert!(v["identity"].is_null());
+}
