@@ -305,7 +305,17 @@ pub fn apply(conn: &Connection, steps: &[Step]) -> Result<RestoreReport, Restore
                 Undo::Redefine(e.kind, e.name.clone(), old.clone())
             }
         };
-        if let Err(source) = conn.define(e.kind, &e.xml) {
+        // A hand-written file without <uuid> updates the host's object rather than colliding.
+        let host_uuid = step
+            .current
+            .as_deref()
+            .and_then(|c| identify(c).ok())
+            .and_then(|i| i.uuid);
+        let xml = match (&e.uuid, host_uuid) {
+            (None, Some(u)) => crate::xml::with_uuid(&e.xml, &u).unwrap_or_else(|_| e.xml.clone()),
+            _ => e.xml.clone(),
+        };
+        if let Err(source) = conn.define(e.kind, &xml) {
             let undone = journal.len();
             let undo_failures = rollback(conn, journal);
             return Err(RestoreError::Apply {

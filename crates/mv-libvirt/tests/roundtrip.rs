@@ -303,6 +303,40 @@ fn failed_restore_undoes_what_it_defined() {
 }
 
 #[test]
+fn a_file_without_uuid_updates_the_hosts_object() {
+    mv_testkit::require_tool("libvirtd");
+    let u = uri();
+    let c = Connection::open(&u).unwrap();
+    let tag = unique();
+    let out = tempfile::tempdir().unwrap();
+    let mut clean = Cleanup::new(&u);
+    let dom = format!("mvtest-nouuid-{tag}");
+    clean.add(ObjectKind::Domain, &dom);
+    c.define_domain(&common::domain_xml(&dom)).unwrap();
+    let uuid_before = mv_libvirt::xml::identify(&c.domain_xml(&dom, true).unwrap())
+        .unwrap()
+        .uuid;
+    let own = Ownership::default();
+    let p = object_path(out.path(), &own, ObjectKind::Domain, &dom);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        common::domain_xml(&dom).replace(
+            "<memory unit='MiB'>32</memory>",
+            "<memory unit='MiB'>48</memory>",
+        ),
+    )
+    .unwrap();
+    let steps = plan(&c, scan(out.path()).unwrap()).unwrap();
+    assert!(matches!(steps[0].change, Change::Update { .. }));
+    let done = apply(&c, &steps).unwrap();
+    assert_eq!(done.updated.len(), 1);
+    let after = c.domain_xml(&dom, true).unwrap();
+    assert!(after.contains("49152"), "{after}");
+    assert_eq!(mv_libvirt::xml::identify(&after).unwrap().uuid, uuid_before);
+}
+
+#[test]
 fn name_collision_stops_before_any_change() {
     mv_testkit::require_tool("libvirtd");
     let u = uri();
