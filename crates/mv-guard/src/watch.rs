@@ -151,6 +151,13 @@ pub fn send_in_netns(ns: &Path, payload: &[u8]) -> std::io::Result<()> {
     .map_err(|_| std::io::Error::other("sender thread panicked"))?
 }
 
+/// Locks the watcher's memory (mlockall): a swapped-out kill switch would answer late, and its
+/// pages never reach the swap device. Root only; the caller decides whether failure matters.
+pub fn lock_memory() -> Result<(), nix::Error> {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE)
+}
+
 /// Tells a running watcher to re-read its configuration (SIGUSR1): a disarmed watcher stops.
 pub fn notify_watcher(pid: i32) -> Result<(), nix::Error> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)

@@ -750,6 +750,9 @@ fn watch(g: &Global, a: WatchArgs) -> Result<(), CliError> {
         )));
     };
     if !g.dry_run {
+        if let Err(e) = mv_guard::watch::lock_memory() {
+            tracing::warn!("cannot lock the watcher in memory ({e}): it may be swapped out");
+        }
         mv_core::fsutil::write_public(
             &pid_path(g),
             format!("{}\n", std::process::id()).as_bytes(),
