@@ -486,6 +486,71 @@ fn machine_new_list_show_rm() {
         out.contains("note: storage/arm.app.multiverse.qcow2 has no machine"),
         "{out}"
     );
+
+    // A router together with the network it serves.
+    ok(
+        root,
+        &[
+            "machine",
+            "new",
+            "moon.router.multiverse",
+            "--type",
+            "router",
+            "--role",
+            "star",
+            "--network",
+            "net1",
+            "--upstream",
+            "net1",
+            "--serves",
+            "net4",
+            "--subnet",
+            "10.4.4.0/24",
+        ],
+    );
+    let o = mv(
+        root,
+        &[
+            "machine",
+            "new",
+            "sun.router.multiverse",
+            "--type",
+            "router",
+            "--role",
+            "star",
+            "--serves",
+            "net5",
+            "--subnet",
+            "10.5.5.1/24",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "subnet with host bits");
+    ok(
+        root,
+        &[
+            "machine",
+            "new",
+            "moonapp.app.multiverse",
+            "--type",
+            "application",
+            "--network",
+            "net4",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        root,
+        &["machine", "show", "moonapp.app.multiverse", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(v["machine"]["networks"][0]["network"], "net4");
+    ok(root, &["machine", "rm", "moonapp.app.multiverse"]);
+    // The router serves net4 now: removing it alone is refused.
+    assert_eq!(
+        mv(root, &["machine", "rm", "moon.router.multiverse"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]

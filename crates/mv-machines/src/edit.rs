@@ -34,6 +34,31 @@ pub struct NewMachine {
     pub upstream: Option<String>,
     /// Start order.
     pub autostart: Option<u32>,
+    /// A new network this router serves (routers only): a `[[networks]]` table is added with
+    /// `served_by` set to the router, and the router gets a NIC on it.
+    pub serves: Option<NewNetwork>,
+}
+
+/// A network created together with the router that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNetwork {
+    /// Network name.
+    pub name: String,
+    /// Subnet (`10.4.4.0/24`).
+    pub subnet: crate::config::Ipv4Net,
+    /// Bridge name (default `mv` + the network name, cut to 15 characters).
+    pub bridge: Option<String>,
+}
+
+impl NewNetwork {
+    /// The bridge name to use.
+    pub fn bridge_name(&self) -> String {
+        self.bridge.clone().unwrap_or_else(|| {
+            let mut b = format!("mv{}", self.name);
+            b.truncate(15);
+            b
+        })
+    }
 }
 
 /// Why an edit could not be made (before any validation of the result).
@@ -61,7 +86,7 @@ pub enum EditError {
     #[error("a router needs --role universe|galaxy|star")]
     RouterWithoutRole,
     /// Router options on a non-router.
-    #[error("--role and --upstream are for routers only")]
+    #[error("--role, --upstream and --serves are for routers only")]
     RoleOnNonRouter,
     /// No network to attach to.
     #[error("no network to attach `{0}` to; pass --network NAME")]
@@ -106,10 +131,15 @@ pub fn add_machine(
     if is_router && m.role.is_none() {
         return Err(EditError::RouterWithoutRole);
     }
-    if !is_router && (m.role.is_some() || m.upstream.is_some()) {
+    if !is_router && (m.role.is_some() || m.upstream.is_some() || m.serves.is_some()) {
         return Err(EditError::RoleOnNonRouter);
     }
     let mut networks = m.networks.clone();
+    if let Some(n) = &m.serves {
+        if !networks.contains(&n.name) {
+            networks.push(n.name.clone());
+        }
+    }
     if networks.is_empty() && !is_router {
         networks.push(
             default_network(current).ok_or_else(|| EditError::NoNetwork(m.name.to_string()))?,
@@ -150,6 +180,27 @@ pub fn add_machine(
     }
     t.insert("networks", value(arr));
     t.decor_mut().set_prefix("\n");
+    if let Some(n) = &m.serves {
+        let mut nt = Table::new();
+        nt.insert("name", value(n.name.as_str()));
+        nt.insert("bridge", value(n.bridge_name()));
+        nt.insert("subnet", value(n.subnet.to_string()));
+        nt.insert("served_by", value(m.name.as_str()));
+        nt.decor_mut().set_prefix("\n");
+        match d.get_mut("networks") {
+            None => {
+                let mut aot = ArrayOfTables::new();
+                aot.push(nt);
+                d.insert("networks", Item::ArrayOfTables(aot));
+            }
+            Some(Item::ArrayOfTables(aot)) => aot.push(nt),
+            Some(_) => {
+                return Err(EditError::NotTables {
+                    file: file.to_string(),
+                })
+            }
+        }
+    }
     match d.get_mut("machines") {
         None => {
             let mut aot = ArrayOfTables::new();
@@ -215,6 +266,7 @@ mod tests {
             role: None,
             upstream: None,
             autostart: None,
+            serves: None,
         }
     }
 
@@ -254,6 +306,28 @@ mod tests {
             add_machine(DEFAULT_TOML, "m", &cur, &s),
             Err(EditError::RoleOnNonRouter)
         ));
+    }
+
+    #[test]
+    fn a_router_with_its_new_network() {
+        let cur = Topology::default_topology();
+        let mut m = new("moon.router.multiverse", MachineType::Router);
+        m.role = Some(RouterRole::Star);
+        m.upstream = Some("net1".into());
+        m.networks = vec!["net1".into()];
+        m.serves = Some(NewNetwork {
+            name: "net4".into(),
+            subnet: "10.4.4.0/24".parse().unwrap(),
+            bridge: None,
+        });
+        let out = add_machine(DEFAULT_TOML, "m", &cur, &m).unwrap();
+        let t = Topology::parse(&out, Path::new("m")).unwrap();
+        let n = t.network("net4").unwrap();
+        assert_eq!(n.bridge, "mvnet4");
+        assert_eq!(n.served_by.as_str(), "moon.router.multiverse");
+        let r = t.machine(&nm("moon.router.multiverse")).unwrap();
+        assert_eq!(r.router.as_ref().unwrap().serves, ["net4"]);
+        assert_eq!(r.networks[1].address, Some("10.4.4.1".parse().unwrap()));
     }
 
     #[test]

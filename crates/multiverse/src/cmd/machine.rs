@@ -8,7 +8,7 @@ use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::{IdentityName, MachineName};
 use mv_machines::config::{Arch, Machine, MachineType, Os, RouterRole, Topology};
-use mv_machines::edit::{self, NewMachine};
+use mv_machines::edit::{self, NewMachine, NewNetwork};
 use mv_machines::Tree;
 
 /// Subcommands.
@@ -62,6 +62,15 @@ pub struct NewArgs {
     /// Start order at boot (lower first); without it the machine is started by hand
     #[arg(long, value_name = "N")]
     pub autostart: Option<u32>,
+    /// A new network this router serves (routers only; needs --subnet)
+    #[arg(long, value_name = "NAME", requires = "subnet")]
+    pub serves: Option<String>,
+    /// Subnet of the --serves network (`10.4.4.0/24`)
+    #[arg(long, value_name = "CIDR", requires = "serves")]
+    pub subnet: Option<String>,
+    /// Bridge of the --serves network (default `mv<NAME>`)
+    #[arg(long, value_name = "NAME", requires = "serves")]
+    pub bridge: Option<String>,
 }
 
 /// Runs the command.
@@ -118,6 +127,14 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
         }),
         upstream: a.upstream,
         autostart: a.autostart,
+        serves: match (a.serves, a.subnet) {
+            (Some(name), Some(subnet)) => Some(NewNetwork {
+                name,
+                subnet: subnet.parse().map_err(CliError::usage_msg)?,
+                bridge: a.bridge,
+            }),
+            _ => None,
+        },
     };
     let tree = Tree::new(&g.root);
     let path = tree.config_file();
