@@ -1,18 +1,20 @@
 //! The executor: saves a plan, runs it under the write-ahead journal, resumes it, undoes it.
 //!
 //! State lives in `<root>/.multiverse-migrate/`: `plan.json` (written atomically before the first
-//! change) and `journal` (see [`crate::journal`]). Every op is executed as "record begin, act,
-//! record done", and every act first looks at what is on disk:
+//! change) and `journal` (see [`crate::journal`]). Ops run in order; every op first looks at what
+//! is on disk:
 //!
 //! | op | source there, target not | target there, source not | both there |
 //! |---|---|---|---|
 //! | move (rename) | rename (no-replace) | already done | refused: never overwrite |
-//! | move (copy) | copy to a temp file, fsync, verify SHA-256, rename in, remove source | already done | verify both equal, then remove source |
+//! | move (copy) | copy to a temp file, fsync, verify SHA-256, rename in, fsync, remove source | already done | verify both equal, then remove source |
 //! | mkdir / rmdir / link / unlink | act | already done | refused when it is not ours |
 //!
-//! so an op interrupted anywhere is finished by the next run, and an op that never started is
-//! left alone by the undo. The undo runs the inverse ([`Op::inverse`]) of every op that the
-//! journal shows as begun, last first, then removes the state folder.
+//! so an op interrupted anywhere is finished by the next run, and the inverse of an op that never
+//! ran does nothing. Completed ops are group-committed: the folders they touched are fsync'd,
+//! then their `done` records are appended and fsync'd (see [`crate::journal`]). The undo journals
+//! `undo-start`, runs the inverse ([`Op::inverse`]) of every op not yet undone, last first, then
+//! removes the state folder.
 
 use crate::journal::{Journal, JournalError, Progress, Record};
 use crate::libvirt::{self, Hypervisor, HypervisorError};
@@ -21,6 +23,7 @@ use crate::snapshot::sha256_file;
 use crate::{crash, STATE_DIR};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -365,16 +368,7 @@ impl Migration {
             })
             .sum();
         let bar = self.bar(copy_bytes);
-        for &i in &todo {
-            let op = &plan.ops[i];
-            journal.record(Record::Begin(i))?;
-            execute(op, hv, &bar).map_err(|source| ApplyError::Op {
-                index: i,
-                op: op.to_string(),
-                source,
-            })?;
-            journal.record(Record::Done(i))?;
-        }
+        drive(&plan, &mut journal, &todo, false, hv, &bar)?;
         bar.finish_and_clear();
         Ok(Outcome {
             total: plan.ops.len(),
@@ -387,13 +381,7 @@ impl Migration {
     pub fn undo_plan(&self) -> Result<Vec<Op>, ApplyError> {
         let (plan, progress) = match self.state()? {
             State::None => return Ok(Vec::new()),
-            State::Complete { plan } => {
-                let all = Progress {
-                    begun: (0..plan.ops.len()).collect(),
-                    ..Progress::default()
-                };
-                (plan, all)
-            }
+            State::Complete { plan } => (plan, Progress::default()),
             State::InProgress { plan, progress } | State::Undoing { plan, progress } => {
                 (plan, progress)
             }
@@ -421,6 +409,9 @@ impl Migration {
             }
         };
         let mut journal = Journal::open(&self.journal_path())?;
+        if !progress.undoing {
+            journal.commit(&[Record::UndoStart])?;
+        }
         let todo = undo_indices(&plan, &progress);
         let copy_bytes: u64 = todo
             .iter()
@@ -434,24 +425,14 @@ impl Migration {
             })
             .sum();
         let bar = self.bar(copy_bytes);
-        for &i in &todo {
-            let inv = plan.ops[i].inverse();
-            journal.record(Record::UndoBegin(i))?;
-            execute(&inv, hv, &bar).map_err(|source| ApplyError::Op {
-                index: i,
-                op: inv.to_string(),
-                source,
-            })?;
-            journal.record(Record::UndoDone(i))?;
-        }
+        drive(&plan, &mut journal, &todo, true, hv, &bar)?;
         bar.finish_and_clear();
         drop(journal);
         self.finish_undo(&plan)?;
-        let begun = progress.begun.len();
         Ok(Some(Outcome {
-            total: begun,
+            total: plan.ops.len(),
             executed: todo.len(),
-            already_done: begun.saturating_sub(todo.len()),
+            already_done: plan.ops.len() - todo.len(),
         }))
     }
 
@@ -492,15 +473,96 @@ impl Migration {
     }
 }
 
-/// Ops to invert, last first: every op the forward journal shows as begun, not yet undone.
+/// Ops to invert, last first: every op not yet undone. The inverse of an op that never ran
+/// finds nothing to do (see the module table), so the journal need not say which ops ran, and an
+/// effect that reached the disk ahead of its journal record is undone all the same.
 fn undo_indices(plan: &Plan, progress: &Progress) -> Vec<usize> {
-    let Some(&last) = progress.begun.iter().next_back() else {
-        return Vec::new();
-    };
-    (0..=last.min(plan.ops.len().saturating_sub(1)))
+    (0..plan.ops.len())
         .rev()
         .filter(|i| !progress.undone.contains(i))
         .collect()
+}
+
+/// Ops per group commit of the journal.
+const BATCH: usize = 4096;
+
+/// Executes the ops `todo` (or their inverses), group-committing their journal records.
+fn drive(
+    plan: &Plan,
+    journal: &mut Journal,
+    todo: &[usize],
+    inverse: bool,
+    hv: Option<&dyn Hypervisor>,
+    bar: &ProgressBar,
+) -> Result<(), ApplyError> {
+    let mut dirty = BTreeSet::new();
+    let mut pending = Vec::new();
+    for &i in todo {
+        let op = if inverse {
+            plan.ops[i].inverse()
+        } else {
+            plan.ops[i].clone()
+        };
+        if let Err(source) = execute(&op, hv, bar, &mut dirty) {
+            // Record what did complete, so the next run starts from there.
+            let _ = checkpoint(journal, &mut dirty, &mut pending);
+            return Err(ApplyError::Op {
+                index: i,
+                op: op.to_string(),
+                source,
+            });
+        }
+        pending.push(if inverse {
+            Record::UndoDone(i)
+        } else {
+            Record::Done(i)
+        });
+        crash::point();
+        if pending.len() >= BATCH {
+            checkpoint(journal, &mut dirty, &mut pending)?;
+        }
+    }
+    checkpoint(journal, &mut dirty, &mut pending)
+}
+
+/// Makes the effects of the pending ops durable (fsync of every folder they touched, several at
+/// a time so the filesystem can commit them together), then journals them.
+fn checkpoint(
+    journal: &mut Journal,
+    dirty: &mut BTreeSet<PathBuf>,
+    pending: &mut Vec<Record>,
+) -> Result<(), ApplyError> {
+    let dirs: Vec<PathBuf> = std::mem::take(dirty).into_iter().collect();
+    let chunk = dirs.len().div_ceil(8).max(1);
+    let failed: Option<(PathBuf, io::Error)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    for d in part {
+                        match mv_core::fsutil::sync_dir(d) {
+                            Ok(()) => {}
+                            // Removed since: its parent, also dirty, holds the removal.
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Some((d.clone(), e)),
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        handles.into_iter().find_map(|h| h.join().ok().flatten())
+    });
+    if let Some((path, source)) = failed {
+        return Err(ApplyError::State {
+            action: "sync",
+            path,
+            source,
+        });
+    }
+    journal.commit(pending)?;
+    pending.clear();
+    Ok(())
 }
 
 /// What is at a path (not following symlinks).
@@ -517,8 +579,19 @@ fn sync_parent(p: &Path) -> Result<(), OpError> {
     mv_core::fsutil::sync_dir(dir).map_err(io_err("sync folder", dir))
 }
 
+/// Notes that the folder holding `p` changed (synced at the next checkpoint).
+fn touch(dirty: &mut BTreeSet<PathBuf>, p: &Path) {
+    dirty.insert(p.parent().unwrap_or(Path::new("/")).to_path_buf());
+}
+
 /// Executes one op, idempotently (see the module table).
-pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Result<(), OpError> {
+/// Folders changed are added to `dirty`; the caller makes them durable before journaling.
+pub fn execute(
+    op: &Op,
+    hv: Option<&dyn Hypervisor>,
+    bar: &ProgressBar,
+    dirty: &mut BTreeSet<PathBuf>,
+) -> Result<(), OpError> {
     match op {
         Op::MkDir {
             path,
@@ -543,7 +616,10 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
             set_owner(path, *uid, *gid, false)?;
             fs::set_permissions(path, fs::Permissions::from_mode(*mode))
                 .map_err(io_err("set the mode of", path))?;
-            sync_parent(path)
+            touch(dirty, path);
+            // The folder's own mode and owner.
+            dirty.insert(path.clone());
+            Ok(())
         }
         Op::RmDir { path, .. } => match what(path)? {
             None => Ok(()),
@@ -559,7 +635,8 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
                     }
                 })?;
                 crash::point();
-                sync_parent(path)
+                touch(dirty, path);
+                Ok(())
             }
             Some(_) => Err(OpError::Conflict {
                 path: path.clone(),
@@ -579,11 +656,12 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
                 (Some(_), None) => {
                     if *cross_fs {
                         copy_verified(from, to, bar)?;
+                        touch(dirty, from);
                     } else {
                         rename_noreplace(from, to)?;
                         crash::point();
-                        sync_parent(to)?;
-                        sync_parent(from)?;
+                        touch(dirty, to);
+                        touch(dirty, from);
                     }
                     Ok(())
                 }
@@ -592,7 +670,8 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
                     // Only an interrupted copy leaves both; remove the source once they agree.
                     if *cross_fs && same_content(from, &fm, to, &tm)? {
                         fs::remove_file(from).map_err(io_err("remove", from))?;
-                        sync_parent(from)
+                        touch(dirty, from);
+                        Ok(())
                     } else {
                         Err(OpError::Conflict {
                             path: to.clone(),
@@ -610,7 +689,8 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
             None => {
                 std::os::unix::fs::symlink(target, path).map_err(io_err("create link", path))?;
                 crash::point();
-                sync_parent(path)
+                touch(dirty, path);
+                Ok(())
             }
             Some(m) if m.is_symlink() && fs::read_link(path).ok().as_ref() == Some(target) => {
                 Ok(())
@@ -625,7 +705,8 @@ pub fn execute(op: &Op, hv: Option<&dyn Hypervisor>, bar: &ProgressBar) -> Resul
             Some(m) if m.is_symlink() && fs::read_link(path).ok().as_ref() == Some(target) => {
                 fs::remove_file(path).map_err(io_err("remove link", path))?;
                 crash::point();
-                sync_parent(path)
+                touch(dirty, path);
+                Ok(())
             }
             Some(_) => Err(OpError::Conflict {
                 path: path.clone(),
@@ -766,6 +847,5 @@ fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpErro
     rename_noreplace(&tmp, to)?;
     sync_parent(to)?;
     crash::point();
-    fs::remove_file(from).map_err(io_err("remove", from))?;
-    sync_parent(from)
+    fs::remove_file(from).map_err(io_err("remove", from))
 }
