@@ -10,6 +10,7 @@ use mv_core::{IdentityName, Secret};
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use std::fmt;
+use zeroize::Zeroize;
 
 /// The HKDF salt of spec scramble-v1.
 pub const HKDF_SALT: &[u8] = b"multiverse-scramble-v1";
@@ -168,12 +169,15 @@ impl Root {
             bip39::Error::BadWordCount(n) => MnemonicError::WordCount(n),
             _ => MnemonicError::Checksum,
         })?;
-        let (entropy, len) = m.to_entropy_array();
-        let mut bytes = Secret::new([0u8; 32]);
+        let (mut entropy, len) = m.to_entropy_array();
         if len != 32 {
+            entropy.zeroize();
             return Err(MnemonicError::WordCount(list.len()));
         }
+        let mut bytes = Secret::new([0u8; 32]);
         bytes.expose_mut().copy_from_slice(&entropy[..32]);
+        // The array is a plain copy on the stack: wipe it now that the Secret holds the bytes.
+        entropy.zeroize();
         Ok(Root(bytes))
     }
 
@@ -181,7 +185,18 @@ impl Root {
     pub fn mnemonic(&self) -> SecretString {
         // Entropy of 32 bytes is always valid BIP-39 input, so this cannot fail.
         match bip39::Mnemonic::from_entropy_in(bip39::Language::English, self.0.expose()) {
-            Ok(m) => SecretString::new(m.words().collect::<Vec<_>>().join(" ")),
+            Ok(m) => {
+                // Pushed word by word: a Vec of the words would leave their pointers (which encode
+                // the root) in freed memory.
+                let mut s = String::with_capacity(MNEMONIC_WORDS * 9);
+                for (i, w) in m.words().enumerate() {
+                    if i > 0 {
+                        s.push(' ');
+                    }
+                    s.push_str(w);
+                }
+                SecretString::new(s)
+            }
             Err(_) => unreachable!("32 bytes of entropy are always a valid mnemonic"),
         }
     }
