@@ -746,3 +746,65 @@ fn a_disarmed_watcher_stops_on_sigusr1_and_ignores_sigterm() {
     assert!(w.rest().is_empty());
     assert!(!e.p("tree/guard/watch.pid").exists());
 }
+
+#[test]
+fn default_key_is_the_machine_s_derived_luks_key() {
+    let e = Env::new();
+    let pass = e.p("pass").display().to_string();
+    let o = e.run(&[
+        "identity",
+        "new",
+        "--passphrase-file",
+        &pass,
+        "--kdf-memory",
+        "64",
+        "--kdf-iterations",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let exported = e.p("export").display().to_string();
+    let o = e.run(&[
+        "identity",
+        "export",
+        "--kind",
+        "luks",
+        "--out",
+        &exported,
+        "--passphrase-file",
+        &pass,
+        "universe.router.multiverse",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let luks = std::fs::read(e.p("export/luks.key")).unwrap();
+    assert_eq!(luks.len(), 64);
+    let cover = e.cover("c.png", 300, 300, Layout::Rgb, 8);
+    let out = e.p("o.png").display().to_string();
+    // No --key and nothing on stdin: the identity is unsealed with the same passphrase.
+    let o = e.run(&[
+        "guard",
+        "hide",
+        "--cover",
+        cover.to_str().unwrap(),
+        "--out",
+        &out,
+        "--machine",
+        "universe.router.multiverse",
+        "--passphrase-file",
+        &pass,
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = e.run(&[
+        "guard",
+        "reveal",
+        "--image",
+        &out,
+        "--passphrase-file",
+        &pass,
+        "--kdf-memory",
+        KDF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(o.stdout, luks);
+}
