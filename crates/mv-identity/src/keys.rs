@@ -75,7 +75,9 @@ pub fn p256_scalar_from_bytes(bytes: &[u8; 48]) -> Zeroizing<[u8; 32]> {
     // Constant time: crypto-bigint's `rem` does not branch on the value.
     #[allow(clippy::expect_used)]
     let m = NonZero::new(P256_N_MINUS_1).expect("n - 1 is not zero");
-    let d = x.rem(&m).wrapping_add(&U384::ONE);
+    // Both intermediates are wiped on drop (crypto-bigint integers implement Zeroize).
+    let x = Zeroizing::new(x);
+    let d = Zeroizing::new(x.rem(&m).wrapping_add(&U384::ONE));
     let be = Zeroizing::new(d.to_be_bytes());
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&be[16..48]);
