@@ -15,7 +15,7 @@ use mv_machines::Tree;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Add a machine to multiverse.toml
-    New(NewArgs),
+    New(Box<NewArgs>),
     /// List every machine (the host first)
     List,
     /// Show one machine, resolved, with its public identity when one is recorded
@@ -76,7 +76,7 @@ pub struct NewArgs {
 /// Runs the command.
 pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
     match c {
-        Command::New(a) => new(g, a),
+        Command::New(a) => new(g, *a),
         Command::List => list(g),
         Command::Show { fqdn } => show(g, &fqdn),
         Command::Rm { fqdn } => rm(g, &fqdn),
