@@ -348,3 +348,154 @@ fn galaxy_with_vpn_settings_renders_and_checks() {
     let second = ok(mv(t.path()).args(["provision", "render", "galaxy.router.multiverse"]));
     assert!(second.trim().ends_with("no changes"), "{second}");
 }
+
+/// An sshd on 127.0.0.1 whose sessions are chrooted into a Debian root: a stand-in for a running
+/// machine. Its host key is the identity's host key of `machine`, so `--ssh` pins it.
+struct Sshd {
+    pid: i32,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sshd_into_debian(machine: &str) -> (Sshd, PathBuf) {
+    let sshd = mv_testkit::require_tool("sshd");
+    // ChrootDirectory needs root-owned, not group/other-writable path components: not /tmp.
+    let base = PathBuf::from("/var/cache/multiverse-tests");
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = base.join(format!("ssh-target.{}.{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = debian_root(&dir);
+    let r = root();
+    let host_key = r
+        .ssh_host_ed25519(&IdentityName::parse(machine).unwrap())
+        .unwrap();
+    let hk = dir.join("host_key");
+    std::fs::write(
+        &hk,
+        host_key
+            .to_openssh(mv_identity::ssh_key::LineEnding::LF)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let user = r
+        .ssh_ed25519(&IdentityName::parse("@user").unwrap())
+        .unwrap();
+    std::fs::write(
+        dir.join("authorized_keys"),
+        format!("{}\n", mv_identity::public_line(&user)),
+    )
+    .unwrap();
+    let port = free_port();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nUsePAM no\nStrictModes no\nChrootDirectory {}\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    mv_testkit::run_ok(
+        Command::new(sshd)
+            .arg("-f")
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("log")),
+    );
+    // sshd daemonises once it listens; its pid file is written then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(dir.join("sshd.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break pid;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "sshd did not start");
+        std::thread::yield_now();
+    };
+    (Sshd { pid, dir, port }, target)
+}
+
+#[test]
+fn apply_over_ssh_with_pinned_host_key() {
+    let t = tree();
+    let machine = "browser.app.multiverse";
+    let (sshd, target) = sshd_into_debian(machine);
+    let port = sshd.port.to_string();
+    let ssh_args = ["--ssh", "root@127.0.0.1", "--port", port.as_str()];
+    // A host key that is not the identity's is refused (a different machine's name here).
+    let other = usage_or_failure(
+        mv(t.path())
+            .args(["provision", "plan", "controller.multiverse"])
+            .args(ssh_args),
+    );
+    assert!(
+        other.contains("check that the machine is up")
+            || other.contains("Host key verification failed"),
+        "{other}"
+    );
+    let plan = ok(mv(t.path())
+        .args(["provision", "plan", machine])
+        .args(ssh_args));
+    assert!(
+        plan.contains("on root@127.0.0.1:") && plan.contains("+ install packages:"),
+        "{plan}"
+    );
+    let out = ok(mv(t.path())
+        .args(["provision", "apply", machine])
+        .args(ssh_args));
+    assert!(out.contains("changes applied"), "{out}");
+    let again = ok(mv(t.path())
+        .args(["provision", "apply", machine])
+        .args(ssh_args));
+    assert_eq!(
+        again.trim(),
+        format!("{machine} on root@127.0.0.1: no changes")
+    );
+    // The machine really changed (seen from outside the chroot).
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
+        "browser\n"
+    );
+    let home = std::fs::metadata(target.join("home/user")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((home.uid(), home.mode() & 0o777), (1000, 0o750));
+    assert!(Command::new("chroot")
+        .arg(&target)
+        .args(["dpkg", "-s", "ca-certificates"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    drop(sshd);
+}
+
+fn usage_or_failure(cmd: &mut Command) -> String {
+    let out = output(cmd, None);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

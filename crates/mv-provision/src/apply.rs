@@ -155,6 +155,9 @@ impl Runner for SystemRunner {
 pub struct Target {
     root: PathBuf,
     os: Os,
+    /// For a machine reached over SSH: the `ssh ... root@host` prefix; `root` is then a local
+    /// shadow copy of the machine's relevant files (see [`crate::remote`]).
+    ssh: Option<Vec<String>>,
 }
 
 impl Target {
@@ -177,7 +180,52 @@ impl Target {
         Ok(Target {
             root: root.to_path_buf(),
             os,
+            ssh: None,
         })
+    }
+
+    /// A running machine reached with `ssh` (the full `ssh -i KEY ... root@host` argv), whose
+    /// relevant files are mirrored into the empty local folder `shadow` by [`Target::refresh`].
+    pub fn over_ssh(ssh: Vec<String>, shadow: &Path, os: Os) -> Self {
+        Target {
+            root: shadow.to_path_buf(),
+            os,
+            ssh: Some(ssh),
+        }
+    }
+
+    /// The ssh prefix of a remote target.
+    pub fn ssh(&self) -> Option<&[String]> {
+        self.ssh.as_deref()
+    }
+
+    /// The target's OS.
+    pub fn os(&self) -> Os {
+        self.os
+    }
+
+    /// For a remote target, mirrors what `desired` touches into the shadow folder (and checks the
+    /// OS marker); a local target needs nothing.
+    pub fn refresh(&self, desired: &Desired, runner: &dyn Runner) -> Result<(), ApplyError> {
+        match &self.ssh {
+            None => Ok(()),
+            Some(ssh) => {
+                crate::remote::fetch(self, ssh, desired, runner)?;
+                let marker = match self.os {
+                    Os::Debian => "etc/debian_version",
+                    Os::Alpine => "etc/alpine-release",
+                };
+                if self.root.join(marker).is_file() {
+                    Ok(())
+                } else {
+                    Err(ApplyError::WrongOs {
+                        path: PathBuf::from(ssh.last().cloned().unwrap_or_default()),
+                        expected: self.os,
+                        marker,
+                    })
+                }
+            }
+        }
     }
 
     /// The target's root folder.
@@ -224,7 +272,9 @@ impl Target {
     }
 
     fn chroot_prefix(&self) -> Vec<String> {
-        if self.root == Path::new("/") {
+        if let Some(ssh) = &self.ssh {
+            ssh.clone()
+        } else if self.root == Path::new("/") {
             vec![]
         } else {
             vec!["chroot".to_string(), self.root.display().to_string()]
@@ -235,6 +285,12 @@ impl Target {
     pub fn package_commands(&self, packages: &[String]) -> (Vec<String>, Vec<String>) {
         let mut sim = self.chroot_prefix();
         let mut real = self.chroot_prefix();
+        if self.ssh.is_some() && self.os == Os::Debian {
+            // The local environment does not travel over ssh.
+            for v in [&mut sim, &mut real] {
+                v.extend(["env", "DEBIAN_FRONTEND=noninteractive"].map(String::from));
+            }
+        }
         let words = |v: &mut Vec<String>, w: &[&str]| v.extend(w.iter().map(|s| s.to_string()));
         match self.os {
             Os::Debian => {
@@ -492,20 +548,20 @@ impl Plan {
 
 /// What the commit step writes: kept out of the serialised plan (it holds secrets).
 #[derive(Debug, Clone, Default)]
-struct Staged {
-    packages: Vec<String>,
-    dirs: Vec<(PathBuf, u32, u32, u32)>,
-    files: Vec<StagedFile>,
-    links: Vec<(PathBuf, String)>,
+pub(crate) struct Staged {
+    pub(crate) packages: Vec<String>,
+    pub(crate) dirs: Vec<(PathBuf, u32, u32, u32)>,
+    pub(crate) files: Vec<StagedFile>,
+    pub(crate) links: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone)]
-struct StagedFile {
-    dest: PathBuf,
-    contents: Contents,
-    mode: u32,
-    uid: u32,
-    gid: u32,
+pub(crate) struct StagedFile {
+    pub(crate) dest: PathBuf,
+    pub(crate) contents: Contents,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 fn diff(old: &str, new: &str, path: &str) -> String {
@@ -730,7 +786,7 @@ fn install_packages(
         })
     };
     let mut _policy = None;
-    if target.os == Os::Debian {
+    if target.os == Os::Debian && target.ssh.is_none() {
         // Package lists: a fresh debootstrap has none.
         let lists = target.path("/var/lib/apt/lists");
         let has_lists = fs::read_dir(&lists)
@@ -770,7 +826,7 @@ fn install_packages(
             message: msg.join("; "),
         });
     }
-    if target.os == Os::Debian && target.root != Path::new("/") {
+    if target.os == Os::Debian && target.root != Path::new("/") && target.ssh.is_none() {
         // Maintainer scripts must not start tor, dnsmasq or sshd on the machine doing the build.
         let p = target.path("/usr/sbin/policy-rc.d");
         if !p.exists() {
@@ -792,7 +848,7 @@ fn install_packages(
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ApplyError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ApplyError> {
     let werr = |source| ApplyError::Write {
         path: path.to_path_buf(),
         source,
@@ -823,6 +879,7 @@ pub fn apply(
     target: &Target,
     runner: &dyn Runner,
 ) -> Result<Applied, ApplyError> {
+    target.refresh(desired, runner)?;
     let first = plan(desired, target)?;
     if first.is_empty() {
         return Ok(Applied { changes: vec![] });
@@ -839,6 +896,7 @@ pub fn apply(
         );
     }
     // Packages drop their own default configs: plan again against what is there now.
+    target.refresh(desired, runner)?;
     let second = plan(desired, target)?;
     if let Some(Change::ServiceAfterInstall { name }) = second
         .changes
@@ -850,7 +908,10 @@ pub fn apply(
             what: "unit file or init script after installing its packages".to_string(),
         });
     }
-    commit(target, &second.staged)?;
+    match &target.ssh {
+        None => commit(target, &second.staged)?,
+        Some(ssh) => crate::remote::commit(target, ssh, &second.staged, runner)?,
+    }
     done.extend(
         second
             .changes

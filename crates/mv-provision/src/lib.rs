@@ -26,6 +26,7 @@ pub mod check;
 pub mod model;
 pub mod pkgdb;
 pub mod recipe;
+pub mod remote;
 pub mod render;
 pub mod template;
 

@@ -2,6 +2,9 @@
 //!
 //! - `plan FQDN --target DIR`: what would change on the root filesystem at DIR, with diffs.
 //! - `apply FQDN --target DIR`: make it so; a second run prints "no changes". `--dry-run` = plan.
+//! - `plan|apply FQDN --ssh [root@]HOST`: the same on the running machine, logged in with the
+//!   identity's `@user` key and the machine's host key pinned to the identity's (known_hosts
+//!   written from the identity; `--first-contact` accepts a not-yet-provisioned machine's key).
 //! - `check FQDN`: render the machine's configuration and run each file through its own tool.
 //! - `render FQDN`: write the machine's rendered public files under `machines/<fqdn>/provision/`.
 //!
@@ -52,8 +55,23 @@ pub struct TargetArgs {
     #[command(flatten)]
     pub machine: MachineArgs,
     /// The machine's mounted root filesystem
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "ssh",
+        conflicts_with = "ssh"
+    )]
+    pub target: Option<PathBuf>,
+    /// The running machine over SSH, as root
+    #[arg(long, value_name = "[root@]HOST")]
+    pub ssh: Option<String>,
+    /// SSH port
+    #[arg(long, default_value_t = 22, requires = "ssh")]
+    pub port: u16,
+    /// Accept the machine's current SSH host key (before its first provisioning it is not yet the
+    /// identity's); otherwise only the identity's host key for this machine is accepted
+    #[arg(long, requires = "ssh")]
+    pub first_contact: bool,
     /// Show the full diff of every file (plan shows diffs by default; apply only with this)
     #[arg(long)]
     pub diff: bool,
@@ -109,6 +127,11 @@ fn render_error(e: RenderError) -> CliError {
 
 /// Loads the topology and identity and renders `args.machine`.
 fn desired(g: &Global, args: &MachineArgs) -> Result<Desired, CliError> {
+    desired_and_root(g, args).map(|(d, _)| d)
+}
+
+/// [`desired`], also returning the unsealed root (for the SSH login key).
+fn desired_and_root(g: &Global, args: &MachineArgs) -> Result<(Desired, Root), CliError> {
     let name = MachineName::parse(&args.machine)
         .usage()
         .hint("machine names are lower-case FQDNs like star.router.multiverse")?;
@@ -125,7 +148,98 @@ fn desired(g: &Global, args: &MachineArgs) -> Result<Desired, CliError> {
         .map_err(CliError::usage_msg)?;
     let root = unseal(g, &args.pass)?;
     let identity = RootIdentity::new(&root, person);
-    mv_provision::render(&spec, &engine, &identity).map_err(render_error)
+    let d = mv_provision::render(&spec, &engine, &identity).map_err(render_error)?;
+    Ok((d, root))
+}
+
+/// A private scratch folder removed on drop (the SSH key, known_hosts and the shadow copy).
+struct Scratch(PathBuf);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The target: a mounted root, or the running machine over SSH (with its scratch folder).
+fn target_of(
+    g: &Global,
+    a: &TargetArgs,
+) -> Result<(Desired, Target, String, Option<Scratch>), CliError> {
+    let (d, root) = desired_and_root(g, &a.machine)?;
+    if let Some(dir) = &a.target {
+        let t = open_target(&d, dir)?;
+        return Ok((d, t, dir.display().to_string(), None));
+    }
+    let dest = a.ssh.clone().unwrap_or_default();
+    let host = match dest.split_once('@') {
+        None => dest.clone(),
+        Some(("root", h)) => h.to_string(),
+        Some((user, _)) => {
+            return Err(CliError::usage_msg(format!(
+                "--ssh {dest}: provisioning logs in as root, not {user}"
+            ))
+            .with_hint("use --ssh root@HOST or just HOST"))
+        }
+    };
+    if host.is_empty() || host.starts_with('-') {
+        return Err(CliError::usage_msg(format!(
+            "--ssh {dest}: not a host name"
+        )));
+    }
+    let name = MachineName::parse(&d.machine).usage()?;
+    let person = IdentityName::parse(&a.machine.person).usage()?;
+    let dir = std::env::temp_dir().join(format!("multiverse-ssh.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let scratch = Scratch(dir.clone());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let key = root
+        .ssh_ed25519(&person)
+        .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
+    let key_text = key
+        .to_openssh(mv_identity::ssh_key::LineEnding::LF)
+        .map_err(|e| CliError::failure_msg(format!("cannot encode the login key: {e}")))?;
+    let key_path = dir.join("id_ed25519");
+    mv_core::fsutil::write_secret(&key_path, key_text.as_bytes())?;
+    let pattern = if a.port == 22 {
+        host.clone()
+    } else {
+        format!("[{host}]:{}", a.port)
+    };
+    let id = IdentityName::Machine(name.clone());
+    let mut known = String::new();
+    for k in [root.ssh_host_ed25519(&id), root.ssh_host_ecdsa_p256(&id)] {
+        let k = k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
+        known.push_str(&format!("{pattern} {}\n", mv_identity::public_line(&k)));
+    }
+    let kh = dir.join("known_hosts");
+    mv_core::fsutil::write_public(&kh, known.as_bytes())?;
+    let s = |p: &Path| p.display().to_string();
+    let ssh: Vec<String> = vec![
+        "ssh".into(),
+        "-i".into(),
+        s(&key_path),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", s(&kh)),
+        "-o".into(),
+        format!(
+            "StrictHostKeyChecking={}",
+            if a.first_contact { "accept-new" } else { "yes" }
+        ),
+        "-p".into(),
+        a.port.to_string(),
+        format!("root@{host}"),
+    ];
+    let t = Target::over_ssh(ssh, &dir.join("shadow"), d.os);
+    let shown = format!("root@{host}");
+    Ok((d, t, shown, Some(scratch)))
 }
 
 fn open_target(d: &Desired, dir: &Path) -> Result<Target, CliError> {
@@ -174,26 +288,25 @@ fn print_change(c: &Change, with_diff: bool) {
 }
 
 fn plan(g: &Global, a: &TargetArgs, diffs: bool) -> Result<(), CliError> {
-    let d = desired(g, &a.machine)?;
-    let target = open_target(&d, &a.target)?;
-    let p: Plan = mv_provision::plan(&d, &target).map_err(apply_error)?;
+    let (d, target, shown, _scratch) = target_of(g, a)?;
+    target
+        .refresh(&d, &SystemRunner)
+        .map_err(apply_error)
+        .hint("check that the machine is up and reachable over SSH as root")?;
+    let mut p: Plan = mv_provision::plan(&d, &target).map_err(apply_error)?;
+    p.target = shown.clone();
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(());
     }
     if p.is_empty() {
-        g.say(format!(
-            "{} on {}: no changes",
-            p.machine,
-            a.target.display()
-        ));
+        g.say(format!("{} on {shown}: no changes", p.machine));
         return Ok(());
     }
     println!(
-        "{} ({}) on {}: {} change{}",
+        "{} ({}) on {shown}: {} change{}",
         p.machine,
         p.os,
-        a.target.display(),
         p.changes.len(),
         if p.changes.len() == 1 { "" } else { "s" }
     );
@@ -207,25 +320,19 @@ fn plan(g: &Global, a: &TargetArgs, diffs: bool) -> Result<(), CliError> {
 }
 
 fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
-    let d = desired(g, &a.machine)?;
-    let target = open_target(&d, &a.target)?;
+    let (d, target, shown, _scratch) = target_of(g, a)?;
     let done = mv_provision::apply(&d, &target, &SystemRunner).map_err(apply_error)?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
         return Ok(());
     }
     if done.changes.is_empty() {
-        g.say(format!(
-            "{} on {}: no changes",
-            d.machine,
-            a.target.display()
-        ));
+        g.say(format!("{} on {shown}: no changes", d.machine));
         return Ok(());
     }
     g.say(format!(
-        "{} on {}: {} change{} applied",
+        "{} on {shown}: {} change{} applied",
         d.machine,
-        a.target.display(),
         done.changes.len(),
         if done.changes.len() == 1 { "" } else { "s" }
     ));

@@ -1,0 +1,249 @@
+//! Provisioning a running machine over SSH (`provision apply FQDN --ssh root@host`).
+//!
+//! The remote machine is planned exactly like a mounted root: [`fetch`] mirrors the files a plan
+//! reads (account files, package database, unit files or init scripts, every managed file, the
+//! managed folders' modes and owners) into a local *shadow* folder with one `tar` stream and one
+//! `stat` call, and [`crate::apply::plan`] runs on the shadow. Packages are installed with the
+//! same command lines prefixed by `ssh` instead of `chroot`. [`commit`] stages every file, folder
+//! and service link locally with its final mode and owner, then sends them in one `tar` stream
+//! extracted at `/` on the machine; nothing is sent before everything is staged.
+//!
+//! Only POSIX `sh`, `tar` (`-T`, as in GNU tar and BusyBox) and `stat -c` are needed on the
+//! machine, which Debian and Alpine both have. Paths are single-quoted and a path holding a quote
+//! is refused. The SSH options (key, known_hosts pinned to the identity's host keys) are the
+//! caller's: this module only appends the remote command.
+//!
+//! What this is not: a general remote-execution layer. Files are replaced by `tar`, which
+//! unlinks and recreates each one; unlike the local commit this is not a rename, so a crash in
+//! the middle of the stream can leave some files new and some old (never a truncated one).
+
+use crate::apply::{write_file, ApplyError, Runner, Staged, Target};
+use crate::model::Os;
+use crate::render::Desired;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Quotes any text for `sh` (`'` becomes `'\\''`).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Single-quotes a path for `sh`; refuses a `'` inside (no recipe path has one).
+fn quote(s: &str) -> Result<String, ApplyError> {
+    if s.contains('\'') {
+        return Err(ApplyError::Command {
+            command: "ssh".to_string(),
+            message: format!("refusing a path with a quote: {s}"),
+        });
+    }
+    Ok(format!("'{s}'"))
+}
+
+fn run_sh(runner: &dyn Runner, script: &str, what: &str) -> Result<String, ApplyError> {
+    // bash for `pipefail`: a failed ssh must fail the pipeline, not look like an empty tar.
+    let argv = vec![
+        "bash".to_string(),
+        "-c".to_string(),
+        format!("set -o pipefail; {script}"),
+    ];
+    let out = runner.run(&argv, &[]).map_err(|source| ApplyError::Spawn {
+        program: "bash".to_string(),
+        source,
+    })?;
+    if !out.success {
+        return Err(ApplyError::Command {
+            command: what.to_string(),
+            message: out.stderr.trim().lines().last().unwrap_or("").to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn ssh_prefix(ssh: &[String]) -> Result<String, ApplyError> {
+    Ok(ssh
+        .iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// Mirrors what a plan of `desired` reads from the machine into `target`'s shadow folder.
+pub(crate) fn fetch(
+    target: &Target,
+    ssh: &[String],
+    desired: &Desired,
+    runner: &dyn Runner,
+) -> Result<(), ApplyError> {
+    let shadow = target.root();
+    let werr = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| ApplyError::Write { path, source }
+    };
+    if shadow.exists() {
+        fs::remove_dir_all(shadow).map_err(werr(shadow))?;
+    }
+    fs::create_dir_all(shadow).map_err(werr(shadow))?;
+    fs::set_permissions(shadow, fs::Permissions::from_mode(0o700)).map_err(werr(shadow))?;
+
+    let mut paths: Vec<String> = [
+        "etc/debian_version",
+        "etc/alpine-release",
+        "etc/passwd",
+        "etc/group",
+        "etc/shadow",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match target.os() {
+        Os::Debian => paths.extend(
+            [
+                "var/lib/dpkg/status",
+                "etc/systemd/system",
+                "lib/systemd/system",
+                "usr/lib/systemd/system",
+            ]
+            .map(String::from),
+        ),
+        Os::Alpine => {
+            paths.extend(["lib/apk/db/installed", "etc/init.d", "etc/runlevels"].map(String::from))
+        }
+    }
+    for f in &desired.files {
+        paths.push(f.path.trim_start_matches('/').to_string());
+    }
+    let prefix = ssh_prefix(ssh)?;
+
+    // Folders: mode and owner only (their contents may be large: a home folder).
+    let dirs: Vec<String> = desired
+        .dirs
+        .iter()
+        .map(|d| quote(d.path.trim_start_matches('/')))
+        .collect::<Result<_, _>>()?;
+    if !dirs.is_empty() {
+        let remote = format!(
+            "cd / && for d in {}; do if [ -d \"$d\" ]; then stat -c '%a %u %g %n' \"$d\"; fi; done; true",
+            dirs.join(" ")
+        );
+        let out = run_sh(
+            runner,
+            &format!("{prefix} {}", sh_quote(&remote)),
+            "ssh stat of the managed folders",
+        )?;
+        for line in out.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let (Some(mode), Some(uid), Some(gid), Some(rel)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(mode), Ok(uid), Ok(gid)) = (
+                u32::from_str_radix(mode, 8),
+                uid.parse::<u32>(),
+                gid.parse::<u32>(),
+            ) else {
+                continue;
+            };
+            let p = shadow.join(rel.trim_start_matches('/'));
+            fs::create_dir_all(&p).map_err(werr(&p))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(werr(&p))?;
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(werr(&p))?;
+        }
+    }
+
+    // Files and unit folders: one tar stream, numeric owners.
+    let list: Vec<String> = paths.iter().map(|p| quote(p)).collect::<Result<_, _>>()?;
+    let remote = format!(
+        "cd / && for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"$p\"; fi; done | tar -cf - -T -",
+        list.join(" ")
+    );
+    let shadow_q = quote(&shadow.display().to_string())?;
+    run_sh(
+        runner,
+        &format!(
+            "{prefix} {} | tar -xpf - --numeric-owner -C {shadow_q}",
+            sh_quote(&remote)
+        ),
+        "ssh tar of the machine's files",
+    )?;
+    Ok(())
+}
+
+/// Sends everything `staged` (built against the shadow) to the machine in one tar stream.
+pub(crate) fn commit(
+    target: &Target,
+    ssh: &[String],
+    staged: &Staged,
+    runner: &dyn Runner,
+) -> Result<(), ApplyError> {
+    let shadow = target.root();
+    let stage = shadow.with_file_name(format!(
+        "{}.stage",
+        shadow
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let werr = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| ApplyError::Write { path, source }
+    };
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage).map_err(werr(&stage))?;
+    fs::set_permissions(&stage, fs::Permissions::from_mode(0o700)).map_err(werr(&stage))?;
+    struct Gone<'a>(&'a Path);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(self.0);
+        }
+    }
+    let _gone = Gone(&stage);
+
+    let rel = |p: &Path| -> String { p.strip_prefix(shadow).unwrap_or(p).display().to_string() };
+    let mut list = Vec::new();
+    for (dir, mode, uid, gid) in &staged.dirs {
+        let r = rel(dir);
+        let p = stage.join(&r);
+        fs::create_dir_all(&p).map_err(werr(&p))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(werr(&p))?;
+        std::os::unix::fs::chown(&p, Some(*uid), Some(*gid)).map_err(werr(&p))?;
+        list.push(r);
+    }
+    for f in &staged.files {
+        let r = rel(&f.dest);
+        let p = stage.join(&r);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(werr(parent))?;
+        }
+        write_file(&p, f.contents.bytes(), f.mode)?;
+        std::os::unix::fs::chown(&p, Some(f.uid), Some(f.gid)).map_err(werr(&p))?;
+        list.push(r);
+    }
+    for (link, to) in &staged.links {
+        let r = rel(link);
+        let p = stage.join(&r);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(werr(parent))?;
+        }
+        std::os::unix::fs::symlink(to, &p).map_err(werr(&p))?;
+        list.push(r);
+    }
+    if list.is_empty() {
+        return Ok(());
+    }
+    let list_file = stage.join(".list");
+    fs::write(&list_file, format!("{}\n", list.join("\n"))).map_err(werr(&list_file))?;
+    let prefix = ssh_prefix(ssh)?;
+    run_sh(
+        runner,
+        &format!(
+            "tar -C {} --numeric-owner --no-recursion -cpf - -T {} | {prefix} {}",
+            quote(&stage.display().to_string())?,
+            quote(&list_file.display().to_string())?,
+            sh_quote("tar -C / -xpf -")
+        ),
+        "ssh tar to the machine",
+    )?;
+    Ok(())
+}
