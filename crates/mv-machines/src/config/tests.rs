@@ -250,3 +250,38 @@ mod prop {
         fuzz_entry(DEFAULT_TOML.as_bytes());
     }
 }
+
+#[test]
+fn errors_inside_inline_tables_name_their_line() {
+    let t = base().replace(
+        "router = { role = \"star\", upstream = \"net1\" }",
+        "router = { role = \"star\", upstream = \"net1\", colour = 1 }",
+    );
+    expect(&t, Problem::UnknownField, "colour = 1");
+    let t = base().replace(
+        "router = { role = \"star\", upstream = \"net1\" }",
+        "router = { role = \"star\", upstream = \"net9\" }",
+    );
+    expect(&t, Problem::UnknownNetwork, "upstream = \"net9\"");
+    let t = base().replace("vpn = \"wireguard\"", "vpn = \"ipsec\"");
+    expect(&t, Problem::UnknownValue, "vpn = \"ipsec\"");
+    let t = base().replace(
+        "{ role = \"star\",",
+        "{ role = \"star\", vpn = \"openvpn\",",
+    );
+    expect(&t, Problem::Inconsistent, "vpn = \"openvpn\"");
+}
+
+#[test]
+fn bridges_and_subnets_are_checked() {
+    let t = base().replace("bridge = \"mvbr1\"", "bridge = \"mvbr0\"");
+    expect(
+        &t,
+        Problem::Duplicate,
+        "bridge = \"mvbr0\"\nsubnet = \"10.1.1.0/24\"",
+    );
+    let t = base().replace("bridge = \"mvbr1\"", "bridge = \"a-very-long-bridge\"");
+    expect(&t, Problem::Syntax, "a-very-long-bridge");
+    let t = base().replace("10.1.1.0/24", "10.1.1.0/33");
+    expect(&t, Problem::BadAddress, "10.1.1.0/33");
+}
