@@ -808,3 +808,50 @@ fn default_key_is_the_machine_s_derived_luks_key() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(o.stdout, luks);
 }
+
+#[test]
+fn unlock_without_a_folder_mounts_the_armed_token_read_only() {
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    let part = e
+        .p("sys")
+        .join(USB.trim_start_matches('/'))
+        .join("1-1/1-1:1.0/host6/target6:0:0/6:0:0:0/block/sdc/sdc1");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(part.join("partition"), "1\n").unwrap();
+    // The decoy (same VID:PID, other serial) has storage too: it must not be mounted.
+    let decoy = e
+        .p("sys")
+        .join(USB.trim_start_matches('/'))
+        .join("1-2/1-2:1.0/host7/block/sdd");
+    std::fs::create_dir_all(&decoy).unwrap();
+    let sys = e.p("sys").display().to_string();
+    let o = e.run(&[
+        "--dry-run",
+        "guard",
+        "unlock",
+        "--luks",
+        "/dev/sda2",
+        "--sys",
+        &sys,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "not armed yet: {}", text(&o));
+    e.run(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
+    let o = e.run(&[
+        "--dry-run",
+        "guard",
+        "unlock",
+        "--luks",
+        "/dev/sda2",
+        "--sys",
+        &sys,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with("would run: mount -o ro,nodev,nosuid,noexec /dev/sdc1 /"),
+        "{stdout}"
+    );
+}

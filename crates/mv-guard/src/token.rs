@@ -163,6 +163,51 @@ pub fn scan(sys: &Path) -> Vec<UsbDevice> {
     out
 }
 
+/// The block devices of a USB device (its partitions, or the whole disk when it has none), as
+/// names under /dev: found as `<sys><devpath>/**/block/<disk>[/<partition>]`.
+pub fn block_devices(sys: &Path, devpath: &str) -> Vec<String> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) {
+        if depth > 8 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            // Symlinks (driver, subsystem, port) lead out of the device: never follow them.
+            if !ft.is_dir() {
+                continue;
+            }
+            let path = e.path();
+            if e.file_name() == "block" {
+                for disk in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                    let name = disk.file_name().to_string_lossy().into_owned();
+                    let mut parts: Vec<String> = std::fs::read_dir(disk.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter(|p| p.path().join("partition").exists())
+                        .map(|p| p.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    parts.sort();
+                    if parts.is_empty() {
+                        out.push(name);
+                    } else {
+                        out.extend(parts);
+                    }
+                }
+            } else {
+                walk(&path, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&sys.join(devpath.trim_start_matches('/')), 0, &mut out);
+    out.sort();
+    out
+}
+
 /// What the tracker made of one event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
@@ -338,6 +383,21 @@ mod tests {
             t.on_event(&rm("/d/1-2"), sys),
             Decision::Ignore { .. }
         ));
+    }
+
+    #[test]
+    fn finds_the_token_s_partitions() {
+        let d = tempfile::tempdir().unwrap();
+        let host = d
+            .path()
+            .join("devices/usb1/1-4/1-4:1.0/host6/target6:0:0/6:0:0:0/block/sdb");
+        std::fs::create_dir_all(host.join("sdb1")).unwrap();
+        std::fs::write(host.join("sdb1/partition"), "1\n").unwrap();
+        std::fs::create_dir_all(host.join("queue")).unwrap();
+        assert_eq!(block_devices(d.path(), "/devices/usb1/1-4"), vec!["sdb1"]);
+        std::fs::remove_file(host.join("sdb1/partition")).unwrap();
+        assert_eq!(block_devices(d.path(), "/devices/usb1/1-4"), vec!["sdb"]);
+        assert!(block_devices(d.path(), "/devices/usb1/1-5").is_empty());
     }
 
     #[test]

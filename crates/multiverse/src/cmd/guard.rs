@@ -140,11 +140,14 @@ pub struct EnrollArgs {
 #[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
     /// The image; default: the first *.png holding a key under --token-dir
-    #[arg(long, value_name = "PNG", required_unless_present = "token_dir")]
+    #[arg(long, value_name = "PNG", conflicts_with = "token_dir")]
     pub image: Option<PathBuf>,
-    /// Where the token is mounted
+    /// Where the token is mounted; default: mount the armed token's partitions read-only
     #[arg(long, value_name = "DIR")]
     pub token_dir: Option<PathBuf>,
+    /// sysfs root (to find the armed token)
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    pub sys: PathBuf,
     /// The LUKS device
     #[arg(long, value_name = "DEVICE")]
     pub luks: PathBuf,
@@ -490,28 +493,14 @@ fn unlock(g: &Global, a: UnlockArgs) -> Result<(), CliError> {
                 "Image passphrase",
                 false,
             )?;
-            let mut pngs: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| anyhow::anyhow!("cannot read token folder {}: {e}", dir.display()))
-                .usage()?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
-                .collect();
-            pngs.sort();
-            let found = pngs.iter().find_map(|png| {
-                let c = Cover::read(png).ok()?;
-                container::reveal(&c, p.expose().as_bytes(), params).ok()
-            });
-            found.ok_or_else(|| {
-                CliError::usage_msg(format!(
-                    "no image under {} holds a key for this passphrase ({} PNG files tried)",
-                    dir.display(),
-                    pngs.len()
-                ))
-                .with_hint("check the passphrase and that the token is the right one")
-            })?
+            find_in_dir(dir, p.expose().as_bytes(), params)?
         }
-        (None, None) => return Err(CliError::usage_msg("give --image or --token-dir")),
+        (None, None) => {
+            let Some(key) = from_armed_token(g, &a)? else {
+                return Ok(());
+            };
+            key
+        }
     };
     let argv = if a.test {
         mv_guard::luks::test_argv(&a.luks)
@@ -535,6 +524,97 @@ fn unlock(g: &Global, a: UnlockArgs) -> Result<(), CliError> {
         format!("opened {} as /dev/mapper/{}", a.luks.display(), a.name)
     });
     Ok(())
+}
+
+/// The first PNG under `dir` holding a key for this passphrase.
+fn find_in_dir(dir: &Path, pass: &[u8], params: KdfParams) -> Result<SecretBytes, CliError> {
+    let mut pngs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read token folder {}: {e}", dir.display()))
+        .usage()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
+        .collect();
+    pngs.sort();
+    let found = pngs.iter().find_map(|png| {
+        let c = Cover::read(png).ok()?;
+        container::reveal(&c, pass, params).ok()
+    });
+    found.ok_or_else(|| {
+        CliError::usage_msg(format!(
+            "no image under {} holds a key for this passphrase ({} PNG files tried)",
+            dir.display(),
+            pngs.len()
+        ))
+        .with_hint("check the passphrase and that the token is the right one")
+    })
+}
+
+/// Mounts each partition of the armed token read-only in turn and looks for the image there.
+/// `Ok(None)` in dry-run (the mount lines are printed instead).
+fn from_armed_token(g: &Global, a: &UnlockArgs) -> Result<Option<SecretBytes>, CliError> {
+    let spec = load_config(g)?
+        .1
+        .and_then(|c| c.token_spec().ok().flatten())
+        .ok_or_else(|| {
+            CliError::usage_msg("no --image, no --token-dir and no armed token to look on")
+                .with_hint("pass --token-dir /media/token, or arm the token first")
+        })?;
+    let parts: Vec<String> = mv_guard::token::scan(&a.sys)
+        .into_iter()
+        .filter(|d| spec.matches(d))
+        .flat_map(|d| mv_guard::token::block_devices(&a.sys, &d.devpath))
+        .collect();
+    if parts.is_empty() {
+        return Err(CliError::usage_msg(format!(
+            "the token {spec} is not plugged in (or has no storage)"
+        ))
+        .with_hint("plug the token in, or pass --image/--token-dir"));
+    }
+    let mnt = std::env::temp_dir().join(format!("multiverse-token-{}", std::process::id()));
+    let mount = |dev: &str| -> Vec<String> {
+        vec![
+            "mount".into(),
+            "-o".into(),
+            "ro,nodev,nosuid,noexec".into(),
+            format!("/dev/{dev}"),
+            mnt.display().to_string(),
+        ]
+    };
+    if g.dry_run {
+        for dev in &parts {
+            g.say(format!("would run: {}", mount(dev).join(" ")));
+        }
+        return Ok(None);
+    }
+    let params = a.pass.params()?;
+    let p = secret_input::passphrase(a.pass.passphrase_file.as_deref(), "Image passphrase", false)?;
+    std::fs::create_dir_all(&mnt)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", mnt.display()))?;
+    let mut found = None;
+    for dev in &parts {
+        let argv = mount(dev);
+        let mounted = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            continue;
+        }
+        found = find_in_dir(&mnt, p.expose().as_bytes(), params).ok();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        if found.is_some() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir(&mnt);
+    found.map(Some).ok_or_else(|| {
+        CliError::usage_msg(format!(
+            "no image on the token's partitions ({}) holds a key for this passphrase",
+            parts.join(", ")
+        ))
+        .with_hint("check the passphrase")
+    })
 }
 
 fn load_config(g: &Global) -> Result<(PathBuf, Option<GuardConfig>), CliError> {
