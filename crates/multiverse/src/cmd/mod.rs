@@ -13,12 +13,3 @@ pub mod migrate;
 pub mod pass;
 pub mod provision;
 pub mod render;
-
-use crate::error::CliError;
-
-/// What a subcommand not built yet returns.
-pub fn not_yet(what: &str) -> CliError {
-    CliError::failure_msg(format!(
-        "`multiverse {what}` is not available in this build yet"
-    ))
-}
