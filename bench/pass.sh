@@ -65,3 +65,13 @@ row "grep user77@" grep 'user77@'
 RUNS=$RUNS_SAVED
 row "show site7/entry427" show site7/entry427
 row "ls" ls
+# The same show through the library alone (no libvirt start-up), when built:
+#   cargo build --release -p mv-pass --example show
+LIBSHOW=${LIBSHOW:-target/release/examples/show}
+if [[ -x $LIBSHOW ]]; then
+  a=$(mean_us pass show site7/entry427)
+  b=$(mean_us "$LIBSHOW" "$MULTIVERSE_ROOT/pass-keys" "$PASSWORD_STORE_DIR" site7/entry427)
+  awk -v l="show (mv-pass lib only)" -v a="$a" -v b="$b" 'BEGIN { if (b < 1) b = 1; printf "%-28s %12.1f %12.1f %8.1fx\n", l, a / 1000, b / 1000, a / b }'
+  v=$(mean_us "$MV" --version)
+  awk -v v="$v" 'BEGIN { printf "(multiverse --version alone: %.1f ms: the binary'"'"'s start-up)\n", v / 1000 }'
+fi

@@ -602,7 +602,7 @@ fn a_writer_killed_mid_write_leaves_a_whole_entry() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(i * 3));
+        std::thread::sleep(std::time::Duration::from_millis(i * 7));
         let _ = child.kill();
         let _ = child.wait();
         let shown = ok(sb.mv().args(["show", "e"]));
