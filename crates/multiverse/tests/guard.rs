@@ -855,3 +855,59 @@ fn unlock_without_a_folder_mounts_the_armed_token_read_only() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_paused_guard_ignores_the_token_then_fires_once_rearmed() {
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    arm_for_watch(&e);
+    let o = e.run(&["guard", "disarm", "--for", "1h"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("paused for 3600 s"),
+        "{}",
+        text(&o)
+    );
+    let o = e.run(&["guard", "disarm", "--for", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    let sock = e.p("p.sock");
+    let mut cmd = e.cmd(&[
+        "--dry-run",
+        "--json",
+        "guard",
+        "watch",
+        "--source",
+        &format!("unix:{}", sock.display()),
+        "--sys",
+        e.p("sys").to_str().unwrap(),
+    ]);
+    cmd.stdin(Stdio::null());
+    let mut w = Watcher::start(cmd);
+    assert_eq!(w.next()["event"], "ready");
+    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let token = format!("{USB}/1-1");
+    tx.send_to(
+        &Uevent::usb("remove", &token, 0x1050, 0x0407, 1).encode(),
+        &sock,
+    )
+    .unwrap();
+    assert_eq!(w.next()["decision"], "fire");
+    assert_eq!(w.next()["event"], "disarmed-ignore");
+    // Re-arming ends the pause; the token comes back (sysfs still has it) and leaves again.
+    let o = e.run(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
+    assert!(o.status.success(), "{}", text(&o));
+    tx.send_to(
+        &Uevent::usb("add", &token, 0x1050, 0x0407, 2).encode(),
+        &sock,
+    )
+    .unwrap();
+    assert_eq!(w.next()["decision"], "token-arrived");
+    tx.send_to(
+        &Uevent::usb("remove", &token, 0x1050, 0x0407, 3).encode(),
+        &sock,
+    )
+    .unwrap();
+    assert_eq!(w.next()["decision"], "fire");
+    assert_eq!(w.next()["event"], "fire");
+    let rest = w.rest();
+    assert!(rest.iter().all(|v| v["event"] == "action"), "{rest:?}");
+}

@@ -41,6 +41,10 @@ pub struct GuardConfig {
     /// Signal policy.
     #[serde(default)]
     pub on_signal: SignalPolicy,
+    /// Paused until this time (seconds since the epoch): the watcher keeps running, but the
+    /// token's removal does nothing until then (`guard disarm --for`, BusKill #95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<u64>,
     /// The chain.
     #[serde(default = "default_steps", rename = "step")]
     pub steps: Vec<Step>,
@@ -52,6 +56,7 @@ impl Default for GuardConfig {
             armed: false,
             token: None,
             on_signal: SignalPolicy::Ignore,
+            paused_until: None,
             steps: default_steps(),
         }
     }
@@ -107,6 +112,11 @@ impl GuardConfig {
         Ok(Some(cfg))
     }
 
+    /// Whether the token's removal fires at `now` (seconds since the epoch).
+    pub fn fires_at(&self, now: u64) -> bool {
+        self.armed && self.paused_until.is_none_or(|t| now >= t)
+    }
+
     /// The parsed token, if one is set.
     pub fn token_spec(&self) -> Result<Option<TokenSpec>, crate::token::TokenError> {
         self.token.as_deref().map(str::parse).transpose()
@@ -143,6 +153,18 @@ mod tests {
         assert!(cfg.save(&p).unwrap());
         assert!(!cfg.save(&p).unwrap());
         assert_eq!(GuardConfig::load(&p).unwrap().unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_pause_ends() {
+        let cfg = GuardConfig {
+            armed: true,
+            paused_until: Some(100),
+            ..GuardConfig::default()
+        };
+        assert!(!cfg.fires_at(99));
+        assert!(cfg.fires_at(100));
+        assert!(!GuardConfig::default().fires_at(0));
     }
 
     #[test]

@@ -207,7 +207,7 @@ pub enum WatchEvent {
         /// What was done.
         handled: String,
     },
-    /// The token left but the configuration says disarmed.
+    /// The token left but the configuration says disarmed or paused.
     DisarmedIgnore,
 }
 
@@ -235,6 +235,17 @@ fn armed_now(path: &Path) -> bool {
     // An unreadable or broken file fails closed: the chain runs.
     GuardConfig::load(path)
         .map(|c| c.is_none_or(|c| c.armed))
+        .unwrap_or(true)
+}
+
+/// Armed and not paused (fails closed like [`armed_now`]).
+fn fires_now(path: &Path) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(u64::MAX);
+    GuardConfig::load(path)
+        .map(|c| c.is_none_or(|c| c.fires_at(now)))
         .unwrap_or(true)
 }
 
@@ -304,7 +315,7 @@ impl Watch {
                                 decision,
                             });
                             if fire {
-                                if armed_now(&self.config_path) {
+                                if fires_now(&self.config_path) {
                                     self.fire("token-removed", emit);
                                     return Ok(Outcome::Fired);
                                 }

@@ -34,8 +34,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Arm the kill switch for one USB token
     Arm(ArmArgs),
-    /// Disarm the kill switch (a running watcher stops)
-    Disarm,
+    /// Disarm the kill switch (a running watcher stops), or with --for pause it
+    Disarm(DisarmArgs),
     /// Show whether the kill switch is armed, the token present and the watcher running
     Status(SysArgs),
     /// The watcher daemon: runs the chain when the armed token is removed
@@ -172,6 +172,37 @@ pub struct ArmArgs {
     pub on_signal: Option<SignalArg>,
 }
 
+/// `guard disarm`.
+#[derive(Debug, clap::Args)]
+pub struct DisarmArgs {
+    /// Only pause for this long (`90s`, `10m`, `2h`): the watcher keeps running and the token
+    /// may be pulled meanwhile; removal fires again afterwards
+    #[arg(long = "for", value_name = "DURATION")]
+    pub pause: Option<String>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses `90`, `90s`, `10m`, `2h` into seconds.
+fn parse_duration(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        c if c.is_ascii_digit() => (s, 1),
+        _ => return None,
+    };
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|v| *v > 0)
+}
+
 /// Signal policy on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum SignalArg {
@@ -238,7 +269,7 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
         Command::Enroll(a) => enroll(g, a),
         Command::Unlock(a) => unlock(g, a),
         Command::Arm(a) => arm(g, a),
-        Command::Disarm => disarm(g),
+        Command::Disarm(a) => disarm(g, a),
         Command::Status(a) => status(g, a),
         Command::Watch(a) => watch(g, a),
         Command::Fire(a) => fire(g, a),
@@ -650,6 +681,7 @@ fn arm(g: &Global, a: ArmArgs) -> Result<(), CliError> {
     let (path, cfg) = load_config(g)?;
     let mut cfg = cfg.unwrap_or_default();
     cfg.armed = true;
+    cfg.paused_until = None;
     cfg.token = Some(spec.to_string());
     if let Some(p) = a.on_signal {
         cfg.on_signal = match p {
@@ -674,12 +706,36 @@ fn arm(g: &Global, a: ArmArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn disarm(g: &Global) -> Result<(), CliError> {
+fn disarm(g: &Global, a: DisarmArgs) -> Result<(), CliError> {
+    let pause = match &a.pause {
+        Some(d) => Some(parse_duration(d).ok_or_else(|| {
+            CliError::usage_msg(format!(
+                "--for {d}: expected a duration like 90s, 10m or 2h"
+            ))
+        })?),
+        None => None,
+    };
     let (path, cfg) = load_config(g)?;
     let Some(mut cfg) = cfg.filter(|c| c.armed) else {
         g.say("not armed; unchanged");
         return Ok(());
     };
+    if let Some(secs) = pause {
+        let now = now_secs();
+        if g.dry_run {
+            g.say(format!(
+                "would pause the kill switch for {secs} s in {}",
+                path.display()
+            ));
+            return Ok(());
+        }
+        cfg.paused_until = Some(now + secs);
+        cfg.save(&path)?;
+        g.say(format!(
+            "paused for {secs} s: removing the token does nothing until then; the watcher keeps running"
+        ));
+        return Ok(());
+    }
     if g.dry_run {
         g.say(format!(
             "would disarm in {} and stop the watcher",
@@ -688,6 +744,7 @@ fn disarm(g: &Global) -> Result<(), CliError> {
         return Ok(());
     }
     cfg.armed = false;
+    cfg.paused_until = None;
     cfg.save(&path)?;
     if let Some(pid) = running_watcher(g) {
         let _ = mv_guard::watch::notify_watcher(pid);
@@ -716,6 +773,7 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
             "armed": cfg.armed,
             "token": cfg.token,
             "on_signal": cfg.on_signal,
+            "paused_until": cfg.paused_until,
             "token_present": present,
             "watcher_pid": watcher,
             "steps": cfg.steps.iter().map(|s| s.action.name()).collect::<Vec<_>>(),
@@ -723,7 +781,14 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
         println!("{v}");
         return Ok(());
     }
-    println!("armed:    {}", if cfg.armed { "yes" } else { "no" });
+    let armed = match (cfg.armed, cfg.paused_until) {
+        (false, _) => "no".to_string(),
+        (true, Some(t)) if !cfg.fires_at(now_secs()) => {
+            format!("yes, paused until {t} (unix time)")
+        }
+        (true, _) => "yes".to_string(),
+    };
+    println!("armed:    {armed}");
     println!("token:    {}", cfg.token.as_deref().unwrap_or("(none)"));
     println!(
         "present:  {}",
