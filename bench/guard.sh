@@ -77,6 +77,6 @@ max=$(echo "$sorted" | tail -1)
 printf '\nuevent -> first action, %d runs (%s build, load average %s)\n' "$n" "$(basename "$(dirname "$MV")")" "$(cut -d' ' -f1 /proc/loadavg)"
 printf '%-34s %10s %10s %10s %10s\n' tool mean median p95 max
 printf '%-34s %8.3fms %8.3fms %8.3fms %8.3fms\n' "multiverse guard watch$([[ $RT == 1 ]] && echo ' (chrt -f 50)')" \
-  "$(echo "$mean/1000" | bc -l)" "$(echo "$median/1000" | bc -l)" "$(echo "$p95/1000" | bc -l)" "$(echo "$max/1000" | bc -l)"
+  "$(awk "BEGIN{print $mean/1000}")" "$(awk "BEGIN{print $median/1000}")" "$(awk "BEGIN{print $p95/1000}")" "$(awk "BEGIN{print $max/1000}")"
 printf '%-34s %10s %10s %10s %10s\n' "usbkill (250 ms lsusb poll)" "125ms" "125ms" "237ms" "250ms+"
 printf 'goal: < 5 ms -> %s\n' "$([[ $p95 -lt 5000 ]] && echo met || echo MISSED)"
