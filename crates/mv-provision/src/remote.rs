@@ -54,7 +54,16 @@ fn run_sh(runner: &dyn Runner, script: &str, what: &str) -> Result<String, Apply
     if !out.success {
         return Err(ApplyError::Command {
             command: what.to_string(),
-            message: out.stderr.trim().lines().last().unwrap_or("").to_string(),
+            // ssh's own reason first; the local tar's complaint about an empty stream is noise.
+            message: {
+                let lines: Vec<&str> = out
+                    .stderr
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("tar:"))
+                    .collect();
+                lines[lines.len().saturating_sub(3)..].join("; ")
+            },
         });
     }
     Ok(out.stdout)
