@@ -496,6 +496,26 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        /// Any key up to the first size class, any passphrase, any cover: it comes back, and
+        /// another passphrase finds nothing.
+        #[test]
+        fn round_trip_any_key(key in proptest::collection::vec(any::<u8>(), 1..=254),
+                              pass in proptest::collection::vec(any::<u8>(), 0..40),
+                              seed in any::<u64>(), depth16 in any::<bool>()) {
+            let p = KdfParams::INSECURE_FAST;
+            let mut c = crate::image::synthetic_photo(150, 150, Layout::Rgb, if depth16 { 16 } else { 8 }, seed);
+            hide(&mut c, &key, &pass, p).unwrap();
+            let back = Cover::decode(&c.encode().unwrap(), "t").unwrap();
+            let got = reveal(&back, &pass, p).unwrap();
+            prop_assert_eq!(got.expose(), &key);
+            let mut other = pass.clone();
+            other.push(b'!');
+            prop_assert!(matches!(reveal(&back, &other, p), Err(RevealError::NotFound)));
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// The fuzz target's entry point on arbitrary and on mutated-PNG bytes never panics.
         #[test]
