@@ -29,7 +29,10 @@ fn boot_scripts_parse_with_dash() {
             !text.contains("--passphrase") && !text.contains("MULTIVERSE_PASSPHRASE"),
             "{f}"
         );
-        assert!(f.contains("hooks/") || text.contains("guard unlock --token-dir"), "{f}");
+        assert!(
+            f.contains("hooks/") || text.contains("guard unlock --token-dir"),
+            "{f}"
+        );
     }
 }
 

@@ -7,7 +7,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = ev.product();
         let _ = ev.seqnum();
         let mut t = mv_guard::token::Tracker::new(
-            mv_guard::token::TokenSpec::VidPid { vid: 0x1050, pid: 0x0407, serial: None },
+            mv_guard::token::TokenSpec::VidPid {
+                vid: 0x1050,
+                pid: 0x0407,
+                serial: None,
+            },
             Vec::new(),
         );
         let _ = t.on_event(&ev, std::path::Path::new("/nonexistent"));
