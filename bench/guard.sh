@@ -3,7 +3,7 @@
 #
 # Each run starts `multiverse guard watch --dry-run --json` on the REAL netlink socket inside a
 # private network namespace (`unshare -n`), with a fixture sysfs holding the armed token, then
-# asks the kernel to broadcast the token's removal in that namespace (`guard emit`, the kernel's
+# asks the kernel to broadcast the token's removal in that namespace (`guard emit --netns`, the kernel's
 # uevent_net_rcv path: the watcher sees it exactly as a hotplug event, sender port 0). Latency =
 # the first action's timestamp minus the time just before the send. usbkill has no event source:
 # it polls `lsusb` every 250 ms, so its latency is uniform in [0, 250] ms plus the lsusb run;
@@ -25,7 +25,7 @@ fi
 [[ -x $MV ]] || { echo "build first: cargo build -p multiverse" >&2; exit 1; }
 MV=$(realpath "$MV")
 [[ $(id -u) == 0 ]] || { echo "run as root (netlink namespaces)" >&2; exit 1; }
-for t in unshare nsenter; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+for t in unshare chrt; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 
 T=$(mktemp -d)
 WPID=
@@ -63,7 +63,7 @@ for ((i = 0; i < RUNS; i++)); do
   unshare -n -- "${prio[@]}" "$MV" --root "$T/tree" --dry-run --json guard watch --source netlink --sys "$T/sys" >"$out" 2>"$T/err" &
   WPID=$!
   for ((w = 0; w < 500; w++)); do grep -q '"event":"ready"' "$out" 2>/dev/null && break; sleep 0.01; done
-  sent=$(nsenter --net=/proc/$WPID/ns/net "$MV" guard emit --action remove --devpath "$DEV" --product 1050:0407)
+  sent=$("$MV" guard emit --netns /proc/$WPID/ns/net --action remove --devpath "$DEV" --product 1050:0407)
   wait "$WPID"; WPID=
   first=$(grep -m1 '"event":"action"' "$out" | sed 's/.*"at_ns":\([0-9]*\).*/\1/')
   lat+=($(( (first - sent) / 1000 )))

@@ -122,7 +122,8 @@ impl Drop for Source {
 
 /// Sends `payload` (a uevent in kernel format) to the kernel, which re-broadcasts it with a
 /// sequence number to every uevent listener of this network namespace, as from the kernel.
-pub fn send_to_kernel(payload: &[u8]) -> std::io::Result<()> {
+/// Returns the time just before the send (the benchmark's start).
+pub fn send_to_kernel(payload: &[u8]) -> std::io::Result<std::time::SystemTime> {
     let s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_KOBJECT_UEVENT)?;
     let len = u32::try_from(16 + payload.len())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -133,14 +134,15 @@ pub fn send_to_kernel(payload: &[u8]) -> std::io::Result<()> {
     msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // port (the kernel fills it)
     msg.extend_from_slice(payload);
+    let at = std::time::SystemTime::now();
     s.send_to(&msg, &netlink_sys::SocketAddr::new(0, 0), 0)?;
-    Ok(())
+    Ok(at)
 }
 
 /// [`send_to_kernel`] from inside the network namespace `ns` (e.g. `/proc/PID/ns/net` of a
 /// watcher started with `unshare -n`), on a short-lived thread so the caller's namespace is
-/// untouched. For tests and the benchmark; root only.
-pub fn send_in_netns(ns: &Path, payload: &[u8]) -> std::io::Result<()> {
+/// untouched. For tests and the benchmark; root only. Returns the time just before the send.
+pub fn send_in_netns(ns: &Path, payload: &[u8]) -> std::io::Result<std::time::SystemTime> {
     let ns = std::fs::File::open(ns)?;
     let payload = payload.to_vec();
     std::thread::spawn(move || {

@@ -44,7 +44,7 @@ pub enum Command {
     Fire(SysArgs),
     /// Print (or write) the equivalent udev rule for a udev-only kill switch
     UdevRule(UdevRuleArgs),
-    /// Send a uevent to the kernel for re-broadcast in this network namespace (tests, benchmark)
+    /// Send a uevent to the kernel for re-broadcast in another network namespace (tests, benchmark)
     #[command(hide = true)]
     Emit(EmitArgs),
 }
@@ -259,6 +259,9 @@ pub struct EmitArgs {
     /// VID:PID
     #[arg(long)]
     pub product: String,
+    /// The network namespace to send in (`/proc/PID/ns/net` of a watcher under `unshare -n`)
+    #[arg(long, value_name = "PATH")]
+    pub netns: PathBuf,
 }
 
 /// Runs the command.
@@ -975,15 +978,25 @@ fn emit(a: EmitArgs) -> Result<(), CliError> {
             ))
         })
         .ok_or_else(|| CliError::usage_msg("--product is VID:PID in hex"))?;
+    // In our own namespace the event would reach udevd and every other listener: only ever
+    // into another namespace, made for the purpose (the watcher's, under `unshare -n`).
+    let target = std::fs::read_link(&a.netns).ok();
+    if target.is_none() || target == std::fs::read_link("/proc/self/ns/net").ok() {
+        return Err(CliError::usage_msg(format!(
+            "--netns {}: not another network namespace; refusing to emit where udevd would act on it",
+            a.netns.display()
+        ))
+        .with_hint("start the watcher under `unshare -n` and pass --netns /proc/PID/ns/net"));
+    }
     let mut ev = mv_guard::uevent::Uevent::usb(&a.action, &a.devpath, vid, pid, 0);
     ev.vars.remove("SEQNUM");
-    // The time is taken just before sending: the benchmark measures from here to the first action.
-    let t = std::time::SystemTime::now()
+    // The time is taken just before the send: the benchmark measures from there to the first action.
+    let sent = mv_guard::watch::send_in_netns(&a.netns, &ev.encode())
+        .hint("sending uevents into a namespace needs root")?;
+    let t = sent
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    mv_guard::watch::send_to_kernel(&ev.encode())
-        .hint("sending uevents needs root; do it inside a network namespace (`unshare -n`)")?;
     println!("{t}");
     Ok(())
 }
