@@ -145,7 +145,11 @@ impl KeyDir {
             "{}.pub.asc",
             keys::fingerprint_hex(&key.primary_key)
         ));
-        Ok(fsutil::write_public(&path, &keys::armor_public(key))?)
+        let armored = keys::armor_public(key).map_err(|source| KeyDirError::BadKey {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(fsutil::write_public(&path, &armored)?)
     }
 
     /// Path a secret key of fingerprint `fpr` is sealed at.
@@ -171,11 +175,12 @@ impl KeyDir {
     /// Writes a secret key in the clear (mode 0600) and its certificate.
     pub fn put_clear(&self, key: &SignedSecretKey) -> Result<(), KeyDirError> {
         self.put_public(&key.to_public_key())?;
-        let armored = keys::armor_secret(key);
-        fsutil::write_secret(
-            &self.clear_path(&keys::fingerprint_hex(&key.primary_key)),
-            armored.expose(),
-        )?;
+        let path = self.clear_path(&keys::fingerprint_hex(&key.primary_key));
+        let armored = keys::armor_secret(key).map_err(|source| KeyDirError::BadKey {
+            path: path.clone(),
+            source,
+        })?;
+        fsutil::write_secret(&path, armored.expose())?;
         Ok(())
     }
 
@@ -197,7 +202,7 @@ mod tests {
         let k = test_key("Carol <carol@example.org>");
         let fpr = keys::secret_fingerprint(&k);
         // A toy "seal": xor. The real one is the CLI's; this checks the plumbing only.
-        let armored = keys::armor_secret(&k);
+        let armored = keys::armor_secret(&k).unwrap();
         let sealed: Vec<u8> = armored.expose().iter().map(|b| b ^ 0x5a).collect();
         kd.put_sealed(&k, &sealed).unwrap();
         assert!(kd.has_secret(&fpr));

@@ -64,6 +64,9 @@ pub enum KeyError {
     /// Decryption failed (integrity check, bad packet, ...).
     #[error("cannot decrypt")]
     Decrypt(#[source] pgp::errors::Error),
+    /// A key could not be serialised.
+    #[error("cannot serialise the key")]
+    Serialize(#[source] pgp::errors::Error),
     /// Reading the decrypted stream failed (integrity error at the end of the data, ...).
     #[error("cannot read the decrypted data")]
     Read(#[source] std::io::Error),
@@ -111,14 +114,17 @@ pub fn parse_public_key(bytes: &[u8]) -> Result<SignedPublicKey, KeyError> {
     Ok(key)
 }
 
-/// Armored text of a secret key (to seal) or of its public part.
-pub fn armor_secret(key: &SignedSecretKey) -> SecretBytes {
-    SecretBytes::new(key.to_armored_bytes(Default::default()).unwrap_or_default())
+/// Armored text of a secret key (to seal or keep).
+pub fn armor_secret(key: &SignedSecretKey) -> Result<SecretBytes, KeyError> {
+    key.to_armored_bytes(Default::default())
+        .map(SecretBytes::new)
+        .map_err(KeyError::Serialize)
 }
 
 /// Armored public certificate of `key`.
-pub fn armor_public(key: &SignedPublicKey) -> Vec<u8> {
-    key.to_armored_bytes(Default::default()).unwrap_or_default()
+pub fn armor_public(key: &SignedPublicKey) -> Result<Vec<u8>, KeyError> {
+    key.to_armored_bytes(Default::default())
+        .map_err(KeyError::Serialize)
 }
 
 /// Upper-case hex fingerprint, as gpg prints it.

@@ -1169,7 +1169,7 @@ fn key(ctx: &Ctx<'_>, k: KeyCommand) -> Result<(), CliError> {
                     base.parallelism(),
                 )
                 .usage()?;
-                let plain = mv_pass::keys::armor_secret(&key);
+                let plain = mv_pass::keys::armor_secret(&key)?;
                 let sealed = mv_seal::seal(plain.expose(), pass.expose().as_bytes(), params);
                 ctx.keys.put_sealed(&key, &sealed)?;
             }
