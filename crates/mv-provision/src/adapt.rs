@@ -149,6 +149,8 @@ pub fn spec_for(
             mc::CpuVendor::Intel => "intel".to_string(),
             mc::CpuVendor::Amd => "amd".to_string(),
         }),
+        iommu: kind == Kind::Host && topology.host.iommu.enabled,
+        iommu_passthrough: kind == Kind::Host && topology.host.iommu.passthrough,
         vfio_ids: vec![],
         extra_packages: vec![],
     })

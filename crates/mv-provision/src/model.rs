@@ -181,6 +181,10 @@ pub struct MachineSpec {
     pub vpn: Option<VpnOptions>,
     /// Host only: `intel` or `amd`, which decides `intel_iommu=on` or `amd_iommu=on`.
     pub cpu_vendor: Option<String>,
+    /// Host only: IOMMU on the kernel command line (`intel_iommu=on`/`amd_iommu=on`).
+    pub iommu: bool,
+    /// Host only: `iommu=pt` (only passed-through devices go through the IOMMU).
+    pub iommu_passthrough: bool,
     /// Host only: PCI `vendor:device` ids bound to vfio-pci.
     pub vfio_ids: Vec<String>,
     /// Extra packages the person asked for.
@@ -223,6 +227,8 @@ impl MachineSpec {
             interfaces,
             vpn: None,
             cpu_vendor: (kind == Kind::Host).then(|| "intel".to_string()),
+            iommu: kind == Kind::Host,
+            iommu_passthrough: kind == Kind::Host,
             vfio_ids: vec![],
             extra_packages: vec![],
         }

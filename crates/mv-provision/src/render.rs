@@ -227,10 +227,16 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         Some(Role::Star) => vec![format!("127.0.0.1#{TOR_DNS_PORT}")],
         None => vec![],
     };
-    let iommu = match spec.cpu_vendor.as_deref() {
-        Some("amd") => "amd_iommu=on",
-        _ => "intel_iommu=on",
-    };
+    let mut cmdline: Vec<&str> = Vec::new();
+    if spec.iommu {
+        cmdline.push(match spec.cpu_vendor.as_deref() {
+            Some("amd") => "amd_iommu=on",
+            _ => "intel_iommu=on",
+        });
+    }
+    if spec.iommu_passthrough {
+        cmdline.push("iommu=pt");
+    }
     let description = match (spec.kind, spec.role) {
         (Kind::Router, Some(Role::Universe)) => "universe router (NAT, firewall, DHCP/DNS)",
         (Kind::Router, Some(Role::Galaxy)) => "galaxy router (VPN hop)",
@@ -271,7 +277,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             "virtual_network": "10.192.0.0/10",
         },
         "host": {
-            "cmdline": [iommu, "iommu=pt"],
+            "cmdline": cmdline,
             "vfio_ids": spec.vfio_ids,
         },
         "agent_role": agent_role,

@@ -106,3 +106,29 @@ fn openvpn_galaxy() {
         assert!(d.packages.contains(&"openvpn".to_string()));
     }
 }
+
+#[test]
+fn host_kernel_command_line_follows_the_options() {
+    let engine = Engine::embedded().unwrap();
+    let mut host = topology(Os::Debian).remove(0);
+    host.cpu_vendor = Some("amd".into());
+    host.iommu_passthrough = false;
+    let d = render(&host, &engine, &Fixture).unwrap();
+    let grub = d
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/default/grub.d/multiverse.cfg")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(grub.contents.bytes())
+            .lines()
+            .nth(1),
+        Some("GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT amd_iommu=on\"")
+    );
+    let udev = d
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/udev/rules.d/90-multiverse-vfio.rules")
+        .unwrap();
+    assert!(String::from_utf8_lossy(udev.contents.bytes()).contains("SUBSYSTEM==\"vfio\""));
+}
