@@ -45,8 +45,9 @@ pub enum OtpError {
     NoOtpLine,
 }
 
-/// The HMAC hash of an OTP key.
+/// The HMAC hash of an OTP key (JSON: `"SHA1"`, `"SHA256"`, `"SHA512"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Algorithm {
     /// HMAC-SHA1 (the default).
     Sha1,
