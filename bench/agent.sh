@@ -74,7 +74,8 @@ pct() { awk -v p="$2" '$1==p { v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} e
 rps() { awk '/^Requests\/sec/ {printf "%.0f", $2}' "$1"; }
 run_wrk() { # out conns secs url [auth]
   local out=$1 c=$2 s=$3 url=$4; shift 4
-  wrk -t2 -c"$c" -d"${s}s" --latency "$@" "$url" >"$out" 2>&1
+  local t=2; [ "$c" -lt 2 ] && t=1
+  wrk -t"$t" -c"$c" -d"${s}s" --latency "$@" "$url" >"$out" 2>&1
 }
 run_wrk "$WORK/ne1" 1 "$SCRAPE_SECS" "http://127.0.0.1:$NE_PORT/metrics"
 run_wrk "$WORK/ag1" 1 "$SCRAPE_SECS" "http://127.0.0.1:$AG_PORT/metrics" -s "$WORK/auth.lua"

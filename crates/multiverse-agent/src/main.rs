@@ -6,24 +6,64 @@
 //!
 //! On start it prints one line to stdout once every listener is bound:
 //! `multiverse-agent ready role=... name=... unix=... tcp=...` (scripts and tests wait for it).
+//!
+//! Arguments are parsed by hand rather than with clap, and logging uses a plain level rather than
+//! an env-filter: together they would add ~500 KB of code to a daemon whose resident memory is
+//! the point (it runs on every machine; see bench/agent.sh).
 #![forbid(unsafe_code)]
 
-use clap::Parser;
 use mv_agent::{config::Config, server, Agent};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The Multiverse agent: stats, maintenance and one HTTP/JSON API on every machine role.
-#[derive(Debug, Parser)]
-#[command(name = "multiverse-agent", version, max_term_width = 100)]
+const USAGE: &str =
+    "The Multiverse agent: stats, maintenance and one HTTP/JSON API on every machine role
+
+Usage: multiverse-agent [--config FILE] [--check]
+
+Options:
+  -c, --config FILE  The config file [default: /etc/multiverse/agent.toml]
+      --check        Check the config and exit
+  -h, --help         Print help
+  -V, --version      Print version
+
+Environment: MULTIVERSE_LOG=error|warn|info|debug|trace (default warn), logs go to stderr.";
+
+#[derive(Debug)]
 struct Args {
-    /// The config file
-    #[arg(long, short, default_value = "/etc/multiverse/agent.toml")]
     config: PathBuf,
-    /// Check the config and exit
-    #[arg(long)]
     check: bool,
+}
+
+/// `Ok(None)`: help or version was printed.
+fn parse_args(mut it: impl Iterator<Item = std::ffi::OsString>) -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: PathBuf::from("/etc/multiverse/agent.toml"),
+        check: false,
+    };
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-c") | Some("--config") => {
+                args.config = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("--config needs a file")?;
+            }
+            Some(s) if s.starts_with("--config=") => args.config = PathBuf::from(&s[9..]),
+            Some("--check") => args.check = true,
+            Some("-h") | Some("--help") => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            Some("-V") | Some("--version") => {
+                println!("multiverse-agent {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            _ => return Err(format!("unexpected argument {:?}", a.to_string_lossy())),
+        }
+    }
+    Ok(Some(args))
 }
 
 fn fail(code: u8, e: &dyn std::error::Error, hint: Option<&str>) -> ExitCode {
@@ -38,11 +78,20 @@ fn fail(code: u8, e: &dyn std::error::Error, hint: Option<&str>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MULTIVERSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("multiverse-agent: error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = std::env::var("MULTIVERSE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .try_init();
 
@@ -126,4 +175,27 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(v.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn args() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(a.config, PathBuf::from("/etc/multiverse/agent.toml"));
+        assert!(!a.check);
+        let a = parse(&["-c", "/x.toml", "--check"]).unwrap().unwrap();
+        assert_eq!(a.config, PathBuf::from("/x.toml"));
+        assert!(a.check);
+        let a = parse(&["--config=/y.toml"]).unwrap().unwrap();
+        assert_eq!(a.config, PathBuf::from("/y.toml"));
+        assert!(parse(&["--config"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
 }
