@@ -10,8 +10,11 @@
 //! Alpine Tor user does not exist on a Debian build machine, so those two run in a private mount
 //! namespace where `/etc/passwd` and `/etc/group` are the host's plus the Tor users.
 //!
-//! What this is not: a linter of our own. If the tool accepts it, so do we. OpenVPN has no
-//! syntax-only mode and is not checked here (see docs/provision.md).
+//! OpenVPN has no syntax-only mode: its config is run in a new network namespace with an empty
+//! CA file, so OpenVPN parses every option and stops at loading the CA; "Options error" is a
+//! refusal, reaching the CA is a pass.
+//!
+//! What this is not: a linter of our own. If the tool accepts it, so do we.
 
 use crate::render::{Desired, DesiredFile};
 use std::path::{Path, PathBuf};
@@ -57,6 +60,8 @@ pub enum Tool {
     Sshd,
     /// `wg-quick strip`.
     WgQuick,
+    /// `openvpn --config` up to loading the CA.
+    OpenVpn,
 }
 
 impl Tool {
@@ -68,6 +73,10 @@ impl Tool {
             "/etc/tor/torrc" => Some(Tool::Tor),
             "/etc/ssh/sshd_config" => Some(Tool::Sshd),
             p if p.starts_with("/etc/wireguard/") && p.ends_with(".conf") => Some(Tool::WgQuick),
+            "/etc/openvpn/openvpn.conf" => Some(Tool::OpenVpn),
+            p if p.starts_with("/etc/openvpn/client/") && p.ends_with(".conf") => {
+                Some(Tool::OpenVpn)
+            }
             _ => None,
         }
     }
@@ -80,6 +89,7 @@ impl Tool {
             Tool::Tor => "tor",
             Tool::Sshd => "sshd",
             Tool::WgQuick => "wg-quick",
+            Tool::OpenVpn => "openvpn",
         }
     }
 }
@@ -300,6 +310,56 @@ pub fn check_file(
                 &file.path,
                 &[sbin("wg-quick"), "strip".into(), s(&local)],
             )?;
+        }
+        Tool::OpenVpn => {
+            // The provider's CA and credentials are not ours: stand-ins in the scratch folder.
+            let ca = scratch.join("ca.crt");
+            let creds = scratch.join("credentials");
+            write(&ca, b"", 0o600)?;
+            write(&creds, b"user\npassword\n", 0o600)?;
+            let mut text = String::new();
+            for line in String::from_utf8_lossy(file.contents.bytes()).lines() {
+                if line.starts_with("ca ") {
+                    text.push_str(&format!("ca {}\n", ca.display()));
+                } else if line.starts_with("auth-user-pass ") {
+                    text.push_str(&format!("auth-user-pass {}\n", creds.display()));
+                } else {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            write(&local, text.as_bytes(), 0o600)?;
+            let out = Command::new("unshare")
+                .args(["-n", "timeout", "10"])
+                .arg(sbin("openvpn"))
+                .args(["--config", &s(&local), "--verb", "1"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|source| CheckError::Spawn {
+                    tool: tool.name(),
+                    source,
+                })?;
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !all.contains("Cannot load CA certificate file") || all.contains("Options error") {
+                let message: Vec<&str> = all
+                    .lines()
+                    .filter(|l| l.contains("error") || l.contains("Error"))
+                    .take(4)
+                    .collect();
+                return Err(CheckError::Refused {
+                    tool: tool.name(),
+                    path: file.path.clone(),
+                    message: if message.is_empty() {
+                        all.trim().to_string()
+                    } else {
+                        message.join("; ")
+                    },
+                });
+            }
         }
     }
     Ok(Some(Checked {

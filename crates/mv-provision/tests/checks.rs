@@ -113,3 +113,36 @@ fn broken_configs_are_refused_with_the_tools_words() {
     }
     assert_eq!(cases, 4);
 }
+
+#[test]
+fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
+    mv_testkit::require_tool("openvpn");
+    let engine = Engine::embedded().unwrap();
+    for os in [Os::Alpine, Os::Debian] {
+        let d = render(
+            &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
+            &engine,
+            &Fixture,
+        )
+        .unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let checked = check_all(&d, scratch.path()).unwrap();
+        assert!(
+            checked.iter().any(|c| c.tool == "openvpn"),
+            "{os}: {checked:?}"
+        );
+        let conf = d.files.iter().find(|f| f.path.contains("openvpn")).unwrap();
+        let mut bad = conf.clone();
+        let Contents::Public(text) = &conf.contents else {
+            panic!("public")
+        };
+        bad.contents = Contents::Public(format!("{text}bogus-option 1\n"));
+        let scratch = tempfile::tempdir().unwrap();
+        match check_file(&bad, &d.files, scratch.path()) {
+            Err(CheckError::Refused { message, .. }) => {
+                assert!(message.contains("bogus-option"), "{message}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

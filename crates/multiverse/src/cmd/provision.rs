@@ -31,7 +31,7 @@ pub enum Command {
     Plan(TargetArgs),
     /// Make a machine's root filesystem match its recipe (packages, files, users, services)
     Apply(TargetArgs),
-    /// Check the machine's rendered configs with their own tools (nft, dnsmasq, tor, sshd, wg-quick)
+    /// Check the machine's rendered configs with their own tools (nft, dnsmasq, tor, sshd, wg-quick, openvpn)
     Check(MachineArgs),
     /// Write the machine's rendered configuration files under machines/<fqdn>/provision/
     Render(MachineArgs),
