@@ -388,6 +388,15 @@ mod tests {
     }
 
     #[test]
+    fn default_params_round_trip() {
+        // The production cost (256 MiB, 3 passes): about a second, paid once so that the default
+        // is known to be accepted by Argon2 and stored and read back exactly.
+        let s = seal(b"root", b"pass", KdfParams::DEFAULT);
+        assert_eq!(parse(&s).unwrap().params, KdfParams::DEFAULT);
+        assert_eq!(open(&s, b"pass").unwrap().expose(), b"root");
+    }
+
+    #[test]
     fn fresh_salt_and_nonce_each_time() {
         let a = seal(b"x", b"p", FAST);
         let b = seal(b"x", b"p", FAST);
