@@ -19,6 +19,8 @@
 
 use crate::libvirt::{self, Hypervisor, HypervisorError, ObjectKind, Rewrite};
 use crate::names;
+use mv_core::MachineName;
+use mv_machines::layout::Tree;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -592,16 +594,24 @@ fn is_qcow2(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Names at the top of a root that belong to the new layout (never reported when migrating in place).
-const NEW_LAYOUT: &[&str] = &[
-    "multiverse.toml",
-    "identity",
-    "machines",
-    "images",
-    "storage",
-    "pass",
-    crate::STATE_DIR,
-];
+/// Names at the top of a root that belong to the new layout (never reported when migrating in
+/// place), as `mv-machines` lays it out.
+fn new_layout_names(tree: &Tree) -> Vec<OsString> {
+    [
+        tree.config_file(),
+        tree.identity_dir(),
+        tree.machines_dir(),
+        tree.images_dir(),
+        tree.storage_dir(),
+        tree.pass_dir(),
+        tree.templates_dir(),
+        tree.libvirt_dir(),
+        tree.root().join(crate::STATE_DIR),
+    ]
+    .iter()
+    .filter_map(|p| p.file_name().map(OsStr::to_os_string))
+    .collect()
+}
 
 /// Makes the plan to migrate the old tree `from` into the new root `to` (which may be the same
 /// folder). Reads libvirt through `hv` when given. Writes nothing.
@@ -632,6 +642,8 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
     };
     utf8(&from_abs)?;
     utf8(&to_abs)?;
+    let tree = Tree::new(&to_abs);
+    let new_names = new_layout_names(&tree);
     let old_machines = from_abs.join("Machines");
     let old_data = from_abs.join("Data");
     for inside in [&old_machines, &old_data] {
@@ -671,7 +683,7 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
         if (name == "Machines" && has_machines) || (name == "Data" && has_data) {
             continue;
         }
-        let ours = from_abs == to_abs && NEW_LAYOUT.iter().any(|n| name == *n);
+        let ours = from_abs == to_abs && new_names.contains(name);
         if ours || to_abs.starts_with(&path) {
             continue;
         }
@@ -680,9 +692,9 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
     }
 
     // Classify Machines/ and Data/ entries by machine.
-    let mut folders: BTreeMap<String, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
-    let mut data: BTreeMap<String, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
-    let mut images: BTreeMap<String, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
+    let mut folders: BTreeMap<MachineName, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
+    let mut data: BTreeMap<MachineName, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
+    let mut images: BTreeMap<MachineName, Vec<(PathBuf, fs::Metadata)>> = BTreeMap::new();
     let mut machines_all = has_machines;
     let mut data_all = has_data;
     if has_machines {
@@ -710,10 +722,7 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
                 Err(FindingKind::SpecialFile)
             };
             match kind {
-                Ok((map, m)) => map
-                    .entry(m.as_str().to_string())
-                    .or_default()
-                    .push((path, meta)),
+                Ok((map, m)) => map.entry(m).or_default().push((path, meta)),
                 Err(k) => {
                     machines_all = false;
                     p.finding(&path, k);
@@ -737,10 +746,7 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
                 Err(FindingKind::SpecialFile)
             };
             match kind {
-                Ok(m) => data
-                    .entry(m.as_str().to_string())
-                    .or_default()
-                    .push((path, meta)),
+                Ok(m) => data.entry(m).or_default().push((path, meta)),
                 Err(k) => {
                     data_all = false;
                     p.finding(&path, k);
@@ -749,9 +755,9 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
         }
     }
 
-    let new_machines = to_abs.join("machines");
-    let storage = to_abs.join("storage");
-    let mut machine_set: Vec<String> = folders.keys().chain(data.keys()).cloned().collect();
+    let new_machines = tree.machines_dir();
+    let storage = tree.storage_dir();
+    let mut machine_set: Vec<MachineName> = folders.keys().chain(data.keys()).cloned().collect();
     machine_set.sort();
     machine_set.dedup();
 
@@ -774,14 +780,14 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
     };
 
     for m in &machine_set {
-        let mdir = new_machines.join(m);
+        let mdir = tree.machine_dir(m);
         let single = |g: Option<&Vec<(PathBuf, fs::Metadata)>>| g.is_some_and(|g| g.len() == 1);
         if !single(folders.get(m)) && !single(data.get(m)) && !single(images.get(m)) {
             // Every candidate collides: report them all, create nothing for this machine.
             for (group, target) in [
                 (folders.get(m), mdir.clone()),
                 (data.get(m), mdir.join("data")),
-                (images.get(m), mdir.join("disk.qcow2")),
+                (images.get(m), tree.disk(m)),
             ] {
                 if let Some(g) = group {
                     collide(&mut p, g, target);
@@ -800,7 +806,12 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
             .get(m)
             .and_then(|g| g.first())
             .map(|(_, meta)| meta.clone());
-        if !p.ensure_dir(&old_machines.join(m), &mdir, first_meta.as_ref()) {
+        let src_of = folders
+            .get(m)
+            .or(data.get(m))
+            .and_then(|g| g.first())
+            .map_or_else(|| from_abs.clone(), |(path, _)| path.clone());
+        if !p.ensure_dir(&src_of, &mdir, first_meta.as_ref()) {
             machines_all = false;
             data_all = false;
             continue;
@@ -827,7 +838,7 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
             }
         }
         if let Some(group) = images.get(m) {
-            let disk = mdir.join("disk.qcow2");
+            let disk = tree.disk(m);
             if collide(&mut p, group, disk.clone()) {
                 machines_all = false;
             } else if p.exists(&disk).is_some() {
@@ -839,10 +850,10 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
             }
         }
         // Link every disk this plan puts in place.
-        let disk = mdir.join("disk.qcow2");
+        let disk = tree.disk(m);
         if p.planned.get(&disk) == Some(&Planned::Other) {
-            let link = storage.join(format!("{m}.qcow2"));
-            let target = PathBuf::from(format!("../machines/{m}/disk.qcow2"));
+            let link = tree.storage_link(m);
+            let target = Tree::storage_link_target(m, 0);
             if p.ensure_dir(&from_abs, &storage, None) {
                 if p.exists(&link).is_some() {
                     p.finding(&disk, FindingKind::TargetExists { target: link });
@@ -860,7 +871,12 @@ pub fn plan(from: &Path, to: &Path, hv: Option<&dyn Hypervisor>) -> Result<Plan,
     for (m, group) in &images {
         if !machine_set.contains(m) {
             for (src, _) in group {
-                p.finding(src, FindingKind::NoMachine { machine: m.clone() });
+                p.finding(
+                    src,
+                    FindingKind::NoMachine {
+                        machine: m.to_string(),
+                    },
+                );
             }
             machines_all = false;
         }
