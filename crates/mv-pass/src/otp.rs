@@ -68,15 +68,18 @@ impl Algorithm {
     }
 }
 
-/// HOTP value (RFC 4226 section 5.3) of `key` at `counter`, `digits` long, zero padded.
+/// HOTP value (RFC 4226 section 5.3) of `key` at `counter`, `digits` long (clamped to 1..=9),
+/// zero padded.
 pub fn hotp(key: &[u8], counter: u64, digits: u32, alg: Algorithm) -> String {
+    let digits = digits.clamp(1, 9);
     let msg = counter.to_be_bytes();
     let mac: Vec<u8> = match alg {
         Algorithm::Sha1 => mac_of::<Hmac<sha1::Sha1>>(key, &msg),
         Algorithm::Sha256 => mac_of::<Hmac<sha2::Sha256>>(key, &msg),
         Algorithm::Sha512 => mac_of::<Hmac<sha2::Sha512>>(key, &msg),
     };
-    // Dynamic truncation: the low nibble of the last byte picks 4 bytes.
+    // Dynamic truncation: the low nibble of the last byte picks 4 bytes. The MAC is 20, 32 or
+    // 64 bytes, so offset + 3 <= 18 is always inside it.
     let off = usize::from(mac[mac.len() - 1] & 0x0f);
     let bin = (u32::from(mac[off] & 0x7f) << 24)
         | (u32::from(mac[off + 1]) << 16)
@@ -306,7 +309,10 @@ impl OtpUri {
     /// Seconds the TOTP code at `now` stays valid.
     pub fn remaining(&self, now: u64) -> Option<u64> {
         match self.kind {
-            OtpKind::Totp { period } => Some(period - now % period),
+            OtpKind::Totp { period } => {
+                let period = period.max(1);
+                Some(period - now % period)
+            }
             OtpKind::Hotp { .. } => None,
         }
     }
