@@ -12,6 +12,8 @@ use std::process::{Command, Output, Stdio};
 struct Sandbox {
     dir: tempfile::TempDir,
     fprs: Vec<String>,
+    /// MULTIVERSE_PASSPHRASE for every command, when set.
+    passphrase: Option<String>,
 }
 
 impl Drop for Sandbox {
@@ -34,6 +36,7 @@ impl Sandbox {
         let sb = Sandbox {
             dir,
             fprs: Vec::new(),
+            passphrase: None,
         };
         std::fs::create_dir_all(sb.gnupg()).unwrap();
         std::fs::set_permissions(
@@ -99,7 +102,6 @@ impl Sandbox {
             .env("PASSWORD_STORE_DIR", self.store())
             .env("MULTIVERSE_ROOT", self.root())
             .env_remove("MULTIVERSE_PASS_KEYS")
-            .env_remove("MULTIVERSE_PASSPHRASE")
             .env("GIT_AUTHOR_NAME", "Test")
             .env("GIT_AUTHOR_EMAIL", "test@example.org")
             .env("GIT_COMMITTER_NAME", "Test")
@@ -107,6 +109,10 @@ impl Sandbox {
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null());
+        match &self.passphrase {
+            Some(p) => c.env("MULTIVERSE_PASSPHRASE", p),
+            None => c.env_remove("MULTIVERSE_PASSPHRASE"),
+        };
         c
     }
 
@@ -118,6 +124,26 @@ impl Sandbox {
 
     fn pass(&self) -> Command {
         self.cmd("pass")
+    }
+
+    /// Imports every gpg secret key into our keyring, sealed under `passphrase` (cheap Argon2
+    /// parameters for the test); later commands need MULTIVERSE_PASSPHRASE.
+    fn import_keys_sealed(&self, passphrase: &str) {
+        for f in &self.fprs {
+            let key = run_ok(self.cmd("gpg").args(["--export-secret-keys", "--armor", f]));
+            let mut c = self.mv();
+            c.args([
+                "key",
+                "import",
+                "--kdf-memory",
+                "1024",
+                "--kdf-iterations",
+                "1",
+            ])
+            .env("MULTIVERSE_PASSPHRASE", passphrase);
+            let out = with_stdin(&mut c, &key);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
     }
 
     /// Imports every gpg secret key into our keyring, unsealed.
@@ -199,8 +225,9 @@ const RFC4226_KEY_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
 #[test]
 fn a_store_made_by_pass_is_read_by_ours() {
-    let sb = Sandbox::new(2);
-    let (a, b) = (&sb.fprs[0], &sb.fprs[1]);
+    let mut sb = Sandbox::new(2);
+    let (a, b) = (sb.fprs[0].clone(), sb.fprs[1].clone());
+    let (a, b) = (&a, &b);
     ok(sb.pass().args(["init", a]));
     ok(sb.pass().args(["git", "init"]));
     // A nested .gpg-id: `team/` is shared with the second key.
@@ -226,7 +253,9 @@ fn a_store_made_by_pass_is_read_by_ours() {
         let o = with_stdin(sb.pass().args(["insert", "-m", name]), body);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    sb.import_keys();
+    sb.import_keys_sealed("pw");
+    // From here on every command of ours unseals the keys with this passphrase.
+    sb.passphrase = Some("pw".into());
 
     for (name, body) in entries {
         assert_eq!(ok(sb.mv().args(["show", name])), body, "{name}");

@@ -356,18 +356,20 @@ impl Ctx<'_> {
         Ok(Box::new(ring))
     }
 
-    /// Keys for reading: clear secret keys; when there are none, the passphrase unseals the
-    /// sealed ones and the identity's @user key.
+    /// Keys for reading: clear secret keys, plus (with the passphrase) the sealed ones. The
+    /// identity's @user key is added whenever the passphrase is asked anyway, or when there is
+    /// no other secret key. No sealed key and a clear one: no passphrase is asked.
     fn crypto_read(&self) -> Result<Box<dyn Crypto>, CliError> {
         if self.gpg {
             return Ok(Box::new(Gpg::new()));
         }
         let ring = self.keys.load(None)?;
-        if ring.has_secret() {
-            return Ok(Box::new(ring));
-        }
+        let has_sealed = self.keys.has_sealed()?;
         let has_identity = IdentityStore::exists(&self.g.root);
-        if !self.keys.has_sealed()? && !has_identity {
+        if !has_sealed && (ring.has_secret() || !has_identity) {
+            if ring.has_secret() {
+                return Ok(Box::new(ring));
+            }
             return Err(CliError::usage_msg(format!(
                 "no secret key: {} holds none and the tree {} has no identity",
                 self.keys.path().display(),
