@@ -466,6 +466,15 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     restore_spec(t.path());
     std::fs::write(t.path().join("multiverse.toml"), TOPOLOGY).unwrap();
     let fleet = t.path().join("fleet");
+    let plan = ok(
+        mv(t.path())
+            .args(["--dry-run", "identity", "fleet", "--out"])
+            .arg(&fleet),
+        None,
+    );
+    assert!(plan.contains("51 file(s) would be written"), "{plan}");
+    assert!(!fleet.exists());
+    assert!(!t.path().join("identity/public.json").exists());
     let first = ok(
         mv(t.path())
             .args(["identity", "fleet", "--out"])
