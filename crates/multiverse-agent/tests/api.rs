@@ -622,3 +622,41 @@ fn config_errors_exit_2_with_file_and_line() {
     assert!(err.contains("in use"), "{err}");
     assert!(a.client().info().is_ok());
 }
+
+#[test]
+fn check_updates_runs_the_real_apt_and_rotate_logs_rotates() {
+    mv_testkit::require_tool("apt-get");
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("agent.log");
+    std::fs::write(&log, vec![b'x'; 2000]).unwrap();
+    let a = start(
+        d.path(),
+        "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\n[[tasks]]\nname = \"updates\"\nkind = \"check-updates\"\nmanager = \"apt\"\ntimeout = \"60s\"\n[[tasks]]\nname = \"rotate\"\nkind = \"rotate-logs\"\nfiles = [\"{dir}/agent.log\"]\nmax_bytes = 1000\nkeep = 2\n",
+    );
+    let c = a.client().with_timeout(Duration::from_secs(90));
+    let r = c.run_task("updates", false).unwrap();
+    assert!(r.ok, "{}", r.summary);
+    assert!(r.summary.ends_with("update(s) pending"), "{}", r.summary);
+    assert_eq!(
+        r.summary
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        r.details.len()
+    );
+    let r = c.run_task("rotate", false).unwrap();
+    assert!(r.ok && r.details.len() == 1, "{r:?}");
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(d.path().join("agent.log.1"))
+            .unwrap()
+            .len(),
+        2000
+    );
+    let again = c.run_task("rotate", false).unwrap();
+    assert!(again.details.is_empty(), "{again:?}");
+    let tasks = c.tasks().unwrap();
+    assert_eq!(tasks.iter().map(|t| t.last.len()).sum::<usize>(), 3);
+}
