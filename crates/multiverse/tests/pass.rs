@@ -640,3 +640,84 @@ fn a_writer_killed_mid_write_leaves_a_whole_entry() {
     let names: Vec<String> = serde_json::from_str(&ok(sb.mv().args(["--json", "ls"]))).unwrap();
     assert_eq!(names, ["e"]);
 }
+
+#[test]
+fn edit_find_audit_and_fsck() {
+    let sb = Sandbox::new(1);
+    sb.import_keys();
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    ok(sb.mv().args(["git", "init", "-q"]));
+    assert!(with_stdin(sb.mv().args(["insert", "web/a"]), "password1\n")
+        .status
+        .success());
+    assert!(with_stdin(sb.mv().args(["insert", "web/b"]), "password1\n")
+        .status
+        .success());
+    // The editor sees the decrypted entry in a private file and replaces it.
+    let editor = sb.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nstat -c %a \"$1\" > \"$1.mode\"; cp \"$1\" \"$1.seen\"\nprintf 'N3w-Long-pass#word\\nuser: z\\n' > \"$1\"\n\
+         mv \"$1.mode\" \"$1.seen\" \"$(dirname \"$0\")/\" 2>/dev/null; true\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = sb
+        .mv()
+        .args(["edit", "web/a"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seen = std::fs::read_dir(sb.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect::<Vec<_>>();
+    let mode = seen
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".mode"))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(mode).unwrap().trim(), "600");
+    let before = seen
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".seen"))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(before).unwrap(), "password1\n");
+    assert_eq!(
+        ok(sb.pass().args(["show", "web/a"])),
+        "N3w-Long-pass#word\nuser: z\n"
+    );
+    let log = ok(sb
+        .cmd("git")
+        .arg("-C")
+        .arg(sb.store())
+        .args(["log", "-1", "--format=%s"]));
+    assert_eq!(
+        log.trim(),
+        format!("Edit password for web/a using {}.", editor.display())
+    );
+
+    let found: Vec<String> =
+        serde_json::from_str(&ok(sb.mv().args(["--json", "find", "A"]))).unwrap();
+    assert_eq!(found, ["web/a"]);
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(sb.mv().args(["--json", "audit"]))).unwrap();
+    assert_eq!(audit["audited"], 2);
+    assert_eq!(audit["weak"][0]["name"], "web/b");
+    assert_eq!(audit["reused"].as_array().unwrap().len(), 0);
+    assert!(
+        !audit.to_string().contains("password1"),
+        "no password in the report"
+    );
+    // A world-readable entry is an fsck problem.
+    std::fs::set_permissions(
+        sb.store().join("web/b.gpg"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let o = sb.mv().args(["--json", "fsck"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let issues: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(issues[0]["problem"], "bad_permissions");
+}
