@@ -306,18 +306,19 @@ fn bad_input_is_exit_2_with_one_clear_line() {
     );
     assert!(err.contains("is not a debian root filesystem"), "{err}");
     // A template override with a typo names template, line and variable.
-    let o = t.path().join("templates/provision/router");
+    let o = t.path().join("templates/provision");
     std::fs::create_dir_all(&o).unwrap();
     std::fs::write(
-        o.join("torrc.j2"),
+        o.join("router-torrc.j2"),
         "User {{ tor.user }}\nSocksPort {{ tor.sock_port }}\n",
     )
     .unwrap();
     let err = usage_error(mv(t.path()).args(["provision", "check", "star.router.multiverse"]));
-    assert!(
-        err.contains("template router/torrc.j2 line 2: undefined variable `tor.sock_port`"),
-        "{err}"
+    let expected = format!(
+        "{}:2: undefined variable `tor.sock_port` in template `router-torrc.j2`",
+        o.join("router-torrc.j2").display()
     );
+    assert!(err.contains(&expected), "{err}");
 }
 
 #[test]
@@ -454,7 +455,10 @@ fn apply_over_ssh_with_pinned_host_key() {
             .args(ssh_args),
     );
     assert!(other.contains("Host key verification failed"), "{other}");
-    assert!(other.contains("hint: check that the machine is up"), "{other}");
+    assert!(
+        other.contains("hint: check that the machine is up"),
+        "{other}"
+    );
     let plan = ok(mv(t.path())
         .args(["provision", "plan", machine])
         .args(ssh_args));

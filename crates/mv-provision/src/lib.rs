@@ -3,8 +3,9 @@
 //!
 //! A machine's provisioning is data, not shell: a **recipe** per machine type and router role
 //! ([`recipe`], TOML under `recipes/`) lists packages, services, sysctl keys, kernel modules,
-//! users and files; files come from **templates** ([`template`], minijinja with strict undefined
-//! values) or from the **identity** (SSH host keys, login keys, password hashes). [`render`] turns
+//! users and files; files come from **templates** ([`template`]: `mv-machines`' minijinja engine,
+//! strict undefined values, over this crate's own set) or from the **identity** (SSH host keys,
+//! login keys, password hashes). [`render`] turns
 //! a [`model::MachineSpec`] plus an [`model::IdentitySource`] into a [`render::Desired`] state;
 //! [`apply::plan`] compares it with a mounted root filesystem ([`apply::Target`]) and
 //! [`apply::apply`] makes the target match, so that a second run reports no changes.
@@ -13,7 +14,8 @@
 //! databases are read as files ([`pkgdb`]) and accounts edited as files ([`accounts`]), so an
 //! Alpine root can be planned and provisioned from a Debian build machine, with `apk` run in a
 //! chroot. [`check`] runs each generated router configuration through its own tool (`nft -c`,
-//! `dnsmasq --test`, `tor --verify-config`, `sshd -t`, `wg-quick strip`).
+//! `dnsmasq --test`, `tor --verify-config`, `sshd -t`, `wg-quick strip`, OpenVPN's option parser).
+//! [`remote`] does the same to a running machine over SSH.
 //!
 //! What this crate is not: the machine model (`mv-machines` owns `multiverse.toml`), the key
 //! derivation (`mv-identity`), or a remote-execution framework; the CLI wires those in.

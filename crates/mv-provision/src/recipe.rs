@@ -60,7 +60,7 @@ pub enum RecipeError {
         expr: String,
         /// The template error.
         #[source]
-        source: TemplateError,
+        source: Box<TemplateError>,
     },
     /// A file mode is not octal.
     #[error("recipe {recipe}: file {path} has mode `{mode}`, not an octal mode like \"0644\"")]
@@ -298,7 +298,7 @@ fn resolve_into(
                 .map_err(|source| RecipeError::When {
                     recipe: name.to_string(),
                     expr: expr.to_string(),
-                    source,
+                    source: Box::new(source),
                 }),
         }
     };
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn includes_merge_and_os_filters() {
-        let e = Engine::embedded().unwrap();
+        let e = Engine::embedded();
         let ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": null});
         let r = resolve("router-star", Os::Debian, &e, &ctx).unwrap();
         assert_eq!(r.recipes, ["base", "router", "router-star"]);
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn when_conditions_pick_the_vpn() {
-        let e = Engine::embedded().unwrap();
+        let e = Engine::embedded();
         let wg = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": {"kind": "wireguard"}});
         let r = resolve("router-galaxy", Os::Debian, &e, &wg).unwrap();
         assert!(r.packages.contains(&"wireguard-tools".to_string()));

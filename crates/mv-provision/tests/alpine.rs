@@ -111,7 +111,7 @@ fn star_router_apk_command_lines_and_openrc_links() {
     let root = alpine_root(tmp.path());
     let desired = render(
         &spec("star.router.multiverse"),
-        &Engine::embedded().unwrap(),
+        &Engine::embedded(),
         &Fixture,
     )
     .unwrap();
@@ -198,7 +198,7 @@ fn every_alpine_machine_applies_and_settles() {
         let tmp = tempfile::tempdir().unwrap();
         let root = alpine_root(tmp.path());
         // libvirtd and the VPN's scripts come with packages the fake apk knows by name.
-        let desired = render(&spec, &Engine::embedded().unwrap(), &Fixture).unwrap();
+        let desired = render(&spec, &Engine::embedded(), &Fixture).unwrap();
         let target = Target::open(&root, Os::Alpine).unwrap();
         let runner = FakeApk {
             root: root.clone(),
@@ -222,7 +222,7 @@ fn unknown_alpine_package_changes_nothing() {
     let root = alpine_root(tmp.path());
     let mut s = spec("mail.service.multiverse");
     s.extra_packages = vec!["no-such-pkg".into()];
-    let desired = render(&s, &Engine::embedded().unwrap(), &Fixture).unwrap();
+    let desired = render(&s, &Engine::embedded(), &Fixture).unwrap();
     let target = Target::open(&root, Os::Alpine).unwrap();
     let runner = FakeApk {
         root: root.clone(),

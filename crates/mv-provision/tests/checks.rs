@@ -15,7 +15,7 @@ fn tools_for(os: Os) -> Vec<(String, Vec<(String, &'static str)>)> {
     for t in ["nft", "dnsmasq", "tor", "sshd", "wg-quick", "unshare"] {
         mv_testkit::require_tool(t);
     }
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     let mut out = Vec::new();
     for spec in topology(os) {
         let d = render(&spec, &engine, &Fixture).unwrap();
@@ -81,7 +81,7 @@ fn alpine_configs_pass_their_tools() {
 
 #[test]
 fn broken_configs_are_refused_with_the_tools_words() {
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     let spec = topology(Os::Debian)
         .into_iter()
         .find(|m| m.name.as_str() == "star.router.multiverse")
@@ -117,7 +117,7 @@ fn broken_configs_are_refused_with_the_tools_words() {
 #[test]
 fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
     mv_testkit::require_tool("openvpn");
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     for os in [Os::Alpine, Os::Debian] {
         let d = render(
             &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),

@@ -73,7 +73,7 @@ fn link(root: &Path, p: &str) -> String {
 fn provision_twice(machine: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let root = debian_root(tmp.path());
-    let desired = render(&spec(machine), &Engine::embedded().unwrap(), &Fixture).unwrap();
+    let desired = render(&spec(machine), &Engine::embedded(), &Fixture).unwrap();
     let target = Target::open(&root, Os::Debian).unwrap();
 
     let before = plan(&desired, &target).unwrap();
@@ -256,7 +256,7 @@ fn unknown_package_leaves_target_as_before() {
     let root = debian_root(tmp.path());
     let mut s = spec("mail.service.multiverse");
     s.extra_packages = vec!["multiverse-no-such-package".into()];
-    let desired = render(&s, &Engine::embedded().unwrap(), &Fixture).unwrap();
+    let desired = render(&s, &Engine::embedded(), &Fixture).unwrap();
     let target = Target::open(&root, Os::Debian).unwrap();
     let before = snapshot(&root);
     let err = apply(&desired, &target, &SystemRunner).unwrap_err();

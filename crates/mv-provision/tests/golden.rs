@@ -10,7 +10,7 @@ use mv_provision::render::Contents;
 use mv_provision::{render, Engine, Os};
 
 fn bundle(os: Os) -> Vec<(String, String)> {
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     let mut out = Vec::new();
     for spec in topology(os) {
         let d = render(&spec, &engine, &Fixture).unwrap();
@@ -86,7 +86,7 @@ fn debian_every_machine_type() {
 
 #[test]
 fn openvpn_galaxy() {
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     for os in [Os::Alpine, Os::Debian] {
         let d = render(
             &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
@@ -109,7 +109,7 @@ fn openvpn_galaxy() {
 
 #[test]
 fn host_kernel_command_line_follows_the_options() {
-    let engine = Engine::embedded().unwrap();
+    let engine = Engine::embedded();
     let mut host = topology(Os::Debian).remove(0);
     host.cpu_vendor = Some("amd".into());
     host.iommu_passthrough = false;

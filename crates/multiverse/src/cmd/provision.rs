@@ -112,7 +112,7 @@ fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliError
 fn render_error(e: RenderError) -> CliError {
     let hint = match &e {
         RenderError::Template { .. } => {
-            "fix the template (or remove your override under <root>/templates/provision/)"
+            "fix the template (or your override under <root>/templates/provision/)"
         }
         RenderError::MissingOption { .. } => "add the option to multiverse.toml",
         _ => "",
@@ -144,8 +144,7 @@ fn desired_and_root(g: &Global, args: &MachineArgs) -> Result<(Desired, Root), C
         AdaptError::Vpn { .. } => CliError::usage_msg(e)
             .with_hint("the galaxy router needs its VPN provider's settings in that file"),
     })?;
-    let engine = Engine::with_overrides(&tree.templates_dir().join("provision"))
-        .map_err(CliError::usage_msg)?;
+    let engine = Engine::with_overrides(&tree.templates_dir().join("provision"));
     let root = unseal(g, &args.pass)?;
     let identity = RootIdentity::new(&root, person);
     let d = mv_provision::render(&spec, &engine, &identity).map_err(render_error)?;
