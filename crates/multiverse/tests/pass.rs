@@ -381,6 +381,21 @@ fn a_store_written_by_ours_is_read_by_pass() {
         .arg(sb.store())
         .args(["status", "--porcelain"]));
     assert_eq!(status, "", "everything committed, nothing left behind");
+    // `ls` draws the same tree as `pass ls` (colours aside).
+    let theirs: String = grep_set(&ok(sb.pass().arg("ls"))).join("\n");
+    let ours: String = grep_set(&ok(sb.mv().arg("ls"))).join("\n");
+    assert_eq!(ours, theirs);
+    let theirs_lines: Vec<String> = ok(sb.pass().arg("ls"))
+        .lines()
+        .skip(1)
+        .map(|l| grep_set(l).join(""))
+        .collect();
+    let ours_lines: Vec<String> = ok(sb.mv().arg("ls"))
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    assert_eq!(ours_lines, theirs_lines, "same order too");
     // A second identical init changes nothing and says so.
     let again = ok(sb.mv().args(["init", "-p", "team", &a, &b]));
     assert!(again.contains("unchanged"), "{again}");

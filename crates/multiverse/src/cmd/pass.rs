@@ -871,7 +871,7 @@ fn move_copy(ctx: &Ctx<'_>, from: &str, to: &str, copy: bool, force: bool) -> Re
     Ok(())
 }
 
-/// Prints names as pass's tree (`tree` output).
+/// Prints names as `pass ls` does (its `tree` output without colours), byte for byte.
 fn print_tree(title: &str, names: &[EntryName], strip: Option<&str>) -> std::io::Result<()> {
     #[derive(Default)]
     struct Node(std::collections::BTreeMap<String, Node>);
@@ -895,7 +895,8 @@ fn print_tree(title: &str, names: &[EntryName], strip: Option<&str>) -> std::io:
         for (i, (name, child)) in node.0.iter().enumerate() {
             let last = i + 1 == n;
             writeln!(out, "{prefix}{}{name}", if last { "└── " } else { "├── " })?;
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+            // tree(1), which pass uses, pads the bar with two no-break spaces.
+            let deeper = format!("{prefix}{}", if last { "    " } else { "│\u{a0}\u{a0} " });
             walk(child, &deeper, out)?;
         }
         Ok(())
