@@ -764,3 +764,57 @@ fn a_running_domain_is_refused_with_a_clear_message_and_nothing_moves() {
     assert!(err.contains("shut"), "a hint says what to do: {err}");
     assert_eq!(Snapshot::take(&old, &[]).unwrap(), before);
 }
+
+#[test]
+fn an_interrupted_migration_can_be_previewed_resumed_or_undone() {
+    let t = shm_tempdir();
+    let old = t.path().join("tree");
+    old_tree(&old);
+    let original = snap(&old);
+    let fwd = migrate_args(s(&old), s(&old));
+    // Crash somewhere in the middle.
+    let out = mv(&fwd, &[(CRASH_ENV, "20".into())]);
+    assert_eq!(out.status.code(), None, "the crash hook fired");
+    let crashed = snap(&old);
+
+    // Previews write nothing.
+    let mut dry = fwd.clone();
+    dry.push("--dry-run");
+    let out = ok(&mv(&dry, &[]));
+    assert!(out.contains("an interrupted migration has"), "{out}");
+    let out = ok(&mv(
+        &[
+            "migrate",
+            "--undo",
+            "--to",
+            s(&old),
+            "--no-libvirt",
+            "--dry-run",
+        ],
+        &[],
+    ));
+    assert!(out.contains("dry run: the undo has"), "{out}");
+    assert_eq!(snap(&old), crashed);
+
+    // Another --from while this one is in progress is refused.
+    let elsewhere = t.path().join("elsewhere");
+    old_tree(&elsewhere);
+    let out = mv(&migrate_args(s(&elsewhere), s(&old)), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in progress"));
+
+    // An undo interrupted half-way blocks forward runs until it is finished.
+    let out = mv(
+        &["migrate", "--undo", "--to", s(&old), "--no-libvirt"],
+        &[(CRASH_ENV, "5".into())],
+    );
+    assert_eq!(out.status.code(), None);
+    let out = mv(&fwd, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("half done"));
+    ok(&mv(
+        &["migrate", "--undo", "--to", s(&old), "--no-libvirt"],
+        &[],
+    ));
+    assert_eq!(snap(&old).render(), original.render());
+}
