@@ -633,7 +633,15 @@ fn check_updates_runs_the_real_apt_and_rotate_logs_rotates() {
         d.path(),
         "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\n[[tasks]]\nname = \"updates\"\nkind = \"check-updates\"\nmanager = \"apt\"\ntimeout = \"60s\"\n[[tasks]]\nname = \"rotate\"\nkind = \"rotate-logs\"\nfiles = [\"{dir}/agent.log\"]\nmax_bytes = 1000\nkeep = 2\n",
     );
+    // A client that gives up mid-run does not cancel the run: it finishes and is recorded.
+    let impatient = a.client().with_timeout(Duration::from_millis(50));
+    assert!(impatient.run_task("updates", false).is_err());
     let c = a.client().with_timeout(Duration::from_secs(90));
+    a.wait_for(60, "the abandoned run to finish", || {
+        let t = c.tasks().ok()?;
+        let u = t.iter().find(|t| t.name == "updates")?;
+        (!u.running && u.last.len() == 1).then_some(())
+    });
     let r = c.run_task("updates", false).unwrap();
     assert!(r.ok, "{}", r.summary);
     assert!(r.summary.ends_with("update(s) pending"), "{}", r.summary);
@@ -658,5 +666,5 @@ fn check_updates_runs_the_real_apt_and_rotate_logs_rotates() {
     let again = c.run_task("rotate", false).unwrap();
     assert!(again.details.is_empty(), "{again:?}");
     let tasks = c.tasks().unwrap();
-    assert_eq!(tasks.iter().map(|t| t.last.len()).sum::<usize>(), 3);
+    assert_eq!(tasks.iter().map(|t| t.last.len()).sum::<usize>(), 4);
 }

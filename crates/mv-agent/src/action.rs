@@ -172,14 +172,16 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
             )
         }
         Action::Tasks => Reply::json(200, &agent.tasks.list()),
-        Action::RunTask { name, dry_run } => match agent.tasks.run(&name, dry_run, "api").await {
-            Ok(r) => {
-                agent.emit("task", &r);
-                Reply::json(if r.ok { 200 } else { 500 }, &r)
+        Action::RunTask { name, dry_run } => {
+            // Run it on its own task: a client that hangs up mid-run must not cancel the run
+            // (which would leave it marked running forever); it finishes and is recorded.
+            let me = agent.clone();
+            let run = tokio::spawn(async move { me.tasks.run(&name, dry_run, "api").await });
+            match run.await {
+                Err(e) => Reply::error(500, &format!("task runner failed: {e}")),
+                Ok(r) => task_reply(agent, r),
             }
-            Err(e @ crate::tasks::RunError::Unknown(_)) => Reply::error(404, &e.to_string()),
-            Err(e @ crate::tasks::RunError::AlreadyRunning(_)) => Reply::error(409, &e.to_string()),
-        },
+        }
         Action::Events => Reply::Events(agent.subscribe()),
         Action::Metrics => Reply::Raw(200, crate::metrics::CONTENT_TYPE, agent.metrics()),
         Action::OpenApi => Reply::Raw(
@@ -228,5 +230,16 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
                 Err(e) => Reply::error(e.status(), &crate::stats::error_chain(&e)),
             }
         }
+    }
+}
+
+fn task_reply(agent: &Agent, r: Result<crate::tasks::TaskResult, crate::tasks::RunError>) -> Reply {
+    match r {
+        Ok(r) => {
+            agent.emit("task", &r);
+            Reply::json(if r.ok { 200 } else { 500 }, &r)
+        }
+        Err(e @ crate::tasks::RunError::Unknown(_)) => Reply::error(404, &e.to_string()),
+        Err(e @ crate::tasks::RunError::AlreadyRunning(_)) => Reply::error(409, &e.to_string()),
     }
 }
