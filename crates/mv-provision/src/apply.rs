@@ -755,6 +755,40 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     })
 }
 
+/// Puts a chroot target's own `/etc/resolv.conf` back when dropped.
+struct Resolver {
+    path: PathBuf,
+    saved: PathBuf,
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = fs::rename(&self.saved, &self.path);
+    }
+}
+
+/// For a chroot (not `/`, not SSH) whose resolv.conf differs from the host's, moves it aside and
+/// copies the host's in; the guard restores it, so the target ends as it was.
+fn borrow_resolver(target: &Target) -> Result<Option<Resolver>, ApplyError> {
+    if target.ssh.is_some() || target.root == Path::new("/") {
+        return Ok(None);
+    }
+    let host = fs::read("/etc/resolv.conf").unwrap_or_default();
+    let path = target.path("/etc/resolv.conf");
+    let ours = fs::symlink_metadata(&path).ok();
+    if ours.is_none() || host.is_empty() || fs::read(&path).is_ok_and(|b| b == host) {
+        return Ok(None);
+    }
+    let saved = target.path("/etc/.resolv.conf.multiverse-saved");
+    fs::rename(&path, &saved).map_err(|source| ApplyError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    let guard = Resolver { path, saved };
+    write_file(&guard.path, &host, 0o644)?;
+    Ok(Some(guard))
+}
+
 /// Removes a file when dropped (the temporary policy-rc.d, the staging folder).
 struct Cleanup(PathBuf, bool);
 impl Drop for Cleanup {
@@ -838,6 +872,9 @@ fn install_packages(
             _policy = Some(Cleanup(p, false));
         }
     }
+    // A provisioned router's resolv.conf points at its own dnsmasq, which does not run in a
+    // chroot: borrow the build machine's resolver while the package manager downloads.
+    let _resolver = borrow_resolver(target)?;
     let out = run(&real)?;
     if !out.success {
         return Err(ApplyError::Command {

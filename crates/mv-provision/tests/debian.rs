@@ -190,6 +190,22 @@ fn star_router_on_real_debian() {
         "nft -c: {}",
         String::from_utf8_lossy(&n.stderr)
     );
+    // A later apply that needs a new package still reaches the mirror, although the router's
+    // resolv.conf now points at its own dnsmasq: the build machine's resolver is borrowed for the
+    // install and the router's put back.
+    let ours = std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap();
+    assert!(ours.contains("nameserver 127.0.0.1"));
+    let mut more = spec("star.router.multiverse");
+    more.extra_packages = vec!["less".into()];
+    let desired = render(&more, &Engine::embedded(), &Fixture).unwrap();
+    let target = Target::open(&root, Os::Debian).unwrap();
+    apply(&desired, &target, &SystemRunner).unwrap();
+    assert!(in_chroot(&root, &["dpkg", "-s", "less"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
+        ours
+    );
+    assert!(!root.join("etc/.resolv.conf.multiverse-saved").exists());
 }
 
 #[test]
