@@ -668,3 +668,48 @@ fn check_updates_runs_the_real_apt_and_rotate_logs_rotates() {
     let tasks = c.tasks().unwrap();
     assert_eq!(tasks.iter().map(|t| t.last.len()).sum::<usize>(), 4);
 }
+
+#[test]
+fn service_files_check_and_start_the_agent() {
+    let root = mv_testkit::workspace_root();
+    // OpenRC: valid shell, runs the agent with --check first.
+    let openrc = root.join("contrib/openrc/multiverse-agent");
+    mv_testkit::run_ok(std::process::Command::new("sh").arg("-n").arg(&openrc));
+    let text = std::fs::read_to_string(&openrc).unwrap();
+    assert!(text.starts_with("#!/sbin/openrc-run"));
+    assert!(text.contains("--check") && text.contains("/etc/multiverse/agent.toml"));
+    // systemd: the unit verifies with the real binary in place of /usr/bin/multiverse-agent.
+    let unit =
+        std::fs::read_to_string(root.join("contrib/systemd/multiverse-agent.service")).unwrap();
+    assert!(unit.contains(
+        "ExecStartPre=/usr/bin/multiverse-agent --config /etc/multiverse/agent.toml --check"
+    ));
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("multiverse-agent.service");
+    std::fs::write(&f, unit.replace("/usr/bin/multiverse-agent", BIN)).unwrap();
+    let sa = mv_testkit::require_tool("systemd-analyze");
+    let out = std::process::Command::new(sa)
+        .arg("verify")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains(f.to_str().unwrap()),
+        "{err}"
+    );
+    // And --check itself: ok on a good config, exit 2 on a bad one.
+    std::fs::write(d.path().join("good.toml"), "role = \"router\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "--config"])
+        .arg(d.path().join("good.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (role router)"));
+    let out = std::process::Command::new(BIN)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
