@@ -211,3 +211,41 @@ fn top_json_snapshot_and_down_agents() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"));
 }
+
+#[test]
+fn top_json_shows_a_row_per_machine_of_the_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("tree");
+    mv_testkit::run_ok(Command::new(MV).arg("--root").arg(&root).arg("init"));
+    let machines: Vec<String> = std::fs::read_dir(root.join("machines"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(machines.len() >= 3, "{machines:?}");
+    let out = mv_testkit::run_ok(
+        Command::new(MV)
+            .arg("--root")
+            .arg(&root)
+            .args(["top", "--json"]),
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let endpoints: Vec<&str> = rows
+        .iter()
+        .map(|r| r["endpoint"].as_str().unwrap())
+        .collect();
+    // The host's own agent, then every other machine through it (over its agent channel).
+    assert_eq!(endpoints[0], "unix:/run/multiverse/agent.sock");
+    for m in machines.iter().filter(|m| !m.starts_with("host.")) {
+        assert!(
+            endpoints.iter().any(|e| e.ends_with(&format!("-> {m}"))),
+            "{m} missing from {endpoints:?}"
+        );
+    }
+    // Each down machine says why.
+    for r in &rows {
+        assert!(
+            r["up"] == true || r["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{r}"
+        );
+    }
+}

@@ -142,7 +142,8 @@ impl Default for StatsConfig {
 pub struct HostConfig {
     /// The libvirt URI.
     pub uri: String,
-    /// Folder of the guests' virtio-serial channel sockets, one `<fqdn>.sock` per machine.
+    /// Folder of the guests' virtio-serial channel sockets, one `<fqdn>.sock` per machine (the
+    /// path the machines' rendered domain XML uses: `mv_machines::layout::agent_socket`).
     pub channel_dir: PathBuf,
     /// Time limit for one proxied request to a guest.
     pub guest_timeout: String,
@@ -154,7 +155,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             uri: "qemu:///system".into(),
-            channel_dir: PathBuf::from("/run/multiverse/channels"),
+            channel_dir: PathBuf::from("/run/multiverse/agent"),
             guest_timeout: "5s".into(),
             helper: None,
         }

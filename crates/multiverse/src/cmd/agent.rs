@@ -1,9 +1,11 @@
 //! `multiverse top`: the live dashboard of the agents (`mv_agent::top`), or with `--json` one
 //! snapshot of every agent's status (`mv_agent::client::fleet_status`).
 //!
-//! Which agents: every `--socket` and `--tcp` given; with none, the local agent at
-//! `/run/multiverse/agent.sock`. A host agent also brings every guest it reaches over
-//! virtio-serial (unless `--no-guests`), so on the host `multiverse top` shows the whole tree.
+//! Which agents: every `--socket` and `--tcp` given. With none: when `--root` holds a
+//! `multiverse.toml`, one row per machine of the tree (the host's agent at
+//! `/run/multiverse/agent.sock`, every other machine through it over its virtio-serial channel,
+//! shown DOWN with the reason when it has no agent); otherwise the local agent and, if it is a
+//! host agent, every guest it reaches (unless `--no-guests`).
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
@@ -73,11 +75,33 @@ fn clients(a: &TopArgs) -> Result<Vec<Client>, CliError> {
     Ok(out)
 }
 
+/// One client per machine of the tree at `--root`, if there is a tree.
+fn tree_clients(g: &Global) -> Result<Option<Vec<Client>>, CliError> {
+    let tree = mv_machines::Tree::new(&g.root);
+    let file = tree.config_file();
+    if !file.exists() {
+        return Ok(None);
+    }
+    let topo = mv_machines::Topology::load(&file).usage()?;
+    let host = Client::unix(DEFAULT_SOCKET);
+    let mut out = vec![host.clone()];
+    for m in &topo.machines {
+        if m.kind != mv_machines::MachineType::Host {
+            out.push(host.guest(m.name.as_str()));
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Runs `multiverse top`.
 pub fn top(g: &Global, a: TopArgs) -> Result<(), CliError> {
-    let agents = clients(&a)?;
+    let explicit = !a.sockets.is_empty() || !a.tcp.is_empty();
+    let (agents, guests) = match (explicit, tree_clients(g)?) {
+        (false, Some(tree)) => (tree, false),
+        _ => (clients(&a)?, !a.no_guests),
+    };
     if g.json {
-        let all = mv_agent::top::expand(&agents, !a.no_guests);
+        let all = mv_agent::top::expand(&agents, guests);
         let rows = mv_agent::client::fleet_status(&all);
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -85,7 +109,7 @@ pub fn top(g: &Global, a: TopArgs) -> Result<(), CliError> {
     mv_agent::top::run(mv_agent::top::TopOptions {
         agents,
         interval: a.interval,
-        guests: !a.no_guests,
+        guests,
     })
     .hint("`multiverse top` needs a terminal; use --json for a one-shot snapshot")
 }
