@@ -249,3 +249,58 @@ fn top_json_shows_a_row_per_machine_of_the_tree() {
         );
     }
 }
+
+#[test]
+fn top_json_over_tcp_with_the_token_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let tok = d.path().join("token");
+    std::fs::write(&tok, "tcp-token-for-top\n").unwrap();
+    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = d.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "role = \"router\"\nname = \"delta\"\n[api]\nsocket = \"\"\ntcp = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n[router]\nnft = false\n",
+            tok.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(agent_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _agent = Agent(child);
+    let addr = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("tcp="))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let out = mv_testkit::run_ok(
+        Command::new(MV)
+            .args(["top", "--json", "--tcp", &addr, "--token-file"])
+            .arg(&tok),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["up"], true, "{v}");
+    assert_eq!(v[0]["name"], "delta");
+    assert_eq!(v[0]["role"], "router");
+    // A wrong token: the row is down with the agent's 401.
+    let bad = d.path().join("bad");
+    std::fs::write(&bad, "nope").unwrap();
+    let out = mv_testkit::run_ok(
+        Command::new(MV)
+            .args(["top", "--json", "--tcp", &addr, "--token-file"])
+            .arg(&bad),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["up"], false);
+    assert!(v[0]["error"].as_str().unwrap().contains("401"), "{v}");
+}
