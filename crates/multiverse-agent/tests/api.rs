@@ -713,3 +713,27 @@ fn service_files_check_and_start_the_agent() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn connections_beyond_the_limit_wait_in_the_backlog() {
+    let d = tempfile::tempdir().unwrap();
+    let a = start(
+        d.path(),
+        "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\nmax_connections = 2\nheader_timeout = \"10s\"\n",
+    );
+    // Two clients that connect and say nothing hold both slots.
+    let idle1 = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+    let idle2 = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+    // Let the agent accept them (a served request on a third connection proves the loop ran).
+    a.wait_for(5, "both idle connections accepted", || {
+        let c = a.client().with_timeout(Duration::from_millis(300));
+        c.info().err().map(|_| ())
+    });
+    // A third is not served while they are held...
+    let c = a.client().with_timeout(Duration::from_millis(500));
+    assert!(c.info().is_err(), "served beyond max_connections");
+    // ...and is as soon as one goes away.
+    drop(idle1);
+    a.wait_for(5, "a free slot", || a.client().info().ok());
+    drop(idle2);
+}
