@@ -5,7 +5,8 @@
 //! and the executor are tested with an in-memory fake and run for real over `mv-libvirt`.
 //! What is rewritten, and nothing else:
 //! - in a domain: the `file` and `dir` attributes of every `<source>` element (disk images,
-//!   filesystem shares of a machine's data folder);
+//!   filesystem shares of a machine's data folder), and the text of `<nvram>`, `<loader>`,
+//!   `<kernel>` and `<initrd>` (a UEFI machine's variables file often sits beside its disk);
 //! - in a pool: the text of `<path>` (the pool's target folder).
 //!
 //! Paths are compared as exact strings after XML unescaping; a path spelt differently (through a
@@ -173,6 +174,65 @@ pub fn apply_rewrites(kind: ObjectKind, xml: &str, rewrites: &[Rewrite]) -> (Str
 /// Walks the path-bearing places of `xml`, calling `f` with each (unescaped) path; where `f`
 /// returns a new path, it replaces the old one (escaped) in the returned text.
 fn visit(kind: ObjectKind, xml: &str, f: &mut dyn FnMut(&str) -> Option<String>) -> String {
+    let mut out = visit_attrs_and_paths(kind, xml, f);
+    if kind == ObjectKind::Domain {
+        // Firmware and boot files (a UEFI machine's NVRAM usually lives beside its disk).
+        for name in DOMAIN_PATH_ELEMENTS {
+            out = rewrite_element_text(&out, name, f);
+        }
+    }
+    out
+}
+
+/// Domain elements whose text is a path.
+const DOMAIN_PATH_ELEMENTS: [&str; 4] = ["nvram", "loader", "kernel", "initrd"];
+
+/// Rewrites the text of every `<name ...>text</name>` element.
+fn rewrite_element_text(
+    xml: &str,
+    name: &str,
+    f: &mut dyn FnMut(&str) -> Option<String>,
+) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    let close = format!("</{name}>");
+    while let Some(pos) = find_tag(rest, name) {
+        let Some(end) = rest[pos..].find('>') else {
+            break;
+        };
+        let text_start = pos + end + 1;
+        out.push_str(&rest[..text_start]);
+        rest = &rest[text_start..];
+        if xml_self_closing(&out) {
+            continue;
+        }
+        let Some(len) = rest.find(&close) else {
+            break;
+        };
+        let raw = &rest[..len];
+        // Only plain text: an element holding other elements is left alone.
+        if !raw.contains('<') {
+            match f(&unescape(raw)) {
+                Some(new) => out.push_str(&escape(&new)),
+                None => out.push_str(raw),
+            }
+            rest = &rest[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the start tag just copied to `out` ends with `/>`.
+fn xml_self_closing(out: &str) -> bool {
+    out.ends_with("/>")
+}
+
+fn visit_attrs_and_paths(
+    kind: ObjectKind,
+    xml: &str,
+    f: &mut dyn FnMut(&str) -> Option<String>,
+) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
     match kind {
@@ -322,6 +382,22 @@ mod tests {
             })
             .collect();
         assert_eq!(apply_rewrites(ObjectKind::Domain, &out, &back).0, DOMAIN);
+    }
+
+    #[test]
+    fn rewrites_firmware_paths() {
+        let xml = "<domain><os><loader readonly='yes' type='pflash'>/usr/share/OVMF/CODE.fd</loader><nvram template='/usr/share/OVMF/VARS.fd'>/old/Machines/C/VARS.fd</nvram><kernel/></os></domain>";
+        assert_eq!(
+            paths(ObjectKind::Domain, xml),
+            // In pass order: `<source>` attributes, then nvram, loader, kernel, initrd.
+            vec!["/old/Machines/C/VARS.fd", "/usr/share/OVMF/CODE.fd"]
+        );
+        let (out, made) = rewrite(ObjectKind::Domain, xml, &|p| {
+            (p == "/old/Machines/C/VARS.fd").then(|| "/new/machines/c/VARS.fd".to_string())
+        });
+        assert_eq!(made.len(), 1);
+        assert!(out.contains("'/usr/share/OVMF/VARS.fd'>/new/machines/c/VARS.fd</nvram>"));
+        assert!(out.contains("<kernel/>"));
     }
 
     #[test]
