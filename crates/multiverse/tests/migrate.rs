@@ -462,6 +462,7 @@ fn crash_test(build: &dyn Fn(&Path, &Path) -> (PathBuf, PathBuf)) {
     let plan = fs::read(new.join(STATE).join("plan.json")).unwrap();
 
     let points = crash_everywhere(build, &fwd, &|_, _| {}, &migrated);
+    eprintln!("migration: crashed and re-ran at each of {points} crash points");
     assert!(points > 10, "only {points} crash points");
     // The plan saved after a crash is the same plan.
     let t2 = tempfile::tempdir().unwrap();
@@ -493,6 +494,7 @@ fn crash_test(build: &dyn Fn(&Path, &Path) -> (PathBuf, PathBuf)) {
         ));
     };
     let points = crash_everywhere(build, &undo, &migrate_first, &original);
+    eprintln!("undo: crashed and re-ran at each of {points} crash points");
     assert!(points > 10, "only {points} undo crash points");
 }
 
