@@ -168,8 +168,9 @@ fn metrics_parse_strictly_and_agree_with_proc() {
         .unwrap()
         .value;
     let avail_now = (proc_value("/proc/meminfo", "MemAvailable:") * 1024) as f64;
+    // Tolerances: the sample is up to one interval (200 ms) old and other tests run meanwhile.
     assert!(
-        (avail - avail_now).abs() < 0.05 * mem_total,
+        (avail - avail_now).abs() < 0.10 * mem_total,
         "{avail} vs {avail_now}"
     );
 
@@ -243,7 +244,10 @@ fn metrics_parse_strictly_and_agree_with_proc() {
         })
         .count() as f64;
     let m_procs = metric(&samples, "multiverse_processes", &[]).unwrap().value;
-    assert!((m_procs - procs).abs() < 40.0, "{m_procs} vs {procs}");
+    assert!(
+        (m_procs - procs).abs() < (0.25 * procs).max(40.0),
+        "{m_procs} vs {procs}"
+    );
 
     for c in ["cpu", "memory", "system", "disks", "network", "services"] {
         assert_eq!(
