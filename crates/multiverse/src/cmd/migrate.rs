@@ -219,6 +219,11 @@ fn apply_error(e: ApplyError) -> CliError {
         ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => {
             as_usage(CliError::from(e))
         }
+        ApplyError::Op {
+            source: mv_migrate::apply::OpError::NoHypervisor,
+            ..
+        } => CliError::from(e)
+            .with_hint("the plan redefines libvirt objects: run it again without --no-libvirt"),
         other => CliError::from(other).with_hint(RESUME_HINT),
     }
 }
