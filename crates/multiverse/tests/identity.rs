@@ -4,71 +4,16 @@
 //! are tested by mv-seal, not here.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{free_port, mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
 use mv_testkit::{require_tool, run_ok};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const SPEC_WORDS: &str = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
 const SPEC_NAME: &str = "universe.router.multiverse";
-const PASS: &str = "correct horse battery staple";
-
-fn mv(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
-    c.arg("--root")
-        .arg(root)
-        .env("MULTIVERSE_PASSPHRASE", PASS)
-        .env_remove("MULTIVERSE_ROOT")
-        .env_remove("MULTIVERSE_LOG")
-        .stdin(Stdio::null());
-    c
-}
-
-fn output(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    if let Some(input) = stdin {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    } else {
-        cmd.output().unwrap()
-    }
-}
-
-fn ok(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let out = output(cmd, stdin);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command expected to fail with exit code 2 and exactly one error line; returns stderr.
-fn usage_error(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let out = output(cmd, stdin);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
-    assert_eq!(
-        err.lines().filter(|l| l.contains("error:")).count(),
-        1,
-        "one error line: {err}"
-    );
-    err
-}
-
-const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
 
 fn restore_spec(root: &Path) {
     ok(
@@ -420,31 +365,6 @@ fn ssh_keygen_reads_every_exported_key() {
     );
 }
 
-/// Kills a child process on drop (by its PID only).
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const TOPOLOGY: &str = r#"
 [host]
 name = "host.multiverse"
@@ -530,7 +450,7 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     )
     .unwrap();
     let log = t.path().join("sshd.log");
-    let _server = Guard(
+    let _server = KillOnDrop(
         Command::new(&sshd)
             .arg("-D")
             .arg("-f")
@@ -680,7 +600,7 @@ fn tor_writes_the_same_hostname() {
         ),
     )
     .unwrap();
-    let _tor = Guard(
+    let _tor = KillOnDrop(
         Command::new(&tor)
             .arg("-f")
             .arg(&torrc)

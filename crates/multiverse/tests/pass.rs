@@ -4,9 +4,12 @@
 //! and kills its gpg-agent at the end. Tools are required: a missing one fails the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{stderr, stdout, with_stdin};
 use mv_testkit::{require_tool, run_ok};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// A sandbox: gpg home with keys, a store folder, a Multiverse tree.
 struct Sandbox {
@@ -117,7 +120,7 @@ impl Sandbox {
     }
 
     fn mv(&self) -> Command {
-        let mut c = self.cmd(env!("CARGO_BIN_EXE_multiverse"));
+        let mut c = self.cmd(common::MV);
         c.arg("pass");
         c
     }
@@ -156,32 +159,8 @@ impl Sandbox {
     }
 }
 
-fn with_stdin(c: &mut Command, input: &str) -> Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn ok(c: &mut Command) -> String {
     run_ok(c)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// pass's grep output without colours: `entry:` headers and lines, as a sorted set.
@@ -535,7 +514,7 @@ fn gpg_mode_dry_run_and_idempotence() {
 fn machines_get_their_derived_passwords_under_the_identity_key() {
     let sb = Sandbox::new(0);
     let words = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
-    let mut c = sb.cmd(env!("CARGO_BIN_EXE_multiverse"));
+    let mut c = sb.cmd(common::MV);
     c.args([
         "identity",
         "restore",

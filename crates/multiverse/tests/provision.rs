@@ -5,66 +5,22 @@
 //! error line naming the thing to fix).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{free_port, mv, output, FAST, SPEC_WORDS};
 use mv_core::{IdentityName, MachineName};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const SPEC_WORDS: &str = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
-const PASS: &str = "correct horse battery staple";
-const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
-
-fn mv(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
-    c.arg("--root")
-        .arg(root)
-        .env("MULTIVERSE_PASSPHRASE", PASS)
-        .env_remove("MULTIVERSE_ROOT")
-        .env_remove("MULTIVERSE_LOG")
-        .stdin(Stdio::null());
-    c
-}
-
-fn output(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    match stdin {
-        Some(input) => {
-            cmd.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        }
-        None => cmd.output().unwrap(),
-    }
-}
-
+/// `ok` of a command that reads no stdin.
 fn ok(cmd: &mut Command) -> String {
-    let out = output(cmd, None);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(cmd, None)
 }
 
+/// `usage_error` of a command that reads no stdin.
 fn usage_error(cmd: &mut Command) -> String {
-    let out = output(cmd, None);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
-    assert_eq!(
-        err.lines().filter(|l| l.contains("error:")).count(),
-        1,
-        "one error line: {err}"
-    );
-    err
+    common::usage_error(cmd, None)
 }
 
 /// A tree with the default multiverse.toml and the spec identity.
@@ -363,14 +319,6 @@ impl Drop for Sshd {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn sshd_into_debian(machine: &str) -> (Sshd, PathBuf) {

@@ -1,0 +1,139 @@
+//! Helpers shared by the CLI integration tests in `crates/multiverse/tests/*.rs` (each test file
+//! pulls them in with `mod common;`): running the real `multiverse` binary with a clean
+//! environment, feeding it stdin, checking its exit status, the spec identity's words and cheap
+//! Argon2 parameters, free loopback ports and child processes killed on drop.
+//!
+//! Not a library: every test file compiles its own copy and uses only some items, hence the
+//! crate-wide `dead_code` allowance below.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const MV: &str = env!("CARGO_BIN_EXE_multiverse");
+
+/// The words of the spec's test vector (spec/scramble-v1.md).
+pub const SPEC_WORDS: &str = "abandon amount liar amount expire adjust cage candy arch gather drum bullet absurd math era live bid rhythm alien crouch range attend journey unaware";
+
+/// The passphrase that seals test identities.
+pub const PASS: &str = "correct horse battery staple";
+
+/// Cheap Argon2 parameters: the default 256 MiB costs are tested by mv-seal, not here.
+pub const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
+
+/// `multiverse --root <root>` with the passphrase in the environment, no inherited root or log
+/// settings and stdin closed.
+pub fn mv(root: &Path) -> Command {
+    let mut c = Command::new(MV);
+    c.arg("--root")
+        .arg(root)
+        .env("MULTIVERSE_PASSPHRASE", PASS)
+        .env_remove("MULTIVERSE_ROOT")
+        .env_remove("MULTIVERSE_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd`, writing `stdin` to it when given; captures stdout and stderr.
+pub fn output(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    match stdin {
+        Some(input) => with_stdin(cmd, input),
+        None => cmd.output().unwrap(),
+    }
+}
+
+/// Runs `cmd` with `input` on its stdin; captures stdout and stderr.
+pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `cmd` (with `stdin` when given), which must succeed; returns its stdout.
+pub fn ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = output(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command expected to fail with exit code 2 and exactly one error line; returns stderr.
+pub fn usage_error(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = output(cmd, stdin);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "one error line: {err}"
+    );
+    err
+}
+
+/// Asserts that a finished command succeeded (showing its exit code and both streams otherwise);
+/// returns its stdout.
+pub fn success(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stdout, lossily decoded.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stderr, lossily decoded.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `ready` until it holds, panicking after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a child process on drop (by its PID only) and reaps it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
