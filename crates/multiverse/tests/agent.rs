@@ -3,12 +3,13 @@
 //! status snapshot. The agents are the real `multiverse-agent` binary.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{KillOnDrop, MV};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const MV: &str = env!("CARGO_BIN_EXE_multiverse");
 
 /// The agent binary sits next to `multiverse` in the target folder; build it if this test runs
 /// alone (`cargo test -p multiverse`).
@@ -21,15 +22,7 @@ fn agent_bin() -> PathBuf {
     p
 }
 
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(dir: &Path, name: &str, extra: &str) -> (Agent, PathBuf) {
+fn start_agent(dir: &Path, name: &str, extra: &str) -> (KillOnDrop, PathBuf) {
     let sock = dir.join(format!("{name}.sock"));
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -52,7 +45,7 @@ fn start_agent(dir: &Path, name: &str, extra: &str) -> (Agent, PathBuf) {
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("multiverse-agent ready"), "{line}");
-    (Agent(child), sock)
+    (KillOnDrop(child), sock)
 }
 
 struct Tmux(String);
@@ -277,7 +270,7 @@ fn top_json_over_tcp_with_the_token_file() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _agent = Agent(child);
+    let _agent = KillOnDrop(child);
     let addr = line
         .split_whitespace()
         .find_map(|f| f.strip_prefix("tcp="))

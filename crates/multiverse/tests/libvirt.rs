@@ -7,6 +7,9 @@
 //! are rewritten with a random tag), and everything defined is undefined at the end.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{success as ok, MV};
 use mv_libvirt::{Connection, ObjectKind};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,24 +29,13 @@ fn tag() -> String {
 }
 
 fn mv(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multiverse"))
+    Command::new(MV)
         .arg("--root")
         .arg(root)
         .args(args)
         .env_remove("MULTIVERSE_CONNECT")
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Undefines what a test defined, even when it fails.

@@ -7,6 +7,9 @@
 //! runs compare equal.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{success as ok, MV};
 use mv_migrate::snapshot::{Entry, Snapshot};
 use std::collections::BTreeMap;
 use std::fs;
@@ -148,7 +151,7 @@ fn existing_root(new: &Path) {
 }
 
 fn mv(args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
+    let mut c = Command::new(MV);
     c.args(args)
         .env_remove(CRASH_ENV)
         .env_remove("MULTIVERSE_ROOT");
@@ -156,17 +159,6 @@ fn mv(args: &[&str], env: &[(&str, String)]) -> Output {
         c.env(k, v);
     }
     c.output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn migrate_args<'a>(old: &'a str, new: &'a str) -> Vec<&'a str> {
@@ -560,7 +552,7 @@ fn kill_9_at_random_moments_then_rerun_loses_nothing() {
         let t = tempfile::tempdir().unwrap();
         let old = build(t.path());
         let delay = next(&mut seed) % run_us;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_multiverse"))
+        let mut child = Command::new(MV)
             .args(migrate_args(s(&old), s(&old)))
             .env_remove(CRASH_ENV)
             .stdout(std::process::Stdio::null())
