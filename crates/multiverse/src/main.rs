@@ -2,108 +2,125 @@
 //!
 //! This binary only parses arguments, wires the library crates together and maps their errors to
 //! exit codes and hints. Every subcommand lives in its own module under [`cmd`]; the work itself is
-//! done by the `mv-*` crates (see ARCHITECTURE.md).
+//! done by the `mv-*` crates (see ARCHITECTURE.md). The command line itself is [`cli`].
+//!
+//! It does not link libvirt, so that it starts in about a millisecond (`multiverse pass show` is
+//! meant to beat `pass show`): the libvirt subcommands (`up`, `down`, `status`, `backup`,
+//! `restore`, `image`, `migrate`) are parsed here, then run by the sibling binary
+//! `multiverse-virt`, which this one execs with the same arguments (docs/cli.md).
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage or bad input (a malformed config, a bad name, ...).
 #![forbid(unsafe_code)]
 
+mod cli;
+// The run functions of the libvirt subcommands are compiled here but only called by
+// `multiverse-virt` (which compiles the same modules and does warn about dead code); a binary
+// crate never generates code for functions it does not reach, so they do not pull libvirt in.
+#[allow(dead_code)]
 mod cmd;
 mod error;
 mod global;
 mod secret_input;
 
-use clap::{CommandFactory, Parser, Subcommand};
 use error::CliError;
-use global::Global;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
-/// Multiverse OS: a compartmentalised desktop on KVM/libvirt, built, keyed and protected from one tree.
-#[derive(Debug, Parser)]
-#[command(
-    name = "multiverse",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write the default topology (multiverse.toml and the tree) into --root
-    Init(cmd::init::Args),
-    /// Render every machine's definition and configuration from multiverse.toml
-    Render(cmd::render::Args),
-    /// Add, list, show and remove machines
-    #[command(subcommand)]
-    Machine(cmd::machine::Command),
-    /// The Scramble Suit identity: one root secret, every key
-    #[command(subcommand)]
-    Identity(cmd::identity::Command),
-    /// The password store (pass format), with OTP
-    Pass(cmd::pass::Args),
-    /// Define (and with --start, start) the multiverse through libvirt
-    Up(cmd::libvirt::UpArgs),
-    /// Stop machines in reverse dependency order
-    Down(cmd::libvirt::DownArgs),
-    /// Every machine: defined, running, changed since render; agent stats where reachable
-    Status(cmd::libvirt::StatusArgs),
-    /// Pull every libvirt definition off the host into the tree
-    Backup(cmd::libvirt::BackupArgs),
-    /// Define everything from a backup back on a host
-    Restore(cmd::libvirt::RestoreArgs),
-    /// Base OS images
-    #[command(subcommand)]
-    Image(cmd::libvirt::ImageCommand),
-    /// Move an old Multiverse tree to the current layout
-    Migrate(cmd::migrate::Args),
-    /// Declarative provisioning of machines (replaces provision.sh)
-    #[command(subcommand)]
-    Provision(cmd::provision::Command),
-    /// Live dashboard of every machine's agent
-    Top(cmd::agent::TopArgs),
-    /// The kill switch and the LUKS key hidden in an image
-    #[command(subcommand)]
-    Guard(cmd::guard::Command),
-    /// Host setup: udev rules, IOMMU checks, vfio-pci binding
-    #[command(subcommand)]
-    Host(cmd::host::Command),
-    /// Print shell completions
-    Completions(cmd::meta::CompletionsArgs),
-    /// Print the man page (roff)
-    Man,
-}
+/// The binary that runs the libvirt subcommands.
+const VIRT_BIN: &str = "multiverse-virt";
 
 fn main() {
-    let cli = Cli::parse();
-    cli.global.init_logging();
-    let result = run(cli);
-    std::process::exit(error::report(result));
+    cli::main(|_, _| exec_virt())
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    let g = &cli.global;
-    match cli.command {
-        Command::Init(a) => cmd::init::run(g, a),
-        Command::Render(a) => cmd::render::run(g, a),
-        Command::Machine(c) => cmd::machine::run(g, c),
-        Command::Identity(c) => cmd::identity::run(g, c),
-        Command::Pass(a) => cmd::pass::run(g, a),
-        Command::Up(a) => cmd::libvirt::up(g, a),
-        Command::Down(a) => cmd::libvirt::down(g, a),
-        Command::Status(a) => cmd::libvirt::status(g, a),
-        Command::Backup(a) => cmd::libvirt::backup(g, a),
-        Command::Restore(a) => cmd::libvirt::restore(g, a),
-        Command::Image(c) => cmd::libvirt::image(g, c),
-        Command::Migrate(a) => cmd::migrate::run(g, a),
-        Command::Provision(c) => cmd::provision::run(g, c),
-        Command::Top(a) => cmd::agent::top(g, a),
-        Command::Guard(c) => cmd::guard::run(g, c),
-        Command::Host(c) => cmd::host::run(g, c),
-        Command::Completions(a) => cmd::meta::completions(Cli::command(), a),
-        Command::Man => cmd::meta::man(Cli::command()),
+/// Replaces this process with `multiverse-virt` and the same arguments (argv[0] included, so
+/// usage lines still say `multiverse`); returns only on error.
+fn exec_virt() -> Result<(), CliError> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().ok();
+    let virt = locate(exe.as_deref(), std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+        CliError::failure_msg(format!(
+            "this command needs `{VIRT_BIN}` (the part of multiverse that links libvirt), \
+             found neither next to {} nor on PATH",
+            exe.as_deref()
+                .map_or_else(|| "this program".to_string(), |e| e.display().to_string())
+        ))
+        .with_hint(&format!(
+            "install {VIRT_BIN} beside multiverse (`cargo build -p multiverse` builds both)"
+        ))
+    })?;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "multiverse".into());
+    let err = std::process::Command::new(&virt)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    Err(CliError::from(
+        anyhow::Error::new(err).context(format!("cannot run {}", virt.display())),
+    ))
+}
+
+/// Where `multiverse-virt` is: next to this executable (`exe`), else the first executable of that
+/// name in the directories of `path` (empty entries, which would mean the current directory,
+/// are skipped).
+fn locate(exe: Option<&Path>, path: Option<&OsStr>) -> Option<PathBuf> {
+    let beside = exe.and_then(Path::parent).map(|d| d.join(VIRT_BIN));
+    let on_path = path
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(VIRT_BIN));
+    beside.into_iter().chain(on_path).find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn make(dir: &Path, mode: u32) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(VIRT_BIN);
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn prefers_the_sibling_of_the_executable() {
+        let t = tempfile::tempdir().unwrap();
+        let sibling = make(&t.path().join("bin"), 0o755);
+        make(&t.path().join("path"), 0o755);
+        let path = std::env::join_paths([t.path().join("path")]).unwrap();
+        let exe = t.path().join("bin/multiverse");
+        assert_eq!(locate(Some(&exe), Some(&path)), Some(sibling));
+    }
+
+    #[test]
+    fn falls_back_to_path_and_skips_non_executables() {
+        let t = tempfile::tempdir().unwrap();
+        make(&t.path().join("bin"), 0o644);
+        make(&t.path().join("a"), 0o600);
+        let on_path = make(&t.path().join("b"), 0o755);
+        let path = std::env::join_paths([t.path().join("a"), t.path().join("b")]).unwrap();
+        let exe = t.path().join("bin/multiverse");
+        assert_eq!(locate(Some(&exe), Some(&path)), Some(on_path));
+    }
+
+    #[test]
+    fn none_when_missing_everywhere() {
+        let t = tempfile::tempdir().unwrap();
+        let path = std::env::join_paths([t.path().join("nope"), PathBuf::new()]).unwrap();
+        assert_eq!(
+            locate(Some(&t.path().join("multiverse")), Some(&path)),
+            None
+        );
+        assert_eq!(locate(None, None), None);
     }
 }
