@@ -3,6 +3,9 @@
 //! through the kernel's own netlink path inside a private network namespace.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::MV;
 use mv_guard::image::{synthetic_photo, Layout};
 use mv_guard::uevent::Uevent;
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 const KDF: &str = "64";
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_multiverse"));
+    let mut c = Command::new(MV);
     c.env_remove("MULTIVERSE_PASSPHRASE")
         .env_remove("MULTIVERSE_ROOT");
     c
@@ -41,6 +44,20 @@ impl Env {
     }
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+    /// Starts `guard watch --json` (after `--dry-run` when asked) reading uevents from the unix
+    /// socket `sock`, with the fixture sysfs of `fixture_sys`.
+    fn watch_unix(&self, sock: &Path, dry_run: bool) -> Watcher {
+        let source = format!("unix:{}", sock.display());
+        let sys = self.p("sys");
+        let mut args = vec!["--json", "guard", "watch", "--source", &source, "--sys"];
+        args.push(sys.to_str().unwrap());
+        if dry_run {
+            args.insert(0, "--dry-run");
+        }
+        let mut cmd = self.cmd(&args);
+        cmd.stdin(Stdio::null());
+        Watcher::start(cmd)
     }
     fn cover(&self, name: &str, w: u32, h: u32, layout: Layout, depth: u8) -> PathBuf {
         let c = synthetic_photo(w, h, layout, depth, 5);
@@ -636,18 +653,7 @@ fn watcher_on_a_unix_source_fires_only_for_the_token() {
     fixture_sys(&e.p("sys"));
     arm_for_watch(&e);
     let sock = e.p("uevents.sock");
-    let mut cmd = e.cmd(&[
-        "--dry-run",
-        "--json",
-        "guard",
-        "watch",
-        "--source",
-        &format!("unix:{}", sock.display()),
-        "--sys",
-        e.p("sys").to_str().unwrap(),
-    ]);
-    cmd.stdin(Stdio::null());
-    let mut w = Watcher::start(cmd);
+    let mut w = e.watch_unix(&sock, true);
     let ready = w.next();
     assert_eq!(ready["event"], "ready", "{ready}");
     assert_eq!(ready["present"][0]["devpath"], format!("{USB}/1-1"));
@@ -676,7 +682,7 @@ fn watcher_on_real_netlink_in_a_private_namespace() {
     arm_for_watch(&e);
     let mut cmd = Command::new(unshare);
     cmd.args(["-n", "--"])
-        .arg(env!("CARGO_BIN_EXE_multiverse"))
+        .arg(MV)
         .arg("--root")
         .arg(e.p("tree"))
         .args([
@@ -712,17 +718,7 @@ fn a_disarmed_watcher_stops_on_sigusr1_and_ignores_sigterm() {
     fixture_sys(&e.p("sys"));
     arm_for_watch(&e);
     let sock = e.p("u.sock");
-    let mut cmd = e.cmd(&[
-        "--json",
-        "guard",
-        "watch",
-        "--source",
-        &format!("unix:{}", sock.display()),
-        "--sys",
-        e.p("sys").to_str().unwrap(),
-    ]);
-    cmd.stdin(Stdio::null());
-    let mut w = Watcher::start(cmd);
+    let mut w = e.watch_unix(&sock, false);
     assert_eq!(w.next()["event"], "ready");
     let pid = w.child.id().to_string();
     assert_eq!(
@@ -870,42 +866,24 @@ fn a_paused_guard_ignores_the_token_then_fires_once_rearmed() {
     let o = e.run(&["guard", "disarm", "--for", "soon"]);
     assert_eq!(o.status.code(), Some(2));
     let sock = e.p("p.sock");
-    let mut cmd = e.cmd(&[
-        "--dry-run",
-        "--json",
-        "guard",
-        "watch",
-        "--source",
-        &format!("unix:{}", sock.display()),
-        "--sys",
-        e.p("sys").to_str().unwrap(),
-    ]);
-    cmd.stdin(Stdio::null());
-    let mut w = Watcher::start(cmd);
+    let mut w = e.watch_unix(&sock, true);
     assert_eq!(w.next()["event"], "ready");
     let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
     let token = format!("{USB}/1-1");
-    tx.send_to(
-        &Uevent::usb("remove", &token, 0x1050, 0x0407, 1).encode(),
-        &sock,
-    )
-    .unwrap();
+    // The armed token (1050:0407 at its devpath) arriving or leaving, as event `seq`.
+    let send = |action: &str, seq: u64| {
+        let u = Uevent::usb(action, &token, 0x1050, 0x0407, seq);
+        tx.send_to(&u.encode(), &sock).unwrap();
+    };
+    send("remove", 1);
     assert_eq!(w.next()["decision"], "fire");
     assert_eq!(w.next()["event"], "disarmed-ignore");
     // Re-arming ends the pause; the token comes back (sysfs still has it) and leaves again.
     let o = e.run(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
     assert!(o.status.success(), "{}", text(&o));
-    tx.send_to(
-        &Uevent::usb("add", &token, 0x1050, 0x0407, 2).encode(),
-        &sock,
-    )
-    .unwrap();
+    send("add", 2);
     assert_eq!(w.next()["decision"], "token-arrived");
-    tx.send_to(
-        &Uevent::usb("remove", &token, 0x1050, 0x0407, 3).encode(),
-        &sock,
-    )
-    .unwrap();
+    send("remove", 3);
     assert_eq!(w.next()["decision"], "fire");
     assert_eq!(w.next()["event"], "fire");
     let rest = w.rest();

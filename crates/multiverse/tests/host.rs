@@ -1,12 +1,15 @@
 //! `multiverse host` driven through the real binary on fixture sysfs/procfs trees.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::MV;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn run(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multiverse"))
+    Command::new(MV)
         .env_remove("MULTIVERSE_ROOT")
         .arg("--root")
         .arg(root.join("tree"))
@@ -268,35 +271,29 @@ fn vfio_bind_writes_modprobe_config_and_binds_now_idempotently() {
 
 #[test]
 fn udev_writes_rules_that_udevadm_accepts_with_the_kill_switch() {
-    let udevadm = mv_testkit::require_tool("udevadm");
+    mv_testkit::require_tool("udevadm");
     let d = tempfile::tempdir().unwrap();
     let rules = d.path().join("rules.d");
     let rules_s = rules.display().to_string();
-    let o = run(
-        d.path(),
-        &[
-            "--dry-run",
+    // `host udev` for the token 1050:0407:CC01, after `--dry-run` when asked.
+    let udev = |dry_run: bool| {
+        let mut args = vec![
             "host",
             "udev",
             "--out",
             &rules_s,
             "--token",
             "1050:0407:CC01",
-        ],
-    );
+        ];
+        if dry_run {
+            args.insert(0, "--dry-run");
+        }
+        run(d.path(), &args)
+    };
+    let o = udev(true);
     assert!(o.status.success(), "{}", out(&o));
     assert!(!rules.exists());
-    let o = run(
-        d.path(),
-        &[
-            "host",
-            "udev",
-            "--out",
-            &rules_s,
-            "--token",
-            "1050:0407:CC01",
-        ],
-    );
+    let o = udev(false);
     assert!(o.status.success(), "{}", out(&o));
     let host_rules = rules.join("70-multiverse-host.rules");
     let kill = rules.join("85-multiverse-killswitch.rules");
@@ -307,24 +304,8 @@ fn udev_writes_rules_that_udevadm_accepts_with_the_kill_switch() {
     assert!(std::fs::read_to_string(&kill)
         .unwrap()
         .contains("ENV{ID_SERIAL_SHORT}==\"CC01\""));
-    let v = Command::new(&udevadm)
-        .arg("verify")
-        .arg(&host_rules)
-        .arg(&kill)
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", out(&v));
-    let o = run(
-        d.path(),
-        &[
-            "host",
-            "udev",
-            "--out",
-            &rules_s,
-            "--token",
-            "1050:0407:CC01",
-        ],
-    );
+    mv_testkit::assert_udevadm_accepts(&[&host_rules, &kill]);
+    let o = udev(false);
     assert_eq!(out(&o).matches("unchanged").count(), 2, "{}", out(&o));
     let o = run(
         d.path(),

@@ -3,11 +3,14 @@
 //! defined in a private embedded libvirt (`qemu:///embed`).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{success, MV};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn mv(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multiverse"))
+    Command::new(MV)
         .arg("--root")
         .arg(root)
         .args(args)
@@ -17,14 +20,7 @@ fn mv(root: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
-    let o = mv(root, args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    success(&mv(root, args))
 }
 
 /// Every file and symlink under `root`, relative, sorted, with contents (link targets for links).
@@ -230,49 +226,60 @@ fn default_text() -> String {
 #[test]
 fn bad_input_is_one_line_exit_2_nothing_written() {
     let t = default_text();
-    bad_config(
-        &t.replace("type = \"service\"", "type = \"server\""),
-        "type = \"server\"",
-        "unknown type",
-    );
-    bad_config(
-        &t.replace("\"mail.service.multiverse\"", "\"Mail.Service\""),
-        "\"Mail.Service\"",
-        "upper-case fqdn",
-    );
-    bad_config(
-        &t.replace("\"mail.service.multiverse\"", "\"mail\""),
-        "\"mail\"",
-        "fqdn without a dot",
-    );
-    bad_config(
-        &t.replace("\"browser.app.multiverse\"", "\"mail.service.multiverse\""),
-        "name = \"mail.service.multiverse\"",
-        "duplicate names",
-    );
-    bad_config(
-        &t.replace(
+    // (text replaced, its replacement, where the error must point, what is wrong)
+    let cases = [
+        (
+            "type = \"service\"",
+            "type = \"server\"",
+            "type = \"server\"",
+            "unknown type",
+        ),
+        (
+            "\"mail.service.multiverse\"",
+            "\"Mail.Service\"",
+            "\"Mail.Service\"",
+            "upper-case fqdn",
+        ),
+        (
+            "\"mail.service.multiverse\"",
+            "\"mail\"",
+            "\"mail\"",
+            "fqdn without a dot",
+        ),
+        (
+            "\"browser.app.multiverse\"",
+            "\"mail.service.multiverse\"",
+            "name = \"mail.service.multiverse\"",
+            "duplicate names",
+        ),
+        (
             "served_by = \"galaxy.router.multiverse\"",
             "served_by = \"controller.multiverse\"",
+            "served_by = \"controller.multiverse\"",
+            "network no router serves",
         ),
-        "served_by = \"controller.multiverse\"",
-        "network no router serves",
-    );
-    bad_config(
-        &t.replace("\"0000:03:00.0\"", "\"0000:3g:00.0\""),
-        "\"0000:3g:00.0\"",
-        "malformed PCI address",
-    );
-    bad_config(
-        &t.replace("\"0000:00:14.0\"", "\"0000:03:00.0\""),
-        "pci = [\"0000:01:00.0\"",
-        "PCI device claimed twice",
-    );
-    bad_config(
-        &t.replace("gpu = true", "gpu = true\nwallpaper = \"stars\""),
-        "wallpaper",
-        "unknown field",
-    );
+        (
+            "\"0000:03:00.0\"",
+            "\"0000:3g:00.0\"",
+            "\"0000:3g:00.0\"",
+            "malformed PCI address",
+        ),
+        (
+            "\"0000:00:14.0\"",
+            "\"0000:03:00.0\"",
+            "pci = [\"0000:01:00.0\"",
+            "PCI device claimed twice",
+        ),
+        (
+            "gpu = true",
+            "gpu = true\nwallpaper = \"stars\"",
+            "wallpaper",
+            "unknown field",
+        ),
+    ];
+    for (from, to, needle, what) in cases {
+        bad_config(&t.replace(from, to), needle, what);
+    }
 }
 
 #[test]

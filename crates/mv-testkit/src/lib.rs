@@ -4,11 +4,13 @@
 //!   the tool is missing; it never skips (the README's test command installs every tool).
 //! - [`golden`]: compare rendered output with a committed golden file; `UPDATE_GOLDEN=1` rewrites it.
 //! - [`workspace_root`]: the repository root, for fixtures and spec vectors.
+//! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
+//!   `udevadm verify`.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Returns the full path of `tool`, or panics saying how to install it.
 pub fn require_tool(tool: &str) -> PathBuf {
@@ -80,4 +82,26 @@ pub fn run_ok(cmd: &mut Command) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the real `udevadm verify` (required: see [`require_tool`]) on the rule files `paths`;
+/// returns its output, for tests that expect a rule to be refused as well as accepted.
+pub fn udevadm_verify(paths: &[&Path]) -> Output {
+    let udevadm = require_tool("udevadm");
+    Command::new(&udevadm)
+        .arg("verify")
+        .args(paths)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", udevadm.display()))
+}
+
+/// Asserts that `udevadm verify` accepts every rule file in `paths`, showing what it said if not.
+pub fn assert_udevadm_accepts(paths: &[&Path]) {
+    let out = udevadm_verify(paths);
+    assert!(
+        out.status.success(),
+        "udevadm verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
