@@ -15,7 +15,7 @@ use crate::model::{
 use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
 use mv_identity::ssh_key::LineEnding;
-use mv_machines::config::{self as mc, Machine, MachineType, RouterRole, Topology};
+use mv_machines::config::{self as mc, Machine, MachineType, Topology};
 use std::path::{Path, PathBuf};
 
 /// Why a machine could not be turned into a spec.
@@ -68,11 +68,7 @@ pub fn spec_for(
         MachineType::Service => Kind::Service,
         MachineType::Application => Kind::Application,
     };
-    let role = m.router.as_ref().map(|r| match r.role {
-        RouterRole::Universe => Role::Universe,
-        RouterRole::Galaxy => Role::Galaxy,
-        RouterRole::Star => Role::Star,
-    });
+    let role: Option<Role> = m.router.as_ref().map(|r| r.role);
     let os = match m.os {
         mc::Os::Alpine => Os::Alpine,
         mc::Os::Debian => Os::Debian,
@@ -117,7 +113,7 @@ pub fn spec_for(
                 path: path.clone(),
                 message: format!(
                     "cannot read the VPN provider settings ({e}); write endpoint, port, address, dns{} there",
-                    if mc::VpnKind::Wireguard == kind { " and peer_public_key" } else { "" }
+                    if VpnKind::Wireguard == kind { " and peer_public_key" } else { "" }
                 ),
             })?;
             let f: VpnFile = toml::from_str(&text).map_err(|e| AdaptError::Vpn {
@@ -125,10 +121,7 @@ pub fn spec_for(
                 message: e.message().to_string(),
             })?;
             Some(VpnOptions {
-                kind: match kind {
-                    mc::VpnKind::Wireguard => VpnKind::Wireguard,
-                    mc::VpnKind::Openvpn => VpnKind::Openvpn,
-                },
+                kind,
                 endpoint: f.endpoint,
                 port: f.port,
                 address: f.address,

@@ -50,27 +50,10 @@ pub enum Kind {
     Application,
 }
 
-/// A router's place in the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// NAT from the passed-through NIC; serves net0.
-    Universe,
-    /// VPN hop; serves net1.
-    Galaxy,
-    /// Tor transparent proxy; serves net2.
-    Star,
-}
-
-/// Which VPN the galaxy router runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VpnKind {
-    /// WireGuard (`wg-quick`).
-    Wireguard,
-    /// OpenVPN (tun, UDP).
-    Openvpn,
-}
+/// A router's place in the chain (universe, galaxy, star) and the VPN a galaxy router runs: the
+/// machine model's own types, so provisioning and `multiverse.toml` cannot disagree. `Role` keeps
+/// the name provisioning has always used.
+pub use mv_machines::config::{RouterRole as Role, VpnKind};
 
 /// The galaxy router's VPN provider settings (public values only; the private key is a file the
 /// person supplies or the identity derives).
