@@ -23,12 +23,9 @@ fn unreachable_uri_is_a_clear_error() {
 
 #[test]
 fn define_read_undefine_each_kind() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
     let tag = unique();
     let dir = tempfile::tempdir().unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
 
     let dom = format!("mvtest-conn-{tag}");
     let net = format!("mvtest-conn-{tag}");

@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::{unique, uri, Cleanup};
+use common::{chain, unique};
 use mv_libvirt::backup::{backup, object_path, FileChange, Ownership};
 use mv_libvirt::restore::{apply, plan, scan, Change, RestoreError};
-use mv_libvirt::{Connection, ObjectKind};
+use mv_libvirt::ObjectKind;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,15 @@ fn uuid() -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes `xml` where a backup in `dir` (default ownership) keeps the object `kind`/`name`;
+/// returns that path.
+fn write_object(dir: &Path, kind: ObjectKind, name: &str, xml: &str) -> PathBuf {
+    let p = object_path(dir, &Ownership::default(), kind, name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, xml).unwrap();
+    p
 }
 
 /// Deletes every file under `dir` that is not in `keep`.
@@ -86,13 +95,10 @@ line two &lt;not a tag&gt;</description>
 
 #[test]
 fn backup_undefine_restore_round_trip() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
     let tag = unique();
     let pooldir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
 
     let machine = format!("rt-{tag}.test.multiverse");
     let foreign = format!("mvtest-foreign-{tag}");
@@ -201,14 +207,11 @@ fn backup_undefine_restore_round_trip() {
 
 #[test]
 fn failed_restore_undoes_what_it_defined() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
     let tag = unique();
     let out = tempfile::tempdir().unwrap();
     let pooldir = tempfile::tempdir().unwrap();
     let otherdir = tempfile::tempdir().unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
 
     let net = format!("mvtest-undo-{tag}");
     let pool = format!("mvtest-undo-{tag}");
@@ -226,13 +229,7 @@ fn failed_restore_undoes_what_it_defined() {
         .uuid
         .unwrap();
 
-    let own = Ownership::default();
-    let write = |kind, name: &str, xml: &str| {
-        let p = object_path(out.path(), &own, kind, name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, xml).unwrap();
-        p
-    };
+    let write = |kind, name: &str, xml: &str| write_object(out.path(), kind, name, xml);
     write(
         ObjectKind::Pool,
         &pool,
@@ -304,29 +301,24 @@ fn failed_restore_undoes_what_it_defined() {
 
 #[test]
 fn a_file_without_uuid_updates_the_hosts_object() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
     let tag = unique();
     let out = tempfile::tempdir().unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let dom = format!("mvtest-nouuid-{tag}");
     clean.add(ObjectKind::Domain, &dom);
     c.define_domain(&common::domain_xml(&dom)).unwrap();
     let uuid_before = mv_libvirt::xml::identify(&c.domain_xml(&dom, true).unwrap())
         .unwrap()
         .uuid;
-    let own = Ownership::default();
-    let p = object_path(out.path(), &own, ObjectKind::Domain, &dom);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(
-        &p,
-        common::domain_xml(&dom).replace(
+    write_object(
+        out.path(),
+        ObjectKind::Domain,
+        &dom,
+        &common::domain_xml(&dom).replace(
             "<memory unit='MiB'>32</memory>",
             "<memory unit='MiB'>48</memory>",
         ),
-    )
-    .unwrap();
+    );
     let steps = plan(&c, scan(out.path()).unwrap()).unwrap();
     assert!(matches!(steps[0].change, Change::Update { .. }));
     let done = apply(&c, &steps).unwrap();
@@ -338,32 +330,25 @@ fn a_file_without_uuid_updates_the_hosts_object() {
 
 #[test]
 fn name_collision_stops_before_any_change() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
     let tag = unique();
     let out = tempfile::tempdir().unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let dom = format!("mvtest-coll-{tag}");
     let net = format!("mvtest-coll-{tag}");
     clean.add(ObjectKind::Domain, &dom);
     clean.add(ObjectKind::Network, &net);
 
     c.define_domain(&common::domain_xml(&dom)).unwrap();
-    let own = Ownership::default();
-    let dpath = object_path(out.path(), &own, ObjectKind::Domain, &dom);
-    std::fs::create_dir_all(dpath.parent().unwrap()).unwrap();
     // Same name, another UUID: a different machine.
     let other =
         common::domain_xml(&dom).replace("</name>", &format!("</name>\n  <uuid>{}</uuid>", uuid()));
-    std::fs::write(&dpath, other).unwrap();
-    let npath = object_path(out.path(), &own, ObjectKind::Network, &net);
-    std::fs::create_dir_all(npath.parent().unwrap()).unwrap();
-    std::fs::write(
-        &npath,
-        common::network_xml(&net, &format!("mvc{}", &tag[tag.len() - 8..])),
-    )
-    .unwrap();
+    write_object(out.path(), ObjectKind::Domain, &dom, &other);
+    write_object(
+        out.path(),
+        ObjectKind::Network,
+        &net,
+        &common::network_xml(&net, &format!("mvc{}", &tag[tag.len() - 8..])),
+    );
 
     let err = plan(&c, scan(out.path()).unwrap()).unwrap_err();
     assert!(matches!(err, RestoreError::Collision(_)), "{err:?}");
@@ -373,16 +358,4 @@ fn name_collision_stops_before_any_change() {
         "{text}"
     );
     assert!(!c.exists(ObjectKind::Network, &net).unwrap());
-}
-
-/// The error and its sources, as the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

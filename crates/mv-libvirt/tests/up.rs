@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{unique, uri, Cleanup};
+use common::{chain, unique, Cleanup};
 use mv_libvirt::images::OverlaySpec;
 use mv_libvirt::up::{down, status, up, Done, MachineSpec, UpError, UpOptions, UpSpec};
-use mv_libvirt::{Connection, DomainState, ObjectKind};
+use mv_libvirt::{DomainState, ObjectKind};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,11 +139,8 @@ fn opts(start: bool) -> UpOptions {
 
 #[test]
 fn up_is_idempotent_status_agrees_and_one_machine_runs() {
-    mv_testkit::require_tool("libvirtd");
     mv_testkit::require_tool("qemu-system-x86_64");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let f = fixture(2, &mut clean);
 
     // Dry run: a plan, no change.
@@ -247,10 +244,7 @@ fn up_is_idempotent_status_agrees_and_one_machine_runs() {
 
 #[test]
 fn missing_base_image_changes_nothing() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let mut f = fixture(2, &mut clean);
     f.spec.machines[1].disks[0].base = f.dir.path().join("images/absent.qcow2");
     f.spec.machines[1].disks[0].base_name = "absent".into();
@@ -266,10 +260,7 @@ fn missing_base_image_changes_nothing() {
 
 #[test]
 fn rejected_domain_undoes_the_run() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let f = fixture(2, &mut clean);
     let bad = &f.spec.machines[1];
     let text = std::fs::read_to_string(&bad.domain_xml).unwrap().replace(
@@ -292,10 +283,7 @@ fn rejected_domain_undoes_the_run() {
 
 #[test]
 fn name_collision_is_refused() {
-    mv_testkit::require_tool("libvirtd");
-    let u = uri();
-    let c = Connection::open(&u).unwrap();
-    let mut clean = Cleanup::new(&u);
+    let (c, mut clean) = common::connect();
     let f = fixture(1, &mut clean);
     let m = &f.spec.machines[0];
     // Someone else's domain of the same name (libvirt gives it its own UUID).
@@ -310,15 +298,4 @@ fn name_collision_is_refused() {
     assert!(err.to_string().contains("already exists"));
     assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
     let _: PathBuf = m.domain_xml.clone();
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -10,6 +10,25 @@ pub fn uri() -> String {
     std::env::var("MV_TEST_LIBVIRT_URI").unwrap_or_else(|_| "qemu:///system".to_string())
 }
 
+/// Requires libvirtd, connects to [`uri`] and gives a [`Cleanup`] for the objects the test defines.
+pub fn connect() -> (Connection, Cleanup) {
+    mv_testkit::require_tool("libvirtd");
+    let u = uri();
+    (Connection::open(&u).unwrap(), Cleanup::new(&u))
+}
+
+/// The error and its sources, as the CLI prints them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// A suffix no other test (or helper) uses at the same time.
 pub fn unique() -> String {
     use rand::Rng;
