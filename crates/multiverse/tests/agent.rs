@@ -33,19 +33,26 @@ fn start_agent(dir: &Path, name: &str, extra: &str) -> (KillOnDrop, PathBuf) {
         ),
     )
     .unwrap();
+    let (agent, line) = spawn_agent(&cfg);
+    assert!(line.starts_with("multiverse-agent ready"), "{line}");
+    (agent, sock)
+}
+
+/// Starts the agent on the config file `cfg`; returns it and the first line it printed (the
+/// ready line, which names its listening addresses).
+fn spawn_agent(cfg: &Path) -> (KillOnDrop, String) {
     let mut child = Command::new(agent_bin())
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let agent = KillOnDrop(child);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("multiverse-agent ready"), "{line}");
-    (KillOnDrop(child), sock)
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    (agent, line)
 }
 
 struct Tmux(String);
@@ -259,18 +266,7 @@ fn top_json_over_tcp_with_the_token_file() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(agent_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _agent = KillOnDrop(child);
+    let (_agent, line) = spawn_agent(&cfg);
     let addr = line
         .split_whitespace()
         .find_map(|f| f.strip_prefix("tcp="))

@@ -59,6 +59,24 @@ impl Env {
         cmd.stdin(Stdio::null());
         Watcher::start(cmd)
     }
+    /// `guard hide` of the key file `key` into `cover`, written to `out`, sealed with the
+    /// passphrase file `pass` and the cheap [`KDF`].
+    fn hide(&self, cover: &Path, out: &Path) -> Output {
+        self.run(&[
+            "guard",
+            "hide",
+            "--cover",
+            cover.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--key",
+            self.p("key").to_str().unwrap(),
+            "--passphrase-file",
+            self.p("pass").to_str().unwrap(),
+            "--kdf-memory",
+            KDF,
+        ])
+    }
     fn cover(&self, name: &str, w: u32, h: u32, layout: Layout, depth: u8) -> PathBuf {
         let c = synthetic_photo(w, h, layout, depth, 5);
         let p = self.p(name);
@@ -96,29 +114,14 @@ fn hide_and_reveal_round_trip_across_image_kinds() {
         let cover = e.cover(&format!("c{i}.png"), 320, 240, layout, depth);
         let out = e.p(&format!("o{i}.png"));
         let pass = e.p("pass");
-        let keyp = e.p("key");
-        let args = [
-            "guard",
-            "hide",
-            "--cover",
-            cover.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--key",
-            keyp.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-            "--kdf-memory",
-            KDF,
-        ];
-        let o = e.run(&args);
+        let o = e.hide(&cover, &out);
         assert!(o.status.success(), "{layout:?} {depth}: {}", text(&o));
         // Same kind of PNG out as in.
         let back = mv_guard::image::Cover::read(&out).unwrap();
         assert_eq!((back.layout, back.depth), (layout, depth));
         // Idempotent: a second run says so and leaves the file alone.
         let before = std::fs::read(&out).unwrap();
-        let o = e.run(&args);
+        let o = e.hide(&cover, &out);
         assert!(
             String::from_utf8_lossy(&o.stdout).contains("unchanged"),
             "{}",
@@ -147,20 +150,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     std::fs::write(e.p("key"), [7u8; 64]).unwrap();
     let cover = e.cover("c.png", 512, 512, Layout::Rgb, 8);
     let out = e.p("o.png");
-    let o = e.run(&[
-        "guard",
-        "hide",
-        "--cover",
-        cover.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--key",
-        e.p("key").to_str().unwrap(),
-        "--passphrase-file",
-        e.p("pass").to_str().unwrap(),
-        "--kdf-memory",
-        KDF,
-    ]);
+    let o = e.hide(&cover, &out);
     assert!(o.status.success(), "{}", text(&o));
     let reveal = |img: &Path, pass: &str| {
         e.run(&[
@@ -209,20 +199,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
         [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'],
     )
     .unwrap();
-    let o = e.run(&[
-        "guard",
-        "hide",
-        "--cover",
-        e.p("photo.jpg").to_str().unwrap(),
-        "--out",
-        e.p("x.png").to_str().unwrap(),
-        "--key",
-        e.p("key").to_str().unwrap(),
-        "--passphrase-file",
-        e.p("pass").to_str().unwrap(),
-        "--kdf-memory",
-        KDF,
-    ]);
+    let o = e.hide(&e.p("photo.jpg"), &e.p("x.png"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("lossy"),
@@ -233,20 +210,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
 
     // Too small a cover: the capacity check names the numbers.
     let small = e.cover("small.png", 64, 64, Layout::Rgb, 8);
-    let o = e.run(&[
-        "guard",
-        "hide",
-        "--cover",
-        small.to_str().unwrap(),
-        "--out",
-        e.p("x.png").to_str().unwrap(),
-        "--key",
-        e.p("key").to_str().unwrap(),
-        "--passphrase-file",
-        e.p("pass").to_str().unwrap(),
-        "--kdf-memory",
-        KDF,
-    ]);
+    let o = e.hide(&small, &e.p("x.png"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("12288 usable samples"),

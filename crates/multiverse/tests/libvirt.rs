@@ -38,6 +38,33 @@ fn mv(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The renderer names the pool `multiverse` (one per host): renames it `pool` (without its UUID)
+/// in the rendered pool and domain XML of `tree`, so tests on the shared daemon do not collide;
+/// `edit` changes each domain's XML further.
+fn rename_pool(
+    tree: &mv_machines::Tree,
+    topo: &mv_machines::Topology,
+    pool: &str,
+    edit: impl Fn(String) -> String,
+) {
+    let pool_xml = tree.pool_xml();
+    let p: String = std::fs::read_to_string(&pool_xml)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("<uuid>"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("<name>multiverse</name>", &format!("<name>{pool}</name>"));
+    std::fs::write(&pool_xml, p).unwrap();
+    for m in topo.vms() {
+        let f = tree.domain_xml(&m.name);
+        let d = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("pool=\"multiverse\"", &format!("pool=\"{pool}\""));
+        std::fs::write(&f, edit(d)).unwrap();
+    }
+}
+
 /// Undefines what a test defined, even when it fails.
 struct Cleanup(Vec<(ObjectKind, String)>);
 
@@ -85,25 +112,9 @@ fn default_tree(with_images: bool) -> (Tree, Cleanup) {
     let tree = mv_machines::Tree::new(root);
     mv_machines::render::render_tree(&tree, &topo, false).unwrap();
 
-    // The renderer names the pool `multiverse` (one per host): make ours unique.
     let pool = format!("mvt-pool-{t}");
-    let pool_xml = tree.pool_xml();
-    let p = std::fs::read_to_string(&pool_xml).unwrap();
-    let p: String = p
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("<uuid>"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace("<name>multiverse</name>", &format!("<name>{pool}</name>"));
-    std::fs::write(&pool_xml, p).unwrap();
+    rename_pool(&tree, &topo, &pool, |d| d);
     let machines: Vec<String> = topo.vms().map(|m| m.name.as_str().to_string()).collect();
-    for m in topo.vms() {
-        let f = tree.domain_xml(&m.name);
-        let d = std::fs::read_to_string(&f)
-            .unwrap()
-            .replace("pool=\"multiverse\"", &format!("pool=\"{pool}\""));
-        std::fs::write(&f, d).unwrap();
-    }
     let networks: Vec<String> = topo.networks.iter().map(|n| n.name.clone()).collect();
 
     let mut clean = Cleanup(vec![(ObjectKind::Pool, pool.clone())]);
@@ -433,30 +444,16 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     let tree = mv_machines::Tree::new(root);
     mv_machines::render::render_tree(&tree, &topo, false).unwrap();
     let pool = format!("mvt-pool-{t}");
-    let pool_xml = tree.pool_xml();
-    let p: String = std::fs::read_to_string(&pool_xml)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("<uuid>"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace("<name>multiverse</name>", &format!("<name>{pool}</name>"));
-    std::fs::write(&pool_xml, p).unwrap();
+    // This machine is itself a VM: its KVM rejects MSR 0x10a (IA32_ARCH_CAPABILITIES), which
+    // QEMU sets for host-passthrough and "maximum" CPUs, and QEMU aborts. Everything else of the
+    // rendered domain is kept; the CPU element goes (libvirt's default model).
+    rename_pool(&tree, &topo, &pool, |d| {
+        d.replace(
+            "<cpu mode=\"host-passthrough\" check=\"none\" migratable=\"off\"/>",
+            "",
+        )
+    });
     let machines: Vec<String> = topo.vms().map(|m| m.name.as_str().to_string()).collect();
-    for m in topo.vms() {
-        let f = tree.domain_xml(&m.name);
-        // This machine is itself a VM: its KVM rejects MSR 0x10a (IA32_ARCH_CAPABILITIES),
-        // which QEMU sets for host-passthrough and "maximum" CPUs, and QEMU aborts. Everything
-        // else of the rendered domain is kept; the CPU element goes (libvirt's default model).
-        let d = std::fs::read_to_string(&f)
-            .unwrap()
-            .replace("pool=\"multiverse\"", &format!("pool=\"{pool}\""))
-            .replace(
-                "<cpu mode=\"host-passthrough\" check=\"none\" migratable=\"off\"/>",
-                "",
-            );
-        std::fs::write(&f, d).unwrap();
-    }
     let mut clean = Cleanup(vec![(ObjectKind::Pool, pool.clone())]);
     for m in &machines {
         clean.0.push((ObjectKind::Domain, m.clone()));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{stderr, stdout, with_stdin};
+use common::{stderr, stdout, with_stdin, FAST};
 use mv_testkit::{require_tool, run_ok};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -135,15 +135,9 @@ impl Sandbox {
         for f in &self.fprs {
             let key = run_ok(self.cmd("gpg").args(["--export-secret-keys", "--armor", f]));
             let mut c = self.mv();
-            c.args([
-                "key",
-                "import",
-                "--kdf-memory",
-                "1024",
-                "--kdf-iterations",
-                "1",
-            ])
-            .env("MULTIVERSE_PASSPHRASE", passphrase);
+            c.args(["key", "import"])
+                .args(FAST)
+                .env("MULTIVERSE_PASSPHRASE", passphrase);
             let out = with_stdin(&mut c, &key);
             assert!(out.status.success(), "{}", stderr(&out));
         }
@@ -571,15 +565,9 @@ fn sealed_key_import_needs_the_passphrase() {
             .args(["--export-secret-keys", "--armor", &sb.fprs[0]]),
     );
     let mut c = sb.mv();
-    c.args([
-        "key",
-        "import",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-    ])
-    .env("MULTIVERSE_PASSPHRASE", "pw");
+    c.args(["key", "import"])
+        .args(FAST)
+        .env("MULTIVERSE_PASSPHRASE", "pw");
     let o = with_stdin(&mut c, &key);
     assert!(o.status.success(), "{}", stderr(&o));
     let sealed = std::fs::read_dir(sb.root().join("pass-keys"))
