@@ -233,20 +233,20 @@ fn apply_on_real_debian_then_no_changes() {
 fn bad_input_is_exit_2_with_one_clear_line() {
     let t = tree();
     let target = fake_alpine(t.path());
-    let err = usage_error(
-        mv(t.path())
-            .args(["provision", "plan", "nope.multiverse", "--target"])
-            .arg(&target),
-    );
+    // `provision plan <machine>` against the fake Alpine root, which must be refused.
+    let plan_error = |machine: &str| {
+        usage_error(
+            mv(t.path())
+                .args(["provision", "plan", machine, "--target"])
+                .arg(&target),
+        )
+    };
+    let err = plan_error("nope.multiverse");
     assert!(
         err.contains("no machine nope.multiverse in multiverse.toml"),
         "{err}"
     );
-    let err = usage_error(
-        mv(t.path())
-            .args(["provision", "plan", "Star", "--target"])
-            .arg(&target),
-    );
+    let err = plan_error("Star");
     assert!(err.contains("upper-case"), "{err}");
     // The galaxy router needs its VPN provider's settings.
     let err = usage_error(mv(t.path()).args(["provision", "check", "galaxy.router.multiverse"]));
@@ -255,11 +255,7 @@ fn bad_input_is_exit_2_with_one_clear_line() {
         "{err}"
     );
     // A Debian machine against an Alpine root.
-    let err = usage_error(
-        mv(t.path())
-            .args(["provision", "plan", "controller.multiverse", "--target"])
-            .arg(&target),
-    );
+    let err = plan_error("controller.multiverse");
     assert!(err.contains("is not a debian root filesystem"), "{err}");
     // A template override with a typo names template, line and variable.
     let o = t.path().join("templates/provision");
