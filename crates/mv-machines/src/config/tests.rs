@@ -60,19 +60,33 @@ fn base() -> String {
     DEFAULT_TOML.to_string()
 }
 
+/// The 1-based line of the first occurrence of `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
     let off = text.find(needle).unwrap();
     text[..off].matches('\n').count() + 1
 }
 
-fn expect(text: &str, problem: Problem, needle: &str) {
+/// The 1-based line of the last occurrence of `needle` (where a duplicate is reported).
+fn last_line_of(text: &str, needle: &str) -> usize {
+    let off = text.rfind(needle).unwrap();
+    text[..off].matches('\n').count() + 1
+}
+
+/// Parses `text`, which must fail with `problem`, reported at `line`; returns the error.
+fn expect_at(text: &str, problem: Problem, line: usize) -> ConfigError {
     let e = parse(text).unwrap_err();
     assert_eq!(e.problem(), Some(problem), "{e}");
-    let want = format!("multiverse.toml:{}: ", line_of(text, needle));
     assert!(
-        e.to_string().starts_with(&want),
-        "{e} should start with {want}"
+        e.to_string()
+            .starts_with(&format!("multiverse.toml:{line}: ")),
+        "{e}"
     );
+    e
+}
+
+/// Parses `text`, which must fail with `problem` in one line naming the line of `needle`.
+fn expect(text: &str, problem: Problem, needle: &str) {
+    let e = expect_at(text, problem, line_of(text, needle));
     assert!(!e.to_string().contains('\n'), "one line: {e}");
 }
 
@@ -93,16 +107,9 @@ fn malformed_fqdn() {
 #[test]
 fn duplicate_names() {
     let t = base().replace("\"browser.app.multiverse\"", "\"mail.service.multiverse\"");
-    let e = parse(&t).unwrap_err();
-    assert_eq!(e.problem(), Some(Problem::Duplicate));
     // The second occurrence is the one reported.
-    let second = t.rfind("name = \"mail.service.multiverse\"").unwrap();
-    let line = t[..second].matches('\n').count() + 1;
-    assert!(
-        e.to_string()
-            .starts_with(&format!("multiverse.toml:{line}: ")),
-        "{e}"
-    );
+    let line = last_line_of(&t, "name = \"mail.service.multiverse\"");
+    expect_at(&t, Problem::Duplicate, line);
 }
 
 #[test]
@@ -136,14 +143,8 @@ fn malformed_pci() {
 #[test]
 fn pci_claimed_twice() {
     let t = base().replace("\"0000:00:14.0\"", "\"0000:03:00.0\"");
-    let e = parse(&t).unwrap_err();
-    assert_eq!(e.problem(), Some(Problem::PciClaimedTwice), "{e}");
     let line = line_of(&t, "pci = [\"0000:01:00.0\"");
-    assert!(
-        e.to_string()
-            .starts_with(&format!("multiverse.toml:{line}: ")),
-        "{e}"
-    );
+    let e = expect_at(&t, Problem::PciClaimedTwice, line);
     assert!(e.to_string().contains("universe.router.multiverse"));
 }
 
@@ -160,15 +161,8 @@ fn unknown_network_and_bad_address() {
     let t = base().replace("\"10.2.2.20\"", "\"10.9.9.9\"");
     expect(&t, Problem::Inconsistent, "\"10.9.9.9\"");
     let t = base().replace("\"10.2.2.20\"", "\"10.2.2.10\"");
-    let e = parse(&t).unwrap_err();
-    assert_eq!(e.problem(), Some(Problem::Duplicate), "{e}");
-    let second = t.rfind("address = \"10.2.2.10\"").unwrap();
-    let line = t[..second].matches('\n').count() + 1;
-    assert!(
-        e.to_string()
-            .starts_with(&format!("multiverse.toml:{line}: ")),
-        "{e}"
-    );
+    let line = last_line_of(&t, "address = \"10.2.2.10\"");
+    expect_at(&t, Problem::Duplicate, line);
 }
 
 #[test]
