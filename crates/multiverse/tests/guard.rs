@@ -94,6 +94,24 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Asserts that the command's stdout contains `needle`, showing all it said if not.
+fn assert_out_has(o: &Output, needle: &str) {
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(needle),
+        "{}",
+        text(o)
+    );
+}
+
+/// Asserts that the command's stderr contains `needle`, showing all it said if not.
+fn assert_err_has(o: &Output, needle: &str) {
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(needle),
+        "{}",
+        text(o)
+    );
+}
+
 #[test]
 fn hide_and_reveal_round_trip_across_image_kinds() {
     let e = Env::new();
@@ -122,11 +140,7 @@ fn hide_and_reveal_round_trip_across_image_kinds() {
         // Idempotent: a second run says so and leaves the file alone.
         let before = std::fs::read(&out).unwrap();
         let o = e.hide(&cover, &out);
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("unchanged"),
-            "{}",
-            text(&o)
-        );
+        assert_out_has(&o, "unchanged");
         assert_eq!(std::fs::read(&out).unwrap(), before);
 
         let o = e.run(&[
@@ -166,11 +180,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     };
     let o = reveal(&out, "wrong");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"),
-        "{}",
-        text(&o)
-    );
+    assert_err_has(&o, "wrong passphrase");
     assert!(o.stdout.is_empty());
 
     // Tamper: brighten a 64x64 block by one level (every low bit in it flips).
@@ -187,11 +197,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     std::fs::write(&tampered, c.encode().unwrap()).unwrap();
     let o = reveal(&tampered, "pass");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("damaged"),
-        "{}",
-        text(&o)
-    );
+    assert_err_has(&o, "damaged");
 
     // A JPEG cover is refused with the reason.
     std::fs::write(
@@ -201,22 +207,14 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     .unwrap();
     let o = e.hide(&e.p("photo.jpg"), &e.p("x.png"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("lossy"),
-        "{}",
-        text(&o)
-    );
+    assert_err_has(&o, "lossy");
     assert!(!e.p("x.png").exists());
 
     // Too small a cover: the capacity check names the numbers.
     let small = e.cover("small.png", 64, 64, Layout::Rgb, 8);
     let o = e.hide(&small, &e.p("x.png"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("12288 usable samples"),
-        "{}",
-        text(&o)
-    );
+    assert_err_has(&o, "12288 usable samples");
 }
 
 #[test]
@@ -280,10 +278,10 @@ fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
     let o = enroll(true);
     assert!(o.status.success(), "{}", text(&o));
     let disk_s = disk.display().to_string();
-    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!(
+    assert_out_has(&o, &format!(
         "would run: cryptsetup luksAddKey --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file {} {disk_s} - (new key on stdin)",
         e.p("old.key").display()
-    )), "{}", text(&o));
+    ));
     assert!(!e.p("token.png").exists(), "dry-run wrote nothing");
 
     let o = enroll(false);
@@ -335,11 +333,7 @@ fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
         KDF,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("the hidden key opens"),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, "the hidden key opens");
 
     // The real open (device-mapper is absent here) as its exact command line.
     let o = e.run(&[
@@ -384,17 +378,9 @@ fn arm_disarm_status_are_idempotent_and_validate_the_token() {
     assert!(o.status.success());
     assert!(!e.p("tree/guard/guard.toml").exists());
     let o = e.run(&["guard", "arm", "--token", "1050:0407:CC01"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("armed for token 1050:0407:CC01"),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, "armed for token 1050:0407:CC01");
     let o = e.run(&["guard", "arm", "--token", "1050:0407:CC01"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("unchanged"),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, "unchanged");
     let o = e.run(&[
         "--json",
         "guard",
@@ -419,11 +405,7 @@ fn arm_disarm_status_are_idempotent_and_validate_the_token() {
         ])
     );
     let o = e.run(&["guard", "disarm"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("disarmed"),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, "disarmed");
     let o = e.run(&["guard", "disarm"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("not armed; unchanged"),
@@ -696,11 +678,7 @@ fn a_disarmed_watcher_stops_on_sigusr1_and_ignores_sigterm() {
     assert_eq!(sig["event"], "signal");
     assert_eq!(sig["name"], "SIGTERM");
     let o = e.run(&["guard", "disarm"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains(&format!("watcher (pid {pid})")),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, &format!("watcher (pid {pid})"));
     let stop = w.next();
     assert_eq!(stop["handled"], "disarmed: stopping", "{stop}");
     assert!(w.rest().is_empty());
@@ -822,11 +800,7 @@ fn a_paused_guard_ignores_the_token_then_fires_once_rearmed() {
     fixture_sys(&e.p("sys"));
     arm_for_watch(&e);
     let o = e.run(&["guard", "disarm", "--for", "1h"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("paused for 3600 s"),
-        "{}",
-        text(&o)
-    );
+    assert_out_has(&o, "paused for 3600 s");
     let o = e.run(&["guard", "disarm", "--for", "soon"]);
     assert_eq!(o.status.code(), Some(2));
     let sock = e.p("p.sock");

@@ -319,62 +319,31 @@ fn machine_new_list_show_rm() {
     ok(root, &["init"]);
     let cfg = root.join("multiverse.toml");
     let orig = std::fs::read_to_string(&cfg).unwrap();
-
-    let out = ok(
-        root,
-        &[
+    // `machine new vault.service.multiverse --type service --memory <memory>`, then `extra`.
+    let vault = |memory: &str, extra: &[&str]| {
+        let mut args = vec![
             "machine",
             "new",
             "vault.service.multiverse",
             "--type",
             "service",
             "--memory",
-            "768",
-            "--dry-run",
-        ],
-    );
+            memory,
+        ];
+        args.extend(extra);
+        mv(root, &args)
+    };
+
+    let out = success(&vault("768", &["--dry-run"]));
     assert!(out.contains("name = \"vault.service.multiverse\""), "{out}");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), orig);
 
-    ok(
-        root,
-        &[
-            "machine",
-            "new",
-            "vault.service.multiverse",
-            "--type",
-            "service",
-            "--memory",
-            "768",
-        ],
-    );
+    success(&vault("768", &[]));
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.starts_with(orig.trim_end()), "comments and order kept");
-    let out = ok(
-        root,
-        &[
-            "machine",
-            "new",
-            "vault.service.multiverse",
-            "--type",
-            "service",
-            "--memory",
-            "768",
-        ],
-    );
+    let out = success(&vault("768", &[]));
     assert!(out.contains("nothing changed"), "{out}");
-    let o = mv(
-        root,
-        &[
-            "machine",
-            "new",
-            "vault.service.multiverse",
-            "--type",
-            "service",
-            "--memory",
-            "1024",
-        ],
-    );
+    let o = vault("1024", &[]);
     assert_eq!(o.status.code(), Some(2));
 
     let o = mv(root, &["machine", "new", "Vault", "--type", "service"]);
