@@ -4,7 +4,6 @@
 mod common;
 
 use common::MV;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -44,40 +43,9 @@ fn host(d: &Path, cmdline: &str, ir: bool, devices: &[(&str, &str, &str, &str, O
     std::fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
     std::fs::create_dir_all(sys.join("module/vfio_pci")).unwrap();
     for (addr, id, class, driver, group) in devices {
-        let dev = sys.join("devices/pci0000:00").join(addr);
-        std::fs::create_dir_all(&dev).unwrap();
-        let (v, dv) = id.split_once(':').unwrap();
-        std::fs::write(dev.join("vendor"), format!("0x{v}\n")).unwrap();
-        std::fs::write(dev.join("device"), format!("0x{dv}\n")).unwrap();
-        std::fs::write(dev.join("class"), format!("{class}\n")).unwrap();
-        symlink(
-            format!("../../../devices/pci0000:00/{addr}"),
-            sys.join("bus/pci/devices").join(addr),
-        )
-        .unwrap();
-        let drv = sys.join("bus/pci/drivers").join(driver);
-        std::fs::create_dir_all(&drv).unwrap();
-        symlink(
-            format!("../../../bus/pci/drivers/{driver}"),
-            dev.join("driver"),
-        )
-        .unwrap();
+        mv_testkit::fixture_pci_device(&sys, addr, id, class, Some(driver), *group);
         // The fixture's unbind file, so a bind --now has somewhere to write.
-        std::fs::write(drv.join("unbind"), "").unwrap();
-        if let Some(g) = group {
-            let gd = sys.join(format!("kernel/iommu_groups/{g}/devices"));
-            std::fs::create_dir_all(&gd).unwrap();
-            symlink(
-                format!("../../../../devices/pci0000:00/{addr}"),
-                gd.join(addr),
-            )
-            .unwrap();
-            symlink(
-                format!("../../../kernel/iommu_groups/{g}"),
-                dev.join("iommu_group"),
-            )
-            .unwrap();
-        }
+        std::fs::write(sys.join("bus/pci/drivers").join(driver).join("unbind"), "").unwrap();
     }
 }
 

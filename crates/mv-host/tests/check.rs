@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 use mv_host::check::{check, Level, Roots};
-use std::os::unix::fs::symlink;
 use std::path::Path;
 
 struct Fixture {
@@ -47,40 +46,7 @@ impl Fixture {
     }
 
     fn pci(&self, addr: &str, id: &str, class: &str, driver: Option<&str>, group: Option<u32>) {
-        let sys = self.sys();
-        let dev = sys.join("devices/pci0000:00").join(addr);
-        std::fs::create_dir_all(&dev).unwrap();
-        let (v, d) = id.split_once(':').unwrap();
-        std::fs::write(dev.join("vendor"), format!("0x{v}\n")).unwrap();
-        std::fs::write(dev.join("device"), format!("0x{d}\n")).unwrap();
-        std::fs::write(dev.join("class"), format!("{class}\n")).unwrap();
-        symlink(
-            format!("../../../devices/pci0000:00/{addr}"),
-            sys.join("bus/pci/devices").join(addr),
-        )
-        .unwrap();
-        if let Some(drv) = driver {
-            std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv)).unwrap();
-            symlink(
-                format!("../../../bus/pci/drivers/{drv}"),
-                dev.join("driver"),
-            )
-            .unwrap();
-        }
-        if let Some(g) = group {
-            let gd = sys.join(format!("kernel/iommu_groups/{g}/devices"));
-            std::fs::create_dir_all(&gd).unwrap();
-            symlink(
-                format!("../../../../devices/pci0000:00/{addr}"),
-                gd.join(addr),
-            )
-            .unwrap();
-            symlink(
-                format!("../../../kernel/iommu_groups/{g}"),
-                dev.join("iommu_group"),
-            )
-            .unwrap();
-        }
+        mv_testkit::fixture_pci_device(&self.sys(), addr, id, class, driver, group);
     }
 }
 

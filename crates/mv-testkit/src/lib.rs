@@ -4,6 +4,7 @@
 //!   the tool is missing; it never skips (the README's test command installs every tool).
 //! - [`golden`]: compare rendered output with a committed golden file; `UPDATE_GOLDEN=1` rewrites it.
 //! - [`workspace_root`]: the repository root, for fixtures and spec vectors.
+//! - [`fixture_pci_device`]: a PCI device in a fixture sysfs tree (for host checks and vfio).
 //! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
 //!   `udevadm verify`.
 #![forbid(unsafe_code)]
@@ -104,4 +105,55 @@ pub fn assert_udevadm_accepts(paths: &[&Path]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Adds a PCI device to the fixture sysfs tree `sys`, laid out like the kernel's:
+/// `devices/pci0000:00/<addr>` with `vendor`, `device` and `class` (from `id` = `vvvv:dddd`),
+/// its `bus/pci/devices` link, the `driver` link to `bus/pci/drivers/<driver>` when bound, and the
+/// IOMMU group's links both ways when it has one.
+pub fn fixture_pci_device(
+    sys: &Path,
+    addr: &str,
+    id: &str,
+    class: &str,
+    driver: Option<&str>,
+    iommu_group: Option<u32>,
+) {
+    use std::os::unix::fs::symlink;
+    let dev = sys.join("devices/pci0000:00").join(addr);
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+    let (vendor, device) = id
+        .split_once(':')
+        .unwrap_or_else(|| panic!("PCI id `{id}` is not vvvv:dddd"));
+    std::fs::write(dev.join("vendor"), format!("0x{vendor}\n")).unwrap();
+    std::fs::write(dev.join("device"), format!("0x{device}\n")).unwrap();
+    std::fs::write(dev.join("class"), format!("{class}\n")).unwrap();
+    symlink(
+        format!("../../../devices/pci0000:00/{addr}"),
+        sys.join("bus/pci/devices").join(addr),
+    )
+    .unwrap();
+    if let Some(drv) = driver {
+        std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv)).unwrap();
+        symlink(
+            format!("../../../bus/pci/drivers/{drv}"),
+            dev.join("driver"),
+        )
+        .unwrap();
+    }
+    if let Some(g) = iommu_group {
+        let gd = sys.join(format!("kernel/iommu_groups/{g}/devices"));
+        std::fs::create_dir_all(&gd).unwrap();
+        symlink(
+            format!("../../../../devices/pci0000:00/{addr}"),
+            gd.join(addr),
+        )
+        .unwrap();
+        symlink(
+            format!("../../../kernel/iommu_groups/{g}"),
+            dev.join("iommu_group"),
+        )
+        .unwrap();
+    }
 }
