@@ -306,19 +306,6 @@ impl Drop for FakeAgent {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn backup_and_restore_through_the_cli() {
     mv_testkit::require_tool("libvirtd");
@@ -357,7 +344,7 @@ fn backup_and_restore_through_the_cli() {
         .unwrap();
     assert_eq!(mine["change"], "unchanged");
     // Keep only this test's object (the daemon is shared).
-    for p in walk(out.path()) {
+    for p in mv_testkit::files_under(out.path()) {
         if p != file {
             std::fs::remove_file(p).unwrap();
         }

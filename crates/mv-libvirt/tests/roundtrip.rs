@@ -43,27 +43,11 @@ fn write_object(dir: &Path, kind: ObjectKind, name: &str, xml: &str) -> PathBuf 
 
 /// Deletes every file under `dir` that is not in `keep`.
 fn keep_only(dir: &Path, keep: &BTreeSet<PathBuf>) {
-    for entry in walk(dir) {
+    for entry in mv_testkit::files_under(dir) {
         if !keep.contains(&entry) {
             std::fs::remove_file(&entry).unwrap();
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn odd_domain_xml(name: &str) -> String {

@@ -7,7 +7,7 @@ mod common;
 use common::{chain, unique, Cleanup};
 use mv_libvirt::images::OverlaySpec;
 use mv_libvirt::up::{down, status, up, Done, MachineSpec, UpError, UpOptions, UpSpec};
-use mv_libvirt::{DomainState, ObjectKind};
+use mv_libvirt::{Connection, DomainState, ObjectKind};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,6 +242,15 @@ fn up_is_idempotent_status_agrees_and_one_machine_runs() {
     let _ = f.tag;
 }
 
+/// Nothing half-done: the pool is not defined, nor the first machine, nor its disk made.
+fn assert_nothing_made(c: &Connection, f: &Fixture) {
+    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
+    assert!(!c
+        .exists(ObjectKind::Domain, &f.spec.machines[0].name)
+        .unwrap());
+    assert!(!f.spec.machines[0].disks[0].path.exists());
+}
+
 #[test]
 fn missing_base_image_changes_nothing() {
     let (c, mut clean) = common::connect();
@@ -251,11 +260,7 @@ fn missing_base_image_changes_nothing() {
     let err = up(&c, &f.spec, &opts(false)).unwrap_err();
     let text = chain(&err);
     assert!(text.contains("base image absent is missing"), "{text}");
-    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
-    assert!(!c
-        .exists(ObjectKind::Domain, &f.spec.machines[0].name)
-        .unwrap());
-    assert!(!f.spec.machines[0].disks[0].path.exists());
+    assert_nothing_made(&c, &f);
 }
 
 #[test]
@@ -274,11 +279,7 @@ fn rejected_domain_undoes_the_run() {
     assert!(msg.contains(&bad.domain_xml.display().to_string()), "{msg}");
     assert!(msg.contains("Invalid value 'lots'"), "{msg}");
     // Nothing half-done.
-    assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
-    assert!(!c
-        .exists(ObjectKind::Domain, &f.spec.machines[0].name)
-        .unwrap());
-    assert!(!f.spec.machines[0].disks[0].path.exists());
+    assert_nothing_made(&c, &f);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! - [`golden`]: compare rendered output with a committed golden file; `UPDATE_GOLDEN=1` rewrites it.
 //! - [`workspace_root`]: the repository root, for fixtures and spec vectors.
 //! - [`fixture_pci_device`]: a PCI device in a fixture sysfs tree (for host checks and vfio).
+//! - [`files_under`]: every file below a folder, for comparing trees.
 //! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
 //!   `udevadm verify`.
 #![forbid(unsafe_code)]
@@ -156,4 +157,19 @@ pub fn fixture_pci_device(
         )
         .unwrap();
     }
+}
+
+/// Every file (not folder) below `dir`, recursively, in the order the file system lists them; an
+/// unreadable or missing folder contributes nothing.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
