@@ -217,6 +217,20 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     assert_err_has(&o, "12288 usable samples");
 }
 
+/// `cryptsetup open --test-passphrase` of the LUKS header `disk` with `key` on stdin.
+fn luks_test_key(cryptsetup: &Path, disk: &Path, key: &[u8]) -> Output {
+    let mut cs = Command::new(cryptsetup)
+        .args(["open", "--test-passphrase", "--key-file", "-"])
+        .arg(disk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cs.stdin.take().unwrap().write_all(key).unwrap();
+    cs.wait_with_output().unwrap()
+}
+
 #[test]
 fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
     let cryptsetup = mv_testkit::require_tool("cryptsetup");
@@ -306,14 +320,8 @@ fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
         KDF,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut cs = Command::new(&cryptsetup)
-        .args(["open", "--test-passphrase", "--key-file", "-"])
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    cs.stdin.take().unwrap().write_all(&o.stdout).unwrap();
-    assert!(cs.wait().unwrap().success());
+    let cs = luks_test_key(&cryptsetup, &disk, &o.stdout);
+    assert!(cs.status.success(), "{}", text(&cs));
 
     // `guard unlock --test` finds the image on the "token" folder and checks it.
     std::fs::create_dir(e.p("stick")).unwrap();
@@ -358,15 +366,9 @@ fn enroll_then_the_revealed_key_opens_a_real_luks2_header() {
     );
 
     // A different key does not open it: the check can fail.
-    let mut cs = Command::new(&cryptsetup)
-        .args(["open", "--test-passphrase", "--key-file", "-"])
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    cs.stdin.take().unwrap().write_all(&[0u8; 64]).unwrap();
-    assert!(!cs.wait().unwrap().success());
+    assert!(!luks_test_key(&cryptsetup, &disk, &[0u8; 64])
+        .status
+        .success());
 }
 
 #[test]
