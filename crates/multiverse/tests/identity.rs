@@ -707,3 +707,31 @@ fn same_words_give_the_same_files_byte_for_byte() {
     }
     assert_eq!(compared, 15);
 }
+
+fn machine_show_identity(root: &Path, name: &str) -> serde_json::Value {
+    let out = ok(mv(root).args(["--json", "machine", "show", name]), None);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["identity"].clone()
+}
+
+#[test]
+fn new_and_restore_record_every_machine_for_machine_show() {
+    let t = tempfile::tempdir().unwrap();
+    ok(mv(t.path()).arg("init"), None);
+    restore_spec(t.path());
+    // Recorded at restore, read without a passphrase: the spec's vector, for a machine never shown.
+    let shown = machine_show_identity(t.path(), SPEC_NAME);
+    assert_eq!(shown["onion"], vector("onion"));
+    assert_eq!(shown["ssh_ed25519"], vector("ssh_ed25519"));
+
+    // A replaced identity starts a fresh record: no key of the old root is left behind.
+    ok(
+        mv(t.path()).args(["identity", "new", "--force"]).args(FAST),
+        None,
+    );
+    let replaced = machine_show_identity(t.path(), SPEC_NAME);
+    assert_ne!(replaced["onion"], vector("onion"));
+    assert_eq!(replaced, show_json(t.path(), SPEC_NAME));
+    let record = std::fs::read_to_string(t.path().join("identity/public.json")).unwrap();
+    assert!(!record.contains(&vector("onion")), "stale key in {record}");
+}

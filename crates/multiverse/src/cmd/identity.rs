@@ -253,7 +253,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
         "sealed identity written to {} ({params})",
         path.display()
     ));
-    Ok(())
+    record_topology(g, &root)
 }
 
 fn read_words(file: Option<&Path>) -> Result<SecretString, CliError> {
@@ -316,6 +316,36 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
     g.say(format!(
         "restored identity sealed to {} ({params})",
         path.display()
+    ));
+    record_topology(g, &root)
+}
+
+/// After `new` or `restore` sealed a root: the public record starts afresh (entries of a replaced
+/// identity would be wrong) with every machine of `multiverse.toml` and `@user`, so `machine show`
+/// prints them without asking for the passphrase. Without a (valid) `multiverse.toml` the record
+/// holds `@user` only: the identity itself is already sealed either way.
+fn record_topology(g: &Global, root: &Root) -> Result<(), CliError> {
+    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let mut names = vec![parse_name("@user")?];
+    if config.exists() {
+        match mv_machines::config::Topology::load(&config) {
+            Ok(topo) => names.extend(
+                topo.machines
+                    .iter()
+                    .map(|m| IdentityName::Machine(m.name.clone())),
+            ),
+            Err(e) => tracing::warn!("machine keys not recorded: {e}"),
+        }
+    }
+    let mut rec = PublicRecord::default();
+    for name in &names {
+        rec.merge([root.public_identity(name)?]);
+    }
+    rec.save(&g.root)?;
+    let count = names.len();
+    g.say(format!(
+        "recorded the public keys of {count} names in {}",
+        PublicRecord::path(&g.root).display()
     ));
     Ok(())
 }
