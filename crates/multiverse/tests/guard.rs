@@ -621,6 +621,112 @@ fn watcher_on_a_unix_source_fires_only_for_the_token() {
     assert!(!e.p("tree/guard/watch.pid").exists());
 }
 
+/// `--on insert` (BusKill #83): only a new add of the armed token fires; the token present at
+/// arming, its removal, decoys and interface events do nothing. Persisted, shown by status, and
+/// the udev rule matches `add`.
+#[test]
+fn watcher_armed_on_insert_fires_only_on_a_new_token_add() {
+    mv_testkit::require_tool("virsh");
+    let e = Env::new();
+    fixture_sys(&e.p("sys"));
+    arm_for_watch(&e);
+    let o = e.run(&[
+        "guard",
+        "arm",
+        "--token",
+        "1050:0407:TOKEN42",
+        "--on",
+        "insert",
+    ]);
+    assert_out_has(&o, "armed for token 1050:0407:TOKEN42 (fires on insert)");
+    let o = e.run(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
+    assert_out_has(&o, "(fires on insert); unchanged");
+    let toml = std::fs::read_to_string(e.p("tree/guard/guard.toml")).unwrap();
+    assert!(toml.contains("trigger = \"insert\"\n"), "{toml}");
+    let sys = e.p("sys");
+    let o = e.run(&["--json", "guard", "status", "--sys", sys.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["trigger"], "insert", "{v}");
+    let o = e.run(&["guard", "status", "--sys", sys.to_str().unwrap()]);
+    assert_out_has(&o, "fires on: insert");
+    let o = e.run(&["guard", "udev-rule"]);
+    assert_out_has(&o, "\nACTION==\"add\", SUBSYSTEM==\"usb\"");
+    assert_out_has(&o, "ENV{ID_SERIAL_SHORT}==\"TOKEN42\"");
+
+    // A token that appears only after the watcher started: in sysfs, not in bus/usb/devices.
+    let fresh = sys.join(&USB[1..]).join("1-5");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join("idVendor"), "1050\n").unwrap();
+    std::fs::write(fresh.join("idProduct"), "0407\n").unwrap();
+    std::fs::write(fresh.join("serial"), "TOKEN42\n").unwrap();
+
+    let sock = e.p("uevents.sock");
+    let mut w = e.watch_unix(&sock, true);
+    let ready = w.next();
+    assert_eq!(ready["event"], "ready", "{ready}");
+    assert_eq!(ready["trigger"], "insert", "{ready}");
+    assert_eq!(ready["present"][0]["devpath"], format!("{USB}/1-1"));
+    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let events = [
+        // The token present at arming: a replayed add, then its removal.
+        Uevent::usb("add", &format!("{USB}/1-1"), 0x1050, 0x0407, 201),
+        Uevent::usb("remove", &format!("{USB}/1-1"), 0x1050, 0x0407, 202),
+        // Same VID:PID, another serial; another device.
+        Uevent::usb("add", &format!("{USB}/1-2"), 0x1050, 0x0407, 203),
+        Uevent::usb("add", &format!("{USB}/1-3"), 0x046d, 0xc52b, 204),
+        // An interface of the new token (not the device).
+        {
+            let mut u = Uevent::usb("add", &format!("{USB}/1-5/1-5:1.0"), 0x1050, 0x0407, 205);
+            u.vars.insert("DEVTYPE".into(), "usb_interface".into());
+            u
+        },
+        // The armed token is plugged in.
+        Uevent::usb("add", &format!("{USB}/1-5"), 0x1050, 0x0407, 206),
+    ];
+    for u in &events {
+        tx.send_to(&u.encode(), &sock).unwrap();
+    }
+    let mut all = vec![ready];
+    all.extend(w.rest());
+    let uevents: Vec<&serde_json::Value> = all.iter().filter(|v| v["event"] == "uevent").collect();
+    let got: Vec<(&str, &str)> = uevents
+        .iter()
+        .map(|v| {
+            (
+                v["decision"].as_str().unwrap(),
+                v["why"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ignore", "added token was already present"),
+            ("ignore", "removed token (fires on insert only)"),
+            ("ignore", "added device is not the token"),
+            ("ignore", "added device is not the token"),
+            ("fire", ""),
+        ],
+        "{all:#?}"
+    );
+    assert_eq!(uevents[4]["seqnum"], 206);
+    assert_eq!(uevents[4]["action"], "add");
+    assert_eq!(uevents[4]["device"]["serial"], "TOKEN42");
+    let fire_at = all.iter().position(|v| v["event"] == "fire").unwrap();
+    assert_eq!(all[fire_at]["cause"], "token-inserted");
+    assert_eq!(all[fire_at - 1]["seqnum"], 206);
+    let actions: Vec<String> = all
+        .iter()
+        .filter(|v| v["event"] == "action")
+        .map(|v| {
+            assert_eq!(v["status"], "dry-run");
+            v["command"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(actions, expected_chain(&e));
+    assert!(!e.p("tree/guard/watch.pid").exists());
+}
+
 #[test]
 fn watcher_on_real_netlink_in_a_private_namespace() {
     mv_testkit::require_tool("virsh");

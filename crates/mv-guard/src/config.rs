@@ -4,6 +4,7 @@
 //! armed = true
 //! token = "1050:0407:CC0123"
 //! on_signal = "ignore"        # or "fire": what SIGTERM/SIGINT/SIGHUP do to the watcher
+//! trigger = "insert"          # or "any"; absent means "remove" (the token's removal fires)
 //!
 //! [[step]]
 //! action = "luks-suspend"
@@ -15,7 +16,7 @@
 //! What this module is not: the watcher; it only reads and writes the file.
 
 use crate::chain::{default_steps, Step};
-use crate::token::TokenSpec;
+use crate::token::{TokenSpec, Trigger};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,10 @@ pub struct GuardConfig {
     /// Signal policy.
     #[serde(default)]
     pub on_signal: SignalPolicy,
+    /// Which token event fires: removal (default, not written so older files are unchanged),
+    /// insertion, or either.
+    #[serde(default, skip_serializing_if = "Trigger::is_remove")]
+    pub trigger: Trigger,
     /// Paused until this time (seconds since the epoch): the watcher keeps running, but the
     /// token's removal does nothing until then (`guard disarm --for`, BusKill #95).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +61,7 @@ impl Default for GuardConfig {
             armed: false,
             token: None,
             on_signal: SignalPolicy::Ignore,
+            trigger: Trigger::Remove,
             paused_until: None,
             steps: default_steps(),
         }
@@ -153,6 +159,27 @@ mod tests {
         assert!(cfg.save(&p).unwrap());
         assert!(!cfg.save(&p).unwrap());
         assert_eq!(GuardConfig::load(&p).unwrap().unwrap(), cfg);
+    }
+
+    #[test]
+    fn trigger_round_trips_and_the_default_is_not_written() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path());
+        let mut cfg = GuardConfig {
+            armed: true,
+            token: Some("1050:0407:ABC".into()),
+            ..GuardConfig::default()
+        };
+        assert!(!cfg.to_toml().unwrap().contains("trigger"));
+        cfg.trigger = Trigger::Insert;
+        assert!(cfg.to_toml().unwrap().contains("trigger = \"insert\"\n"));
+        cfg.save(&p).unwrap();
+        assert_eq!(
+            GuardConfig::load(&p).unwrap().unwrap().trigger,
+            Trigger::Insert
+        );
+        std::fs::write(&p, "armed = true\ntrigger = \"sideways\"\n").unwrap();
+        assert!(matches!(GuardConfig::load(&p), Err(ConfigError::Parse(..))));
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! device that matched the [`TokenSpec`] fires: another device, the same vendor:product with another
 //! serial, add/change/bind events, and a token present at start and never removed do nothing.
 //!
+//! With [`Trigger::Insert`] (BusKill #83: a "USB killer" or unknown stick plugged into a locked
+//! machine) the chain fires instead when a device matching the spec is *added*: only a new add
+//! event after the watcher started, never a token already present then (nor a repeated add of a
+//! path already known as the token). [`Trigger::Any`] fires on either.
+//!
 //! What this module is not: the actions (see [`crate::chain`]) or the event source
 //! (see [`crate::watch`]).
 
@@ -93,6 +98,54 @@ impl fmt::Display for TokenSpec {
                 Ok(())
             }
         }
+    }
+}
+
+/// Which token event runs the chain.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The token's removal (the default, and the only choice before `--on` existed).
+    #[default]
+    Remove,
+    /// A device matching the spec being plugged in after the watcher started.
+    Insert,
+    /// Either.
+    Any,
+}
+
+impl Trigger {
+    /// Whether this is the default (kept out of the configuration file so old files stay byte
+    /// for byte the same).
+    pub fn is_remove(&self) -> bool {
+        *self == Trigger::Remove
+    }
+
+    /// Whether the token's removal fires.
+    pub fn on_remove(self) -> bool {
+        matches!(self, Trigger::Remove | Trigger::Any)
+    }
+
+    /// Whether the token's insertion fires.
+    pub fn on_insert(self) -> bool {
+        matches!(self, Trigger::Insert | Trigger::Any)
+    }
+
+    /// The name used in the file, the CLI and `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Remove => "remove",
+            Trigger::Insert => "insert",
+            Trigger::Any => "any",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -222,9 +275,10 @@ pub enum Decision {
         /// The device.
         device: UsbDevice,
     },
-    /// The token was removed: run the chain.
+    /// The token was removed (or, with [`Trigger::Insert`]/[`Trigger::Any`], added): run the
+    /// chain. The event's action tells which.
     Fire {
-        /// The device that left.
+        /// The device that left or arrived.
         device: UsbDevice,
     },
 }
@@ -233,6 +287,7 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Tracker {
     spec: TokenSpec,
+    trigger: Trigger,
     known: HashMap<String, UsbDevice>,
 }
 
@@ -243,7 +298,17 @@ impl Tracker {
             .into_iter()
             .map(|d| (d.devpath.clone(), d))
             .collect();
-        Tracker { spec, known }
+        Tracker {
+            spec,
+            trigger: Trigger::Remove,
+            known,
+        }
+    }
+
+    /// Fires on `trigger` instead of on removal only.
+    pub fn with_trigger(mut self, trigger: Trigger) -> Tracker {
+        self.trigger = trigger;
+        self
     }
 
     /// The token devices currently present.
@@ -280,17 +345,32 @@ impl Tracker {
                         why: "add without PRODUCT",
                     };
                 };
-                self.known.insert(device.devpath.clone(), device.clone());
-                if self.spec.matches(&device) {
-                    Decision::TokenArrived { device }
-                } else {
+                let was_token = self
+                    .known
+                    .insert(device.devpath.clone(), device.clone())
+                    .is_some_and(|d| self.spec.matches(&d));
+                if !self.spec.matches(&device) {
                     Decision::Ignore {
                         why: "added device is not the token",
                     }
+                } else if self.trigger.on_insert() && was_token {
+                    // A replayed add (`udevadm trigger --action=add`) of a token already here.
+                    Decision::Ignore {
+                        why: "added token was already present",
+                    }
+                } else if self.trigger.on_insert() {
+                    Decision::Fire { device }
+                } else {
+                    Decision::TokenArrived { device }
                 }
             }
             "remove" => match self.known.remove(&ev.devpath) {
-                Some(device) if self.spec.matches(&device) => Decision::Fire { device },
+                Some(device) if self.spec.matches(&device) && self.trigger.on_remove() => {
+                    Decision::Fire { device }
+                }
+                Some(device) if self.spec.matches(&device) => Decision::Ignore {
+                    why: "removed token (fires on insert only)",
+                },
                 Some(_) => Decision::Ignore {
                     why: "removed device is not the token",
                 },
@@ -416,5 +496,93 @@ mod tests {
         ));
         let rm = Uevent::usb("remove", "/devices/usb1/1-4", 0x1050, 0x407, 2);
         assert!(matches!(t.on_event(&rm, d.path()), Decision::Fire { .. }));
+    }
+
+    fn token_sysfs(root: &Path, port: &str, serial: &str) -> String {
+        let devpath = format!("/devices/usb1/{port}");
+        let dir = root.join(devpath.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("idVendor"), "1050\n").unwrap();
+        std::fs::write(dir.join("idProduct"), "0407\n").unwrap();
+        std::fs::write(dir.join("serial"), format!("{serial}\n")).unwrap();
+        devpath
+    }
+
+    #[test]
+    fn insert_fires_only_on_a_new_add_of_the_token() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = d.path();
+        let present = token_sysfs(sys, "1-1", "TOKEN1");
+        let decoy = token_sysfs(sys, "1-2", "OTHER");
+        let fresh = token_sysfs(sys, "1-4", "TOKEN1");
+        let spec: TokenSpec = "1050:0407:TOKEN1".parse().unwrap();
+        let mut t = Tracker::new(spec, vec![read_device(sys, &present).unwrap()])
+            .with_trigger(Trigger::Insert);
+        let ev = |a: &str, p: &str, n| Uevent::usb(a, p, 0x1050, 0x407, n);
+        let ignored = |d: Decision| matches!(d, Decision::Ignore { .. });
+        // The token present at start: a replayed add does not fire, nor does its removal.
+        assert_eq!(
+            t.on_event(&ev("add", &present, 1), sys),
+            Decision::Ignore {
+                why: "added token was already present"
+            }
+        );
+        assert_eq!(
+            t.on_event(&ev("remove", &present, 2), sys),
+            Decision::Ignore {
+                why: "removed token (fires on insert only)"
+            }
+        );
+        // Same VID:PID, another serial; another device; an interface; a change event.
+        assert!(ignored(t.on_event(&ev("add", &decoy, 3), sys)));
+        assert!(ignored(t.on_event(
+            &Uevent::usb("add", "/devices/usb1/1-3", 0x046d, 0xc52b, 4),
+            sys
+        )));
+        let mut iface = ev("add", &format!("{fresh}/1-4:1.0"), 5);
+        iface.vars.insert("DEVTYPE".into(), "usb_interface".into());
+        assert!(ignored(t.on_event(&iface, sys)));
+        assert!(ignored(t.on_event(&ev("change", &fresh, 6), sys)));
+        // A new token arrives: fire, with the device read from sysfs.
+        match t.on_event(&ev("add", &fresh, 7), sys) {
+            Decision::Fire { device } => assert_eq!(device.serial.as_deref(), Some("TOKEN1")),
+            d => panic!("expected fire, got {d:?}"),
+        }
+        // The token pulled out again and re-inserted at the same port is a new insertion.
+        assert!(ignored(t.on_event(&ev("remove", &fresh, 8), sys)));
+        assert!(matches!(
+            t.on_event(&ev("add", &fresh, 9), sys),
+            Decision::Fire { .. }
+        ));
+    }
+
+    #[test]
+    fn any_fires_on_both_and_remove_is_the_default() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = d.path();
+        let p = token_sysfs(sys, "1-1", "TOKEN1");
+        let spec: TokenSpec = "TOKEN1".parse().unwrap();
+        let ev = |a: &str, n| Uevent::usb(a, &p, 0x1050, 0x407, n);
+        let mut any = Tracker::new(spec.clone(), vec![]).with_trigger(Trigger::Any);
+        assert!(matches!(
+            any.on_event(&ev("add", 1), sys),
+            Decision::Fire { .. }
+        ));
+        assert!(matches!(
+            any.on_event(&ev("remove", 2), sys),
+            Decision::Fire { .. }
+        ));
+        let mut rm = Tracker::new(spec, vec![]);
+        assert!(matches!(
+            rm.on_event(&ev("add", 1), sys),
+            Decision::TokenArrived { .. }
+        ));
+        assert!(matches!(
+            rm.on_event(&ev("remove", 2), sys),
+            Decision::Fire { .. }
+        ));
+        assert_eq!(Trigger::default(), Trigger::Remove);
+        assert!(Trigger::Any.on_insert() && Trigger::Any.on_remove());
+        assert!(!Trigger::Insert.on_remove() && !Trigger::Remove.on_insert());
     }
 }

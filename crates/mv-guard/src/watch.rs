@@ -15,7 +15,7 @@
 
 use crate::chain::{Chain, Record};
 use crate::config::{GuardConfig, SignalPolicy};
-use crate::token::{scan, Decision, TokenSpec, Tracker, UsbDevice};
+use crate::token::{scan, Decision, TokenSpec, Tracker, Trigger, UsbDevice};
 use crate::uevent::{Uevent, MAX_LEN};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -173,7 +173,9 @@ pub enum WatchEvent {
     Ready {
         /// The token.
         token: String,
-        /// Token devices present at start (their removal fires).
+        /// Which token event fires (`remove`, `insert`, `any`).
+        trigger: Trigger,
+        /// Token devices present at start (their removal fires; their presence never does).
         present: Vec<UsbDevice>,
         /// The source.
         source: String,
@@ -197,7 +199,7 @@ pub enum WatchEvent {
     },
     /// The chain starts.
     Fire {
-        /// Why: `token-removed` or `signal`.
+        /// Why: `token-removed`, `token-inserted` or `signal`.
         cause: String,
     },
     /// One action of the chain.
@@ -209,7 +211,7 @@ pub enum WatchEvent {
         /// What was done.
         handled: String,
     },
-    /// The token left but the configuration says disarmed or paused.
+    /// The token left (or arrived) but the configuration says disarmed or paused.
     DisarmedIgnore,
 }
 
@@ -278,9 +280,10 @@ impl Watch {
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(WatchError::Signals)?;
 
         let sys = self.chain.env.sys.clone();
-        let mut tracker = Tracker::new(spec.clone(), scan(&sys));
+        let mut tracker = Tracker::new(spec.clone(), scan(&sys)).with_trigger(cfg.trigger);
         emit(&WatchEvent::Ready {
             token: spec.to_string(),
+            trigger: cfg.trigger,
             present: tracker.tokens_present().into_iter().cloned().collect(),
             source: source.describe(),
         });
@@ -318,7 +321,12 @@ impl Watch {
                             });
                             if fire {
                                 if fires_now(&self.config_path) {
-                                    self.fire("token-removed", emit);
+                                    let cause = if ev.action == "add" {
+                                        "token-inserted"
+                                    } else {
+                                        "token-removed"
+                                    };
+                                    self.fire(cause, emit);
                                     return Ok(Outcome::Fired);
                                 }
                                 emit(&WatchEvent::DisarmedIgnore);

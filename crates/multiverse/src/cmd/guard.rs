@@ -16,7 +16,7 @@ use mv_guard::chain::{Chain, Env, Status};
 use mv_guard::config::{self, GuardConfig, SignalPolicy};
 use mv_guard::container::{self, HideError, KdfParams, RevealError};
 use mv_guard::image::Cover;
-use mv_guard::token::TokenSpec;
+use mv_guard::token::{TokenSpec, Trigger};
 use mv_guard::watch::{Outcome, Source, Watch, WatchEvent};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -170,6 +170,31 @@ pub struct ArmArgs {
     /// What SIGTERM/SIGINT/SIGHUP do to the watcher: ignore, or fire the chain
     #[arg(long, value_enum)]
     pub on_signal: Option<SignalArg>,
+    /// Which token event fires: remove (default), insert (a matching device plugged in after
+    /// arming, e.g. while locked), or any; unchanged when re-arming without it
+    #[arg(long = "on", value_enum, value_name = "EVENT")]
+    pub trigger: Option<TriggerArg>,
+}
+
+/// `--on` on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TriggerArg {
+    /// The token's removal
+    Remove,
+    /// A device matching the token plugged in
+    Insert,
+    /// Either
+    Any,
+}
+
+impl From<TriggerArg> for Trigger {
+    fn from(t: TriggerArg) -> Trigger {
+        match t {
+            TriggerArg::Remove => Trigger::Remove,
+            TriggerArg::Insert => Trigger::Insert,
+            TriggerArg::Any => Trigger::Any,
+        }
+    }
 }
 
 /// `guard disarm`.
@@ -239,6 +264,9 @@ pub struct UdevRuleArgs {
     /// Token (default: the armed one)
     #[arg(long)]
     pub token: Option<String>,
+    /// Which event the rule matches (default: the armed configuration's, else remove)
+    #[arg(long = "on", value_enum, value_name = "EVENT")]
+    pub trigger: Option<TriggerArg>,
     /// Path of the multiverse binary in the rule
     #[arg(long, default_value = "/usr/local/bin/multiverse")]
     pub binary: String,
@@ -692,19 +720,28 @@ fn arm(g: &Global, a: ArmArgs) -> Result<(), CliError> {
             SignalArg::Fire => SignalPolicy::Fire,
         };
     }
+    if let Some(t) = a.trigger {
+        cfg.trigger = t.into();
+    }
+    // Today's messages unchanged for the default; the other choices are named.
+    let on = if cfg.trigger.is_remove() {
+        String::new()
+    } else {
+        format!(" (fires on {})", cfg.trigger)
+    };
     if g.dry_run {
         g.say(format!(
-            "would arm the kill switch for {spec} in {}",
+            "would arm the kill switch for {spec}{on} in {}",
             path.display()
         ));
         return Ok(());
     }
     if cfg.save(&path)? {
         g.say(format!(
-            "armed for token {spec}; start the watcher: multiverse guard watch (as root)"
+            "armed for token {spec}{on}; start the watcher: multiverse guard watch (as root)"
         ));
     } else {
-        g.say(format!("already armed for token {spec}; unchanged"));
+        g.say(format!("already armed for token {spec}{on}; unchanged"));
     }
     Ok(())
 }
@@ -776,6 +813,7 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
             "armed": cfg.armed,
             "token": cfg.token,
             "on_signal": cfg.on_signal,
+            "trigger": cfg.trigger,
             "paused_until": cfg.paused_until,
             "token_present": present,
             "watcher_pid": watcher,
@@ -793,6 +831,7 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
     };
     println!("armed:    {armed}");
     println!("token:    {}", cfg.token.as_deref().unwrap_or("(none)"));
+    println!("fires on: {}", cfg.trigger);
     println!(
         "present:  {}",
         if present.is_empty() {
@@ -828,10 +867,16 @@ fn print_event(g: &Global, e: &WatchEvent) {
         match e {
             WatchEvent::Ready {
                 token,
+                trigger,
                 present,
                 source,
             } => format!(
-                "watching {source} for the removal of token {token} ({} present now)",
+                "watching {source} for the {} of token {token} ({} present now)",
+                match trigger {
+                    Trigger::Remove => "removal",
+                    Trigger::Insert => "insertion",
+                    Trigger::Any => "insertion or removal",
+                },
                 present.len()
             ),
             WatchEvent::Uevent {
@@ -862,7 +907,9 @@ fn print_event(g: &Global, e: &WatchEvent) {
                 )
             }
             WatchEvent::Signal { name, handled } => format!("signal {name}: {handled}"),
-            WatchEvent::DisarmedIgnore => "token removed but the guard is disarmed".into(),
+            WatchEvent::DisarmedIgnore => {
+                "token removed or inserted but the guard is disarmed".into()
+            }
         }
     };
     let _ = writeln!(out, "{line}");
@@ -941,15 +988,25 @@ fn fire(g: &Global, a: SysArgs) -> Result<(), CliError> {
 }
 
 fn udev_rule(g: &Global, a: UdevRuleArgs) -> Result<(), CliError> {
-    let token = match a.token {
-        Some(t) => t,
-        None => load_config(g)?.1.and_then(|c| c.token).ok_or_else(|| {
-            CliError::usage_msg("no token given and none armed")
-                .with_hint("pass --token VID:PID:SERIAL")
-        })?,
+    // Without --token the armed configuration gives both the token and (without --on) the event.
+    let (token, armed_trigger) = match a.token {
+        Some(t) => (t, Trigger::Remove),
+        None => load_config(g)?
+            .1
+            .and_then(|c| Some((c.token?, c.trigger)))
+            .ok_or_else(|| {
+                CliError::usage_msg("no token given and none armed")
+                    .with_hint("pass --token VID:PID:SERIAL")
+            })?,
     };
+    let trigger = a.trigger.map_or(armed_trigger, Trigger::from);
     let spec: TokenSpec = token.parse().usage()?;
-    let rule = mv_guard::udev::kill_switch_rule(&spec, &a.binary, &g.root.display().to_string());
+    let rule = mv_guard::udev::kill_switch_rule_on(
+        &spec,
+        trigger,
+        &a.binary,
+        &g.root.display().to_string(),
+    );
     match a.out {
         None => print!("{rule}"),
         Some(p) if g.dry_run => g.say(format!("would write {}", p.display())),
