@@ -34,7 +34,7 @@ apt-get install -y -qq --no-install-recommends -t bookworm-backports \
   libvirt-daemon-driver-qemu >/dev/null
 apt-get install -y -qq --no-install-recommends \
   pkg-config libclang-dev clang \
-  gnupg gpg-agent pass pass-extension-otp oathtool git \
+  gnupg gpg-agent pass pass-extension-otp oathtool git xvfb xclip \
   tor openssh-server openssh-client cryptsetup-bin \
   prometheus-node-exporter nftables dnsmasq-base wireguard-tools openvpn \
   debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 \

@@ -703,3 +703,187 @@ fn edit_find_audit_and_fsck() {
     let issues: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(issues[0]["problem"], "bad_permissions");
 }
+
+/// An X server of our own (Xvfb picks a free display and tells us on stdout), killed by PID at
+/// the end; the xclip processes that serve selections on it end with it.
+struct Display {
+    _server: common::KillOnDrop,
+    name: String,
+}
+
+impl Display {
+    fn start() -> Display {
+        require_tool("Xvfb");
+        require_tool("xclip");
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "320x200x24",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let server = common::KillOnDrop(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        let n: u32 = line
+            .trim()
+            .parse()
+            .expect("Xvfb did not report its display");
+        Display {
+            _server: server,
+            name: format!(":{n}"),
+        }
+    }
+
+    fn set(&self, text: &str) {
+        let mut c = Command::new("xclip");
+        c.args(["-selection", "clipboard"])
+            .env("DISPLAY", &self.name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    /// The clipboard, None when nobody owns it.
+    fn get(&self) -> Option<String> {
+        let o = Command::new("xclip")
+            .args(["-o", "-selection", "clipboard"])
+            .env("DISPLAY", &self.name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    }
+
+    /// Command lines of the clearing jobs (`pass __clip-restore`) working on this display.
+    fn clearers(&self) -> Vec<String> {
+        let want = format!("DISPLAY={}\0", self.name);
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let p = e.path();
+            let (Ok(cmd), Ok(env)) = (
+                std::fs::read(p.join("cmdline")),
+                std::fs::read(p.join("environ")),
+            ) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).into_owned();
+            let env = String::from_utf8_lossy(&env).into_owned();
+            if cmd.contains("__clip-restore")
+                && (env.starts_with(&want[..]) || env.contains(&format!("\0{want}")))
+            {
+                found.push(cmd.replace('\0', " "));
+            }
+        }
+        found
+    }
+}
+
+/// Polls `cond` every 50 ms for at most 20 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < end, "timed out waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn clip_sandbox() -> Sandbox {
+    let sb = Sandbox::new(1);
+    sb.import_keys();
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    let o = with_stdin(
+        sb.mv().args(["insert", "-m", "web"]),
+        "s3cret-first\nuser: me\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb
+}
+
+#[test]
+fn clip_copies_the_password_and_puts_back_the_previous_contents_later() {
+    let sb = clip_sandbox();
+    let x = Display::start();
+    x.set("was-here");
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "web"])
+        .env("DISPLAY", &x.name)
+        .env("PASSWORD_STORE_CLIP_TIME", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "Copied web to clipboard. Will clear in 2 seconds.\n"
+    );
+    // The command has returned, the clipboard holds the first line only, and the job that
+    // clears it runs on without the secret on its command line.
+    assert_eq!(x.get().as_deref(), Some("s3cret-first"));
+    let jobs = x.clearers();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(!jobs[0].contains("s3cret"), "{}", jobs[0]);
+    wait_until("previous contents restored", || {
+        x.get().as_deref() == Some("was-here")
+    });
+    wait_until("clearing job gone", || x.clearers().is_empty());
+
+    // Nothing on the clipboard before: it is emptied.
+    let x2 = Display::start();
+    assert_eq!(x2.get(), None);
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "web"])
+        .env("DISPLAY", &x2.name)
+        .env("PASSWORD_STORE_CLIP_TIME", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(x2.get().as_deref(), Some("s3cret-first"));
+    wait_until("clipboard emptied", || x2.get().as_deref() == Some(""));
+
+    // A clip time that is not a number is the person's mistake (exit 2), nothing copied.
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "web"])
+        .env("DISPLAY", &x2.name)
+        .env("PASSWORD_STORE_CLIP_TIME", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(x2.get().as_deref(), Some(""));
+}
+
+#[test]
+fn clip_leaves_something_copied_meanwhile_alone() {
+    let sb = clip_sandbox();
+    let x = Display::start();
+    x.set("was-here");
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "--line", "2", "web"])
+        .env("DISPLAY", &x.name)
+        .env("PASSWORD_STORE_CLIP_TIME", "3")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(x.get().as_deref(), Some("user: me"));
+    assert_eq!(x.clearers().len(), 1);
+    x.set("copied meanwhile");
+    wait_until("clearing job done", || x.clearers().is_empty());
+    assert_eq!(x.get().as_deref(), Some("copied meanwhile"));
+}

@@ -21,6 +21,7 @@ use mv_pass::check;
 use mv_pass::store::Change;
 use mv_pass::{Crypto, EntryName, Gpg, KeyDir, Keyring, OtpUri, Store, StoreError};
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 /// `multiverse pass`.
@@ -64,12 +65,19 @@ pub enum Command {
         /// Only line N (1 = the password)
         #[arg(long, value_name = "N")]
         line: Option<usize>,
-        /// Copy to the clipboard (cleared after 45 s) instead of printing
+        /// Copy to the clipboard instead of printing (cleared after PASSWORD_STORE_CLIP_TIME s, 45)
         #[arg(short, long)]
         clip: bool,
         /// The entry
         #[arg(allow_hyphen_values = true)]
         name: String,
+    },
+    /// Internal: the detached job of --clip that clears the clipboard later (input on stdin)
+    #[command(name = "__clip-restore", hide = true)]
+    ClipRestore {
+        /// Seconds to wait
+        #[arg(long)]
+        secs: u64,
     },
     /// Make a random password and store it
     Generate {
@@ -410,6 +418,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             name,
         } => insert(&ctx, &name, multiline, force),
         Command::Show { line, clip, name } => show(&ctx, &name, line, clip),
+        Command::ClipRestore { secs } => clip_restore(secs),
         Command::Generate {
             no_symbols,
             in_place,
@@ -622,51 +631,153 @@ fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<()
     Ok(())
 }
 
-/// Copies `secret` to the clipboard and clears it after 45 s (PASSWORD_STORE_CLIP_TIME).
-fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
-    let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
-    let x11 = std::env::var_os("DISPLAY").is_some();
-    let (copy, clear): (Vec<&str>, &str) = if wayland && which("wl-copy") {
-        (vec!["wl-copy"], "wl-copy --clear")
+/// The clipboard programs of this session, chosen like pass 1.7: Wayland first, then X.
+struct ClipTools {
+    copy: Vec<&'static str>,
+    paste: Vec<&'static str>,
+}
+
+fn clip_tools() -> Result<ClipTools, CliError> {
+    let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    let x11 = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
+    if wayland && which("wl-copy") {
+        Ok(ClipTools {
+            copy: vec!["wl-copy"],
+            paste: vec!["wl-paste", "-n"],
+        })
     } else if x11 && which("xclip") {
-        (
-            vec!["xclip", "-selection", "clipboard"],
-            "printf '' | xclip -selection clipboard",
-        )
+        Ok(ClipTools {
+            copy: vec!["xclip", "-selection", "clipboard"],
+            paste: vec!["xclip", "-o", "-selection", "clipboard"],
+        })
     } else if x11 && which("xsel") {
-        (
-            vec!["xsel", "--clipboard", "--input"],
-            "xsel --clipboard --clear",
-        )
+        Ok(ClipTools {
+            copy: vec!["xsel", "--clipboard", "--input"],
+            paste: vec!["xsel", "--clipboard", "--output"],
+        })
     } else {
-        return Err(CliError::usage_msg(
+        Err(CliError::usage_msg(
             "no clipboard here (no Wayland or X display with wl-copy, xclip or xsel)",
         )
-        .with_hint("print it instead (drop --clip)"));
-    };
-    let secs: u64 = std::env::var("PASSWORD_STORE_CLIP_TIME")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(45);
-    let mut child = std::process::Command::new(copy[0])
-        .args(&copy[1..])
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(secret.as_bytes())?;
+        .with_hint("print it instead (drop --clip)"))
     }
-    child.wait()?;
-    // The clearing job holds no secret: it only empties the clipboard later.
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("sleep {secs}; {clear}"))
-        .stdin(std::process::Stdio::null())
+}
+
+impl ClipTools {
+    /// Puts `data` on the clipboard (through stdin, never argv). xclip and wl-copy leave a
+    /// process behind that serves the selection: it gets no stdout/stderr of ours, so whoever
+    /// reads our output is not kept waiting until the clipboard changes hands.
+    fn copy(&self, data: &[u8]) -> std::io::Result<()> {
+        let mut child = std::process::Command::new(self.copy[0])
+            .args(&self.copy[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(data)?;
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "{} failed: {status}",
+                self.copy.join(" ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The clipboard's contents; None when it holds nothing (or cannot be read).
+    fn paste(&self) -> Option<SecretBytes> {
+        let out = std::process::Command::new(self.paste[0])
+            .args(&self.paste[1..])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let data = SecretBytes::new(out.stdout);
+        out.status.success().then_some(data)
+    }
+}
+
+/// The hidden subcommand that clears the clipboard later (see [`clipboard`]).
+const CLIP_RESTORE: &str = "__clip-restore";
+
+/// Copies `secret` to the clipboard and, after `PASSWORD_STORE_CLIP_TIME` seconds (default
+/// 45), puts back what was there before — as pass 1.7 does — but only if the clipboard still
+/// holds `secret`: something copied meanwhile is left alone.
+///
+/// The waiting is done by a detached copy of this binary (`pass __clip-restore`, its own
+/// process group, no stdout/stderr, so this command returns at once), which gets the secret
+/// and the previous contents on a pipe: neither is ever on a command line.
+fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
+    let tools = clip_tools()?;
+    let secs: u64 = match std::env::var("PASSWORD_STORE_CLIP_TIME") {
+        Ok(s) if !s.is_empty() => s.trim().parse().map_err(|_| {
+            CliError::usage_msg(format!(
+                "PASSWORD_STORE_CLIP_TIME={s:?} is not a number of seconds"
+            ))
+        })?,
+        _ => 45,
+    };
+    let before = tools.paste();
+    tools
+        .copy(secret.as_bytes())
+        .map_err(|e| CliError::from(e).with_hint("could not copy to the clipboard"))?;
+    // Frame: secret length (u64 LE), secret, 1 if there was a previous content, that content.
+    let mut frame = SecretBytes::new(Vec::with_capacity(secret.len() + 64));
+    let buf = frame.expose_mut();
+    buf.extend_from_slice(&(secret.len() as u64).to_le_bytes());
+    buf.extend_from_slice(secret.as_bytes());
+    match &before {
+        Some(b) => {
+            buf.push(1);
+            buf.extend_from_slice(b.expose());
+        }
+        None => buf.push(0),
+    }
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args(["pass", CLIP_RESTORE, "--secs", &secs.to_string()])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(frame.expose())?;
+    }
+    // Not waited for: it outlives us on purpose, and init reaps it.
+    drop(child);
     g.say(format!(
         "Copied {what} to clipboard. Will clear in {secs} seconds."
     ));
+    Ok(())
+}
+
+/// `pass __clip-restore --secs N`: reads the frame of [`clipboard`] from stdin, waits, then
+/// restores the previous contents (or empties the clipboard) if it still holds the secret.
+fn clip_restore(secs: u64) -> Result<(), CliError> {
+    let tools = clip_tools()?;
+    let mut frame = SecretBytes::new(Vec::new());
+    std::io::stdin().lock().read_to_end(frame.expose_mut())?;
+    let f = frame.expose();
+    let bad = || CliError::usage_msg(format!("{CLIP_RESTORE}: malformed input on stdin"));
+    let len_bytes: [u8; 8] = f.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| bad())?;
+    let secret = f.get(8..8usize.saturating_add(len)).ok_or_else(bad)?;
+    let rest = &f[8 + len..];
+    let before = match rest.first() {
+        Some(1) => Some(&rest[1..]),
+        Some(0) => None,
+        _ => return Err(bad()),
+    };
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let now = tools.paste();
+    if now.as_ref().map(|n| n.expose().as_slice()) != Some(secret) {
+        return Ok(());
+    }
+    tools.copy(before.unwrap_or(b""))?;
     Ok(())
 }
 
