@@ -49,3 +49,19 @@ fn shipped_kill_switch_rule_is_the_generated_one() {
     );
     assert_eq!(shipped, generated);
 }
+
+#[test]
+fn shipped_insert_rule_is_the_generated_one() {
+    let root = mv_testkit::workspace_root();
+    let shipped = std::fs::read_to_string(
+        root.join("contrib/udev/85-multiverse-killswitch-insert.rules.example"),
+    )
+    .unwrap();
+    let generated = mv_guard::udev::kill_switch_rule_on(
+        &"1050:0407:CHANGEME".parse().unwrap(),
+        mv_guard::token::Trigger::Insert,
+        "/usr/local/bin/multiverse",
+        "/var/multiverse",
+    );
+    assert_eq!(shipped, generated);
+}
