@@ -873,14 +873,36 @@ fn clip_leaves_something_copied_meanwhile_alone() {
     let sb = clip_sandbox();
     let x = Display::start();
     x.set("was-here");
-    let o = sb
-        .mv()
-        .args(["show", "--clip", "--line", "2", "web"])
-        .env("DISPLAY", &x.name)
-        .env("PASSWORD_STORE_CLIP_TIME", "3")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let clip = |args: &[&str], secs: &str| {
+        let o = sb
+            .mv()
+            .arg("show")
+            .args(args)
+            .env("DISPLAY", &x.name)
+            .env("PASSWORD_STORE_CLIP_TIME", secs)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    // A second --clip within the first one's time replaces its timer (like pass): the first
+    // job puts "was-here" back at once, so the second one's "before" is not the first secret.
+    clip(&["--clip", "--line", "2", "web"], "30");
+    assert_eq!(x.get().as_deref(), Some("user: me"));
+    assert_eq!(x.clearers().len(), 1);
+    clip(&["--clip", "web"], "1");
+    assert_eq!(x.get().as_deref(), Some("s3cret-first"));
+    // The first job has answered before exiting: give it a moment to be gone.
+    wait_until("one clearing job left", || x.clearers().len() <= 1);
+    let jobs = x.clearers();
+    assert!(
+        jobs.len() == 1 && jobs[0].contains("--secs 1") || x.get().as_deref() == Some("was-here"),
+        "{jobs:?}"
+    );
+    wait_until("clearing job done", || x.clearers().is_empty());
+    assert_eq!(x.get().as_deref(), Some("was-here"));
+
+    // Copied by the person meanwhile: not clobbered.
+    clip(&["--clip", "--line", "2", "web"], "3");
     assert_eq!(x.get().as_deref(), Some("user: me"));
     assert_eq!(x.clearers().len(), 1);
     x.set("copied meanwhile");

@@ -635,25 +635,30 @@ fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<()
 struct ClipTools {
     copy: Vec<&'static str>,
     paste: Vec<&'static str>,
+    /// The display's name (`WAYLAND_DISPLAY` or `DISPLAY`): one clearing job per display.
+    display: String,
 }
 
 fn clip_tools() -> Result<ClipTools, CliError> {
-    let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
-    let x11 = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
-    if wayland && which("wl-copy") {
+    let wayland = std::env::var("WAYLAND_DISPLAY").unwrap_or_default();
+    let x11 = std::env::var("DISPLAY").unwrap_or_default();
+    if !wayland.is_empty() && which("wl-copy") {
         Ok(ClipTools {
             copy: vec!["wl-copy"],
             paste: vec!["wl-paste", "-n"],
+            display: wayland,
         })
-    } else if x11 && which("xclip") {
+    } else if !x11.is_empty() && which("xclip") {
         Ok(ClipTools {
             copy: vec!["xclip", "-selection", "clipboard"],
             paste: vec!["xclip", "-o", "-selection", "clipboard"],
+            display: x11,
         })
-    } else if x11 && which("xsel") {
+    } else if !x11.is_empty() && which("xsel") {
         Ok(ClipTools {
             copy: vec!["xsel", "--clipboard", "--input"],
             paste: vec!["xsel", "--clipboard", "--output"],
+            display: x11,
         })
     } else {
         Err(CliError::usage_msg(
@@ -685,6 +690,39 @@ impl ClipTools {
             )));
         }
         Ok(())
+    }
+
+    /// Where the clearing job of this display listens (see [`ClipTools::supersede`]):
+    /// `$XDG_RUNTIME_DIR`, else the temp folder with our uid in the name.
+    fn socket(&self) -> PathBuf {
+        let display: String = self
+            .display
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join(format!("multiverse-clip-{display}")),
+            _ => {
+                let uid = std::fs::metadata("/proc/self")
+                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m).to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                std::env::temp_dir().join(format!("multiverse-clip-{uid}-{display}"))
+            }
+        }
+    }
+
+    /// Tells an earlier clearing job on this display to put its "before" back now and waits
+    /// (at most 5 s) until it has, like pass's `pkill -f "^password store sleep on display"`:
+    /// otherwise our "before" would be its secret, which we would restore later.
+    fn supersede(&self) {
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(self.socket()) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        if s.write_all(b"now").is_ok() {
+            let mut done = [0u8; 4];
+            let _ = s.read(&mut done);
+        }
     }
 
     /// The clipboard's contents; None when it holds nothing (or cannot be read).
@@ -720,6 +758,7 @@ fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
         })?,
         _ => 45,
     };
+    tools.supersede();
     let before = tools.paste();
     tools
         .copy(secret.as_bytes())
@@ -772,13 +811,58 @@ fn clip_restore(secs: u64) -> Result<(), CliError> {
         Some(0) => None,
         _ => return Err(bad()),
     };
-    std::thread::sleep(std::time::Duration::from_secs(secs));
-    let now = tools.paste();
-    if now.as_ref().map(|n| n.expose().as_slice()) != Some(secret) {
-        return Ok(());
+    // Listen for a later `--clip` on this display (see `ClipTools::supersede`) while waiting.
+    let sock = tools.socket();
+    let listener = listen(&sock);
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(l) = listener.as_ref().and_then(|l| l.try_clone().ok()) {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // Only "now" counts: `listen`'s probe of a stale socket connects and says nothing.
+            for mut s in l.incoming().flatten() {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let mut word = [0u8; 3];
+                if s.read_exact(&mut word).is_ok() && &word == b"now" {
+                    let _ = tx.send(s);
+                    return;
+                }
+            }
+        });
     }
-    tools.copy(before.unwrap_or(b""))?;
+    let early = rx.recv_timeout(std::time::Duration::from_secs(secs)).ok();
+    drop(tx);
+    let now = tools.paste();
+    let result = if now.as_ref().map(|n| n.expose().as_slice()) == Some(secret) {
+        tools.copy(before.unwrap_or(b""))
+    } else {
+        Ok(())
+    };
+    // Gone before we answer, so the next job can take the name.
+    if listener.is_some() {
+        let _ = std::fs::remove_file(&sock);
+    }
+    if let Some(mut s) = early {
+        let _ = s.write_all(b"done");
+    }
+    result?;
     Ok(())
+}
+
+/// Binds the clearing job's socket; a stale one (nobody answers) is replaced. None when
+/// another live job holds it or the folder is not writable: we then only wait out our time.
+fn listen(sock: &Path) -> Option<std::os::unix::net::UnixListener> {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    match UnixListener::bind(sock) {
+        Ok(l) => Some(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(sock).is_ok() {
+                return None;
+            }
+            std::fs::remove_file(sock).ok()?;
+            UnixListener::bind(sock).ok()
+        }
+        Err(_) => None,
+    }
 }
 
 fn which(tool: &str) -> bool {
