@@ -911,3 +911,26 @@ fn clip_leaves_something_copied_meanwhile_alone() {
     wait_until("clearing job done", || x.clearers().is_empty());
     assert_eq!(x.get().as_deref(), Some("copied meanwhile"));
 }
+
+#[test]
+fn the_clearing_job_is_hidden_and_refuses_bad_input() {
+    let sb = clip_sandbox();
+    let help = ok(sb.mv().arg("--help"));
+    assert!(
+        help.contains("show") && !help.contains("__clip-restore"),
+        "{help}"
+    );
+    let x = Display::start();
+    x.set("untouched");
+    for bad in ["", "short", "\u{5}\0\0\0\0\0\0\0ab"] {
+        let o = with_stdin(
+            sb.mv()
+                .args(["__clip-restore", "--secs", "0"])
+                .env("DISPLAY", &x.name),
+            bad,
+        );
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("malformed"), "{}", stderr(&o));
+    }
+    assert_eq!(x.get().as_deref(), Some("untouched"));
+}
