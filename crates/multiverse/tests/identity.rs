@@ -386,6 +386,9 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     restore_spec(t.path());
     std::fs::write(t.path().join("multiverse.toml"), TOPOLOGY).unwrap();
     let fleet = t.path().join("fleet");
+    // `restore` recorded @user only (no multiverse.toml then); a dry-run fleet must not add to it.
+    let record = t.path().join("identity/public.json");
+    let recorded = std::fs::read_to_string(&record).unwrap();
     let plan = ok(
         mv(t.path())
             .args(["--dry-run", "identity", "fleet", "--out"])
@@ -394,7 +397,7 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     );
     assert!(plan.contains("51 file(s) would be written"), "{plan}");
     assert!(!fleet.exists());
-    assert!(!t.path().join("identity/public.json").exists());
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), recorded);
     let first = ok(
         mv(t.path())
             .args(["identity", "fleet", "--out"])
