@@ -356,17 +356,7 @@ impl Migration {
         let todo: Vec<usize> = (0..plan.ops.len())
             .filter(|i| !progress.done.contains(i))
             .collect();
-        let copy_bytes: u64 = todo
-            .iter()
-            .map(|i| match &plan.ops[*i] {
-                Op::Move {
-                    cross_fs: true,
-                    size,
-                    ..
-                } => *size,
-                _ => 0,
-            })
-            .sum();
+        let copy_bytes = cross_fs_bytes(&plan, &todo);
         let bar = self.bar(copy_bytes);
         drive(&plan, &mut journal, &todo, false, hv, &bar)?;
         bar.finish_and_clear();
@@ -413,17 +403,7 @@ impl Migration {
             journal.commit(&[Record::UndoStart])?;
         }
         let todo = undo_indices(&plan, &progress);
-        let copy_bytes: u64 = todo
-            .iter()
-            .map(|i| match &plan.ops[*i] {
-                Op::Move {
-                    cross_fs: true,
-                    size,
-                    ..
-                } => *size,
-                _ => 0,
-            })
-            .sum();
+        let copy_bytes = cross_fs_bytes(&plan, &todo);
         let bar = self.bar(copy_bytes);
         drive(&plan, &mut journal, &todo, true, hv, &bar)?;
         bar.finish_and_clear();
@@ -871,6 +851,21 @@ fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpErro
     sync_parent(to)?;
     crash::point();
     fs::remove_file(from).map_err(io_err("remove", from))
+}
+
+/// Bytes the ops at `todo` copy across filesystems: the length of the progress bar (renames on one
+/// filesystem are instant and do not count).
+fn cross_fs_bytes(plan: &Plan, todo: &[usize]) -> u64 {
+    todo.iter()
+        .map(|i| match &plan.ops[*i] {
+            Op::Move {
+                cross_fs: true,
+                size,
+                ..
+            } => *size,
+            _ => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]
