@@ -421,16 +421,12 @@ pub fn plan_with(
         }
         let target = tree.domain_xml(&m.name);
         let ctx = domain_context(topology, m);
-        let xml = engine
-            .render(&domain_template(engine, m), &ctx)
-            .map_err(|source| RenderError::Template {
-                target: target.clone(),
-                source,
-            })?;
-        out.push(Output::File {
-            path: target,
-            contents: xml,
-        });
+        out.push(render_file(
+            engine,
+            &domain_template(engine, m),
+            &ctx,
+            target,
+        )?);
         for i in 0..m.disks.len() {
             out.push(Output::Symlink {
                 path: tree.storage_link_n(&m.name, i),
@@ -440,19 +436,8 @@ pub fn plan_with(
     }
     for n in &topology.networks {
         let target = tree.network_xml(&n.name);
-        let xml = engine
-            .render(
-                "network.xml.j2",
-                &serde_json::json!({ "network": network_context(n) }),
-            )
-            .map_err(|source| RenderError::Template {
-                target: target.clone(),
-                source,
-            })?;
-        out.push(Output::File {
-            path: target,
-            contents: xml,
-        });
+        let ctx = serde_json::json!({ "network": network_context(n) });
+        out.push(render_file(engine, "network.xml.j2", &ctx, target)?);
     }
     let target = tree.pool_xml();
     let pool = serde_json::json!({ "pool": {
@@ -460,17 +445,25 @@ pub fn plan_with(
         "uuid": stable_uuid("pool", POOL_NAME),
         "path": tree.storage_dir().display().to_string(),
     }});
-    let xml = engine
-        .render("pool.xml.j2", &pool)
-        .map_err(|source| RenderError::Template {
-            target: target.clone(),
-            source,
-        })?;
-    out.push(Output::File {
-        path: target,
-        contents: xml,
-    });
+    out.push(render_file(engine, "pool.xml.j2", &pool, target)?);
     Ok(out)
+}
+
+/// Renders `template` with `ctx` into the file output for `target`; a template error names the
+/// file it was rendering.
+fn render_file<C: Serialize>(
+    engine: &Engine,
+    template: &str,
+    ctx: &C,
+    target: PathBuf,
+) -> Result<Output, RenderError> {
+    match engine.render(template, ctx) {
+        Ok(contents) => Ok(Output::File {
+            path: target,
+            contents,
+        }),
+        Err(source) => Err(RenderError::Template { target, source }),
+    }
 }
 
 fn status(o: &Output) -> Result<Change, RenderError> {
