@@ -575,12 +575,32 @@ fn insert(ctx: &Ctx<'_>, name: &str, multiline: bool, force: bool) -> Result<(),
     }
     let crypto = ctx.crypto_write()?;
     let msg = format!("Add given password for {name} to store.");
+    write_entry(
+        ctx,
+        &name,
+        &content,
+        &msg,
+        crypto.as_ref(),
+        &format!("Added {name}"),
+    )
+}
+
+/// Writes `content` as entry `name` (committed with pass's message `msg` in a git store) unless it
+/// already holds exactly that, and says which it was.
+fn write_entry(
+    ctx: &Ctx<'_>,
+    name: &EntryName,
+    content: &SecretString,
+    msg: &str,
+    crypto: &dyn Crypto,
+    what: &str,
+) -> Result<(), CliError> {
     match ctx
         .store
-        .write_if_changed(&name, content.expose().as_bytes(), &msg, crypto.as_ref())
+        .write_if_changed(name, content.expose().as_bytes(), msg, crypto)
         .map_err(store_err)?
     {
-        Some(ch) => report_change(ctx.g, &format!("Added {name}"), &ch),
+        Some(ch) => report_change(ctx.g, what, &ch),
         None => ctx.g.say(format!("{name}: unchanged")),
     }
     Ok(())
@@ -1256,15 +1276,8 @@ fn otp(ctx: &Ctx<'_>, o: OtpArgs) -> Result<(), CliError> {
             let crypto = ctx.crypto_write()?;
             let content = SecretString::new(format!("{}\n", uri.expose()));
             let msg = format!("Add OTP secret for {name} to store.");
-            match ctx
-                .store
-                .write_if_changed(&name, content.expose().as_bytes(), &msg, crypto.as_ref())
-                .map_err(store_err)?
-            {
-                Some(ch) => report_change(ctx.g, &format!("Added OTP key {name}"), &ch),
-                None => ctx.g.say(format!("{name}: unchanged")),
-            }
-            Ok(())
+            let what = format!("Added OTP key {name}");
+            write_entry(ctx, &name, &content, &msg, crypto.as_ref(), &what)
         }
         OtpCommand::Uri { name } => {
             let name = entry(&name)?;
