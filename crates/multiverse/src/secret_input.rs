@@ -47,6 +47,19 @@ pub fn passphrase(
     Ok(first)
 }
 
+/// Warns on stderr when `params` are valid but weak against guessing (below 64 MiB of memory):
+/// called by every command that seals, so `--kdf-memory 8` is never accepted silently.
+pub fn warn_if_weak(params: &mv_seal::KdfParams) {
+    if params.is_weak() {
+        eprintln!(
+            "multiverse: warning: Argon2 memory {} KiB is below {} KiB (64 MiB): this seal resists \
+             passphrase guessing poorly; use such values only for tests",
+            params.memory_kib(),
+            mv_seal::WEAK_MEMORY_KIB
+        );
+    }
+}
+
 /// Reads all of stdin as a secret (a key file, a password).
 pub fn stdin_secret() -> Result<mv_core::secret::SecretBytes, CliError> {
     let mut buf = Vec::new();

@@ -5,6 +5,10 @@
 //! [`IdentityStore::create`] refuses to replace an existing identity unless `force` is set;
 //! [`IdentityStore::load`] reads and format-checks the container without the passphrase;
 //! [`IdentityStore::unseal`] opens it. A wrong passphrase and a changed byte are the same error.
+//!
+//! The file is read before anything in it is authenticated, so `load` trusts nothing about it: it
+//! must be a regular file (not a link, a device or a FIFO) of at most [`MAX_SEALED_LEN`] bytes, and
+//! `mv-seal` refuses costly Argon2 parameters before deriving anything.
 
 use crate::root::Root;
 use mv_core::fsutil::{self, FsError};
@@ -16,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub const IDENTITY_DIR: &str = "identity";
 /// The sealed root's file name.
 pub const SEALED_FILE: &str = "root.sealed";
+/// The largest sealed root read (a 32-byte root seals to 108 bytes; the slack is for later
+/// versions). A bigger file is refused without being read whole.
+pub const MAX_SEALED_LEN: u64 = 4096;
 
 /// Why the sealed identity could not be created, read or opened.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,14 @@ pub enum StoreError {
         /// Format or authentication error.
         #[source]
         source: SealError,
+    },
+    /// The path is not a regular file of at most [`MAX_SEALED_LEN`] bytes.
+    #[error("{path} is not a sealed identity: {why}")]
+    NotSealedFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        why: String,
     },
     /// The container opened but does not hold 32 bytes.
     #[error("the sealed identity {path} holds {len} bytes, not a 32-byte root")]
@@ -119,13 +134,7 @@ impl IdentityStore {
     /// Reads the sealed identity of a tree and checks its format (no passphrase needed).
     pub fn load(tree_root: &Path) -> Result<IdentityStore, StoreError> {
         let path = Self::sealed_path(tree_root);
-        let sealed = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing(path))
-            }
-            Err(source) => return Err(StoreError::Read { path, source }),
-        };
+        let sealed = read_bounded(&path)?;
         if let Err(e) = mv_seal::parse(&sealed) {
             return Err(StoreError::Open {
                 path,
@@ -166,6 +175,67 @@ impl IdentityStore {
         zeroize::Zeroize::zeroize(&mut bytes);
         Ok(root)
     }
+}
+
+/// Reads `path` if it is a regular file (a symlink is refused, not followed: `create` never makes
+/// one) of at most [`MAX_SEALED_LEN`] bytes. The check is made on the path (`lstat`, so that a
+/// FIFO or a device is never opened) and again on the opened file (`fstat`: the same inode, still
+/// small), and at most `MAX_SEALED_LEN + 1` bytes are ever read.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, StoreError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let read_err = |source| StoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_sealed = |why: String| StoreError::NotSealedFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    let check = |m: &std::fs::Metadata| -> Result<(), StoreError> {
+        let t = m.file_type();
+        if !t.is_file() {
+            let what = if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_dir() {
+                "a folder"
+            } else {
+                "a device, FIFO or socket"
+            };
+            return Err(not_sealed(format!("it is {what}, not a regular file")));
+        }
+        if m.len() > MAX_SEALED_LEN {
+            return Err(not_sealed(format!(
+                "it is {} bytes, more than the {MAX_SEALED_LEN}-byte maximum",
+                m.len()
+            )));
+        }
+        Ok(())
+    };
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing(path.to_path_buf()))
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    check(&before)?;
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let after = file.metadata().map_err(read_err)?;
+    if (after.dev(), after.ino()) != (before.dev(), before.ino()) {
+        return Err(not_sealed("it was replaced while being read".into()));
+    }
+    check(&after)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SEALED_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_SEALED_LEN {
+        return Err(not_sealed(format!(
+            "it grew past the {MAX_SEALED_LEN}-byte maximum while being read"
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -234,6 +304,19 @@ mod tests {
                 source: SealError::Format(_),
                 ..
             })
+        ));
+        // Not regular files, or too big: refused without reading them whole.
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        assert!(matches!(
+            IdentityStore::load(d.path()),
+            Err(StoreError::NotSealedFile { .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, vec![0u8; MAX_SEALED_LEN as usize + 1]).unwrap();
+        assert!(matches!(
+            IdentityStore::load(d.path()),
+            Err(StoreError::NotSealedFile { .. })
         ));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(

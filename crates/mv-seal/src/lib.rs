@@ -7,7 +7,9 @@
 //!
 //! Main items:
 //! - [`KdfParams`]: validated Argon2id cost parameters ([`KdfParams::DEFAULT`]: m = 256 MiB, t = 3,
-//!   p = 1). Tests pass cheaper parameters explicitly; there is no hidden environment switch.
+//!   p = 1), capped ([`MAX_MEMORY_KIB`], [`MAX_COST_KIB`]) because `open` reads them from the file
+//!   before it can authenticate anything. Tests pass cheaper parameters explicitly; there is no
+//!   hidden environment switch.
 //! - [`seal`] / [`open`]: the whole container. A wrong passphrase or any changed byte is
 //!   [`SealError::Authentication`]; truncated or foreign bytes are [`SealError::Format`] naming what
 //!   is wrong. Never garbage plaintext.
@@ -60,13 +62,22 @@ pub const HEADER_LEN: usize = 6 + 1 + 1 + 12 + SALT_LEN + NONCE_LEN;
 /// Length of the derived key.
 pub const KEY_LEN: usize = 32;
 
-/// Largest Argon2 memory accepted (4 GiB in KiB). A bigger value in a file is refused as malformed
-/// rather than honoured: an attacker-supplied file must not make us allocate without limit.
-pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+/// Largest Argon2 memory accepted (1 GiB in KiB, four times the default). A bigger value in a file
+/// is refused as malformed rather than honoured: the parameters are read from the file before
+/// anything can be authenticated, so a planted file must not make `open` allocate gigabytes.
+/// [`seal`] takes only validated [`KdfParams`], so it never writes what `open` would refuse.
+pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
 /// Largest Argon2 iteration count accepted.
-pub const MAX_ITERATIONS: u32 = 64;
+pub const MAX_ITERATIONS: u32 = 16;
 /// Largest Argon2 parallelism accepted.
 pub const MAX_PARALLELISM: u32 = 16;
+/// Largest total work accepted, memory × iterations in KiB (4 GiB·passes: 1 GiB × 4, or the
+/// default 256 MiB × 16). It bounds the time a planted header can make `open` spend before the
+/// tag is checked (about 2 s/GiB·pass on one core here: a few seconds, not minutes).
+pub const MAX_COST_KIB: u64 = 4 * 1024 * 1024;
+/// Below this memory (64 MiB) a seal resists offline guessing poorly: accepted (tests and very
+/// small machines use less) but [`KdfParams::is_weak`], so that the CLI warns.
+pub const WEAK_MEMORY_KIB: u32 = 64 * 1024;
 
 /// Why Argon2 parameters were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +98,16 @@ pub enum ParamsError {
     /// Parallelism outside `1..=MAX_PARALLELISM`.
     #[error("Argon2 parallelism {0} is outside 1..={MAX_PARALLELISM}")]
     Parallelism(u32),
+    /// Memory × iterations above [`MAX_COST_KIB`].
+    #[error(
+        "Argon2 cost {memory_kib} KiB × {iterations} passes is above {MAX_COST_KIB} KiB·passes"
+    )]
+    Cost {
+        /// The memory asked for.
+        memory_kib: u32,
+        /// The passes asked for.
+        iterations: u32,
+    },
 }
 
 /// Argon2id cost parameters. Always valid: built only through [`KdfParams::new`] or the constants.
@@ -129,6 +150,12 @@ impl KdfParams {
                 max: MAX_MEMORY_KIB,
             });
         }
+        if u64::from(memory_kib) * u64::from(iterations) > MAX_COST_KIB {
+            return Err(ParamsError::Cost {
+                memory_kib,
+                iterations,
+            });
+        }
         Ok(KdfParams {
             memory_kib,
             iterations,
@@ -147,6 +174,10 @@ impl KdfParams {
     /// Number of lanes.
     pub fn parallelism(&self) -> u32 {
         self.parallelism
+    }
+    /// Whether the memory cost is below [`WEAK_MEMORY_KIB`] (valid, but weak against guessing).
+    pub fn is_weak(&self) -> bool {
+        self.memory_kib < WEAK_MEMORY_KIB
     }
 }
 
@@ -448,6 +479,39 @@ mod tests {
         ));
         let msg = SealError::from(FormatError::UnsupportedVersion(2)).to_string();
         assert_eq!(msg, "sealed data is malformed");
+    }
+
+    #[test]
+    fn caps_admit_the_default_and_refuse_costly_headers() {
+        assert!(!KdfParams::DEFAULT.is_weak());
+        assert!(KdfParams::INSECURE_FAST.is_weak());
+        assert!(KdfParams::new(MAX_MEMORY_KIB, 4, 1).is_ok());
+        assert!(KdfParams::new(256 * 1024, MAX_ITERATIONS, 1).is_ok());
+        assert!(matches!(
+            KdfParams::new(MAX_MEMORY_KIB + 1, 1, 1),
+            Err(ParamsError::Memory { .. })
+        ));
+        assert!(matches!(
+            KdfParams::new(MAX_MEMORY_KIB, 5, 1),
+            Err(ParamsError::Cost { .. })
+        ));
+        assert!(matches!(
+            KdfParams::new(1024, MAX_ITERATIONS + 1, 1),
+            Err(ParamsError::Iterations(_))
+        ));
+        // What the finding planted: 4 GiB, refused by the parser before any Argon2 work.
+        let mut h = seal(b"k", b"p", FAST);
+        h[8..12].copy_from_slice(&(4u32 * 1024 * 1024).to_le_bytes());
+        assert_eq!(
+            open(&h, b"p"),
+            Err(SealError::Format(FormatError::Params(
+                ParamsError::Memory {
+                    memory_kib: 4 * 1024 * 1024,
+                    min: 8,
+                    max: MAX_MEMORY_KIB
+                }
+            )))
+        );
     }
 
     #[test]

@@ -77,9 +77,11 @@ pub struct PassArgs {
 impl PassArgs {
     fn params(&self) -> Result<KdfParams, CliError> {
         let d = KdfParams::DEFAULT;
-        KdfParams::new(self.kdf_memory, d.iterations(), d.parallelism())
+        let p = KdfParams::new(self.kdf_memory, d.iterations(), d.parallelism())
             .usage()
-            .hint("--kdf-memory is in KiB, at least 8")
+            .hint("--kdf-memory is in KiB, at least 8")?;
+        secret_input::warn_if_weak(&p);
+        Ok(p)
     }
 }
 

@@ -58,9 +58,11 @@ pub struct KdfArgs {
 
 impl KdfArgs {
     fn params(&self) -> Result<KdfParams, CliError> {
-        KdfParams::new(self.kdf_memory, self.kdf_iterations, self.kdf_parallelism)
+        let p = KdfParams::new(self.kdf_memory, self.kdf_iterations, self.kdf_parallelism)
             .usage()
-            .hint("see `multiverse identity new --help` for the KDF options")
+            .hint("see `multiverse identity new --help` for the KDF options")?;
+        secret_input::warn_if_weak(&p);
+        Ok(p)
     }
 }
 

@@ -1380,6 +1380,7 @@ fn key(ctx: &Ctx<'_>, k: KeyCommand) -> Result<(), CliError> {
                     base.parallelism(),
                 )
                 .usage()?;
+                secret_input::warn_if_weak(&params);
                 let plain = mv_pass::keys::armor_secret(&key)?;
                 let sealed = mv_seal::seal(plain.expose(), pass.expose().as_bytes(), params);
                 ctx.keys.put_sealed(&key, &sealed)?;

@@ -1,4 +1,132 @@
-//! Security tests: misc (see main.rs and docs/security.md).
+//! Security tests: misc (see main.rs and docs/security.md): the migration on a full filesystem,
+//! the sealed root read from disk, machine names whose derived paths do not fit, the passphrase in
+//! the environment of children, and a closed stdout.
+//!
+//! Every test drives the real `multiverse` binary. Resource limits are applied to the child only,
+//! through `sh -c 'ulimit …; exec …'`, so that an attack that makes the old code allocate without
+//! bound ends in a failed allocation (an abort, which the assertions catch) instead of eating
+//! the test machine.
 
-#[allow(unused_imports)]
-use super::common;
+use super::common::{self, stderr, FAST};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `cmd` under a `max_kib` virtual-memory limit; kills it after `timeout` (the result then
+/// has no exit code). Returns its output and how long it ran.
+fn run_limited(cmd: &Command, max_kib: u64, timeout: Duration) -> (Output, Duration) {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -v {max_kib} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let start = Instant::now();
+    let mut child = sh.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out, start.elapsed())
+}
+
+/// A tree with the default topology and an identity sealed with cheap parameters.
+fn tree_with_identity() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    common::ok(common::mv(t.path()).arg("init"), None);
+    common::ok(
+        common::mv(t.path()).args(["identity", "new"]).args(FAST),
+        None,
+    );
+    t
+}
+
+fn sealed_path(root: &Path) -> std::path::PathBuf {
+    root.join("identity/root.sealed")
+}
+
+// ---- finding 11: the sealed root is untrusted input ----
+
+/// `identity/root.sealed` replaced by a link to /dev/zero: the old code read it whole and grew
+/// without bound (8 GB RSS). Now: refused at once, before reading, under a 256 MiB memory limit.
+#[test]
+fn sealed_root_linked_to_dev_zero_is_refused_without_reading_it() {
+    let t = tree_with_identity();
+    let p = sealed_path(t.path());
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+    let mut c = common::mv(t.path());
+    c.args(["identity", "show", "universe.router.multiverse"]);
+    let (out, took) = run_limited(&c, 256 * 1024, Duration::from_secs(20));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not a sealed identity") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A header asking for 4 GiB of Argon2 memory (the old cap, honoured before the tag could fail:
+/// 4.2 GB and 20 s per attempt) is refused as malformed before any Argon2 work: under a 512 MiB
+/// limit the old code aborted in the allocation.
+#[test]
+fn sealed_root_with_huge_argon2_memory_is_malformed_before_any_kdf_work() {
+    let t = tree_with_identity();
+    let p = sealed_path(t.path());
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[8..12].copy_from_slice(&(4u32 * 1024 * 1024).to_le_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let mut c = common::mv(t.path());
+    c.args(["identity", "show", "universe.router.multiverse"]);
+    let (out, took) = run_limited(&c, 512 * 1024, Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("malformed") && err.contains("KDF parameters"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // And `seal` never writes what `open` refuses: the same memory on the command line is bad input.
+    let u = tempfile::tempdir().unwrap();
+    let err = common::usage_error(
+        common::mv(u.path()).args(["identity", "new", "--kdf-memory", "4194304"]),
+        None,
+    );
+    assert!(err.contains("Argon2 memory"), "{err}");
+}
+
+/// `--kdf-memory 8` was accepted silently; it still works (tests need cheap seals) but warns.
+#[test]
+fn weak_kdf_memory_is_warned_about() {
+    let t = tempfile::tempdir().unwrap();
+    let out = common::output(
+        common::mv(t.path()).args([
+            "identity",
+            "new",
+            "--kdf-memory",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ]),
+        None,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: Argon2 memory 8 KiB is below 65536 KiB"),
+        "{err}"
+    );
+}
