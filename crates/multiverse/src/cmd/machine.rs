@@ -89,12 +89,7 @@ fn parse_name(fqdn: &str) -> Result<MachineName, CliError> {
 
 fn read_config(tree: &Tree) -> Result<(String, Topology), CliError> {
     let path = tree.config_file();
-    let text = std::fs::read_to_string(&path).map_err(|source| {
-        super::render::config_error(mv_machines::ConfigError::Read {
-            path: path.clone(),
-            source,
-        })
-    })?;
+    let text = Topology::read_text(&path).map_err(super::render::config_error)?;
     let t = Topology::parse(&text, &path).map_err(super::render::config_error)?;
     Ok((text, t))
 }

@@ -130,3 +130,78 @@ fn weak_kdf_memory_is_warned_about() {
         "{err}"
     );
 }
+
+// ---- finding 12: names valid as FQDNs whose derived paths do not fit ----
+
+/// A valid 253-character FQDN (four labels of at most 63).
+fn name_253() -> String {
+    let n = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(n.len(), 253);
+    n
+}
+
+/// A 253-character machine name passed validation, then `render` wrote `machines/<name>/` and
+/// failed on a derived path (ENAMETOOLONG, exit 1), and every later render failed the same way.
+/// Now validation refuses it with the line, before anything is written (exit 2). The agent socket
+/// decides: `/run/multiverse/agent/<name>.sock` must fit the 107 bytes of `sun_path`.
+#[test]
+fn machine_name_whose_derived_paths_do_not_fit_is_refused_before_any_write() {
+    let t = tempfile::tempdir().unwrap();
+    common::ok(common::mv(t.path()).arg("init"), None);
+    let config = t.path().join("multiverse.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    let before_lines = text.lines().count();
+    let long = name_253();
+    text.push_str(&format!(
+        "\n[[machines]]\nname = \"{long}\"\ntype = \"application\"\n"
+    ));
+    std::fs::write(&config, &text).unwrap();
+    let err = common::usage_error(common::mv(t.path()).arg("render"), None);
+    assert!(
+        err.contains(&format!("multiverse.toml:{}:", before_lines + 3))
+            && err.contains("agent socket"),
+        "{err}"
+    );
+    assert!(!t.path().join("machines").join(&long).exists());
+    // The longest name that fits is accepted and renders (80 = 107 - len("/run/multiverse/agent/.sock")).
+    let fits = format!("{}.{}", "e".repeat(63), "f".repeat(16));
+    assert_eq!(fits.len(), 80);
+    let text = text.replace(&long, &fits);
+    std::fs::write(&config, &text).unwrap();
+    common::ok(common::mv(t.path()).arg("render"), None);
+    assert!(t
+        .path()
+        .join("machines")
+        .join(&fits)
+        .join("domain.xml")
+        .exists());
+}
+
+/// A config that is not UTF-8 is the person's input: exit 2 and `FILE:LINE:`, not exit 1.
+#[test]
+fn config_that_is_not_utf8_is_bad_input() {
+    let t = tempfile::tempdir().unwrap();
+    common::ok(common::mv(t.path()).arg("init"), None);
+    let config = t.path().join("multiverse.toml");
+    let mut bytes = b"# line 1\n# line 2 \xff\xfe\n".to_vec();
+    bytes.extend(std::fs::read(&config).unwrap());
+    std::fs::write(&config, bytes).unwrap();
+    // `render` and `machine list` load the file; `machine rm` reads it to edit it.
+    for args in [
+        &["render"][..],
+        &["machine", "list"][..],
+        &["machine", "rm", "browser.app.multiverse"][..],
+    ] {
+        let err = common::usage_error(common::mv(t.path()).args(args), None);
+        assert!(
+            err.contains(&format!("{}:2: not UTF-8", config.display())),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -495,6 +495,47 @@ fn valid_ident(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes, NUL included).
+const SUN_PATH_MAX: usize = 107;
+/// The longest file name (NAME_MAX of Linux filesystems).
+const NAME_MAX: usize = 255;
+/// What an atomic write adds around a file name for its temp file (`mv_core::fsutil`:
+/// `.<name>.tmp<pid>`, a pid having at most 7 digits).
+const TEMP_OVERHEAD: usize = ".".len() + ".tmp".len() + 7;
+
+/// Why a valid machine name cannot be used: a path derived from it would not fit (the agent
+/// socket in `sun_path`, or a file name, with its temp-file affixes, in NAME_MAX). Checked while
+/// validating, so that no render ever fails half-way on ENAMETOOLONG. `disks`: how many disks the
+/// machine has (the storage link of disk n is `<name>-<n>.qcow2`).
+fn derived_paths_problem(name: &MachineName, disks: usize) -> Option<String> {
+    let socket = crate::layout::agent_socket(name);
+    let socket_len = socket.as_os_str().len();
+    if socket_len > SUN_PATH_MAX {
+        let max = SUN_PATH_MAX - (socket_len - name.as_str().len());
+        return Some(format!(
+            "machine name `{name}` is {} characters; at most {max} fit the agent socket path {} \
+             (a Unix socket path holds {SUN_PATH_MAX} bytes)",
+            name.as_str().len(),
+            socket.display()
+        ));
+    }
+    let last_disk = disks.saturating_sub(1);
+    let files = [
+        name.as_str().to_string(),
+        crate::layout::Tree::volume_name(name, last_disk),
+        format!("{name}_VARS.fd"),
+    ];
+    files
+        .iter()
+        .find(|f| f.len() + TEMP_OVERHEAD > NAME_MAX)
+        .map(|f| {
+            format!(
+                "machine name `{name}` is too long: the file name `{f}` derived from it (with its \
+                 temp-file affixes) exceeds {NAME_MAX} bytes"
+            )
+        })
+}
+
 /// Base image names become file names under images/: no separators, no leading dot.
 pub fn valid_image_name(s: &str) -> bool {
     !s.is_empty()
@@ -546,11 +587,27 @@ fn classify_serde(message: &str) -> Problem {
 impl Topology {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Topology, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = Topology::read_text(path)?;
+        Topology::parse(&text, path)
+    }
+
+    /// Reads the text of a `multiverse.toml`. Bytes that are not UTF-8 are the file's content,
+    /// not an I/O failure: [`ConfigError::Invalid`] naming the line of the first bad byte.
+    pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Topology::parse(&text, path)
+        String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                problem: Problem::Syntax,
+                message: format!("not UTF-8 text (invalid byte at offset {at})"),
+            }
+        })
     }
 
     /// Validates `text`; `path` is only used in error messages.
@@ -653,9 +710,16 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
 
     // Machine names first: everything else refers to them.
     let mut names: HashMap<MachineName, (MachineType, usize)> = HashMap::new();
+    if let Some(why) = derived_paths_problem(&host.name, 0) {
+        return Err(cx.err(host_span.clone(), Problem::BadName, why));
+    }
     names.insert(host.name.clone(), (MachineType::Host, host_span.start));
     for m in &file.machines {
         let kind = *m.kind.get_ref();
+        let disks = m.disks.as_ref().map_or(1, |d| d.get_ref().len());
+        if let Some(why) = derived_paths_problem(m.name.get_ref(), disks) {
+            return Err(cx.err(m.name.span(), Problem::BadName, why));
+        }
         if kind == MachineType::Host {
             return Err(cx.err(
                 m.kind.span(),
