@@ -398,6 +398,9 @@ impl Migration {
                 (plan, progress)
             }
         };
+        // Temp files of interrupted copies first: on a destination that filled up, they hold
+        // the space the journal needs for `undo-start`.
+        remove_copy_temps(&plan)?;
         let mut journal = Journal::open(&self.journal_path())?;
         if !progress.undoing {
             journal.commit(&[Record::UndoStart])?;
@@ -451,6 +454,35 @@ impl Migration {
         }
         bar
     }
+}
+
+/// Removes the temp file of every copy of the plan, in either direction (`execute` removes them
+/// too, one op at a time; this does it before anything is journaled).
+fn remove_copy_temps(plan: &Plan) -> Result<(), ApplyError> {
+    for op in &plan.ops {
+        if let Op::Move {
+            from,
+            to,
+            cross_fs: true,
+            ..
+        } = op
+        {
+            for t in [tmp_for(to), tmp_for(from)] {
+                match fs::remove_file(&t) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(ApplyError::State {
+                            action: "remove",
+                            path: t,
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ops to invert, last first: every op not yet undone. The inverse of an op that never ran
@@ -792,22 +824,46 @@ fn write_sparse(dst: &mut fs::File, data: &[u8]) -> io::Result<()> {
 }
 
 /// Copies `from` to a temp file beside `to` (holes kept), fsyncs, checks SHA-256 of what landed
-/// on disk against the source, renames it to `to`, then removes `from`.
+/// on disk against the source, renames it to `to`, then removes `from`. A copy that fails (a full
+/// destination, a read error, a checksum mismatch) removes its temp file before returning, so
+/// that it does not keep the space the undo then needs for its journal.
 fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpError> {
     let meta = fs::symlink_metadata(from).map_err(io_err("inspect", from))?;
     let tmp = tmp_for(to);
+    if let Err(e) = copy_to_tmp(from, to, &tmp, &meta, bar) {
+        // Best effort: the error that matters is the copy's; a temp file that cannot be removed
+        // now is removed by the next run or undo (see `execute`).
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crash::point();
+    rename_noreplace(&tmp, to)?;
+    sync_parent(to)?;
+    crash::point();
+    fs::remove_file(from).map_err(io_err("remove", from))
+}
+
+/// The first half of [`copy_verified`]: `from` (described by `meta`) copied to `tmp`, durable
+/// and checked. Leaves `tmp` behind on error; the caller removes it.
+fn copy_to_tmp(
+    from: &Path,
+    to: &Path,
+    tmp: &Path,
+    meta: &fs::Metadata,
+    bar: &ProgressBar,
+) -> Result<(), OpError> {
     if meta.is_symlink() {
         let target = fs::read_link(from).map_err(io_err("read link", from))?;
-        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("create link", &tmp))?;
-        set_owner(&tmp, meta.uid(), meta.gid(), true)?;
+        std::os::unix::fs::symlink(&target, tmp).map_err(io_err("create link", tmp))?;
+        set_owner(tmp, meta.uid(), meta.gid(), true)?;
     } else {
         let mut src = fs::File::open(from).map_err(io_err("open", from))?;
         let mut dst = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
+            .open(tmp)
+            .map_err(io_err("create", tmp))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
@@ -817,40 +873,35 @@ fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpErro
                 break;
             }
             hasher.update(&buf[..n]);
-            write_sparse(&mut dst, &buf[..n]).map_err(io_err("write", &tmp))?;
+            write_sparse(&mut dst, &buf[..n]).map_err(io_err("write", tmp))?;
             total += n as u64;
             bar.inc(n as u64);
         }
-        dst.set_len(total).map_err(io_err("write", &tmp))?;
+        dst.set_len(total).map_err(io_err("write", tmp))?;
         if let Ok(mtime) = meta.modified() {
             dst.set_modified(mtime)
-                .map_err(io_err("set the time of", &tmp))?;
+                .map_err(io_err("set the time of", tmp))?;
         }
         drop(dst);
-        set_owner(&tmp, meta.uid(), meta.gid(), false)?;
+        set_owner(tmp, meta.uid(), meta.gid(), false)?;
         fs::set_permissions(
-            &tmp,
+            tmp,
             fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
         )
-        .map_err(io_err("set the mode of", &tmp))?;
+        .map_err(io_err("set the mode of", tmp))?;
         // fsync through a read-only handle: the mode may forbid writing now.
-        fs::File::open(&tmp)
+        fs::File::open(tmp)
             .and_then(|f| f.sync_all())
-            .map_err(io_err("sync", &tmp))?;
-        let landed = sha256_file(&tmp).map_err(io_err("read", &tmp))?;
+            .map_err(io_err("sync", tmp))?;
+        let landed = sha256_file(tmp).map_err(io_err("read", tmp))?;
         if landed != hex::encode(hasher.finalize()) {
-            let _ = fs::remove_file(&tmp);
             return Err(OpError::Checksum {
                 from: from.to_path_buf(),
                 to: to.to_path_buf(),
             });
         }
     }
-    crash::point();
-    rename_noreplace(&tmp, to)?;
-    sync_parent(to)?;
-    crash::point();
-    fs::remove_file(from).map_err(io_err("remove", from))
+    Ok(())
 }
 
 /// Bytes the ops at `todo` copy across filesystems: the length of the progress bar (renames on one

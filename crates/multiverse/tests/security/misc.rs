@@ -205,3 +205,72 @@ fn config_that_is_not_utf8_is_bad_input() {
         );
     }
 }
+
+// ---- finding 9: a migration onto a full filesystem ----
+
+/// `migrate` across filesystems onto a destination too small for the data: the copy failed with
+/// ENOSPC and left its partial temp file, which kept the destination full, so `--undo` could not
+/// even journal `undo-start` ("cannot append to journal"). Now the failed copy removes its temp
+/// file and the undo removes leftovers before journaling; the old tree comes back byte for byte.
+///
+/// The full destination is a real one: a 1 MiB tmpfs mounted in a private mount namespace
+/// (`unshare -m`, so nothing leaks to the host), with the whole scenario run inside it.
+#[test]
+fn migrate_onto_a_full_filesystem_leaves_no_temp_and_undo_restores() {
+    let unshare = mv_testkit::require_tool("unshare");
+    mv_testkit::require_tool("mount");
+    let t = tempfile::tempdir().unwrap();
+    let old = t.path().join("old");
+    let new = t.path().join("new");
+    let conf = old.join("Machines/Web Server/Conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("site"), b"server {}\n").unwrap();
+    let www = old.join("Data/Web Server/www");
+    std::fs::create_dir_all(&www).unwrap();
+    // 3 MiB without a zero block (the copy keeps holes, so zeros would not fill anything).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x as u8) | 1
+        })
+        .collect();
+    std::fs::write(www.join("big.bin"), &big).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    let before = mv_migrate::snapshot::Snapshot::take(&old, &[]).unwrap();
+
+    let report = t.path().join("report");
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=1m tmpfs "$NEW" || exit 90
+        "$MV" migrate --from "$OLD" --to "$NEW" --no-libvirt >/dev/null 2>"$REPORT.migrate.err"
+        echo $? > "$REPORT.migrate.rc"
+        find "$NEW" -name '*.mv-migrate-tmp*' > "$REPORT.temps"
+        "$MV" migrate --undo --to "$NEW" --no-libvirt >/dev/null 2>"$REPORT.undo.err"
+        echo $? > "$REPORT.undo.rc"
+        umount "$NEW"
+    "#;
+    let out = Command::new(unshare)
+        .args(["-m", "sh", "-c", script])
+        .env("MV", common::MV)
+        .env("OLD", &old)
+        .env("NEW", &new)
+        .env("REPORT", &report)
+        .env_remove("MULTIVERSE_ROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "namespace: {}", stderr(&out));
+    let read = |ext: &str| std::fs::read_to_string(format!("{}.{ext}", report.display())).unwrap();
+    assert_eq!(read("migrate.rc").trim(), "1", "{}", read("migrate.err"));
+    assert!(
+        read("migrate.err").contains("No space left"),
+        "{}",
+        read("migrate.err")
+    );
+    assert_eq!(read("temps"), "", "the failed copy left its temp file");
+    assert_eq!(read("undo.rc").trim(), "0", "{}", read("undo.err"));
+    let after = mv_migrate::snapshot::Snapshot::take(&old, &[]).unwrap();
+    assert_eq!(before, after, "the old tree is back");
+}
