@@ -88,10 +88,14 @@ pub enum VirtCommand {
 /// the libvirt subcommands, and exits with the command's exit code (0, 1 or 2; clap's own errors
 /// exit 2 before anything runs).
 pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> ! {
-    let cli = Cli::parse();
-    cli.global.init_logging();
-    let result = run(cli, virt);
-    std::process::exit(crate::error::report(result));
+    // First, while the process has a single thread: no child may inherit the passphrase.
+    crate::secret_input::take_env_passphrase();
+    let code = crate::error::quiet_on_broken_pipe(|| {
+        let cli = Cli::parse();
+        cli.global.init_logging();
+        crate::error::report(run(cli, virt))
+    });
+    std::process::exit(code);
 }
 
 /// Runs one parsed command line. `virt` runs the libvirt subcommands: `multiverse` passes a

@@ -2,7 +2,8 @@
 //!
 //! Commands return [`CliError`]: usage errors (exit 2) for bad input the person can fix (arguments,
 //! config files, names) and failures (exit 1) for everything else. A hint is printed on its own line
-//! under the message.
+//! under the message. A closed stdout (`multiverse … | head`) is a quiet exit 0, whether it shows
+//! up as an error or as `println!`'s panic ([`quiet_on_broken_pipe`]).
 
 use std::fmt;
 
@@ -78,6 +79,69 @@ impl CliError {
     pub fn with_hint(mut self, hint: &str) -> Self {
         self.hint = Some(hint.to_string());
         self
+    }
+}
+
+/// Runs the program's body (which returns the exit code) so that a closed stdout or stderr ends
+/// it quietly with exit code 0, like a broken pipe reported as an error (see [`report`]):
+/// `println!` panics when its write fails, and `multiverse machine list | head -c1` used to print
+/// a panic message and exit 101. The panic still unwinds (locks and temp files are released by
+/// their destructors); only its message is suppressed. Any other panic is left as it was.
+pub fn quiet_on_broken_pipe(body: impl FnOnce() -> i32) -> i32 {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe_panic(info.payload()) {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(code) => code,
+        Err(payload) if is_broken_pipe_panic(payload.as_ref()) => 0,
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Whether a panic is `print!`'s or `eprint!`'s on a closed pipe: std's message is
+/// "failed printing to stdout: Broken pipe (os error 32)".
+fn is_broken_pipe_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    // std formats the io::Error of the failed write: "Broken pipe (os error 32)".
+    let epipe = std::io::Error::from_raw_os_error(EPIPE).to_string();
+    msg.is_some_and(|m| {
+        (m.starts_with("failed printing to stdout") || m.starts_with("failed printing to stderr"))
+            && m.ends_with(&epipe)
+    })
+}
+
+/// EPIPE, the same number on every Linux architecture (asm-generic/errno-base.h).
+const EPIPE: i32 = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_print_panics_on_a_broken_pipe_are_quiet() {
+        assert_eq!(
+            std::io::Error::from_raw_os_error(EPIPE).kind(),
+            std::io::ErrorKind::BrokenPipe
+        );
+        let msg = |s: &str| -> Box<dyn std::any::Any + Send> { Box::new(s.to_string()) };
+        let e = std::io::Error::from_raw_os_error(EPIPE);
+        assert!(is_broken_pipe_panic(
+            msg(&format!("failed printing to stdout: {e}")).as_ref()
+        ));
+        assert!(is_broken_pipe_panic(
+            msg(&format!("failed printing to stderr: {e}")).as_ref()
+        ));
+        assert!(!is_broken_pipe_panic(
+            msg("failed printing to stdout: No space left on device (os error 28)").as_ref()
+        ));
+        assert!(!is_broken_pipe_panic(msg("index out of bounds").as_ref()));
+        assert_eq!(quiet_on_broken_pipe(|| 7), 7);
     }
 }
 

@@ -51,10 +51,14 @@ fn exec_virt() -> Result<(), CliError> {
     })?;
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| "multiverse".into());
-    let err = std::process::Command::new(&virt)
-        .arg0(arg0)
-        .args(args)
-        .exec();
+    let mut cmd = std::process::Command::new(&virt);
+    cmd.arg0(arg0).args(args);
+    // `main` took the passphrase out of the environment; `multiverse-virt` is this program, the
+    // one exec that gets it back (and takes it out of its own environment in turn).
+    if let Some(p) = secret_input::env_passphrase() {
+        cmd.env(secret_input::PASSPHRASE_ENV, p.expose());
+    }
+    let err = cmd.exec();
     Err(CliError::from(
         anyhow::Error::new(err).context(format!("cannot run {}", virt.display())),
     ))

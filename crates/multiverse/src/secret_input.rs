@@ -2,15 +2,45 @@
 //!
 //! Order for a passphrase: `--passphrase-file FILE`, then env `MULTIVERSE_PASSPHRASE`, then a
 //! prompt on the terminal. Without a terminal and without either source, it is an error with a hint.
+//!
+//! The env variable is taken out of the process environment as the program starts
+//! ([`take_env_passphrase`]), so that no child (git, gpg, the clipboard tool, `$EDITOR`, ssh)
+//! inherits it; [`passphrase`] reads the copy kept here.
 #![allow(dead_code)]
 
 use crate::error::{CliError, Hinted};
 use mv_core::secret::SecretString;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The env variable holding the passphrase for non-interactive use.
 pub const PASSPHRASE_ENV: &str = "MULTIVERSE_PASSPHRASE";
+
+/// `MULTIVERSE_PASSPHRASE` as the program found it (`None`: unset or not UTF-8).
+static ENV_PASSPHRASE: OnceLock<Option<SecretString>> = OnceLock::new();
+
+/// Moves `MULTIVERSE_PASSPHRASE` from the process environment into this module, so that children
+/// do not inherit it. Called first thing in `main`, while the process has one thread: removing an
+/// env variable races with any other thread reading the environment (which is why `remove_var`
+/// is `unsafe` in the 2024 edition), and there is none yet. A second call changes nothing.
+///
+/// What it cannot do: the kernel's copy of the initial environment (`/proc/PID/environ`, readable
+/// by the same user and root) keeps the value; the variable is for tests and scripts, a
+/// `--passphrase-file` or the prompt is the way for secrets that matter.
+pub fn take_env_passphrase() {
+    ENV_PASSPHRASE.get_or_init(|| {
+        let value = std::env::var_os(PASSPHRASE_ENV)?;
+        std::env::remove_var(PASSPHRASE_ENV);
+        value.into_string().ok().map(SecretString::new)
+    });
+}
+
+/// The passphrase taken from the environment at start, if any (for `multiverse-virt`, which gets
+/// it back in its own environment when `multiverse` execs it).
+pub fn env_passphrase() -> Option<&'static SecretString> {
+    ENV_PASSPHRASE.get().and_then(Option::as_ref)
+}
 
 /// Gets the passphrase. `confirm` asks twice on a terminal (for new secrets).
 pub fn passphrase(
@@ -28,8 +58,13 @@ pub fn passphrase(
         }
         return Ok(SecretString::new(text));
     }
-    if let Ok(value) = std::env::var(PASSPHRASE_ENV) {
-        return Ok(SecretString::new(value));
+    let from_env = match ENV_PASSPHRASE.get() {
+        Some(taken) => taken.clone(),
+        // Not taken at start (only unit tests get here): read it where it is.
+        None => std::env::var(PASSPHRASE_ENV).ok().map(SecretString::new),
+    };
+    if let Some(value) = from_env {
+        return Ok(value);
     }
     if !std::io::stdin().is_terminal() {
         return Err(

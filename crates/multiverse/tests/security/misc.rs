@@ -274,3 +274,69 @@ fn migrate_onto_a_full_filesystem_leaves_no_temp_and_undo_restores() {
     let after = mv_migrate::snapshot::Snapshot::take(&old, &[]).unwrap();
     assert_eq!(before, after, "the old tree is back");
 }
+
+// ---- finding 13: the passphrase in children's environment, a closed stdout ----
+
+/// `MULTIVERSE_PASSPHRASE` was inherited by every child (git, gpg, the clipboard tool, $EDITOR).
+/// A `git` planted first on PATH dumps the environment it gets from `multiverse pass git`: the
+/// passphrase is not in it (and an identity command still reads it).
+#[test]
+fn children_do_not_inherit_the_passphrase() {
+    let t = tree_with_identity();
+    let bin = t.path().join("fakebin");
+    std::fs::create_dir(&bin).unwrap();
+    let dump = t.path().join("git-env");
+    std::fs::write(bin.join("git"), "#!/bin/sh\nenv > \"$DUMP\"\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("git"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir(t.path().join("pass")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    common::ok(
+        common::mv(t.path())
+            .args(["pass", "git", "status"])
+            .env("PATH", &path)
+            .env("DUMP", &dump)
+            .env_remove("PASSWORD_STORE_DIR"),
+        None,
+    );
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.contains("DUMP="), "the fake git ran: {env}");
+    assert!(!env.contains("MULTIVERSE_PASSPHRASE"), "{env}");
+    assert!(!env.contains(common::PASS), "{env}");
+    // The variable still works for the command itself.
+    let out = common::ok(
+        common::mv(t.path()).args(["identity", "show", "universe.router.multiverse"]),
+        None,
+    );
+    assert!(out.contains("openpgp_fingerprint"), "{out}");
+}
+
+/// `multiverse machine list | head -c1`: the write to the closed pipe made `println!` panic
+/// (exit 101 and a panic message). The pipe here is closed before the command starts, so the
+/// first write fails every time; it now ends quietly with exit 0.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    let t = tempfile::tempdir().unwrap();
+    common::ok(common::mv(t.path()).arg("init"), None);
+    for args in [&["machine", "list"][..], &["--json", "machine", "list"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = common::mv(t.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+}
