@@ -39,6 +39,9 @@ apt-get install -y -qq --no-install-recommends \
   prometheus-node-exporter nftables dnsmasq-base wireguard-tools openvpn \
   debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 \
   libxml2-utils busybox-static python3 >/dev/null
+# multiverse image build: packages into a folder, ext4 from the folder, MBR + GRUB by dd (docs/images.md).
+apt-get install -y -qq --no-install-recommends \
+  mmdebstrap e2fsprogs fdisk grub-pc-bin grub-common >/dev/null
 
 # /dev/kvm is root:root 0600 on a new machine; libvirt re-probes for ~48 s per call without this.
 if [ -e /dev/kvm ]; then
