@@ -51,6 +51,14 @@ pub enum Command {
     Provision(cmd::provision::Command),
     /// Live dashboard of every machine's agent
     Top(cmd::agent::TopArgs),
+    /// SSH into a machine over its virtio-serial channel, with the identity's keys both ways
+    Ssh(cmd::ssh::SshArgs),
+    /// ssh's ProxyCommand for `multiverse ssh` (stdin/stdout to the machine's SSH channel)
+    #[command(hide = true)]
+    SshProxy(cmd::ssh::ProxyArgs),
+    /// In a machine: join the SSH virtio-serial port to sshd (run by the base image's service)
+    #[command(hide = true)]
+    SshRelay(cmd::ssh::RelayArgs),
     /// The kill switch and the LUKS key hidden in an image
     #[command(subcommand)]
     Guard(cmd::guard::Command),
@@ -82,6 +90,8 @@ pub enum VirtCommand {
     Image(cmd::libvirt::ImageCommand),
     /// Move an old Multiverse tree to the current layout
     Migrate(cmd::migrate::Args),
+    /// Attach to a machine's serial console (libvirt's; Ctrl+] leaves)
+    Console(cmd::libvirt::ConsoleArgs),
 }
 
 /// The whole program: parses the command line, sets up logging, runs the command with `virt` for
@@ -114,6 +124,9 @@ pub fn run(
         Command::Virt(c) => virt(g, c),
         Command::Provision(c) => cmd::provision::run(g, c),
         Command::Top(a) => cmd::agent::top(g, a),
+        Command::Ssh(a) => cmd::ssh::ssh(g, a),
+        Command::SshProxy(a) => cmd::ssh::proxy(g, a),
+        Command::SshRelay(a) => cmd::ssh::relay(g, a),
         Command::Guard(c) => cmd::guard::run(g, c),
         Command::Host(c) => cmd::host::run(g, c),
         Command::Completions(a) => cmd::meta::completions(Cli::command(), a),

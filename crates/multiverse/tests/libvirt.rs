@@ -492,7 +492,7 @@ fn rendered_machines_really_start_and_stop() {
     assert!(again.contains("nothing to change"), "{again}");
 
     // No OS answers the ACPI request: powered off after the timeout, in reverse order.
-    let down = ok(&mv(root, &["down", "--timeout", "1"]));
+    let down = ok(&mv(root, &["down", "--timeout", "1", "--force"]));
     let pos = |text: &str, m: &str| text.find(&format!("domain   {m}")).unwrap();
     let started_app_first = pos(&out, app) < pos(&out, svc);
     let stopped_app_first = pos(&down, app) < pos(&down, svc);
@@ -509,6 +509,6 @@ fn rendered_machines_really_start_and_stop() {
     assert_eq!(inode(&svc_disk), svc_ino);
     assert_ne!(inode(&app_disk), app_ino);
     assert!(c.domain_is_active(svc).unwrap() && c.domain_is_active(app).unwrap());
-    ok(&mv(root, &["down", "--timeout", "1"]));
+    ok(&mv(root, &["down", "--timeout", "1", "--force"]));
     let _ = &t.pool;
 }

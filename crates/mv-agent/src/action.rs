@@ -139,11 +139,15 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
         Action::Info => {
             let (held, cap) = agent.history_len();
             let c = &agent.cfg.config;
+            let me = crate::selfinfo::read(std::path::Path::new("/"));
             Reply::json(
                 200,
                 &serde_json::json!({
                     "api": "v1",
                     "name": agent.name,
+                    "hostname": me.hostname,
+                    "boot_uptime_s": me.boot_uptime_s,
+                    "ssh_host_keys": me.ssh_host_keys,
                     "role": c.role.as_str(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "started_ms": agent.started_ms,

@@ -299,6 +299,15 @@ pub struct Info {
     /// Task names.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// The machine's kernel hostname (agents before 0.2 do not say).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Seconds since the machine booted.
+    #[serde(default)]
+    pub boot_uptime_s: Option<u64>,
+    /// Its SSH host keys' fingerprints.
+    #[serde(default)]
+    pub ssh_host_keys: Vec<crate::selfinfo::HostKey>,
 }
 
 /// Parses an HTTP/1.x response as the agent writes it: status line, headers, then a body framed

@@ -31,6 +31,7 @@ pub mod config;
 pub mod history;
 pub mod metrics;
 pub mod proxy;
+pub mod selfinfo;
 pub mod server;
 pub mod stats;
 pub mod tasks;

@@ -18,7 +18,8 @@
 //! 4. with `start`, starts the machines in order, each after its networks, waiting until libvirt
 //!    reports it running. Application VMs get a fresh overlay before each start (throw-away).
 //!
-//! `down` stops machines in reverse order: ACPI shutdown, then destroy after a timeout.
+//! `down` stops machines in reverse order with an ACPI shutdown; only with `force` does it power
+//! off a machine that is still running after the timeout.
 
 use crate::conn::{Connection, DomainState, ObjectKind};
 use crate::error::LibvirtError;
@@ -41,6 +42,68 @@ pub struct MachineSpec {
     pub throwaway: bool,
     /// Host folders the running machine needs (the agent socket's), created before a start.
     pub runtime_dirs: Vec<PathBuf>,
+    /// The machine's seed disk (`machines/<fqdn>/seed.img`), attached read-only as `vdz`: the
+    /// provisioning the guest applies to itself at first boot (`mv_provision::seed`).
+    pub seed: Option<PathBuf>,
+    /// Where libvirt keeps the serial console (`machines/<fqdn>/console.log`).
+    pub console_log: Option<PathBuf>,
+    /// The host side of the machine's SSH channel (`org.multiverse.ssh.0`), if it has one.
+    pub ssh_socket: Option<PathBuf>,
+}
+
+impl MachineSpec {
+    /// The domain XML defined for this machine: the rendered file plus the run-time devices that
+    /// live in the tree rather than in `multiverse.toml` (the seed disk, the console log). Both
+    /// paths are fixed per machine; the marker hash is over the rendered file alone, so `status`
+    /// compares a definition with `domain.xml` whatever was attached.
+    fn with_runtime_devices(&self, rendered: &str) -> String {
+        let mut xml = rendered.to_string();
+        if let Some(log) = &self.console_log {
+            let tag = "<serial type=\"pty\">";
+            if let Some(at) = xml.find(tag) {
+                let log = format!(
+                    "\n      <log file=\"{}\" append=\"on\"/>",
+                    xml_escape(&log.display().to_string())
+                );
+                xml.insert_str(at + tag.len(), &log);
+            }
+        }
+        if let Some(sock) = &self.ssh_socket {
+            if let Some(at) = xml.rfind("</devices>") {
+                let channel = format!(
+                    "  <channel type=\"unix\">\n      <source mode=\"bind\" path=\"{}\"/>\n      <target type=\"virtio\" name=\"{SSH_CHANNEL}\"/>\n    </channel>\n  ",
+                    xml_escape(&sock.display().to_string())
+                );
+                xml.insert_str(at, &channel);
+            }
+        }
+        if let Some(seed) = &self.seed {
+            if let Some(at) = xml.rfind("</devices>") {
+                let disk = format!(
+                    "  <disk type=\"file\" device=\"disk\">\n      <driver name=\"qemu\" type=\"raw\"/>\n      <source file=\"{}\"/>\n      <target dev=\"vdz\" bus=\"virtio\"/>\n      <readonly/>\n    </disk>\n  ",
+                    xml_escape(&seed.display().to_string())
+                );
+                xml.insert_str(at, &disk);
+            }
+        }
+        xml
+    }
+}
+
+/// The virtio-serial port name of a machine's SSH channel.
+pub const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
+
+/// Whether a live definition has the seed disk (`vdz`), in libvirt's quoting or ours.
+fn has_seed_disk(live: &str) -> bool {
+    live.contains("dev='vdz'") || live.contains("dev=\"vdz\"")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// The wanted state.
@@ -212,6 +275,19 @@ pub enum UpError {
         #[source]
         source: std::io::Error,
     },
+    /// A machine runs, but its agent did not answer in time. The machine was powered off again
+    /// (its definition and disks stay); `console` holds the last lines of its serial console.
+    #[error("{machine} started, but its agent did not answer within {secs} s ({why}); it was powered off again{}", console_note(console))]
+    NotReady {
+        /// The machine.
+        machine: String,
+        /// Seconds waited.
+        secs: u64,
+        /// The last reason the probe gave.
+        why: String,
+        /// The last lines of `console.log`, if any.
+        console: String,
+    },
     /// A machine did not reach the wanted state in time.
     #[error("{name} is still {state} after {secs} s")]
     Timeout {
@@ -222,6 +298,38 @@ pub enum UpError {
         /// Seconds waited.
         secs: u64,
     },
+}
+
+fn console_note(console: &str) -> String {
+    if console.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its console ended with:\n{console}")
+    }
+}
+
+/// The last `n` lines of a console log, control characters removed (a guest writes what it
+/// likes there).
+pub fn console_tail(path: &Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(64 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn undo_note(undone: usize, fails: &[String]) -> String {
@@ -242,6 +350,9 @@ struct Rendered {
     name: String,
     uuid: Option<String>,
     xml: String,
+    /// For domains: whether the definition carries the seed disk, and how to add run-time
+    /// devices to the rendered file at define time (see [`MachineSpec::with_runtime_devices`]).
+    machine: Option<MachineSpec>,
 }
 
 fn read_rendered(path: &Path, kind: ObjectKind, name: Option<&str>) -> Result<Rendered, UpError> {
@@ -269,6 +380,7 @@ fn read_rendered(path: &Path, kind: ObjectKind, name: Option<&str>) -> Result<Re
         name: got,
         uuid: id.uuid,
         xml,
+        machine: None,
     })
 }
 
@@ -285,7 +397,9 @@ pub fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
 fn differs(r: &Rendered, live: &str) -> Result<bool, XmlError> {
     if r.kind == ObjectKind::Domain {
         let want = hex::encode(sha2::Sha256::digest(r.xml.as_bytes()));
-        return Ok(xml::rendered_hash(live).as_deref() != Some(want.as_str()));
+        let seed_wanted = r.machine.as_ref().is_some_and(|m| m.seed.is_some());
+        return Ok(xml::rendered_hash(live).as_deref() != Some(want.as_str())
+            || has_seed_disk(live) != seed_wanted);
     }
     xml::is_subset(&r.xml, live).map(|sub| !sub)
 }
@@ -297,8 +411,23 @@ enum Undo {
     StopPool(String),
 }
 
+/// Whether a started machine is ready (its agent answers); `Err` carries the reason it is not
+/// yet. Called repeatedly until it succeeds or the machine's timeout passes.
+pub type ReadyProbe<'a> = &'a dyn Fn(&MachineSpec) -> Result<(), String>;
+
 /// Brings the host to the wanted state. See the module documentation.
 pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, UpError> {
+    up_with(conn, spec, opts, None)
+}
+
+/// [`up`], and with `ready`, each started machine must also pass the probe (its agent answers)
+/// before the next one starts: routers come up before what depends on them.
+pub fn up_with(
+    conn: &Connection,
+    spec: &UpSpec,
+    opts: &UpOptions,
+    ready: Option<ReadyProbe<'_>>,
+) -> Result<Report, UpError> {
     // 1. Read and check everything before the first change.
     let mut objects: Vec<Rendered> = Vec::new();
     if let Some((pool, _)) = &spec.pool {
@@ -308,11 +437,9 @@ pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, 
         objects.push(read_rendered(n, ObjectKind::Network, None)?);
     }
     for m in &spec.machines {
-        objects.push(read_rendered(
-            &m.domain_xml,
-            ObjectKind::Domain,
-            Some(&m.name),
-        )?);
+        let mut r = read_rendered(&m.domain_xml, ObjectKind::Domain, Some(&m.name))?;
+        r.machine = Some(m.clone());
+        objects.push(r);
     }
     let mut current: Vec<Option<String>> = Vec::with_capacity(objects.len());
     for r in &objects {
@@ -387,7 +514,7 @@ pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, 
             .find(|r| r.kind == ObjectKind::Pool)
             .map(|r| r.name.as_str());
         for m in &spec.machines {
-            start_machine(conn, m, pool, opts, &mut report)?;
+            start_machine(conn, m, pool, opts, ready, &mut report)?;
         }
     }
     Ok(report)
@@ -433,7 +560,12 @@ fn apply(
         };
         if done != Done::Unchanged && !opts.dry_run {
             let text = if r.kind == ObjectKind::Domain {
-                marked_domain_xml(&r.xml).map_err(|e| (r.path.clone(), Failure::Xml(e)))?
+                let marked =
+                    marked_domain_xml(&r.xml).map_err(|e| (r.path.clone(), Failure::Xml(e)))?;
+                match &r.machine {
+                    Some(m) => m.with_runtime_devices(&marked),
+                    None => marked,
+                }
             } else {
                 r.xml.clone()
             };
@@ -501,10 +633,14 @@ fn start_machine(
     m: &MachineSpec,
     pool: Option<&str>,
     opts: &UpOptions,
+    ready: Option<ReadyProbe<'_>>,
     report: &mut Report,
 ) -> Result<(), UpError> {
     if conn.exists(ObjectKind::Domain, &m.name)? && conn.domain_is_active(&m.name)? {
         report.push("domain", m.name.clone(), Done::AlreadyRunning);
+        if let (Some(probe), false) = (ready, opts.dry_run) {
+            wait_ready(conn, m, opts.timeout, probe)?;
+        }
         return Ok(());
     }
     let rendered = std::fs::read_to_string(&m.domain_xml).map_err(|source| UpError::Read {
@@ -541,11 +677,59 @@ fn start_machine(
                 source,
             })?;
         }
+        if let Some(log) = &m.console_log {
+            // One boot per log: the file then holds exactly this start's console.
+            let _ = std::fs::remove_file(log);
+        }
+        let started = Instant::now();
         conn.start_domain(&m.name)?;
         wait_for(conn, &m.name, opts.timeout, |s| s == DomainState::Running)?;
+        if let Some(probe) = ready {
+            let left = opts.timeout.saturating_sub(started.elapsed());
+            wait_ready(conn, m, left, probe)?;
+        }
     }
     report.push("domain", m.name.clone(), Done::Started);
     Ok(())
+}
+
+/// Polls `probe` every 250 ms until it passes; past `timeout` the machine is powered off (it
+/// never became usable) and the error carries its console's last lines.
+fn wait_ready(
+    conn: &Connection,
+    m: &MachineSpec,
+    timeout: Duration,
+    probe: ReadyProbe<'_>,
+) -> Result<(), UpError> {
+    let start = Instant::now();
+    loop {
+        let why = match probe(m) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        let gone = !conn.domain_is_active(&m.name)?;
+        if gone || start.elapsed() >= timeout {
+            if !gone {
+                let _ = conn.destroy_domain(&m.name);
+            }
+            let console = m
+                .console_log
+                .as_deref()
+                .map(|p| console_tail(p, 15))
+                .unwrap_or_default();
+            return Err(UpError::NotReady {
+                machine: m.name.clone(),
+                secs: start.elapsed().as_secs(),
+                why: if gone {
+                    format!("the machine stopped; last probe: {why}")
+                } else {
+                    why
+                },
+                console,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Polls a domain's state every 50 ms until `want` holds or `timeout` passes.
@@ -579,6 +763,7 @@ pub fn down(
     names: &[String],
     timeout: Duration,
     dry_run: bool,
+    force: bool,
 ) -> Result<Report, UpError> {
     let mut report = Report::default();
     for name in names {
@@ -590,11 +775,18 @@ pub fn down(
             report.push("domain", name.clone(), Done::ShutDown);
             continue;
         }
-        // A guest without ACPI support (or still booting) may ignore the request: destroy then.
+        // A guest without ACPI support (or still booting) may ignore the request. Pulling the
+        // plug can corrupt its filesystem, so that takes `force`; without it, stop and say so.
         let asked = conn.shutdown_domain(name).is_ok();
         let stopped = asked && wait_for(conn, name, timeout, |s| !s.is_active()).is_ok();
         if stopped {
             report.push("domain", name.clone(), Done::ShutDown);
+        } else if !force {
+            return Err(UpError::Timeout {
+                name: name.clone(),
+                state: "running after an ACPI shutdown request",
+                secs: timeout.as_secs(),
+            });
         } else {
             match conn.destroy_domain(name) {
                 Ok(()) => {}

@@ -115,6 +115,9 @@ fn fixture(n: usize, clean: &mut Cleanup) -> Fixture {
             }],
             throwaway: i == 0,
             runtime_dirs: Vec::new(),
+            seed: None,
+            console_log: None,
+            ssh_socket: None,
         });
     }
     Fixture {
@@ -224,7 +227,8 @@ fn up_is_idempotent_status_agrees_and_one_machine_runs() {
     let st = status(&c, &f.spec.machines).unwrap();
     assert_eq!(st[0].state, DomainState::Running);
 
-    // Down: the guest has no OS to answer ACPI, so it is destroyed after the timeout.
+    // Down: the guest has no OS to answer ACPI. Without force it is left running and the error
+    // says so; with force it is powered off after the timeout.
     let names: Vec<String> = f
         .spec
         .machines
@@ -232,11 +236,17 @@ fn up_is_idempotent_status_agrees_and_one_machine_runs() {
         .rev()
         .map(|m| m.name.clone())
         .collect();
-    let r = down(&c, &names, Duration::from_millis(500), false).unwrap();
+    let err = down(&c, &names, Duration::from_millis(500), false, false).unwrap_err();
+    assert!(
+        matches!(err, mv_libvirt::up::UpError::Timeout { .. }),
+        "{err}"
+    );
+    assert_eq!(c.domain_state(name).unwrap(), DomainState::Running);
+    let r = down(&c, &names, Duration::from_millis(500), false, true).unwrap();
     let d: Vec<_> = r.items.iter().map(|i| i.done).collect();
     assert_eq!(d, vec![Done::AlreadyStopped, Done::Destroyed]);
     assert_eq!(c.domain_state(name).unwrap(), DomainState::ShutOff);
-    let r = down(&c, &names, Duration::from_millis(500), false).unwrap();
+    let r = down(&c, &names, Duration::from_millis(500), false, true).unwrap();
     assert!(r.nothing_changed());
     drop(f.dir);
     let _ = f.tag;

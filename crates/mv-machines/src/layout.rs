@@ -10,6 +10,9 @@
 //! machines/<fqdn>/domain.xml            Tree::domain_xml
 //! machines/<fqdn>/provision/            Tree::provision_dir
 //! machines/<fqdn>/disk.qcow2            Tree::disk (extra disks: disk-1.qcow2, ...)
+//! machines/<fqdn>/seed.img              Tree::seed_disk (0600: the provisioning the guest applies)
+//! machines/<fqdn>/seed-id               Tree::seed_id (SHA-256 of that seed's contents)
+//! machines/<fqdn>/console.log           Tree::console_log (the serial console, kept by libvirt)
 //! images/<base>.qcow2                   Tree::image
 //! storage/<fqdn>.qcow2 -> ../machines/<fqdn>/disk.qcow2   Tree::storage_link (pool "multiverse")
 //! libvirt/networks/<name>.xml           Tree::network_xml
@@ -83,6 +86,22 @@ impl Tree {
     /// `machines/<fqdn>/provision/`.
     pub fn provision_dir(&self, name: &MachineName) -> PathBuf {
         self.machine_dir(name).join("provision")
+    }
+
+    /// `machines/<fqdn>/seed.img`: the read-only seed disk the guest provisions itself from at
+    /// its first boot (it holds the machine's secrets, so it is 0600).
+    pub fn seed_disk(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("seed.img")
+    }
+
+    /// `machines/<fqdn>/seed-id`: the seed-id of `seed.img` (public).
+    pub fn seed_id(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("seed-id")
+    }
+
+    /// `machines/<fqdn>/console.log`: the machine's serial console, appended by libvirt.
+    pub fn console_log(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("console.log")
     }
 
     /// `machines/<fqdn>/disk.qcow2`, the first disk.

@@ -30,6 +30,7 @@ pub mod pkgdb;
 pub mod recipe;
 pub mod remote;
 pub mod render;
+pub mod seed;
 pub mod template;
 
 pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRunner, Target};

@@ -37,5 +37,6 @@ fn run_virt(g: &Global, c: VirtCommand) -> Result<(), CliError> {
         VirtCommand::Restore(a) => cmd::libvirt::restore(g, a),
         VirtCommand::Image(c) => cmd::libvirt::image(g, c),
         VirtCommand::Migrate(a) => cmd::migrate::run(g, a),
+        VirtCommand::Console(a) => cmd::libvirt::console(g, a),
     }
 }

@@ -14,7 +14,7 @@ use mv_libvirt::restore::{self, Change, RestoreError};
 use mv_libvirt::up::{self, Done, MachineSpec, Report, UpError, UpOptions, UpSpec};
 use mv_libvirt::{Connection, ObjectKind};
 use mv_machines::{MachineType, Topology, Tree};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The libvirt connection option every subcommand here takes.
@@ -36,9 +36,20 @@ pub struct UpArgs {
     /// Start the machines in dependency order (universe → galaxy → star → the rest)
     #[arg(long)]
     start: bool,
-    /// Seconds to wait for each machine to be running
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    /// Seconds to wait for each machine to be running and its agent to answer
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
+    /// Start without provisioning: attach no seed disk (the disks boot as they are)
+    #[arg(long)]
+    no_provision: bool,
+    /// Do not wait for each machine's agent before starting the next (only for libvirt running)
+    #[arg(long)]
+    no_wait: bool,
+    /// The person whose login key the machines accept (`authorized_keys` of `user`)
+    #[arg(long, default_value = "@user", value_name = "@PERSON")]
+    person: String,
+    #[command(flatten)]
+    pass: super::identity::PassArgs,
 }
 
 /// Arguments of `down`.
@@ -49,9 +60,12 @@ pub struct DownArgs {
     /// Only these machines (FQDNs); default: all, in reverse start order
     #[arg(value_name = "FQDN")]
     machines: Vec<String>,
-    /// Seconds to wait after the ACPI shutdown before powering a machine off
+    /// Seconds to wait for each machine to stop after the ACPI shutdown request
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     timeout: u64,
+    /// Power off a machine still running after the timeout (risks its filesystem)
+    #[arg(long)]
+    force: bool,
 }
 
 /// Arguments of `status`.
@@ -62,6 +76,16 @@ pub struct StatusArgs {
     /// Only these machines (FQDNs)
     #[arg(value_name = "FQDN")]
     machines: Vec<String>,
+}
+
+/// Arguments of `console`.
+#[derive(Debug, clap::Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    conn: ConnectArg,
+    /// The machine (FQDN)
+    #[arg(value_name = "FQDN")]
+    machine: String,
 }
 
 /// Arguments of `backup`.
@@ -97,6 +121,9 @@ pub enum ImageCommand {
     },
     /// List the base images
     List,
+    /// Build a bootable base image from the distribution's mirror, with nothing mounted
+    /// (docs/images.md)
+    Build(crate::cmd::image_build::BuildArgs),
 }
 
 fn topology(tree: &Tree) -> Result<Topology, CliError> {
@@ -150,7 +177,7 @@ fn select<'a>(
         .collect())
 }
 
-fn machine_spec(tree: &Tree, m: &mv_machines::Machine) -> MachineSpec {
+fn machine_spec(tree: &Tree, m: &mv_machines::Machine, seed: bool) -> MachineSpec {
     let disks = m
         .disks
         .iter()
@@ -165,19 +192,28 @@ fn machine_spec(tree: &Tree, m: &mv_machines::Machine) -> MachineSpec {
             }
         })
         .collect();
+    let ssh = super::ssh::ssh_socket(&m.name);
     MachineSpec {
         name: m.name.as_str().to_string(),
         domain_xml: tree.domain_xml(&m.name),
         disks,
         throwaway: m.kind == MachineType::Application,
-        runtime_dirs: mv_machines::layout::agent_socket(&m.name)
-            .parent()
-            .map(|d| vec![d.to_path_buf()])
-            .unwrap_or_default(),
+        runtime_dirs: [mv_machines::layout::agent_socket(&m.name), ssh.clone()]
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect(),
+        seed: seed.then(|| tree.seed_disk(&m.name)),
+        console_log: Some(tree.console_log(&m.name)),
+        ssh_socket: Some(ssh),
     }
 }
 
-fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine]) -> UpSpec {
+fn up_spec(
+    tree: &Tree,
+    topo: &Topology,
+    machines: &[&mv_machines::Machine],
+    seed: bool,
+) -> UpSpec {
     UpSpec {
         pool: Some((tree.pool_xml(), tree.storage_dir())),
         networks: topo
@@ -185,7 +221,10 @@ fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine]) -> 
             .iter()
             .map(|n| tree.network_xml(&n.name))
             .collect(),
-        machines: machines.iter().map(|m| machine_spec(tree, m)).collect(),
+        machines: machines
+            .iter()
+            .map(|m| machine_spec(tree, m, seed))
+            .collect(),
     }
 }
 
@@ -201,7 +240,12 @@ fn up_error(e: UpError) -> CliError {
         UpError::Disk {
             source: images::ImageError::MissingBase { .. },
             ..
-        } => Some("add it with `multiverse image import FILE --name NAME`"),
+        } => Some(
+            "build it with `multiverse image build debian` (or add one with `multiverse image import FILE --name NAME`)",
+        ),
+        UpError::NotReady { .. } => Some(
+            "read machines/<fqdn>/console.log; `multiverse console FQDN` shows the console live",
+        ),
         _ => None,
     };
     let err: CliError = e.into();
@@ -254,19 +298,70 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
     let tree = Tree::new(&g.root);
     let topo = topology(&tree)?;
     let machines = select(&topo, &a.machines)?;
-    let spec = up_spec(&tree, &topo, &machines);
+    let seeded = !a.no_provision;
+    let spec = up_spec(&tree, &topo, &machines, seeded);
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
     let opts = UpOptions {
         start: a.start,
         dry_run: g.dry_run,
         timeout: Duration::from_secs(a.timeout),
     };
-    let report = up::up(&conn, &spec, &opts).map_err(up_error)?;
+    if a.start && seeded {
+        // Every seed before the first start: one passphrase, and a bad recipe stops nothing.
+        make_seeds(g, &tree, &topo, &machines, &a)?;
+    }
+    let probe = |m: &MachineSpec| agent_ready(&m.name);
+    let ready: Option<up::ReadyProbe<'_>> = (a.start && !a.no_wait).then_some(&probe);
+    let report = up::up_with(&conn, &spec, &opts, ready).map_err(up_error)?;
     print_report(
         g,
         &report,
         "nothing to change: everything is defined as rendered",
     )
+}
+
+/// Writes the seed disk of every machine whose desired state changed (see
+/// `provision::ensure_seed`), saying which.
+fn make_seeds(
+    g: &Global,
+    tree: &Tree,
+    topo: &Topology,
+    machines: &[&mv_machines::Machine],
+    a: &UpArgs,
+) -> Result<(), CliError> {
+    let person = mv_core::IdentityName::parse(&a.person).usage()?;
+    let root = super::provision::unseal(g, &a.pass)?;
+    for m in machines {
+        let d = super::provision::render_machine(g, topo, &m.name, &root, &person)?;
+        match super::provision::ensure_seed(tree, &d, g.dry_run)? {
+            super::provision::SeedOutcome::Written(id) => g.say(format!(
+                "{}seeded          disk     {} (seed {})",
+                if g.dry_run { "would be " } else { "" },
+                m.name,
+                &id.0[..12]
+            )),
+            super::provision::SeedOutcome::Unchanged(_) => {
+                if g.verbose > 0 {
+                    g.say(format!("unchanged       seed     {}", m.name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ready when the machine's agent answers over its virtio-serial channel as the machine itself
+/// (hostname = FQDN): the seed has been applied and the agent started.
+fn agent_ready(fqdn: &str) -> Result<(), String> {
+    let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
+    let sock = mv_machines::layout::agent_socket(&name);
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(2));
+    let info = client.info().map_err(|e| e.to_string())?;
+    match info.hostname.as_deref() {
+        Some(h) if h == fqdn => Ok(()),
+        Some(h) => Err(format!("the agent answers as {h}, not {fqdn}")),
+        None => Err("the agent does not say its hostname".into()),
+    }
 }
 
 /// `multiverse down`.
@@ -280,8 +375,19 @@ pub fn down(g: &Global, a: DownArgs) -> Result<(), CliError> {
         .map(|m| m.name.as_str().to_string())
         .collect();
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
-    let report =
-        up::down(&conn, &names, Duration::from_secs(a.timeout), g.dry_run).map_err(up_error)?;
+    let report = up::down(
+        &conn,
+        &names,
+        Duration::from_secs(a.timeout),
+        g.dry_run,
+        a.force,
+    )
+    .map_err(|e| match e {
+        UpError::Timeout { .. } => up_error(e).with_hint(
+            "the guest ignored the ACPI request (still booting, or no ACPI support): wait and run `down` again, or `down --force` to power it off",
+        ),
+        e => up_error(e),
+    })?;
     print_report(g, &report, "nothing to stop: no machine is running")
 }
 
@@ -292,6 +398,15 @@ struct AgentStatus {
     reachable: bool,
     /// Its stats, when it answered.
     stats: Option<mv_agent::stats::Stats>,
+    /// The guest's kernel hostname, as its agent reports it.
+    hostname: Option<String>,
+    /// Seconds since the guest booted.
+    uptime_s: Option<u64>,
+    /// The SSH host key fingerprints the guest's agent reports.
+    ssh_host_keys: Vec<mv_agent::selfinfo::HostKey>,
+    /// Whether the guest's Ed25519 host key is the one derived for it (`null`: no public
+    /// record, or the guest reports none).
+    host_key_matches: Option<bool>,
     /// Why not, when it did not.
     error: Option<String>,
 }
@@ -307,24 +422,56 @@ struct StatusLine {
 
 /// Asks the agent behind the machine's channel socket, briefly: status must not hang on a guest
 /// that is still booting.
-fn agent_status(name: &mv_core::MachineName) -> Option<AgentStatus> {
+fn agent_status(
+    name: &mv_core::MachineName,
+    derived: Option<&mv_identity::PublicRecord>,
+) -> Option<AgentStatus> {
     let sock = mv_machines::layout::agent_socket(name);
     if !sock.exists() {
         return None;
     }
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_millis(500));
-    Some(match client.stats() {
-        Ok(stats) => AgentStatus {
-            reachable: true,
-            stats: Some(stats),
-            error: None,
-        },
-        Err(e) => AgentStatus {
-            reachable: false,
-            stats: None,
-            error: Some(e.to_string()),
-        },
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_millis(1500));
+    let unreachable = |e: mv_agent::client::ClientError| AgentStatus {
+        reachable: false,
+        stats: None,
+        hostname: None,
+        uptime_s: None,
+        ssh_host_keys: Vec::new(),
+        host_key_matches: None,
+        error: Some(e.to_string()),
+    };
+    let info = match client.info() {
+        Ok(i) => i,
+        Err(e) => return Some(unreachable(e)),
+    };
+    let want = derived
+        .and_then(|r| r.identities.get(name.as_str()))
+        .and_then(|p| mv_agent::selfinfo::fingerprint_line(&p.ssh_host_ed25519));
+    let has = info
+        .ssh_host_keys
+        .iter()
+        .find(|k| k.algorithm == "ssh-ed25519");
+    let host_key_matches = match (want, has) {
+        (Some(w), Some(h)) => Some(w.fingerprint == h.fingerprint),
+        _ => None,
+    };
+    Some(AgentStatus {
+        reachable: true,
+        stats: client.stats().ok(),
+        hostname: info.hostname,
+        uptime_s: info.boot_uptime_s,
+        ssh_host_keys: info.ssh_host_keys,
+        host_key_matches,
+        error: None,
     })
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        0..=99 => format!("{s}s"),
+        100..=5999 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
 }
 
 /// `multiverse status`.
@@ -332,14 +479,18 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
     let tree = Tree::new(&g.root);
     let topo = topology(&tree)?;
     let machines = select(&topo, &a.machines)?;
-    let specs: Vec<MachineSpec> = machines.iter().map(|m| machine_spec(&tree, m)).collect();
+    let specs: Vec<MachineSpec> = machines
+        .iter()
+        .map(|m| machine_spec(&tree, m, false))
+        .collect();
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
     let st = up::status(&conn, &specs).map_err(up_error)?;
+    let record = mv_identity::PublicRecord::load(&g.root).ok();
     let lines: Vec<StatusLine> = st
         .into_iter()
         .zip(&machines)
         .map(|(s, m)| StatusLine {
-            agent: agent_status(&m.name),
+            agent: agent_status(&m.name, record.as_ref()),
             machine: s,
         })
         .collect();
@@ -348,8 +499,8 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
         return Ok(());
     }
     println!(
-        "{:<40} {:<8} {:<14} {:<12} CHANGED",
-        "MACHINE", "DEFINED", "STATE", "AGENT"
+        "{:<36} {:<8} {:<10} {:<12} {:<7} {:<36} {:<9} CHANGED",
+        "MACHINE", "DEFINED", "STATE", "AGENT", "UPTIME", "HOSTNAME", "HOST KEY"
     );
     for l in &lines {
         let s = &l.machine;
@@ -365,8 +516,21 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
             Some(_) => "unreachable",
             None => "-",
         };
+        let a = l.agent.as_ref().filter(|a| a.reachable);
+        let uptime = a
+            .and_then(|a| a.uptime_s)
+            .map(human_secs)
+            .unwrap_or_else(|| "-".into());
+        let hostname = a
+            .and_then(|a| a.hostname.clone())
+            .unwrap_or_else(|| "-".into());
+        let key = match a.and_then(|a| a.host_key_matches) {
+            Some(true) => "derived",
+            Some(false) => "MISMATCH",
+            None => "-",
+        };
         println!(
-            "{:<40} {:<8} {:<14} {agent:<12} {changed}",
+            "{:<36} {:<8} {:<10} {agent:<12} {uptime:<7} {hostname:<36} {key:<9} {changed}",
             s.name,
             if s.defined { "yes" } else { "no" },
             s.state.as_str()
@@ -558,6 +722,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
 pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
     let tree = Tree::new(&g.root);
     match c {
+        ImageCommand::Build(a) => crate::cmd::image_build::build(g, a),
         ImageCommand::Import { file, name } => {
             let res = images::import(&file, &tree.images_dir(), &name, g.dry_run);
             let (outcome, path) = match res {
@@ -634,5 +799,35 @@ pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// `multiverse console FQDN`: libvirt's own console client on the machine's serial port (the
+/// same stream libvirt keeps in `machines/<fqdn>/console.log`).
+pub fn console(g: &Global, a: ConsoleArgs) -> Result<(), CliError> {
+    let tree = Tree::new(&g.root);
+    let topo = topology(&tree)?;
+    let machines = select(&topo, std::slice::from_ref(&a.machine))?;
+    let name = machines
+        .first()
+        .map(|m| m.name.as_str().to_string())
+        .unwrap_or_default();
+    let uri = uri(&a.conn, Some(&topo));
+    if g.dry_run {
+        g.say(format!("would run: virsh -c {uri} console {name}"));
+        return Ok(());
+    }
+    let status = std::process::Command::new("virsh")
+        .args(["-c", &uri, "console", &name])
+        .status()
+        .map_err(|e| CliError::failure_msg(format!("cannot run virsh: {e}")))
+        .hint("install libvirt-clients")?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(CliError::failure_msg(format!(
+            "virsh console {name} exited with {status}"
+        ))
+        .with_hint("is the machine running? `multiverse status` shows it"))
     }
 }

@@ -21,6 +21,8 @@ use mv_identity::{IdentityStore, Root, StoreError};
 use mv_machines::{Topology, Tree};
 use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
 use mv_provision::render::Contents;
+use mv_provision::seed::{self, SeedId};
+use mv_provision::remote::Scratch;
 use mv_provision::{ApplyError, Change, Desired, Engine, Plan, RenderError, SystemRunner, Target};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,20 @@ pub enum Command {
     Check(MachineArgs),
     /// Write the machine's rendered configuration files under machines/<fqdn>/provision/
     Render(MachineArgs),
+    /// Apply a seed folder (a mounted seed disk) to a root filesystem: what a machine runs on
+    /// itself at first boot. Needs no identity: the seed holds the machine's desired state
+    ApplySeed(SeedArgs),
+}
+
+/// Arguments of `apply-seed`.
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// The seed folder (where the machine mounted its seed disk)
+    #[arg(long, value_name = "DIR")]
+    pub seed: PathBuf,
+    /// The root filesystem to provision (`/` on the machine itself)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub target: PathBuf,
 }
 
 /// A machine and the identity passphrase.
@@ -58,8 +74,8 @@ pub struct TargetArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "ssh",
-        conflicts_with = "ssh"
+        required_unless_present_any = ["ssh", "disk"],
+        conflicts_with_all = ["ssh", "disk"]
     )]
     pub target: Option<PathBuf>,
     /// The running machine over SSH, as root
@@ -75,6 +91,10 @@ pub struct TargetArgs {
     /// Show the full diff of every file (plan shows diffs by default; apply only with this)
     #[arg(long)]
     pub diff: bool,
+    /// Write the machine's seed disk (machines/FQDN/seed.img) instead: the machine applies it
+    /// to itself at its next boot, reaching the state `--target` would
+    #[arg(long, conflicts_with = "ssh")]
+    pub disk: bool,
 }
 
 /// Runs the command.
@@ -82,13 +102,16 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
     match c {
         Command::Plan(a) => plan(g, &a, true),
         Command::Apply(a) if g.dry_run => plan(g, &a, false),
+        Command::Apply(a) if a.disk => apply_disk(g, &a),
         Command::Apply(a) => apply(g, &a),
+        Command::ApplySeed(a) => apply_seed(g, &a),
         Command::Check(a) => check(g, &a),
         Command::Render(a) => render_files(g, &a),
     }
 }
 
-fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliError> {
+/// Unseals the tree's identity (the passphrase from `pass`, the environment or a prompt).
+pub fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliError> {
     let hint = |e: StoreError| match &e {
         StoreError::Missing(_) => CliError::from(e).with_hint(
             "create one with `multiverse identity new` or `multiverse identity restore`",
@@ -138,25 +161,39 @@ fn desired_and_root(g: &Global, args: &MachineArgs) -> Result<(Desired, Root), C
     let person = IdentityName::parse(&args.person).usage()?;
     let tree = Tree::new(&g.root);
     let topology = Topology::load(&tree.config_file()).map_err(super::render::config_error)?;
-    let spec = spec_for(&topology, &name, &g.root).map_err(|e| match e {
+    // An unknown machine or missing option is reported before asking for the passphrase.
+    spec_of(g, &topology, &name)?;
+    let root = unseal(g, &args.pass)?;
+    let d = render_machine(g, &topology, &name, &root, &person)?;
+    Ok((d, root))
+}
+
+fn spec_of(
+    g: &Global,
+    topology: &Topology,
+    name: &MachineName,
+) -> Result<mv_provision::MachineSpec, CliError> {
+    spec_for(topology, name, &g.root).map_err(|e| match e {
         AdaptError::Unknown(_) => CliError::usage_msg(e)
             .with_hint("`multiverse machine list` shows the machines of multiverse.toml"),
         AdaptError::Vpn { .. } => CliError::usage_msg(e)
             .with_hint("the galaxy router needs its VPN provider's settings in that file"),
-    })?;
-    let engine = Engine::with_overrides(&tree.templates_dir().join("provision"));
-    let root = unseal(g, &args.pass)?;
-    let identity = RootIdentity::new(&root, person);
-    let d = mv_provision::render(&spec, &engine, &identity).map_err(render_error)?;
-    Ok((d, root))
+    })
 }
 
-/// A private scratch folder removed on drop (the SSH key, known_hosts and the shadow copy).
-struct Scratch(PathBuf);
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The desired state of machine `name` of `topology`, from an unsealed identity.
+pub fn render_machine(
+    g: &Global,
+    topology: &Topology,
+    name: &MachineName,
+    root: &Root,
+    person: &IdentityName,
+) -> Result<Desired, CliError> {
+    let tree = Tree::new(&g.root);
+    let spec = spec_of(g, topology, name)?;
+    let engine = Engine::with_overrides(&tree.templates_dir().join("provision"));
+    let identity = RootIdentity::new(root, person.clone());
+    mv_provision::render(&spec, &engine, &identity).map_err(render_error)
 }
 
 /// The target: a mounted root, or the running machine over SSH (with its scratch folder).
@@ -187,14 +224,14 @@ fn target_of(
     }
     let name = MachineName::parse(&d.machine).usage()?;
     let person = IdentityName::parse(&a.machine.person).usage()?;
-    let dir = std::env::temp_dir().join(format!("multiverse-ssh.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let scratch = Scratch(dir.clone());
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    // The SSH key, known_hosts and the shadow copy: a fresh private folder, removed on drop.
+    let scratch = Scratch::new().map_err(|e| {
+        CliError::failure_msg(format!(
+            "cannot make a private folder in {}: {e}",
+            std::env::temp_dir().display()
+        ))
+    })?;
+    let dir = scratch.path().to_path_buf();
     let key = root
         .ssh_ed25519(&person)
         .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
@@ -402,6 +439,140 @@ fn render_files(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
     }
     if changed == 0 {
         g.say(format!("{}: no changes", dir.display()));
+    }
+    Ok(())
+}
+
+/// What [`ensure_seed`] did.
+pub enum SeedOutcome {
+    /// A new seed disk was written (first time, or the desired state changed).
+    Written(SeedId),
+    /// The seed disk on file already holds this desired state.
+    Unchanged(SeedId),
+}
+
+/// Makes sure `machines/<fqdn>/seed.img` holds `d`: the seed folder (desired state, blobs), the
+/// `multiverse` binary that applies it, packed into a small ext4 disk (0600, renamed into place).
+/// The seed-id on file decides whether anything is written, so a second `up` rewrites nothing
+/// and the guest provisions nothing again.
+pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcome, CliError> {
+    let name = MachineName::parse(&d.machine).usage()?;
+    let id = seed::seed_id(d);
+    let disk = tree.seed_disk(&name);
+    let recorded = std::fs::read_to_string(tree.seed_id(&name)).unwrap_or_default();
+    if disk.is_file() && recorded.trim() == id.0 {
+        return Ok(SeedOutcome::Unchanged(id));
+    }
+    if dry_run {
+        return Ok(SeedOutcome::Written(id));
+    }
+    let dir = tree.machine_dir(&name);
+    std::fs::create_dir_all(&dir)?;
+    // A private scratch folder beside the disk (0700, unpredictable name), removed on drop.
+    let scratch = tempfile::Builder::new()
+        .prefix(".seed.")
+        .tempdir_in(&dir)
+        .map_err(|e| CliError::failure_msg(format!("cannot make a scratch folder in {}: {e}", dir.display())))?;
+    let folder = scratch.path().join("seed");
+    let written = seed::write_dir(d, &folder).map_err(seed_error)?;
+    copy_applier(&folder.join("multiverse"))?;
+    seed::make_disk(&folder, &disk).map_err(seed_error)?;
+    mv_core::fsutil::write_public(&tree.seed_id(&name), format!("{written}\n").as_bytes())?;
+    Ok(SeedOutcome::Written(written))
+}
+
+/// The `multiverse` binary the guest runs to apply its seed: `MULTIVERSE_SEED_BIN`, else the
+/// `multiverse` beside this executable (this build), stripped of debug info to keep seeds small.
+fn copy_applier(dest: &Path) -> Result<(), CliError> {
+    let src = match std::env::var_os("MULTIVERSE_SEED_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("multiverse"))
+            .unwrap_or_else(|| PathBuf::from("multiverse")),
+    };
+    if !src.is_file() {
+        return Err(CliError::failure_msg(format!(
+            "cannot find the multiverse binary to put on the seed disk at {}",
+            src.display()
+        ))
+        .with_hint("install multiverse beside multiverse-virt, or set MULTIVERSE_SEED_BIN=PATH"));
+    }
+    let stripped = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(dest)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(&src, dest)?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+fn seed_error(e: seed::SeedError) -> CliError {
+    match e {
+        seed::SeedError::Malformed { .. } | seed::SeedError::Mismatch { .. } => {
+            CliError::usage_msg(format!("{:#}", anyhow::Error::new(e)))
+                .with_hint("the seed is corrupt or from another version: make it again with `multiverse provision apply FQDN --disk` on the host")
+        }
+        other => CliError::failure_msg(format!("{:#}", anyhow::Error::new(other))),
+    }
+}
+
+/// `provision apply FQDN --disk`.
+fn apply_disk(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
+    let (d, _root) = desired_and_root(g, &a.machine)?;
+    let tree = Tree::new(&g.root);
+    let name = MachineName::parse(&d.machine).usage()?;
+    let disk = tree.seed_disk(&name);
+    let prefix = if g.dry_run { "would write" } else { "wrote" };
+    match ensure_seed(&tree, &d, g.dry_run)? {
+        SeedOutcome::Written(id) => g.say(format!(
+            "{}: {prefix} {} (seed {}); the machine applies it at its next boot",
+            d.machine,
+            disk.display(),
+            &id.0[..12]
+        )),
+        SeedOutcome::Unchanged(id) => g.say(format!(
+            "{}: no changes ({} already holds seed {})",
+            d.machine,
+            disk.display(),
+            &id.0[..12]
+        )),
+    }
+    Ok(())
+}
+
+/// `provision apply-seed --seed DIR --target ROOT`: the guest side of `--disk`.
+fn apply_seed(g: &Global, a: &SeedArgs) -> Result<(), CliError> {
+    let (d, id) = seed::read_dir(&a.seed).map_err(seed_error)?;
+    let target = open_target(&d, &a.target)?;
+    let shown = a.target.display().to_string();
+    if g.dry_run {
+        let plan = mv_provision::plan(&d, &target).map_err(apply_error)?;
+        g.say(format!(
+            "{} on {shown}: seed {} would make {} change(s)",
+            d.machine,
+            &id.0[..12],
+            plan.changes.len()
+        ));
+        return Ok(());
+    }
+    let done = mv_provision::apply(&d, &target, &SystemRunner).map_err(apply_error)?;
+    g.say(format!(
+        "{} on {shown}: seed {} applied, {} change(s)",
+        d.machine,
+        &id.0[..12],
+        done.changes.len()
+    ));
+    if !g.quiet {
+        for c in &done.changes {
+            print_change(c, false);
+        }
     }
     Ok(())
 }

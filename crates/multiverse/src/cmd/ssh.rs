@@ -1,0 +1,229 @@
+//! `multiverse ssh FQDN [COMMAND...]`: a shell on a machine with the identity's keys both ways,
+//! over the machine's own virtio-serial port, never over a machine network (the host has no
+//! address there: DESIGN.md).
+//!
+//! The pieces:
+//! - each domain has a second channel, `org.multiverse.ssh.0`, whose host side is the unix socket
+//!   `/run/multiverse/ssh/<fqdn>.sock` (added by `up`, see `mv_libvirt::up::MachineSpec`);
+//! - in the guest, `multiverse ssh-relay` (a service of the base image) joins that port to the
+//!   guest's sshd on 127.0.0.1:22, one session at a time;
+//! - here, `ssh` runs with the derived `@user` login key (in a private 0700 scratch folder,
+//!   removed afterwards), a known_hosts holding exactly the machine's derived host keys
+//!   (`StrictHostKeyChecking yes`: no trust-on-first-use prompt) and `multiverse ssh-proxy FQDN`
+//!   as its `ProxyCommand`, which copies its stdin and stdout to and from the socket.
+//!
+//! What this is not: a general tunnel. Only the machine's sshd is reachable this way.
+
+use crate::error::{CliError, Hinted};
+use crate::global::Global;
+use mv_core::{IdentityName, MachineName};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the host side of a machine's SSH channel listens.
+pub fn ssh_socket(name: &MachineName) -> PathBuf {
+    PathBuf::from(format!("/run/multiverse/ssh/{name}.sock"))
+}
+
+/// Arguments of `ssh`.
+#[derive(Debug, clap::Args)]
+pub struct SshArgs {
+    /// The machine (FQDN)
+    #[arg(value_name = "FQDN")]
+    pub machine: String,
+    /// Log in as this user on the machine
+    #[arg(long, short = 'l', default_value = "root", value_name = "USER")]
+    pub user: String,
+    /// The person whose login key is used
+    #[arg(long, default_value = "@user", value_name = "@PERSON")]
+    pub person: String,
+    #[command(flatten)]
+    pub pass: super::identity::PassArgs,
+    /// The command to run (default: a login shell)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Arguments of the hidden `ssh-proxy` (ssh's ProxyCommand).
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// The machine (FQDN)
+    pub machine: String,
+}
+
+/// Arguments of the hidden `ssh-relay` (the guest side).
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// The virtio-serial port
+    #[arg(long, default_value = "/dev/virtio-ports/org.multiverse.ssh.0")]
+    pub port: PathBuf,
+    /// Where sshd listens
+    #[arg(long, default_value = "127.0.0.1:22")]
+    pub sshd: String,
+}
+
+fn machine_name(text: &str) -> Result<MachineName, CliError> {
+    MachineName::parse(text)
+        .usage()
+        .hint("machine names are lower-case FQDNs like mail.service.multiverse")
+}
+
+/// `multiverse ssh`.
+pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
+    let name = machine_name(&a.machine)?;
+    let person = IdentityName::parse(&a.person).usage()?;
+    if a.user.is_empty() || a.user.starts_with('-') || a.user.contains(['@', ' ', '/']) {
+        return Err(CliError::usage_msg(format!("--user {}: not a user name", a.user)));
+    }
+    let sock = ssh_socket(&name);
+    if !sock.exists() {
+        return Err(CliError::failure_msg(format!(
+            "{name} has no SSH channel at {}",
+            sock.display()
+        ))
+        .with_hint("start it with `multiverse up --start FQDN`"));
+    }
+    let root = super::provision::unseal(g, &a.pass)?;
+    let key = root
+        .ssh_ed25519(&person)
+        .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
+    let key_text = key
+        .to_openssh(mv_identity::ssh_key::LineEnding::LF)
+        .map_err(|e| CliError::failure_msg(format!("cannot encode the login key: {e}")))?;
+    let id = IdentityName::Machine(name.clone());
+    let mut known = String::new();
+    for k in [root.ssh_host_ed25519(&id), root.ssh_host_ecdsa_p256(&id)] {
+        let k = k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
+        known.push_str(&format!("{name} {}\n", mv_identity::public_line(&k)));
+    }
+    drop(root);
+    // A fresh private folder (mkdtemp): nobody else can read the key or swap known_hosts.
+    let scratch = tempfile::Builder::new()
+        .prefix("multiverse-ssh.")
+        .tempdir()
+        .map_err(|e| CliError::failure_msg(format!("cannot make a private scratch folder: {e}")))?;
+    let key_path = scratch.path().join("id_ed25519");
+    mv_core::fsutil::write_secret(&key_path, key_text.as_bytes())?;
+    let kh = scratch.path().join("known_hosts");
+    mv_core::fsutil::write_public(&kh, known.as_bytes())?;
+    let exe = std::env::current_exe()?;
+    let proxy = format!(
+        "{} --root {} ssh-proxy {name}",
+        shell_quote(&exe),
+        shell_quote(&g.root)
+    );
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-F")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(&key_path)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
+        .arg("-o")
+        .arg(format!("ProxyCommand={proxy}"))
+        .arg("-l")
+        .arg(&a.user)
+        .arg(name.as_str());
+    if !a.command.is_empty() {
+        cmd.arg("--").args(&a.command);
+    }
+    if g.dry_run {
+        g.say(format!("would run: {cmd:?}"));
+        return Ok(());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| CliError::failure_msg(format!("cannot run ssh: {e}")))
+        .hint("install openssh-client")?;
+    drop(scratch);
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(255) => Err(CliError::failure_msg(format!(
+            "ssh to {name} failed (exit 255: connection or authentication)"
+        ))
+        .with_hint("is the machine provisioned and its sshd up? `multiverse status` shows its agent and host key")),
+        code => Err(CliError::failure_msg(format!(
+            "the command on {name} exited with {}",
+            code.map_or_else(|| "a signal".to_string(), |c| c.to_string())
+        ))),
+    }
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Copies `from` into `to` until EOF or an error; then shuts the write side down.
+fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<u64> {
+    let n = std::io::copy(&mut from, &mut to)?;
+    to.flush()?;
+    Ok(n)
+}
+
+/// `multiverse ssh-proxy FQDN`: stdin → the machine's SSH socket → stdout.
+pub fn proxy(_g: &Global, a: ProxyArgs) -> Result<(), CliError> {
+    let name = machine_name(&a.machine)?;
+    let sock = std::os::unix::net::UnixStream::connect(ssh_socket(&name))
+        .map_err(|e| CliError::failure_msg(format!("cannot reach {name}'s SSH channel: {e}")))?;
+    let reader = sock.try_clone()?;
+    let down = std::thread::spawn(move || pump(reader, std::io::stdout()));
+    let _ = pump(std::io::stdin(), &sock);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = down.join();
+    Ok(())
+}
+
+/// `multiverse ssh-relay` (in the guest): joins the SSH virtio-serial port to sshd, one session
+/// at a time. A port whose host side is closed reads as end-of-file at once, so the relay waits
+/// for the first bytes of a session (the client's version line) before it connects to sshd, and a
+/// session ends when either side does.
+pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
+    loop {
+        let mut port = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&a.port)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cannot open {}: {e}", a.port.display());
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let mut first = [0u8; 4096];
+        let n = match port.read(&mut first) {
+            Ok(0) | Err(_) => {
+                // No client on the host side: nothing to relay yet.
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Ok(n) => n,
+        };
+        let tcp = match std::net::TcpStream::connect(&a.sshd) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot reach sshd at {}: {e}", a.sshd);
+                continue;
+            }
+        };
+        let session = (|| -> std::io::Result<()> {
+            let mut to_sshd = tcp.try_clone()?;
+            to_sshd.write_all(&first[..n])?;
+            let port_out = port.try_clone()?;
+            let from_sshd = tcp.try_clone()?;
+            let back = std::thread::spawn(move || pump(from_sshd, port_out));
+            // Host → sshd until the host side closes (EOF) or sshd is gone.
+            let _ = pump(&mut port, &mut to_sshd);
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
+            let _ = back.join();
+            Ok(())
+        })();
+        if let Err(e) = session {
+            tracing::warn!("ssh relay session: {e}");
+        }
+    }
+}
