@@ -13,10 +13,17 @@
 //! The file holds no secret (a token's serial number is printed on many devices) and is written
 //! atomically. A missing `[[step]]` list means the default chain ([`crate::chain::default_steps`]).
 //!
+//! When the process runs as root the file is read through [`crate::trust`]: it is used only if
+//! root alone could have written it (root-owned, not group/other-writable, every folder above it
+//! likewise), else loading fails with [`ConfigError::Untrusted`]. The file decides which programs
+//! root runs and whether root's watcher fires, so a file another user can change would hand them
+//! root. [`GuardConfig::save`] as root likewise refuses a folder root could not trust on reading.
+//!
 //! What this module is not: the watcher; it only reads and writes the file.
 
 use crate::chain::{default_steps, Step};
 use crate::token::{TokenSpec, Trigger};
+use crate::trust::{Policy, TrustError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -74,6 +81,9 @@ pub enum ConfigError {
     /// Unreadable.
     #[error("cannot read {0}")]
     Read(PathBuf, #[source] std::io::Error),
+    /// Running as root, the file (or a folder above it) could be changed by another user.
+    #[error("refusing the guard configuration {0}")]
+    Untrusted(PathBuf, #[source] crate::trust::TrustError),
     /// Not valid TOML for this schema.
     #[error("{0}: invalid guard configuration")]
     Parse(PathBuf, #[source] toml::de::Error),
@@ -97,12 +107,18 @@ pub fn path(root: &Path) -> PathBuf {
 }
 
 impl GuardConfig {
-    /// Loads the file; `Ok(None)` when it does not exist.
+    /// Loads the file under the process's [`Policy`]; `Ok(None)` when it does not exist.
     pub fn load(path: &Path) -> Result<Option<GuardConfig>, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ConfigError::Read(path.into(), e)),
+        Self::load_with(path, Policy::for_process())
+    }
+
+    /// Loads the file under `policy`; `Ok(None)` when it does not exist.
+    pub fn load_with(path: &Path, policy: Policy) -> Result<Option<GuardConfig>, ConfigError> {
+        let text = match crate::trust::read_to_string(path, policy) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
+            Err(TrustError::Io(p, e)) => return Err(ConfigError::Read(p, e)),
+            Err(e) => return Err(ConfigError::Untrusted(path.into(), e)),
         };
         let cfg: GuardConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
@@ -136,8 +152,18 @@ impl GuardConfig {
         ))
     }
 
-    /// Saves atomically; `Ok(false)` when the file already says exactly this.
+    /// Saves atomically; `Ok(false)` when the file already says exactly this. As root, the folder
+    /// must be one root alone can change (else [`ConfigError::Untrusted`], nothing written): a
+    /// file written there could be swapped by its owner before root reads it back.
     pub fn save(&self, path: &Path) -> Result<bool, ConfigError> {
+        let policy = Policy::for_process();
+        if policy == Policy::Root {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| ConfigError::Read(dir.into(), e))?;
+                crate::trust::check_dir(dir, policy)
+                    .map_err(|e| ConfigError::Untrusted(path.into(), e))?;
+            }
+        }
         mv_core::fsutil::write_public(path, self.to_toml()?.as_bytes()).map_err(ConfigError::Write)
     }
 }

@@ -10,7 +10,8 @@
 //!   token leaves (each with a timeout and a fallback, or recorded in dry-run); [`watch`] reads
 //!   uevents from a `NETLINK_KOBJECT_UEVENT` socket (or a unix datagram socket carrying the same
 //!   bytes) and fires the chain; [`config`] is the armed state on disk; [`udev`] writes the
-//!   equivalent udev rule for people who want no daemon.
+//!   equivalent udev rule for people who want no daemon; [`trust`] is the rule root's
+//!   configuration follows (root-owned, not writable by others, checked on the open descriptor).
 //!
 //! What this crate is not: a CLI. It prints nothing; `multiverse guard` does.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod container;
 pub mod image;
 pub mod luks;
 pub mod token;
+pub mod trust;
 pub mod udev;
 pub mod uevent;
 pub mod watch;

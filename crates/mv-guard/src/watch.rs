@@ -5,7 +5,9 @@
 //! bytes from a unix datagram socket (fixtures, machines where the test cannot create a
 //! namespace). One `poll(2)` waits on the source and on a signalfd: termination signals are blocked
 //! and handled per [`SignalPolicy`] (a watcher is hard to stop quietly), `SIGUSR1` re-reads the
-//! configuration and stops the watcher when it has been disarmed.
+//! configuration and stops the watcher when it has been disarmed. Re-reads go through
+//! [`GuardConfig::load`], so a watcher running as root refuses a file another user could have
+//! written ([`WatchEvent::ConfigRefused`]) and stays armed with the chain it started with.
 //!
 //! [`send_to_kernel`] asks the kernel to re-broadcast a uevent in the caller's network namespace
 //! (the kernel's `uevent_net_rcv` path, root only): the tests and the benchmark use it, inside a
@@ -213,6 +215,12 @@ pub enum WatchEvent {
     },
     /// The token left (or arrived) but the configuration says disarmed or paused.
     DisarmedIgnore,
+    /// A re-read configuration was refused (broken, or as root writable by another user): the
+    /// watcher keeps the chain it started with and stays armed.
+    ConfigRefused {
+        /// Why, with its causes.
+        why: String,
+    },
 }
 
 /// How a watch ended.
@@ -227,7 +235,9 @@ pub enum Outcome {
 /// Options of one watch.
 #[derive(Debug)]
 pub struct Watch {
-    /// The configuration file (re-read before firing and on SIGUSR1).
+    /// The configuration file, re-read before firing and on SIGUSR1 for `armed` and
+    /// `paused_until` only; the chain and signal policy are the ones given at start. A re-read
+    /// that fails (see [`WatchEvent::ConfigRefused`]) counts as armed.
     pub config_path: PathBuf,
     /// The chain.
     pub chain: Chain,
@@ -235,22 +245,44 @@ pub struct Watch {
     pub dry_run: bool,
 }
 
-fn armed_now(path: &Path) -> bool {
-    // An unreadable or broken file fails closed: the chain runs.
-    GuardConfig::load(path)
-        .map(|c| c.is_none_or(|c| c.armed))
-        .unwrap_or(true)
+/// What a re-read of the configuration says, failing closed: a missing file, a broken one, or
+/// (as root) one another user could have written counts as armed and not paused. A refused file
+/// is reported through `emit`; the chain is always the one the watcher started with.
+fn reread(path: &Path, emit: &mut dyn FnMut(&WatchEvent)) -> Option<GuardConfig> {
+    match GuardConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            emit(&WatchEvent::ConfigRefused {
+                why: error_chain(&e),
+            });
+            None
+        }
+    }
+}
+
+/// `e` and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn armed_now(path: &Path, emit: &mut dyn FnMut(&WatchEvent)) -> bool {
+    reread(path, emit).is_none_or(|c| c.armed)
 }
 
 /// Armed and not paused (fails closed like [`armed_now`]).
-fn fires_now(path: &Path) -> bool {
+fn fires_now(path: &Path, emit: &mut dyn FnMut(&WatchEvent)) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(u64::MAX);
-    GuardConfig::load(path)
-        .map(|c| c.is_none_or(|c| c.fires_at(now)))
-        .unwrap_or(true)
+    reread(path, emit).is_none_or(|c| c.fires_at(now))
 }
 
 impl Watch {
@@ -320,7 +352,7 @@ impl Watch {
                                 decision,
                             });
                             if fire {
-                                if fires_now(&self.config_path) {
+                                if fires_now(&self.config_path, emit) {
                                     let cause = if ev.action == "add" {
                                         "token-inserted"
                                     } else {
@@ -342,7 +374,7 @@ impl Watch {
                     let sig = Signal::try_from(info.ssi_signo as i32).ok();
                     let name = sig.map(|s| s.as_str().to_string()).unwrap_or_default();
                     if sig == Some(Signal::SIGUSR1) {
-                        if !armed_now(&self.config_path) {
+                        if !armed_now(&self.config_path, emit) {
                             emit(&WatchEvent::Signal {
                                 name,
                                 handled: "disarmed: stopping".into(),

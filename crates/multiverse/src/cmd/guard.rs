@@ -683,10 +683,30 @@ fn from_armed_token(g: &Global, a: &UnlockArgs) -> Result<Option<SecretBytes>, C
 
 fn load_config(g: &Global) -> Result<(PathBuf, Option<GuardConfig>), CliError> {
     let path = config::path(&g.root);
-    let cfg = GuardConfig::load(&path)
-        .usage()
-        .hint("fix or delete the guard configuration, then `multiverse guard arm` again")?;
+    let cfg = GuardConfig::load(&path).map_err(config_error)?;
     Ok((path, cfg))
+}
+
+/// Saves the configuration; a folder root cannot trust is the person's to fix, like on loading.
+fn save_config(cfg: &GuardConfig, path: &Path) -> Result<bool, CliError> {
+    cfg.save(path).map_err(|e| match e {
+        config::ConfigError::Untrusted(..) => config_error(e),
+        e => e.into(),
+    })
+}
+
+/// A configuration that cannot be used is the person's to fix (exit 2), with the way to fix it.
+fn config_error(e: config::ConfigError) -> CliError {
+    let hint = if matches!(e, config::ConfigError::Untrusted(..)) {
+        "root runs the chain: the guard configuration, its folder and every folder above must be \
+         owned by root and not writable by group or others (see docs/guard.md, \"Who may change \
+         the chain\"); nothing was run"
+    } else {
+        "fix or delete the guard configuration, then `multiverse guard arm` again"
+    };
+    let mut c = CliError::from(e).with_hint(hint);
+    c.kind = crate::error::Kind::Usage;
+    c
 }
 
 fn pid_path(g: &Global) -> PathBuf {
@@ -738,7 +758,7 @@ fn arm(g: &Global, a: ArmArgs) -> Result<(), CliError> {
         ));
         return Ok(());
     }
-    if cfg.save(&path)? {
+    if save_config(&cfg, &path)? {
         g.say(format!(
             "armed for token {spec}{on}; start the watcher: multiverse guard watch (as root)"
         ));
@@ -772,7 +792,7 @@ fn disarm(g: &Global, a: DisarmArgs) -> Result<(), CliError> {
             return Ok(());
         }
         cfg.paused_until = Some(now + secs);
-        cfg.save(&path)?;
+        save_config(&cfg, &path)?;
         g.say(format!(
             "paused for {secs} s: removing the token does nothing until then; the watcher keeps running"
         ));
@@ -787,7 +807,7 @@ fn disarm(g: &Global, a: DisarmArgs) -> Result<(), CliError> {
     }
     cfg.armed = false;
     cfg.paused_until = None;
-    cfg.save(&path)?;
+    save_config(&cfg, &path)?;
     if let Some(pid) = running_watcher(g) {
         let _ = mv_guard::watch::notify_watcher(pid);
         g.say(format!("disarmed; told the watcher (pid {pid}) to stop"));
@@ -911,6 +931,9 @@ fn print_event(g: &Global, e: &WatchEvent) {
             WatchEvent::Signal { name, handled } => format!("signal {name}: {handled}"),
             WatchEvent::DisarmedIgnore => {
                 "token removed or inserted but the guard is disarmed".into()
+            }
+            WatchEvent::ConfigRefused { why } => {
+                format!("configuration refused, still armed with the chain it started with: {why}")
             }
         }
     };
