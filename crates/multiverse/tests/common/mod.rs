@@ -143,3 +143,60 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The tests' cache folder: `MULTIVERSE_TEST_CACHE`, default `/var/cache/multiverse-tests`.
+pub fn test_cache_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var("MULTIVERSE_TEST_CACHE")
+            .unwrap_or_else(|_| "/var/cache/multiverse-tests".into()),
+    )
+}
+
+/// A bootable Debian base image built by the real `multiverse image build debian` (default
+/// options) into `<test cache>/image-tree/images/debian.qcow2`, with its packages cached in
+/// `<test cache>/image-packages/`. Built once per cache: `--if-needed` keeps an image whose
+/// manifest names this build's key and whose SHA-256 matches, and `flock` on
+/// `<test cache>/.image.lock` keeps two test binaries from building at once. Boot it with
+/// `snapshot=on` or through an overlay: never write to it.
+pub fn cached_debian_image() -> std::path::PathBuf {
+    static IMAGE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            for tool in [
+                "mmdebstrap",
+                "mke2fs",
+                "sfdisk",
+                "grub-mkimage",
+                "qemu-img",
+                "flock",
+            ] {
+                mv_testkit::require_tool(tool);
+            }
+            let cache = test_cache_dir();
+            let tree = cache.join("image-tree");
+            std::fs::create_dir_all(&tree).unwrap();
+            let started = Instant::now();
+            let out = Command::new("flock")
+                .arg(cache.join(".image.lock"))
+                .arg(MV)
+                .arg("--root")
+                .arg(&tree)
+                .args(["image", "build", "debian", "--if-needed"])
+                .env(
+                    "MULTIVERSE_IMAGE_CACHE",
+                    cache.join("image-packages/debian-bookworm-x86_64"),
+                )
+                .env_remove("MULTIVERSE_ROOT")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let said = success(&out);
+            eprintln!(
+                "cached_debian_image: {} ({:.1} s)",
+                said.trim(),
+                started.elapsed().as_secs_f64()
+            );
+            tree.join("images/debian.qcow2")
+        })
+        .clone()
+}

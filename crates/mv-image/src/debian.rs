@@ -1,0 +1,346 @@
+//! The Debian image: `mmdebstrap` into a folder, then plain-file configuration for a fast, serial
+//! console boot under SeaBIOS + GRUB.
+//!
+//! Package set: `--variant=apt` (Essential + apt) plus [`BASE_PACKAGES`] (init, udev, the kernel,
+//! its initramfs tool, iproute2) plus the build's include list, by default [`DEFAULT_INCLUDE`]:
+//! what the provisioning recipes install on router, service and application machines
+//! (`crates/mv-provision/recipes/*.toml`), so that provisioning a disk before its first boot needs
+//! no network. Services those packages enable on install (dnsmasq, tor) are disabled again here:
+//! provisioning enables what each machine's recipe names.
+//!
+//! Boot speed: the initramfs holds only the modules a virtio guest needs (`MODULES=list`:
+//! virtio_pci, virtio_blk; ext4 is built into the kernel), written before the kernel is installed
+//! so it is generated once; root is `PARTUUID=` (no wait for a `/dev/vda1` device unit, no fstab
+//! entry for `/`); `e2scrub_reap`, `getty-static` and the apt timers are masked; the serial getty
+//! on ttyS0 comes from `console=ttyS0`. Documentation, man pages and translations are not unpacked.
+//!
+//! What this is not: provisioning. No SSH host keys (removed), an empty `/etc/machine-id` (made
+//! at first boot), no passwords.
+
+use crate::{io_err, put, symlink, BuildOptions, ImageError, Kernel, Populated, Runner, Step};
+use std::path::Path;
+
+/// Tools a Debian build needs on the host, with their packages.
+pub const TOOLS: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap")];
+
+/// Always installed: what boots and what the image's own configuration relies on.
+pub const BASE_PACKAGES: &[&str] = &[
+    "systemd-sysv",
+    "udev",
+    "initramfs-tools",
+    "zstd",
+    "iproute2",
+];
+
+/// The default `--include` list: the Debian packages of the provisioning recipes for machines
+/// that boot this image (base, router, router-star, router-galaxy with WireGuard, application),
+/// plus a DHCP client for `iface … inet dhcp`. Controller and host packages are not included
+/// (those machines are not built from this image); OpenVPN neither (add `--include openvpn`).
+pub const DEFAULT_INCLUDE: &[&str] = &[
+    "openssh-server",
+    "ifupdown",
+    "isc-dhcp-client",
+    "ca-certificates",
+    "nftables",
+    "dnsmasq",
+    "tor",
+    "wireguard-tools",
+];
+
+/// Units masked in the image (symlinks to /dev/null): nothing at boot waits on them.
+pub const MASKED: &[&str] = &[
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "getty-static.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+];
+
+/// Enablement links that package installation made and provisioning decides instead.
+pub const DISABLED: &[&str] = &[
+    "multi-user.target.wants/dnsmasq.service",
+    "multi-user.target.wants/tor.service",
+    "multi-user.target.wants/nftables.service",
+    "getty.target.wants/getty@tty1.service",
+];
+
+/// Modules in the initramfs (`MODULES=list`); their dependencies come along.
+pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
+
+/// Kernel command line after `root=… console=ttyS0`: eth0, eth1… as provisioning names them.
+pub const CMDLINE_EXTRA: &str = "net.ifnames=0 quiet";
+
+/// The `dpkg` path excludes: no documentation (copyright files stay), man pages or translations.
+pub const DPKG_EXCLUDES: &[&str] = &[
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+];
+
+/// The kernel package for `kernel`.
+pub fn kernel_package(kernel: Kernel) -> &'static str {
+    match kernel {
+        Kernel::Cloud => "linux-image-cloud-amd64",
+        Kernel::Generic => "linux-image-amd64",
+    }
+}
+
+/// The package list given to mmdebstrap: base packages, the kernel, the include list (sorted,
+/// without duplicates).
+pub fn packages(opts: &BuildOptions) -> Vec<String> {
+    let mut v: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
+    v.push(kernel_package(opts.kernel).to_string());
+    v.extend(opts.include.iter().cloned());
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The apt sources: the release, its updates and its security suite (when the mirror is a
+/// standard `…/debian` one, security is the sibling `…/debian-security`).
+pub fn sources(opts: &BuildOptions) -> Vec<String> {
+    let m = opts.mirror.trim_end_matches('/');
+    let r = &opts.release;
+    let mut v = vec![
+        format!("deb {m} {r} main"),
+        format!("deb {m} {r}-updates main"),
+    ];
+    if let Some(base) = m.strip_suffix("/debian") {
+        v.push(format!("deb {base}/debian-security {r}-security main"));
+    }
+    v
+}
+
+/// The mmdebstrap command line. `stage` holds the initramfs configuration copied in before the
+/// kernel is installed; `cache` is the persistent .deb cache (synced in before, out after).
+pub fn mmdebstrap_step(opts: &BuildOptions, stage: &Path, rootfs: &Path) -> Step {
+    let cache = opts.cache.display().to_string();
+    let mut argv: Vec<String> = vec![
+        "mmdebstrap".into(),
+        "--mode=root".into(),
+        "--variant=apt".into(),
+        "--arch=amd64".into(),
+        "--format=directory".into(),
+        format!("--include={}", packages(opts).join(",")),
+    ];
+    for d in DPKG_EXCLUDES {
+        argv.push(format!("--dpkgopt={d}"));
+    }
+    argv.extend([
+        // Keep downloaded packages for the next build.
+        "--skip=download/empty".into(),
+        "--skip=essential/unlink".into(),
+        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/".into(),
+        format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"),
+        "--essential-hook=mkdir -p \"$1\"/etc/initramfs-tools/conf.d \"$1\"/usr/share/initramfs-tools/modules.d".into(),
+        format!(
+            "--essential-hook=copy-in {} /etc/initramfs-tools/conf.d/",
+            stage.join("conf.d/multiverse").display()
+        ),
+        format!(
+            "--essential-hook=copy-in {} /usr/share/initramfs-tools/modules.d/",
+            stage.join("modules.d/multiverse").display()
+        ),
+        format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"),
+        "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/cache/apt/*.bin".into(),
+        opts.release.clone(),
+        rootfs.display().to_string(),
+    ]);
+    argv.extend(sources(opts));
+    Step {
+        name: "mmdebstrap (packages into a folder)".into(),
+        argv,
+        stdin: None,
+    }
+}
+
+/// Installs the packages into `rootfs`; returns the package list and boot files.
+pub(crate) fn populate(
+    opts: &BuildOptions,
+    work: &Path,
+    rootfs: &Path,
+    runner: &dyn Runner,
+) -> Result<Populated, ImageError> {
+    let stage = work.join("stage");
+    put(
+        &stage,
+        "conf.d/multiverse",
+        "# Multiverse base image: only the modules a virtio guest needs (ext4 is built in).\nMODULES=list\nCOMPRESS=zstd\n",
+        0o644,
+    )?;
+    put(
+        &stage,
+        "modules.d/multiverse",
+        &(INITRAMFS_MODULES.join("\n") + "\n"),
+        0o644,
+    )?;
+    mmdebstrap_step(opts, &stage, rootfs).run(runner)?;
+    let packages =
+        crate::manifest::dpkg_packages(rootfs).map_err(io_err("read the package list"))?;
+    Ok(Populated {
+        packages,
+        kernel: "/vmlinuz".into(),
+        initrd: Some("/initrd.img".into()),
+        cmdline_extra: CMDLINE_EXTRA.into(),
+    })
+}
+
+/// The unit that prints `systemd-analyze` to the console once boot finished, when the host asks
+/// for it with `-fw_cfg name=opt/org.multiverse-os/boot-report,string=1` (tests, bench/boot.sh);
+/// otherwise it exits at once.
+pub const BOOT_REPORT_UNIT: &str = "[Unit]
+Description=Multiverse: print systemd-analyze to the console when the host asks (fw_cfg)
+DefaultDependencies=no
+After=sysinit.target
+
+[Service]
+Type=simple
+ExecStart=/usr/lib/multiverse/boot-report
+StandardOutput=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Its script.
+pub const BOOT_REPORT_SCRIPT: &str = "#!/bin/sh
+# Prints where boot time went, once boot is finished, if the host set the fw_cfg entry
+# opt/org.multiverse-os/boot-report. Otherwise does nothing.
+f=/sys/firmware/qemu_fw_cfg/by_name/opt/org.multiverse-os/boot-report/raw
+[ -e \"$f\" ] || modprobe -q qemu_fw_cfg 2>/dev/null || true
+[ -e \"$f\" ] || exit 0
+systemctl is-system-running --wait >/dev/null 2>&1 || true
+echo 'multiverse-boot-report: begin'
+systemd-analyze || true
+systemd-analyze blame --no-pager | head -n 15 || true
+systemd-analyze critical-chain --no-pager || true
+echo 'multiverse-boot-report: end'
+";
+
+/// Drop-in for ssh.service: start only once provisioning wrote a host key.
+pub const SSH_DROP_IN: &str = "# Multiverse base image: the base has no host keys (each machine gets its derived ones when it is
+# provisioned); until then sshd is skipped instead of failing.
+[Unit]
+ConditionPathExists=/etc/ssh/ssh_host_ed25519_key
+";
+
+/// Plain-file configuration of the installed root.
+pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
+    let sys = "etc/systemd/system";
+    // No identity in the base image.
+    if let Ok(rd) = std::fs::read_dir(rootfs.join("etc/ssh")) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("ssh_host_") {
+                std::fs::remove_file(e.path()).map_err(io_err("remove SSH host keys"))?;
+            }
+        }
+    }
+    put(rootfs, "etc/machine-id", "", 0o444)?;
+    let _ = std::fs::remove_file(rootfs.join("var/lib/dbus/machine-id"));
+    put(rootfs, "etc/hostname", "debian\n", 0o644)?;
+    put(
+        rootfs,
+        "etc/fstab",
+        "# Multiverse base image: the kernel mounts / (root=PARTUUID=… rw on its command line, see\n\
+         # /boot/grub/grub.cfg); no entry here, so boot waits for no device unit.\n",
+        0o644,
+    )?;
+    for unit in MASKED {
+        symlink(rootfs, &format!("{sys}/{unit}"), "/dev/null")?;
+    }
+    for link in DISABLED {
+        let _ = std::fs::remove_file(rootfs.join(sys).join(link));
+    }
+    // The first-boot stage: enabled where its [Install] section says.
+    put(
+        rootfs,
+        &format!("{sys}/multiverse-seed.service"),
+        crate::SEED_UNIT,
+        0o644,
+    )?;
+    put(
+        rootfs,
+        "usr/lib/multiverse/multiverse-seed",
+        crate::SEED_SCRIPT,
+        0o755,
+    )?;
+    for target in wanted_by(crate::SEED_UNIT) {
+        symlink(
+            rootfs,
+            &format!("{sys}/{target}.wants/multiverse-seed.service"),
+            "/etc/systemd/system/multiverse-seed.service",
+        )?;
+    }
+    // An unprovisioned machine has no host keys: sshd is skipped rather than failing.
+    put(
+        rootfs,
+        &format!("{sys}/ssh.service.d/multiverse.conf"),
+        SSH_DROP_IN,
+        0o644,
+    )?;
+    put(
+        rootfs,
+        &format!("{sys}/multiverse-boot-report.service"),
+        BOOT_REPORT_UNIT,
+        0o644,
+    )?;
+    put(
+        rootfs,
+        "usr/lib/multiverse/boot-report",
+        BOOT_REPORT_SCRIPT,
+        0o755,
+    )?;
+    symlink(
+        rootfs,
+        &format!("{sys}/multi-user.target.wants/multiverse-boot-report.service"),
+        "/etc/systemd/system/multiverse-boot-report.service",
+    )?;
+    Ok(())
+}
+
+/// The targets of a unit's `WantedBy=` lines.
+pub fn wanted_by(unit: &str) -> Vec<String> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+        } else if in_install {
+            if let Some(v) = line.strip_prefix("WantedBy=") {
+                out.extend(v.split_whitespace().map(str::to_string));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_unit_is_enabled_where_it_says() {
+        assert!(!wanted_by(crate::SEED_UNIT).is_empty());
+        assert_eq!(
+            wanted_by("[Unit]\nWantedBy=no\n[Install]\nWantedBy=a.target b.target\n"),
+            ["a.target", "b.target"]
+        );
+    }
+
+    #[test]
+    fn security_suite_is_the_sibling_of_a_debian_mirror() {
+        let o = BuildOptions::new(crate::Os::Debian, Path::new("/i"));
+        assert_eq!(
+            sources(&o),
+            [
+                "deb http://deb.debian.org/debian bookworm main",
+                "deb http://deb.debian.org/debian bookworm-updates main",
+                "deb http://deb.debian.org/debian-security bookworm-security main"
+            ]
+        );
+    }
+}
