@@ -14,18 +14,22 @@
 //! | [`Kind::Luks`] | `luks.key` (64 raw bytes) |
 //!
 //! Writing goes through `mv_core::fsutil` (temp file, fsync, rename, fsync of the folder), so each
-//! file is old or new after a crash. Those fsyncs dominate the cost of a fleet (15 files per
+//! file is old or new after a crash. Secret files are only written into folders of the caller or
+//! root ([`ExportError::ForeignFolder`] otherwise, before anything is written); with
+//! [`Folders::AllowForeign`] (the CLI's `--force`) they are written there anyway, still mode 0600
+//! from creation and owned by the caller, and a symlink of that other user is still never followed.
+//! An existing file counts as current only if it is a regular file (not a link) of ours. Those fsyncs dominate the cost of a fleet (15 files per
 //! machine), so [`write_files`] runs them on several threads: the journal then commits them
 //! together.
 
 use crate::keys::KeyError;
 use crate::public::PublicIdentity;
 use crate::root::Root;
-use mv_core::fsutil::{self, FsError};
+use mv_core::fsutil::{self, Folders, ForeignFolder, FsError};
 use mv_core::secret::{SecretBytes, SecretString};
 use mv_core::IdentityName;
 use ssh_key::{LineEnding, PrivateKey};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -265,16 +269,16 @@ impl ExportFile {
         } else {
             fsutil::PUBLIC_MODE
         };
-        let same_mode = std::fs::metadata(&self.path)
-            .map(|m| m.permissions().mode() & 0o7777 == mode)
-            .unwrap_or(false);
-        if !same_mode {
-            return false;
-        }
-        let Ok(existing) = std::fs::read(&self.path) else {
+        // Never through a link, never blocking on a FIFO; a secret must be ours.
+        let Ok((meta, existing)) = fsutil::read_regular(&self.path) else {
             return false;
         };
-        let existing = SecretBytes::new(existing);
+        if meta.permissions().mode() & 0o7777 != mode
+            || (self.secret && meta.uid() != fsutil::effective_uid())
+        {
+            return false;
+        }
+        let existing = SecretBytes::new(existing.to_vec());
         match (&self.equivalent, key_pass) {
             (Some(want), Some(pass)) => PrivateKey::from_openssh(existing.expose())
                 .ok()
@@ -310,26 +314,44 @@ pub enum ExportError {
     /// A file could not be written.
     #[error("cannot write an exported key")]
     Write(#[source] FsError),
+    /// Secrets would land in (or be led through a link of) a folder of another user.
+    #[error(
+        "refusing to write secret keys into {}: {reason}; write into a folder of your own, or \
+         pass --force (the files stay readable only by you, but that user can delete or \
+         replace them)",
+        folder.display()
+    )]
+    ForeignFolder {
+        /// The export folder asked for.
+        folder: PathBuf,
+        /// What on its path belongs to someone else.
+        reason: ForeignFolder,
+    },
 }
 
 /// Creates `dir` with mode 0700 if it does not exist (tor insists on it for an onion folder, and
-/// the folder holds secrets). An existing folder keeps its mode.
+/// the folder holds secrets), and so are the missing folders above it: the mode is given to
+/// `mkdir` itself, never set afterwards on a path someone could have swapped. An existing folder
+/// keeps its mode.
 fn private_dir(dir: &Path) -> Result<(), ExportError> {
     if dir.is_dir() {
         return Ok(());
     }
-    let err = |source| ExportError::Folder {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ExportError::Folder {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 fn write_one(
     f: &ExportFile,
     key_pass: Option<&SecretString>,
     dry_run: bool,
+    folders: Folders,
 ) -> Result<Outcome, ExportError> {
     if f.is_current(key_pass) {
         return Ok(Outcome::Unchanged);
@@ -341,23 +363,55 @@ fn write_one(
         private_dir(dir)?;
     }
     let r = if f.secret {
-        fsutil::write_secret(&f.path, f.contents.expose())
+        fsutil::write_atomic_with(&f.path, f.contents.expose(), fsutil::SECRET_MODE, folders)
     } else {
         fsutil::write_public(&f.path, f.contents.expose())
     };
-    r.map_err(ExportError::Write)?;
+    r.map_err(|e| match (e.foreign_folder().cloned(), f.path.parent()) {
+        (Some(reason), Some(folder)) => ExportError::ForeignFolder {
+            folder: folder.to_path_buf(),
+            reason,
+        },
+        _ => ExportError::Write(e),
+    })?;
     Ok(Outcome::Written)
 }
 
 /// Writes every file that is not already current (nothing on `dry_run`), on up to `threads`
 /// threads. Returns one outcome per file, in order; stops at the first error (files written before
-/// it stay written, each complete).
+/// it stay written, each complete). Secrets go only into folders of the caller or root.
 pub fn write_files(
     files: &[ExportFile],
     key_pass: Option<&SecretString>,
     dry_run: bool,
     threads: usize,
 ) -> Result<Vec<Outcome>, ExportError> {
+    write_files_with(files, key_pass, dry_run, threads, Folders::TrustedOnly)
+}
+
+/// The first folder of a secret in `files` that [`Folders::TrustedOnly`] refuses, and why: for a
+/// warning before a forced export.
+pub fn foreign_folder(files: &[ExportFile]) -> Option<(PathBuf, ForeignFolder)> {
+    files.iter().filter(|f| f.secret).find_map(|f| {
+        let dir = f.path.parent()?;
+        fsutil::untrusted_folder(dir).map(|r| (dir.to_path_buf(), r))
+    })
+}
+
+/// [`write_files`] with an explicit rule for folders of other users.
+pub fn write_files_with(
+    files: &[ExportFile],
+    key_pass: Option<&SecretString>,
+    dry_run: bool,
+    threads: usize,
+    folders: Folders,
+) -> Result<Vec<Outcome>, ExportError> {
+    // Refuse before creating or writing anything.
+    if folders == Folders::TrustedOnly {
+        if let Some((folder, reason)) = foreign_folder(files) {
+            return Err(ExportError::ForeignFolder { folder, reason });
+        }
+    }
     // Folders first, in order, so that two threads never race to create the same one.
     if !dry_run {
         let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
@@ -376,7 +430,7 @@ pub fn write_files(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = files.get(i) else { break };
-                        let r = write_one(f, key_pass, dry_run);
+                        let r = write_one(f, key_pass, dry_run, folders);
                         let failed = r.is_err();
                         mine.push((i, r));
                         if failed {

@@ -140,6 +140,10 @@ pub struct ExportArgs {
     /// Folder to write into (created with mode 0700)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Write secret keys even into a folder of another user (with a warning): they stay yours,
+    /// mode 0600, but that user can delete or replace them
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub key_pass: KeyPassArgs,
     #[command(flatten)]
@@ -430,8 +434,9 @@ fn apply(
     g: &Global,
     files: &[export::ExportFile],
     key_pass: Option<&SecretString>,
+    folders: mv_core::fsutil::Folders,
 ) -> Result<(), CliError> {
-    let outcomes = export::write_files(files, key_pass, g.dry_run, WRITE_THREADS)?;
+    let outcomes = export::write_files_with(files, key_pass, g.dry_run, WRITE_THREADS, folders)?;
     let (mut written, mut same) = (0, 0);
     for (f, o) in files.iter().zip(&outcomes) {
         match o {
@@ -470,7 +475,18 @@ fn export(g: &Global, a: ExportArgs) -> Result<(), CliError> {
     let root = unseal(g, &a.pass)?;
     let files = export::plan(&root, &name, &kinds(&a.kind), &a.out, key_pass.as_ref())?;
     record(g, vec![root.public_identity(&name)?])?;
-    apply(g, &files, key_pass.as_ref())
+    let folders = if a.force {
+        if let Some((dir, why)) = export::foreign_folder(&files) {
+            eprintln!(
+                "multiverse: warning: writing secret keys into {} anyway (--force): {why}",
+                dir.display()
+            );
+        }
+        mv_core::fsutil::Folders::AllowForeign
+    } else {
+        mv_core::fsutil::Folders::TrustedOnly
+    };
+    apply(g, &files, key_pass.as_ref(), folders)
 }
 
 fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
@@ -520,5 +536,10 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
     ));
     ids.push(person);
     record(g, ids)?;
-    apply(g, &files, key_pass.as_ref())
+    apply(
+        g,
+        &files,
+        key_pass.as_ref(),
+        mv_core::fsutil::Folders::TrustedOnly,
+    )
 }
