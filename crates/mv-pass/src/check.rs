@@ -2,7 +2,10 @@
 //! recipients?) and [`audit`] (weak, reused and old passwords).
 //!
 //! `fsck` reads only the unencrypted packet headers (the key ids an entry is addressed to), so
-//! it needs no secret key unless asked to try decryption too. `audit` decrypts every entry in
+//! it needs no secret key unless asked to try decryption too. It also walks the whole store
+//! (never following a link, skipping `.git`) and reports every symbolic link (the store never
+//! follows one: dangling, leading outside, or inside) and every temporary file an interrupted
+//! write left behind (`.NAME.gpg.tmp…`, after a crash or `kill -9`). `audit` decrypts every entry in
 //! parallel; passwords are compared through SHA-256 digests held in memory only, and never
 //! appear in the report.
 
@@ -47,6 +50,15 @@ pub enum FsckKind {
     },
     /// No `.gpg-id` governs the entry.
     NoGpgId,
+    /// A symbolic link: never followed by the store, so skipped by `ls`, `grep`, `find`, `audit`.
+    Symlink {
+        /// What it points to.
+        target: String,
+        /// `dangling`, `outside the store` or `inside the store`.
+        leads: String,
+    },
+    /// A temporary file left by a write that was interrupted (crash, `kill -9`).
+    TempFile,
 }
 
 impl std::fmt::Display for FsckKind {
@@ -63,6 +75,18 @@ impl std::fmt::Display for FsckKind {
             ),
             FsckKind::Unreadable { error } => write!(f, "unreadable: {error}"),
             FsckKind::NoGpgId => write!(f, "no .gpg-id applies to it"),
+            FsckKind::Symlink { target, leads } => write!(
+                f,
+                "symbolic link to {target} ({leads}): the store never follows links, so \
+                 ls, grep, find, audit and show skip or refuse it; remove it (`multiverse pass \
+                 rm NAME` removes the link itself) or replace it with a real file"
+            ),
+            FsckKind::TempFile => write!(
+                f,
+                "temporary file left by an interrupted write (crash or kill -9); the entry \
+                 itself is whole and nothing reads this file; remove it with `rm -f -- FILE` \
+                 while no other pass command runs"
+            ),
         }
     }
 }
@@ -89,7 +113,7 @@ pub fn fsck(
             }
             _ => {}
         }
-        let data = match std::fs::read(&file) {
+        let data = match crate::store::read_no_follow(&file) {
             Ok(d) => d,
             Err(e) => {
                 issues.push(issue(FsckKind::Unreadable {
@@ -132,7 +156,62 @@ pub fn fsck(
             }
         }
     }
+    issues.extend(stray_files(store)?);
     Ok(issues)
+}
+
+/// Links and leftover temporary files anywhere in the store (`.git` aside), in path order.
+fn stray_files(store: &Store) -> Result<Vec<FsckIssue>, StoreError> {
+    let dir = store.dir();
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let real_store = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .follow_root_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            StoreError::Fs(mv_core::fsutil::FsError::new(
+                "cannot list",
+                &path,
+                e.into_io_error()
+                    .unwrap_or_else(|| std::io::ErrorKind::Other.into()),
+            ))
+        })?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let path = entry.path();
+        let kind = if entry.path_is_symlink() {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            let leads = match std::fs::canonicalize(path) {
+                Err(_) => "dangling",
+                Ok(real) if real.starts_with(&real_store) => "inside the store",
+                Ok(_) => "outside the store",
+            };
+            FsckKind::Symlink {
+                target,
+                leads: leads.to_string(),
+            }
+        } else if entry.file_type().is_file() && mv_core::fsutil::is_temp_name(entry.file_name()) {
+            FsckKind::TempFile
+        } else {
+            continue;
+        };
+        out.push(FsckIssue {
+            file: path.to_path_buf(),
+            kind,
+        });
+    }
+    Ok(out)
 }
 
 /// Why a password counts as weak.

@@ -5,6 +5,11 @@
 //! inside some other repository never commits into that one. Paths go after `--`, so an entry
 //! named `-rf` is a path, not an option. Nothing secret is ever on git's command line: entries
 //! are committed as the encrypted files they are.
+//!
+//! Every git command also gets `-c core.symlinks=false`: a symbolic link that arrives by `pull`,
+//! `merge` or `checkout` is written as a small plain file holding the link's text, never as a
+//! link (the store refuses links anyway, see `store`; this keeps them from appearing at all when
+//! git runs through us).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -51,7 +56,7 @@ impl Git {
     /// A git command with pass's environment.
     pub fn command(store: &Path) -> Command {
         let mut c = Command::new("git");
-        c.arg("-C").arg(store);
+        c.arg("-C").arg(store).args(["-c", "core.symlinks=false"]);
         for v in [
             "GIT_DIR",
             "GIT_WORK_TREE",

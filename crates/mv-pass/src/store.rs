@@ -11,7 +11,14 @@
 //!   file to commit or leave behind), so two writers are serialised;
 //! - when the store is a git repository, each change is one commit with pass's exact message;
 //! - a file that cannot be read or decrypted is an error naming that file; bulk reads (`grep`)
-//!   go on with the others and report it.
+//!   go on with the others and report it;
+//! - no symbolic link inside the store is ever followed, whether it arrived by `git pull` or
+//!   otherwise: a write (insert, generate, edit, cp/mv destination, init -p, otp) whose path has a
+//!   link anywhere below the store folder is refused with [`StoreError::Symlink`] naming the entry;
+//!   a read (show, cp/mv source) of a link is refused the same way, even if the link points inside
+//!   the store; `ls`, `find`, `grep` and `audit` skip links (dangling or not) and `fsck` reports
+//!   them; `rm` of a link removes the link itself, never what it points to, and a link above the
+//!   entry is refused. The store folder itself may be a link (that is the person's choice).
 //!
 //! What this is not: a CLI. Nothing here prints or prompts.
 
@@ -89,6 +96,19 @@ pub enum StoreError {
     /// Recipients named with an empty list.
     #[error("init needs at least one key id")]
     NoRecipients,
+    /// A symbolic link inside the store on the way to an entry (never followed).
+    #[error(
+        "`{name}`: {} is a symbolic link, and links inside the password store are never followed \
+         (one could lead outside it); remove the link (`multiverse pass rm` removes the link \
+         itself) or replace it with a real file or folder",
+        path.display()
+    )]
+    Symlink {
+        /// The entry (or folder) asked for.
+        name: String,
+        /// The link.
+        path: PathBuf,
+    },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -165,6 +185,19 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The entry's file, relative to the store.
+fn entry_rel(name: &EntryName) -> PathBuf {
+    PathBuf::from(format!("{name}.gpg"))
+}
+
+/// Reads a regular file, refusing a symlink in its place (`O_NOFOLLOW`) and never blocking on a
+/// FIFO or device (`O_NONBLOCK`, then only a regular file is read).
+pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    // Entries are ciphertext: no need to keep the wiping buffer.
+    let (_, mut data) = fsutil::read_regular(path)?;
+    Ok(std::mem::take(&mut *data))
+}
+
 /// A password store folder.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -231,8 +264,16 @@ impl Store {
             } else {
                 self.dir.join(&cur).join(".gpg-id")
             };
-            if id.is_file() {
-                let text = fs::read_to_string(&id).map_err(fs_err("cannot read", &id))?;
+            let meta = fs::symlink_metadata(&id);
+            if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StoreError::Symlink {
+                    name: folder.to_string(),
+                    path: id,
+                });
+            }
+            if meta.is_ok_and(|m| m.file_type().is_file()) {
+                let text = read_no_follow(&id).map_err(fs_err("cannot read", &id))?;
+                let text = String::from_utf8_lossy(&text);
                 // pass: one id per line; `#` comments and blank lines are skipped by gpg-id readers.
                 let ids: Vec<String> = text
                     .lines()
@@ -255,21 +296,65 @@ impl Store {
         Ok(self.recipients_for(name.parent().unwrap_or(""))?.1)
     }
 
-    /// Whether the entry exists.
+    /// Whether the entry exists: a regular file, or a link in its place (which every read and
+    /// write then refuses by name).
     pub fn contains(&self, name: &EntryName) -> bool {
-        name.file_in(&self.dir).is_file()
+        fs::symlink_metadata(name.file_in(&self.dir))
+            .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink())
+    }
+
+    /// Refuses `rel` (a path under the store) when one of its components is a symbolic link:
+    /// all of them with `last`, else all but the last. A component that does not exist ends the
+    /// check: what a write creates there is a real folder.
+    fn no_links(&self, name: &str, rel: &Path, last: bool) -> Result<()> {
+        let comps: Vec<_> = rel.components().collect();
+        let upto = if last {
+            comps.len()
+        } else {
+            comps.len().saturating_sub(1)
+        };
+        let mut cur = self.dir.clone();
+        for c in &comps[..upto] {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(StoreError::Symlink {
+                        name: name.to_string(),
+                        path: cur,
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a write to `name` if its file or a folder above it is a link.
+    fn writable(&self, name: &EntryName) -> Result<()> {
+        self.no_links(name.as_str(), &entry_rel(name), true)
+    }
+
+    /// Reads the entry's file without following a link at any level below the store.
+    fn read_file(&self, name: &EntryName) -> Result<Vec<u8>> {
+        let path = name.file_in(&self.dir);
+        self.no_links(name.as_str(), &entry_rel(name), true)?;
+        read_no_follow(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(name.to_string()),
+            _ if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) => {
+                StoreError::Symlink {
+                    name: name.to_string(),
+                    path: path.clone(),
+                }
+            }
+            _ => fs_err("cannot read", &path)(e),
+        })
     }
 
     /// Reads and decrypts one entry.
     pub fn read(&self, name: &EntryName, crypto: &dyn Crypto) -> Result<SecretBytes> {
         let path = name.file_in(&self.dir);
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(name.to_string()))
-            }
-            Err(e) => return Err(fs_err("cannot read", &path)(e)),
-        };
+        let data = self.read_file(name)?;
         self.decrypt_file(&path, &data, crypto)
     }
 
@@ -284,6 +369,7 @@ impl Store {
     /// The caller holds the lock. Returns the file written.
     fn put(&self, name: &EntryName, plain: &[u8], crypto: &dyn Crypto) -> Result<PathBuf> {
         let path = name.file_in(&self.dir);
+        self.writable(name)?;
         let recipients = self.recipients_of(name)?;
         let ct = crypto
             .encrypt(plain, &recipients)
@@ -305,6 +391,7 @@ impl Store {
         crypto: &dyn Crypto,
     ) -> Result<Change> {
         let _l = self.lock()?;
+        self.writable(name)?;
         if !force && self.contains(name) {
             return Err(StoreError::Exists(name.to_string()));
         }
@@ -347,9 +434,11 @@ impl Store {
         crypto: &dyn Crypto,
     ) -> Result<Option<Change>> {
         let _l = self.lock()?;
+        self.writable(name)?;
         if self.contains(name) {
             if let Ok(old) = self.read(name, crypto) {
-                let same_recipients = fs::read(name.file_in(&self.dir))
+                let same_recipients = self
+                    .read_file(name)
                     .ok()
                     .map(|d| {
                         self.recipients_of(name)
@@ -382,6 +471,7 @@ impl Store {
         crypto: &dyn Crypto,
     ) -> Result<(SecretString, Change)> {
         let _l = self.lock()?;
+        self.writable(name)?;
         let exists = self.contains(name);
         if exists && !force && !in_place {
             return Err(StoreError::Exists(name.to_string()));
@@ -413,13 +503,21 @@ impl Store {
         let _l = self.lock()?;
         let file = name.file_in(&self.dir);
         let dir = name.dir_in(&self.dir);
-        let target = if file.is_file() {
+        // A link above the entry is refused; the entry or folder itself, if a link, is unlinked
+        // (never followed, never recursed into).
+        self.no_links(name.as_str(), &entry_rel(name), false)?;
+        let kind = |p: &Path| fs::symlink_metadata(p).ok().map(|m| m.file_type());
+        let (file_kind, dir_kind) = (kind(&file), kind(&dir));
+        let target = if file_kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
             fs::remove_file(&file).map_err(fs_err("cannot remove", &file))?;
             file
-        } else if dir.is_dir() && recursive {
+        } else if dir_kind.is_some_and(|t| t.is_symlink()) {
+            fs::remove_file(&dir).map_err(fs_err("cannot remove", &dir))?;
+            dir
+        } else if dir_kind.is_some_and(|t| t.is_dir()) && recursive {
             fs::remove_dir_all(&dir).map_err(fs_err("cannot remove", &dir))?;
             dir
-        } else if dir.is_dir() {
+        } else if dir_kind.is_some_and(|t| t.is_dir()) {
             return Err(StoreError::Fs(FsError::new(
                 "is a folder (use --recursive):",
                 &dir,
@@ -456,7 +554,10 @@ impl Store {
     /// Every entry under `prefix` (all with `None`), in name order.
     pub fn list(&self, prefix: Option<&EntryName>) -> Result<Vec<EntryName>> {
         let root = match prefix {
-            Some(p) => p.dir_in(&self.dir),
+            Some(p) => {
+                self.no_links(p.as_str(), Path::new(p.as_str()), true)?;
+                p.dir_in(&self.dir)
+            }
             None => self.dir.clone(),
         };
         if !root.exists() {
@@ -467,8 +568,11 @@ impl Store {
             };
         }
         let mut out = Vec::new();
+        // Links are never followed: a link (dangling, or to a file or folder anywhere) is skipped
+        // here and reported by `fsck`. The store folder itself may be a link.
         let walker = walkdir::WalkDir::new(&root)
-            .follow_links(true)
+            .follow_links(false)
+            .follow_root_links(true)
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walker {
@@ -520,9 +624,9 @@ impl Store {
         let n = names.len();
         let work = |name: &EntryName| -> std::result::Result<Option<T>, BulkError> {
             let path = name.file_in(&self.dir);
-            let data = fs::read(&path).map_err(|e| BulkError {
+            let data = self.read_file(name).map_err(|e| BulkError {
                 file: path.clone(),
-                error: chain(&FsError::new("cannot read", &path, e)),
+                error: chain(&e),
             })?;
             let plain = self
                 .decrypt_file(&path, &data, crypto)
@@ -596,6 +700,17 @@ impl Store {
         let _l = self.lock()?;
         let src_file = from.file_in(&self.dir);
         let src_dir = from.dir_in(&self.dir);
+        // A source that is, or lies under, a link is refused (it could pull a file from outside
+        // the store in); so is a destination that is or lies under one (checked by `put`).
+        self.no_links(from.as_str(), &entry_rel(from), false)?;
+        for p in [&src_file, &src_dir] {
+            if fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StoreError::Symlink {
+                    name: from.to_string(),
+                    path: p.clone(),
+                });
+            }
+        }
         // (source entry, destination entry) pairs.
         let mut pairs: Vec<(EntryName, EntryName)> = Vec::new();
         if src_file.is_file() {
@@ -618,6 +733,9 @@ impl Store {
             }
         } else {
             return Err(StoreError::NotFound(from.to_string()));
+        }
+        for (_, d) in &pairs {
+            self.writable(d)?;
         }
         if !force {
             if let Some((_, d)) = pairs.iter().find(|(_, d)| self.contains(d)) {
@@ -667,6 +785,12 @@ impl Store {
         let _l = self.lock()?;
         let folder = subdir.map_or_else(|| self.dir.clone(), |s| s.dir_in(&self.dir));
         let id_file = folder.join(".gpg-id");
+        let id_rel = subdir.map_or_else(
+            || PathBuf::from(".gpg-id"),
+            |s| Path::new(s.as_str()).join(".gpg-id"),
+        );
+        let shown = subdir.map_or(".gpg-id".to_string(), |s| s.to_string());
+        self.no_links(&shown, &id_rel, true)?;
         let mut text = String::new();
         for id in ids {
             text.push_str(id);
@@ -704,7 +828,7 @@ impl Store {
         for name in self.list(prefix)? {
             let path = name.file_in(&self.dir);
             let recipients = self.recipients_of(&name)?;
-            let data = fs::read(&path).map_err(fs_err("cannot read", &path))?;
+            let data = self.read_file(&name)?;
             if self.encrypted_to_exactly(&data, &recipients, crypto)? {
                 continue;
             }
