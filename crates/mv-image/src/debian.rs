@@ -256,25 +256,22 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
         let _ = std::fs::remove_file(rootfs.join(sys).join(link));
     }
     // The first-boot stage: enabled where its [Install] section says.
-    put(
-        rootfs,
-        &format!("{sys}/multiverse-seed.service"),
-        crate::SEED_UNIT,
-        0o644,
-    )?;
+    for (name, text) in crate::GUEST_UNITS {
+        put(rootfs, &format!("{sys}/{name}"), text, 0o644)?;
+        for target in wanted_by(text) {
+            symlink(
+                rootfs,
+                &format!("{sys}/{target}.wants/{name}"),
+                &format!("/etc/systemd/system/{name}"),
+            )?;
+        }
+    }
     put(
         rootfs,
         "usr/lib/multiverse/multiverse-seed",
         crate::SEED_SCRIPT,
         0o755,
     )?;
-    for target in wanted_by(crate::SEED_UNIT) {
-        symlink(
-            rootfs,
-            &format!("{sys}/{target}.wants/multiverse-seed.service"),
-            "/etc/systemd/system/multiverse-seed.service",
-        )?;
-    }
     // An unprovisioned machine has no host keys: sshd is skipped rather than failing.
     put(
         rootfs,

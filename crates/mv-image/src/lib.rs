@@ -42,6 +42,14 @@ pub const BUILDER_VERSION: u32 = 1;
 pub const SEED_UNIT: &str = include_str!("../guest/multiverse-seed.service");
 /// Its script, installed as `/usr/lib/multiverse/multiverse-seed` (0755).
 pub const SEED_SCRIPT: &str = include_str!("../guest/multiverse-seed");
+/// `multiverse ssh`'s guest end (virtio-serial to sshd), installed as
+/// `/etc/systemd/system/multiverse-ssh-relay.service`.
+pub const SSH_RELAY_UNIT: &str = include_str!("../guest/multiverse-ssh-relay.service");
+/// The guest units installed and enabled (per their `[Install]` section): (file name, text).
+pub const GUEST_UNITS: &[(&str, &str)] = &[
+    ("multiverse-seed.service", SEED_UNIT),
+    ("multiverse-ssh-relay.service", SSH_RELAY_UNIT),
+];
 
 /// Which distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -196,6 +204,7 @@ impl BuildOptions {
             "mirror": self.mirror,
             "include": include,
             "seed_unit": SEED_UNIT,
+            "ssh_relay_unit": SSH_RELAY_UNIT,
             "seed_script": SEED_SCRIPT,
         });
         hex::encode(Sha256::digest(doc.to_string().as_bytes()))
