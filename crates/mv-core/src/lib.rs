@@ -1,5 +1,7 @@
 //! `mv-core`: the few pieces every Multiverse crate needs and none should write twice.
 //!
+//! - [`confined`]: [`confined::RootDir`], reads and writes inside another system's root folder
+//!   (a guest's mounted `/`) that no symlink can lead out of.
 //! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
 //!   (mode 0600 from the moment they exist).
 //! - [`name`]: [`name::MachineName`], a validated machine FQDN (`star.router.multiverse`), and
@@ -9,6 +11,7 @@
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
 #![forbid(unsafe_code)]
 
+pub mod confined;
 pub mod fsutil;
 pub mod name;
 pub mod secret;

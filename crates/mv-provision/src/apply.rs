@@ -14,6 +14,11 @@
 //!    folder and the target is as before;
 //! 4. commit: create folders, rename staged files into place, create service links.
 //!
+//! Every read and write of a local target goes through [`mv_core::confined::RootDir`]: the
+//! target is another system's `/`, and its symlinks resolve inside it (an absolute link to
+//! `/etc/ssh` is the target's `/etc/ssh`, never the host's), the staging folder is made, filled
+//! and renamed from through the root's descriptor, and modes and owners are set on descriptors.
+//!
 //! Services are enabled the way `systemctl enable` and `rc-update add` do it, by symlinks, so no
 //! init system has to run in the target. Commands run through a [`Runner`], which tests replace to
 //! assert the exact command lines (Alpine: no `apk` exists here).
@@ -23,12 +28,13 @@ use crate::model::Os;
 use crate::pkgdb;
 use crate::recipe::ServiceSpec;
 use crate::render::{Contents, Desired, DesiredFile};
+use mv_core::confined::RootDir;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why planning or applying failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +164,15 @@ pub struct Target {
     /// For a machine reached over SSH: the `ssh ... root@host` prefix; `root` is then a local
     /// shadow copy of the machine's relevant files (see [`crate::remote`]).
     ssh: Option<Vec<String>>,
+    /// The opened root of a local target (a remote one's shadow is reopened after each fetch).
+    dir: Option<Arc<RootDir>>,
+}
+
+fn os_marker(os: Os) -> &'static str {
+    match os {
+        Os::Debian => "etc/debian_version",
+        Os::Alpine => "etc/alpine-release",
+    }
 }
 
 impl Target {
@@ -166,11 +181,9 @@ impl Target {
         if !root.is_dir() {
             return Err(ApplyError::NoTarget(root.to_path_buf()));
         }
-        let marker = match os {
-            Os::Debian => "etc/debian_version",
-            Os::Alpine => "etc/alpine-release",
-        };
-        if !root.join(marker).is_file() {
+        let dir = RootDir::open(root).map_err(|_| ApplyError::NoTarget(root.to_path_buf()))?;
+        let marker = os_marker(os);
+        if !dir.metadata(marker).is_ok_and(|m| m.is_file()) {
             return Err(ApplyError::WrongOs {
                 path: root.to_path_buf(),
                 expected: os,
@@ -181,6 +194,7 @@ impl Target {
             root: root.to_path_buf(),
             os,
             ssh: None,
+            dir: Some(Arc::new(dir)),
         })
     }
 
@@ -191,6 +205,7 @@ impl Target {
             root: shadow.to_path_buf(),
             os,
             ssh: Some(ssh),
+            dir: None,
         }
     }
 
@@ -211,11 +226,8 @@ impl Target {
             None => Ok(()),
             Some(ssh) => {
                 crate::remote::fetch(self, ssh, desired, runner)?;
-                let marker = match self.os {
-                    Os::Debian => "etc/debian_version",
-                    Os::Alpine => "etc/alpine-release",
-                };
-                if self.root.join(marker).is_file() {
+                let marker = os_marker(self.os);
+                if self.dir()?.metadata(marker).is_ok_and(|m| m.is_file()) {
                     Ok(())
                 } else {
                     Err(ApplyError::WrongOs {
@@ -233,18 +245,30 @@ impl Target {
         &self.root
     }
 
-    /// Host path of an absolute path inside the target.
+    /// Host path of an absolute path inside the target, for messages only: opening it would
+    /// follow the target's symlinks on the host. Reads and writes go through [`Target::dir`].
     pub fn path(&self, p: &str) -> PathBuf {
         self.root.join(p.trim_start_matches('/'))
     }
 
-    fn read_opt(&self, p: &str) -> Result<Option<Vec<u8>>, ApplyError> {
-        let path = self.path(p);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ApplyError::Read { path, source }),
+    /// The target's root, opened: every path resolves inside it.
+    pub fn dir(&self) -> Result<Arc<RootDir>, ApplyError> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => RootDir::open(&self.root)
+                .map(Arc::new)
+                .map_err(|source| ApplyError::Read {
+                    path: self.root.clone(),
+                    source,
+                }),
         }
+    }
+
+    fn read_opt(&self, p: &str) -> Result<Option<Vec<u8>>, ApplyError> {
+        self.dir()?.read_opt(p).map_err(|source| ApplyError::Read {
+            path: self.path(p),
+            source,
+        })
     }
 
     fn read_text(&self, p: &str) -> Result<String, ApplyError> {
@@ -346,7 +370,7 @@ impl Target {
         match self.os {
             Os::Alpine => {
                 let script = format!("/etc/init.d/{}", svc.name);
-                if !self.path(&script).exists() {
+                if self.dir()?.metadata(&script).is_err() {
                     return Ok(None);
                 }
                 Ok(Some(vec![(
@@ -550,14 +574,17 @@ impl Plan {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Staged {
     pub(crate) packages: Vec<String>,
-    pub(crate) dirs: Vec<(PathBuf, u32, u32, u32)>,
+    /// (path in the target, mode, uid, gid).
+    pub(crate) dirs: Vec<(String, u32, u32, u32)>,
     pub(crate) files: Vec<StagedFile>,
-    pub(crate) links: Vec<(PathBuf, String)>,
+    /// (link in the target, its text).
+    pub(crate) links: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct StagedFile {
-    pub(crate) dest: PathBuf,
+    /// Path in the target.
+    pub(crate) dest: String,
     pub(crate) contents: Contents,
     pub(crate) mode: u32,
     pub(crate) uid: u32,
@@ -586,6 +613,7 @@ fn default_shell(os: Os) -> &'static str {
 pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     let mut changes = Vec::new();
     let mut staged = Staged::default();
+    let dir = target.dir()?;
 
     // Packages.
     let installed = target.installed()?;
@@ -622,8 +650,8 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     // Folders.
     for d in &desired.dirs {
         let (uid, gid) = owner_ids(&d.owner, &d.path)?;
-        let host = target.path(&d.path);
-        let meta = fs::symlink_metadata(&host).ok();
+        // Followed inside the target: a folder linked elsewhere in it is that folder.
+        let meta = dir.metadata(&d.path).ok();
         let right = meta.as_ref().is_some_and(|m| {
             m.is_dir() && m.mode() & 0o7777 == d.mode && m.uid() == uid && m.gid() == gid
         });
@@ -634,20 +662,21 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
                 owner: d.owner.clone(),
                 create: meta.is_none(),
             });
-            staged.dirs.push((host, d.mode, uid, gid));
+            staged.dirs.push((d.path.clone(), d.mode, uid, gid));
         }
     }
 
     // Files, then the account files themselves.
     let mut files: Vec<DesiredFile> = desired.files.clone();
     if next != current {
-        let shadow_meta = fs::metadata(target.path("/etc/shadow")).ok();
+        let shadow_meta = dir.metadata("/etc/shadow").ok();
         for (path, text, default_mode) in [
             ("/etc/passwd", next.passwd.render(), 0o644),
             ("/etc/group", next.group.render(), 0o644),
             ("/etc/shadow", next.shadow.render(), 0o640),
         ] {
-            let mode = fs::metadata(target.path(path))
+            let mode = dir
+                .metadata(path)
                 .map(|m| m.mode() & 0o7777)
                 .unwrap_or(default_mode);
             let contents = if path == "/etc/shadow" {
@@ -675,9 +704,8 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
             Some((u, g)) => (owner_ids(u, &f.path)?.0, g.parse().unwrap_or(0)),
             None => owner_ids(&f.owner, &f.path)?,
         };
-        let host = target.path(&f.path);
         let current = target.read_opt(&f.path)?;
-        let meta = fs::symlink_metadata(&host).ok();
+        let meta = dir.symlink_metadata(&f.path).ok();
         let action = match (&current, &meta) {
             (None, _) => Some("create"),
             (Some(old), _) if old.as_slice() != f.contents.bytes() => Some("update"),
@@ -706,7 +734,7 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
             diff: d,
         });
         staged.files.push(StagedFile {
-            dest: host,
+            dest: f.path.clone(),
             contents: f.contents.clone(),
             mode: f.mode,
             uid,
@@ -719,15 +747,14 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
         match target.service_links(svc)? {
             Some(links) => {
                 for (link, to) in links {
-                    let host = target.path(&link);
-                    let ok = fs::read_link(&host).is_ok_and(|t| t == Path::new(&to));
+                    let ok = dir.read_link(&link).is_ok_and(|t| t == Path::new(&to));
                     if !ok {
                         changes.push(Change::Service {
                             name: svc.name.clone(),
                             link: link.clone(),
                             to: to.clone(),
                         });
-                        staged.links.push((host, to));
+                        staged.links.push((link, to));
                     }
                 }
             }
@@ -756,47 +783,58 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
 }
 
 /// Puts a chroot target's own `/etc/resolv.conf` back when dropped.
-struct Resolver {
-    path: PathBuf,
-    saved: PathBuf,
+struct BorrowedResolver {
+    dir: Arc<RootDir>,
 }
 
-impl Drop for Resolver {
+const RESOLV: &str = "/etc/resolv.conf";
+const RESOLV_SAVED: &str = "/etc/.resolv.conf.multiverse-saved";
+
+impl Drop for BorrowedResolver {
     fn drop(&mut self) {
-        let _ = fs::rename(&self.saved, &self.path);
+        let _ = self.dir.rename(RESOLV_SAVED, RESOLV);
     }
 }
 
 /// For a chroot (not `/`, not SSH) whose resolv.conf differs from the host's, moves it aside and
 /// copies the host's in; the guard restores it, so the target ends as it was.
-fn borrow_resolver(target: &Target) -> Result<Option<Resolver>, ApplyError> {
+fn borrow_resolver(target: &Target) -> Result<Option<BorrowedResolver>, ApplyError> {
     if target.ssh.is_some() || target.root == Path::new("/") {
         return Ok(None);
     }
     let host = fs::read("/etc/resolv.conf").unwrap_or_default();
-    let path = target.path("/etc/resolv.conf");
-    let ours = fs::symlink_metadata(&path).ok();
-    if ours.is_none() || host.is_empty() || fs::read(&path).is_ok_and(|b| b == host) {
+    let dir = target.dir()?;
+    let ours = dir.symlink_metadata(RESOLV).ok();
+    if ours.is_none() || host.is_empty() || dir.read(RESOLV).is_ok_and(|b| b == host) {
         return Ok(None);
     }
-    let saved = target.path("/etc/.resolv.conf.multiverse-saved");
-    fs::rename(&path, &saved).map_err(|source| ApplyError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    let guard = Resolver { path, saved };
-    write_file(&guard.path, &host, 0o644)?;
+    dir.rename(RESOLV, RESOLV_SAVED)
+        .map_err(|source| ApplyError::Write {
+            path: target.path(RESOLV),
+            source,
+        })?;
+    let guard = BorrowedResolver { dir: dir.clone() };
+    dir.write_new(RESOLV, &host, 0o644, None)
+        .map_err(|source| ApplyError::Write {
+            path: target.path(RESOLV),
+            source,
+        })?;
     Ok(Some(guard))
 }
 
-/// Removes a file when dropped (the temporary policy-rc.d, the staging folder).
-struct Cleanup(PathBuf, bool);
+/// Removes a file or folder of the target when dropped (the temporary policy-rc.d, the staging
+/// folder).
+struct Cleanup {
+    dir: Arc<RootDir>,
+    path: String,
+    tree: bool,
+}
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = if self.1 {
-            fs::remove_dir_all(&self.0)
+        let _ = if self.tree {
+            self.dir.remove_dir_all(&self.path)
         } else {
-            fs::remove_file(&self.0)
+            self.dir.remove_file(&self.path)
         };
     }
 }
@@ -822,11 +860,13 @@ fn install_packages(
     let mut _policy = None;
     if target.os == Os::Debian && target.ssh.is_none() {
         // Package lists: a fresh debootstrap has none.
-        let lists = target.path("/var/lib/apt/lists");
-        let has_lists = fs::read_dir(&lists)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        let has_lists = target
+            .dir()?
+            .read_dir("/var/lib/apt/lists")
+            .map(|names| {
+                names
+                    .iter()
+                    .any(|n| n.to_string_lossy().ends_with("_Packages"))
             })
             .unwrap_or(false);
         if !has_lists {
@@ -862,14 +902,24 @@ fn install_packages(
     }
     if target.os == Os::Debian && target.root != Path::new("/") && target.ssh.is_none() {
         // Maintainer scripts must not start tor, dnsmasq or sshd on the machine doing the build.
-        let p = target.path("/usr/sbin/policy-rc.d");
-        if !p.exists() {
-            write_file(
-                &p,
+        let p = "/usr/sbin/policy-rc.d";
+        let dir = target.dir()?;
+        if dir.metadata(p).is_err() {
+            dir.write_new(
+                p,
                 b"#!/bin/sh\n# multiverse provision: no daemons start in a chroot\nexit 101\n",
                 0o755,
-            )?;
-            _policy = Some(Cleanup(p, false));
+                None,
+            )
+            .map_err(|source| ApplyError::Write {
+                path: target.path(p),
+                source,
+            })?;
+            _policy = Some(Cleanup {
+                dir,
+                path: p.to_string(),
+                tree: false,
+            });
         }
     }
     // A provisioned router's resolv.conf points at its own dnsmasq, which does not run in a
@@ -882,24 +932,6 @@ fn install_packages(
             message: last_lines(&out.stderr, 4),
         });
     }
-    Ok(())
-}
-
-pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ApplyError> {
-    let werr = |source| ApplyError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(werr)?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(werr)?;
-    f.write_all(bytes).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
     Ok(())
 }
 
@@ -959,55 +991,58 @@ pub fn apply(
 }
 
 fn commit(target: &Target, staged: &Staged) -> Result<(), ApplyError> {
-    let staging = target
-        .root
-        .join(format!(".multiverse-provision.{}", std::process::id()));
-    let werr = |path: &Path| {
-        let path = path.to_path_buf();
+    let dir = target.dir()?;
+    let staging = format!("/.multiverse-provision.{}", std::process::id());
+    let werr = |p: &str| {
+        let path = target.path(p);
         move |source| ApplyError::Write { path, source }
     };
-    fs::create_dir(&staging).map_err(werr(&staging))?;
-    fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(werr(&staging))?;
-    let guard = Cleanup(staging.clone(), true);
+    let parent_of = |p: &str| {
+        Path::new(p)
+            .parent()
+            .map_or_else(|| "/".to_string(), |d| d.display().to_string())
+    };
+    // Made, never reused: something already there (a planted link) is an error.
+    dir.create_dir(&staging, 0o700).map_err(werr(&staging))?;
+    let guard = Cleanup {
+        dir: dir.clone(),
+        path: staging.clone(),
+        tree: true,
+    };
 
     // 1. Stage: every file with its final bytes, mode and owner. Secrets are 0600-or-stricter
     //    from creation because the mode is set at open.
     let mut ready = Vec::new();
     for (i, f) in staged.files.iter().enumerate() {
-        let tmp = staging.join(format!("{i}"));
-        write_file(&tmp, f.contents.bytes(), f.mode)?;
-        std::os::unix::fs::chown(&tmp, Some(f.uid), Some(f.gid)).map_err(werr(&tmp))?;
+        let tmp = format!("{staging}/{i}");
+        dir.write_new(&tmp, f.contents.bytes(), f.mode, Some((f.uid, f.gid)))
+            .map_err(werr(&tmp))?;
         ready.push((tmp, &f.dest));
     }
-    // 2. Commit: folders, renames, links.
-    for (dir, mode, uid, gid) in &staged.dirs {
-        fs::create_dir_all(dir).map_err(werr(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(werr(dir))?;
-        std::os::unix::fs::chown(dir, Some(*uid), Some(*gid)).map_err(werr(dir))?;
+    // 2. Commit: folders, renames, links, each resolved inside the target.
+    for (d, mode, uid, gid) in &staged.dirs {
+        dir.create_dir_all(d, 0o755).map_err(werr(d))?;
+        dir.set_owner(d, *uid, *gid).map_err(werr(d))?;
+        dir.set_mode(d, *mode).map_err(werr(d))?;
     }
     for (tmp, dest) in ready {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(werr(parent))?;
-        }
+        let parent = parent_of(dest);
+        dir.create_dir_all(&parent, 0o755).map_err(werr(&parent))?;
         // A symlink at the destination (Debian's /etc/resolv.conf can be one) is replaced, not followed.
-        fs::rename(&tmp, dest).map_err(werr(dest))?;
-        if let Some(parent) = dest.parent() {
-            let _ = mv_core::fsutil::sync_dir(parent);
-        }
+        dir.rename(&tmp, dest).map_err(werr(dest))?;
+        let _ = dir.sync_dir(&parent);
     }
     for (link, to) in &staged.links {
-        if let Some(parent) = link.parent() {
-            fs::create_dir_all(parent).map_err(werr(parent))?;
-        }
-        let tmp = link.with_file_name(format!(
-            ".{}.mvlink",
-            link.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(to, &tmp).map_err(werr(&tmp))?;
-        fs::rename(&tmp, link).map_err(werr(link))?;
+        let parent = parent_of(link);
+        dir.create_dir_all(&parent, 0o755).map_err(werr(&parent))?;
+        let name = Path::new(link)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = format!("{parent}/.{name}.mvlink");
+        let _ = dir.remove_file(&tmp);
+        dir.symlink(to, &tmp).map_err(werr(&tmp))?;
+        dir.rename(&tmp, link).map_err(werr(link))?;
     }
     drop(guard);
     Ok(())

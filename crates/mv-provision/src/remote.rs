@@ -13,13 +13,18 @@
 //! is refused. The SSH options (key, known_hosts pinned to the identity's host keys) are the
 //! caller's: this module only appends the remote command.
 //!
+//! The machine is not trusted with the host: what it sends back (`stat` lines, the tar stream) is
+//! only ever written inside the shadow through [`mv_core::confined::RootDir`], and a `stat` line
+//! for a folder we did not ask about is ignored.
+//!
 //! What this is not: a general remote-execution layer. Files are replaced by `tar`, which
 //! unlinks and recreates each one; unlike the local commit this is not a rename, so a crash in
 //! the middle of the stream can leave some files new and some old (never a truncated one).
 
-use crate::apply::{write_file, ApplyError, Runner, Staged, Target};
+use crate::apply::{ApplyError, Runner, Staged, Target};
 use crate::model::Os;
 use crate::render::Desired;
+use mv_core::confined::RootDir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -125,6 +130,11 @@ pub(crate) fn fetch(
     let prefix = ssh_prefix(ssh)?;
 
     // Folders: mode and owner only (their contents may be large: a home folder).
+    let asked: Vec<&str> = desired
+        .dirs
+        .iter()
+        .map(|d| d.path.trim_start_matches('/'))
+        .collect();
     let dirs: Vec<String> = desired
         .dirs
         .iter()
@@ -154,10 +164,16 @@ pub(crate) fn fetch(
             ) else {
                 continue;
             };
+            // The machine's answer names the folder: only one we asked about, and only inside
+            // the shadow.
+            if !asked.contains(&rel.trim_start_matches('/')) {
+                continue;
+            }
             let p = shadow.join(rel.trim_start_matches('/'));
-            fs::create_dir_all(&p).map_err(werr(&p))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(werr(&p))?;
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(werr(&p))?;
+            let sdir = RootDir::open(shadow).map_err(werr(shadow))?;
+            sdir.create_dir_all(rel, 0o755).map_err(werr(&p))?;
+            sdir.set_owner(rel, uid, gid).map_err(werr(&p))?;
+            sdir.set_mode(rel, mode).map_err(werr(&p))?;
         }
     }
 
@@ -209,34 +225,36 @@ pub(crate) fn commit(
     }
     let _gone = Gone(&stage);
 
-    let rel = |p: &Path| -> String { p.strip_prefix(shadow).unwrap_or(p).display().to_string() };
+    // Built through a descriptor of our own folder like everything else written from a plan.
+    let sdir = RootDir::open(&stage).map_err(werr(&stage))?;
+    let rel = |p: &str| -> String { p.trim_start_matches('/').to_string() };
+    let parent_of = |p: &str| {
+        Path::new(p)
+            .parent()
+            .map_or_else(|| "/".to_string(), |d| d.display().to_string())
+    };
     let mut list = Vec::new();
     for (dir, mode, uid, gid) in &staged.dirs {
-        let r = rel(dir);
-        let p = stage.join(&r);
-        fs::create_dir_all(&p).map_err(werr(&p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(werr(&p))?;
-        std::os::unix::fs::chown(&p, Some(*uid), Some(*gid)).map_err(werr(&p))?;
-        list.push(r);
+        let p = stage.join(rel(dir));
+        sdir.create_dir_all(dir, 0o755).map_err(werr(&p))?;
+        sdir.set_owner(dir, *uid, *gid).map_err(werr(&p))?;
+        sdir.set_mode(dir, *mode).map_err(werr(&p))?;
+        list.push(rel(dir));
     }
     for f in &staged.files {
-        let r = rel(&f.dest);
-        let p = stage.join(&r);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(werr(parent))?;
-        }
-        write_file(&p, f.contents.bytes(), f.mode)?;
-        std::os::unix::fs::chown(&p, Some(f.uid), Some(f.gid)).map_err(werr(&p))?;
-        list.push(r);
+        let p = stage.join(rel(&f.dest));
+        sdir.create_dir_all(parent_of(&f.dest), 0o755)
+            .map_err(werr(&p))?;
+        sdir.write_new(&f.dest, f.contents.bytes(), f.mode, Some((f.uid, f.gid)))
+            .map_err(werr(&p))?;
+        list.push(rel(&f.dest));
     }
     for (link, to) in &staged.links {
-        let r = rel(link);
-        let p = stage.join(&r);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(werr(parent))?;
-        }
-        std::os::unix::fs::symlink(to, &p).map_err(werr(&p))?;
-        list.push(r);
+        let p = stage.join(rel(link));
+        sdir.create_dir_all(parent_of(link), 0o755)
+            .map_err(werr(&p))?;
+        sdir.symlink(to, link).map_err(werr(&p))?;
+        list.push(rel(link));
     }
     if list.is_empty() {
         return Ok(());
