@@ -15,7 +15,9 @@
 //!
 //! The machine is not trusted with the host: what it sends back (`stat` lines, the tar stream) is
 //! only ever written inside the shadow through [`mv_core::confined::RootDir`], and a `stat` line
-//! for a folder we did not ask about is ignored.
+//! for a folder we did not ask about is ignored. The shadow, the key and known_hosts live in a
+//! [`Scratch`] folder: a fresh, unpredictable name made with `mkdtemp` semantics and mode 0700
+//! from creation, never an existing folder.
 //!
 //! What this is not: a general remote-execution layer. Files are replaced by `tar`, which
 //! unlinks and recreates each one; unlike the local commit this is not a rename, so a crash in
@@ -28,6 +30,34 @@ use mv_core::confined::RootDir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+/// The private scratch folder of an SSH provisioning run (login key, known_hosts, shadow copy),
+/// removed when dropped.
+#[derive(Debug)]
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    /// Makes a new folder `multiverse-ssh.XXXXXX` in the temporary folder (`$TMPDIR` or `/tmp`):
+    /// a random name created with mode 0700 that must not exist yet, so nobody else can have
+    /// made it, own it or see into it. Failing to make it is an error, never a fallback.
+    pub fn new() -> std::io::Result<Self> {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// [`Scratch::new`] in `parent`.
+    pub fn new_in(parent: &Path) -> std::io::Result<Self> {
+        tempfile::Builder::new()
+            .prefix("multiverse-ssh.")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)
+            .map(Scratch)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
 
 /// Quotes any text for `sh` (`'` becomes `'\\''`).
 fn sh_quote(s: &str) -> String {

@@ -8,6 +8,11 @@
 //! The tests drive the real binary on a fake Debian root (the OS marker, account files, a dpkg
 //! database that already lists the recipe's packages and unit files for its services, so no
 //! package manager runs) beside a folder standing for the host.
+//!
+//! Finding 3: `provision --ssh` kept the login key in `/tmp/multiverse-ssh.<pid>`, removed with
+//! errors ignored and then accepted when it existed: a racer who made it first read the key. The
+//! scratch folder is now a fresh `mkdtemp` folder, 0700 from creation. The test watches it from a
+//! fake `ssh` put first in `PATH`.
 
 use super::common::{self, output, FAST, SPEC_WORDS};
 use std::collections::BTreeMap;
@@ -265,4 +270,92 @@ fn apply_target_reads_and_writes_inside_the_guest_root() {
         None,
     );
     assert!(again.trim().ends_with("no changes"), "{again}");
+}
+
+/// Finding 3: the scratch folder holding the `@user` login key. A fake `ssh` first in `PATH`
+/// reports the folder of the key it is given (`-i`); the folder must not be the predictable
+/// `multiverse-ssh.<pid>`, must be a new folder of ours, 0700, gone afterwards; and a temporary
+/// folder that cannot hold it is an error before any ssh runs.
+#[test]
+fn ssh_scratch_folder_is_fresh_private_and_unpredictable() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = tree(t.path());
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("ssh"),
+        "#!/bin/sh\nprev=; key=\nfor a in \"$@\"; do [ \"$prev\" = -i ] && key=$a; prev=$a; done\n\
+         d=$(dirname \"$key\")\nstat -c '%a %u %n' \"$d\" >> \"$MV_FAKE_SSH_REPORT\"\n\
+         echo 'ssh: connect to host 127.0.0.1 port 22: Connection refused' >&2\nexit 255\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A sticky, world-writable temporary folder like /tmp, where an attacker could pre-create.
+    let tmp = t.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let report = t.path().join("report");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |tmpdir: &Path| {
+        common::mv(&tree)
+            .args(["provision", "plan", MACHINE, "--ssh", "root@127.0.0.1"])
+            .env("PATH", &path)
+            .env("TMPDIR", tmpdir)
+            .env("MV_FAKE_SSH_REPORT", &report)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let child = run(&tmp);
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        std::fs::remove_file(&report).unwrap();
+        let line = text
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("ssh never ran: {}", String::from_utf8_lossy(&out.stderr)));
+        let mut parts = line.splitn(3, ' ');
+        let (mode, uid, dir) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            PathBuf::from(parts.next().unwrap()),
+        );
+        assert_eq!(dir.parent(), Some(tmp.as_path()), "{line}");
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert_ne!(
+            name,
+            format!("multiverse-ssh.{pid}"),
+            "the scratch folder is named after the pid"
+        );
+        assert!(name.starts_with("multiverse-ssh."), "{name}");
+        assert_eq!(mode, "700", "{line}");
+        assert_eq!(uid, euid().to_string(), "{line}");
+        assert!(!dir.exists(), "the scratch folder outlived the run");
+        seen.push(name);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "scratch names repeat: {seen:?}");
+
+    // No usable temporary folder: fatal, and no ssh ran.
+    let out = run(&t.path().join("missing")).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot make a private folder"), "{err}");
+    assert!(!report.exists(), "ssh ran without a private folder");
+    assert!(!t.path().join("missing").exists());
+}
+
+/// This process's effective uid (from /proc, no unsafe).
+fn euid() -> u32 {
+    std::fs::metadata("/proc/self").unwrap().uid()
 }
