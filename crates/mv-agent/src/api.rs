@@ -3,7 +3,9 @@
 //! a typed [`Action`] or an [`ApiError`]. Nothing here touches the agent's state.
 //!
 //! `parse_request` sees bytes from any client, so it is total: every input gives an action or an
-//! error, never a panic (a fuzz target and a property test feed it noise).
+//! error, never a panic (a fuzz target and a property test feed it noise). Its cost is linear in
+//! the target, which is at most [`MAX_TARGET_BYTES`] (414 past it): a machine route forwards
+//! exactly one level, and a nested one is refused before the inner route is parsed.
 
 use crate::action::{Action, ProxyMethod};
 use crate::config::Role;
@@ -63,7 +65,14 @@ pub enum ApiError {
     /// A malformed parameter (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A request target longer than [`MAX_TARGET_BYTES`] (414).
+    #[error("request target of {0} bytes is over the limit of {MAX_TARGET_BYTES}")]
+    TargetTooLong(usize),
 }
+
+/// The longest request target accepted. The longest real one is a machine route with a
+/// 253-byte name and a history window, well under 1 KiB.
+pub const MAX_TARGET_BYTES: usize = 2048;
 
 impl ApiError {
     /// The HTTP status code.
@@ -72,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::BadRequest(_) => 400,
+            ApiError::TargetTooLong(_) => 414,
         }
     }
 }
@@ -114,6 +124,9 @@ fn flag(query: &str, key: &str) -> Result<bool, ApiError> {
 /// Turns a request into an action. `target` is the request target (`/v1/stats?x=y`); `body` is
 /// already size-limited by the transport (no route takes a body today: one is refused).
 pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, ApiError> {
+    if target.len() > MAX_TARGET_BYTES {
+        return Err(ApiError::TargetTooLong(target.len()));
+    }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if !path.starts_with('/') || path.contains("//") || path.contains('%') {
         return Err(ApiError::NotFound(truncate(path)));
@@ -191,6 +204,12 @@ pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, 
             &[],
         ),
         ["v1", "machines"] => get(Action::Machines, &[]),
+        // Refused before the inner parse below: nothing is forwarded twice, and a nested path
+        // (`machines/a.b/machines/a.b/...`) must not cost one recursion (and one copy of the
+        // rest of the path) per level.
+        ["v1", "machines", _, "machines" | "events", ..] => Err(ApiError::BadRequest(
+            "events and machine routes are not forwarded to guests".into(),
+        )),
         ["v1", "machines", fqdn, rest @ ..] if !rest.is_empty() => {
             let fqdn = MachineName::parse(fqdn)
                 .map_err(|e| ApiError::BadRequest(format!("machine name: {e}")))?;
@@ -204,7 +223,8 @@ pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, 
             } else {
                 format!("{inner}?{query}")
             };
-            // The guest's route must exist and be proxyable: no streams, no nested proxying.
+            // The guest's route must exist and be proxyable: no streams, no nested proxying (the
+            // check above already refused them; this one keeps the rule whatever the route).
             let a = parse_request(method, &inner_target, body)?;
             if matches!(
                 a,
@@ -343,6 +363,37 @@ mod tests {
                 .unwrap_err()
                 .status(),
             400
+        );
+    }
+
+    #[test]
+    fn nesting_and_long_targets_are_refused_up_front() {
+        let nested = |levels: usize| {
+            let mut p = "/v1/machines".to_string();
+            for _ in 0..levels {
+                p.push_str("/a.b/machines");
+            }
+            p + "/a.b/stats"
+        };
+        for levels in [1, 2, 50] {
+            let e = parse_request("GET", &nested(levels), b"").unwrap_err();
+            assert_eq!(e.status(), 400, "{levels}: {e}");
+        }
+        assert_eq!(
+            parse_request("GET", &nested(1200), b"").unwrap_err(),
+            ApiError::TargetTooLong(nested(1200).len())
+        );
+        let at_limit = format!("/v1/stats?{}", "a".repeat(MAX_TARGET_BYTES - 10));
+        assert_eq!(at_limit.len(), MAX_TARGET_BYTES);
+        assert_eq!(
+            parse_request("GET", &at_limit, b"").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            parse_request("GET", &format!("{at_limit}a"), b"")
+                .unwrap_err()
+                .status(),
+            414
         );
     }
 
