@@ -28,7 +28,7 @@ AG_PORT=$(free_port)
 
 # A throwaway token, in a 0600 file; wrk reads it through a Lua script (never on a command line).
 umask 077
-head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$WORK/token"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/token"
 cat > "$WORK/auth.lua" <<LUA
 local f = io.open("$WORK/token"); local t = f:read("*l"); f:close()
 wrk.headers["Authorization"] = "Bearer " .. t

@@ -105,18 +105,17 @@ fn main() -> ExitCode {
             )
         }
     };
-    if args.check {
-        println!(
-            "{}: ok (role {})",
-            args.config.display(),
-            cfg.config.role.as_str()
-        );
-        return ExitCode::SUCCESS;
-    }
+    // `--check` builds the same state the daemon does (token file included; nothing runs yet),
+    // so it refuses exactly what the daemon would refuse.
+    let role = cfg.config.role;
     let agent = match Agent::new(cfg) {
         Ok(a) => a,
         Err(e) => return fail(2, &e, None),
     };
+    if args.check {
+        println!("{}: ok (role {})", args.config.display(), role.as_str());
+        return ExitCode::SUCCESS;
+    }
     // One thread serves everything; collectors and tasks that block run on a small, capped pool.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

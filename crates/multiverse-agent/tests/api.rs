@@ -273,7 +273,7 @@ fn metrics_parse_strictly_and_agree_with_proc() {
 fn tcp_needs_the_bearer_token() {
     let d = tempfile::tempdir().unwrap();
     let tok = d.path().join("token");
-    std::fs::write(&tok, "s3cret-token\n").unwrap();
+    std::fs::write(&tok, "s3cret-token-0123456789abcdef0123456789\n").unwrap();
     std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
     let a = start(
         d.path(),
@@ -285,14 +285,18 @@ fn tcp_needs_the_bearer_token() {
     assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
     let wrong = Client::tcp(
         &addr,
-        Some(mv_core::Secret::new("s3cret-tokem".to_string())),
+        Some(mv_core::Secret::new(
+            "s3cret-token-0123456789abcdef0123456788".to_string(),
+        )),
     );
     assert_eq!(wrong.request("GET", "/metrics").unwrap().0, 401);
     let prefix = Client::tcp(&addr, Some(mv_core::Secret::new("s3cret".to_string())));
     assert_eq!(prefix.request("GET", "/v1/info").unwrap().0, 401);
     let good = Client::tcp(
         &addr,
-        Some(mv_core::Secret::new("s3cret-token".to_string())),
+        Some(mv_core::Secret::new(
+            "s3cret-token-0123456789abcdef0123456789".to_string(),
+        )),
     );
     let info = good.info().unwrap();
     assert_eq!(info.role, "controller");

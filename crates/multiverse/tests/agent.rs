@@ -255,7 +255,7 @@ fn top_json_over_tcp_with_the_token_file() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let tok = d.path().join("token");
-    std::fs::write(&tok, "tcp-token-for-top\n").unwrap();
+    std::fs::write(&tok, "tcp-token-for-top-0123456789abcdef0123\n").unwrap();
     std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cfg = d.path().join("t.toml");
     std::fs::write(

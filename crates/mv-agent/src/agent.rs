@@ -11,7 +11,7 @@ use crate::stats::{host::LibvirtHelper, CollectCtx, Sampler, Stats};
 use crate::tasks::Tasks;
 use hyper::body::Bytes;
 use mv_core::Secret;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -36,6 +36,81 @@ pub enum StartError {
     /// The token file is readable by others.
     #[error("the token file {0} is readable by group or others (chmod 600 it)")]
     TokenMode(PathBuf),
+    /// The token is too short to resist guessing.
+    #[error("the token in {path} is {len} bytes; it must be at least {MIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)")]
+    ShortToken {
+        /// The file.
+        path: PathBuf,
+        /// The token's length (after trimming whitespace).
+        len: usize,
+    },
+    /// The token file is not a regular file, is owned by another user, or is absurdly large.
+    #[error("the token file {path} {problem}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// The shortest bearer token accepted, in bytes after trimming: 32 hex digits are 16 bytes of
+/// entropy, the least that stands up to guessing over the network.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// The largest token file read.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// Reads and checks the TCP bearer token: a regular file owned by the agent's user or root,
+/// mode 0600 or stricter (no group or other bits), holding at least [`MIN_TOKEN_BYTES`] after
+/// surrounding whitespace is trimmed. The checks run on the opened file, so the file read is the
+/// file checked. The daemon ([`Agent::new`]) and `multiverse-agent --check` both come here.
+pub fn read_token(path: &Path) -> Result<Secret<Vec<u8>>, StartError> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |source| StartError::Token {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |problem| StartError::TokenFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let md = f.metadata().map_err(io)?;
+    if !md.is_file() {
+        return Err(bad("is not a regular file"));
+    }
+    if md.uid() != 0 && md.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(bad(
+            "is owned by another user (chown it to the agent's user or root)",
+        ));
+    }
+    if md.permissions().mode() & 0o077 != 0 {
+        return Err(StartError::TokenMode(path.to_path_buf()));
+    }
+    if md.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(bad("is over 4 KiB: not a token"));
+    }
+    // Capacity for the whole read up front: no reallocation leaves a copy behind.
+    let mut raw = Secret::new(Vec::with_capacity(MAX_TOKEN_FILE_BYTES as usize + 1));
+    f.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(raw.expose_mut())
+        .map_err(io)?;
+    if raw.expose().len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(bad("is over 4 KiB: not a token"));
+    }
+    let t = raw.expose().trim_ascii();
+    if t.is_empty() {
+        return Err(StartError::EmptyToken(path.to_path_buf()));
+    }
+    if t.len() < MIN_TOKEN_BYTES {
+        return Err(StartError::ShortToken {
+            path: path.to_path_buf(),
+            len: t.len(),
+        });
+    }
+    Ok(Secret::new(t.to_vec()))
 }
 
 /// The agent's shared state.
@@ -80,29 +155,12 @@ pub fn self_rss() -> Option<u64> {
 }
 
 impl Agent {
-    /// Builds the state (reads the token file); nothing runs until the loops are spawned.
+    /// Builds the state (reads the token file); nothing runs until the loops are spawned, so
+    /// `multiverse-agent --check` calls this too and refuses exactly what the daemon refuses.
     pub fn new(cfg: Resolved) -> Result<Arc<Agent>, StartError> {
         let token = match &cfg.config.api.token_file {
             None => None,
-            Some(p) => {
-                use std::os::unix::fs::PermissionsExt;
-                let md = std::fs::metadata(p).map_err(|source| StartError::Token {
-                    path: p.clone(),
-                    source,
-                })?;
-                if md.permissions().mode() & 0o077 != 0 {
-                    return Err(StartError::TokenMode(p.clone()));
-                }
-                let raw = Secret::new(std::fs::read(p).map_err(|source| StartError::Token {
-                    path: p.clone(),
-                    source,
-                })?);
-                let t = raw.expose().trim_ascii();
-                if t.is_empty() {
-                    return Err(StartError::EmptyToken(p.clone()));
-                }
-                Some(Secret::new(t.to_vec()))
-            }
+            Some(p) => Some(read_token(p)?),
         };
         let name = cfg.config.name.clone().unwrap_or_else(hostname);
         let ctx = Arc::new(CollectCtx {

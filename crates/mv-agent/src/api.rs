@@ -94,9 +94,19 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Every parameter must be allowed and appear once: with `?dry_run=0&dry_run=1`, the agent reading
+/// the first and a proxy, a log or a person reading the last would disagree about what ran.
 fn check_query(query: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    // Only allowed keys get in, each once: at most `allowed.len()` entries.
+    let mut seen: Vec<&str> = Vec::with_capacity(allowed.len());
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let k = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if seen.contains(&k) {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {:?} is given more than once",
+                truncate(k)
+            )));
+        }
         if !allowed.contains(&k) {
             return Err(ApiError::BadRequest(format!(
                 "unknown query parameter {k:?} (allowed: {})",
@@ -107,6 +117,7 @@ fn check_query(query: &str, allowed: &[&str]) -> Result<(), ApiError> {
                 }
             )));
         }
+        seen.push(k);
     }
     Ok(())
 }
@@ -300,6 +311,25 @@ mod tests {
         );
         assert_eq!(
             parse_request("GET", "/v1/stats?x=1", b"")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        for q in [
+            "dry_run=0&dry_run=1",
+            "dry_run=1&dry_run=1",
+            "dry_run&dry_run=0",
+        ] {
+            assert_eq!(
+                parse_request("POST", &format!("/v1/tasks/trim/run?{q}"), b"")
+                    .unwrap_err()
+                    .status(),
+                400,
+                "{q}"
+            );
+        }
+        assert_eq!(
+            parse_request("GET", "/v1/stats/history?window=1m&window=1h", b"")
                 .unwrap_err()
                 .status(),
             400

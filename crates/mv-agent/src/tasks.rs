@@ -4,6 +4,8 @@
 //! Only the kinds in the config exist; the API can run a configured task by name and nothing
 //! else. A task never runs twice at once; every run has a time limit (helper programs are killed
 //! when it passes). Tasks are idempotent: a second prune or rotation with nothing to do says so.
+//! A dry run changes nothing: it is not recorded, does not mark the task running and is not
+//! refused while a real run is in progress.
 
 use crate::config::{PackageManager, TaskConfig, TaskKind};
 use crate::util::{now_ms, parse_duration};
@@ -191,7 +193,9 @@ impl Tasks {
             .iter()
             .find(|e| e.cfg.name == name)
             .ok_or_else(|| RunError::Unknown(name.to_string()))?;
-        {
+        // A dry run changes nothing, so it neither waits for a real run nor marks the task
+        // running: it must not make a real run (from the API or the scheduler) look busy.
+        if !dry_run {
             let mut st = Self::lock(e);
             if st.running {
                 return Err(RunError::AlreadyRunning(name.to_string()));
@@ -219,8 +223,8 @@ impl Tasks {
             details,
         };
         let mut st = Self::lock(e);
-        st.running = false;
         if !dry_run {
+            st.running = false;
             if st.last.len() == KEEP_RESULTS {
                 st.last.pop_front();
             }
@@ -480,6 +484,31 @@ mod tests {
         let (s, again) = prune(d.path(), Duration::from_secs(3600), 1, false).unwrap();
         assert!(again.is_empty());
         assert!(s.starts_with("nothing to prune"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_neither_waits_for_nor_marks_a_run() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg: TaskConfig = toml::from_str(&format!(
+            "name = \"p\"\nkind = \"prune\"\ndir = {:?}\nolder_than = \"1h\"\n",
+            d.path().display().to_string()
+        ))
+        .unwrap();
+        let t = Tasks::new(&[cfg]);
+        // A real run in progress: a dry run still plans, and leaves the mark alone.
+        Tasks::lock(&t.entries[0]).running = true;
+        let r = t.run("p", true, "api").await.unwrap();
+        assert!(r.ok && r.dry_run);
+        assert!(t.list()[0].running);
+        assert!(matches!(
+            t.run("p", false, "api").await,
+            Err(RunError::AlreadyRunning(_))
+        ));
+        // No run in progress: a dry run does not mark one.
+        Tasks::lock(&t.entries[0]).running = false;
+        t.run("p", true, "api").await.unwrap();
+        assert!(!t.list()[0].running);
+        assert!(t.list()[0].last.is_empty());
     }
 
     #[test]

@@ -226,6 +226,49 @@ fn nested_machine_paths_are_refused_before_any_recursion() {
 
 const PRUNE: &str = "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\n[[tasks]]\nname = \"prune-old\"\nkind = \"prune\"\ndir = \"{dir}/old\"\nolder_than = \"1h\"\n";
 
+/// Item 13: `?dry_run=0&dry_run=1` ran the task for real (the first value won, where a proxy or
+/// a person reads the last). Any repeated query parameter is now 400 and nothing runs.
+#[test]
+fn duplicate_query_parameters_are_refused() {
+    let a = start(PRUNE, &[]);
+    let old = a.dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let f = old.join("overlay.qcow2");
+    std::fs::write(&f, b"x").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let c = a.unix();
+    for q in [
+        "dry_run=0&dry_run=1",
+        "dry_run=1&dry_run=1",
+        "dry_run=1&dry_run",
+    ] {
+        let (st, body) = c
+            .request("POST", &format!("/v1/tasks/prune-old/run?{q}"))
+            .unwrap();
+        assert_eq!(st, 400, "{q}: {}", String::from_utf8_lossy(&body));
+        assert!(f.exists(), "{q} ran the task");
+    }
+    // Through the machines route too (parsed by the same function).
+    let (st, _) = c
+        .request(
+            "POST",
+            "/v1/machines/a.b/tasks/prune-old/run?dry_run=0&dry_run=1",
+        )
+        .unwrap();
+    assert_eq!(st, 400);
+    // One value still works.
+    let (st, _) = c
+        .request("POST", "/v1/tasks/prune-old/run?dry_run=1")
+        .unwrap();
+    assert_eq!(st, 200);
+    assert!(f.exists());
+}
+
 const TCP_TOKEN_CFG: &str =
     "role = \"service\"\n[api]\nsocket = \"\"\ntcp = \"127.0.0.1:0\"\ntoken_file = \"{dir}/tok\"\n";
 
@@ -233,4 +276,96 @@ fn token_file(dir: &Path, content: &str, mode: u32) {
     let p = dir.join("tok");
     std::fs::write(&p, content).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Item 13: `--check` accepted a 0644 token file that the daemon then refused. Both now run the
+/// same code; each token problem is exit 2 from both, and a good file passes both.
+#[test]
+fn check_and_daemon_agree_on_the_token_file() {
+    let d = tempfile::tempdir().unwrap();
+    token_file(d.path(), TOKEN, 0o644);
+    let (code, err) = run_bounded(d.path(), TCP_TOKEN_CFG, &["--check"]);
+    assert_eq!(code, Some(2), "--check passed a 0644 token file: {err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    let (code, err) = run_bounded(d.path(), TCP_TOKEN_CFG, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    // A missing file: both refuse.
+    std::fs::remove_file(d.path().join("tok")).unwrap();
+    assert_eq!(
+        run_bounded(d.path(), TCP_TOKEN_CFG, &["--check"]).0,
+        Some(2)
+    );
+    // A good one passes.
+    token_file(d.path(), TOKEN, 0o600);
+    let (code, err) = run_bounded(d.path(), TCP_TOKEN_CFG, &["--check"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// Item 13: a 2-byte token was accepted. Tokens under 32 bytes are refused by the daemon and by
+/// `--check`, with the rule in the message.
+#[test]
+fn short_tokens_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for short in ["ab", "0123456789abcdef0123456789abcde", "  ab  \n"] {
+        token_file(d.path(), short, 0o600);
+        let (code, err) = run_bounded(d.path(), TCP_TOKEN_CFG, &[]);
+        assert_eq!(code, Some(2), "{short:?} accepted: {err}");
+        assert!(err.contains("at least 32"), "{err}");
+        let (code, _) = run_bounded(d.path(), TCP_TOKEN_CFG, &["--check"]);
+        assert_eq!(code, Some(2), "{short:?} passed --check");
+    }
+    // 32 bytes is enough.
+    token_file(d.path(), "0123456789abcdef0123456789abcdef", 0o600);
+    assert_eq!(
+        run_bounded(d.path(), TCP_TOKEN_CFG, &["--check"]).0,
+        Some(0)
+    );
+}
+
+/// Item 13: a dry run marked the task running, so a real run during it was refused (409) and the
+/// scheduler skipped it. The task's helper (`apt-get`, a stand-in on PATH that takes 2 s) shows
+/// the dry run in flight; meanwhile the task is listed as not running and a real run goes ahead.
+#[test]
+fn a_dry_run_does_not_mark_the_task_running() {
+    let bin = tempfile::tempdir().unwrap();
+    let mark = bin.path().join("started");
+    let fake = bin.path().join("apt-get");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nsleep 2\necho 'Inst libc6 [1] (2 Debian:12)'\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let a = start(
+        "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\n[[tasks]]\nname = \"updates\"\nkind = \"check-updates\"\nmanager = \"apt\"\n",
+        &[("PATH", path)],
+    );
+    let c = a.unix().with_timeout(Duration::from_secs(15));
+    let dry = {
+        let c = c.clone();
+        std::thread::spawn(move || c.request("POST", "/v1/tasks/updates/run?dry_run=true"))
+    };
+    let end = Instant::now() + DEADLINE;
+    while !mark.exists() {
+        assert!(Instant::now() < end, "the dry run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tasks = c.tasks().unwrap();
+    assert!(!tasks[0].running, "a dry run is listed as running");
+    let (st, body) = c.request("POST", "/v1/tasks/updates/run").unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let (st, _) = dry.join().unwrap().unwrap();
+    assert_eq!(st, 200);
+    let tasks = c.tasks().unwrap();
+    assert!(!tasks[0].running);
+    assert_eq!(tasks[0].last.len(), 1, "only the real run is recorded");
 }
