@@ -7,6 +7,11 @@
 //!
 //! Secrets (host private keys, passwords) stay in `mv_core::Secret` from the identity to the
 //! moment they are written into the target; `Desired`'s `Debug` never shows them.
+//!
+//! The agent: every machine gets `multiverse-agent` from this build (a [`Contents::Binary`] read
+//! from [`agent_binary`]: `MULTIVERSE_AGENT_BIN`, else beside the running executable), its
+//! service file (`contrib/systemd` on Debian, `contrib/openrc` on Alpine, embedded here so the
+//! shipped files are the installed ones) and `/etc/multiverse/agent.toml` in the agent's schema.
 
 use crate::model::{
     Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, VpnKind,
@@ -16,6 +21,20 @@ use crate::template::{Engine, TemplateError};
 use mv_core::secret::{SecretBytes, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The environment variable naming the `multiverse-agent` binary to install on machines.
+pub const AGENT_BIN_ENV: &str = "MULTIVERSE_AGENT_BIN";
+/// Where provisioning installs the agent (the path the shipped service files start).
+pub const AGENT_PATH: &str = "/usr/bin/multiverse-agent";
+/// The guest side of the host's virtio-serial channel, as the agent opens it.
+pub const AGENT_VIRTIO_PORT: &str = "/dev/virtio-ports/org.multiverse.agent.0";
+/// The systemd unit installed on Debian machines (the shipped file, embedded).
+pub const AGENT_SYSTEMD_UNIT: &str =
+    include_str!("../../../contrib/systemd/multiverse-agent.service");
+/// The OpenRC script installed on Alpine machines (the shipped file, embedded).
+pub const AGENT_OPENRC_SCRIPT: &str = include_str!("../../../contrib/openrc/multiverse-agent");
 
 /// Tor's ports on the star router.
 pub const TOR_TRANS_PORT: u16 = 9040;
@@ -56,6 +75,19 @@ pub enum RenderError {
         /// What is missing and where to set it.
         what: String,
     },
+    /// The agent binary to install is missing or unreadable.
+    #[error("cannot read {what} to install on {machine} ({}): build it beside `multiverse` (cargo build --workspace) or set {AGENT_BIN_ENV}=PATH", path.display())]
+    AgentBinary {
+        /// The machine.
+        machine: String,
+        /// Which binary.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A recipe names a generated source that does not exist.
     #[error("recipe file {path} has unknown source `{source_name}`")]
     UnknownSource {
@@ -73,6 +105,13 @@ pub enum Contents {
     Public(String),
     /// Secret bytes (private keys); never printed or diffed.
     Secret(SecretBytes),
+    /// A binary file (the agent), read from `from` on this machine; never diffed.
+    Binary {
+        /// The bytes.
+        bytes: Arc<[u8]>,
+        /// The file they were read from.
+        from: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for Contents {
@@ -80,6 +119,11 @@ impl std::fmt::Debug for Contents {
         match self {
             Contents::Public(s) => f.debug_tuple("Public").field(&s.len()).finish(),
             Contents::Secret(_) => f.write_str("Secret([REDACTED])"),
+            Contents::Binary { bytes, from } => f
+                .debug_struct("Binary")
+                .field("len", &bytes.len())
+                .field("from", from)
+                .finish(),
         }
     }
 }
@@ -90,6 +134,7 @@ impl Contents {
         match self {
             Contents::Public(s) => s.as_bytes(),
             Contents::Secret(b) => b.expose(),
+            Contents::Binary { bytes, .. } => bytes,
         }
     }
     /// Whether the contents are secret.
@@ -253,6 +298,10 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         Kind::Router => "router",
         Kind::Service | Kind::Application => "service",
     };
+    let channel_dir = mv_machines::layout::agent_socket(&spec.name)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     Ok(json!({
         "machine": {
             "name": name,
@@ -280,7 +329,15 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             "cmdline": cmdline,
             "vfio_ids": spec.vfio_ids,
         },
-        "agent_role": agent_role,
+        "agent": {
+            "role": agent_role,
+            "path": AGENT_PATH,
+            "channel": mv_machines::layout::AGENT_CHANNEL,
+            "virtio_port": (spec.kind != Kind::Host).then_some(AGENT_VIRTIO_PORT),
+            "channel_dir": channel_dir,
+            "service_manager": match spec.os { Os::Debian => "systemd", Os::Alpine => "openrc" },
+            "services": [],
+        },
     }))
 }
 
@@ -291,7 +348,7 @@ pub fn render(
     identity: &dyn IdentitySource,
 ) -> Result<Desired, RenderError> {
     let machine = spec.name.to_string();
-    let ctx = context(spec)?;
+    let mut ctx = context(spec)?;
     let mut resolved: Resolved = recipe::resolve(spec.recipe_name(), spec.os, engine, &ctx)
         .map_err(|source| RenderError::Recipe {
             machine: machine.clone(),
@@ -302,6 +359,14 @@ pub fn render(
             resolved.packages.push(p.clone());
         }
     }
+    // The services the agent reports on: the recipe's, not the agent itself.
+    ctx["agent"]["services"] = resolved
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| *n != "multiverse-agent")
+        .collect::<Vec<_>>()
+        .into();
 
     let mut files = Vec::new();
     for f in &resolved.files {
@@ -421,6 +486,14 @@ fn generated(
         "ssh_host_ed25519.pub" => line(identity.ssh_host_ed25519(&spec.name)?.public_line),
         "ssh_host_ecdsa" => secret(identity.ssh_host_ecdsa_p256(&spec.name)?.private_openssh),
         "ssh_host_ecdsa.pub" => line(identity.ssh_host_ecdsa_p256(&spec.name)?.public_line),
+        "multiverse-agent.service" => Contents::Public(AGENT_SYSTEMD_UNIT.to_string()),
+        "multiverse-agent.openrc" => Contents::Public(AGENT_OPENRC_SCRIPT.to_string()),
+        "multiverse-agent" => binary(&agent_binary(), spec, "multiverse-agent")?,
+        "multiverse-agent-libvirt" => binary(
+            &agent_binary().with_file_name("multiverse-agent-libvirt"),
+            spec,
+            "multiverse-agent-libvirt",
+        )?,
         other => {
             return Err(RenderError::UnknownSource {
                 path: path.to_string(),
@@ -428,4 +501,67 @@ fn generated(
             })
         }
     })
+}
+
+/// The `multiverse-agent` binary machines get: `$MULTIVERSE_AGENT_BIN` if set, else the one beside
+/// the running executable (for a test binary in cargo's `target/<profile>/deps/`, the one in
+/// `target/<profile>/`). The libvirt helper is looked for beside it.
+pub fn agent_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os(AGENT_BIN_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let beside = dir.join("multiverse-agent");
+    if !beside.exists() && dir.file_name().is_some_and(|n| n == "deps") {
+        if let Some(up) = dir.parent() {
+            return up.join("multiverse-agent");
+        }
+    }
+    beside
+}
+
+fn binary(path: &Path, spec: &MachineSpec, what: &'static str) -> Result<Contents, RenderError> {
+    let err = |source| RenderError::AgentBinary {
+        machine: spec.name.to_string(),
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_file() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(err)?;
+    Ok(Contents::Binary {
+        bytes: bytes.into(),
+        from: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mv_core::MachineName;
+
+    /// A missing agent binary is one error naming the machine, the path and the way out.
+    #[test]
+    fn missing_agent_binary_is_a_clear_error() {
+        let name = MachineName::parse("mail.service.multiverse").unwrap();
+        let spec = MachineSpec::default_for(name, Kind::Service, None, Os::Debian);
+        let d = std::env::temp_dir().join(format!("mv-no-agent-{}", std::process::id()));
+        let e = binary(&d.join("multiverse-agent"), &spec, "multiverse-agent").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cannot read multiverse-agent to install on mail.service.multiverse"),
+            "{msg}"
+        );
+        assert!(msg.contains(&d.display().to_string()), "{msg}");
+        assert!(msg.contains(AGENT_BIN_ENV), "{msg}");
+        // A folder is not a binary either.
+        assert!(binary(&std::env::temp_dir(), &spec, "multiverse-agent").is_err());
+    }
 }

@@ -57,6 +57,7 @@ fn bundle(os: Os) -> Vec<(String, String)> {
             match &f.contents {
                 Contents::Public(s) => text.push_str(s),
                 Contents::Secret(_) => text.push_str("<secret: not in golden files>\n"),
+                Contents::Binary { .. } => text.push_str("<binary: from this build>\n"),
             }
         }
         out.push((d.machine.clone(), text));

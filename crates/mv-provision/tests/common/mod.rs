@@ -73,8 +73,34 @@ pub fn name(s: &str) -> MachineName {
     MachineName::parse(s).unwrap()
 }
 
+/// Points `MULTIVERSE_AGENT_BIN` at a stand-in agent (a small script, with the libvirt helper
+/// beside it), so rendering does not depend on whether `multiverse-agent` was built. The real
+/// binary is checked against the rendered configs in `crates/multiverse-agent/tests/provisioned.rs`.
+pub fn stand_in_agent() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stand-in-agent");
+        std::fs::create_dir_all(&dir).unwrap();
+        for bin in ["multiverse-agent", "multiverse-agent-libvirt"] {
+            let p = dir.join(bin);
+            std::fs::write(
+                &p,
+                format!("#!/bin/sh\n# stand-in {bin} for tests\nexit 0\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let agent = dir.join("multiverse-agent");
+        std::env::set_var(mv_provision::render::AGENT_BIN_ENV, &agent);
+        agent
+    })
+    .clone()
+}
+
 /// Every machine of the default topology on `os`, with a WireGuard galaxy.
 pub fn topology(os: Os) -> Vec<MachineSpec> {
+    stand_in_agent();
     let mut v = vec![
         MachineSpec::default_for(name("host.multiverse"), Kind::Host, None, os),
         MachineSpec::default_for(
@@ -99,6 +125,7 @@ pub fn topology(os: Os) -> Vec<MachineSpec> {
 }
 
 pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
+    stand_in_agent();
     let mut g = MachineSpec::default_for(
         name("galaxy.router.multiverse"),
         Kind::Router,
