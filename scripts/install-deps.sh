@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Multiverse needs (Debian 12, as root). Idempotent.
 #   install-deps.sh build   only what building the binaries needs (libvirt headers, pkg-config)
+#   install-deps.sh run     what the main job (scripts/run-default.sh) uses: the build packages,
+#                           QEMU/libvirt and the image tools
 #   install-deps.sh         everything the test suite and benchmarks use (the default)
 set -euo pipefail
 mode="${1:-test}"
@@ -32,7 +34,8 @@ fi
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-system-modules-spice qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
   libvirt-daemon-driver-qemu >/dev/null
-apt-get install -y -qq --no-install-recommends \
+apt-get install -y -qq --no-install-recommends pkg-config binutils openssh-client iproute2 util-linux >/dev/null
+[ "$mode" = run ] || apt-get install -y -qq --no-install-recommends \
   pkg-config libclang-dev clang \
   gnupg gpg-agent pass pass-extension-otp oathtool git xvfb xclip \
   tor openssh-server openssh-client cryptsetup-bin \

@@ -80,7 +80,7 @@ impl MachineSpec {
         if let Some(seed) = &self.seed {
             if let Some(at) = xml.rfind("</devices>") {
                 let disk = format!(
-                    "  <disk type=\"file\" device=\"disk\">\n      <driver name=\"qemu\" type=\"raw\"/>\n      <source file=\"{}\"/>\n      <target dev=\"vdz\" bus=\"virtio\"/>\n      <readonly/>\n    </disk>\n  ",
+                    "  <disk type=\"file\" device=\"disk\">\n      <driver name=\"qemu\" type=\"raw\"/>\n      <source file=\"{}\"/>\n      <target dev=\"vdz\" bus=\"virtio\"/>\n      <serial>MVSEED</serial>\n      <readonly/>\n    </disk>\n  ",
                     xml_escape(&seed.display().to_string())
                 );
                 xml.insert_str(at, &disk);
