@@ -90,6 +90,9 @@ pub struct ApiConfig {
     pub virtio_port: Option<PathBuf>,
     /// At most this many connections at once; further clients wait in the kernel backlog.
     pub max_connections: usize,
+    /// At most this many `/v1/events` streams at once per transport (further subscribers get
+    /// 503); always fewer than `max_connections`, so streams never hold every slot.
+    pub max_event_streams: usize,
     /// A client must send its request headers within this time (slow clients are dropped).
     pub header_timeout: String,
     /// Largest request body accepted (bytes).
@@ -105,6 +108,7 @@ impl Default for ApiConfig {
             token_file: None,
             virtio_port: None,
             max_connections: 64,
+            max_event_streams: 8,
             header_timeout: "5s".into(),
             max_body_bytes: 4096,
         }

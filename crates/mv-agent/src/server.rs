@@ -6,6 +6,10 @@
 //! clients wait in the listen backlog), request heads limited to hyper's 16 KiB read buffer (431
 //! past it), headers within `header_timeout` (slow clients are dropped), bodies over
 //! `max_body_bytes` refused with 413 before they are read, each SSE subscriber a fixed-size queue.
+//! Event streams, which never end on their own, have their own cap per transport
+//! (`max_event_streams`, always below `max_connections`; past it 503 and the connection closed),
+//! and every write has a time limit ([`WRITE_TIMEOUT`]): a client that stops reading is dropped
+//! and gives its slot back.
 //! On TCP, a request without the right `Authorization: Bearer` token gets 401; the token is
 //! compared in constant time.
 
@@ -16,6 +20,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -28,6 +33,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Read buffer per connection: the largest request head accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// A write that makes no progress for this long ends the connection (a client that stopped
+/// reading an event stream or a large reply).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which transport a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +165,12 @@ async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, Ser
 impl Listeners {
     /// Serves forever.
     pub async fn run(self, agent: Arc<Agent>) {
-        let limit = Arc::new(Semaphore::new(agent.cfg.config.api.max_connections));
+        let api = &agent.cfg.config.api;
+        let limit = Arc::new(Semaphore::new(api.max_connections));
         let mut set = tokio::task::JoinSet::new();
         if let Some((l, _)) = self.unix {
             let (a, lim) = (agent.clone(), limit.clone());
+            let streams = Streams::new(api.max_event_streams, api.max_connections);
             set.spawn(async move {
                 loop {
                     let Ok(permit) = lim.clone().acquire_owned().await else {
@@ -168,8 +179,9 @@ impl Listeners {
                     match l.accept().await {
                         Ok((s, _)) => {
                             let a = a.clone();
+                            let streams = streams.clone();
                             tokio::spawn(async move {
-                                serve_io(a, s, Transport::Unix).await;
+                                serve_io(a, s, Transport::Unix, streams).await;
                                 drop(permit);
                             });
                         }
@@ -183,6 +195,7 @@ impl Listeners {
         }
         if let Some(l) = self.tcp {
             let (a, lim) = (agent.clone(), limit.clone());
+            let streams = Streams::new(api.max_event_streams, api.max_connections);
             set.spawn(async move {
                 loop {
                     let Ok(permit) = lim.clone().acquire_owned().await else {
@@ -192,8 +205,9 @@ impl Listeners {
                         Ok((s, _)) => {
                             let _ = s.set_nodelay(true);
                             let a = a.clone();
+                            let streams = streams.clone();
                             tokio::spawn(async move {
-                                serve_io(a, s, Transport::Tcp).await;
+                                serve_io(a, s, Transport::Tcp, streams).await;
                                 drop(permit);
                             });
                         }
@@ -215,14 +229,15 @@ impl Listeners {
 
 /// The guest side of the channel: (re)open the port and serve HTTP on it, one stream at a time.
 /// A unix socket path is connected to (tests, and a QEMU chardev stand-in); anything else is
-/// opened as the character device.
+/// opened as the character device. No event streams: one would hold the only connection.
 async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
     use std::os::unix::fs::FileTypeExt;
+    let streams = Streams::new(0, 1);
     loop {
         let is_socket = std::fs::metadata(&port).is_ok_and(|m| m.file_type().is_socket());
         if is_socket {
             match tokio::net::UnixStream::connect(&port).await {
-                Ok(s) => serve_io(agent.clone(), s, Transport::Virtio).await,
+                Ok(s) => serve_io(agent.clone(), s, Transport::Virtio, streams.clone()).await,
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
             }
         } else {
@@ -231,7 +246,10 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
                 .write(true)
                 .open(&port)
             {
-                Ok(dev) => serve_io(agent.clone(), device_stream(dev), Transport::Virtio).await,
+                Ok(dev) => {
+                    let io = device_stream(dev);
+                    serve_io(agent.clone(), io, Transport::Virtio, streams.clone()).await
+                }
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
             }
         }
@@ -281,22 +299,41 @@ fn device_stream(dev: std::fs::File) -> tokio::io::DuplexStream {
     ours
 }
 
+/// The event-stream slots of one transport.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Streams {
+    /// `max` streams, but always fewer than the transport's `max_connections`.
+    pub fn new(max: usize, max_connections: usize) -> Streams {
+        let max = max.min(max_connections.saturating_sub(1));
+        Streams {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
 /// Serves HTTP/1.1 on one connection until it closes.
-pub async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport)
+pub async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport, streams: Streams)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = agent.cfg.header_timeout;
     let svc = hyper::service::service_fn(move |req| {
         let agent = agent.clone();
-        async move { Ok::<_, Infallible>(handle(agent, transport, req).await) }
+        let streams = streams.clone();
+        async move { Ok::<_, Infallible>(handle(agent, transport, &streams, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(WriteTimeout::new(io, WRITE_TIMEOUT)), svc);
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, ?transport, "connection ended with an error");
     }
@@ -331,7 +368,21 @@ fn authorized(agent: &Agent, req: &Request<Incoming>) -> bool {
     crate::util::ct_eq(given, token.expose())
 }
 
-async fn handle(agent: Arc<Agent>, transport: Transport, req: Request<Incoming>) -> Response<Body> {
+/// Marks a response as the last on its connection: hyper closes it once written.
+fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+async fn handle(
+    agent: Arc<Agent>,
+    transport: Transport,
+    streams: &Streams,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if transport == Transport::Tcp && !authorized(&agent, &req) {
         let mut r = json_error(401, "missing or wrong bearer token");
         r.headers_mut().insert(
@@ -379,11 +430,29 @@ async fn handle(agent: Arc<Agent>, transport: Transport, req: Request<Incoming>)
             return r;
         }
     };
+    // An event stream holds its connection for good: take a stream slot first, or refuse and
+    // close, so that subscribers can never hold every connection slot.
+    let stream_slot = if action == crate::action::Action::Events {
+        match streams.slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return closing(json_error(
+                    503,
+                    &format!(
+                        "{} event streams already open on this transport (the limit)",
+                        streams.max
+                    ),
+                ))
+            }
+        }
+    } else {
+        None
+    };
     let mut resp = match execute(&agent, action).await {
         Reply::Json(status, b) => respond(status, "application/json", Body::full(b)),
         Reply::Raw(status, ctype, b) => respond(status, ctype, Body::full(b)),
         Reply::Events(rx) => {
-            let mut r = respond(200, "text/event-stream", Body::events(rx));
+            let mut r = respond(200, "text/event-stream", Body::events(rx, stream_slot));
             r.headers_mut().insert(
                 hyper::header::CACHE_CONTROL,
                 hyper::header::HeaderValue::from_static("no-cache"),
@@ -402,8 +471,12 @@ async fn handle(agent: Arc<Agent>, transport: Transport, req: Request<Incoming>)
 pub enum Body {
     /// All at once.
     Full(Option<Bytes>),
-    /// SSE frames as they come, from a bounded queue.
-    Events(mpsc::Receiver<Bytes>),
+    /// SSE frames as they come, from a bounded queue; the stream slot is given back when the
+    /// body is dropped (the connection ended).
+    Events(
+        mpsc::Receiver<Bytes>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
 }
 
 impl Body {
@@ -414,7 +487,10 @@ impl Body {
     /// Forwards the broadcast into a small queue; when the client goes away the queue closes and
     /// the forwarder ends at the next event. A subscriber too slow to keep up misses events
     /// rather than making the agent buffer them.
-    fn events(mut rx: tokio::sync::broadcast::Receiver<Bytes>) -> Body {
+    fn events(
+        mut rx: tokio::sync::broadcast::Receiver<Bytes>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Body {
         let (tx, out) = mpsc::channel(8);
         tokio::spawn(async move {
             if tx
@@ -436,7 +512,7 @@ impl Body {
                 }
             }
         });
-        Body::Events(out)
+        Body::Events(out, slot)
     }
 }
 
@@ -450,7 +526,7 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Events(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Body::Events(rx, _) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -462,7 +538,134 @@ impl hyper::body::Body for Body {
         match self {
             Body::Full(Some(b)) => hyper::body::SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => hyper::body::SizeHint::with_exact(0),
-            Body::Events(_) => hyper::body::SizeHint::default(),
+            Body::Events(..) => hyper::body::SizeHint::default(),
         }
+    }
+}
+
+/// A connection with a time limit on every write: a write (or flush) that stays pending for
+/// `limit` fails with `TimedOut`, which ends the connection. Reads are untouched (hyper's header
+/// timeout covers them); idle time between writes does not count.
+#[derive(Debug)]
+pub struct WriteTimeout<IO> {
+    io: IO,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> WriteTimeout<IO> {
+    /// Wraps `io`.
+    pub fn new(io: IO, limit: Duration) -> Self {
+        WriteTimeout {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Progress resets the clock; a pending write starts it (once) and fails when it runs out.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        p: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if p.is_ready() {
+            self.stalled = None;
+            return p;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read for the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteTimeout<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let p = Pin::new(&mut me.io).poll_write(cx, buf);
+        me.check(cx, p)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let p = Pin::new(&mut me.io).poll_write_vectored(cx, bufs);
+        me.check(cx, p)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let p = Pin::new(&mut me.io).poll_flush(cx);
+        me.check(cx, p)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let p = Pin::new(&mut me.io).poll_shutdown(cx);
+        me.check(cx, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_stalled_write_times_out_and_progress_resets_the_clock() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut w = WriteTimeout::new(ours, Duration::from_millis(200));
+        // Progress: the peer reads, the writes go through whatever the total time.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1000];
+            theirs.read_exact(&mut buf).await.map(|_| theirs)
+        });
+        for _ in 0..10 {
+            w.write_all(&[1u8; 100]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let _theirs = reader.await.unwrap().unwrap();
+        // Nobody reads now: the buffer fills, the next write fails within the limit.
+        let t0 = std::time::Instant::now();
+        let e = w.write_all(&[2u8; 1000]).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn streams_stay_below_the_connection_limit() {
+        assert_eq!(Streams::new(8, 64).max, 8);
+        assert_eq!(Streams::new(8, 2).max, 1);
+        assert_eq!(Streams::new(8, 1).max, 0);
+        assert_eq!(Streams::new(0, 64).max, 0);
     }
 }

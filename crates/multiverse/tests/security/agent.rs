@@ -185,6 +185,60 @@ fn first_status(s: &mut impl Read) -> u16 {
         .unwrap_or(0)
 }
 
+/// Finding 6: event-stream subscribers held every connection slot forever. 64 subscribers (the
+/// default `max_connections`) now get at most `max_event_streams` (8) streams; the others a 503
+/// and a closed connection, and `/metrics` on the same socket still answers.
+#[test]
+fn sse_subscribers_leave_the_socket_answering() {
+    let a = start(
+        "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\nheader_timeout = \"10s\"\n[stats]\ninterval = \"200ms\"\n",
+        &[],
+    )
+    .sampled();
+    let mut subs: Vec<std::os::unix::net::UnixStream> = (0..64)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let statuses: Vec<u16> = subs.iter_mut().map(first_status).collect();
+    let streams = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert_eq!(
+        (streams, refused),
+        (8, 56),
+        "event streams granted/refused: {statuses:?}"
+    );
+    // Every subscriber still connected, and the socket answers other routes.
+    let (st, body) = a.unix().request("GET", "/metrics").unwrap();
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("# TYPE"));
+    // A refused subscriber's connection was closed, not kept.
+    let mut rest = Vec::new();
+    let i = statuses.iter().position(|&s| s == 503).unwrap();
+    assert!(
+        subs[i].read_to_end(&mut rest).is_ok(),
+        "a refused subscriber's connection is still open"
+    );
+    // Once the streams go away, their slots come back.
+    drop(subs);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        if first_status(&mut s) == 200 {
+            break;
+        }
+        assert!(Instant::now() < end, "event stream slots not released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Finding 8: `/v1/machines/a.b/machines/a.b/...` was parsed recursively, each level copying the
 /// rest of the path: a 15.6 KB target cost ~43 MB that stayed resident. Now a target over the cap
 /// is 414 and any nesting 400, before any recursion; memory stays flat.
