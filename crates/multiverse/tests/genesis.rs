@@ -90,12 +90,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     let lab = Lab::start(&tmp.path().join("lab"));
 
     // The person's path: init (lab topology: Debian everywhere, no passthrough), identity.
-    ok(mv(&root).args(["init", "--lab"]).env("MULTIVERSE_ACCEL", "tcg"));
-    let mut restore = mv(&root);
-    restore.args(["identity", "restore"]).args(FAST);
-    common::ok(&mut restore, Some(SPEC_WORDS));
-    std::fs::create_dir_all(root.join("images")).unwrap();
-    std::os::unix::fs::symlink(&image, root.join("images/debian.qcow2")).unwrap();
+    lab_tree(&root, &image);
 
     // First up: three seeds written, three guests booted in order, each agent answering.
     let first = ok(&mut mvl(
@@ -144,6 +139,128 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     for s in status_json(&root, &lab).iter().take(2) {
         assert_eq!(s["agent"]["hostname"], s["name"], "{s}");
     }
+
+    // SSH with the derived keys both ways, over the virtio-serial SSH channel: the guest's sshd
+    // must present exactly the derived host key (StrictHostKeyChecking yes) and accept @user's.
+    let who = ok(&mut mvl(&root, &lab, &["ssh", STAR, "--", "cat", "/etc/hostname"]));
+    assert_eq!(who.trim(), STAR);
+    let fingerprint_before = host_key(&root, &lab, STAR);
+    let shadow_ok = |root: &Path| {
+        let files = ok(&mut mvl(
+            root,
+            &lab,
+            &["ssh", STAR, "--", "cat /etc/passwd; echo ====; cat /etc/shadow; echo ====; cat /etc/group"],
+        ));
+        let parts: Vec<&str> = files.split("====\n").collect();
+        assert_eq!(parts.len(), 3, "{files}");
+        let out_dir = root.join("export");
+        ok(mv(root).args(["identity", "export", STAR, "--kind", "password", "--out"]).arg(&out_dir));
+        let password = std::fs::read_to_string(out_dir.join("password")).unwrap();
+        std::fs::remove_dir_all(&out_dir).unwrap();
+        mv_provision::accounts::Accounts::parse(parts[0], parts[2], parts[1])
+            .password_verifies("root", password.trim())
+    };
+    assert!(shadow_ok(&root), "root's password in /etc/shadow is not the derived one");
+    ok(&mut mvl(&root, &lab, &["down", "--timeout", "180"]));
+
+    // Rebuild from the words: a new host with only multiverse.toml (from git) and the 24 words.
+    for gone in ["machines", "storage", "identity"] {
+        std::fs::remove_dir_all(root.join(gone)).unwrap();
+    }
+    let mut restore = mv(&root);
+    restore.args(["identity", "restore"]).args(FAST);
+    common::ok(&mut restore, Some(SPEC_WORDS));
+    ok(&mut mvl(&root, &lab, &["render"]));
+    let again = ok(&mut mvl(&root, &lab, &["up", "--start", "--timeout", "420", STAR]));
+    assert!(again.contains(&format!("seeded          disk     {STAR}")), "{again}");
+    assert_eq!(host_key(&root, &lab, STAR), fingerprint_before);
+    assert!(shadow_ok(&root), "after the rebuild, root's password is not the derived one");
     let out = output(&mut mvl(&root, &lab, &["down", "--timeout", "180"]), None);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// The Ed25519 host key fingerprint the machine's agent reports.
+fn host_key(root: &Path, lab: &Lab, machine: &str) -> String {
+    let s = status_json(root, lab);
+    let m = s.iter().find(|s| s["name"] == machine).unwrap();
+    assert_eq!(m["agent"]["host_key_matches"], true, "{m}");
+    m["agent"]["ssh_host_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["algorithm"] == "ssh-ed25519")
+        .map(|k| k["fingerprint"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+/// A tree from `init --lab` with the spec identity, its `images/debian.qcow2` from `image`.
+fn lab_tree(root: &Path, image: &Path) {
+    ok(mv(root).args(["init", "--lab"]).env("MULTIVERSE_ACCEL", "tcg"));
+    let mut restore = mv(root);
+    restore.args(["identity", "restore"]).args(FAST);
+    common::ok(&mut restore, Some(SPEC_WORDS));
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    std::os::unix::fs::symlink(image, root.join("images/debian.qcow2")).unwrap();
+}
+
+#[test]
+fn a_guest_whose_agent_never_answers_is_one_clear_error_and_is_powered_off() {
+    let image = common::cached_debian_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    let lab = Lab::start(&tmp.path().join("lab"));
+    lab_tree(&root, &image);
+    // No seed: the base image has no agent, so nothing ever answers on the channel.
+    let out = output(
+        &mut mvl(
+            &root,
+            &lab,
+            &["up", "--start", "--no-provision", "--timeout", "25", APP],
+        ),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = common::stderr(&out);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("multiverse: error:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{APP} started, but its agent did not answer within")),
+        "{err}"
+    );
+    assert!(err.contains("powered off again"), "{err}");
+    // Powered off, still defined (a complete definition, not a half-made one).
+    let st = status_json(&root, &lab);
+    let app = st.iter().find(|s| s["name"] == APP).unwrap();
+    assert_eq!(app["state"], "shut_off", "{app}");
+    assert_eq!(app["defined"], true, "{app}");
+}
+
+#[test]
+fn a_corrupt_base_image_stops_up_before_anything_is_made() {
+    mv_testkit::require_tool("qemu-img");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    let lab = Lab::start(&tmp.path().join("lab"));
+    let junk = tmp.path().join("junk.qcow2");
+    std::fs::write(&junk, b"QFI\xfb this is not a qcow2 image at all").unwrap();
+    lab_tree(&root, &junk);
+    let out = output(
+        &mut mvl(&root, &lab, &["up", "--start", "--no-provision", STAR]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = common::stderr(&out);
+    assert!(err.contains(&format!("disk of {STAR}")), "{err}");
+    assert!(!root.join("machines").join(STAR).join("disk.qcow2").exists());
+    let listed = Command::new("virsh")
+        .args(["-c", &lab.uri, "list", "--all", "--name"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).trim().is_empty(),
+        "{listed:?}"
+    );
 }

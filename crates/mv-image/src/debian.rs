@@ -30,6 +30,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "initramfs-tools",
     "zstd",
     "iproute2",
+    // systemd-logind needs a bus; it is what turns libvirt's ACPI power button into a clean
+    // shutdown (`multiverse down` never pulls the plug).
+    "dbus",
 ];
 
 /// The default `--include` list: the Debian packages of the provisioning recipes for machines
