@@ -235,7 +235,7 @@ impl BuildOptions {
                 self.size
             )));
         }
-        if self.size % (1 << 20) != 0 {
+        if !self.size.is_multiple_of(1 << 20) {
             return Err(ImageError::BadOption(
                 "size must be a whole number of MiB".into(),
             ));

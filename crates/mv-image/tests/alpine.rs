@@ -3,6 +3,9 @@
 //! command lines, the files the builder writes into the root, and the atomic result (image and
 //! manifest in `images/`, no build folder left). A failing step leaves nothing in `images/`.
 
+// The recording runner is test code outside #[test] functions.
+#![allow(clippy::unwrap_used)]
+
 use mv_image::run::{RunOutput, Runner};
 use mv_image::{build, progress::Silent, BuildOptions, ImageError, Os};
 use std::cell::RefCell;
