@@ -15,6 +15,19 @@ fn mv(root: &Path, args: &[&str]) -> Output {
         .arg(root)
         .args(args)
         .env_remove("MULTIVERSE_ROOT")
+        .env_remove("MULTIVERSE_ACCEL")
+        .output()
+        .unwrap()
+}
+
+/// [`mv`] with `MULTIVERSE_ACCEL` set.
+fn mv_accel(root: &Path, accel: &str, args: &[&str]) -> Output {
+    Command::new(MV)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("MULTIVERSE_ROOT")
+        .env("MULTIVERSE_ACCEL", accel)
         .output()
         .unwrap()
 }
@@ -575,4 +588,101 @@ fn machine_show_includes_the_recorded_public_identity() {
     ))
     .unwrap();
     assert!(v["identity"].is_null());
+}
+
+/// `[host] accel = "tcg"` (here through `MULTIVERSE_ACCEL`) makes every domain
+/// `<domain type="qemu">` with QEMU's `max` CPU; the XML validates, and libvirt 11 + QEMU 10
+/// really start such a domain under TCG (embedded libvirt, the domain's disk swapped for a file
+/// and its NICs dropped: the embedded driver has no storage or network driver).
+#[test]
+fn accel_tcg_domains_validate_and_start_under_tcg() {
+    let tool = mv_testkit::require_tool("virt-xml-validate");
+    let virsh = mv_testkit::require_tool("virsh");
+    let qemu_img = mv_testkit::require_tool("qemu-img");
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    success(&mv_accel(&tree, "tcg", &["init"]));
+    for (f, kind) in xml_files(&tree) {
+        mv_testkit::run_ok(Command::new(&tool).arg(&f).arg(kind));
+        if kind == "domain" {
+            let x = std::fs::read_to_string(&f).unwrap();
+            assert!(x.contains(r#"<domain type="qemu">"#), "{}", f.display());
+            assert!(x.contains(r#"<cpu mode="maximum" check="none"/>"#), "{x}");
+            assert!(!x.contains("host-passthrough"), "{x}");
+        }
+    }
+    // The same tree rendered without the override goes back to KVM (the file says kvm).
+    ok(&tree, &["render"]);
+    let x =
+        std::fs::read_to_string(tree.join("machines/mail.service.multiverse/domain.xml")).unwrap();
+    assert!(x.contains(r#"<domain type="kvm">"#), "{x}");
+    success(&mv_accel(&tree, "tcg", &["render"]));
+
+    // Start one under TCG.
+    let x =
+        std::fs::read_to_string(tree.join("machines/mail.service.multiverse/domain.xml")).unwrap();
+    let disk = d.path().join("mail.qcow2");
+    mv_testkit::run_ok(
+        Command::new(&qemu_img)
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg("16M"),
+    );
+    let cut = |text: &str, open: &str, close: &str| -> String {
+        let mut t = text.to_string();
+        while let Some(a) = t.find(open) {
+            let b = a + t[a..].find(close).unwrap() + close.len();
+            t.replace_range(a..b, "");
+        }
+        t
+    };
+    let mut x = cut(&x, "<interface ", "</interface>");
+    let a = x.find("<disk ").unwrap();
+    let b = a + x[a..].find("</disk>").unwrap() + "</disk>".len();
+    x.replace_range(
+        a..b,
+        &format!(
+            r#"<disk type="file" device="disk"><driver name="qemu" type="qcow2"/><source file="{}"/><target dev="vda" bus="virtio"/></disk>"#,
+            disk.display()
+        ),
+    );
+    let x = x.replace(
+        "/run/multiverse/agent/mail.service.multiverse.sock",
+        &d.path().join("agent.sock").display().to_string(),
+    );
+    let dom = d.path().join("mail.xml");
+    std::fs::write(&dom, &x).unwrap();
+    let lv = d.path().join("libvirt");
+    std::fs::create_dir_all(lv.join("etc")).unwrap();
+    // The embedded driver writes QEMU's output to a file (no virtlogd).
+    std::fs::write(lv.join("etc/qemu.conf"), "stdio_handler = \"file\"\n").unwrap();
+    let uri = format!("qemu:///embed?root={}", lv.display());
+    let script = format!(
+        "define {}; start mail.service.multiverse; domstate mail.service.multiverse; destroy mail.service.multiverse",
+        dom.display()
+    );
+    let out = mv_testkit::run_ok(Command::new(&virsh).args(["-q", "-c", &uri, &script]));
+    assert!(out.contains("running"), "{out}");
+    let log = std::fs::read_to_string(lv.join("log/qemu/mail.service.multiverse.log")).unwrap();
+    assert!(log.contains("-accel tcg"), "{log}");
+    assert!(log.contains("-cpu max"), "{log}");
+}
+
+/// A bad `MULTIVERSE_ACCEL` is one line naming the variable, exit 2, and nothing is written; a
+/// bad `accel` in the file names its line (like every field).
+#[test]
+fn bad_accel_is_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let o = mv_accel(d.path(), "xen", &["init"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("MULTIVERSE_ACCEL=\"xen\""), "{err}");
+    assert!(err.contains("expected kvm or tcg"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(snapshot(d.path()).is_empty(), "{:?}", snapshot(d.path()));
+    bad_config(
+        &default_text().replacen("accel = \"kvm\"", "accel = \"xen\"", 1),
+        "accel = \"xen\"",
+        "unknown accel",
+    );
 }

@@ -1,4 +1,5 @@
-//! `host check`: what stands between this host and PCI passthrough, read from /sys and /proc.
+//! `host check`: what stands between this host and PCI passthrough, read from /sys and /proc,
+//! and whether its KVM can boot a stock guest at all ([`kvm`]).
 //!
 //! Every path is under a [`Roots`] pair so fixture trees (IOMMU off, shared groups, devices
 //! already bound) test each finding. The check never writes. Multiverse's early users had a check
@@ -88,6 +89,80 @@ fn finding(level: Level, code: &'static str, message: String, fix: Option<String
         code,
         message,
         fix,
+    }
+}
+
+/// What this host's KVM can do, from /sys and /proc/cpuinfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kvm {
+    /// `/dev/kvm` with VT-x or AMD-V: guests run under KVM.
+    Usable,
+    /// No KVM device (`/sys/class/misc/kvm` is missing): guests can only run under TCG.
+    Absent,
+    /// `/dev/kvm` is PVM (`kvm_pvm`, a KVM for nested guests without hardware virtualisation):
+    /// it boots only kernels built as PVM guests, no stock distribution kernel.
+    Pvm,
+    /// `/dev/kvm` exists but the CPU shows neither `vmx` nor `svm`: another software KVM that
+    /// stock guests cannot count on.
+    NoVirtFlags,
+}
+
+impl Kvm {
+    /// Whether a stock guest (Debian's or Alpine's kernel, OVMF) boots under this KVM.
+    pub fn boots_stock_guests(self) -> bool {
+        self == Kvm::Usable
+    }
+}
+
+/// Reads what KVM this host has (see [`Kvm`]).
+pub fn kvm(roots: &Roots) -> Kvm {
+    if std::fs::symlink_metadata(roots.sys.join("class/misc/kvm")).is_err() {
+        return Kvm::Absent;
+    }
+    if std::fs::symlink_metadata(roots.sys.join("module/kvm_pvm")).is_ok() {
+        return Kvm::Pvm;
+    }
+    let cpuinfo = read(&roots.proc_root.join("cpuinfo"));
+    let virt = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .flat_map(|l| l.split_whitespace())
+        .any(|f| f == "vmx" || f == "svm");
+    if virt {
+        Kvm::Usable
+    } else {
+        Kvm::NoVirtFlags
+    }
+}
+
+fn kvm_finding(k: Kvm) -> Finding {
+    let tcg = Some("set [host] accel = \"tcg\" in multiverse.toml (or MULTIVERSE_ACCEL=tcg) and run `multiverse render`: guests then run under QEMU's emulator, slower but bootable".to_string());
+    match k {
+        Kvm::Usable => finding(
+            Level::Ok,
+            "kvm",
+            "KVM is usable (/dev/kvm with VT-x/AMD-V)".into(),
+            None,
+        ),
+        Kvm::Absent => finding(
+            Level::Warn,
+            "kvm-absent",
+            "no KVM (/dev/kvm is missing): guests cannot run under KVM".into(),
+            tcg,
+        ),
+        Kvm::Pvm => finding(
+            Level::Warn,
+            "kvm-pvm",
+            "KVM cannot boot a stock guest here: /dev/kvm is PVM (kvm_pvm module), which runs only PVM-built guest kernels".into(),
+            tcg,
+        ),
+        Kvm::NoVirtFlags => finding(
+            Level::Warn,
+            "kvm-no-virt",
+            "KVM cannot boot a stock guest here: /dev/kvm exists but the CPU has no vmx/svm flag (a software KVM)".into(),
+            tcg,
+        ),
     }
 }
 
@@ -297,6 +372,7 @@ pub fn check(roots: &Roots, passthrough: &[String]) -> Report {
             ),
         ));
     }
+    findings.push(kvm_finding(kvm(roots)));
     findings.sort_by_key(|f| std::cmp::Reverse(f.level));
     Report {
         cpu: cpu.into(),

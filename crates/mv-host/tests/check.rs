@@ -209,3 +209,42 @@ fn vfio_bind_plans_writes_and_is_idempotent() {
     assert!(mv_host::vfio::plan(&f.sys(), &etc, "0000:09:00.0".parse().unwrap()).is_err());
     let _ = Path::new("");
 }
+
+/// A host whose KVM cannot boot a stock guest is named, with the TCG fix: PVM (this development
+/// machine's `kvm_pvm`), a KVM device without vmx/svm, no KVM at all; a KVM with VT-x is fine.
+#[test]
+fn kvm_that_cannot_boot_stock_guests_points_at_tcg() {
+    use mv_host::check::{kvm, Kvm};
+    let f = Fixture::new("AuthenticAMD", "root=/dev/vda", false);
+    assert_eq!(kvm(&f.roots()), Kvm::Absent);
+    let r = check(&f.roots(), &[]);
+    let absent = r.findings.iter().find(|x| x.code == "kvm-absent").unwrap();
+    assert_eq!(absent.level, Level::Warn);
+
+    std::fs::create_dir_all(f.sys().join("class/misc/kvm")).unwrap();
+    assert_eq!(kvm(&f.roots()), Kvm::NoVirtFlags);
+    let cpuinfo = f.dir.path().join("proc/cpuinfo");
+    std::fs::write(
+        &cpuinfo,
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu vme de pse svm lm\n",
+    )
+    .unwrap();
+    assert_eq!(kvm(&f.roots()), Kvm::Usable);
+    assert!(kvm(&f.roots()).boots_stock_guests());
+    let r = check(&f.roots(), &[]);
+    assert!(codes(&r).contains(&("kvm", Level::Ok)), "{:?}", codes(&r));
+
+    // PVM: the module is there, whatever the flags say.
+    std::fs::create_dir_all(f.sys().join("module/kvm_pvm")).unwrap();
+    assert_eq!(kvm(&f.roots()), Kvm::Pvm);
+    assert!(!kvm(&f.roots()).boots_stock_guests());
+    let r = check(&f.roots(), &[]);
+    let pvm = r.findings.iter().find(|x| x.code == "kvm-pvm").unwrap();
+    assert_eq!(pvm.level, Level::Warn);
+    assert!(pvm.message.contains("kvm_pvm"), "{}", pvm.message);
+    assert!(
+        pvm.fix.as_deref().unwrap().contains("accel = \"tcg\""),
+        "{:?}",
+        pvm.fix
+    );
+}

@@ -11,7 +11,7 @@
 //! Contexts given to templates are built here (see [`domain_context`]); their field names are part
 //! of the template contract documented in docs/machines.md.
 
-use crate::config::{Arch, CpuVendor, Machine, MachineType, Network, Topology};
+use crate::config::{Accel, Arch, CpuVendor, Machine, MachineType, Network, Topology};
 use crate::layout::{self, Tree, POOL_NAME};
 use crate::templates::{Engine, TemplateError, BUILTIN};
 use mv_core::fsutil::{self, FsError};
@@ -245,7 +245,9 @@ fn disk_dev(n: usize) -> String {
 
 /// Builds the template context of machine `m` (a VM) in `t`.
 pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
-    let kvm = m.arch == t.host.arch;
+    // KVM only runs guests of the host's own architecture, and only when `[host] accel` asks for
+    // it; everything else is TCG (`<domain type="qemu">`, QEMU's `max` CPU).
+    let kvm = m.arch == t.host.arch && t.host.accel == Accel::Kvm;
     let uefi = m.arch == Arch::Aarch64 || m.kind == MachineType::Controller;
     let firmware = match m.arch {
         Arch::X86_64 => FirmwareCtx {

@@ -46,6 +46,17 @@ pub fn render_into(
     topology: &Topology,
     dry_run: bool,
 ) -> Result<RenderReport, CliError> {
+    // MULTIVERSE_ACCEL=kvm|tcg overrides `[host] accel` for this rendering (tests, lab hosts).
+    let overridden;
+    let topology = match mv_machines::config::Accel::from_env().map_err(CliError::usage_msg)? {
+        Some(accel) if accel != topology.host.accel => {
+            let mut t = topology.clone();
+            t.host.accel = accel;
+            overridden = t;
+            &overridden
+        }
+        _ => topology,
+    };
     match render::render_tree(tree, topology, dry_run) {
         Ok(r) => Ok(r),
         Err(RenderError::Template { target, source }) => Err(CliError::usage_msg(format!(

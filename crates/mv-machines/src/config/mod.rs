@@ -77,6 +77,64 @@ pub enum CpuVendor {
     Amd,
 }
 
+/// How QEMU runs the guests: hardware virtualisation (KVM) or QEMU's own emulator (TCG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM: libvirt `<domain type='kvm'>` with the host's CPU passed through. The default.
+    #[default]
+    Kvm,
+    /// TCG: `<domain type='qemu'>` with QEMU's `max` CPU model. Slow (a Debian guest boots in
+    /// about 30 s), but runs on a host whose KVM cannot boot a stock guest (`multiverse host check`
+    /// says so) or has no KVM at all.
+    Tcg,
+}
+
+/// The environment variable that overrides `[host] accel` when rendering (tests, lab hosts).
+pub const ACCEL_ENV: &str = "MULTIVERSE_ACCEL";
+
+impl Accel {
+    /// The lower-case name (`kvm`, `tcg`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// The value of [`ACCEL_ENV`], if set: `Err` names the bad value.
+    pub fn from_env() -> Result<Option<Accel>, String> {
+        match std::env::var(ACCEL_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("{ACCEL_ENV}={v:?}: {e}")),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                Err(format!("{ACCEL_ENV}={v:?}: expected kvm or tcg"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            _ => Err(format!("unknown accel `{s}` (expected kvm or tcg)")),
+        }
+    }
+}
+
 /// The operating system a machine is provisioned with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +306,9 @@ pub struct HostConfig {
     pub memory_mib: u64,
     /// The host's OS. Default alpine.
     pub os: Os,
+    /// How guests run: `kvm` (default) or `tcg`. `MULTIVERSE_ACCEL` overrides it when rendering.
+    #[serde(default)]
+    pub accel: Accel,
     /// IOMMU options.
     #[serde(default)]
     pub iommu: IommuConfig,
@@ -441,6 +502,7 @@ struct FileHost {
     cpu_vendor: Option<CpuVendor>,
     memory_mib: Option<u64>,
     os: Option<Os>,
+    accel: Option<Accel>,
     #[serde(default)]
     iommu: IommuConfig,
 }
@@ -694,6 +756,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         cpu_vendor: None,
         memory_mib: None,
         os: None,
+        accel: None,
         iommu: IommuConfig::default(),
     });
     #[allow(clippy::expect_used)] // a constant
@@ -705,6 +768,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         cpu_vendor: fh.cpu_vendor.unwrap_or(CpuVendor::Intel),
         memory_mib: fh.memory_mib.unwrap_or(16384),
         os: fh.os.unwrap_or(Os::Alpine),
+        accel: fh.accel.unwrap_or_default(),
         iommu: fh.iommu,
     };
 

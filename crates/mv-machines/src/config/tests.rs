@@ -279,3 +279,20 @@ fn bridges_and_subnets_are_checked() {
     let t = base().replace("10.1.1.0/24", "10.1.1.0/33");
     expect(&t, Problem::BadAddress, "10.1.1.0/33");
 }
+
+#[test]
+fn accel_defaults_to_kvm_and_is_validated() {
+    assert_eq!(Topology::default_topology().host.accel, Accel::Kvm);
+    let t = parse(&base().replacen("accel = \"kvm\"", "", 1)).unwrap();
+    assert_eq!(t.host.accel, Accel::Kvm);
+    let t = parse(&base().replacen("accel = \"kvm\"", "accel = \"tcg\"", 1)).unwrap();
+    assert_eq!(t.host.accel, Accel::Tcg);
+    assert_eq!(parse(&t.to_toml().unwrap()).unwrap(), t);
+    let bad = base().replacen("accel = \"kvm\"", "accel = \"hvf\"", 1);
+    expect(&bad, Problem::UnknownValue, "accel = \"hvf\"");
+    assert_eq!("tcg".parse::<Accel>(), Ok(Accel::Tcg));
+    assert!("TCG"
+        .parse::<Accel>()
+        .unwrap_err()
+        .contains("expected kvm or tcg"));
+}
