@@ -778,7 +778,9 @@ fn a_disarmed_watcher_stops_on_sigusr1_and_ignores_sigterm() {
     assert_eq!(
         std::fs::read_to_string(e.p("tree/guard/watch.pid"))
             .unwrap()
-            .trim(),
+            .lines()
+            .next()
+            .unwrap(),
         pid
     );
     mv_testkit::run_ok(Command::new("kill").args(["-TERM", &pid]));

@@ -11,7 +11,8 @@
 //!   uevents from a `NETLINK_KOBJECT_UEVENT` socket (or a unix datagram socket carrying the same
 //!   bytes) and fires the chain; [`config`] is the armed state on disk; [`udev`] writes the
 //!   equivalent udev rule for people who want no daemon; [`trust`] is the rule root's
-//!   configuration follows (root-owned, not writable by others, checked on the open descriptor).
+//!   configuration follows (root-owned, not writable by others, checked on the open descriptor);
+//!   [`pidfile`] is the watcher's locked pidfile, verified before anyone signals the pid in it.
 //!
 //! What this crate is not: a CLI. It prints nothing; `multiverse guard` does.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod config;
 pub mod container;
 pub mod image;
 pub mod luks;
+pub mod pidfile;
 pub mod token;
 pub mod trust;
 pub mod udev;

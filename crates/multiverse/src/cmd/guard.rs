@@ -16,6 +16,7 @@ use mv_guard::chain::{Chain, Env, Status};
 use mv_guard::config::{self, GuardConfig, SignalPolicy};
 use mv_guard::container::{self, HideError, KdfParams, RevealError};
 use mv_guard::image::Cover;
+use mv_guard::pidfile::Liveness;
 use mv_guard::token::{TokenSpec, Trigger};
 use mv_guard::watch::{Outcome, Source, Watch, WatchEvent};
 use std::io::{IsTerminal, Read, Write};
@@ -713,16 +714,10 @@ fn pid_path(g: &Global) -> PathBuf {
     g.root.join("guard/watch.pid")
 }
 
-fn running_watcher(g: &Global) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_path(g))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains("guard")
-        .then_some(pid)
+/// Whether our watcher runs: the pidfile's lock is held and the pid in it runs this executable,
+/// started at the recorded time (see `mv_guard::pidfile`).
+fn running_watcher(g: &Global) -> Liveness {
+    mv_guard::pidfile::probe(&pid_path(g))
 }
 
 fn arm(g: &Global, a: ArmArgs) -> Result<(), CliError> {
@@ -808,11 +803,16 @@ fn disarm(g: &Global, a: DisarmArgs) -> Result<(), CliError> {
     cfg.armed = false;
     cfg.paused_until = None;
     save_config(&cfg, &path)?;
-    if let Some(pid) = running_watcher(g) {
-        let _ = mv_guard::watch::notify_watcher(pid);
-        g.say(format!("disarmed; told the watcher (pid {pid}) to stop"));
-    } else {
-        g.say("disarmed");
+    match running_watcher(g) {
+        Liveness::Running(pid) => {
+            let _ = mv_guard::watch::notify_watcher(pid);
+            g.say(format!("disarmed; told the watcher (pid {pid}) to stop"));
+        }
+        Liveness::NotRunning => g.say("disarmed"),
+        Liveness::Unknown { why, .. } => g.say(format!(
+            "disarmed; a watcher may be running but cannot be verified ({why}): not signalled, \
+             it will not fire while disarmed"
+        )),
     }
     Ok(())
 }
@@ -838,7 +838,15 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
             "trigger": cfg.trigger,
             "paused_until": cfg.paused_until,
             "token_present": present,
-            "watcher_pid": watcher,
+            "watcher_pid": match &watcher {
+                Liveness::Running(pid) => Some(*pid),
+                _ => None,
+            },
+            "watcher": match &watcher {
+                Liveness::Running(_) => "running",
+                Liveness::NotRunning => "not-running",
+                Liveness::Unknown { .. } => "unknown",
+            },
             "steps": cfg.steps.iter().map(|s| s.action.name()).collect::<Vec<_>>(),
         });
         println!("{v}");
@@ -868,7 +876,11 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
     );
     println!(
         "watcher:  {}",
-        watcher.map_or("not running".to_string(), |p| format!("running (pid {p})"))
+        match &watcher {
+            Liveness::Running(p) => format!("running (pid {p})"),
+            Liveness::NotRunning => "not running".to_string(),
+            Liveness::Unknown { why, .. } => format!("unknown ({why})"),
+        }
     );
     println!(
         "chain:    {}",
@@ -973,20 +985,22 @@ fn watch(g: &Global, a: WatchArgs) -> Result<(), CliError> {
         if let Err(e) = mv_guard::watch::lock_memory() {
             tracing::warn!("cannot lock the watcher in memory ({e}): it may be swapped out");
         }
-        mv_core::fsutil::write_public(
-            &pid_path(g),
-            format!("{}\n", std::process::id()).as_bytes(),
-        )?;
     }
+    // Held (flock) until the watcher returns; removed on the way out, whatever the outcome.
+    let _pidfile = if g.dry_run {
+        None
+    } else {
+        Some(
+            mv_guard::pidfile::Pidfile::acquire(&pid_path(g))
+                .hint("`multiverse guard status` shows the running watcher")?,
+        )
+    };
     let w = Watch {
         config_path: path,
         chain: chain_of(&cfg, &a.sys),
         dry_run: g.dry_run,
     };
     let outcome = w.run(&cfg, source, &mut |e| print_event(g, e))?;
-    if !g.dry_run {
-        let _ = std::fs::remove_file(pid_path(g));
-    }
     match outcome {
         Outcome::Disarmed => Ok(()),
         Outcome::Fired if g.dry_run => Ok(()),

@@ -303,3 +303,111 @@ fn a_root_watcher_keeps_its_chain_when_guard_toml_is_replaced_by_another_user() 
     e.assert_nothing_ran(&format!("{events:#?}"));
     assert!(w.child.wait().unwrap().success());
 }
+
+/// `guard status --json` and `guard disarm` while the pidfile names `pid`: neither may take it
+/// for the watcher, and the decoy must get no signal.
+fn assert_not_taken_for_the_watcher(e: &Env, pid: u32, rec: &Path) {
+    let o = e.mv(&["--json", "guard", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    assert_eq!(v["watcher_pid"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["watcher"], "not-running", "{v}");
+    let o = e.mv(&["guard", "status"]);
+    assert!(
+        common::stdout(&o).contains("watcher:  not running"),
+        "{}",
+        text(&o)
+    );
+    let o = e.mv(&["guard", "disarm"]);
+    assert_eq!(common::success(&o).trim(), "disarmed", "{}", text(&o));
+    // bash runs a trap after its current `sleep 0.05`: give a signal time to be recorded.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !rec.exists(),
+        "the decoy (pid {pid}) was sent SIGUSR1: {}",
+        std::fs::read_to_string(rec).unwrap_or_default()
+    );
+    let o = e.mv(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
+    common::success(&o);
+}
+
+/// Finding 10: a pidfile left by a watcher killed with -9 names a pid that is now a decoy whose
+/// command line contains "guard" (and which records SIGUSR1). `status` says not running and
+/// `disarm` signals nothing: the lock on the pidfile is free. With the lock held and the decoy's
+/// true start time recorded, the executable check still refuses it. A real watcher is found.
+#[test]
+fn status_and_disarm_do_not_take_a_decoy_for_the_watcher() {
+    use std::os::unix::process::CommandExt;
+    let e = Env::new();
+    std::fs::write(e.toml(), e.good()).unwrap();
+    let rec = e.p("usr1.log");
+    let ready = e.p("decoy.ready");
+    let script = format!(
+        "trap 'echo USR1 >> {}' USR1; touch {}; while :; do sleep 0.05; done",
+        rec.display(),
+        ready.display()
+    );
+    let mut decoy = common::KillOnDrop(
+        Command::new("bash")
+            .arg0("guard")
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for("the decoy's trap", Duration::from_secs(10), || {
+        ready.exists()
+    });
+    let pid = decoy.0.id();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("guard"));
+    let pidfile = e.p("tree/guard/watch.pid");
+
+    // Stale: what the old watcher wrote (the pid alone), nobody holding its lock.
+    std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+    assert_not_taken_for_the_watcher(&e, pid, &rec);
+
+    // Locked (here by the test) and with the decoy's true start time: not our executable.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    std::fs::write(&pidfile, format!("{pid}\n{start}\n")).unwrap();
+    let lock = std::fs::File::open(&pidfile).unwrap();
+    lock.try_lock().unwrap();
+    assert_not_taken_for_the_watcher(&e, pid, &rec);
+    drop(lock);
+    assert!(decoy.0.try_wait().unwrap().is_none(), "the decoy died");
+
+    // The control: a real watcher takes over the stale file and is found and told to stop.
+    let sock = e.p("c.sock");
+    let source = format!("unix:{}", sock.display());
+    let sys = e.p("sys");
+    let mut w = common::KillOnDrop(
+        common::mv(&e.p("tree"))
+            .args(["guard", "watch", "--source", &source, "--sys"])
+            .arg(&sys)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wpid = w.0.id();
+    common::wait_for("the watcher's pidfile", Duration::from_secs(30), || {
+        std::fs::read_to_string(&pidfile)
+            .is_ok_and(|t| t.lines().next() == Some(wpid.to_string().as_str()))
+    });
+    let o = e.mv(&["--json", "guard", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    assert_eq!(v["watcher_pid"], wpid, "{v}");
+    let o = e.mv(&["guard", "disarm"]);
+    assert!(
+        common::success(&o).contains(&format!("told the watcher (pid {wpid}) to stop")),
+        "{}",
+        text(&o)
+    );
+    assert!(w.0.wait().unwrap().success());
+    assert!(!pidfile.exists());
+    assert!(!rec.exists());
+}
