@@ -88,8 +88,14 @@ pub struct ApiConfig {
     /// Guest side of the virtio-serial channel (`/dev/virtio-ports/org.multiverse.agent.0`); a
     /// unix socket path also works (it is connected to, as a stand-in for the device).
     pub virtio_port: Option<PathBuf>,
-    /// At most this many connections at once; further clients wait in the kernel backlog.
+    /// At most this many connections at once on each transport (the unix socket and TCP have
+    /// separate slots); further clients wait in the kernel backlog.
     pub max_connections: usize,
+    /// TCP: at most this many connections at once from one address; more are answered 503 and
+    /// closed.
+    pub max_connections_per_peer: usize,
+    /// TCP: a client must send its request headers (which carry the token) within this time.
+    pub tcp_header_timeout: String,
     /// At most this many `/v1/events` streams at once per transport (further subscribers get
     /// 503); always fewer than `max_connections`, so streams never hold every slot.
     pub max_event_streams: usize,
@@ -108,6 +114,8 @@ impl Default for ApiConfig {
             token_file: None,
             virtio_port: None,
             max_connections: 64,
+            max_connections_per_peer: 8,
+            tcp_header_timeout: "2s".into(),
             max_event_streams: 8,
             header_timeout: "5s".into(),
             max_body_bytes: 4096,
@@ -331,6 +339,8 @@ pub struct Resolved {
     pub collector_timeout: Duration,
     /// `api.header_timeout`.
     pub header_timeout: Duration,
+    /// `api.tcp_header_timeout` (never longer than `header_timeout`).
+    pub tcp_header_timeout: Duration,
     /// `host.guest_timeout`.
     pub guest_timeout: Duration,
 }
@@ -375,12 +385,19 @@ impl Config {
         }
         let collector_timeout = dur("stats.collector_timeout", &config.stats.collector_timeout)?;
         let header_timeout = dur("api.header_timeout", &config.api.header_timeout)?;
+        let tcp_header_timeout =
+            dur("api.tcp_header_timeout", &config.api.tcp_header_timeout)?.min(header_timeout);
         let guest_timeout = dur("host.guest_timeout", &config.host.guest_timeout)?;
         if config.stats.history == 0 || config.stats.history > 100_000 {
             return Err(invalid("stats.history must be between 1 and 100000".into()));
         }
         if config.api.max_connections == 0 {
             return Err(invalid("api.max_connections must be at least 1".into()));
+        }
+        if config.api.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "api.max_connections_per_peer must be at least 1".into(),
+            ));
         }
         if config.api.tcp.is_some() && config.api.token_file.is_none() {
             return Err(invalid(
@@ -426,6 +443,7 @@ impl Config {
             interval,
             collector_timeout,
             header_timeout,
+            tcp_header_timeout,
             guest_timeout,
         })
     }

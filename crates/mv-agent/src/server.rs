@@ -2,16 +2,19 @@
 //! the guest side of the virtio-serial channel. All three serve the same routes through
 //! [`crate::api::parse_request`] and [`crate::action::execute`].
 //!
-//! Bounded cost per client, whatever it sends: at most `max_connections` connections (further
-//! clients wait in the listen backlog), request heads limited to hyper's 16 KiB read buffer (431
+//! Bounded cost per client, whatever it sends: at most `max_connections` connections per
+//! transport (further clients wait in the listen backlog; the unix socket and TCP never share
+//! slots, so nothing on TCP can starve the local socket), request heads limited to hyper's 16 KiB read buffer (431
 //! past it), headers within `header_timeout` (slow clients are dropped), bodies over
 //! `max_body_bytes` refused with 413 before they are read, each SSE subscriber a fixed-size queue.
 //! Event streams, which never end on their own, have their own cap per transport
 //! (`max_event_streams`, always below `max_connections`; past it 503 and the connection closed),
 //! and every write has a time limit ([`WRITE_TIMEOUT`]): a client that stops reading is dropped
 //! and gives its slot back.
-//! On TCP, a request without the right `Authorization: Bearer` token gets 401; the token is
-//! compared in constant time.
+//! On TCP, before any authentication: at most `max_connections_per_peer` connections per source
+//! address (more are answered 503 and closed at once), headers within `tcp_header_timeout`, and
+//! a request without the right `Authorization: Bearer` token gets 401 and the connection closed;
+//! the token is compared in constant time.
 
 use crate::action::{execute, Reply};
 use crate::agent::Agent;
@@ -166,10 +169,9 @@ impl Listeners {
     /// Serves forever.
     pub async fn run(self, agent: Arc<Agent>) {
         let api = &agent.cfg.config.api;
-        let limit = Arc::new(Semaphore::new(api.max_connections));
         let mut set = tokio::task::JoinSet::new();
         if let Some((l, _)) = self.unix {
-            let (a, lim) = (agent.clone(), limit.clone());
+            let (a, lim) = (agent.clone(), Arc::new(Semaphore::new(api.max_connections)));
             let streams = Streams::new(api.max_event_streams, api.max_connections);
             set.spawn(async move {
                 loop {
@@ -194,20 +196,28 @@ impl Listeners {
             });
         }
         if let Some(l) = self.tcp {
-            let (a, lim) = (agent.clone(), limit.clone());
+            let (a, lim) = (agent.clone(), Arc::new(Semaphore::new(api.max_connections)));
             let streams = Streams::new(api.max_event_streams, api.max_connections);
+            let peers = Peers::new(api.max_connections_per_peer);
             set.spawn(async move {
                 loop {
                     let Ok(permit) = lim.clone().acquire_owned().await else {
                         return;
                     };
                     match l.accept().await {
-                        Ok((s, _)) => {
+                        Ok((s, peer)) => {
+                            let Some(slot) = peers.take(peer.ip()) else {
+                                // Over the per-peer cap: say so if the socket takes it at once,
+                                // and close. Never waits on the client.
+                                let _ = s.try_write(TOO_MANY_FROM_PEER);
+                                continue;
+                            };
                             let _ = s.set_nodelay(true);
                             let a = a.clone();
                             let streams = streams.clone();
                             tokio::spawn(async move {
                                 serve_io(a, s, Transport::Tcp, streams).await;
+                                drop(slot);
                                 drop(permit);
                             });
                         }
@@ -299,6 +309,58 @@ fn device_stream(dev: std::fs::File) -> tokio::io::DuplexStream {
     ours
 }
 
+/// The reply to a connection over the per-peer cap, written without waiting.
+const TOO_MANY_FROM_PEER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{\"error\":\"too many connections from this address\"}";
+
+/// Connections per source address on TCP.
+#[derive(Debug, Clone)]
+struct Peers {
+    held: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    max: usize,
+}
+
+/// One connection's share of its peer's count; given back on drop.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: Peers,
+    ip: std::net::IpAddr,
+}
+
+impl Peers {
+    fn new(max: usize) -> Peers {
+        Peers {
+            held: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot for `ip`, or None if it already holds `max`.
+    fn take(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.peers.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The event-stream slots of one transport.
 #[derive(Debug, Clone)]
 pub struct Streams {
@@ -322,7 +384,11 @@ pub async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport, strea
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = agent.cfg.header_timeout;
+    // On TCP the headers carry the token: an unauthenticated client gets the short timeout.
+    let header_timeout = match transport {
+        Transport::Tcp => agent.cfg.tcp_header_timeout,
+        Transport::Unix | Transport::Virtio => agent.cfg.header_timeout,
+    };
     let svc = hyper::service::service_fn(move |req| {
         let agent = agent.clone();
         let streams = streams.clone();
@@ -384,7 +450,8 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     if transport == Transport::Tcp && !authorized(&agent, &req) {
-        let mut r = json_error(401, "missing or wrong bearer token");
+        // Closed after the answer: without the token a client gets one request per connection.
+        let mut r = closing(json_error(401, "missing or wrong bearer token"));
         r.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,
             hyper::header::HeaderValue::from_static("Bearer"),
@@ -659,6 +726,30 @@ mod tests {
         let e = w.write_all(&[2u8; 1000]).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn peers_are_capped_and_slots_come_back() {
+        let p = Peers::new(2);
+        let a: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let b: std::net::IpAddr = "::1".parse().unwrap();
+        let a1 = p.take(a).unwrap();
+        let _a2 = p.take(a).unwrap();
+        assert!(p.take(a).is_none());
+        let _b1 = p.take(b).unwrap();
+        drop(a1);
+        assert!(p.take(a).is_some());
+        drop(_a2);
+        drop(_b1);
+        assert!(p.held.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_over_cap_reply_is_well_formed() {
+        let (st, body) = crate::client::parse_response(TOO_MANY_FROM_PEER).unwrap();
+        assert_eq!(st, 503);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].is_string());
     }
 
     #[test]

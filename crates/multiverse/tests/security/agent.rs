@@ -239,6 +239,50 @@ fn sse_subscribers_leave_the_socket_answering() {
     }
 }
 
+/// Finding 7: unauthenticated TCP clients sending partial headers took the connection slots the
+/// unix socket shares. With 500 of them open, `/metrics` on the unix socket answers at once, and
+/// the agent holds at most `max_connections_per_peer` (8) of them.
+#[test]
+fn partial_tcp_headers_leave_the_unix_socket_answering() {
+    let a = start(
+        "role = \"service\"\n[api]\nsocket = \"{dir}/a.sock\"\ntcp = \"127.0.0.1:0\"\ntoken_file = \"{dir}/token\"\nheader_timeout = \"10s\"\n",
+        &[],
+    )
+    .sampled();
+    let addr = a.tcp.clone().unwrap();
+    let held_before = a.sockets();
+    let attackers: Vec<std::net::TcpStream> = (0..500)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).ok()?;
+            // Refused connections may already be closed: a failed write is fine.
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+            Some(s)
+        })
+        .collect();
+    assert!(attackers.len() >= 450, "only {} connected", attackers.len());
+    let (st, body) = a
+        .unix()
+        .request("GET", "/metrics")
+        .expect("the unix socket answers while TCP is flooded");
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("# TYPE"));
+    let held = a.sockets().saturating_sub(held_before);
+    assert!(
+        held <= 8 + 2,
+        "the agent holds {held} attacker connections from one peer"
+    );
+    // The attacker gone, authenticated TCP works again.
+    drop(attackers);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        match a.tcp_client().request("GET", "/metrics") {
+            Ok((200, _)) => break,
+            other => assert!(Instant::now() < end, "TCP not back: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Finding 8: `/v1/machines/a.b/machines/a.b/...` was parsed recursively, each level copying the
 /// rest of the path: a 15.6 KB target cost ~43 MB that stayed resident. Now a target over the cap
 /// is 414 and any nesting 400, before any recursion; memory stays flat.
