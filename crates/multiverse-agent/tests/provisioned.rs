@@ -1,5 +1,5 @@
-//! The agent against what provisioning installs: every machine of the default topology is
-//! rendered by `mv-provision` (the CLI's own adapter from `multiverse.toml`),
+//! The agent against what provisioning installs: every machine of the default topology and of
+//! the lab topology is rendered by `mv-provision` (the CLI's own adapter from `multiverse.toml`),
 //! and the real `multiverse-agent --check` accepts each rendered `/etc/multiverse/agent.toml`.
 //! The installed binary is this build's agent (`MULTIVERSE_AGENT_BIN`), byte for byte; guests
 //! get the virtio port and the udev rule that starts the agent, the host the channel folder the
@@ -8,7 +8,7 @@
 
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
-use mv_machines::config::{Topology, DEFAULT_TOML};
+use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
 use mv_provision::model::{IdentityError, IdentitySource, SshKeyPair};
 use mv_provision::render::{Contents, AGENT_VIRTIO_PORT};
 use mv_provision::{render, Engine};
@@ -150,4 +150,8 @@ fn check_every_agent_toml(text: &str) -> usize {
 #[test]
 fn every_rendered_agent_toml_passes_agent_check() {
     assert_eq!(check_every_agent_toml(DEFAULT_TOML), 7);
+    assert_eq!(
+        check_every_agent_toml(&lab_toml(Arch::X86_64, Accel::Tcg)),
+        7
+    );
 }

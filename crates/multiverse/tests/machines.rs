@@ -686,3 +686,62 @@ fn bad_accel_is_exit_2() {
         "unknown accel",
     );
 }
+
+/// `init --lab`: every machine Debian, universe on a virtio NIC on the isolated `uplink`, no
+/// passthrough anywhere, small memory; the accelerator follows this host's KVM; every XML
+/// validates and libvirt defines every domain.
+#[test]
+fn lab_topology_renders_validates_and_defines() {
+    let tool = mv_testkit::require_tool("virt-xml-validate");
+    let virsh = mv_testkit::require_tool("virsh");
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    let out = ok(&tree, &["init", "--lab"]);
+    let text = std::fs::read_to_string(tree.join("multiverse.toml")).unwrap();
+    let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+    if kvm.boots_stock_guests() {
+        assert!(text.contains("accel = \"kvm\""), "{text}");
+    } else {
+        assert!(text.contains("accel = \"tcg\""), "{text}");
+        assert!(out.contains("TCG"), "{out}");
+    }
+    let t = mv_machines::config::Topology::parse(&text, Path::new("lab.toml")).unwrap();
+    for m in &t.machines {
+        assert_eq!(m.os, mv_machines::config::Os::Debian, "{}", m.name);
+        assert!(m.pci.is_empty() && m.usb.is_empty() && !m.gpu, "{}", m.name);
+        if m.kind == mv_machines::config::MachineType::Router {
+            assert!(m.memory_mib >= 384 && m.memory_mib <= 512, "{}", m.name);
+        }
+    }
+    let uplink = t.network("uplink").unwrap();
+    assert!(uplink.served_by.is_none());
+    let files = xml_files(&tree);
+    assert_eq!(files.len(), 6 + 4 + 1, "{files:?}");
+    for (f, kind) in &files {
+        mv_testkit::run_ok(Command::new(&tool).arg(f).arg(kind));
+    }
+    let net = std::fs::read_to_string(tree.join("libvirt/networks/uplink.xml")).unwrap();
+    assert!(!net.contains("<ip") && !net.contains("<forward"), "{net}");
+    let universe =
+        std::fs::read_to_string(tree.join("machines/universe.router.multiverse/domain.xml"))
+            .unwrap();
+    assert!(
+        universe.contains(r#"<source network="uplink"/>"#),
+        "{universe}"
+    );
+    assert!(!universe.contains("<hostdev"), "{universe}");
+    assert!(tree
+        .join("machines/galaxy.router.multiverse/provision/vpn.toml")
+        .is_file());
+    let uri = format!("qemu:///embed?root={}", d.path().join("libvirt").display());
+    let mut script = String::new();
+    for (f, kind) in &files {
+        if *kind == "domain" {
+            script.push_str(&format!("define {};", f.display()));
+        }
+    }
+    mv_testkit::run_ok(Command::new(&virsh).args(["-q", "-c", &uri, &script]));
+    // A second `init --lab` changes nothing.
+    let again = ok(&tree, &["init", "--lab"]);
+    assert!(again.contains("nothing changed"), "{again}");
+}

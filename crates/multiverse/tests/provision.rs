@@ -444,3 +444,78 @@ fn usage_or_failure(cmd: &mut Command) -> String {
     assert!(!out.status.success(), "{cmd:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A Debian root with nothing installed: enough for `plan` (dpkg's status, the account files).
+fn fake_debian(dir: &Path) -> PathBuf {
+    let r = dir.join("debian");
+    for d in ["etc", "var/lib/dpkg"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(r.join("etc/debian_version"), "12.8\n").unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
+    std::fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+    std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();
+    r
+}
+
+/// The lab topology (`init --lab`, all Debian): every machine passes `provision check` and
+/// `provision plan` on a Debian root, and each plan installs the agent: the binary from this
+/// build, its systemd unit, and an agent.toml (guests: with the virtio port, started by udev).
+#[test]
+fn lab_every_machine_checks_and_plans_on_debian() {
+    let t = tempfile::tempdir().unwrap();
+    ok(mv(t.path()).args(["init", "--lab"]));
+    let out = output(
+        mv(t.path()).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = fake_debian(t.path());
+    let machines = [
+        "host.multiverse",
+        "universe.router.multiverse",
+        "galaxy.router.multiverse",
+        "star.router.multiverse",
+        "controller.multiverse",
+        "mail.service.multiverse",
+        "browser.app.multiverse",
+    ];
+    for m in machines {
+        ok(mv(t.path()).args(["provision", "check", m]));
+        let json = ok(mv(t.path())
+            .args(["--json", "provision", "plan", m, "--target"])
+            .arg(&target));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["os"], "debian", "{m}");
+        let files: Vec<&str> = v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "file")
+            .map(|c| c["path"].as_str().unwrap())
+            .collect();
+        for f in [
+            "/usr/bin/multiverse-agent",
+            "/etc/systemd/system/multiverse-agent.service",
+            "/etc/multiverse/agent.toml",
+        ] {
+            assert!(files.contains(&f), "{m}: {f} not in {files:?}");
+        }
+        let guest = m != "host.multiverse";
+        assert_eq!(
+            files.contains(&"/etc/udev/rules.d/60-multiverse-agent.rules"),
+            guest,
+            "{m}: {files:?}"
+        );
+        assert_eq!(
+            files.contains(&"/usr/bin/multiverse-agent-libvirt"),
+            !guest,
+            "{m}: {files:?}"
+        );
+    }
+}

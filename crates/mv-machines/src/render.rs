@@ -372,7 +372,7 @@ struct NetworkCtx<'a> {
     bridge: &'a str,
     subnet: String,
     gateway: String,
-    served_by: String,
+    served_by: Option<String>,
     uuid: String,
 }
 
@@ -382,7 +382,7 @@ fn network_context(n: &Network) -> NetworkCtx<'_> {
         bridge: &n.bridge,
         subnet: n.subnet.to_string(),
         gateway: n.gateway.to_string(),
-        served_by: n.served_by.to_string(),
+        served_by: n.served_by.as_ref().map(|b| b.to_string()),
         uuid: stable_uuid("network", &n.name),
     }
 }

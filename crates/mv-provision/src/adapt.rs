@@ -76,7 +76,7 @@ pub fn spec_for(
     let mut interfaces = Vec::new();
     for (i, att) in m.networks.iter().enumerate() {
         let net = topology.network(&att.network);
-        let serves = net.is_some_and(|n| &n.served_by == name);
+        let serves = net.is_some_and(|n| n.served_by.as_ref() == Some(name));
         let address = match (att.address, net) {
             (Some(a), Some(n)) => Some(Cidr {
                 addr: a,
@@ -96,7 +96,9 @@ pub fn spec_for(
             serves,
         });
     }
-    if role == Some(Role::Universe) {
+    // The physical NIC, unless the router has a virtio upstream instead (the lab's `uplink`).
+    let virtio_upstream = m.router.as_ref().is_some_and(|r| r.upstream.is_some());
+    if role == Some(Role::Universe) && !virtio_upstream {
         interfaces.push(Interface {
             name: format!("eth{}", interfaces.len()),
             network: "wan".to_string(),

@@ -1,9 +1,14 @@
 //! `multiverse init`: writes the default topology (DESIGN.md) as multiverse.toml into --root and
 //! renders the tree from it. Creates no identity (that is `multiverse identity init`).
+//!
+//! `--lab` writes the lab variant instead ([`mv_machines::config::LAB_TOML`]: all Debian, the
+//! universe router on a virtio `uplink`, no passthrough), with `accel = "tcg"` when this host's
+//! KVM cannot boot a stock guest (`mv_host::check::kvm`), and placeholder VPN provider settings
+//! for the galaxy router so that every machine renders and provisions.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_machines::config::{Arch, Topology, DEFAULT_TOML};
+use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
 use mv_machines::Tree;
 
 /// Arguments.
@@ -15,16 +20,46 @@ pub struct Args {
     /// Host architecture of the default topology
     #[arg(long, default_value = "x86_64", value_parser = ["x86_64", "aarch64"])]
     pub arch: String,
+    /// Write the lab variant: every machine Debian, universe's NIC a virtio NIC on the `uplink`
+    /// network, no GPU/USB passthrough, TCG where KVM cannot boot a guest
+    #[arg(long)]
+    pub lab: bool,
 }
+
+/// The galaxy router's VPN provider settings `--lab` writes: documentation addresses and a
+/// placeholder key, so the galaxy renders and provisions; its tunnel goes nowhere.
+const LAB_VPN_TOML: &str = "\
+# Written by `multiverse init --lab`: placeholder VPN provider settings (a documentation address,
+# no real provider). Replace them with your provider's to use the tunnel.
+endpoint = \"192.0.2.1\"
+port = 51820
+address = \"10.64.0.2/32\"
+dns = \"10.64.0.1\"
+peer_public_key = \"bGFiIHBsYWNlaG9sZGVyIHBlZXIga2V5IDMyIGJ5dGU=\"
+";
 
 /// Runs the command.
 pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     let tree = Tree::new(&g.root);
     let config = tree.config_file();
     let arch: Arch = a.arch.parse().map_err(CliError::usage_msg)?;
-    let text = match arch {
-        Arch::X86_64 => DEFAULT_TOML.to_string(),
-        Arch::Aarch64 => DEFAULT_TOML.replacen("arch = \"x86_64\"", "arch = \"aarch64\"", 1),
+    let text = if a.lab {
+        let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+        let accel = if kvm.boots_stock_guests() {
+            Accel::Kvm
+        } else {
+            g.say(format!(
+                "KVM cannot boot a stock guest on this host ({}): the lab runs guests under TCG (accel = \"tcg\"), a Debian guest boots in about 30 s",
+                serde_json::to_value(kvm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            ));
+            Accel::Tcg
+        };
+        lab_toml(arch, accel)
+    } else {
+        match arch {
+            Arch::X86_64 => DEFAULT_TOML.to_string(),
+            Arch::Aarch64 => DEFAULT_TOML.replacen("arch = \"x86_64\"", "arch = \"aarch64\"", 1),
+        }
     };
     let existing = std::fs::read_to_string(&config).ok();
     let same = existing.as_deref() == Some(text.as_str());
@@ -60,6 +95,9 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         }
         super::render::render_into(&tree, &topology, false)?
     };
+    if a.lab {
+        lab_vpn(g, &tree, &topology)?;
+    }
     if same && report.nothing_changed() {
         g.say(format!(
             "{} is already initialised; nothing changed",
@@ -68,4 +106,26 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         return Ok(());
     }
     super::render::print_report(g, &tree, &report)
+}
+
+/// Writes placeholder VPN settings for every galaxy router of the lab that has none yet.
+fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError> {
+    for m in topology.vms() {
+        if m.router.as_ref().and_then(|r| r.vpn).is_none() {
+            continue;
+        }
+        let path = mv_provision::adapt::vpn_file(tree.root(), &m.name);
+        if path.exists() {
+            continue;
+        }
+        let rel = super::render::rel(tree.root(), &path);
+        if g.dry_run {
+            g.say(format!("would create {rel}"));
+            continue;
+        }
+        mv_core::fsutil::write_public(&path, LAB_VPN_TOML.as_bytes())
+            .hint("check that --root is writable")?;
+        g.say(format!("wrote {rel} (placeholder VPN provider settings)"));
+    }
+    Ok(())
 }

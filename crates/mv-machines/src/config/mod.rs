@@ -29,6 +29,18 @@ use toml::Spanned;
 /// The text `multiverse init` writes: DESIGN.md's default topology, with comments for the person.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The text `multiverse init --lab` writes: the default topology for tests and hosts without
+/// passthrough (every machine Debian, the universe router's NIC a virtio NIC on the `uplink`
+/// network, no GPU or USB, small memory). [`lab_toml`] sets its accelerator.
+pub const LAB_TOML: &str = include_str!("lab.toml");
+
+/// [`LAB_TOML`] for a host of `arch` running guests with `accel`.
+pub fn lab_toml(arch: Arch, accel: Accel) -> String {
+    LAB_TOML
+        .replacen("arch = \"x86_64\"", &format!("arch = \"{arch}\""), 1)
+        .replacen("accel = \"kvm\"", &format!("accel = \"{accel}\""), 1)
+}
+
 /// CPU architecture of a host or machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Arch {
@@ -326,8 +338,11 @@ pub struct Network {
     pub subnet: Ipv4Net,
     /// The serving router's address on it (default: the first host address).
     pub gateway: Ipv4Addr,
-    /// The router VM that routes, firewalls and runs DHCP/DNS for it.
-    pub served_by: MachineName,
+    /// The router VM that routes, firewalls and runs DHCP/DNS for it; `None` for a network no
+    /// machine serves (the lab's `uplink`, standing in for the physical network: a router's
+    /// upstream, with no DHCP on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<MachineName>,
 }
 
 /// One NIC of a machine.
@@ -514,7 +529,7 @@ struct FileNetwork {
     bridge: Spanned<String>,
     subnet: Ipv4Net,
     gateway: Option<Spanned<Ipv4Addr>>,
-    served_by: Spanned<MachineName>,
+    served_by: Option<Spanned<MachineName>>,
 }
 
 #[derive(Deserialize)]
@@ -831,16 +846,19 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
                 format!("bridge `{bridge}` is used by two networks"),
             ));
         }
-        let by = n.served_by.get_ref();
-        match names.get(by) {
-            Some((MachineType::Router, _)) => {}
-            Some((kind, _)) => {
-                return Err(cx.err(n.served_by.span(), Problem::UnservedNetwork, format!("network `{name}` is served by `{by}`, which is a {kind}, not a router: no router serves it")));
-            }
-            None => {
-                return Err(cx.err(n.served_by.span(), Problem::UnservedNetwork, format!("network `{name}` is served by `{by}`, which is not a machine of this file: no router serves it")));
+        if let Some(served_by) = &n.served_by {
+            let by = served_by.get_ref();
+            match names.get(by) {
+                Some((MachineType::Router, _)) => {}
+                Some((kind, _)) => {
+                    return Err(cx.err(served_by.span(), Problem::UnservedNetwork, format!("network `{name}` is served by `{by}`, which is a {kind}, not a router: no router serves it")));
+                }
+                None => {
+                    return Err(cx.err(served_by.span(), Problem::UnservedNetwork, format!("network `{name}` is served by `{by}`, which is not a machine of this file: no router serves it")));
+                }
             }
         }
+        let by = n.served_by.as_ref().map(|b| b.get_ref().clone());
         let gateway = match &n.gateway {
             Some(g) => {
                 if !n.subnet.contains_host(*g.get_ref()) {
@@ -864,13 +882,15 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
                 )
             })?,
         };
-        serves.entry(by.clone()).or_default().push(name.clone());
+        if let Some(by) = &by {
+            serves.entry(by.clone()).or_default().push(name.clone());
+        }
         networks.push(Network {
             name: name.clone(),
             bridge: bridge.clone(),
             subnet: n.subnet,
             gateway,
-            served_by: by.clone(),
+            served_by: by,
         });
     }
 
@@ -995,7 +1015,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
                 ));
             }
             let mut address = a.address.as_ref().map(|s| *s.get_ref());
-            let serving = net.served_by == name;
+            let serving = net.served_by.as_ref() == Some(&name);
             if let Some(addr) = address {
                 let span = a
                     .address

@@ -296,3 +296,72 @@ fn accel_defaults_to_kvm_and_is_validated() {
         .unwrap_err()
         .contains("expected kvm or tcg"));
 }
+
+/// The lab variant: the default topology's machines and networks plus `uplink`, all Debian, the
+/// universe on a virtio upstream, no passthrough, and the accelerator asked for.
+#[test]
+fn lab_is_the_default_topology_without_passthrough() {
+    let def = Topology::default_topology();
+    let lab = parse(&lab_toml(Arch::X86_64, Accel::Tcg)).unwrap();
+    assert_eq!(lab.host.accel, Accel::Tcg);
+    assert_eq!(
+        parse(&lab_toml(Arch::Aarch64, Accel::Kvm))
+            .unwrap()
+            .host
+            .arch,
+        Arch::Aarch64
+    );
+    let names = |t: &Topology| {
+        t.machines
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&lab), names(&def));
+    for m in &lab.machines {
+        let d = def.machine(&m.name).unwrap();
+        assert_eq!(m.os, Os::Debian, "{}", m.name);
+        assert!(m.pci.is_empty() && m.usb.is_empty() && !m.gpu, "{}", m.name);
+        assert!(
+            m.memory_mib >= 384 || m.kind == MachineType::Host,
+            "{}",
+            m.name
+        );
+        assert_eq!(m.autostart, d.autostart, "{}", m.name);
+        let nets: Vec<_> = m
+            .networks
+            .iter()
+            .filter(|a| a.network != "uplink")
+            .collect();
+        let def_nets: Vec<_> = d.networks.iter().collect();
+        assert_eq!(nets, def_nets, "{}: same NICs, addresses and MACs", m.name);
+    }
+    let uplink = lab.network("uplink").unwrap();
+    assert_eq!(uplink.served_by, None);
+    let universe = lab
+        .machine(&MachineName::parse("universe.router.multiverse").unwrap())
+        .unwrap();
+    let r = universe.router.as_ref().unwrap();
+    assert_eq!(r.upstream.as_deref(), Some("uplink"));
+    assert_eq!(r.serves, ["net0"]);
+    assert_eq!(lab.start_order().len(), def.start_order().len());
+    assert_eq!(parse(&lab.to_toml().unwrap()).unwrap(), lab);
+}
+
+/// A network may go unserved (an uplink); a machine on it gets no address unless it sets one.
+#[test]
+fn unserved_network_is_an_uplink() {
+    let text = base().replacen(
+        "networks = [{ network = \"net2\" }]",
+        "networks = [{ network = \"net2\" }, { network = \"up\" }]",
+        1,
+    )
+        + "\n[[networks]]\nname = \"up\"\nbridge = \"mvbrup\"\nsubnet = \"10.255.0.0/24\"\n";
+    let t = parse(&text).unwrap();
+    assert_eq!(t.network("up").unwrap().served_by, None);
+    let browser = t
+        .machine(&MachineName::parse("browser.app.multiverse").unwrap())
+        .unwrap();
+    assert_eq!(browser.networks[1].network, "up");
+    assert_eq!(browser.networks[1].address, None);
+}
