@@ -5,6 +5,9 @@
 //! until its serial console shows the login prompt, with `systemd-analyze` printed by the image's
 //! boot-report unit.
 
+// Test helpers (outside #[test] functions) unwrap freely.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
