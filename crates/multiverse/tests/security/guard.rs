@@ -170,12 +170,12 @@ fn root_refuses_a_guard_toml_another_user_could_write() {
     chmod(&e.guard_dir(), 0o777);
     e.assert_refused(&e.fire(), "writable by group or others (mode 0777)");
     chmod(&e.guard_dir(), 0o755);
-    chown(&e.p("tree"), Some(NOBODY), None).unwrap();
+    chown(e.p("tree"), Some(NOBODY), None).unwrap();
     e.assert_refused(&e.fire(), "tree is owned by uid 65534");
     // ...and root does not write its armed state there either.
     let o = e.mv(&["guard", "arm", "--token", "1050:0407:TOKEN42"]);
     e.assert_refused(&o, "owned by uid 65534");
-    chown(&e.p("tree"), Some(0), None).unwrap();
+    chown(e.p("tree"), Some(0), None).unwrap();
 
     // A link from root's tree to a file the attacker owns.
     let theirs = e.p("theirs.toml");
@@ -308,7 +308,8 @@ fn a_root_watcher_keeps_its_chain_when_guard_toml_is_replaced_by_another_user() 
 /// for the watcher, and the decoy must get no signal.
 fn assert_not_taken_for_the_watcher(e: &Env, pid: u32, rec: &Path) {
     let o = e.mv(&["--json", "guard", "status"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     assert_eq!(v["watcher_pid"], serde_json::Value::Null, "{v}");
     assert_eq!(v["watcher"], "not-running", "{v}");
     let o = e.mv(&["guard", "status"]);
@@ -399,7 +400,8 @@ fn status_and_disarm_do_not_take_a_decoy_for_the_watcher() {
             .is_ok_and(|t| t.lines().next() == Some(wpid.to_string().as_str()))
     });
     let o = e.mv(&["--json", "guard", "status"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     assert_eq!(v["watcher_pid"], wpid, "{v}");
     let o = e.mv(&["guard", "disarm"]);
     assert!(
