@@ -146,6 +146,7 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
                     "api": "v1",
                     "name": agent.name,
                     "hostname": me.hostname,
+                    "fqdn": me.fqdn,
                     "boot_uptime_s": me.boot_uptime_s,
                     "ssh_host_keys": me.ssh_host_keys,
                     "role": c.role.as_str(),

@@ -302,6 +302,9 @@ pub struct Info {
     /// The machine's kernel hostname (agents before 0.2 do not say).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Its fully qualified name (the hostname, completed from `/etc/hosts`).
+    #[serde(default)]
+    pub fqdn: Option<String>,
     /// Seconds since the machine booted.
     #[serde(default)]
     pub boot_uptime_s: Option<u64>,

@@ -1,9 +1,10 @@
-//! What a machine says about itself in `/v1/info`: the kernel's hostname, the time since boot and
+//! What a machine says about itself in `/v1/info`: the kernel's hostname and the fully qualified
+//! name it resolves to (as `hostname --fqdn` finds it in `/etc/hosts`), the time since boot and
 //! the fingerprints of its SSH host keys. The host compares these with what it derived for the
 //! machine (`multiverse status`), so a guest that booted someone else's disk or kept the base
 //! image's keys shows up at once.
 //!
-//! Read from files only (`/proc/sys/kernel/hostname`, `/proc/uptime`, `/etc/ssh/*.pub`), each
+//! Read from files only (`/proc/sys/kernel/hostname`, `/etc/hosts`, `/proc/uptime`, `/etc/ssh/*.pub`), each
 //! size-limited; a missing file is an absent field, never an error.
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,9 @@ pub struct HostKey {
 pub struct SelfInfo {
     /// The kernel's hostname.
     pub hostname: Option<String>,
+    /// The fully qualified name: the hostname if it has a dot, else the canonical name of the
+    /// `/etc/hosts` line that lists it (Debian's `127.0.1.1 FQDN short`).
+    pub fqdn: Option<String>,
     /// Seconds since the kernel booted.
     pub boot_uptime_s: Option<u64>,
     /// The SSH host keys in `/etc/ssh`, sorted by algorithm.
@@ -43,6 +47,14 @@ pub fn read(root: &Path) -> SelfInfo {
     let hostname = read_small(&root.join("proc/sys/kernel/hostname"))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    let fqdn = hostname.as_deref().map(|h| {
+        if h.contains('.') {
+            return h.to_string();
+        }
+        read_small(&root.join("etc/hosts"))
+            .and_then(|hosts| canonical_name(&hosts, h))
+            .unwrap_or_else(|| h.to_string())
+    });
     let boot_uptime_s = read_small(&root.join("proc/uptime"))
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .and_then(|s| s.parse::<f64>().ok())
@@ -62,9 +74,21 @@ pub fn read(root: &Path) -> SelfInfo {
     ssh_host_keys.sort_by(|a, b| a.algorithm.cmp(&b.algorithm));
     SelfInfo {
         hostname,
+        fqdn,
         boot_uptime_s,
         ssh_host_keys,
     }
+}
+
+/// The first name of the `/etc/hosts` line that lists `short` among its names.
+fn canonical_name(hosts: &str, short: &str) -> Option<String> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut names = line.split_whitespace().skip(1);
+        let canonical = names.next()?;
+        let listed = canonical == short || names.any(|n| n == short);
+        listed.then(|| canonical.to_string())
+    })
 }
 
 /// The fingerprint of an OpenSSH public key line (`TYPE BASE64 [COMMENT]`).
@@ -126,6 +150,25 @@ mod tests {
             k.fingerprint,
             "SHA256:71UaCmAafAciB0wG65lnGAwbNM2EJg42lkFLa+fw1F0"
         );
+    }
+
+    #[test]
+    fn fqdn_comes_from_the_hosts_line_of_the_short_name() {
+        let hosts = "127.0.0.1 localhost\n# 127.0.1.1 wrong.example star\n127.0.1.1\tstar.router.multiverse star\n";
+        assert_eq!(
+            canonical_name(hosts, "star").as_deref(),
+            Some("star.router.multiverse")
+        );
+        assert_eq!(canonical_name(hosts, "galaxy"), None);
+        let tmp = std::env::temp_dir().join(format!("mv-selfinfo-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("proc/sys/kernel")).unwrap();
+        std::fs::create_dir_all(tmp.join("etc")).unwrap();
+        std::fs::write(tmp.join("proc/sys/kernel/hostname"), "star\n").unwrap();
+        std::fs::write(tmp.join("etc/hosts"), hosts).unwrap();
+        let me = read(&tmp);
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(me.hostname.as_deref(), Some("star"));
+        assert_eq!(me.fqdn.as_deref(), Some("star.router.multiverse"));
     }
 
     #[test]

@@ -256,10 +256,23 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
                 .write(true)
                 .open(&port)
             {
-                Ok(dev) => {
-                    let io = device_stream(dev);
-                    serve_io(agent.clone(), io, Transport::Virtio, streams.clone()).await
-                }
+                // The port stays open for good: closing it tells QEMU the guest went away, and a
+                // host that connects while the guest is between a close and a reopen saw its
+                // first request wait (or never answered). Each session works on clones of this
+                // one descriptor; a read of 0 means "no host connected" and ends the session.
+                Ok(dev) => loop {
+                    match dev.try_clone() {
+                        Ok(session) => {
+                            let io = device_stream(session);
+                            serve_io(agent.clone(), io, Transport::Virtio, streams.clone()).await
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, port = %port.display(), "cannot clone the port");
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                },
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
             }
         }

@@ -355,9 +355,10 @@ fn make_seeds(
 fn agent_ready(fqdn: &str) -> Result<(), String> {
     let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
     let sock = mv_machines::layout::agent_socket(&name);
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(2));
+    // Generous: under TCG a loaded guest takes seconds to answer its first request.
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
-    match info.hostname.as_deref() {
+    match info.fqdn.as_deref() {
         Some(h) if h == fqdn => Ok(()),
         Some(h) => Err(format!("the agent answers as {h}, not {fqdn}")),
         None => Err("the agent does not say its hostname".into()),
@@ -398,7 +399,7 @@ struct AgentStatus {
     reachable: bool,
     /// Its stats, when it answered.
     stats: Option<mv_agent::stats::Stats>,
-    /// The guest's kernel hostname, as its agent reports it.
+    /// The guest's fully qualified hostname, as its agent reports it.
     hostname: Option<String>,
     /// Seconds since the guest booted.
     uptime_s: Option<u64>,
@@ -430,7 +431,7 @@ fn agent_status(
     if !sock.exists() {
         return None;
     }
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_millis(1500));
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(5));
     let unreachable = |e: mv_agent::client::ClientError| AgentStatus {
         reachable: false,
         stats: None,
@@ -458,7 +459,7 @@ fn agent_status(
     Some(AgentStatus {
         reachable: true,
         stats: client.stats().ok(),
-        hostname: info.hostname,
+        hostname: info.fqdn.or(info.hostname),
         uptime_s: info.boot_uptime_s,
         ssh_host_keys: info.ssh_host_keys,
         host_key_matches,

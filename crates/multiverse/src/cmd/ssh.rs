@@ -181,19 +181,22 @@ pub fn proxy(_g: &Global, a: ProxyArgs) -> Result<(), CliError> {
 /// for the first bytes of a session (the client's version line) before it connects to sshd, and a
 /// session ends when either side does.
 pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
-    loop {
-        let mut port = match std::fs::OpenOptions::new()
+    // The port stays open for good: closing and reopening it flips the guest's "connected" state
+    // under QEMU, and a host that connected in between had its bytes never delivered.
+    let mut port = loop {
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&a.port)
         {
-            Ok(p) => p,
+            Ok(p) => break p,
             Err(e) => {
                 tracing::warn!("cannot open {}: {e}", a.port.display());
                 std::thread::sleep(Duration::from_secs(2));
-                continue;
             }
-        };
+        }
+    };
+    loop {
         let mut first = [0u8; 4096];
         let n = match port.read(&mut first) {
             Ok(0) | Err(_) => {
@@ -216,7 +219,7 @@ pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
             let port_out = port.try_clone()?;
             let from_sshd = tcp.try_clone()?;
             let back = std::thread::spawn(move || pump(from_sshd, port_out));
-            // Host → sshd until the host side closes (EOF) or sshd is gone.
+            // Host → sshd until the host side closes (a read of 0) or sshd is gone.
             let _ = pump(&mut port, &mut to_sshd);
             let _ = tcp.shutdown(std::net::Shutdown::Both);
             let _ = back.join();
