@@ -75,13 +75,23 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn status_json(root: &Path, lab: &Lab) -> Vec<serde_json::Value> {
-    let text = ok(&mut mvl(root, lab, &["--json", "status", STAR, SERVICE, APP]));
+    let text = ok(&mut mvl(
+        root,
+        lab,
+        &["--json", "status", STAR, SERVICE, APP],
+    ));
     serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap()
 }
 
 #[test]
 fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
-    for tool in ["libvirtd", "virtlogd", "qemu-system-x86_64", "mke2fs", "unshare"] {
+    for tool in [
+        "libvirtd",
+        "virtlogd",
+        "qemu-system-x86_64",
+        "mke2fs",
+        "unshare",
+    ] {
         mv_testkit::require_tool(tool);
     }
     let image = common::cached_debian_image();
@@ -99,13 +109,25 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
         &["up", "--start", "--timeout", "420", STAR, SERVICE, APP],
     ));
     for m in [STAR, SERVICE, APP] {
-        assert!(first.contains(&format!("seeded          disk     {m}")), "{first}");
+        assert!(
+            first.contains(&format!("seeded          disk     {m}")),
+            "{first}"
+        );
         let seed = root.join("machines").join(m).join("seed.img");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&seed).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&seed).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600, "{}", seed.display());
     }
-    let pos = |m: &str| first.find(&format!("started         domain   {m}")).unwrap();
-    assert!(pos(STAR) < pos(SERVICE) && pos(SERVICE) < pos(APP), "{first}");
+    let pos = |m: &str| {
+        first
+            .find(&format!("started         domain   {m}"))
+            .unwrap()
+    };
+    assert!(
+        pos(STAR) < pos(SERVICE) && pos(SERVICE) < pos(APP),
+        "{first}"
+    );
 
     // Every agent answers over virtio-serial, as its own FQDN, with the derived host key.
     for s in status_json(&root, &lab) {
@@ -120,10 +142,17 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     assert!(console.contains("multiverse-seed: seed"), "{console}");
 
     // Down: ACPI only, in reverse order; nothing powered off.
-    let down = ok(&mut mvl(&root, &lab, &["down", "--timeout", "180", STAR, SERVICE, APP]));
+    let down = ok(&mut mvl(
+        &root,
+        &lab,
+        &["down", "--timeout", "180", STAR, SERVICE, APP],
+    ));
     assert!(!down.contains("powered off"), "{down}");
     for m in [STAR, SERVICE, APP] {
-        assert!(down.contains(&format!("shut down       domain   {m}")), "{down}");
+        assert!(
+            down.contains(&format!("shut down       domain   {m}")),
+            "{down}"
+        );
     }
 
     // Second up: the same disks, no new seed, and the guest skips provisioning.
@@ -142,25 +171,39 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
 
     // SSH with the derived keys both ways, over the virtio-serial SSH channel: the guest's sshd
     // must present exactly the derived host key (StrictHostKeyChecking yes) and accept @user's.
-    let who = ok(&mut mvl(&root, &lab, &["ssh", STAR, "--", "cat", "/etc/hostname"]));
+    let who = ok(&mut mvl(
+        &root,
+        &lab,
+        &["ssh", STAR, "--", "cat", "/etc/hostname"],
+    ));
     assert_eq!(who.trim(), STAR);
     let fingerprint_before = host_key(&root, &lab, STAR);
     let shadow_ok = |root: &Path| {
         let files = ok(&mut mvl(
             root,
             &lab,
-            &["ssh", STAR, "--", "cat /etc/passwd; echo ====; cat /etc/shadow; echo ====; cat /etc/group"],
+            &[
+                "ssh",
+                STAR,
+                "--",
+                "cat /etc/passwd; echo ====; cat /etc/shadow; echo ====; cat /etc/group",
+            ],
         ));
         let parts: Vec<&str> = files.split("====\n").collect();
         assert_eq!(parts.len(), 3, "{files}");
         let out_dir = root.join("export");
-        ok(mv(root).args(["identity", "export", STAR, "--kind", "password", "--out"]).arg(&out_dir));
+        ok(mv(root)
+            .args(["identity", "export", STAR, "--kind", "password", "--out"])
+            .arg(&out_dir));
         let password = std::fs::read_to_string(out_dir.join("password")).unwrap();
         std::fs::remove_dir_all(&out_dir).unwrap();
         mv_provision::accounts::Accounts::parse(parts[0], parts[2], parts[1])
             .password_verifies("root", password.trim())
     };
-    assert!(shadow_ok(&root), "root's password in /etc/shadow is not the derived one");
+    assert!(
+        shadow_ok(&root),
+        "root's password in /etc/shadow is not the derived one"
+    );
     ok(&mut mvl(&root, &lab, &["down", "--timeout", "180"]));
 
     // Rebuild from the words: a new host with only multiverse.toml (from git) and the 24 words.
@@ -171,10 +214,20 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     restore.args(["identity", "restore"]).args(FAST);
     common::ok(&mut restore, Some(SPEC_WORDS));
     ok(&mut mvl(&root, &lab, &["render"]));
-    let again = ok(&mut mvl(&root, &lab, &["up", "--start", "--timeout", "420", STAR]));
-    assert!(again.contains(&format!("seeded          disk     {STAR}")), "{again}");
+    let again = ok(&mut mvl(
+        &root,
+        &lab,
+        &["up", "--start", "--timeout", "420", STAR],
+    ));
+    assert!(
+        again.contains(&format!("seeded          disk     {STAR}")),
+        "{again}"
+    );
     assert_eq!(host_key(&root, &lab, STAR), fingerprint_before);
-    assert!(shadow_ok(&root), "after the rebuild, root's password is not the derived one");
+    assert!(
+        shadow_ok(&root),
+        "after the rebuild, root's password is not the derived one"
+    );
     let out = output(&mut mvl(&root, &lab, &["down", "--timeout", "180"]), None);
     assert!(out.status.success(), "{out:?}");
 }
@@ -195,7 +248,9 @@ fn host_key(root: &Path, lab: &Lab, machine: &str) -> String {
 
 /// A tree from `init --lab` with the spec identity, its `images/debian.qcow2` from `image`.
 fn lab_tree(root: &Path, image: &Path) {
-    ok(mv(root).args(["init", "--lab"]).env("MULTIVERSE_ACCEL", "tcg"));
+    ok(mv(root)
+        .args(["init", "--lab"])
+        .env("MULTIVERSE_ACCEL", "tcg"));
     let mut restore = mv(root);
     restore.args(["identity", "restore"]).args(FAST);
     common::ok(&mut restore, Some(SPEC_WORDS));
@@ -222,12 +277,16 @@ fn a_guest_whose_agent_never_answers_is_one_clear_error_and_is_powered_off() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = common::stderr(&out);
     assert_eq!(
-        err.lines().filter(|l| l.starts_with("multiverse: error:")).count(),
+        err.lines()
+            .filter(|l| l.starts_with("multiverse: error:"))
+            .count(),
         1,
         "{err}"
     );
     assert!(
-        err.contains(&format!("{APP} started, but its agent did not answer within")),
+        err.contains(&format!(
+            "{APP} started, but its agent did not answer within"
+        )),
         "{err}"
     );
     assert!(err.contains("powered off again"), "{err}");

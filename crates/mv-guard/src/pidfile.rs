@@ -248,7 +248,10 @@ mod tests {
         std::fs::write(&p, format!("{me}\n{}\n", started + 1)).unwrap();
         assert_eq!(probe(&p), Liveness::NotRunning);
         // Held, naming a process of another executable, with its true start time.
-        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let opid = other.id() as i32;
         let ostart = start_time(opid).unwrap();
         std::fs::write(&p, format!("{opid}\n{ostart}\n")).unwrap();

@@ -476,7 +476,16 @@ pub fn make_disk(dir: &Path, out: &Path) -> Result<(), SeedError> {
         .open(&tmp)
         .map_err(werr)?;
     let result = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", SEED_LABEL])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "^has_journal",
+            "-L",
+            SEED_LABEL,
+        ])
         .args(["-E", "root_owner=0:0", "-m", "0", "-d"])
         .arg(dir)
         .arg(&tmp)
@@ -594,10 +603,7 @@ mod tests {
         assert_eq!(back.files[2].contents.bytes(), b"\x7fELF\xff");
         assert!(matches!(back.files[2].contents, Contents::Binary { .. }));
         assert!(back.files[1].contents.is_secret());
-        assert_eq!(
-            back.users[0].password.as_ref().unwrap().expose(),
-            "hunter2"
-        );
+        assert_eq!(back.users[0].password.as_ref().unwrap().expose(), "hunter2");
     }
 
     #[test]
@@ -606,10 +612,7 @@ mod tests {
         let dir = tmp.path().join("seed");
         write_dir(&sample(), &dir).unwrap();
         fs::write(dir.join("blobs/0"), "evil.example\n").unwrap();
-        assert!(matches!(
-            read_dir(&dir),
-            Err(SeedError::Mismatch { .. })
-        ));
+        assert!(matches!(read_dir(&dir), Err(SeedError::Mismatch { .. })));
     }
 
     #[test]

@@ -208,12 +208,7 @@ fn machine_spec(tree: &Tree, m: &mv_machines::Machine, seed: bool) -> MachineSpe
     }
 }
 
-fn up_spec(
-    tree: &Tree,
-    topo: &Topology,
-    machines: &[&mv_machines::Machine],
-    seed: bool,
-) -> UpSpec {
+fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine], seed: bool) -> UpSpec {
     UpSpec {
         pool: Some((tree.pool_xml(), tree.storage_dir())),
         networks: topo
@@ -826,9 +821,9 @@ pub fn console(g: &Global, a: ConsoleArgs) -> Result<(), CliError> {
     if status.success() {
         Ok(())
     } else {
-        Err(CliError::failure_msg(format!(
-            "virsh console {name} exited with {status}"
-        ))
-        .with_hint("is the machine running? `multiverse status` shows it"))
+        Err(
+            CliError::failure_msg(format!("virsh console {name} exited with {status}"))
+                .with_hint("is the machine running? `multiverse status` shows it"),
+        )
     }
 }

@@ -20,9 +20,9 @@ use mv_core::{IdentityName, MachineName};
 use mv_identity::{IdentityStore, Root, StoreError};
 use mv_machines::{Topology, Tree};
 use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
+use mv_provision::remote::Scratch;
 use mv_provision::render::Contents;
 use mv_provision::seed::{self, SeedId};
-use mv_provision::remote::Scratch;
 use mv_provision::{ApplyError, Change, Desired, Engine, Plan, RenderError, SystemRunner, Target};
 use std::path::{Path, PathBuf};
 
@@ -472,7 +472,12 @@ pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcom
     let scratch = tempfile::Builder::new()
         .prefix(".seed.")
         .tempdir_in(&dir)
-        .map_err(|e| CliError::failure_msg(format!("cannot make a scratch folder in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            CliError::failure_msg(format!(
+                "cannot make a scratch folder in {}: {e}",
+                dir.display()
+            ))
+        })?;
     let folder = scratch.path().join("seed");
     let written = seed::write_dir(d, &folder).map_err(seed_error)?;
     copy_applier(&folder.join("multiverse"))?;

@@ -74,7 +74,10 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
     let name = machine_name(&a.machine)?;
     let person = IdentityName::parse(&a.person).usage()?;
     if a.user.is_empty() || a.user.starts_with('-') || a.user.contains(['@', ' ', '/']) {
-        return Err(CliError::usage_msg(format!("--user {}: not a user name", a.user)));
+        return Err(CliError::usage_msg(format!(
+            "--user {}: not a user name",
+            a.user
+        )));
     }
     let sock = ssh_socket(&name);
     if !sock.exists() {
