@@ -4,8 +4,14 @@
 set -euo pipefail
 if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null && chmod 660 /dev/kvm || true; fi
 mkdir -p /run/libvirt
-if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; fi
-if ! pgrep -x libvirtd >/dev/null; then libvirtd -d; fi
+# Judged by their sockets, not by process names: a lab libvirtd (scripts/lab-libvirtd.sh) runs in
+# its own namespace with its own sockets and must not count as the system one.
+if [ ! -S /run/libvirt/virtlogd-sock ] || ! pgrep -F /run/virtlogd.pid >/dev/null 2>&1; then
+  rm -f /run/libvirt/virtlogd-sock; virtlogd -d
+fi
+if [ ! -S /run/libvirt/libvirt-sock ] || ! pgrep -F /run/libvirtd.pid >/dev/null 2>&1; then
+  rm -f /run/libvirt/libvirt-sock; libvirtd -d
+fi
 for _ in $(seq 1 120); do
   [ -S /run/libvirt/libvirt-sock ] && break
   sleep 0.5
