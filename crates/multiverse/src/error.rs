@@ -119,6 +119,28 @@ fn is_broken_pipe_panic(payload: &(dyn std::any::Any + Send)) -> bool {
 /// EPIPE, the same number on every Linux architecture (asm-generic/errno-base.h).
 const EPIPE: i32 = 32;
 
+/// Prints the error (if any) to stderr and returns the exit code.
+pub fn report(result: Result<(), CliError>) -> i32 {
+    let err = match result {
+        Ok(()) => return 0,
+        Err(e) => e,
+    };
+    // A closed stdout (`multiverse ... | head`) is not an error.
+    if let Some(io) = err.error.root_cause().downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+    }
+    eprintln!("multiverse: error: {:#}", err.error);
+    if let Some(h) = &err.hint {
+        eprintln!("hint: {h}");
+    }
+    match err.kind {
+        Kind::Usage => 2,
+        Kind::Failure => 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,27 +164,5 @@ mod tests {
         ));
         assert!(!is_broken_pipe_panic(msg("index out of bounds").as_ref()));
         assert_eq!(quiet_on_broken_pipe(|| 7), 7);
-    }
-}
-
-/// Prints the error (if any) to stderr and returns the exit code.
-pub fn report(result: Result<(), CliError>) -> i32 {
-    let err = match result {
-        Ok(()) => return 0,
-        Err(e) => e,
-    };
-    // A closed stdout (`multiverse ... | head`) is not an error.
-    if let Some(io) = err.error.root_cause().downcast_ref::<std::io::Error>() {
-        if io.kind() == std::io::ErrorKind::BrokenPipe {
-            return 0;
-        }
-    }
-    eprintln!("multiverse: error: {:#}", err.error);
-    if let Some(h) = &err.hint {
-        eprintln!("hint: {h}");
-    }
-    match err.kind {
-        Kind::Usage => 2,
-        Kind::Failure => 1,
     }
 }
