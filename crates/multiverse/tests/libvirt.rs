@@ -477,7 +477,7 @@ fn rendered_machines_really_start_and_stop() {
     let svc_disk = root.join("machines").join(svc).join("disk.qcow2");
     let app_disk = root.join("machines").join(app).join("disk.qcow2");
 
-    let out = ok(&mv(root, &["up", "--start"]));
+    let out = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
     assert!(
         out.contains(&format!("started         domain   {svc}")),
         "{out}"
@@ -488,7 +488,7 @@ fn rendered_machines_really_start_and_stop() {
         assert_eq!(s["state"], "running", "{s}");
         assert_eq!(s["changed_since_render"], false, "{s}");
     }
-    let again = ok(&mv(root, &["up", "--start"]));
+    let again = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
     assert!(again.contains("nothing to change"), "{again}");
 
     // No OS answers the ACPI request: powered off after the timeout, in reverse order.
@@ -505,7 +505,10 @@ fn rendered_machines_really_start_and_stop() {
 
     // Next start: the application VM gets a fresh disk, the service VM keeps its own.
     let (svc_ino, app_ino) = (inode(&svc_disk), inode(&app_disk));
-    ok(&mv(root, &["up", "--start", app, svc]));
+    ok(&mv(
+        root,
+        &["up", "--start", "--no-provision", "--no-wait", app, svc],
+    ));
     assert_eq!(inode(&svc_disk), svc_ino);
     assert_ne!(inode(&app_disk), app_ino);
     assert!(c.domain_is_active(svc).unwrap() && c.domain_is_active(app).unwrap());

@@ -199,10 +199,17 @@ impl Client {
         req.extend_from_slice(b"\r\n");
         let req = Secret::new(req);
         s.write_all(req.expose()).map_err(ioerr)?;
+        // Read until the reply is complete, not until the end of the stream: over a virtio-serial
+        // channel the far end never closes the host's side (the chardev stays connected).
         let mut raw = Vec::with_capacity(8192);
-        s.take(MAX_REPLY as u64 + 1)
-            .read_to_end(&mut raw)
-            .map_err(ioerr)?;
+        let mut buf = [0u8; 8192];
+        while raw.len() <= MAX_REPLY && !reply_complete(&raw) {
+            let n = s.read(&mut buf).map_err(ioerr)?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
         if raw.len() > MAX_REPLY {
             return Err(ClientError::Malformed(format!(
                 "reply over {MAX_REPLY} bytes"
@@ -311,6 +318,25 @@ pub struct Info {
     /// Its SSH host keys' fingerprints.
     #[serde(default)]
     pub ssh_host_keys: Vec<crate::selfinfo::HostKey>,
+}
+
+/// Whether `raw` holds a whole response: its headers and, by Content-Length or the chunked
+/// terminator, its whole body. A reply framed by the end of the stream is never complete here.
+fn reply_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    for line in head.split("\r\n").skip(1) {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 /// Parses an HTTP/1.x response as the agent writes it: status line, headers, then a body framed
@@ -450,6 +476,32 @@ pub fn fleet_status(clients: &[Client]) -> Vec<AgentStatus> {
             row
         })
         .collect()
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::reply_complete;
+
+    #[test]
+    fn a_reply_is_complete_by_its_length_or_its_last_chunk() {
+        assert!(!reply_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc"
+        ));
+        assert!(reply_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde"
+        ));
+        assert!(!reply_complete(b"HTTP/1.1 200 OK\r\nContent-Le"));
+        assert!(!reply_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        ));
+        assert!(reply_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ));
+        // Framed by the end of the stream: only EOF ends it.
+        assert!(!reply_complete(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc"
+        ));
+    }
 }
 
 #[cfg(test)]

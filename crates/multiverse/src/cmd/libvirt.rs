@@ -436,27 +436,30 @@ fn agent_status(
         host_key_matches: None,
         error: Some(e.to_string()),
     };
-    let info = match client.info() {
-        Ok(i) => i,
+    // Stats decide "reachable" (every agent serves them); `/v1/info`'s machine facts are extra.
+    let stats = match client.stats() {
+        Ok(s) => s,
         Err(e) => return Some(unreachable(e)),
+    };
+    let info = client.info().ok();
+    let (hostname, uptime_s, ssh_host_keys) = match info {
+        Some(i) => (i.fqdn.or(i.hostname), i.boot_uptime_s, i.ssh_host_keys),
+        None => (None, None, Vec::new()),
     };
     let want = derived
         .and_then(|r| r.identities.get(name.as_str()))
         .and_then(|p| mv_agent::selfinfo::fingerprint_line(&p.ssh_host_ed25519));
-    let has = info
-        .ssh_host_keys
-        .iter()
-        .find(|k| k.algorithm == "ssh-ed25519");
+    let has = ssh_host_keys.iter().find(|k| k.algorithm == "ssh-ed25519");
     let host_key_matches = match (want, has) {
         (Some(w), Some(h)) => Some(w.fingerprint == h.fingerprint),
         _ => None,
     };
     Some(AgentStatus {
         reachable: true,
-        stats: client.stats().ok(),
-        hostname: info.fqdn.or(info.hostname),
-        uptime_s: info.boot_uptime_s,
-        ssh_host_keys: info.ssh_host_keys,
+        stats: Some(stats),
+        hostname,
+        uptime_s,
+        ssh_host_keys,
         host_key_matches,
         error: None,
     })
