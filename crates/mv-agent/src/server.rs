@@ -258,21 +258,28 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
             {
                 // The port stays open for good: closing it tells QEMU the guest went away, and a
                 // host that connects while the guest is between a close and a reopen saw its
-                // first request wait (or never answered). Each session works on clones of this
-                // one descriptor; a read of 0 means "no host connected" and ends the session.
-                Ok(dev) => loop {
-                    match dev.try_clone() {
-                        Ok(session) => {
-                            let io = device_stream(session);
-                            serve_io(agent.clone(), io, Transport::Virtio, streams.clone()).await
+                // first request wait (or never answered). One reader thread owns the port's input
+                // for good, so no finished session can swallow the next session's bytes; a read
+                // of 0 ("no host connected") ends the current session.
+                Ok(dev) => {
+                    let input = port_reader(&dev);
+                    loop {
+                        match dev.try_clone() {
+                            Ok(out) => {
+                                let (io, stop, fwd) = device_session(out, input.clone());
+                                serve_io(agent.clone(), io, Transport::Virtio, streams.clone())
+                                    .await;
+                                let _ = stop.send(());
+                                let _ = fwd.await;
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, port = %port.display(), "cannot clone the port");
+                                break;
+                            }
                         }
-                        Err(e) => {
-                            tracing::debug!(error = %e, port = %port.display(), "cannot clone the port");
-                            break;
-                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                },
+                }
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
             }
         }
@@ -280,33 +287,73 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
     }
 }
 
-/// A character device as an async stream: two threads copy between it and an in-memory pipe
-/// (reads of a virtio port block, and tokio's file type cannot read and write at once).
-fn device_stream(dev: std::fs::File) -> tokio::io::DuplexStream {
-    use std::io::{Read, Write};
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let (mut rd_half, mut wr_half) = tokio::io::split(theirs);
-    let rt = tokio::runtime::Handle::current();
+/// The port's input, for every session in turn: chunks of bytes, an empty chunk meaning "no host
+/// connected" (a read of 0).
+type PortInput = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<u8>>>>;
+
+/// Starts the one thread that reads the port for the agent's lifetime (reads of a virtio port
+/// block, and tokio's file type cannot read and write at once).
+fn port_reader(dev: &std::fs::File) -> PortInput {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     if let Ok(mut reader) = dev.try_clone() {
-        let rt = rt.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
+                let chunk = match reader.read(&mut buf) {
+                    Ok(0) => {
+                        // Nobody on the host side: say so, then look again shortly.
+                        std::thread::sleep(Duration::from_millis(200));
+                        Vec::new()
+                    }
+                    Ok(n) => buf[..n].to_vec(),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
                 };
-                let data = buf[..n].to_vec();
-                let ok = rt.block_on(async {
-                    tokio::io::AsyncWriteExt::write_all(&mut wr_half, &data).await
-                });
-                if ok.is_err() {
+                if tx.blocking_send(chunk).is_err() {
                     return;
                 }
             }
         });
     }
-    let mut writer = dev;
+    Arc::new(tokio::sync::Mutex::new(rx))
+}
+
+/// One session on the port: an in-memory stream whose input comes from `input` until the host
+/// goes away or `stop` fires (the session ended), and whose output a thread writes to `out`.
+fn device_session(
+    out: std::fs::File,
+    input: PortInput,
+) -> (
+    tokio::io::DuplexStream,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::io::Write;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (mut rd_half, mut wr_half) = tokio::io::split(theirs);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let forward = tokio::spawn(async move {
+        let mut rx = input.lock().await;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                chunk = rx.recv() => match chunk {
+                    Some(c) if !c.is_empty() => {
+                        if tokio::io::AsyncWriteExt::write_all(&mut wr_half, &c).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The host went away (or the reader is gone): end of this session's input.
+                    _ => break,
+                },
+            }
+        }
+    });
+    let rt = tokio::runtime::Handle::current();
+    let mut writer = out;
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 8192];
         loop {
@@ -319,7 +366,7 @@ fn device_stream(dev: std::fs::File) -> tokio::io::DuplexStream {
             }
         }
     });
-    ours
+    (ours, stop_tx, forward)
 }
 
 /// The reply to a connection over the per-peer cap, written without waiting.
