@@ -426,7 +426,8 @@ fn agent_status(
     if !sock.exists() {
         return None;
     }
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(5));
+    // A guest under TCG can take seconds to answer: a generous timeout, and one more try.
+    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let unreachable = |e: mv_agent::client::ClientError| AgentStatus {
         reachable: false,
         stats: None,
@@ -437,7 +438,7 @@ fn agent_status(
         error: Some(e.to_string()),
     };
     // Stats decide "reachable" (every agent serves them); `/v1/info`'s machine facts are extra.
-    let stats = match client.stats() {
+    let stats = match client.stats().or_else(|_| client.stats()) {
         Ok(s) => s,
         Err(e) => return Some(unreachable(e)),
     };
