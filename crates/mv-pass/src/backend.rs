@@ -46,16 +46,23 @@ pub enum CryptoError {
     /// gpg.
     #[error(transparent)]
     Gpg(#[from] GpgError),
+    /// The caller could not make the keys available (a lazy unlock failed).
+    #[error("keys unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Encrypts and decrypts entries.
-pub trait Crypto: Sync {
+pub trait Crypto: Send + Sync {
     /// Decrypts one entry's bytes.
     fn decrypt(&self, data: &[u8]) -> Result<SecretBytes, CryptoError>;
     /// Encrypts `plain` to the `.gpg-id` recipients.
     fn encrypt(&self, plain: &[u8], recipients: &[String]) -> Result<Vec<u8>, CryptoError>;
     /// Every key id (upper-case hex, 16 digits) belonging to the recipients, for fsck.
     fn recipient_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, CryptoError>;
+    /// The key ids an entry encrypted now to `recipients` is addressed to (gpg groups
+    /// expanded): the store re-encrypts an entry only when its key ids differ, as pass does.
+    /// An unknown recipient is an error.
+    fn encryption_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, CryptoError>;
     /// Whether decrypting many entries at once pays off (false for gpg, which serialises on its agent).
     fn parallel(&self) -> bool {
         true
@@ -71,6 +78,9 @@ impl Crypto for Keyring {
     }
     fn recipient_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, CryptoError> {
         Ok(Keyring::recipient_key_ids(self, recipients)?)
+    }
+    fn encryption_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, CryptoError> {
+        Ok(Keyring::encryption_key_ids(self, recipients)?)
     }
 }
 
@@ -154,7 +164,56 @@ impl Gpg {
     }
 }
 
+impl Gpg {
+    /// gpg's groups: `gpg --list-config --with-colons` lines `cfg:group:NAME:ID;ID`.
+    fn groups(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, GpgError> {
+        let out = self.run("--list-config", &["--list-config", "--with-colons"], b"")?;
+        let text = String::from_utf8_lossy(out.expose()).into_owned();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("cfg:group:"))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(name, ids)| {
+                (
+                    name.to_string(),
+                    ids.split(';')
+                        .filter(|i| !i.is_empty())
+                        .map(String::from)
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+}
+
 impl Crypto for Gpg {
+    fn encryption_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, CryptoError> {
+        // As pass: groups expanded, then the valid encryption subkeys of every key.
+        let groups = self.groups()?;
+        let mut ids: Vec<String> = Vec::new();
+        for r in recipients {
+            match groups.get(r) {
+                Some(m) => ids.extend(m.iter().cloned()),
+                None => ids.push(r.clone()),
+            }
+        }
+        let mut args: Vec<&str> = vec!["--with-colons", "--list-keys", "--"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = self.run("--list-keys", &args, b"")?;
+        let text = String::from_utf8_lossy(out.expose()).into_owned();
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("sub:"))
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| {
+                let validity = f.get(1).copied().unwrap_or("");
+                let caps = f.get(11).copied().unwrap_or("");
+                !validity.contains(['i', 'd', 'r']) && caps.contains('e')
+            })
+            .filter_map(|f| f.get(4).map(|s| s.to_ascii_uppercase()))
+            .collect())
+    }
+
     fn decrypt(&self, data: &[u8]) -> Result<SecretBytes, CryptoError> {
         Ok(self.run("--decrypt", &["--decrypt"], data)?)
     }

@@ -164,6 +164,36 @@ fn encryption_subkeys(cert: &SignedPublicKey) -> Vec<&SignedPublicSubKey> {
 pub struct Keyring {
     publics: Vec<SignedPublicKey>,
     secrets: Vec<SignedSecretKey>,
+    /// gpg's `group NAME = ID…` lines (see [`parse_gpg_groups`]).
+    groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The `group NAME = ID ID…` lines of a gpg.conf (gpg expands a recipient that names a group to
+/// its members; pass relies on it). Other lines are ignored; a later line for the same name adds
+/// members, as in gpg.
+pub fn parse_gpg_groups(conf: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in conf.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("group") else {
+            continue;
+        };
+        if !rest.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((name, members)) = rest.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        groups
+            .entry(name.to_string())
+            .or_default()
+            .extend(members.split_whitespace().map(String::from));
+    }
+    groups
 }
 
 impl std::fmt::Debug for Keyring {
@@ -230,6 +260,37 @@ impl Keyring {
             .collect()
     }
 
+    /// Sets gpg's groups (from gpg.conf): a recipient naming a group means its members.
+    pub fn set_groups(&mut self, groups: std::collections::BTreeMap<String, Vec<String>>) {
+        self.groups = groups;
+    }
+
+    /// `recipients` with group names replaced by their members (one level, as gpg does).
+    pub fn expand_groups(&self, recipients: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in recipients {
+            match self.groups.get(r.trim()) {
+                Some(members) => out.extend(members.iter().cloned()),
+                None => out.push(r.clone()),
+            }
+        }
+        out
+    }
+
+    /// The key id each recipient's messages are encrypted to (what [`Keyring::encrypt`] uses).
+    pub fn encryption_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, KeyError> {
+        let mut ids = BTreeSet::new();
+        for r in self.expand_groups(recipients) {
+            let cert = self.resolve(&r)?;
+            match encryption_subkeys(cert).last() {
+                Some(sub) => ids.insert(key_id_hex(*sub)),
+                None if cert.primary_key.algorithm().can_encrypt() => ids.insert(key_id_hex(cert)),
+                None => return Err(KeyError::NoEncryptionKey(fingerprint_hex(cert))),
+            };
+        }
+        Ok(ids)
+    }
+
     /// Finds the certificate a `.gpg-id` line names.
     pub fn resolve(&self, recipient: &str) -> Result<&SignedPublicKey, KeyError> {
         let r = recipient.trim().trim_end_matches('!');
@@ -269,7 +330,7 @@ impl Keyring {
     /// Every key id (primary and subkeys, upper-case hex) of the certificates `recipients` name.
     pub fn recipient_key_ids(&self, recipients: &[String]) -> Result<BTreeSet<String>, KeyError> {
         let mut ids = BTreeSet::new();
-        for r in recipients {
+        for r in &self.expand_groups(recipients) {
             let cert = self.resolve(r)?;
             ids.insert(key_id_hex(cert));
             ids.extend(cert.public_subkeys.iter().map(key_id_hex));
@@ -282,7 +343,7 @@ impl Keyring {
         let mut rng = rand::thread_rng();
         let mut builder = MessageBuilder::from_bytes("", plain.to_vec())
             .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
-        for r in recipients {
+        for r in &self.expand_groups(recipients) {
             let cert = self.resolve(r)?;
             match encryption_subkeys(cert).last() {
                 Some(sub) => builder.encrypt_to_key(&mut rng, *sub),

@@ -194,7 +194,81 @@ pub fn decode_base32(s: &str) -> Result<SecretBytes, OtpError> {
         .map_err(|_| OtpError::BadSecret)
 }
 
+/// Splits a label into issuer and account as pass-otp does (`ISSUER:ACCOUNT`, the issuer
+/// optional), except that a trailing `host:port` stays whole in the account:
+/// `alice@google.com:443` is an account, `Google:alice@google.com:443` is issuer `Google` and
+/// account `alice@google.com:443`.
+pub fn split_label(label: &str) -> (Option<String>, String) {
+    let port_tail = |s: &str| {
+        s.rsplit_once(':').is_some_and(|(host, port)| {
+            host.contains('.')
+                && !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let (issuer, account) = if port_tail(label) && label.matches(':').count() == 1 {
+        (None, label)
+    } else {
+        match label.split_once(':') {
+            Some((i, a)) if !a.is_empty() => (Some(i), a),
+            Some((i, _)) => (None, i),
+            None => (None, label),
+        }
+    };
+    (
+        issuer.map(percent_decode).filter(|i| !i.is_empty()),
+        percent_decode(account),
+    )
+}
+
+/// pass-otp's `urlencode`: letters, digits and `.~_-` as they are, space as `+`, others `%XX`.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'~' | b'_' | b'-' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The URI pass-otp builds for `otp insert --secret`: TOTP, SHA-1, 30 s, 6 digits.
+pub fn uri_from_secret(
+    secret: &str,
+    issuer: Option<&str>,
+    account: Option<&str>,
+) -> Result<OtpUri, OtpError> {
+    let i = issuer.map(url_encode).unwrap_or_default();
+    let a = account.map(url_encode).unwrap_or_default();
+    let sep = if !i.is_empty() && !a.is_empty() {
+        ":"
+    } else {
+        ""
+    };
+    let mut uri = SecretString::new(format!(
+        "otpauth://totp/{i}{sep}{a}?secret={}",
+        secret.trim()
+    ));
+    if !i.is_empty() {
+        uri.expose_mut().push_str(&format!("&issuer={i}"));
+    }
+    OtpUri::parse(uri.expose())
+}
+
 impl OtpUri {
+    /// The entry name pass-otp takes from the label: `ISSUER/ACCOUNT`, or `ACCOUNT`.
+    pub fn label_name(&self) -> String {
+        match &self.issuer {
+            Some(i) if !i.is_empty() => format!("{i}/{}", self.account),
+            _ => self.account.clone(),
+        }
+    }
+
     /// Parses one URI with pass-otp's rules.
     pub fn parse(uri: &str) -> Result<Self, OtpError> {
         let uri = uri.trim_end_matches(['\r', '\n']);
@@ -215,15 +289,7 @@ impl OtpUri {
             None if label.is_empty() => "",
             None => return Err(OtpError::NotUri),
         };
-        // pass-otp: `([^:?]+)?(:([^:?]*))?` — at most one colon in the label.
-        if label.matches(':').count() > 1 {
-            return Err(OtpError::NotUri);
-        }
-        let (mut issuer, account) = match label.split_once(':') {
-            Some((i, a)) if !a.is_empty() => (Some(percent_decode(i)), percent_decode(a)),
-            Some((i, _)) => (None, percent_decode(i)),
-            None => (None, percent_decode(label)),
-        };
+        let (mut issuer, account) = split_label(label);
         if account.is_empty() {
             return Err(OtpError::MissingAccount);
         }

@@ -198,6 +198,38 @@ pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(std::mem::take(&mut *data))
 }
 
+/// Sets the process umask (pass runs under `umask 077`, or `PASSWORD_STORE_UMASK`). The store
+/// itself creates folders 0700 and files 0600 whatever the umask; this covers what other tools
+/// (git) write into it.
+pub fn set_umask(mask: u32) {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask & 0o777));
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (pass's umask 077).
+fn make_private_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fs_err("cannot create folder", dir))
+}
+
+/// How [`Store::move_or_copy_with`] reads its arguments (pass's `mv`/`cp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveOptions {
+    /// Copy instead of move.
+    pub copy: bool,
+    /// Overwrite existing entries.
+    pub force: bool,
+    /// The destination was written with a trailing `/`: put the source inside that folder,
+    /// creating it if needed.
+    pub to_folder: bool,
+    /// The source was written with a trailing `/`: it is the folder, even if an entry of the
+    /// same name exists.
+    pub from_folder: bool,
+}
+
 /// A password store folder.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -217,7 +249,7 @@ impl Store {
 
     /// Takes the exclusive writer lock, waiting for another writer to finish.
     pub fn lock(&self) -> Result<StoreLock> {
-        fs::create_dir_all(&self.dir).map_err(fs_err("cannot create folder", &self.dir))?;
+        make_private_dirs(&self.dir)?;
         let f = fs::File::open(&self.dir).map_err(fs_err("cannot open", &self.dir))?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(
             |(_, errno)| StoreError::Lock {
@@ -371,6 +403,9 @@ impl Store {
         let path = name.file_in(&self.dir);
         self.writable(name)?;
         let recipients = self.recipients_of(name)?;
+        if let Some(parent) = path.parent() {
+            make_private_dirs(parent)?;
+        }
         let ct = crypto
             .encrypt(plain, &recipients)
             .map_err(|source| StoreError::Encrypt {
@@ -500,6 +535,17 @@ impl Store {
 
     /// `rm`: removes an entry, or a folder with `recursive`. Commits "Remove NAME from store.".
     pub fn remove(&self, name: &EntryName, recursive: bool) -> Result<Change> {
+        self.remove_as(name, recursive, false)
+    }
+
+    /// [`Store::remove`]; with `folder_only` (pass's `rm NAME/`) the folder NAME is meant even
+    /// when an entry NAME exists beside it.
+    pub fn remove_as(
+        &self,
+        name: &EntryName,
+        recursive: bool,
+        folder_only: bool,
+    ) -> Result<Change> {
         let _l = self.lock()?;
         let file = name.file_in(&self.dir);
         let dir = name.dir_in(&self.dir);
@@ -508,7 +554,8 @@ impl Store {
         self.no_links(name.as_str(), &entry_rel(name), false)?;
         let kind = |p: &Path| fs::symlink_metadata(p).ok().map(|m| m.file_type());
         let (file_kind, dir_kind) = (kind(&file), kind(&dir));
-        let target = if file_kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
+        let folder_first = folder_only && dir_kind.is_some();
+        let target = if !folder_first && file_kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
             fs::remove_file(&file).map_err(fs_err("cannot remove", &file))?;
             file
         } else if dir_kind.is_some_and(|t| t.is_symlink()) {
@@ -697,6 +744,25 @@ impl Store {
         force: bool,
         crypto: &dyn Crypto,
     ) -> Result<Change> {
+        let opts = MoveOptions {
+            copy,
+            force,
+            ..MoveOptions::default()
+        };
+        self.move_or_copy_with(from, to, opts, crypto)
+    }
+
+    /// `mv` and `cp` with pass's rules: onto an existing folder, or a destination written with a
+    /// trailing `/`, the source goes inside it; a folder moves with the `.gpg-id` files inside it
+    /// (its recipients go along); each entry is then re-encrypted for the recipients that govern
+    /// its new place, and copied as it is when it is already encrypted exactly to them.
+    pub fn move_or_copy_with(
+        &self,
+        from: &EntryName,
+        to: &EntryName,
+        opts: MoveOptions,
+        crypto: &dyn Crypto,
+    ) -> Result<Change> {
         let _l = self.lock()?;
         let src_file = from.file_in(&self.dir);
         let src_dir = from.dir_in(&self.dir);
@@ -711,25 +777,31 @@ impl Store {
                 });
             }
         }
-        // (source entry, destination entry) pairs.
+        let into = opts.to_folder || to.dir_in(&self.dir).is_dir();
+        let base = if into {
+            to.join(from.leaf())?
+        } else {
+            to.clone()
+        };
+        // (source entry, destination entry) pairs, and the folder's .gpg-id files (relative).
         let mut pairs: Vec<(EntryName, EntryName)> = Vec::new();
-        if src_file.is_file() {
-            // `mv a dir/` or onto an existing folder puts it inside, like pass (and mv).
-            let dest = if to.dir_in(&self.dir).is_dir() {
-                to.join(from.leaf())?
-            } else {
-                to.clone()
-            };
-            pairs.push((from.clone(), dest));
+        let mut ids: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let is_folder = src_dir.is_dir() && (opts.from_folder || !src_file.is_file());
+        if !is_folder && src_file.is_file() {
+            pairs.push((from.clone(), base));
         } else if src_dir.is_dir() {
-            let base = if to.dir_in(&self.dir).is_dir() {
-                to.join(from.leaf())?
-            } else {
-                to.clone()
-            };
             for n in self.list(Some(from))? {
                 let rel = &n.as_str()[from.as_str().len() + 1..];
                 pairs.push((n.clone(), base.join(rel)?));
+            }
+            let dest_dir = base.dir_in(&self.dir);
+            for e in walkdir::WalkDir::new(&src_dir).follow_links(false) {
+                let Ok(e) = e else { continue };
+                if e.file_type().is_file() && e.file_name() == ".gpg-id" {
+                    if let Ok(rel) = e.path().strip_prefix(&src_dir) {
+                        ids.push((e.path().to_path_buf(), dest_dir.join(rel)));
+                    }
+                }
             }
         } else {
             return Err(StoreError::NotFound(from.to_string()));
@@ -737,29 +809,55 @@ impl Store {
         for (_, d) in &pairs {
             self.writable(d)?;
         }
-        if !force {
+        if !opts.force {
             if let Some((_, d)) = pairs.iter().find(|(_, d)| self.contains(d)) {
                 return Err(StoreError::Exists(d.to_string()));
             }
         }
         let mut touched = Vec::new();
+        // The folder's recipients first, so that its entries are encrypted for them.
+        for (src, dst) in &ids {
+            let text = read_no_follow(src).map_err(fs_err("cannot read", src))?;
+            if let Some(parent) = dst.parent() {
+                make_private_dirs(parent)?;
+            }
+            fsutil::write_secret(dst, &text)?;
+            touched.push(dst.clone());
+        }
         for (s, d) in &pairs {
-            let plain = self.read(s, crypto)?;
-            let written = self.put(d, plain.expose(), crypto)?;
+            let data = self.read_file(s)?;
+            let recipients = self.recipients_of(d)?;
+            let written = if self.encrypted_to_exactly(&data, &recipients, crypto)? {
+                let path = d.file_in(&self.dir);
+                if let Some(parent) = path.parent() {
+                    make_private_dirs(parent)?;
+                }
+                fsutil::write_secret(&path, &data)?;
+                path
+            } else {
+                let plain = self.decrypt_file(&s.file_in(&self.dir), &data, crypto)?;
+                self.put(d, plain.expose(), crypto)?
+            };
             touched.push(written);
         }
-        if !copy {
+        if !opts.copy {
+            let mut removed = Vec::new();
             for (s, _) in &pairs {
-                let p = s.file_in(&self.dir);
+                removed.push(s.file_in(&self.dir));
+            }
+            for (src, _) in &ids {
+                removed.push(src.clone());
+            }
+            for p in removed {
                 fs::remove_file(&p).map_err(fs_err("cannot remove", &p))?;
-                touched.push(p.clone());
                 if let Some(parent) = p.parent() {
                     self.prune_empty(parent);
                 }
+                touched.push(p);
             }
         }
         let refs: Vec<&Path> = touched.iter().map(PathBuf::as_path).collect();
-        let msg = if copy {
+        let msg = if opts.copy {
             format!("Copy {from} to {to}.")
         } else {
             format!("Rename {from} to {to}.")
@@ -769,6 +867,61 @@ impl Store {
             files: touched,
             committed,
         })
+    }
+
+    /// `init -p SUBDIR ""`: removes that folder's `.gpg-id` (commit "Deinitialize PATH
+    /// (SUBDIR)."), then re-encrypts what it covered for the recipients above it. The first of
+    /// [`Change::files`] is the removed `.gpg-id`.
+    pub fn deinit(&self, subdir: Option<&EntryName>, crypto: &dyn Crypto) -> Result<Change> {
+        let _l = self.lock()?;
+        let folder = subdir.map_or_else(|| self.dir.clone(), |s| s.dir_in(&self.dir));
+        let id_file = folder.join(".gpg-id");
+        let shown = subdir.map_or(".gpg-id".to_string(), |s| s.to_string());
+        let id_rel = subdir.map_or_else(
+            || PathBuf::from(".gpg-id"),
+            |s| Path::new(s.as_str()).join(".gpg-id"),
+        );
+        self.no_links(&shown, &id_rel, true)?;
+        if !id_file.is_file() {
+            return Err(StoreError::NotFound(format!("{}", id_file.display())));
+        }
+        // The recipients that will govern must be usable before anything changes.
+        if let Some(parent) = subdir.and_then(|s| s.parent()) {
+            let (_, above) = self.recipients_for(parent)?;
+            self.check_recipients(&above, crypto)?;
+        } else if subdir.is_some() {
+            let (_, above) = self.recipients_for("")?;
+            self.check_recipients(&above, crypto)?;
+        }
+        fs::remove_file(&id_file).map_err(fs_err("cannot remove", &id_file))?;
+        let suffix = subdir.map_or(String::new(), |s| format!(" ({s})"));
+        let mut committed = self.commit(
+            &[&id_file],
+            &format!("Deinitialize {}{suffix}.", id_file.display()),
+        )?;
+        let mut files = vec![id_file];
+        let reenc = self.reencrypt_under(subdir, crypto)?;
+        if !reenc.is_empty() {
+            let refs: Vec<&Path> = reenc.iter().map(PathBuf::as_path).collect();
+            committed |= self.commit(
+                &refs,
+                &format!("Reencrypt password store using new GPG id{suffix}."),
+            )?;
+            files.extend(reenc);
+        }
+        self.prune_empty(&folder);
+        Ok(Change { files, committed })
+    }
+
+    /// Fails unless every recipient (group names expanded) has a usable encryption key.
+    fn check_recipients(&self, ids: &[String], crypto: &dyn Crypto) -> Result<()> {
+        crypto
+            .encryption_key_ids(ids)
+            .map(|_| ())
+            .map_err(|source| StoreError::Encrypt {
+                path: self.dir.join(".gpg-id"),
+                source,
+            })
     }
 
     /// `init [-p SUBDIR] KEYID…`: writes `.gpg-id` and re-encrypts what it covers when the
@@ -791,12 +944,23 @@ impl Store {
         );
         let shown = subdir.map_or(".gpg-id".to_string(), |s| s.to_string());
         self.no_links(&shown, &id_rel, true)?;
+        if folder.exists() && !folder.is_dir() {
+            return Err(StoreError::Fs(FsError::new(
+                "exists but is not a folder:",
+                &folder,
+                std::io::ErrorKind::AlreadyExists.into(),
+            )));
+        }
+        // Every recipient must resolve (gpg groups expanded) before .gpg-id changes, so a bad id
+        // leaves the store as it was.
+        self.check_recipients(ids, crypto)?;
+        make_private_dirs(&folder)?;
         let mut text = String::new();
         for id in ids {
             text.push_str(id);
             text.push('\n');
         }
-        let changed = fsutil::write_atomic(&id_file, text.as_bytes(), 0o644)?;
+        let changed = fsutil::write_secret(&id_file, text.as_bytes())?;
         let mut files = vec![];
         let mut committed = false;
         if changed {
@@ -851,13 +1015,14 @@ impl Store {
             return Ok(false);
         };
         let want = crypto
-            .recipient_key_ids(recipients)
+            .encryption_key_ids(recipients)
             .map_err(|source| StoreError::Encrypt {
                 path: self.dir.join(".gpg-id"),
                 source,
             })?;
-        let got: BTreeSet<&String> = ids.iter().collect();
-        Ok(ids.len() == recipients.len() && got.iter().all(|i| want.contains(*i)))
+        // pass compares the two sets of key ids, groups expanded.
+        let got: BTreeSet<String> = ids.into_iter().collect();
+        Ok(got == want)
     }
 
     /// The OTP code of an entry. For HOTP the counter is advanced, re-encrypted and committed

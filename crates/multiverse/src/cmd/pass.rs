@@ -20,240 +20,28 @@ use mv_identity::{IdentityStore, KdfParams};
 use mv_pass::check;
 use mv_pass::store::Change;
 use mv_pass::{Crypto, EntryName, Gpg, KeyDir, Keyring, OtpUri, Store, StoreError};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-/// `multiverse pass`.
+#[path = "pass_args.rs"]
+pub mod args;
+
+use args::{Cmd, KeyCmd, OtpCmd, OtpNew, Output};
+
+/// `multiverse pass`: pass's own command line, parsed by [`args::parse`] (GNU getopt rules, as
+/// pass does), not by clap, so that it is exactly pass's.
 #[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true, disable_version_flag = true)]
 pub struct Args {
-    /// Let gpg (and gpg-agent, smartcards) do the OpenPGP work instead of the built-in keyring
-    #[arg(long, global = true)]
-    pub gpg: bool,
-    /// Read the identity passphrase from this file (else env MULTIVERSE_PASSPHRASE, else a prompt)
-    #[arg(long, global = true, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Write .gpg-id (the recipients) and re-encrypt what it covers; no KEYID: the identity's @user key
-    Init {
-        /// Only for this subfolder
-        #[arg(short = 'p', long = "path", value_name = "SUBFOLDER")]
-        path: Option<String>,
-        /// Key ids, fingerprints or e-mail addresses
-        keyids: Vec<String>,
-    },
-    /// Add an entry from stdin or a prompt
-    Insert {
-        /// Read every line up to end of input (else one line)
-        #[arg(short, long)]
-        multiline: bool,
-        /// Overwrite an existing entry
-        #[arg(short, long)]
-        force: bool,
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Print an entry (or one line of it, or copy it to the clipboard)
-    Show {
-        /// Only line N (1 = the password)
-        #[arg(long, value_name = "N")]
-        line: Option<usize>,
-        /// Copy to the clipboard instead of printing (cleared after PASSWORD_STORE_CLIP_TIME s, 45)
-        #[arg(short, long)]
-        clip: bool,
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Internal: the detached job of --clip that clears the clipboard later (input on stdin)
-    #[command(name = "__clip-restore", hide = true)]
-    ClipRestore {
-        /// Seconds to wait
-        #[arg(long)]
-        secs: u64,
-    },
-    /// Make a random password and store it
-    Generate {
-        /// Letters and digits only
-        #[arg(short, long)]
-        no_symbols: bool,
-        /// Replace only the first line of an existing entry
-        #[arg(short, long, conflicts_with = "force")]
-        in_place: bool,
-        /// Overwrite an existing entry
-        #[arg(short, long)]
-        force: bool,
-        /// Copy to the clipboard instead of printing
-        #[arg(short, long)]
-        clip: bool,
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-        /// Length (default 25, or PASSWORD_STORE_GENERATED_LENGTH)
-        length: Option<usize>,
-    },
-    /// Edit an entry with $EDITOR on a private temporary file
-    Edit {
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Remove an entry (or a folder with -r)
-    Rm {
-        /// Remove a folder and everything in it
-        #[arg(short, long)]
-        recursive: bool,
-        /// Accepted for pass compatibility (we never prompt)
-        #[arg(short, long)]
-        force: bool,
-        /// The entry or folder
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Rename an entry or folder (re-encrypted for the destination's recipients)
-    Mv {
-        /// Overwrite existing entries
-        #[arg(short, long)]
-        force: bool,
-        /// From
-        #[arg(allow_hyphen_values = true)]
-        from: String,
-        /// To
-        #[arg(allow_hyphen_values = true)]
-        to: String,
-    },
-    /// Copy an entry or folder (re-encrypted for the destination's recipients)
-    Cp {
-        /// Overwrite existing entries
-        #[arg(short, long)]
-        force: bool,
-        /// From
-        #[arg(allow_hyphen_values = true)]
-        from: String,
-        /// To
-        #[arg(allow_hyphen_values = true)]
-        to: String,
-    },
-    /// List entries as a tree (--json: a list of names)
-    Ls {
-        /// Only this subfolder
-        subfolder: Option<String>,
-    },
-    /// List entries whose name contains one of the terms
-    Find {
-        /// Terms (case-insensitive)
-        #[arg(required = true)]
-        terms: Vec<String>,
-    },
-    /// Search decrypted contents with a regular expression (in parallel)
-    Grep {
-        /// Ignore case
-        #[arg(short, long)]
-        ignore_case: bool,
-        /// Regular expression (Rust regex syntax)
-        pattern: String,
-    },
-    /// Run git in the store (`git init` also commits the current contents, like pass)
-    Git {
-        /// Arguments for git
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// One-time passwords (pass-otp compatible)
-    Otp(OtpArgs),
-    /// Keys of the built-in keyring
-    #[command(subcommand)]
-    Key(KeyCommand),
-    /// Store every machine's derived password as machines/<fqdn>/root
-    Machines,
-    /// Check every entry: readable, private (0600), encrypted to its current recipients
-    Fsck {
-        /// Also try to decrypt every entry
-        #[arg(long)]
-        decrypt: bool,
-    },
-    /// Report weak, reused and old passwords
-    Audit {
-        /// An entry unchanged for more days than this is old
-        #[arg(long, default_value_t = 365, value_name = "DAYS")]
-        max_age: u64,
-    },
-}
-
-/// `pass otp [NAME]` or `pass otp insert|uri|validate|code`.
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct OtpArgs {
-    /// The entry (same as `otp code NAME`)
-    #[arg(allow_hyphen_values = true)]
-    pub name: Option<String>,
-    /// Copy the code to the clipboard
-    #[arg(short, long)]
-    pub clip: bool,
-    #[command(subcommand)]
-    pub command: Option<OtpCommand>,
-}
-
-/// OTP subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum OtpCommand {
-    /// Print the current code (HOTP: advance the counter and store it)
-    Code {
-        /// Copy to the clipboard
-        #[arg(short, long)]
-        clip: bool,
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Store an otpauth:// URI read from stdin (or a prompt) as a new entry
-    Insert {
-        /// Overwrite an existing entry
-        #[arg(short, long)]
-        force: bool,
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Print the otpauth:// URI of an entry
-    Uri {
-        /// The entry
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Check an otpauth:// URI read from stdin (never argv: it holds the secret)
-    Validate,
-}
-
-/// Key subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum KeyCommand {
-    /// Import an armored secret key from stdin (e.g. `gpg --export-secret-keys --armor ID`)
-    Import {
-        /// Keep it unencrypted (mode 0600), like a gpg key with an empty passphrase
-        #[arg(long)]
-        unsealed: bool,
-        /// File holding the key's own passphrase, if gpg protected it
-        #[arg(long, value_name = "FILE")]
-        key_passphrase_file: Option<PathBuf>,
-        /// Argon2id memory (KiB) of the seal; default: the identity's, else 256 MiB
-        #[arg(long, value_name = "KIB")]
-        kdf_memory: Option<u32>,
-        /// Argon2id passes of the seal
-        #[arg(long, value_name = "N")]
-        kdf_iterations: Option<u32>,
-    },
-    /// Add a recipient's public key (armored, stdin)
-    Add,
-    /// List keys (--json)
-    Ls,
+    /// `pass [COMMAND] [OPTIONS] [ARGS]`, as pass 1.7.4 and pass-otp (`multiverse pass help`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
 }
 
 /// Everything a subcommand needs to reach the store and the keys.
@@ -401,51 +189,294 @@ impl Ctx<'_> {
     }
 }
 
+/// pass's banner (`pass version`), which its suite looks for in `--help`.
+const BANNER: &str = "============================================
+= pass: the standard unix password manager =
+=                                          =
+=                  v1.7.4                  =
+=       (multiverse pass, a drop-in)       =
+=                                          =
+=      http://www.passwordstore.org/       =
+============================================";
+
+fn usage_text() -> String {
+    format!(
+        "{BANNER}
+
+Usage:
+    pass init [--path=subfolder,-p subfolder] gpg-id...
+        Initialize new password storage and use gpg-id for encryption.
+        Selectively reencrypt existing passwords using new gpg-id.
+        An empty gpg-id (with -p) removes the folder's .gpg-id.
+    pass [ls] [subfolder]
+        List passwords.
+    pass find pass-names...
+        List passwords that match pass-names.
+    pass [show] [--clip[=line-number],-c[line-number]] [--line N] pass-name
+        Show existing password and optionally put it on the clipboard.
+    pass grep [-i|-F|-w|-x|-E] search-string
+        Search for password files containing search-string when decrypted.
+    pass insert [--echo,-e | --multiline,-m] [--force,-f] pass-name
+        Insert new password.
+    pass edit pass-name
+        Insert a new password or edit an existing password using $EDITOR.
+    pass generate [--no-symbols,-n] [--clip,-c] [--in-place,-i | --force,-f] pass-name [pass-length]
+        Generate a new password of pass-length (or 25 if unspecified).
+    pass rm [--recursive,-r] [--force,-f] pass-name
+    pass mv [--force,-f] old-path new-path
+    pass cp [--force,-f] old-path new-path
+    pass git git-command-args...
+    pass otp [code] [--clip,-c] pass-name
+    pass otp insert|append [--force,-f] [--echo,-e] [--secret,-s] [--issuer,-i issuer] [--account,-a account] [pass-name]
+    pass otp uri [--clip,-c | --qrcode,-q] pass-name
+    pass otp validate [uri]
+    pass help | version
+
+Multiverse's own:
+    pass key import [--unsealed] | key add | key ls
+    pass machines | fsck [--decrypt] | audit [--max-age DAYS]
+    pass lock
+        Forget the secret key unlocked for this session.
+    Every command also takes --gpg, --passphrase-file FILE, --json and --dry-run.
+"
+    )
+}
+
+/// Keys that unlock only when a secret key is needed: writing with certificates alone, and the
+/// sealed key (the passphrase, or the session cache) only for the first decryption. `mv`/`cp` of
+/// entries already encrypted for their new place, or `init` with nothing to re-encrypt, never
+/// ask. An unlock failure is kept and reported as it is (its hint and exit code).
+struct LazyCrypto<'a> {
+    ctx: &'a Ctx<'a>,
+    write: std::sync::OnceLock<Result<Box<dyn Crypto>, String>>,
+    read: std::sync::OnceLock<Result<Box<dyn Crypto>, String>>,
+    failure: std::sync::Mutex<Option<CliError>>,
+}
+
+impl<'a> LazyCrypto<'a> {
+    fn new(ctx: &'a Ctx<'a>) -> Self {
+        LazyCrypto {
+            ctx,
+            write: std::sync::OnceLock::new(),
+            read: std::sync::OnceLock::new(),
+            failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn get<'s>(
+        &'s self,
+        cell: &'s std::sync::OnceLock<Result<Box<dyn Crypto>, String>>,
+        read: bool,
+    ) -> Result<&'s dyn Crypto, mv_pass::CryptoError> {
+        let r = cell.get_or_init(|| {
+            let made = if read {
+                self.ctx.crypto_read()
+            } else {
+                self.ctx.crypto_write()
+            };
+            made.map_err(|e| {
+                let text = format!("{:#}", e.error);
+                if let Ok(mut f) = self.failure.lock() {
+                    f.get_or_insert(e);
+                }
+                text
+            })
+        });
+        match r {
+            Ok(b) => Ok(b.as_ref()),
+            Err(text) => Err(mv_pass::CryptoError::Unavailable(text.clone())),
+        }
+    }
+
+    /// A store result, with an unlock failure (if one happened) in place of the store's error.
+    fn finish<T>(&self, r: Result<T, StoreError>) -> Result<T, CliError> {
+        r.map_err(
+            |e| match self.failure.lock().ok().and_then(|mut f| f.take()) {
+                Some(c) => c,
+                None => store_err(e),
+            },
+        )
+    }
+}
+
+impl Crypto for LazyCrypto<'_> {
+    fn decrypt(&self, data: &[u8]) -> Result<SecretBytes, mv_pass::CryptoError> {
+        self.get(&self.read, true)?.decrypt(data)
+    }
+    fn encrypt(
+        &self,
+        plain: &[u8],
+        recipients: &[String],
+    ) -> Result<Vec<u8>, mv_pass::CryptoError> {
+        match self.read.get() {
+            Some(Ok(r)) => r.encrypt(plain, recipients),
+            _ => self.get(&self.write, false)?.encrypt(plain, recipients),
+        }
+    }
+    fn recipient_key_ids(
+        &self,
+        recipients: &[String],
+    ) -> Result<std::collections::BTreeSet<String>, mv_pass::CryptoError> {
+        match self.read.get() {
+            Some(Ok(r)) => r.recipient_key_ids(recipients),
+            _ => self.get(&self.write, false)?.recipient_key_ids(recipients),
+        }
+    }
+    fn encryption_key_ids(
+        &self,
+        recipients: &[String],
+    ) -> Result<std::collections::BTreeSet<String>, mv_pass::CryptoError> {
+        match self.read.get() {
+            Some(Ok(r)) => r.encryption_key_ids(recipients),
+            _ => self.get(&self.write, false)?.encryption_key_ids(recipients),
+        }
+    }
+    fn parallel(&self) -> bool {
+        !self.ctx.gpg
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn crypto_read_lazy(&'a self) -> LazyCrypto<'a> {
+        LazyCrypto::new(self)
+    }
+}
+
 /// Runs `multiverse pass …`.
 pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
+    let inv = args::parse(&a.args)
+        .map_err(|e| CliError::usage_msg(format!("pass: {}", e.message)).with_hint(&e.usage))?;
+    apply_umask();
+    let g2 = Global {
+        root: g.root.clone(),
+        json: g.json || inv.extras.json,
+        dry_run: g.dry_run || inv.extras.dry_run,
+        verbose: g.verbose,
+        quiet: g.quiet,
+    };
+    let g = &g2;
     let ctx = Ctx {
         g,
         store: Store::new(store_dir(g)),
         keys: KeyDir::new(keys_dir(g)),
-        gpg: a.gpg,
-        passphrase_file: a.passphrase_file,
+        gpg: inv.extras.gpg,
+        passphrase_file: inv.extras.passphrase_file,
     };
-    match a.command {
-        Command::Init { path, keyids } => init(&ctx, path, keyids),
-        Command::Insert {
+    match inv.command {
+        Cmd::Help => {
+            print!("{}", usage_text());
+            Ok(())
+        }
+        Cmd::Version => {
+            println!("{BANNER}");
+            Ok(())
+        }
+        Cmd::Init { path, ids } => init(&ctx, path, ids),
+        Cmd::Insert {
+            echo,
             multiline,
             force,
             name,
-        } => insert(&ctx, &name, multiline, force),
-        Command::Show { line, clip, name } => show(&ctx, &name, line, clip),
-        Command::ClipRestore { secs } => clip_restore(secs),
-        Command::Generate {
+        } => insert(&ctx, &name, echo, multiline, force),
+        Cmd::Show { name, output, line } => show(&ctx, name.as_deref(), output, line),
+        Cmd::ClipRestore { secs } => clip_restore(secs),
+        Cmd::Generate {
             no_symbols,
+            output,
             in_place,
             force,
-            clip,
             name,
             length,
-        } => generate(&ctx, &name, length, !no_symbols, in_place, force, clip),
-        Command::Edit { name } => edit(&ctx, &name),
-        Command::Rm {
-            recursive, name, ..
-        } => remove(&ctx, &name, recursive),
-        Command::Mv { force, from, to } => move_copy(&ctx, &from, &to, false, force),
-        Command::Cp { force, from, to } => move_copy(&ctx, &from, &to, true, force),
-        Command::Ls { subfolder } => list(&ctx, subfolder.as_deref()),
-        Command::Find { terms } => find(&ctx, &terms),
-        Command::Grep {
+        } => generate(&ctx, &name, length, !no_symbols, in_place, force, output),
+        Cmd::Edit { name } => edit(&ctx, &name),
+        Cmd::Rm {
+            recursive,
+            force,
+            name,
+        } => remove(&ctx, &name, recursive, force),
+        Cmd::MoveCopy {
+            copy,
+            force,
+            from,
+            to,
+        } => move_copy(&ctx, &from, &to, copy, force),
+        Cmd::Find { terms } => find(&ctx, &terms),
+        Cmd::Grep {
             ignore_case,
+            fixed,
+            word,
+            line,
             pattern,
-        } => grep(&ctx, &pattern, ignore_case),
-        Command::Git { args } => git(&ctx, &args),
-        Command::Otp(o) => otp(&ctx, o),
-        Command::Key(k) => key(&ctx, k),
-        Command::Machines => machines(&ctx),
-        Command::Fsck { decrypt } => fsck(&ctx, decrypt),
-        Command::Audit { max_age } => audit(&ctx, max_age),
+        } => {
+            let mut re = if fixed {
+                regex_escape(&pattern)
+            } else {
+                pattern
+            };
+            if word {
+                re = format!(r"\b(?:{re})\b");
+            }
+            if line {
+                re = format!("^(?:{re})$");
+            }
+            grep(&ctx, &re, ignore_case)
+        }
+        Cmd::Git { args } => git(&ctx, &args),
+        Cmd::Otp(o) => otp(&ctx, o),
+        Cmd::Key(k) => key(&ctx, k),
+        Cmd::Machines => machines(&ctx),
+        Cmd::Fsck { decrypt } => fsck(&ctx, decrypt),
+        Cmd::Audit { max_age } => audit(&ctx, max_age),
+        Cmd::Lock => lock(&ctx),
     }
+}
+
+/// Escapes regex metacharacters (grep -F).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// pass's umask: `PASSWORD_STORE_UMASK` (octal), else 077, for everything the store writes.
+fn apply_umask() {
+    let mask = std::env::var("PASSWORD_STORE_UMASK")
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim(), 8).ok())
+        .filter(|m| *m <= 0o777)
+        .unwrap_or(0o077);
+    mv_pass::store::set_umask(mask);
+}
+
+/// Whether stdin is a terminal (pass asks before overwriting only then).
+fn interactive() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// pass's `yesno`: without a terminal the answer is yes; on one, anything but y/Y stops.
+fn yesno(question: &str) -> Result<(), CliError> {
+    if !interactive() {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y") {
+        Ok(())
+    } else {
+        Err(CliError::failure_msg("not confirmed: nothing changed"))
+    }
+}
+
+fn lock(ctx: &Ctx<'_>) -> Result<(), CliError> {
+    ctx.g.say("no session cache yet");
+    Ok(())
 }
 
 fn report_change(g: &Global, what: &str, ch: &Change) {
@@ -454,7 +485,41 @@ fn report_change(g: &Global, what: &str, ch: &Change) {
 }
 
 fn init(ctx: &Ctx<'_>, path: Option<String>, mut keyids: Vec<String>) -> Result<(), CliError> {
-    let sub = path.as_deref().map(entry).transpose()?;
+    // pass strips a trailing slash from -p in effect (the folder is the same).
+    let sub = path
+        .as_deref()
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(entry)
+        .transpose()?;
+    let where_ = sub.as_ref().map_or(String::new(), |s| format!(" ({s})"));
+    if keyids.len() == 1 && keyids[0].is_empty() {
+        // `init -p SUB ""`: remove that folder's .gpg-id; what it covered falls back to the one above.
+        if ctx.g.dry_run {
+            ctx.g.say(format!(
+                "would remove the .gpg-id{where_} and re-encrypt what it covered"
+            ));
+            return Ok(());
+        }
+        let crypto = ctx.crypto_read_lazy();
+        let ch = crypto.finish(ctx.store.deinit(sub.as_ref(), &crypto))?;
+        report_change(
+            ctx.g,
+            &format!(
+                "removed {}; {} entr{} re-encrypted",
+                ch.files[0].display(),
+                ch.files.len() - 1,
+                if ch.files.len() == 2 { "y" } else { "ies" }
+            ),
+            &ch,
+        );
+        return Ok(());
+    }
+    if keyids.iter().any(String::is_empty) {
+        return Err(CliError::usage_msg(
+            "an empty gpg-id only works alone (it removes the .gpg-id)",
+        ));
+    }
     if keyids.is_empty() {
         // The identity's @user key is the default.
         if !IdentityStore::exists(&ctx.g.root) {
@@ -472,7 +537,6 @@ fn init(ctx: &Ctx<'_>, path: Option<String>, mut keyids: Vec<String>) -> Result<
         let key = ctx.identity_key(&root)?;
         keyids.push(mv_pass::keys::secret_fingerprint(&key));
     }
-    let where_ = sub.as_ref().map_or(String::new(), |s| format!(" ({s})"));
     if ctx.g.dry_run {
         ctx.g.say(format!(
             "would set the recipients{where_} to {} and re-encrypt what it covers",
@@ -480,11 +544,8 @@ fn init(ctx: &Ctx<'_>, path: Option<String>, mut keyids: Vec<String>) -> Result<
         ));
         return Ok(());
     }
-    let crypto = ctx.crypto_read_if_needed(sub.as_ref(), &keyids)?;
-    let ch = ctx
-        .store
-        .init(sub.as_ref(), &keyids, crypto.as_ref())
-        .map_err(store_err)?;
+    let crypto = ctx.crypto_read_lazy();
+    let ch = crypto.finish(ctx.store.init(sub.as_ref(), &keyids, &crypto))?;
     if ch.files.is_empty() {
         ctx.g.say(format!(
             "Password store already initialized for {}{where_}: unchanged",
@@ -505,26 +566,24 @@ fn init(ctx: &Ctx<'_>, path: Option<String>, mut keyids: Vec<String>) -> Result<
     Ok(())
 }
 
-impl Ctx<'_> {
-    /// `init` needs to decrypt only when there are entries to re-encrypt.
-    fn crypto_read_if_needed(
-        &self,
-        sub: Option<&EntryName>,
-        _ids: &[String],
-    ) -> Result<Box<dyn Crypto>, CliError> {
-        let has_entries = self.store.list(sub).map(|l| !l.is_empty()).unwrap_or(false);
-        if has_entries {
-            self.crypto_read()
-        } else {
-            self.crypto_write()
-        }
-    }
-}
-
-/// Reads an entry's contents from stdin (or a prompt on a terminal).
-fn read_new_secret(name: &EntryName, multiline: bool) -> Result<SecretString, CliError> {
+/// Reads an entry's contents as pass does: `-m` everything up to end of input; `-e` one line
+/// (shown while typed); else, on a terminal, twice without echo. From a pipe without `-e`, pass
+/// reads the password twice: a second line must match the first (one line alone is accepted).
+fn read_new_secret(
+    name: &EntryName,
+    echo: bool,
+    multiline: bool,
+) -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() && !multiline {
+        if echo {
+            eprint!("Enter password for {name}: ");
+            let _ = std::io::stderr().flush();
+            let mut line = SecretString::new(String::new());
+            stdin.lock().read_line(line.expose_mut())?;
+            let text = line.expose().trim_end_matches(['\n', '\r']).to_string();
+            return Ok(SecretString::new(format!("{text}\n")));
+        }
         let a = SecretString::new(rpassword::prompt_password(format!(
             "Enter password for {name}: "
         ))?);
@@ -532,12 +591,14 @@ fn read_new_secret(name: &EntryName, multiline: bool) -> Result<SecretString, Cl
             "Retype password for {name}: "
         ))?);
         if a != b {
-            return Err(CliError::usage_msg("the entered passwords do not match"));
+            return Err(CliError::usage_msg(
+                "Error: the entered passwords do not match.",
+            ));
         }
         return Ok(SecretString::new(format!("{}\n", a.expose())));
     }
     if stdin.is_terminal() {
-        eprintln!("Enter contents of {name} and press Ctrl+D when finished:");
+        eprintln!("Enter contents of {name} and press Ctrl+D when finished:\n");
     }
     let mut raw = SecretBytes::new(Vec::new());
     stdin
@@ -546,26 +607,43 @@ fn read_new_secret(name: &EntryName, multiline: bool) -> Result<SecretString, Cl
         .hint("could not read the entry from stdin")?;
     let text = String::from_utf8(raw.expose().clone())
         .map_err(|_| CliError::usage_msg("the entry is not UTF-8 text"))?;
-    let mut text = SecretString::new(text);
-    if !multiline {
-        // Like pass: one line only.
-        let first = text.expose().lines().next().unwrap_or("").to_string();
-        text = SecretString::new(format!("{first}\n"));
-    } else if !text.expose().ends_with('\n') && !text.expose().is_empty() {
-        text.expose_mut().push('\n');
+    let text = SecretString::new(text);
+    if multiline {
+        return Ok(text);
     }
-    Ok(text)
+    let mut lines = text.expose().lines();
+    let first = SecretString::new(lines.next().unwrap_or("").to_string());
+    if !echo {
+        if let Some(second) = lines.next() {
+            if second != first.expose() {
+                return Err(CliError::usage_msg(
+                    "Error: the entered passwords do not match.",
+                ));
+            }
+        }
+    }
+    Ok(SecretString::new(format!("{}\n", first.expose())))
 }
 
-fn insert(ctx: &Ctx<'_>, name: &str, multiline: bool, force: bool) -> Result<(), CliError> {
-    let name = entry(name)?;
+/// A name as pass takes it for a new entry: a trailing `/` is dropped.
+fn new_entry(name: &str) -> Result<EntryName, CliError> {
+    entry(name.strip_suffix('/').unwrap_or(name))
+}
+
+fn insert(
+    ctx: &Ctx<'_>,
+    name: &str,
+    echo: bool,
+    multiline: bool,
+    force: bool,
+) -> Result<(), CliError> {
+    let name = new_entry(name)?;
     if !force && ctx.store.contains(&name) {
-        return Err(
-            CliError::usage_msg(format!("`{name}` already exists in the password store"))
-                .with_hint("use --force to overwrite"),
-        );
+        yesno(&format!(
+            "An entry already exists for {name}. Overwrite it?"
+        ))?;
     }
-    let content = read_new_secret(&name, multiline)?;
+    let content = read_new_secret(&name, echo, multiline)?;
     if ctx.g.dry_run {
         ctx.g.say(format!(
             "would write {}",
@@ -606,10 +684,29 @@ fn write_entry(
     Ok(())
 }
 
-fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<(), CliError> {
-    let name = entry(name)?;
-    if !ctx.store.contains(&name) {
-        if ctx.store.dir().join(name.as_str()).is_dir() {
+fn show(
+    ctx: &Ctx<'_>,
+    name: Option<&str>,
+    output: Output,
+    line: Option<usize>,
+) -> Result<(), CliError> {
+    // No name: the whole tree; a folder (or `NAME/`): its tree, as pass does.
+    let raw = name.unwrap_or("");
+    if raw.is_empty() {
+        if !ctx.store.dir().is_dir() {
+            return Err(CliError::usage_msg(
+                "Error: password store is empty. Try \"pass init\".",
+            ));
+        }
+        return list(ctx, None);
+    }
+    let trimmed = raw.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return list(ctx, None);
+    }
+    let name = entry(trimmed)?;
+    if raw.ends_with('/') || !ctx.store.contains(&name) {
+        if name.dir_in(ctx.store.dir()).is_dir() {
             return list(ctx, Some(name.as_str()));
         }
         return Err(store_err(StoreError::NotFound(name.to_string())));
@@ -617,8 +714,30 @@ fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<()
     let crypto = ctx.crypto_read()?;
     let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
     let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
+    let pick = |n: usize| -> Result<SecretString, CliError> {
+        text.expose()
+            .split('\n')
+            .nth(n - 1)
+            .filter(|l| !l.is_empty())
+            .map(|l| SecretString::new(l.to_string()))
+            .ok_or_else(|| {
+                CliError::usage_msg(format!(
+                    "There is no password to put on the clipboard at line {n}."
+                ))
+            })
+    };
+    match output {
+        Output::Clip(n) => {
+            let what = pick(line.unwrap_or(n))?;
+            return clipboard(ctx.g, what.expose(), name.as_str());
+        }
+        Output::Qr(n) => {
+            let what = pick(line.unwrap_or(n))?;
+            return qrcode(what.expose());
+        }
+        Output::Print => {}
+    }
     let selected = match line {
-        Some(0) => return Err(CliError::usage_msg("--line counts from 1")),
         Some(n) => Some(
             text.expose()
                 .lines()
@@ -628,11 +747,7 @@ fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<()
         ),
         None => None,
     };
-    if clip {
-        let first = text.expose().lines().next().unwrap_or("").to_string();
-        let what = SecretString::new(selected.unwrap_or(first));
-        return clipboard(ctx.g, what.expose(), &name.to_string());
-    }
+    let selected = selected.map(SecretString::new);
     let mut out = std::io::stdout().lock();
     if ctx.g.json {
         let lines: Vec<&str> = text.expose().lines().collect();
@@ -640,13 +755,34 @@ fn show(ctx: &Ctx<'_>, name: &str, line: Option<usize>, clip: bool) -> Result<()
             "name": name.as_str(),
             "password": lines.first().copied().unwrap_or(""),
             "lines": lines,
-            "selected": selected,
+            "selected": selected.as_ref().map(|s| s.expose().as_str()),
         });
         writeln!(out, "{v}")?;
     } else if let Some(sel) = selected {
-        writeln!(out, "{sel}")?;
+        writeln!(out, "{}", sel.expose())?;
     } else {
         out.write_all(plain.expose())?;
+    }
+    Ok(())
+}
+
+/// `--qrcode`: the text as a QR code on the terminal by `qrencode -t utf8` (pass's tool), the
+/// text on its stdin.
+fn qrcode(text: &str) -> Result<(), CliError> {
+    if !which("qrencode") {
+        return Err(CliError::failure_msg("qrencode is not installed")
+            .with_hint("install qrencode, or use --clip"));
+    }
+    let mut child = std::process::Command::new("qrencode")
+        .args(["-t", "utf8"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes())?;
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        return Err(CliError::failure_msg(format!("qrencode failed ({st})")));
     }
     Ok(())
 }
@@ -895,30 +1031,30 @@ fn which(tool: &str) -> bool {
 fn generate(
     ctx: &Ctx<'_>,
     name: &str,
-    length: Option<usize>,
+    length: Option<String>,
     symbols: bool,
     in_place: bool,
     force: bool,
-    clip: bool,
+    output: Output,
 ) -> Result<(), CliError> {
-    let name = entry(name)?;
-    let len = length
-        .or_else(|| {
-            std::env::var("PASSWORD_STORE_GENERATED_LENGTH")
-                .ok()
-                .and_then(|s| s.parse().ok())
-        })
-        .unwrap_or(mv_pass::generate::DEFAULT_LENGTH);
+    let name = new_entry(name)?;
+    let length = length.or_else(|| std::env::var("PASSWORD_STORE_GENERATED_LENGTH").ok());
+    let len = match length {
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            CliError::usage_msg(format!("Error: pass-length \"{s}\" must be a number."))
+        })?,
+        None => mv_pass::generate::DEFAULT_LENGTH,
+    };
     if len == 0 {
-        return Err(CliError::usage_msg("pass-length must be greater than zero"));
+        return Err(CliError::usage_msg(
+            "Error: pass-length must be greater than zero.",
+        ));
     }
-    if !force && !in_place && ctx.store.contains(&name) {
-        return Err(
-            CliError::usage_msg(format!("`{name}` already exists in the password store"))
-                .with_hint(
-                    "use --force to replace it, or --in-place to replace only its first line",
-                ),
-        );
+    let exists = ctx.store.contains(&name);
+    if !force && !in_place && exists {
+        yesno(&format!(
+            "An entry already exists for {name}. Overwrite it?"
+        ))?;
     }
     if ctx.g.dry_run {
         ctx.g.say(format!(
@@ -927,23 +1063,29 @@ fn generate(
         ));
         return Ok(());
     }
-    let crypto = if in_place {
+    let crypto = if in_place && exists {
         ctx.crypto_read()?
     } else {
         ctx.crypto_write()?
     };
     let (pw, ch) = ctx
         .store
-        .generate(&name, len, symbols, in_place, force, crypto.as_ref())
+        .generate(&name, len, symbols, in_place, true, crypto.as_ref())
         .map_err(store_err)?;
-    if clip {
-        return clipboard(ctx.g, pw.expose(), &name.to_string());
+    match output {
+        Output::Clip(_) => return clipboard(ctx.g, pw.expose(), name.as_str()),
+        Output::Qr(_) => return qrcode(pw.expose()),
+        Output::Print => {}
     }
     if ctx.g.json {
         let v = serde_json::json!({"name": name.as_str(), "password": pw.expose(), "committed": ch.committed});
         println!("{v}");
     } else {
-        println!("The generated password for {name} is:\n{}", pw.expose());
+        // pass's exact bytes, colours included.
+        println!(
+            "\x1b[1mThe generated password for \x1b[4m{name}\x1b[24m is:\x1b[0m\n\x1b[1m\x1b[93m{}\x1b[0m",
+            pw.expose()
+        );
     }
     Ok(())
 }
@@ -1045,8 +1187,15 @@ fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn remove(ctx: &Ctx<'_>, name: &str, recursive: bool) -> Result<(), CliError> {
-    let name = entry(name)?;
+fn remove(ctx: &Ctx<'_>, raw: &str, recursive: bool, force: bool) -> Result<(), CliError> {
+    let name = entry(raw.trim_end_matches('/'))?;
+    let exists = ctx.store.contains(&name) || name.dir_in(ctx.store.dir()).exists();
+    if !exists {
+        return Err(store_err(StoreError::NotFound(raw.to_string())));
+    }
+    if !force {
+        yesno(&format!("Are you sure you would like to delete {raw}?"))?;
+    }
     if ctx.g.dry_run {
         let what = if ctx.store.contains(&name) {
             name.file_in(ctx.store.dir())
@@ -1056,19 +1205,26 @@ fn remove(ctx: &Ctx<'_>, name: &str, recursive: bool) -> Result<(), CliError> {
         ctx.g.say(format!("would remove {}", what.display()));
         return Ok(());
     }
-    let ch = ctx.store.remove(&name, recursive).map_err(|e| match e {
-        StoreError::Fs(f) if f.source.kind() == std::io::ErrorKind::IsADirectory => {
-            CliError::usage_msg(format!("`{name}` is a folder")).with_hint("use --recursive (-r)")
-        }
-        other => store_err(other),
-    })?;
+    // `rm NAME/` means the folder even when an entry NAME exists too, as in pass.
+    let ch = ctx
+        .store
+        .remove_as(&name, recursive, raw.ends_with('/'))
+        .map_err(|e| match e {
+            StoreError::Fs(f) if f.source.kind() == std::io::ErrorKind::IsADirectory => {
+                CliError::failure_msg(format!("`{name}` is a folder"))
+                    .with_hint("use --recursive (-r)")
+            }
+            other => store_err(other),
+        })?;
     report_change(ctx.g, &format!("Removed {name}"), &ch);
     Ok(())
 }
 
 fn move_copy(ctx: &Ctx<'_>, from: &str, to: &str, copy: bool, force: bool) -> Result<(), CliError> {
-    let from = entry(from)?;
-    let to = entry(to)?;
+    let from_raw = from;
+    let from = entry(from.trim_end_matches('/'))?;
+    let to_folder = to.ends_with('/');
+    let to = entry(to.trim_end_matches('/'))?;
     let verb = if copy { "copy" } else { "move" };
     if ctx.g.dry_run {
         ctx.g.say(format!(
@@ -1076,14 +1232,32 @@ fn move_copy(ctx: &Ctx<'_>, from: &str, to: &str, copy: bool, force: bool) -> Re
         ));
         return Ok(());
     }
-    let crypto = ctx.crypto_read()?;
-    let ch = ctx
-        .store
-        .move_or_copy(&from, &to, copy, force, crypto.as_ref())
-        .map_err(store_err)?;
+    if !force && interactive() && (ctx.store.contains(&to) && !to_folder) {
+        yesno(&format!("overwrite {to}?"))?;
+    }
+    let crypto = ctx.crypto_read_lazy();
+    let opts = mv_pass::store::MoveOptions {
+        copy,
+        // pass overwrites unless asked on a terminal (answered above).
+        force: true,
+        to_folder,
+        from_folder: from_raw.ends_with('/'),
+    };
+    let ch = crypto.finish(ctx.store.move_or_copy_with(&from, &to, opts, &crypto))?;
     let done = if copy { "Copied" } else { "Renamed" };
     report_change(ctx.g, &format!("{done} {from} to {to}"), &ch);
     Ok(())
+}
+
+/// How `tree` draws on this locale: ASCII unless the character set is UTF-8 (pass runs tree,
+/// which decides the same way from LC_ALL, LC_CTYPE, LANG).
+fn unicode_locale() -> bool {
+    let v = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    v.contains("utf-8") || v.contains("utf8")
 }
 
 /// Prints names as `pass ls` does (its `tree` output without colours), byte for byte.
@@ -1105,20 +1279,41 @@ fn print_tree(title: &str, names: &[EntryName], strip: Option<&str>) -> std::io:
             cur = cur.0.entry(part.to_string()).or_default();
         }
     }
-    fn walk(node: &Node, prefix: &str, out: &mut impl Write) -> std::io::Result<()> {
+    struct Glyphs {
+        mid: &'static str,
+        last: &'static str,
+        bar: &'static str,
+        gap: &'static str,
+    }
+    // tree(1), which pass uses, pads the bar with two no-break spaces on UTF-8.
+    let glyphs = if unicode_locale() {
+        Glyphs {
+            mid: "├── ",
+            last: "└── ",
+            bar: "│\u{a0}\u{a0} ",
+            gap: "    ",
+        }
+    } else {
+        Glyphs {
+            mid: "|-- ",
+            last: "`-- ",
+            bar: "|   ",
+            gap: "    ",
+        }
+    };
+    fn walk(node: &Node, prefix: &str, g: &Glyphs, out: &mut impl Write) -> std::io::Result<()> {
         let n = node.0.len();
         for (i, (name, child)) in node.0.iter().enumerate() {
             let last = i + 1 == n;
-            writeln!(out, "{prefix}{}{name}", if last { "└── " } else { "├── " })?;
-            // tree(1), which pass uses, pads the bar with two no-break spaces.
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│\u{a0}\u{a0} " });
-            walk(child, &deeper, out)?;
+            writeln!(out, "{prefix}{}{name}", if last { g.last } else { g.mid })?;
+            let deeper = format!("{prefix}{}", if last { g.gap } else { g.bar });
+            walk(child, &deeper, g, out)?;
         }
         Ok(())
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{title}")?;
-    walk(&root, "", &mut out)
+    walk(&root, "", &glyphs, &mut out)
 }
 
 fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
@@ -1141,7 +1336,7 @@ fn find(ctx: &Ctx<'_>, terms: &[String]) -> Result<(), CliError> {
         println!("{}", serde_json::to_string(&names)?);
         return Ok(());
     }
-    print_tree(&format!("Search Terms: {}", terms.join(" ")), &names, None)?;
+    print_tree(&format!("Search Terms: {}", terms.join(",")), &names, None)?;
     Ok(())
 }
 
@@ -1220,18 +1415,35 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn otp(ctx: &Ctx<'_>, o: OtpArgs) -> Result<(), CliError> {
-    let cmd = match (o.command, o.name) {
-        (Some(c), _) => c,
-        (None, Some(name)) => OtpCommand::Code { clip: o.clip, name },
-        (None, None) => {
-            return Err(CliError::usage_msg("which entry?")
-                .with_hint("multiverse pass otp NAME, or otp insert|uri|validate"))
-        }
-    };
+const OTP_USAGE: &str = "Usage:
+    pass otp [code] [--clip,-c] pass-name
+        Generate an OTP code and optionally put it on the clipboard.
+    pass otp insert [--force,-f] [--echo,-e] [[--secret, -s] [--issuer,-i issuer] [--account,-a account]] [pass-name]
+        Prompt for and insert a new OTP key URI (or, with --secret, a bare secret); without
+        pass-name, the URI's label names the entry (ISSUER/ACCOUNT).
+    pass otp append [--force,-f] [--echo,-e] [[--secret, -s] [--issuer,-i issuer] [--account,-a account]] pass-name
+        Append an OTP key URI to an existing entry (or replace its OTP line).
+    pass otp uri [--clip,-c | --qrcode,-q] pass-name
+        Display the key URI stored in pass-name.
+    pass otp validate [uri]
+        Test a URI (from stdin when not given) for validity.
+";
+
+fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
     match cmd {
-        OtpCommand::Code { clip, name } => {
-            let name = entry(&name)?;
+        OtpCmd::Help => {
+            print!("{OTP_USAGE}");
+            Ok(())
+        }
+        OtpCmd::Version => {
+            println!("pass-otp 1.2.0 (multiverse)");
+            Ok(())
+        }
+        OtpCmd::Code { clip, name } => {
+            let name = entry(name.trim_end_matches('/'))?;
+            if !ctx.store.contains(&name) {
+                return Err(CliError::usage_msg(format!("{name}: passfile not found.")));
+            }
             let crypto = ctx.crypto_read()?;
             if ctx.g.dry_run {
                 ctx.g.say(format!(
@@ -1259,32 +1471,24 @@ fn otp(ctx: &Ctx<'_>, o: OtpArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        OtpCommand::Insert { force, name } => {
-            let name = entry(&name)?;
-            if !force && ctx.store.contains(&name) {
-                return Err(CliError::usage_msg(format!(
-                    "`{name}` already exists in the password store"
-                ))
-                .with_hint("use --force to overwrite"));
+        OtpCmd::Insert(o) => otp_insert(ctx, o),
+        OtpCmd::Append(o) => otp_append(ctx, o),
+        OtpCmd::Uri { output, name } => {
+            let name = entry(name.trim_end_matches('/'))?;
+            if !ctx.store.contains(&name) {
+                return Err(CliError::usage_msg("Passfile not found"));
             }
-            let uri = read_uri()?;
-            OtpUri::parse(uri.expose()).usage()?;
-            if ctx.g.dry_run {
-                ctx.g.say(format!("would write the OTP key of {name}"));
-                return Ok(());
-            }
-            let crypto = ctx.crypto_write()?;
-            let content = SecretString::new(format!("{}\n", uri.expose()));
-            let msg = format!("Add OTP secret for {name} to store.");
-            let what = format!("Added OTP key {name}");
-            write_entry(ctx, &name, &content, &msg, crypto.as_ref(), &what)
-        }
-        OtpCommand::Uri { name } => {
-            let name = entry(&name)?;
             let crypto = ctx.crypto_read()?;
             let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
             let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
             let uri = OtpUri::from_entry(text.expose()).usage()?;
+            match output {
+                Output::Clip(_) => {
+                    return clipboard(ctx.g, uri.uri.expose(), &format!("OTP key URI for {name}"))
+                }
+                Output::Qr(_) => return qrcode(uri.uri.expose()),
+                Output::Print => {}
+            }
             if ctx.g.json {
                 let v = serde_json::json!({
                     "name": name.as_str(), "uri": uri.uri.expose(), "kind": uri.kind,
@@ -1297,11 +1501,14 @@ fn otp(ctx: &Ctx<'_>, o: OtpArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        OtpCommand::Validate => {
-            let uri = read_uri()?;
+        OtpCmd::Validate { uri } => {
+            let uri = match uri {
+                Some(u) => SecretString::new(u),
+                None => read_line_secret("Enter otpauth:// URI: ", false)?,
+            };
             let parsed = OtpUri::parse(uri.expose()).usage()?;
             if ctx.g.json {
-                let v = serde_json::json!({"valid": true, "kind": parsed.kind, "digits": parsed.digits, "algorithm": parsed.algorithm});
+                let v = serde_json::json!({"valid": true, "kind": parsed.kind, "digits": parsed.digits, "algorithm": parsed.algorithm, "issuer": parsed.issuer, "account": parsed.account});
                 println!("{v}");
             } else {
                 ctx.g.say("valid otpauth URI");
@@ -1311,23 +1518,125 @@ fn otp(ctx: &Ctx<'_>, o: OtpArgs) -> Result<(), CliError> {
     }
 }
 
-/// One URI line from stdin, or a hidden prompt on a terminal.
-fn read_uri() -> Result<SecretString, CliError> {
+/// Reads the new OTP key of `otp insert|append`: a URI, or with `--secret` a bare base32
+/// secret made into pass-otp's TOTP URI with `--issuer`/`--account`.
+fn read_otp_key(o: &OtpNew, prompt: &str) -> Result<OtpUri, CliError> {
+    if o.secret {
+        if o.issuer.is_none() && o.account.is_none() {
+            return Err(CliError::usage_msg(
+                "Missing one of either '--issuer' or '--account'",
+            ));
+        }
+        let secret = read_line_secret(&format!("Enter secret for {prompt}: "), o.echo)?;
+        return mv_pass::otp::uri_from_secret(
+            secret.expose(),
+            o.issuer.as_deref(),
+            o.account.as_deref(),
+        )
+        .usage();
+    }
+    let uri = read_line_secret(&format!("Enter otpauth:// URI for {prompt}: "), o.echo)?;
+    OtpUri::parse(uri.expose())
+        .usage()
+        .hint("an otpauth://totp/ISSUER:ACCOUNT?secret=BASE32… URI (or use --secret)")
+}
+
+fn otp_insert(ctx: &Ctx<'_>, o: OtpNew) -> Result<(), CliError> {
+    let given = o.name.as_deref().map(new_entry).transpose()?;
+    let prompt = given
+        .as_ref()
+        .map_or("this token".to_string(), ToString::to_string);
+    if let Some(n) = &given {
+        if !o.force && ctx.store.contains(n) {
+            yesno(&format!("An entry already exists for {n}. Overwrite it?"))?;
+        }
+    }
+    let uri = read_otp_key(&o, &prompt)?;
+    let name = match given {
+        Some(n) => n,
+        None => {
+            let n = entry(&uri.label_name())
+                .hint("the URI's label does not make an entry name: give pass-name")?;
+            yesno(&format!("Insert into {n}?"))?;
+            if !o.force && ctx.store.contains(&n) {
+                yesno(&format!("An entry already exists for {n}. Overwrite it?"))?;
+            }
+            n
+        }
+    };
+    if ctx.g.dry_run {
+        ctx.g.say(format!("would write the OTP key of {name}"));
+        return Ok(());
+    }
+    let crypto = ctx.crypto_write()?;
+    let content = SecretString::new(format!("{}\n", uri.uri.expose()));
+    let msg = format!("Add OTP secret for {name} to store.");
+    let what = format!("Added OTP key {name}");
+    write_entry(ctx, &name, &content, &msg, crypto.as_ref(), &what)
+}
+
+fn otp_append(ctx: &Ctx<'_>, o: OtpNew) -> Result<(), CliError> {
+    let name = new_entry(o.name.as_deref().unwrap_or(""))?;
+    if !ctx.store.contains(&name) {
+        return Err(CliError::usage_msg("Passfile not found"));
+    }
+    let crypto = ctx.crypto_read()?;
+    let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
+    let old = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
+    let has_otp = old.expose().lines().any(|l| l.starts_with("otpauth://"));
+    if has_otp && !o.force {
+        yesno(&format!(
+            "An OTP secret already exists for {name}. Overwrite it?"
+        ))?;
+    }
+    let uri = read_otp_key(&o, name.as_str())?;
+    let (content, msg) = if has_otp {
+        (
+            mv_pass::otp::replace_otp_line(old.expose(), uri.uri.expose()),
+            format!("Replace OTP secret for {name}."),
+        )
+    } else {
+        let mut c = SecretString::new(old.expose().trim_end_matches('\n').to_string());
+        c.expose_mut().push('\n');
+        c.expose_mut().push_str(uri.uri.expose());
+        c.expose_mut().push('\n');
+        (c, format!("Append OTP secret for {name}."))
+    };
+    if ctx.g.dry_run {
+        ctx.g.say(format!("would add the OTP key to {name}"));
+        return Ok(());
+    }
+    let what = format!("Added OTP key to {name}");
+    write_entry(ctx, &name, &content, &msg, crypto.as_ref(), &what)
+}
+
+/// One line from stdin, or a prompt on a terminal (hidden and asked twice unless `echo`).
+fn read_line_secret(prompt: &str, echo: bool) -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Ok(SecretString::new(rpassword::prompt_password(
-            "Enter otpauth:// URI: ",
-        )?));
+        if echo {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        } else {
+            let a = SecretString::new(rpassword::prompt_password(prompt)?);
+            let b = SecretString::new(rpassword::prompt_password(format!("Retype: {prompt}"))?);
+            if a != b {
+                return Err(CliError::usage_msg(
+                    "Error: the entered values do not match.",
+                ));
+            }
+            return Ok(a);
+        }
     }
     let mut line = SecretString::new(String::new());
-    std::io::BufRead::read_line(&mut stdin.lock(), line.expose_mut())?;
+    stdin.lock().read_line(line.expose_mut())?;
     let trimmed = line.expose().trim().to_string();
     Ok(SecretString::new(trimmed))
 }
 
-fn key(ctx: &Ctx<'_>, k: KeyCommand) -> Result<(), CliError> {
+fn key(ctx: &Ctx<'_>, k: KeyCmd) -> Result<(), CliError> {
     match k {
-        KeyCommand::Import {
+        KeyCmd::Import {
             unsealed,
             key_passphrase_file,
             kdf_memory,
@@ -1388,7 +1697,7 @@ fn key(ctx: &Ctx<'_>, k: KeyCommand) -> Result<(), CliError> {
             ctx.g.say(format!("imported secret key {fpr}"));
             Ok(())
         }
-        KeyCommand::Add => {
+        KeyCmd::Add => {
             let mut bytes = Vec::new();
             std::io::stdin().read_to_end(&mut bytes)?;
             let cert = mv_pass::keys::parse_public_key(&bytes).usage()?;
@@ -1404,7 +1713,7 @@ fn key(ctx: &Ctx<'_>, k: KeyCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        KeyCommand::Ls => {
+        KeyCmd::Ls => {
             let ring = ctx.keys.load(None)?;
             let rows: Vec<serde_json::Value> = ring
                 .list()
