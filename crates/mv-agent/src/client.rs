@@ -186,8 +186,12 @@ impl Client {
             endpoint: endpoint.clone(),
             source,
         };
+        // A request id the agent echoes: over virtio-serial a reply written for an earlier
+        // host connection (one that timed out) can still arrive first on this one, and is
+        // skipped rather than taken for this request's answer.
+        let id = request_id();
         let mut req = format!(
-            "{method} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n",
+            "{method} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n{REQUEST_ID}: {id}\r\n",
             self.full_path(path)
         )
         .into_bytes();
@@ -203,17 +207,30 @@ impl Client {
         // channel the far end never closes the host's side (the chardev stays connected).
         let mut raw = Vec::with_capacity(8192);
         let mut buf = [0u8; 8192];
-        while raw.len() <= MAX_REPLY && !reply_complete(&raw) {
+        loop {
+            if let Some(len) = reply_len(&raw) {
+                match reply_id(&raw[..len]) {
+                    Some(other) if other != id => {
+                        tracing::debug!(stale = %other, "skipped a reply to an earlier request");
+                        raw.drain(..len);
+                        continue;
+                    }
+                    _ => {
+                        raw.truncate(len);
+                        break;
+                    }
+                }
+            }
+            if raw.len() > MAX_REPLY {
+                return Err(ClientError::Malformed(format!(
+                    "reply over {MAX_REPLY} bytes"
+                )));
+            }
             let n = s.read(&mut buf).map_err(ioerr)?;
             if n == 0 {
                 break;
             }
             raw.extend_from_slice(&buf[..n]);
-        }
-        if raw.len() > MAX_REPLY {
-            return Err(ClientError::Malformed(format!(
-                "reply over {MAX_REPLY} bytes"
-            )));
         }
         parse_response(&raw)
     }
@@ -320,23 +337,69 @@ pub struct Info {
     pub ssh_host_keys: Vec<crate::selfinfo::HostKey>,
 }
 
-/// Whether `raw` holds a whole response: its headers and, by Content-Length or the chunked
-/// terminator, its whole body. A reply framed by the end of the stream is never complete here.
-fn reply_complete(raw: &[u8]) -> bool {
-    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
+/// The header a client names its request by, echoed by the agent on the reply.
+pub const REQUEST_ID: &str = "X-Request-Id";
+
+/// A request id unique on this host for this process's lifetime: pid, clock and a counter.
+fn request_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+}
+
+/// The request id a whole reply carries, if any.
+fn reply_id(reply: &[u8]) -> Option<String> {
+    let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&reply[..head_end]);
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(REQUEST_ID)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The length of the whole response at the start of `raw`: its headers and, by Content-Length or
+/// the chunked terminator, its whole body. None while incomplete; a reply framed by the end of
+/// the stream never has a length here.
+fn reply_len(raw: &[u8]) -> Option<usize> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let body = &raw[head_end + 4..];
+    let body_start = head_end + 4;
+    let body = &raw[body_start..];
     for line in head.split("\r\n").skip(1) {
         if let Some(v) = line.strip_prefix("content-length:") {
-            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+            let n = v.trim().parse::<usize>().ok()?;
+            return (body.len() >= n).then_some(body_start + n);
         }
         if line.starts_with("transfer-encoding:") && line.contains("chunked") {
-            return body.ends_with(b"0\r\n\r\n");
+            return chunked_len(body).map(|n| body_start + n);
         }
     }
-    false
+    None
+}
+
+/// The length of a chunked body up to and including its last chunk's terminator.
+fn chunked_len(body: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let eol = body[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_s = std::str::from_utf8(&body[at..at + eol]).ok()?;
+        let size = usize::from_str_radix(size_s.split(';').next()?.trim(), 16).ok()?;
+        at += eol + 2;
+        if size == 0 {
+            // No trailers from the agent: the last chunk ends with an empty line.
+            return (body.len() >= at + 2 && &body[at..at + 2] == b"\r\n").then_some(at + 2);
+        }
+        at = at.checked_add(size)?.checked_add(2)?;
+        if body.len() < at {
+            return None;
+        }
+    }
 }
 
 /// Parses an HTTP/1.x response as the agent writes it: status line, headers, then a body framed
@@ -480,7 +543,64 @@ pub fn fleet_status(clients: &[Client]) -> Vec<AgentStatus> {
 
 #[cfg(test)]
 mod reply_tests {
-    use super::reply_complete;
+    use super::{reply_len, Client};
+
+    fn reply_complete(raw: &[u8]) -> bool {
+        reply_len(raw).is_some()
+    }
+
+    #[test]
+    fn two_replies_in_one_buffer_split_at_the_first_ones_end() {
+        let a = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let b = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let both = [&a[..], &b[..]].concat();
+        assert_eq!(reply_len(&both), Some(a.len()));
+        assert_eq!(reply_len(&both[a.len()..]), Some(b.len()));
+    }
+
+    /// Over virtio-serial a reply meant for an earlier connection can come first: the client
+    /// skips a reply whose request id is not its own and takes the next.
+    #[test]
+    fn a_stale_reply_with_another_request_id_is_skipped() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut id = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("X-Request-Id:") {
+                    id = v.trim().to_string();
+                }
+            }
+            let mut conn = conn;
+            let stale = "{\"name\":\"stale\"}";
+            let fresh = "{\"name\":\"fresh\"}";
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nX-Request-Id: 1-2-3\r\nContent-Length: {}\r\n\r\n{stale}",
+                stale.len()
+            )
+            .unwrap();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nX-Request-Id: {id}\r\nContent-Length: {}\r\n\r\n{fresh}",
+                fresh.len()
+            )
+            .unwrap();
+            assert!(!id.is_empty());
+        });
+        let v: serde_json::Value = Client::unix(&sock).get_json("/v1/info").unwrap();
+        assert_eq!(v["name"], "fresh");
+        server.join().unwrap();
+    }
 
     #[test]
     fn a_reply_is_complete_by_its_length_or_its_last_chunk() {

@@ -259,25 +259,38 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
                 // The port stays open for good: closing it tells QEMU the guest went away, and a
                 // host that connects while the guest is between a close and a reopen saw its
                 // first request wait (or never answered). One reader thread owns the port's input
-                // for good, so no finished session can swallow the next session's bytes; a read
-                // of 0 ("no host connected") ends the current session.
+                // for good; a session starts with the first bytes a host sends and ends when the
+                // host goes away or HTTP closes the connection. No byte read from the port is
+                // dropped: one a finished session could not take starts the next.
                 Ok(dev) => {
                     let input = port_reader(&dev);
+                    let mut carry: Option<Vec<u8>> = None;
                     loop {
+                        let first = match carry.take() {
+                            Some(c) => c,
+                            None => match next_data(&input).await {
+                                Some(c) => c,
+                                None => break,
+                            },
+                        };
                         match dev.try_clone() {
                             Ok(out) => {
-                                let (io, stop, fwd) = device_session(out, input.clone());
-                                serve_io(agent.clone(), io, Transport::Virtio, streams.clone())
-                                    .await;
-                                let _ = stop.send(());
-                                let _ = fwd.await;
+                                let session = device_session(out, input.clone(), first);
+                                serve_io(
+                                    agent.clone(),
+                                    session.io,
+                                    Transport::Virtio,
+                                    streams.clone(),
+                                )
+                                .await;
+                                let _ = session.stop.send(());
+                                carry = session.forward.await.ok().flatten();
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, port = %port.display(), "cannot clone the port");
                                 break;
                             }
                         }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
@@ -287,32 +300,48 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
     }
 }
 
-/// The port's input, for every session in turn: chunks of bytes, an empty chunk meaning "no host
-/// connected" (a read of 0).
-type PortInput = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<u8>>>>;
+/// What the port's reader thread saw.
+#[derive(Debug)]
+enum PortEvent {
+    /// Bytes from the host.
+    Data(Vec<u8>),
+    /// The host went away after sending bytes (a read of 0): the end of that host's input.
+    HostGone,
+}
+
+/// The port's input, for every session in turn.
+type PortInput = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<PortEvent>>>;
 
 /// Starts the one thread that reads the port for the agent's lifetime (reads of a virtio port
-/// block, and tokio's file type cannot read and write at once).
+/// block, and tokio's file type cannot read and write at once). While no host is connected a
+/// read returns 0 at once; the thread then polls, and reports the host's going away only once
+/// per connection that sent something, so nothing stale queues up while the channel is idle.
 fn port_reader(dev: &std::fs::File) -> PortInput {
     use std::io::Read;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<PortEvent>(16);
     if let Ok(mut reader) = dev.try_clone() {
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
+            let mut host_sent = false;
             loop {
-                let chunk = match reader.read(&mut buf) {
+                let event = match reader.read(&mut buf) {
                     Ok(0) => {
-                        // Nobody on the host side: say so, then look again shortly.
-                        std::thread::sleep(Duration::from_millis(200));
-                        Vec::new()
+                        std::thread::sleep(Duration::from_millis(100));
+                        if !std::mem::take(&mut host_sent) {
+                            continue;
+                        }
+                        PortEvent::HostGone
                     }
-                    Ok(n) => buf[..n].to_vec(),
+                    Ok(n) => {
+                        host_sent = true;
+                        PortEvent::Data(buf[..n].to_vec())
+                    }
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(500));
                         continue;
                     }
                 };
-                if tx.blocking_send(chunk).is_err() {
+                if tx.blocking_send(event).is_err() {
                     return;
                 }
             }
@@ -321,33 +350,62 @@ fn port_reader(dev: &std::fs::File) -> PortInput {
     Arc::new(tokio::sync::Mutex::new(rx))
 }
 
-/// One session on the port: an in-memory stream whose input comes from `input` until the host
-/// goes away or `stop` fires (the session ended), and whose output a thread writes to `out`.
-fn device_session(
-    out: std::fs::File,
-    input: PortInput,
-) -> (
-    tokio::io::DuplexStream,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+/// The next bytes a host sends, skipping the ends of earlier hosts' input; None once the reader
+/// thread is gone.
+async fn next_data(input: &PortInput) -> Option<Vec<u8>> {
+    let mut rx = input.lock().await;
+    loop {
+        match rx.recv().await? {
+            PortEvent::Data(d) => return Some(d),
+            PortEvent::HostGone => continue,
+        }
+    }
+}
+
+/// One HTTP connection over the port.
+struct DeviceSession {
+    /// The stream HTTP is served on.
+    io: tokio::io::DuplexStream,
+    /// Fired when HTTP is done with the connection.
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// The input forwarder; yields the bytes it had read but could not hand over.
+    forward: tokio::task::JoinHandle<Option<Vec<u8>>>,
+}
+
+/// One session on the port: an in-memory stream whose input is `first`, then the port's input
+/// until the host goes away (then end of stream) or `stop` fires; a thread writes its output to
+/// `out`, and stops writing once the host has gone, so no reply meant for this host waits in
+/// the port for the next one.
+fn device_session(out: std::fs::File, input: PortInput, first: Vec<u8>) -> DeviceSession {
     use std::io::Write;
+    use tokio::io::AsyncWriteExt;
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let (mut rd_half, mut wr_half) = tokio::io::split(theirs);
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let host_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gone = host_gone.clone();
     let forward = tokio::spawn(async move {
+        if wr_half.write_all(&first).await.is_err() {
+            return Some(first);
+        }
         let mut rx = input.lock().await;
         loop {
             tokio::select! {
-                _ = &mut stop_rx => break,
-                chunk = rx.recv() => match chunk {
-                    Some(c) if !c.is_empty() => {
-                        if tokio::io::AsyncWriteExt::write_all(&mut wr_half, &c).await.is_err() {
-                            break;
+                biased;
+                _ = &mut stop_rx => return None,
+                event = rx.recv() => match event {
+                    Some(PortEvent::Data(c)) => {
+                        if wr_half.write_all(&c).await.is_err() {
+                            return Some(c);
                         }
                     }
-                    // The host went away (or the reader is gone): end of this session's input.
-                    _ => break,
+                    Some(PortEvent::HostGone) | None => {
+                        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                        // End of stream for HTTP, so the connection ends now rather than at
+                        // its header timeout.
+                        let _ = wr_half.shutdown().await;
+                        return None;
+                    }
                 },
             }
         }
@@ -361,12 +419,19 @@ fn device_session(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if host_gone.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
             if writer.write_all(&buf[..n]).is_err() {
                 return;
             }
         }
     });
-    (ours, stop_tx, forward)
+    DeviceSession {
+        io: ours,
+        stop: stop_tx,
+        forward,
+    }
 }
 
 /// The reply to a connection over the per-peer cap, written without waiting.
@@ -449,10 +514,23 @@ where
         Transport::Tcp => agent.cfg.tcp_header_timeout,
         Transport::Unix | Transport::Virtio => agent.cfg.header_timeout,
     };
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let agent = agent.clone();
         let streams = streams.clone();
-        async move { Ok::<_, Infallible>(handle(agent, transport, &streams, req).await) }
+        // The client's request id goes back on the reply, so a client can tell this reply
+        // from one written for an earlier connection (virtio-serial keeps such bytes).
+        let id = req
+            .headers()
+            .get(crate::client::REQUEST_ID)
+            .filter(|v| v.len() <= 128)
+            .cloned();
+        async move {
+            let mut r = handle(agent, transport, &streams, req).await;
+            if let Some(id) = id {
+                r.headers_mut().insert(crate::client::REQUEST_ID, id);
+            }
+            Ok::<_, Infallible>(r)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
