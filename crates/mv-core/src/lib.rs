@@ -2,6 +2,8 @@
 //!
 //! - [`confined`]: [`confined::RootDir`], reads and writes inside another system's root folder
 //!   (a guest's mounted `/`) that no symlink can lead out of.
+//! - [`epochs`]: [`epochs::Epochs`], the per-name key epochs of `[identity.epochs]`
+//!   (`docs/spec/scramble-v1-epochs.md`), read with the line of each value.
 //! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
 //!   (mode 0600 from the moment they exist).
 //! - [`name`]: [`name::MachineName`], a validated machine FQDN (`star.router.multiverse`), and
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod confined;
+pub mod epochs;
 pub mod fsutil;
 pub mod name;
 pub mod secret;
