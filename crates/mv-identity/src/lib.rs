@@ -1,8 +1,11 @@
 //! `mv-identity`: the Scramble Suit. One 32-byte root secret derives every SSH, OpenPGP and onion
-//! key, machine password and LUKS key file, exactly per `spec/scramble-v1.md`.
+//! key, machine password and LUKS key file, exactly per `docs/spec/scramble-v1.md` and its epochs
+//! extension `docs/spec/scramble-v1-epochs.md` (one name's keys replaced without a new root).
 //!
-//! Lose the machine, keep the 24 words, get every key back. Output that differs from the spec by one
-//! byte is a bug; the spec's vectors live in `tests/vectors/` and run in `tests/vectors.rs`.
+//! Lose the machine, keep the 24 words and `multiverse.toml`, get every current key back. Output that
+//! differs from the spec by one byte is a bug; the spec's vectors are data beside the spec
+//! (`docs/spec/*.vectors.toml`), the independent cross-checks in `tests/vectors/`, and one runner
+//! reads them all (`tests/vectors.rs`).
 //!
 //! # Stable API (other crates call these; keep the names)
 //! - [`Root`]: [`Root::generate`], [`Root::from_mnemonic`] (BIP-39 checksum checked, a bad word
@@ -37,8 +40,11 @@ pub use keys::{public_line, KeyError, PASSWORD_ALPHABET};
 pub use onion::{onion_address, OnionKey};
 pub use openpgp::{fingerprint_hex, CREATION_TIME};
 pub use public::{public_identity, PublicIdentity, PublicRecord, PublicRecordError};
-pub use root::{derive_raw, MnemonicError, Purpose, Root};
-pub use store::{IdentityStore, StoreError};
+pub use root::{derive_raw, derive_raw_at, MnemonicError, Purpose, Root};
+pub use store::{load_epochs, IdentityStore, StoreError};
+
+/// Re-exported: the epoch table every derivation reads.
+pub use mv_core::epochs::{Epochs, MAX_EPOCH};
 
 /// Re-exported so callers name the same crate versions we build with.
 pub use mv_seal::KdfParams;

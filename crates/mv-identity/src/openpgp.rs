@@ -34,13 +34,29 @@ fn err(e: impl std::fmt::Display) -> KeyError {
     KeyError::OpenPgp(e.to_string())
 }
 
-/// Builds the signed secret key from the two 32-byte secrets.
+/// Builds the signed secret key from the two 32-byte secrets, created at [`CREATION_TIME`].
 pub fn openpgp_from_secrets(
     primary_seed: &[u8; 32],
     cv25519_secret: &[u8; 32],
     user_id: &str,
 ) -> Result<SignedSecretKey, KeyError> {
-    let created = Timestamp::from_secs(CREATION_TIME);
+    openpgp_from_secrets_at(primary_seed, cv25519_secret, user_id, CREATION_TIME)
+}
+
+/// The creation time of a name's OpenPGP key at `epoch`: [`CREATION_TIME`] + epoch seconds, so a
+/// newer epoch's key is also the newer key by date (spec scramble-v1-epochs).
+pub fn creation_time(epoch: u32) -> u32 {
+    CREATION_TIME.saturating_add(epoch)
+}
+
+/// [`openpgp_from_secrets`] with the key and its self-signatures dated `created`.
+pub fn openpgp_from_secrets_at(
+    primary_seed: &[u8; 32],
+    cv25519_secret: &[u8; 32],
+    user_id: &str,
+    created: u32,
+) -> Result<SignedSecretKey, KeyError> {
+    let created = Timestamp::from_secs(created);
 
     // Primary: EdDSA legacy over Ed25519.
     let ed = ed25519::SecretKey::try_from_bytes(*primary_seed, Mode::EdDSALegacy).map_err(err)?;
@@ -191,11 +207,16 @@ pub fn fingerprint_hex(key: &SignedSecretKey) -> String {
 }
 
 impl Root {
-    /// The OpenPGP key of `name` (user ID = the name).
+    /// The OpenPGP key of `name` (user ID = the name), created at [`creation_time`] of its epoch.
     pub fn openpgp(&self, name: &IdentityName) -> Result<SignedSecretKey, KeyError> {
         let primary = self.derive32(Purpose::OpenpgpEd25519, name);
         let sub = self.derive32(Purpose::OpenpgpCv25519, name);
-        openpgp_from_secrets(primary.expose(), sub.expose(), name.as_str())
+        openpgp_from_secrets_at(
+            primary.expose(),
+            sub.expose(),
+            name.as_str(),
+            creation_time(self.epoch(name)),
+        )
     }
 }
 

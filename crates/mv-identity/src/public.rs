@@ -25,6 +25,9 @@ pub const PUBLIC_RECORD_VERSION: u32 = 1;
 pub struct PublicIdentity {
     /// The name (`universe.router.multiverse` or `@user`).
     pub name: String,
+    /// The epoch the keys are derived at (0: never rotated, spec v1).
+    #[serde(default)]
+    pub epoch: u32,
     /// Login Ed25519 key, an OpenSSH public key line without comment.
     pub ssh_ed25519: String,
     /// Login ECDSA P-256 key line.
@@ -44,6 +47,7 @@ impl Root {
     pub fn public_identity(&self, name: &IdentityName) -> Result<PublicIdentity, KeyError> {
         Ok(PublicIdentity {
             name: name.as_str().to_string(),
+            epoch: self.epoch(name),
             ssh_ed25519: public_line(&self.ssh_ed25519(name)?),
             ssh_ecdsa_p256: public_line(&self.ssh_ecdsa_p256(name)?),
             ssh_host_ed25519: public_line(&self.ssh_host_ed25519(name)?),

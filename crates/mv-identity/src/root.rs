@@ -1,10 +1,14 @@
-//! The root secret, its 24-word mnemonic and the HKDF derivation of spec scramble-v1.
+//! The root secret, its 24-word mnemonic and the HKDF derivation of spec scramble-v1 with its epochs
+//! extension (`docs/spec/scramble-v1.md`, `docs/spec/scramble-v1-epochs.md`).
 //!
-//! [`Root`] is 32 bytes held in a zeroised [`Secret`]; its `Debug` never shows them. [`Purpose`] is
+//! [`Root`] is 32 bytes held in a zeroised [`Secret`]; its `Debug` never shows them. It carries the
+//! public [`Epochs`] table of the tree it was unsealed from, so every key builder derives a name at
+//! that name's epoch without the caller passing it (epoch 0, the default, is v1 byte for byte). [`Purpose`] is
 //! the closed list of derivation purposes of the spec, each with its fixed output length, so a caller
 //! cannot derive with a misspelt purpose string.
 
 use hkdf::Hkdf;
+use mv_core::epochs::Epochs;
 use mv_core::secret::{SecretBytes, SecretString};
 use mv_core::{IdentityName, Secret};
 use rand_core::{OsRng, RngCore};
@@ -115,9 +119,13 @@ pub enum MnemonicError {
     Checksum,
 }
 
-/// The 32-byte root every key is derived from. Zeroised on drop; `Debug` prints no bytes.
+/// The 32-byte root every key is derived from, with the epochs of the names derived from it.
+/// Zeroised on drop; `Debug` prints no bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Root(Secret<[u8; 32]>);
+pub struct Root {
+    bytes: Secret<[u8; 32]>,
+    epochs: Epochs,
+}
 
 impl fmt::Debug for Root {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,21 +134,59 @@ impl fmt::Debug for Root {
 }
 
 impl Root {
+    fn new(bytes: Secret<[u8; 32]>) -> Root {
+        Root {
+            bytes,
+            epochs: Epochs::new(),
+        }
+    }
+
+    /// This root with `epochs` as its epoch table (from `[identity.epochs]`).
+    pub fn with_epochs(mut self, epochs: Epochs) -> Root {
+        self.epochs = epochs;
+        self
+    }
+
+    /// The epoch table every derivation uses.
+    pub fn epochs(&self) -> &Epochs {
+        &self.epochs
+    }
+
+    /// The epoch `name` is derived at (0 when the table does not name it).
+    pub fn epoch(&self, name: &IdentityName) -> u32 {
+        self.epochs.get(name)
+    }
+
+    /// A copy of this root that derives `name` at `epoch` (other names unchanged): the old or the
+    /// new keys of a rotation.
+    pub fn at_epoch(&self, name: &IdentityName, epoch: u32) -> Root {
+        let mut r = self.clone();
+        r.epochs.set(name, epoch);
+        r
+    }
+
+    /// Whether two roots hold the same secret, whatever their epoch tables.
+    pub fn same_secret(&self, other: &Root) -> bool {
+        self.bytes.expose() == other.bytes.expose()
+    }
+}
+
+impl Root {
     /// A new root from the OS CSPRNG.
     pub fn generate() -> Root {
         let mut s = Secret::new([0u8; 32]);
         OsRng.fill_bytes(s.expose_mut());
-        Root(s)
+        Root::new(s)
     }
 
     /// A root from its raw bytes (test vectors, restore from another store).
     pub fn from_bytes(bytes: [u8; 32]) -> Root {
-        Root(Secret::new(bytes))
+        Root::new(Secret::new(bytes))
     }
 
     /// The raw root bytes. Every use is a place the secret leaves this type: keep them few.
     pub fn expose_bytes(&self) -> &[u8; 32] {
-        self.0.expose()
+        self.bytes.expose()
     }
 
     /// Restores a root from its 24 words (case and whitespace are normalised; the BIP-39 checksum
@@ -178,13 +224,13 @@ impl Root {
         bytes.expose_mut().copy_from_slice(&entropy[..32]);
         // The array is a plain copy on the stack: wipe it now that the Secret holds the bytes.
         entropy.zeroize();
-        Ok(Root(bytes))
+        Ok(Root::new(bytes))
     }
 
     /// The 24 BIP-39 words of this root, separated by single spaces.
     pub fn mnemonic(&self) -> SecretString {
         // Entropy of 32 bytes is always valid BIP-39 input, so this cannot fail.
-        match bip39::Mnemonic::from_entropy_in(bip39::Language::English, self.0.expose()) {
+        match bip39::Mnemonic::from_entropy_in(bip39::Language::English, self.bytes.expose()) {
             Ok(m) => {
                 // Pushed word by word: a Vec of the words would leave their pointers (which encode
                 // the root) in freed memory.
@@ -201,12 +247,19 @@ impl Root {
         }
     }
 
-    /// `HKDF-SHA256(salt = "multiverse-scramble-v1", ikm = root, info = purpose || 0x00 || name, L)`.
+    /// `HKDF-SHA256(salt = "multiverse-scramble-v1", ikm = root, info, L)` at the name's epoch e:
+    /// `info = purpose || 0x00 || name` for e = 0 (v1), `… || 0x00 || u32be(e)` for e > 0.
     ///
     /// # Panics
     /// If `len` exceeds HKDF-SHA256's maximum of 8160 bytes (every spec purpose is far below it).
     pub fn derive(&self, purpose: Purpose, name: &IdentityName, len: usize) -> SecretBytes {
-        derive_raw(self.0.expose(), purpose.as_str(), name.as_str(), len)
+        derive_raw_at(
+            self.bytes.expose(),
+            purpose.as_str(),
+            name.as_str(),
+            self.epoch(name),
+            len,
+        )
     }
 
     /// [`Root::derive`] with the spec's length for `purpose`.
@@ -223,13 +276,28 @@ impl Root {
     }
 }
 
-/// The derivation on raw strings: what [`Root::derive`] computes, exposed for the spec vectors.
+/// The v1 derivation (epoch 0) on raw strings, exposed for the spec vectors.
 pub fn derive_raw(root: &[u8; 32], purpose: &str, name: &str, len: usize) -> SecretBytes {
+    derive_raw_at(root, purpose, name, 0, len)
+}
+
+/// The derivation at `epoch` on raw strings: what [`Root::derive`] computes.
+pub fn derive_raw_at(
+    root: &[u8; 32],
+    purpose: &str,
+    name: &str,
+    epoch: u32,
+    len: usize,
+) -> SecretBytes {
     let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), root);
-    let mut info = Vec::with_capacity(purpose.len() + 1 + name.len());
+    let mut info = Vec::with_capacity(purpose.len() + name.len() + 6);
     info.extend_from_slice(purpose.as_bytes());
     info.push(0);
     info.extend_from_slice(name.as_bytes());
+    if epoch > 0 {
+        info.push(0);
+        info.extend_from_slice(&epoch.to_be_bytes());
+    }
     let mut out = SecretBytes::new(vec![0u8; len]);
     #[allow(clippy::expect_used)]
     hk.expand(&info, out.expose_mut())

@@ -5,12 +5,16 @@
 //! [`IdentityStore::create`] refuses to replace an existing identity unless `force` is set;
 //! [`IdentityStore::load`] reads and format-checks the container without the passphrase;
 //! [`IdentityStore::unseal`] opens it. A wrong passphrase and a changed byte are the same error.
+//! The unsealed [`Root`] carries the tree's key epochs, read from `[identity.epochs]` of
+//! `<tree>/multiverse.toml` (none when the file is absent), so every key derived from it is the
+//! name's current key; the sealed file itself holds no epoch.
 //!
 //! The file is read before anything in it is authenticated, so `load` trusts nothing about it: it
 //! must be a regular file (not a link, a device or a FIFO) of at most [`MAX_SEALED_LEN`] bytes, and
 //! `mv-seal` refuses costly Argon2 parameters before deriving anything.
 
 use crate::root::Root;
+use mv_core::epochs::Epochs;
 use mv_core::fsutil::{self, FsError};
 use mv_seal::{KdfParams, SealError};
 use std::os::unix::fs::PermissionsExt;
@@ -70,6 +74,23 @@ pub enum StoreError {
     /// Writing failed.
     #[error("cannot write the sealed identity")]
     Write(#[source] FsError),
+    /// `multiverse.toml` could not be read for its key epochs.
+    #[error("{}: cannot read the key epochs", path.display())]
+    ReadEpochs {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `[identity.epochs]` of `multiverse.toml` is refused (`FILE:LINE: what`).
+    #[error("{}:{}", path.display(), source)]
+    Epochs {
+        /// The file.
+        path: PathBuf,
+        /// The line and what is wrong.
+        source: mv_core::epochs::EpochsError,
+    },
 }
 
 impl StoreError {
@@ -89,7 +110,26 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
     path: PathBuf,
+    tree: PathBuf,
     sealed: Vec<u8>,
+}
+
+/// The file holding the key epochs of a tree (its `multiverse.toml`).
+pub fn epochs_file(tree_root: &Path) -> PathBuf {
+    tree_root.join("multiverse.toml")
+}
+
+/// The key epochs of a tree: `[identity.epochs]` of `<tree>/multiverse.toml`, empty when the file
+/// does not exist.
+pub fn load_epochs(tree_root: &Path) -> Result<Epochs, StoreError> {
+    let path = epochs_file(tree_root);
+    let text = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Epochs::new()),
+        Err(source) => return Err(StoreError::ReadEpochs { path, source }),
+    };
+    let text = String::from_utf8_lossy(&text);
+    mv_core::epochs::epochs(&text).map_err(|source| StoreError::Epochs { path, source })
 }
 
 impl IdentityStore {
@@ -128,7 +168,11 @@ impl IdentityStore {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StoreError::Write(FsError::new("cannot set mode 0700 on", &dir, e)))?;
         fsutil::write_secret(&path, &sealed).map_err(StoreError::Write)?;
-        Ok(IdentityStore { path, sealed })
+        Ok(IdentityStore {
+            path,
+            tree: tree_root.to_path_buf(),
+            sealed,
+        })
     }
 
     /// Reads the sealed identity of a tree and checks its format (no passphrase needed).
@@ -141,7 +185,11 @@ impl IdentityStore {
                 source: e.into(),
             });
         }
-        Ok(IdentityStore { path, sealed })
+        Ok(IdentityStore {
+            path,
+            tree: tree_root.to_path_buf(),
+            sealed,
+        })
     }
 
     /// The sealed file's path.
@@ -154,8 +202,14 @@ impl IdentityStore {
         mv_seal::parse(&self.sealed).ok().map(|p| p.params)
     }
 
-    /// Opens the sealed root with the passphrase.
+    /// Opens the sealed root with the passphrase; the root carries the tree's key epochs.
     pub fn unseal(&self, passphrase: &[u8]) -> Result<Root, StoreError> {
+        let epochs = load_epochs(&self.tree)?;
+        Ok(self.unseal_bare(passphrase)?.with_epochs(epochs))
+    }
+
+    /// Opens the sealed root without reading any epoch (every name at epoch 0).
+    pub fn unseal_bare(&self, passphrase: &[u8]) -> Result<Root, StoreError> {
         let plain = mv_seal::open(&self.sealed, passphrase).map_err(|source| StoreError::Open {
             path: self.path.clone(),
             source,

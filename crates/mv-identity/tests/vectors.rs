@@ -1,11 +1,15 @@
-//! Runs every spec vector file in `tests/vectors/` against the library, byte for byte.
+//! Runs every vector file against the library, byte for byte: the spec's own vectors, kept as data
+//! beside the spec (`docs/spec/*.vectors.toml`), and the independent cross-checks in
+//! `tests/vectors/` (written by `independent.py`, not by this code).
 //!
-//! A vector file holds a root (hex), its mnemonic, and per name any of the public outputs the spec
-//! lists. Fields absent from a name are not checked; unknown fields fail the run so that a typo in a
-//! vector file cannot silently disable a check.
+//! A vector file holds a root (hex), its mnemonic, and per name its `epoch` (0 when absent) and any
+//! of the public outputs the spec lists. Fields absent from a name are not checked; unknown fields
+//! fail the run so that a typo in a vector file cannot silently disable a check. A last test checks
+//! that every value quoted in the spec's text is in its data file, so the two cannot drift apart.
 #![allow(clippy::unwrap_used)]
 
 use mv_core::IdentityName;
+use mv_identity::pgp::types::KeyDetails as _;
 use mv_identity::Root;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -22,6 +26,9 @@ struct VectorFile {
 #[serde(deny_unknown_fields)]
 struct NameVector {
     name: String,
+    #[serde(default)]
+    epoch: u32,
+    openpgp_created: Option<u32>,
     ssh_ed25519: Option<String>,
     ssh_ecdsa_p256: Option<String>,
     ssh_host_ed25519: Option<String>,
@@ -47,7 +54,9 @@ fn check(file: &std::path::Path) -> usize {
     let mut checks = 2;
     for n in &v.names {
         let name = IdentityName::parse(&n.name).unwrap();
+        let root = root.at_epoch(&name, n.epoch);
         let id = root.public_identity(&name).unwrap();
+        assert_eq!(id.epoch, n.epoch, "{f}: {} epoch", n.name);
         let mut cmp = |field: &str, want: &Option<String>, got: &str| {
             if let Some(want) = want {
                 assert_eq!(got, want, "{f}: {} {field}", n.name);
@@ -73,25 +82,97 @@ fn check(file: &std::path::Path) -> usize {
             &id.openpgp_fingerprint,
         );
         cmp("password", &n.password, root.password(&name).expose());
+        let created = root
+            .openpgp(&name)
+            .unwrap()
+            .primary_key
+            .public_key()
+            .created_at()
+            .as_secs()
+            .to_string();
+        cmp(
+            "openpgp_created",
+            &n.openpgp_created.map(|c| c.to_string()),
+            &created,
+        );
         let luks = hex::encode(Sha256::digest(root.luks_key(&name).expose()));
         cmp("luks_sha256", &n.luks_sha256, &luks);
     }
     checks
 }
 
-#[test]
-fn spec_vectors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+fn spec_dir() -> std::path::PathBuf {
+    mv_testkit::workspace_root().join("docs/spec")
+}
+
+fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no vector files in {}", dir.display());
+    files
+}
+
+#[test]
+fn spec_vectors() {
+    let files = toml_files(&spec_dir());
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "scramble-v1-epochs.vectors.toml",
+            "scramble-v1.vectors.toml"
+        ]
+    );
     let total: usize = files.iter().map(|f| check(f)).sum();
-    // The spec file alone has 2 + 5 checks; a runner that checks nothing must fail.
-    assert!(total >= 7, "only {total} checks ran");
+    // v1: 2 + 5 checks; epochs: 2 + 7 + 6 + 6. A runner that checks nothing must fail.
+    assert_eq!(total, 28, "checks run");
+}
+
+#[test]
+fn independent_vectors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let files = toml_files(&dir);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("independent-python-epochs.toml")),
+        "the epochs cross-check in {}",
+        dir.display()
+    );
+    assert!(files.len() >= 4, "vector files in {}", dir.display());
+    let total: usize = files.iter().map(|f| check(f)).sum();
+    assert!(total >= 100, "only {total} checks ran");
+}
+
+/// Every value quoted in the spec's test-vector section (`` `…` `` after `field:`) is in its data
+/// file: the data is the spec's, not a second opinion.
+#[test]
+fn spec_text_and_data_agree() {
+    for spec in ["scramble-v1", "scramble-v1-epochs"] {
+        let text = std::fs::read_to_string(spec_dir().join(format!("{spec}.md"))).unwrap();
+        let data =
+            std::fs::read_to_string(spec_dir().join(format!("{spec}.vectors.toml"))).unwrap();
+        let section = text.split("## Test vectors").nth(1).unwrap();
+        let mut quoted = 0;
+        for line in section.lines() {
+            let Some((_, rest)) = line.split_once(": `") else {
+                continue;
+            };
+            let value = rest.split('`').next().unwrap();
+            assert!(
+                data.contains(&format!("\"{value}\"")),
+                "{spec}: `{value}` not in the data file"
+            );
+            quoted += 1;
+        }
+        assert!(quoted >= 6, "{spec}: {quoted} values");
+    }
 }
 
 #[test]

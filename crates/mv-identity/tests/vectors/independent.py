@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Independent implementation of spec/scramble-v1.md (Python `cryptography` + hashlib), used once
-to write independent-python-*.toml. The Rust code never produced these values, so the vector runner
+"""Independent implementation of docs/spec/scramble-v1.md and its epochs extension
+(docs/spec/scramble-v1-epochs.md) in Python `cryptography` + hashlib, used to write
+independent-python-*.toml. The Rust code never produced these values, so the vector runner
 (tests/vectors.rs) cross-checks the parts of the spec that have no vector in the spec itself: the
-ECDSA P-256 mapping, host keys, @user, other roots.
+ECDSA P-256 mapping, host keys, @user, other roots, and every name at epochs 1 and 2
+(independent-python-epochs.toml).
 
     python3 independent.py english.txt OUT_DIR   # english.txt: the BIP-39 English list, one word a line
 """
@@ -15,11 +17,16 @@ N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ALPHA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
+EPOCH = 0  # the epoch names are derived at while emitting
+
+
 def derive(root, purpose, name, length):
     h = hmac.HMAC(b"multiverse-scramble-v1", hashes.SHA256())
     h.update(root)
     prk = h.finalize()
     info = purpose.encode() + b"\0" + name.encode()
+    if EPOCH > 0:
+        info += b"\0" + struct.pack(">I", EPOCH)
     return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
 
 
@@ -60,13 +67,18 @@ def password(b):
 import sys
 from pathlib import Path
 
-def emit(root, names, out):
-    out.write("# Written by independent.py (Python cryptography), not by the Rust code. Do not edit.\n")
-    out.write(f'root = "{root.hex()}"\n')
-    out.write(f'mnemonic = "{mnemonic_of(root)}"\n')
-    for name in names:
+def emit(root, names, out, epochs=(0,), header=True):
+    global EPOCH
+    if header:
+        out.write("# Written by independent.py (Python cryptography), not by the Rust code. Do not edit.\n")
+        out.write(f'root = "{root.hex()}"\n')
+        out.write(f'mnemonic = "{mnemonic_of(root)}"\n')
+    for EPOCH in epochs:
+      for name in names:
         out.write("\n[[names]]\n")
         out.write(f'name = "{name}"\n')
+        if EPOCH:
+            out.write(f"epoch = {EPOCH}\n")
         line, _ = ed_line(derive(root, "ssh-ed25519", name, 32))
         out.write(f'ssh_ed25519 = "{line}"\n')
         out.write(f'ssh_ecdsa_p256 = "{ecdsa_line(derive(root, "ssh-ecdsa-p256", name, 48))}"\n')
@@ -96,3 +108,6 @@ names = ["universe.router.multiverse", "star.router.multiverse", "host.multivers
 for i, root in enumerate(roots):
     with open(outdir / f"independent-python-{i}.toml", "w") as f:
         emit(root, names, f)
+# Epochs 1 and 2 of every name, for the third root (the first root's are in the spec itself).
+with open(outdir / "independent-python-epochs.toml", "w") as f:
+    emit(roots[2], names, f, epochs=(1, 2))
