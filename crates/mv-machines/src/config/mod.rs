@@ -426,6 +426,9 @@ pub struct Topology {
     pub machines: Vec<Machine>,
     /// libvirt connection URI, if set (`qemu:///system` in the default).
     pub libvirt_uri: Option<String>,
+    /// `[identity.epochs]`: the key epoch of each rotated name (`docs/spec/scramble-v1-epochs.md`);
+    /// every name absent is at epoch 0. Each machine name is a machine of this file.
+    pub epochs: mv_core::epochs::Epochs,
 }
 
 /// What kind of problem a [`ConfigError::Invalid`] is (for callers and tests; the text says more).
@@ -507,6 +510,9 @@ struct FileTopology {
     networks: Vec<FileNetwork>,
     #[serde(default)]
     machines: Vec<FileMachine>,
+    /// Read by `mv_core::epochs` (with its own lines); only its presence is seen here.
+    #[serde(default, rename = "identity")]
+    _identity: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -695,7 +701,9 @@ impl Topology {
             let message = e.message().trim_end_matches('.').replace('\n', " ");
             cx.err(span, classify_serde(&message), message)
         })?;
-        resolve(&cx, file)
+        let mut topology = resolve(&cx, file)?;
+        topology.epochs = epochs(&cx, &topology)?;
+        Ok(topology)
     }
 
     /// DESIGN.md's default topology (the text of [`DEFAULT_TOML`]).
@@ -722,12 +730,25 @@ impl Topology {
             host: &'a HostConfig,
             networks: &'a [Network],
             machines: Vec<&'a Machine>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            identity: Option<OutIdentity>,
+        }
+        #[derive(Serialize)]
+        struct OutIdentity {
+            epochs: BTreeMap<String, u32>,
         }
         let out = Out {
             libvirt_uri: &self.libvirt_uri,
             host: &self.host,
             networks: &self.networks,
             machines: self.machines.iter().filter(|m| m.is_vm()).collect(),
+            identity: (!self.epochs.is_empty()).then(|| OutIdentity {
+                epochs: self
+                    .epochs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            }),
         };
         Ok(toml::to_string(&out)?)
     }
@@ -1121,7 +1142,35 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         networks,
         machines,
         libvirt_uri: file.libvirt_uri,
+        epochs: mv_core::epochs::Epochs::new(),
     })
+}
+
+/// `[identity.epochs]`: values checked by `mv_core::epochs`, machine names against the machines.
+fn epochs(cx: &Ctx<'_>, t: &Topology) -> Result<mv_core::epochs::Epochs, ConfigError> {
+    use mv_core::epochs::EpochsProblem;
+    let entries = mv_core::epochs::parse(cx.text).map_err(|e| {
+        let problem = match e.problem {
+            EpochsProblem::BadName => Problem::BadName,
+            EpochsProblem::BadEpoch => Problem::Inconsistent,
+            _ => Problem::Syntax,
+        };
+        cx.err(e.offset..e.offset, problem, e.message)
+    })?;
+    let mut table = mv_core::epochs::Epochs::new();
+    for e in entries {
+        if let mv_core::IdentityName::Machine(m) = &e.name {
+            if t.machine(m).is_none() {
+                return Err(cx.err(
+                    e.span,
+                    Problem::Inconsistent,
+                    format!("[identity.epochs] `{m}` is not a machine of this file"),
+                ));
+            }
+        }
+        table.set(&e.name, e.epoch);
+    }
+    Ok(table)
 }
 
 /// The entry point of the fuzz target (crates/mv-machines/fuzz) and of its proptest twin: parse

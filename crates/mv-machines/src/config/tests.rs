@@ -365,3 +365,30 @@ fn unserved_network_is_an_uplink() {
     assert_eq!(browser.networks[1].network, "up");
     assert_eq!(browser.networks[1].address, None);
 }
+
+#[test]
+fn identity_epochs_are_read_and_checked_with_their_line() {
+    let base = "[host]\nname = \"h.multiverse\"\n\n[[machines]]\nname = \"a.multiverse\"\ntype = \"service\"\n";
+    let good =
+        format!("{base}\n# rotated\n[identity.epochs]\n\"a.multiverse\" = 1\n\"@user\" = 2\n");
+    let t = Topology::parse(&good, Path::new("m.toml")).unwrap();
+    let a = mv_core::IdentityName::parse("a.multiverse").unwrap();
+    assert_eq!(t.epochs.get(&a), 1);
+    assert_eq!(
+        t.epochs
+            .get(&mv_core::IdentityName::parse("@user").unwrap()),
+        2
+    );
+    let back = Topology::parse(&t.to_toml().unwrap(), Path::new("m.toml")).unwrap();
+    assert_eq!(back, t);
+    for (bad, want) in [
+        ("\"a.multiverse\" = 4294967296", "m.toml:10: "),
+        ("\"a.multiverse\" = -1", "m.toml:10: "),
+        ("\"nobody.multiverse\" = 1", "m.toml:10: "),
+        ("\"Bad Name\" = 1", "m.toml:10: "),
+    ] {
+        let text = format!("{base}\n# rotated\n[identity.epochs]\n{bad}\n");
+        let e = Topology::parse(&text, Path::new("m.toml")).unwrap_err();
+        assert!(e.to_string().starts_with(want), "{bad}: {e}");
+    }
+}
