@@ -104,6 +104,18 @@ impl KeyDir {
         })
     }
 
+    /// Every sealed secret key file and its bytes (for callers that unseal, or look the keys up
+    /// in the session cache, one by one).
+    pub fn sealed_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, KeyDirError> {
+        self.files_ending(".sec.sealed")?
+            .into_iter()
+            .map(|p| {
+                let b = Self::read(&p)?;
+                Ok((p, b))
+            })
+            .collect()
+    }
+
     /// Whether any sealed secret key is present (so the caller knows to ask for a passphrase).
     pub fn has_sealed(&self) -> Result<bool, KeyDirError> {
         Ok(!self.files_ending(".sec.sealed")?.is_empty())

@@ -12,13 +12,15 @@
 //! - [`Keyring`] (in-process OpenPGP) and [`Gpg`] (delegate to gpg/gpg-agent), both [`Crypto`];
 //! - [`KeyDir`]: the key folder (certificates, sealed secret keys);
 //! - [`OtpUri`]: `otpauth://` URIs, HOTP/TOTP per RFC 4226/6238;
-//! - [`check`]: `fsck` and `audit`.
+//! - [`check`]: `fsck` and `audit`;
+//! - [`agent`]: the session cache of unlocked keys (unlock once, as gpg-agent).
 //!
 //! What this crate is not: the CLI (prompts, clipboard, editor, output formats live in the
 //! `multiverse` binary), nor the identity (it never derives or unseals keys itself: the caller
 //! hands it keys or an unseal function).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod backend;
 pub mod check;
 pub mod generate;

@@ -173,20 +173,174 @@ impl Ctx<'_> {
             ))
             .with_hint("import one with `multiverse pass key import < key.asc`, create an identity, or use --gpg"));
         }
-        let pass = self.passphrase()?;
-        let unseal = |b: &[u8]| -> Result<SecretBytes, Box<dyn std::error::Error + Send + Sync>> {
-            mv_seal::open(b, pass.expose().as_bytes()).map_err(|e| Box::new(e) as _)
-        };
-        let mut ring: Keyring = self
-            .keys
-            .load(Some(&unseal))
-            .usage()
-            .hint("wrong passphrase, or a damaged key file")?;
-        if let Some(root) = self.identity_root(&pass)? {
-            ring.add_secret(self.identity_key(&root)?);
+        let mut ring = ring;
+        ring.set_groups(gpg_groups());
+        match cache_ttl() {
+            Some(ttl) => self.unlock_cached(ring, ttl),
+            None => {
+                let pass = self.passphrase()?;
+                for (_, plain) in self.unseal_all(&pass)? {
+                    add_secret_armored(&mut ring, &plain)?;
+                }
+                Ok(Box::new(ring))
+            }
         }
+    }
+
+    /// Unseals every sealed key and derives the identity's @user key: (cache id, armored key).
+    /// A wrong passphrase fails here, before anything is cached.
+    fn unseal_all(&self, pass: &SecretString) -> Result<Vec<(String, SecretBytes)>, CliError> {
+        let mut out = Vec::new();
+        for (path, sealed) in self.keys.sealed_files()? {
+            let plain = mv_seal::open(&sealed, pass.expose().as_bytes())
+                .map_err(|e| {
+                    CliError::from(anyhow::anyhow!("cannot unseal {}: {e}", path.display()))
+                })
+                .usage()
+                .hint("wrong passphrase, or a damaged key file")?;
+            out.push((cache_id("sealed", &sealed), plain));
+        }
+        if let Some(root) = self.identity_root(pass)? {
+            let key = self.identity_key(&root)?;
+            let armored = mv_pass::keys::armor_secret(&key)?;
+            let sealed =
+                std::fs::read(IdentityStore::sealed_path(&self.g.root)).unwrap_or_default();
+            out.push((cache_id("identity", &sealed), armored));
+        }
+        Ok(out)
+    }
+
+    /// The cache ids of what [`Ctx::unseal_all`] would unseal (no passphrase needed).
+    fn cache_ids(&self) -> Result<Vec<String>, CliError> {
+        let mut ids: Vec<String> = self
+            .keys
+            .sealed_files()?
+            .iter()
+            .map(|(_, b)| cache_id("sealed", b))
+            .collect();
+        if IdentityStore::exists(&self.g.root) {
+            let sealed = std::fs::read(IdentityStore::sealed_path(&self.g.root))?;
+            ids.push(cache_id("identity", &sealed));
+        }
+        Ok(ids)
+    }
+
+    /// Unlock once per session: the keys come from the agent; on a miss (under the unlock lock,
+    /// so concurrent first commands unseal once) they are unsealed and handed to the agent.
+    fn unlock_cached(
+        &self,
+        mut ring: Keyring,
+        ttl: std::time::Duration,
+    ) -> Result<Box<dyn Crypto>, CliError> {
+        let agent = mv_pass::agent::Client::default_session();
+        let ids = self.cache_ids()?;
+        let fetch = |ring: &mut Keyring| -> Result<bool, CliError> {
+            let mut got = Vec::new();
+            for id in &ids {
+                match agent.get(id) {
+                    Some(v) => got.push(v),
+                    None => return Ok(false),
+                }
+            }
+            for v in &got {
+                add_secret_armored(ring, v)?;
+            }
+            Ok(true)
+        };
+        if fetch(&mut ring)? {
+            return Ok(Box::new(ring));
+        }
+        let guard = match agent.unlock_guard() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("multiverse: warning: no session cache: {e}");
+                None
+            }
+        };
+        if guard.is_some() && fetch(&mut ring)? {
+            return Ok(Box::new(ring));
+        }
+        let pass = self.passphrase()?;
+        let unsealed = self.unseal_all(&pass)?;
+        for (_, plain) in &unsealed {
+            add_secret_armored(&mut ring, plain)?;
+        }
+        if guard.is_some() && start_agent(&agent) {
+            let stored = unsealed
+                .iter()
+                .all(|(id, plain)| agent.put(id, plain.expose(), ttl).is_ok());
+            if stored && !self.g.quiet {
+                eprintln!(
+                    "multiverse: pass keys unlocked for this session ({} s after last use; `multiverse pass lock` forgets them)",
+                    ttl.as_secs()
+                );
+            }
+        }
+        drop(guard);
         Ok(Box::new(ring))
     }
+}
+
+/// The session cache's lifetime: `MULTIVERSE_PASS_CACHE_TTL` seconds after last use (0: no
+/// cache), default 10 minutes.
+fn cache_ttl() -> Option<std::time::Duration> {
+    let secs = match std::env::var("MULTIVERSE_PASS_CACHE_TTL") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(mv_pass::agent::DEFAULT_TTL_SECS),
+        _ => mv_pass::agent::DEFAULT_TTL_SECS,
+    };
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}
+
+use mv_pass::agent::cache_id;
+
+fn add_secret_armored(ring: &mut Keyring, armored: &SecretBytes) -> Result<(), CliError> {
+    let key = mv_pass::keys::parse_secret_key(armored.expose(), None)
+        .hint("a cached or unsealed key does not parse; run `multiverse pass lock` and retry")?;
+    ring.add_secret(key);
+    Ok(())
+}
+
+/// gpg's groups from `$GNUPGHOME/gpg.conf` (else `~/.gnupg/gpg.conf`), for the built-in keyring.
+fn gpg_groups() -> std::collections::BTreeMap<String, Vec<String>> {
+    let home = std::env::var_os("GNUPGHOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".gnupg")));
+    home.and_then(|h| std::fs::read_to_string(h.join("gpg.conf")).ok())
+        .map(|t| mv_pass::keys::parse_gpg_groups(&t))
+        .unwrap_or_default()
+}
+
+/// Starts the agent (this binary, `pass __agent`, detached) unless one answers; true once one
+/// answers. No secret is on its command line or in its environment.
+fn start_agent(agent: &mv_pass::agent::Client) -> bool {
+    if agent.is_running() {
+        return true;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let spawned = std::process::Command::new(exe)
+        .args(["pass", "__agent"])
+        .env("MULTIVERSE_PASS_AGENT_DIR", agent.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if spawned.is_err() {
+        return false;
+    }
+    for _ in 0..200 {
+        if agent.is_running() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 /// pass's banner (`pass version`), which its suite looks for in `--help`.
@@ -428,6 +582,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         Cmd::Fsck { decrypt } => fsck(&ctx, decrypt),
         Cmd::Audit { max_age } => audit(&ctx, max_age),
         Cmd::Lock => lock(&ctx),
+        Cmd::Agent => Ok(mv_pass::agent::serve(&mv_pass::agent::default_dir())?),
     }
 }
 
@@ -475,7 +630,17 @@ fn yesno(question: &str) -> Result<(), CliError> {
 }
 
 fn lock(ctx: &Ctx<'_>) -> Result<(), CliError> {
-    ctx.g.say("no session cache yet");
+    let agent = mv_pass::agent::Client::default_session();
+    if ctx.g.dry_run {
+        ctx.g.say("would forget the keys unlocked for this session");
+        return Ok(());
+    }
+    if agent.lock()? {
+        ctx.g
+            .say("pass keys locked: the next command asks for the passphrase");
+    } else {
+        ctx.g.say("pass keys were not unlocked: nothing to forget");
+    }
     Ok(())
 }
 

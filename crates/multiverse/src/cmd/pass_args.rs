@@ -196,6 +196,8 @@ pub enum Cmd {
     },
     /// `lock` (ours): forget the unlocked key of this session.
     Lock,
+    /// `__agent` (internal): the session cache's agent, started by the first unlock.
+    Agent,
     /// `__clip-restore --secs N` (internal).
     ClipRestore {
         /// Seconds.
@@ -738,6 +740,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             }
             (extras_of(&p, &base), Cmd::Lock)
         }
+        "__agent" => (base, Cmd::Agent),
         "__clip-restore" => {
             let u = "Usage: pass __clip-restore --secs N";
             let p = getopt(tail, &[l("secs", Arg::Required)], u)?;
