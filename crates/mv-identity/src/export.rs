@@ -9,7 +9,7 @@
 //! | [`Kind::Ssh`] | `id_ed25519`, `id_ecdsa` and their `.pub` |
 //! | [`Kind::SshHost`] | `ssh_host_ed25519_key`, `ssh_host_ecdsa_key` and their `.pub` (never encrypted: sshd cannot ask) |
 //! | [`Kind::Onion`] | `hs_ed25519_secret_key`, `hs_ed25519_public_key`, `hostname` |
-//! | [`Kind::Openpgp`] | `openpgp-secret.asc`, `openpgp-public.asc` |
+//! | [`Kind::Openpgp`] | `openpgp-secret.asc`, `openpgp-public.asc`; for a rotated name also `openpgp-revoked.asc` (its earlier epochs' keys with their revocations) |
 //! | [`Kind::Password`] | `password` (the 32 characters and a newline) |
 //! | [`Kind::Luks`] | `luks.key` (64 raw bytes) |
 //!
@@ -218,6 +218,15 @@ pub fn plan(
                     public.into_bytes(),
                     false,
                 ));
+                // A rotated name: its earlier epochs' keys, revoked as superseded, beside the new.
+                let revoked = crate::rotate::revoked_openpgp_armored(root, name)?;
+                if !revoked.is_empty() {
+                    out.push(file(
+                        dir.join("openpgp-revoked.asc"),
+                        revoked.into_bytes(),
+                        false,
+                    ));
+                }
             }
             Kind::Password => {
                 let p = root.password(name);

@@ -34,6 +34,7 @@ pub mod onion;
 pub mod openpgp;
 pub mod public;
 pub mod root;
+pub mod rotate;
 pub mod store;
 
 pub use keys::{public_line, KeyError, PASSWORD_ALPHABET};
