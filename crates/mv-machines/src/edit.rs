@@ -243,6 +243,42 @@ pub fn remove_machine(
     Ok(Some(d.to_string()))
 }
 
+/// Returns `text` with `[identity.epochs]` giving `name` the epoch `epoch` (the table is created
+/// at the end of the file when missing; epoch 0 removes the name's line, as a name absent is at
+/// epoch 0). Comments and the rest of the file are kept.
+pub fn set_epoch(
+    text: &str,
+    file: &str,
+    name: &mv_core::IdentityName,
+    epoch: u32,
+) -> Result<String, EditError> {
+    let mut d = doc(text, file)?;
+    let identity = d
+        .entry("identity")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| EditError::NotTables {
+            file: file.to_string(),
+        })?;
+    let epochs = identity
+        .entry("epochs")
+        .or_insert_with(|| Item::Table(Table::new()))
+        .as_table_like_mut()
+        .ok_or_else(|| EditError::NotTables {
+            file: file.to_string(),
+        })?;
+    if epoch == 0 {
+        epochs.remove(name.as_str());
+    } else {
+        epochs.insert(name.as_str(), value(i64::from(epoch)));
+    }
+    Ok(d.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -343,5 +379,41 @@ mod tests {
             .unwrap();
         let e = Topology::parse(&out, Path::new("m")).unwrap_err();
         assert!(e.to_string().contains("no router serves it"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::DEFAULT_TOML;
+    use std::path::Path;
+
+    #[test]
+    fn set_epoch_keeps_comments_and_validates() {
+        let star = mv_core::IdentityName::parse("star.router.multiverse").unwrap();
+        let one = set_epoch(DEFAULT_TOML, "m.toml", &star, 1).unwrap();
+        assert!(one.starts_with(&DEFAULT_TOML[..200]), "comments kept");
+        let t = Topology::parse(&one, Path::new("m.toml")).unwrap();
+        assert_eq!(t.epochs.get(&star), 1);
+        let two = set_epoch(&one, "m.toml", &star, 2).unwrap();
+        assert_eq!(two.matches("star.router.multiverse\" = ").count(), 1);
+        let t = Topology::parse(&two, Path::new("m.toml")).unwrap();
+        assert_eq!(t.epochs.get(&star), 2);
+        let commented = format!(
+            "{}# keep me\n[identity.epochs]\n# and me\n\"@user\" = 3\n",
+            DEFAULT_TOML
+        );
+        let edited = set_epoch(&commented, "m.toml", &star, 1).unwrap();
+        assert!(
+            edited.contains("# keep me") && edited.contains("# and me"),
+            "{edited}"
+        );
+        let t = Topology::parse(&edited, Path::new("m.toml")).unwrap();
+        assert_eq!(
+            t.epochs
+                .get(&mv_core::IdentityName::parse("@user").unwrap()),
+            3
+        );
     }
 }
