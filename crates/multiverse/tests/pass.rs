@@ -21,6 +21,8 @@ struct Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // Ends this sandbox's key cache agent, if a command started one.
+        let _ = self.mv().arg("lock").output();
         let _ = Command::new("gpgconf")
             .arg("--kill")
             .arg("all")
@@ -105,6 +107,7 @@ impl Sandbox {
             .env("PASSWORD_STORE_DIR", self.store())
             .env("MULTIVERSE_ROOT", self.root())
             .env_remove("MULTIVERSE_PASS_KEYS")
+            .env("MULTIVERSE_PASS_AGENT_DIR", self.dir.path().join("agent"))
             .env("GIT_AUTHOR_NAME", "Test")
             .env("GIT_AUTHOR_EMAIL", "test@example.org")
             .env("GIT_COMMITTER_NAME", "Test")
@@ -586,16 +589,21 @@ fn sealed_key_import_needs_the_passphrase() {
     let o = sb
         .mv()
         .args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "no")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = sb
+        .mv()
+        .args(["show", "e"])
         .env("MULTIVERSE_PASSPHRASE", "pw")
         .output()
         .unwrap();
     assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
-    let o = sb
-        .mv()
-        .args(["show", "e"])
-        .env("MULTIVERSE_PASSPHRASE", "no")
-        .output()
-        .unwrap();
+    // Unlocked for the session now: no passphrase needed until `lock`.
+    assert_eq!(ok(sb.mv().args(["show", "e"])), "v\n");
+    ok(sb.mv().arg("lock"));
+    let o = sb.mv().args(["show", "e"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 

@@ -64,9 +64,11 @@ pub enum FsckKind {
 impl std::fmt::Display for FsckKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FsckKind::BadPermissions { mode } => {
-                write!(f, "mode {mode} lets others read it (want 600)")
-            }
+            FsckKind::BadPermissions { mode } => write!(
+                f,
+                "mode {mode} lets other users read or list it (pass's umask 077: want 600 for \
+                 files, 700 for folders; `chmod go-rwx` fixes it)"
+            ),
             FsckKind::WrongRecipients { found, recipients } => write!(
                 f,
                 "encrypted to [{}], not to the current recipients [{}]",
@@ -138,9 +140,10 @@ pub fn fsck(
         };
         let want = wanted
             .entry(recipients.clone())
-            .or_insert_with(|| crypto.recipient_key_ids(&recipients).ok());
+            .or_insert_with(|| crypto.encryption_key_ids(&recipients).ok());
         let ok = match want {
-            Some(w) => found.len() == recipients.len() && found.iter().all(|i| w.contains(i)),
+            // pass's rule: the message's key ids are exactly the recipients' (groups expanded).
+            Some(w) => found.iter().cloned().collect::<BTreeSet<String>>() == *w,
             // Recipients we cannot resolve: report, since nobody here can re-encrypt to them.
             None => false,
         };
@@ -156,8 +159,39 @@ pub fn fsck(
             }
         }
     }
+    issues.extend(open_folders(store));
     issues.extend(stray_files(store)?);
     Ok(issues)
+}
+
+/// Folders and `.gpg-id` files (`.git` aside) that other users can read or list: pass writes
+/// everything under umask 077, so entry names and recipients stay private.
+fn open_folders(store: &Store) -> Vec<FsckIssue> {
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(store.dir())
+        .follow_links(false)
+        .follow_root_links(true)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    for e in walker.flatten() {
+        let ty = e.file_type();
+        let relevant = ty.is_dir() || (ty.is_file() && e.file_name() == ".gpg-id");
+        if !relevant {
+            continue;
+        }
+        if let Ok(m) = e.metadata() {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                out.push(FsckIssue {
+                    file: e.path().to_path_buf(),
+                    kind: FsckKind::BadPermissions {
+                        mode: format!("{mode:o}"),
+                    },
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Links and leftover temporary files anywhere in the store (`.git` aside), in path order.

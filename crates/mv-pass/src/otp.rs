@@ -427,6 +427,38 @@ pub fn replace_otp_line(contents: &str, uri: &str) -> SecretString {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn labels_with_ports_and_names_from_labels() {
+        assert_eq!(
+            split_label("alice%40google.com:443"),
+            (None, "alice@google.com:443".to_string())
+        );
+        assert_eq!(
+            split_label("Google:alice@google.com:443"),
+            (Some("Google".into()), "alice@google.com:443".into())
+        );
+        assert_eq!(
+            split_label("Example:alice"),
+            (Some("Example".into()), "alice".into())
+        );
+        assert_eq!(split_label("alice"), (None, "alice".into()));
+        let u = OtpUri::parse(
+            "otpauth://totp/alice@google.com:443?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Google",
+        )
+        .unwrap();
+        assert_eq!(u.label_name(), "Google/alice@google.com:443");
+        let u = uri_from_secret("GEZDGNBVGY3TQOJQ", Some("Big Co"), Some("me@x.org")).unwrap();
+        assert_eq!(
+            u.uri.expose(),
+            "otpauth://totp/Big+Co:me%40x.org?secret=GEZDGNBVGY3TQOJQ&issuer=Big+Co"
+        );
+        assert_eq!(u.label_name(), "Big Co/me@x.org");
+        let u = uri_from_secret("GEZDGNBVGY3TQOJQ", None, Some("me")).unwrap();
+        assert_eq!(u.uri.expose(), "otpauth://totp/me?secret=GEZDGNBVGY3TQOJQ");
+        assert!(uri_from_secret("not base32!", None, Some("me")).is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -1191,6 +1191,86 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_moves_with_its_gpg_id_and_deinit_falls_back() {
+        let (_d, s, ring, fpr) = setup();
+        let mut ring = ring;
+        let k2 = test_key("U <u@example.org>");
+        let fpr2 = secret_fingerprint(&k2);
+        ring.add_secret(k2);
+        let id_of = |ring: &Keyring, f: &str| ring.encryption_key_ids(&[f.to_string()]).unwrap();
+        s.init(Some(&n("team")), std::slice::from_ref(&fpr2), &ring)
+            .unwrap();
+        s.insert(&n("team/x"), b"x\n", false, &ring).unwrap();
+        // Into a folder that does not exist yet (`mv team shared/`): the recipients go along.
+        let opts = MoveOptions {
+            to_folder: true,
+            ..MoveOptions::default()
+        };
+        s.move_or_copy_with(&n("team"), &n("shared"), opts, &ring)
+            .unwrap();
+        assert!(!s.dir().join("team").exists());
+        let id_file = s.dir().join("shared/team/.gpg-id");
+        assert_eq!(fs::read_to_string(&id_file).unwrap(), format!("{fpr2}\n"));
+        let data = fs::read(n("shared/team/x").file_in(s.dir())).unwrap();
+        let ids: BTreeSet<String> = crate::backend::entry_key_ids(&data)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(ids, id_of(&ring, &fpr2));
+        // An entry into `dir/` that does not exist: dir/entry, never dir.gpg.
+        s.insert(&n("lone"), b"l\n", false, &ring).unwrap();
+        s.move_or_copy_with(&n("lone"), &n("newdir"), opts, &ring)
+            .unwrap();
+        assert!(s.contains(&n("newdir/lone")) && !s.dir().join("newdir.gpg").exists());
+        // Removing the folder's .gpg-id re-encrypts its entries for the recipients above.
+        let ch = s.deinit(Some(&n("shared/team")), &ring).unwrap();
+        assert!(!id_file.exists());
+        assert_eq!(ch.files.len(), 2);
+        let data = fs::read(n("shared/team/x").file_in(s.dir())).unwrap();
+        let ids: BTreeSet<String> = crate::backend::entry_key_ids(&data)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(ids, id_of(&ring, &fpr));
+        assert!(matches!(
+            s.deinit(Some(&n("shared/team")), &ring),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn init_checks_recipients_before_changing_gpg_id_and_expands_groups() {
+        let (_d, s, ring, fpr) = setup();
+        let mut ring = ring;
+        s.insert(&n("a"), b"a\n", false, &ring).unwrap();
+        let before = fs::read(s.dir().join(".gpg-id")).unwrap();
+        assert!(s.init(None, &["nobody@example.org".into()], &ring).is_err());
+        assert_eq!(
+            fs::read(s.dir().join(".gpg-id")).unwrap(),
+            before,
+            "untouched"
+        );
+        let k2 = test_key("U <u@example.org>");
+        let fpr2 = secret_fingerprint(&k2);
+        ring.add_secret(k2);
+        ring.set_groups(crate::keys::parse_gpg_groups(&format!(
+            "# conf\ngroup the team = {fpr} {fpr2}\n"
+        )));
+        s.init(None, &["the team".into()], &ring).unwrap();
+        let data = fs::read(n("a").file_in(s.dir())).unwrap();
+        assert_eq!(crate::backend::entry_key_ids(&data).unwrap().len(), 2);
+        // The same keys named one by one: nothing to re-encrypt.
+        let ch = s.init(None, &[fpr2.clone(), fpr.clone()], &ring).unwrap();
+        assert_eq!(ch.files.len(), 1, "only .gpg-id changed: {:?}", ch.files);
+        assert_eq!(fs::read(n("a").file_in(s.dir())).unwrap(), data);
+        use std::os::unix::fs::PermissionsExt;
+        for p in [s.dir().join(".gpg-id"), s.dir().to_path_buf()] {
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o077;
+            assert_eq!(mode, 0, "{}", p.display());
+        }
+    }
+
+    #[test]
     fn hotp_counter_advances() {
         let (_d, s, ring, _) = setup();
         let uri = "otpauth://hotp/x:y?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=0&issuer=x";

@@ -527,10 +527,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
         "version" | "--version" => (base, Cmd::Version),
         "init" => {
             let u = usage_for("init");
+            // No gpg-id at all is ours: the identity's @user key (pass refuses it).
             let p = getopt(tail, &[o('p', "path", Arg::Required)], &u)?;
-            if p.operands.is_empty() {
-                return Err(usage_err(&u, "no gpg-id given"));
-            }
             let path = p.last("path").flatten().map(str::to_string);
             (
                 extras_of(&p, &base),
