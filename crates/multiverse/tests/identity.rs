@@ -38,7 +38,7 @@ fn mode(p: &Path) -> u32 {
 /// One value of the spec vector file (`key = "value"` lines; the file has one name).
 /// multiverse has no TOML dependency, and the vector file is simple enough to read line by line.
 fn vector(key: &str) -> String {
-    let p = mv_testkit::workspace_root().join("crates/mv-identity/tests/vectors/scramble-v1.toml");
+    let p = mv_testkit::workspace_root().join("docs/spec/scramble-v1.vectors.toml");
     let text = std::fs::read_to_string(p).unwrap();
     text.lines()
         .find_map(|l| {
@@ -59,6 +59,7 @@ fn spec_vectors_through_the_cli() {
     assert_eq!(
         fields,
         [
+            "epoch",
             "name",
             "onion",
             "openpgp_fingerprint",
@@ -737,4 +738,86 @@ fn new_and_restore_record_every_machine_for_machine_show() {
     assert_eq!(replaced, show_json(t.path(), SPEC_NAME));
     let record = std::fs::read_to_string(t.path().join("identity/public.json")).unwrap();
     assert!(!record.contains(&vector("onion")), "stale key in {record}");
+}
+
+/// One value of the epochs spec's vector file for the name `name` (`key = value` lines).
+fn epoch_vector(name: &str, key: &str) -> String {
+    let p = mv_testkit::workspace_root().join("docs/spec/scramble-v1-epochs.vectors.toml");
+    let text = std::fs::read_to_string(p).unwrap();
+    let block = text
+        .split("[[names]]")
+        .find(|b| b.contains(&format!("name = \"{name}\"")) && !b.contains("epoch = 0"))
+        .unwrap();
+    block
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(" = ")?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| panic!("no `{key}` for {name}"))
+}
+
+#[test]
+fn epochs_in_multiverse_toml_move_every_key_of_that_name_only() {
+    let t = tempfile::tempdir().unwrap();
+    ok(mv(t.path()).arg("init"), None);
+    restore_spec(t.path());
+    let config = t.path().join("multiverse.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}\n[identity.epochs]\n\"{SPEC_NAME}\" = 1\n\"@user\" = 2\n"),
+    )
+    .unwrap();
+    let shown = show_json(t.path(), SPEC_NAME);
+    assert_eq!(shown["epoch"], 1);
+    for key in [
+        "ssh_ed25519",
+        "ssh_host_ed25519",
+        "onion",
+        "openpgp_fingerprint",
+    ] {
+        assert_eq!(
+            shown[key].as_str().unwrap(),
+            epoch_vector(SPEC_NAME, key),
+            "{key}"
+        );
+    }
+    let user = show_json(t.path(), "@user");
+    assert_eq!(user["epoch"], 2);
+    assert_eq!(user["onion"], epoch_vector("@user", "onion"));
+    let text = ok(mv(t.path()).args(["identity", "show", SPEC_NAME]), None);
+    assert!(text.contains("\nepoch                1\n"), "{text}");
+    // Another name stays at epoch 0, and the exported password and LUKS key follow the epoch.
+    assert_eq!(show_json(t.path(), "star.router.multiverse")["epoch"], 0);
+    let out = t.path().join("out");
+    ok(
+        mv(t.path())
+            .args([
+                "identity", "export", SPEC_NAME, "--kind", "password", "--out",
+            ])
+            .arg(&out),
+        None,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("password"))
+            .unwrap()
+            .trim(),
+        epoch_vector(SPEC_NAME, "password")
+    );
+
+    // Bad epochs: FILE:LINE, exit 2, before any key is derived.
+    let line = original.lines().count() + 3;
+    for bad in [
+        format!("\"{SPEC_NAME}\" = 4294967296"),
+        format!("\"{SPEC_NAME}\" = -1"),
+        "\"nobody.multiverse\" = 1".to_string(),
+    ] {
+        std::fs::write(&config, format!("{original}\n[identity.epochs]\n{bad}\n")).unwrap();
+        let err = usage_error(mv(t.path()).args(["identity", "show", SPEC_NAME]), None);
+        assert!(
+            err.contains(&format!("multiverse.toml:{line}: ")),
+            "{bad}: {err}"
+        );
+    }
 }

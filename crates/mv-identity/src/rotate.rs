@@ -169,6 +169,12 @@ pub struct Journal {
     pub to: u32,
     /// Steps finished, by name.
     pub done: BTreeSet<String>,
+    /// The fleet folder (`identity fleet --out`) brought up to date, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<PathBuf>,
+    /// LUKS devices (or image files) whose keyslot of the old key is replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub luks: Vec<PathBuf>,
 }
 
 impl Journal {
@@ -279,6 +285,8 @@ mod tests {
             from: 0,
             to: 1,
             done: BTreeSet::new(),
+            fleet: None,
+            luks: vec![],
         };
         j.save(d.path()).unwrap();
         j.mark(d.path(), "pass").unwrap();

@@ -1,4 +1,5 @@
-//! `multiverse identity new|restore|show|export|fleet`: the Scramble Suit on the command line.
+//! `multiverse identity new|restore|show|export|fleet`: the Scramble Suit on the command line
+//! (`rotate` lives in `cmd/rotate.rs`).
 //!
 //! Only parsing, prompting, printing and file writing live here; every key comes from
 //! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv).
@@ -32,6 +33,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Write the keys of every machine of multiverse.toml, a known_hosts and an authorized_keys
     Fleet(FleetArgs),
+    /// Replace one name's keys: raise its epoch in multiverse.toml and revoke the old keys
+    Rotate(super::rotate::RotateArgs),
 }
 
 /// Where the unseal passphrase comes from.
@@ -173,10 +176,11 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
         Command::Show(a) => show(g, a),
         Command::Export(a) => export(g, a),
         Command::Fleet(a) => fleet(g, a),
+        Command::Rotate(a) => super::rotate::run(g, a),
     }
 }
 
-fn parse_name(s: &str) -> Result<IdentityName, CliError> {
+pub(crate) fn parse_name(s: &str) -> Result<IdentityName, CliError> {
     IdentityName::parse(s)
         .usage()
         .hint("names are a machine's lower-case FQDN (universe.router.multiverse) or @user")
@@ -187,6 +191,13 @@ fn unseal_hint(e: StoreError) -> CliError {
         StoreError::Missing(_) => CliError::from(e).with_hint(
             "create one with `multiverse identity new` or `multiverse identity restore`",
         ),
+        StoreError::Epochs { .. } => {
+            let mut c = CliError::from(e).with_hint(
+                "[identity.epochs] maps names of multiverse.toml to whole numbers 0..=4294967295",
+            );
+            c.kind = crate::error::Kind::Usage;
+            c
+        }
         _ if e.is_authentication() => {
             let mut c = CliError::from(e).with_hint(
                 "check the passphrase; if it is right, the sealed file was damaged: restore it from the 24 words",
@@ -198,8 +209,19 @@ fn unseal_hint(e: StoreError) -> CliError {
     }
 }
 
-/// Loads and unseals the tree's identity.
-fn unseal(g: &Global, pass: &PassArgs) -> Result<Root, CliError> {
+/// Checks `multiverse.toml`, when the tree has one, before any key is derived: its
+/// `[identity.epochs]` decides which keys every name has (`FILE:LINE`, exit 2).
+pub(crate) fn check_config(g: &Global) -> Result<(), CliError> {
+    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    if config.exists() {
+        mv_machines::config::Topology::load(&config).usage()?;
+    }
+    Ok(())
+}
+
+/// Loads and unseals the tree's identity; the root carries the tree's key epochs.
+pub(crate) fn unseal(g: &Global, pass: &PassArgs) -> Result<Root, CliError> {
+    check_config(g)?;
     let store = IdentityStore::load(&g.root).map_err(unseal_hint)?;
     let passphrase = secret_input::passphrase(
         pass.passphrase_file.as_deref(),
@@ -296,7 +318,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
         let existing = IdentityStore::load(&g.root)
             .ok()
             .and_then(|s| s.unseal(passphrase.expose().as_bytes()).ok());
-        if existing.as_ref() == Some(&root) {
+        if existing.as_ref().is_some_and(|e| e.same_secret(&root)) {
             g.say(format!(
                 "unchanged: {} already holds this identity",
                 path.display()
@@ -343,6 +365,14 @@ fn record_topology(g: &Global, root: &Root) -> Result<(), CliError> {
             Err(e) => tracing::warn!("machine keys not recorded: {e}"),
         }
     }
+    // The words restore the secret; the tree's multiverse.toml says each name's epoch.
+    let root = match mv_identity::load_epochs(&g.root) {
+        Ok(epochs) => root.clone().with_epochs(epochs),
+        Err(e) => {
+            tracing::warn!("public keys not recorded: {e}");
+            return Ok(());
+        }
+    };
     let mut rec = PublicRecord::default();
     for name in &names {
         rec.merge([root.public_identity(name)?]);
@@ -357,7 +387,7 @@ fn record_topology(g: &Global, root: &Root) -> Result<(), CliError> {
 }
 
 /// Records public identities in `identity/public.json` (not on --dry-run).
-fn record(g: &Global, ids: Vec<PublicIdentity>) -> Result<(), CliError> {
+pub(crate) fn record(g: &Global, ids: Vec<PublicIdentity>) -> Result<(), CliError> {
     if g.dry_run {
         return Ok(());
     }
@@ -377,6 +407,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
         println!("{}", serde_json::to_string_pretty(&id)?);
     } else {
         println!("name                 {}", id.name);
+        println!("epoch                {}", id.epoch);
         println!("ssh_ed25519          {}", id.ssh_ed25519);
         println!("ssh_ecdsa_p256       {}", id.ssh_ecdsa_p256);
         println!("ssh_host_ed25519     {}", id.ssh_host_ed25519);
@@ -387,7 +418,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
+pub(crate) fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
     match &k.key_passphrase_file {
         None => Ok(None),
         Some(p) => {
@@ -430,7 +461,7 @@ fn kinds(list: &[Kind]) -> Vec<export::Kind> {
 const WRITE_THREADS: usize = 16;
 
 /// Writes the plan (or, with --dry-run, lists it) and prints what changed.
-fn apply(
+pub(crate) fn apply(
     g: &Global,
     files: &[export::ExportFile],
     key_pass: Option<&SecretString>,
@@ -503,38 +534,7 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
         .hint("fleet reads the machines of multiverse.toml; create it with `multiverse init`")?;
     let key_pass = read_key_passphrase(&a.key_pass)?;
     let root = unseal(g, &a.pass)?;
-
-    let mut files = Vec::new();
-    let mut ids = Vec::new();
-    let mut known_hosts = String::new();
-    for m in &topo.machines {
-        let name = IdentityName::Machine(m.name.clone());
-        let dir = a.out.join(m.name.as_str());
-        files.extend(export::plan(
-            &root,
-            &name,
-            &export::Kind::ALL,
-            &dir,
-            key_pass.as_ref(),
-        )?);
-        let id = root.public_identity(&name)?;
-        known_hosts.push_str(&export::known_hosts_lines(&id));
-        ids.push(id);
-    }
-    let person = root.public_identity(&user)?;
-    files.extend(export::plan(
-        &root,
-        &user,
-        &[export::Kind::Ssh],
-        &a.out.join(user.as_str()),
-        key_pass.as_ref(),
-    )?);
-    files.push(export::public_file(a.out.join("known_hosts"), known_hosts));
-    files.push(export::public_file(
-        a.out.join("authorized_keys"),
-        export::authorized_keys_lines(&person),
-    ));
-    ids.push(person);
+    let (files, ids) = fleet_files(&root, &topo, &user, &a.out, key_pass.as_ref())?;
     record(g, ids)?;
     apply(
         g,
@@ -542,4 +542,52 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
         key_pass.as_ref(),
         mv_core::fsutil::Folders::TrustedOnly,
     )
+}
+
+/// The files of a fleet folder: every machine's keys in `out/<fqdn>/`, the person's login keys in
+/// `out/@user/`, a `known_hosts` (current host keys, then `@revoked` lines for the host keys of a
+/// rotated machine's earlier epochs) and the person's `authorized_keys`. Also returns the public
+/// identities, for the record.
+pub(crate) fn fleet_files(
+    root: &Root,
+    topo: &mv_machines::config::Topology,
+    user: &IdentityName,
+    out: &Path,
+    key_pass: Option<&SecretString>,
+) -> Result<(Vec<export::ExportFile>, Vec<PublicIdentity>), CliError> {
+    let mut files = Vec::new();
+    let mut ids = Vec::new();
+    let mut known_hosts = String::new();
+    let mut revoked = String::new();
+    for m in &topo.machines {
+        let name = IdentityName::Machine(m.name.clone());
+        let dir = out.join(m.name.as_str());
+        files.extend(export::plan(
+            root,
+            &name,
+            &export::Kind::ALL,
+            &dir,
+            key_pass,
+        )?);
+        let id = root.public_identity(&name)?;
+        known_hosts.push_str(&export::known_hosts_lines(&id));
+        revoked.push_str(&mv_identity::rotate::revoked_known_hosts(root, &name)?);
+        ids.push(id);
+    }
+    known_hosts.push_str(&revoked);
+    let person = root.public_identity(user)?;
+    files.extend(export::plan(
+        root,
+        user,
+        &[export::Kind::Ssh],
+        &out.join(user.as_str()),
+        key_pass,
+    )?);
+    files.push(export::public_file(out.join("known_hosts"), known_hosts));
+    files.push(export::public_file(
+        out.join("authorized_keys"),
+        export::authorized_keys_lines(&person),
+    ));
+    ids.push(person);
+    Ok((files, ids))
 }

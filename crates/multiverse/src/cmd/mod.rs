@@ -14,4 +14,5 @@ pub mod migrate;
 pub mod pass;
 pub mod provision;
 pub mod render;
+pub mod rotate;
 pub mod ssh;

@@ -1,0 +1,464 @@
+//! `multiverse identity rotate NAME`: replace one name's keys without a new root
+//! (`docs/spec/scramble-v1-epochs.md`, "Rotation").
+//!
+//! The name's epoch e becomes e + 1. Steps, each recorded in the journal
+//! (`mv_identity::rotate::Journal`, `<tree>/identity/rotate.json`) once done, so a rerun after a
+//! crash continues with the same epochs and ends where an uninterrupted run ends:
+//!
+//! 1. `pass`: every `.gpg-id` of the pass store that names the old OpenPGP key names the new one
+//!    instead, and what it covers is re-encrypted (`mv_pass::Store::init`, as `pass init` does),
+//!    while the old key can still decrypt it; the new certificate goes into the key folder; for a
+//!    machine, its `machines/<fqdn>/root` entry gets the new password;
+//! 2. `config`: `[identity.epochs]` of `multiverse.toml` gets the new epoch (toml_edit, comments
+//!    kept; the edited text is validated before it is written);
+//! 3. `record`: `identity/public.json` holds the new public identity;
+//! 4. `fleet` (with `--fleet DIR`): the folder `identity fleet` wrote is brought up to date: the
+//!    new keys, `openpgp-revoked.asc` beside them (the old key with its revocation, reason 0x01),
+//!    `known_hosts` with the old host keys `@revoked`, `authorized_keys` with the new login keys;
+//! 5. `luks` (with `--luks-device PATH`): the new LUKS key is added to the device and the old
+//!    key's keyslot removed (cryptsetup reads both keys from 0600 files, never argv).
+//!
+//! Everything a machine derives at provisioning (host keys, its password, the person's key in
+//! `authorized_keys`) follows from the epoch: the next `provision` of that machine applies it.
+//!
+//! `MV_ROTATE_PAUSE_AFTER=STEP` (tests only) makes the process stop for a minute after the step is
+//! journaled, so a test can kill it there.
+
+use super::identity::{self, PassArgs};
+use crate::error::{CliError, Hinted};
+use crate::global::Global;
+use mv_core::secret::SecretString;
+use mv_core::IdentityName;
+use mv_identity::rotate::Journal;
+use mv_identity::Root;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `identity rotate`.
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// The machine FQDN or person (@user) whose keys are replaced
+    pub name: String,
+    /// A folder written by `identity fleet --out DIR`, brought up to date (new keys, revocations,
+    /// known_hosts, authorized_keys)
+    #[arg(long, value_name = "DIR")]
+    pub fleet: Option<PathBuf>,
+    /// The person whose login keys are in the fleet's authorized_keys
+    #[arg(long, value_name = "USER", default_value = "@user")]
+    pub user: String,
+    /// A LUKS device or image holding the old LUKS key: the new key is added, the old keyslot
+    /// removed (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub luks_device: Vec<PathBuf>,
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+/// The steps, in order.
+const STEPS: [&str; 5] = ["pass", "config", "record", "fleet", "luks"];
+
+/// Runs the command.
+pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
+    let name = identity::parse_name(&a.name)?;
+    let user = identity::parse_name(&a.user)?;
+    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let config = tree.config_file();
+    let topo = mv_machines::config::Topology::load(&config)
+        .usage()
+        .hint("the epochs live in multiverse.toml; create it with `multiverse init`")?;
+    if let IdentityName::Machine(m) = &name {
+        if topo.machine(m).is_none() {
+            return Err(CliError::usage_msg(format!(
+                "{}: `{m}` is not a machine of this file",
+                config.display()
+            ))
+            .with_hint("rotate a machine of multiverse.toml or a person (@user)"));
+        }
+    }
+    let pending = Journal::load(&g.root)?;
+    let mut journal = match pending {
+        Some(j) if j.name == name.as_str() => {
+            g.say(format!(
+                "resuming the rotation of {} from epoch {} to {} (done: {})",
+                j.name,
+                j.from,
+                j.to,
+                if j.done.is_empty() {
+                    "nothing yet".to_string()
+                } else {
+                    j.done.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ));
+            let mut j = j;
+            if a.fleet.is_some() {
+                j.fleet = a.fleet.clone();
+            }
+            if !a.luks_device.is_empty() {
+                j.luks = a.luks_device.clone();
+            }
+            j
+        }
+        Some(j) => {
+            return Err(CliError::usage_msg(format!(
+                "the rotation of {} (epoch {} to {}) is unfinished",
+                j.name, j.from, j.to
+            ))
+            .with_hint(&format!(
+                "finish it first: `multiverse identity rotate {}`",
+                j.name
+            )))
+        }
+        None => {
+            let from = topo.epochs.get(&name);
+            let to = from.checked_add(1).ok_or_else(|| {
+                CliError::usage_msg(format!(
+                    "{name} is at epoch {from}, the last one (2^32 - 1): it cannot be rotated again"
+                ))
+            })?;
+            Journal {
+                name: name.as_str().to_string(),
+                from,
+                to,
+                done: Default::default(),
+                fleet: a.fleet.clone(),
+                luks: a.luks_device.clone(),
+            }
+        }
+    };
+    let root = identity::unseal(g, &a.pass)?;
+    let (from, to) = (journal.from, journal.to);
+    let old = root.at_epoch(&name, from);
+    let new = root.at_epoch(&name, to);
+    let old_id = old.public_identity(&name)?;
+    let new_id = new.public_identity(&name)?;
+
+    if g.dry_run {
+        g.say(format!("would rotate {name} from epoch {from} to {to}:"));
+        g.say(format!(
+            "  OpenPGP {} -> {} (the old key revoked: superseded)",
+            old_id.openpgp_fingerprint, new_id.openpgp_fingerprint
+        ));
+        g.say(format!("  onion {} -> {}", old_id.onion, new_id.onion));
+        g.say(format!(
+            "  login key {} -> {}",
+            old_id.ssh_ed25519, new_id.ssh_ed25519
+        ));
+        g.say(format!(
+            "  steps: re-encrypt pass entries to the new key, {} epoch in {}, public record{}{}",
+            name,
+            config.display(),
+            journal
+                .fleet
+                .as_ref()
+                .map(|f| format!(", fleet {}", f.display()))
+                .unwrap_or_default(),
+            if journal.luks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} LUKS keyslot(s)", journal.luks.len())
+            }
+        ));
+        return Ok(());
+    }
+    journal.save(&g.root)?;
+    pause_point("start");
+
+    for step in STEPS {
+        if journal.is_done(step) {
+            continue;
+        }
+        match step {
+            "pass" => reencrypt_pass(g, &root, &name, from, to)?,
+            "config" => {
+                // Read again: the file may have been edited since; a rerun finds it already done.
+                let text = mv_machines::config::Topology::read_text(&config).usage()?;
+                let now = mv_machines::config::Topology::parse(&text, &config).usage()?;
+                if now.epochs.get(&name) != to {
+                    let edited = mv_machines::edit::set_epoch(
+                        &text,
+                        &config.display().to_string(),
+                        &name,
+                        to,
+                    )?;
+                    mv_machines::config::Topology::parse(&edited, &config).usage()?;
+                    let mode = std::fs::metadata(&config)
+                        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                        .unwrap_or(mv_core::fsutil::PUBLIC_MODE);
+                    mv_core::fsutil::write_atomic(&config, edited.as_bytes(), mode)?;
+                }
+                g.say(format!("{}: {name} = {to}", config.display()));
+            }
+            "record" => {
+                identity::record(g, vec![new_id.clone()])?;
+            }
+            "fleet" => {
+                if let Some(dir) = &journal.fleet {
+                    if !matches!(user, IdentityName::Person(_)) {
+                        return Err(CliError::usage_msg(format!(
+                            "--user `{}` is not a person name",
+                            a.user
+                        )));
+                    }
+                    // The tree's epochs with the new one, whatever the file said when unsealed.
+                    let current = root.clone().with_epochs({
+                        let mut e = root.epochs().clone();
+                        e.set(&name, to);
+                        e
+                    });
+                    let key_pass: Option<SecretString> = None;
+                    let (files, _) =
+                        identity::fleet_files(&current, &topo, &user, dir, key_pass.as_ref())?;
+                    identity::apply(g, &files, None, mv_core::fsutil::Folders::TrustedOnly)?;
+                }
+            }
+            "luks" => {
+                for dev in &journal.luks {
+                    rekey_luks(g, &old, &new, &name, dev)?;
+                }
+            }
+            _ => {}
+        }
+        journal.mark(&g.root, step)?;
+        pause_point(step);
+    }
+    Journal::finish(&g.root)?;
+    g.say(format!(
+        "rotated {name} from epoch {from} to {to}: OpenPGP {} (old {} revoked), onion {}",
+        new_id.openpgp_fingerprint, old_id.openpgp_fingerprint, new_id.onion
+    ));
+    if matches!(name, IdentityName::Machine(_)) {
+        g.say(format!(
+            "provision {name} to install its new host keys and password"
+        ));
+    } else {
+        g.say("provision every machine to install the new login key in authorized_keys");
+    }
+    Ok(())
+}
+
+/// The test hook: stop here for a minute when `MV_ROTATE_PAUSE_AFTER` names this step.
+fn pause_point(step: &str) {
+    if std::env::var("MV_ROTATE_PAUSE_AFTER").is_ok_and(|v| v == step) {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
+fn pass_store_dir(g: &Global) -> PathBuf {
+    match std::env::var_os("PASSWORD_STORE_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => g.root.join("pass"),
+    }
+}
+
+fn pass_keys_dir(g: &Global) -> PathBuf {
+    match std::env::var_os("MULTIVERSE_PASS_KEYS") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => g.root.join("pass-keys"),
+    }
+}
+
+/// Every `.gpg-id` below `dir` (not in `.git`, no link followed), as folders relative to `dir`.
+fn gpg_id_folders(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let t = e.file_type()?;
+        let n = e.file_name();
+        if t.is_file() && n == ".gpg-id" {
+            out.push(rel.to_path_buf());
+        } else if t.is_dir() && n != ".git" {
+            gpg_id_folders(&e.path(), &rel.join(&n), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Step 1: pass entries encrypted to the old key are re-encrypted to the new one.
+fn reencrypt_pass(
+    g: &Global,
+    root: &Root,
+    name: &IdentityName,
+    from: u32,
+    to: u32,
+) -> Result<(), CliError> {
+    let dir = pass_store_dir(g);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let old_key = root.at_epoch(name, from).openpgp(name)?;
+    let new_key = root.at_epoch(name, to).openpgp(name)?;
+    let old_fpr = mv_identity::fingerprint_hex(&old_key);
+    let new_fpr = mv_identity::fingerprint_hex(&new_key);
+    let old_long_id = old_fpr[24..].to_string();
+    let keys = mv_pass::KeyDir::new(pass_keys_dir(g));
+    let mut ring = if keys.path().is_dir() {
+        keys.load(None)?
+    } else {
+        mv_pass::Keyring::new()
+    };
+    ring.add_secret(old_key);
+    ring.add_secret(new_key.clone());
+    let store = mv_pass::Store::new(dir.clone());
+    let mut folders = Vec::new();
+    gpg_id_folders(&dir, Path::new(""), &mut folders)?;
+    let mut reencrypted = 0;
+    let mut touched = false;
+    for folder in folders {
+        let id_file = dir.join(&folder).join(".gpg-id");
+        let text = std::fs::read_to_string(&id_file)?;
+        let ids: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        let names_old = |id: &str| {
+            let id = id.trim_start_matches("0x").to_ascii_uppercase();
+            id == old_fpr || id == old_long_id
+        };
+        if !ids.iter().any(|i| names_old(i)) {
+            continue;
+        }
+        let mut new_ids: Vec<String> = Vec::new();
+        for id in &ids {
+            let id = if names_old(id) {
+                new_fpr.clone()
+            } else {
+                id.clone()
+            };
+            if !new_ids.contains(&id) {
+                new_ids.push(id);
+            }
+        }
+        let sub = if folder.as_os_str().is_empty() {
+            None
+        } else {
+            Some(mv_pass::EntryName::parse(&folder.to_string_lossy()).usage()?)
+        };
+        if !touched && keys.path().is_dir() {
+            keys.put_public(&new_key.to_public_key())?;
+        }
+        touched = true;
+        let ch = store.init(sub.as_ref(), &new_ids, &ring)?;
+        reencrypted += ch.files.len().saturating_sub(1);
+    }
+    if let IdentityName::Machine(m) = name {
+        let entry = mv_pass::EntryName::parse(&format!("machines/{m}/root")).usage()?;
+        if store.contains(&entry) {
+            let pw = root.at_epoch(name, to).password(name);
+            let content = SecretString::new(format!("{}\nuser: root\nmachine: {m}\n", pw.expose()));
+            let msg = format!("Rotate the password of {entry} (epoch {to}).");
+            if store
+                .write_if_changed(&entry, content.expose().as_bytes(), &msg, &ring)?
+                .is_some()
+            {
+                g.say(format!("pass: {entry} has the new password"));
+            }
+        }
+    }
+    g.say(format!(
+        "pass: {reencrypted} entr{} re-encrypted from {old_fpr} to {new_fpr}",
+        if reencrypted == 1 { "y" } else { "ies" }
+    ));
+    Ok(())
+}
+
+/// A private scratch folder for key files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch() -> Result<Scratch, CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for i in 0..100u32 {
+        let p = base.join(format!(".mv-rotate-{}-{i}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(Scratch(p)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CliError::failure_msg(
+        "cannot make a private scratch folder",
+    ))
+}
+
+/// Whether `key` opens a keyslot of `dev` (`cryptsetup open --test-passphrase`, no mapping made).
+fn luks_opens(dev: &Path, key: &Path) -> Result<bool, CliError> {
+    let st = Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(key)
+        .arg(dev)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| CliError::failure_msg(format!("cannot run cryptsetup: {e}")))?;
+    Ok(st.success())
+}
+
+fn cryptsetup(args: &[&std::ffi::OsStr]) -> Result<(), CliError> {
+    let out = Command::new("cryptsetup")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CliError::failure_msg(format!("cannot run cryptsetup: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::failure_msg(format!(
+            "cryptsetup {} failed: {}",
+            args.first()
+                .map(|a| a.to_string_lossy())
+                .unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Step 5: the new LUKS key in a keyslot of `dev`, the old key's keyslot removed. Idempotent: a
+/// key already present is not added twice, an old key already gone is not removed.
+fn rekey_luks(
+    g: &Global,
+    old: &Root,
+    new: &Root,
+    name: &IdentityName,
+    dev: &Path,
+) -> Result<(), CliError> {
+    let s = scratch()?;
+    let old_file = s.0.join("old.key");
+    let new_file = s.0.join("new.key");
+    mv_core::fsutil::write_secret(&old_file, old.luks_key(name).expose())?;
+    mv_core::fsutil::write_secret(&new_file, new.luks_key(name).expose())?;
+    if !luks_opens(dev, &new_file)? {
+        if !luks_opens(dev, &old_file)? {
+            return Err(CliError::usage_msg(format!(
+                "{}: neither the old nor the new LUKS key of {name} opens it",
+                dev.display()
+            )));
+        }
+        cryptsetup(&[
+            "luksAddKey".as_ref(),
+            "--batch-mode".as_ref(),
+            "--key-file".as_ref(),
+            old_file.as_os_str(),
+            dev.as_os_str(),
+            new_file.as_os_str(),
+        ])?;
+        g.say(format!("{}: new LUKS key added", dev.display()));
+    }
+    if luks_opens(dev, &old_file)? {
+        cryptsetup(&[
+            "luksRemoveKey".as_ref(),
+            "--batch-mode".as_ref(),
+            dev.as_os_str(),
+            old_file.as_os_str(),
+        ])?;
+        g.say(format!("{}: old LUKS keyslot removed", dev.display()));
+    }
+    Ok(())
+}
