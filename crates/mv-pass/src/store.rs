@@ -324,6 +324,33 @@ impl Store {
         }
     }
 
+    /// Every recipient named by any `.gpg-id` in the store (`.git` aside, links skipped),
+    /// sorted, without duplicates.
+    pub fn all_recipients(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let walker = walkdir::WalkDir::new(&self.dir)
+            .follow_links(false)
+            .follow_root_links(true)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+        for e in walker.flatten() {
+            if e.file_type().is_file() && e.file_name() == ".gpg-id" {
+                if let Ok(text) = read_no_follow(e.path()) {
+                    ids.extend(
+                        String::from_utf8_lossy(&text)
+                            .lines()
+                            .map(|l| l.split('#').next().unwrap_or("").trim())
+                            .filter(|l| !l.is_empty())
+                            .map(String::from),
+                    );
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     fn recipients_of(&self, name: &EntryName) -> Result<Vec<String>> {
         Ok(self.recipients_for(name.parent().unwrap_or(""))?.1)
     }

@@ -51,6 +51,11 @@ struct Ctx<'a> {
     keys: KeyDir,
     gpg: bool,
     passphrase_file: Option<PathBuf>,
+    /// The command writes entries: recipients' public keys are needed (and taken from gpg's
+    /// keyring when ours lacks them).
+    writing: bool,
+    /// Recipients named on the command line (`init`), besides those of the store's .gpg-id files.
+    new_ids: Vec<String>,
 }
 
 fn store_dir(g: &Global) -> PathBuf {
@@ -145,11 +150,66 @@ impl Ctx<'_> {
         if self.gpg {
             return Ok(Box::new(Gpg::new()));
         }
-        let ring = self.keys.load(None)?;
+        let mut ring = self.keys.load(None)?;
         if ring.list().is_empty() && IdentityStore::exists(&self.g.root) {
             return self.crypto_read();
         }
+        ring.set_groups(gpg_groups());
+        self.fill_publics(&mut ring);
         Ok(Box::new(ring))
+    }
+
+    /// Every recipient of the store's `.gpg-id` files (and of this command's `init`).
+    fn store_recipients(&self) -> Vec<String> {
+        let mut ids = self.new_ids.clone();
+        ids.extend(self.store.all_recipients());
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Recipients our keyring lacks are taken, read-only, from gpg's keyring (`gpg --export`;
+    /// gpg's files are not changed) and kept in the key folder, so this is said once per key.
+    fn fill_publics(&self, ring: &mut Keyring) {
+        if self.gpg || !self.writing || !which("gpg") {
+            return;
+        }
+        let wanted = ring.expand_groups(&self.store_recipients());
+        for id in wanted {
+            if !matches!(
+                ring.resolve(&id),
+                Err(mv_pass::KeyError::UnknownRecipient(_))
+            ) {
+                continue;
+            }
+            let Ok(out) = std::process::Command::new("gpg")
+                .args(["--batch", "--export", "--armor", "--", &id])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+            else {
+                return;
+            };
+            if !out.status.success() || out.stdout.is_empty() {
+                continue;
+            }
+            let Ok(cert) = mv_pass::keys::parse_public_key(&out.stdout) else {
+                continue;
+            };
+            let fpr = mv_pass::keys::fingerprint_hex(&cert);
+            let saved = !self.g.dry_run && self.keys.put_public(&cert).unwrap_or(false);
+            ring.add_public(cert);
+            if !self.g.quiet {
+                let kept = if saved {
+                    format!("; kept in {}", self.keys.path().display())
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "multiverse: took the public key {fpr} ({id}) from gpg's keyring, read-only{kept}"
+                );
+            }
+        }
     }
 
     /// Keys for reading: clear secret keys, plus (with the passphrase) the sealed ones. The
@@ -164,6 +224,9 @@ impl Ctx<'_> {
         let has_identity = IdentityStore::exists(&self.g.root);
         if !has_sealed && (ring.has_secret() || !has_identity) {
             if ring.has_secret() {
+                let mut ring = ring;
+                ring.set_groups(gpg_groups());
+                self.fill_publics(&mut ring);
                 return Ok(Box::new(ring));
             }
             return Err(CliError::usage_msg(format!(
@@ -175,6 +238,7 @@ impl Ctx<'_> {
         }
         let mut ring = ring;
         ring.set_groups(gpg_groups());
+        self.fill_publics(&mut ring);
         match cache_ttl() {
             Some(ttl) => self.unlock_cached(ring, ttl),
             None => {
@@ -515,6 +579,23 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         keys: KeyDir::new(keys_dir(g)),
         gpg: inv.extras.gpg,
         passphrase_file: inv.extras.passphrase_file,
+        writing: !matches!(
+            inv.command,
+            Cmd::Show { .. }
+                | Cmd::Find { .. }
+                | Cmd::Grep { .. }
+                | Cmd::Fsck { .. }
+                | Cmd::Audit { .. }
+                | Cmd::Otp(OtpCmd::Uri { .. } | OtpCmd::Validate { .. })
+                | Cmd::Key(_)
+                | Cmd::Lock
+                | Cmd::Help
+                | Cmd::Version
+        ),
+        new_ids: match &inv.command {
+            Cmd::Init { ids, .. } => ids.iter().filter(|i| !i.is_empty()).cloned().collect(),
+            _ => Vec::new(),
+        },
     };
     match inv.command {
         Cmd::Help => {

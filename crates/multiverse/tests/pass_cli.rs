@@ -1,0 +1,715 @@
+//! `multiverse pass` as a drop-in for `pass` 1.7.4 and pass-otp: the command line, permissions,
+//! overwrite rules, folders with their own recipients, gpg groups, OTP, and the session cache.
+//!
+//! What pass's own suite checks is covered here in our words (the suite itself stays outside the
+//! project, in ../shared/peers). Every test has its own GNUPGHOME, store, tree and agent folder;
+//! gpg, pass and git are required (a missing tool fails the test).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{stderr, stdout, with_stdin, FAST};
+use mv_testkit::{require_tool, run_ok};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    fprs: Vec<String>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.mv().arg("lock").output();
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "all"])
+            .env("GNUPGHOME", self.gnupg())
+            .status();
+    }
+}
+
+impl Sandbox {
+    /// `keys` ed25519/cv25519 gpg keys without passphrase.
+    fn new(keys: usize) -> Sandbox {
+        for t in ["gpg", "gpgconf", "pass", "git"] {
+            require_tool(t);
+        }
+        let mut sb = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+            fprs: Vec::new(),
+        };
+        std::fs::create_dir_all(sb.gnupg()).unwrap();
+        std::fs::set_permissions(sb.gnupg(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        for i in 0..keys {
+            let uid = format!("User{i} <user{i}@example.org>");
+            run_ok(sb.cmd("gpg").args([
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                &uid,
+                "ed25519",
+                "cert,sign",
+                "never",
+            ]));
+            let out = run_ok(sb.cmd("gpg").args([
+                "--with-colons",
+                "--list-keys",
+                &format!("user{i}@example.org"),
+            ]));
+            let fpr = out
+                .lines()
+                .find(|l| l.starts_with("fpr:"))
+                .and_then(|l| l.split(':').nth(9))
+                .unwrap()
+                .to_string();
+            run_ok(sb.cmd("gpg").args([
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-add-key",
+                &fpr,
+                "cv25519",
+                "encr",
+                "never",
+            ]));
+            sb.fprs.push(fpr);
+        }
+        sb
+    }
+    fn gnupg(&self) -> PathBuf {
+        self.dir.path().join("gnupg")
+    }
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+    fn agent(&self) -> PathBuf {
+        self.dir.path().join("agent")
+    }
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("GNUPGHOME", self.gnupg())
+            .env("PASSWORD_STORE_DIR", self.store())
+            .env("MULTIVERSE_ROOT", self.dir.path().join("tree"))
+            .env("MULTIVERSE_PASS_AGENT_DIR", self.agent())
+            .env_remove("MULTIVERSE_PASS_KEYS")
+            .env_remove("MULTIVERSE_PASSPHRASE")
+            .env_remove("MULTIVERSE_PASS_CACHE_TTL")
+            .env_remove("PASSWORD_STORE_UMASK")
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@example.org")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@example.org")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null());
+        c
+    }
+    fn mv(&self) -> Command {
+        let mut c = self.cmd(common::MV);
+        c.arg("pass");
+        c
+    }
+    /// Our binary in gpg mode (as pass's suite runs it).
+    fn gpg(&self) -> Command {
+        let mut c = self.mv();
+        c.arg("--gpg");
+        c
+    }
+    fn pass(&self) -> Command {
+        self.cmd("pass")
+    }
+    fn exists(&self, rel: &str) -> bool {
+        self.store().join(rel).exists()
+    }
+    /// Key ids an entry file is encrypted to (gpg's view), sorted.
+    fn key_ids(&self, rel: &str) -> Vec<String> {
+        let out = self
+            .cmd("gpg")
+            .args(["--list-packets", "--batch"])
+            .arg(self.store().join(rel))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut ids: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(":pubkey enc packet:"))
+            .filter_map(|l| l.split("keyid ").nth(1))
+            .map(|s| s.trim().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+    /// The encryption subkey id of key `i`.
+    fn enc_id(&self, i: usize) -> String {
+        let out = run_ok(
+            self.cmd("gpg")
+                .args(["--with-colons", "--list-keys", &self.fprs[i]]),
+        );
+        out.lines()
+            .find(|l| l.starts_with("sub:"))
+            .and_then(|l| l.split(':').nth(4))
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn ok(c: &mut Command) -> String {
+    run_ok(c)
+}
+
+fn fails(o: &Output) -> String {
+    assert!(!o.status.success(), "should fail: {}", stdout(o));
+    stderr(o)
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn command_line_is_pass_s() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    // Unknown options are errors and never become entry names.
+    for args in [
+        &["insert", "-x", "a"][..],
+        &["generate", "--no-symbolz", "a"],
+        &["rm", "--bogus", "a"],
+        &["otp", "insert", "-z"],
+        &["show", "-z", "a"],
+    ] {
+        let o = with_stdin(sb.gpg().args(args), "pw\n");
+        let err = fails(&o);
+        assert!(err.contains("Usage: pass"), "{args:?}: {err}");
+    }
+    let names: Vec<String> = std::fs::read_dir(sb.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [".gpg-id"], "nothing was created: {names:?}");
+    // `insert -e` from a pipe; `--` ends the options; a unique prefix is the option.
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-e", "I am a cred with spaces"]),
+        "BLAH!!\n",
+    ));
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "--ec", "--", "-dash"]),
+        "d\n",
+    ));
+    ok(sb.gpg().args(["generate", "--no-symbol", "gen", "19"]));
+    // `pass NAME` shows, bare `pass` and `pass show` list.
+    assert_eq!(ok(sb.gpg().arg("I am a cred with spaces")), "BLAH!!\n");
+    assert_eq!(ok(sb.gpg().args(["show", "--", "-dash"])), "d\n");
+    assert_eq!(ok(sb.gpg().arg("gen")).trim().len(), 19);
+    let tree = ok(&mut sb.gpg());
+    assert_eq!(tree, ok(sb.gpg().arg("show")));
+    assert_eq!(ok(sb.gpg().arg("ls")), tree);
+    // ASCII off a UTF-8 locale, as tree draws it for pass.
+    assert_eq!(
+        tree,
+        "Password Store\n|-- -dash\n|-- I am a cred with spaces\n`-- gen\n"
+    );
+    let utf8 = ok(sb.gpg().env("LC_ALL", "C.UTF-8"));
+    assert!(
+        utf8.contains("├── -dash") && utf8.contains("└── gen"),
+        "{utf8}"
+    );
+    assert!(fails(&sb.gpg().args(["show", "nope"]).output().unwrap())
+        .contains("is not in the password store"));
+    // --help carries pass's banner.
+    assert!(ok(sb.gpg().arg("--help")).contains("pass: the standard unix password manager"));
+    // pass's find: the tree of matching names.
+    ok(sb.gpg().args(["generate", "Fishies/stuff", "5"]));
+    ok(sb.gpg().args(["generate", "Fish", "5"]));
+    assert_eq!(
+        ok(sb.gpg().args(["find", "fish"])),
+        "Search Terms: fish\n|-- Fish\n`-- Fishies\n    `-- stuff\n"
+    );
+    // Our extras keep working, and --json is a read option everywhere.
+    let v: Vec<String> = serde_json::from_str(&ok(sb.gpg().args(["ls", "--json"]))).unwrap();
+    assert_eq!(v.len(), 5);
+    let v: serde_json::Value = serde_json::from_str(&ok(sb.gpg().args(["--json", "gen"]))).unwrap();
+    assert_eq!(v["name"], "gen");
+}
+
+fn with_stdin_cmd<'a>(c: &'a mut Command, input: &str) -> &'a mut Command {
+    // Feed stdin through a file: `ok` then runs the command as usual.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), input).unwrap();
+    let (file, _path) = f.keep().unwrap();
+    c.stdin(Stdio::from(file))
+}
+
+#[test]
+fn overwrite_rules_are_pass_s() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-e", "e"]),
+        "one\n",
+    ));
+    // From a pipe, pass overwrites without -f (its question only comes on a terminal).
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-e", "e"]),
+        "two\n",
+    ));
+    assert_eq!(ok(sb.gpg().arg("e")), "two\n");
+    // Without -e, a second line must repeat the password.
+    let o = with_stdin(sb.gpg().args(["insert", "e"]), "three\nthree!\n");
+    assert!(fails(&o).contains("do not match"));
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "e"]),
+        "three\nthree\n",
+    ));
+    assert_eq!(ok(sb.gpg().arg("e")), "three\n");
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-m", "e"]),
+        "a\nb\n",
+    ));
+    ok(sb.gpg().args(["generate", "-i", "e", "7"]));
+    let shown = ok(sb.gpg().arg("e"));
+    assert!(shown.ends_with("\nb\n") && shown.lines().next().unwrap().len() == 7);
+    ok(sb.gpg().args(["generate", "e", "9"]));
+    assert_eq!(ok(sb.gpg().arg("e")).trim().len(), 9);
+    assert!(
+        sb.gpg()
+            .args(["generate", "-i", "-f", "e"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(2)
+    );
+    // rm: a missing entry fails; a folder needs -r.
+    fails(&sb.gpg().args(["rm", "nope"]).output().unwrap());
+    ok(sb.gpg().args(["generate", "d/x", "5"]));
+    fails(&sb.gpg().args(["rm", "d"]).output().unwrap());
+    ok(sb.gpg().args(["rm", "-rf", "d/"]));
+    assert!(!sb.exists("d"));
+}
+
+#[test]
+fn everything_is_private_under_umask_077() {
+    let sb = Sandbox::new(1);
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    ok(sb.mv().args(["git", "init", "-q"]));
+    let key = run_ok(
+        sb.cmd("gpg")
+            .args(["--export-secret-keys", "--armor", &sb.fprs[0]]),
+    );
+    let o = with_stdin(sb.mv().args(["key", "import", "--unsealed"]), &key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(sb.mv().args(["generate", "web/mail/a", "12"]));
+    ok(sb.mv().args(["init", "-p", "team", &sb.fprs[0]]));
+    for p in ["", "web", "web/mail", "team", ".git"] {
+        assert_eq!(mode(&sb.store().join(p)), 0o700, "{p}");
+    }
+    for p in [".gpg-id", "team/.gpg-id", "web/mail/a.gpg"] {
+        assert_eq!(mode(&sb.store().join(p)), 0o600, "{p}");
+    }
+    let o = sb.mv().arg("fsck").output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // What pass's umask prevents, fsck reports: a listable folder, a readable .gpg-id.
+    std::fs::set_permissions(
+        sb.store().join("web"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        sb.store().join(".gpg-id"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let o = sb.mv().args(["--json", "fsck"]).output().unwrap();
+    assert!(!o.status.success());
+    let issues: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let bad: Vec<String> = issues
+        .iter()
+        .filter(|i| i["problem"] == "bad_permissions")
+        .map(|i| i["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bad.len(), 2, "{issues:?}");
+    // PASSWORD_STORE_UMASK is honoured for what git writes, like pass.
+    let o = sb
+        .mv()
+        .args(["generate", "web/b", "5"])
+        .env("PASSWORD_STORE_UMASK", "022")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        mode(&sb.store().join("web/b.gpg")),
+        0o600,
+        "entries stay 0600"
+    );
+}
+
+#[test]
+fn folders_keep_their_recipients_and_groups_work() {
+    let sb = Sandbox::new(3);
+    let (k0, k1, k2) = (&sb.fprs[0], &sb.fprs[1], &sb.fprs[2]);
+    std::fs::write(
+        sb.gnupg().join("gpg.conf"),
+        format!("group two = {k1} {k2}\ngroup big group = {k0} {k1} {k2}\n"),
+    )
+    .unwrap();
+    ok(sb.gpg().args(["init", k0]));
+    ok(sb.gpg().args(["git", "init"]));
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-e", "folder/cred"]),
+        "pw\n",
+    ));
+    // A group (with a space in its name) is its members.
+    ok(sb.gpg().args(["init", "big group"]));
+    let all = {
+        let mut v = vec![sb.enc_id(0), sb.enc_id(1), sb.enc_id(2)];
+        v.sort();
+        v
+    };
+    assert_eq!(sb.key_ids("folder/cred.gpg"), all);
+    // The same keys named one by one: the entry is not rewritten.
+    let before = std::fs::read(sb.store().join("folder/cred.gpg")).unwrap();
+    ok(sb.gpg().args(["init", k2, k0, k1]));
+    assert_eq!(
+        std::fs::read(sb.store().join("folder/cred.gpg")).unwrap(),
+        before
+    );
+    // An unknown recipient changes nothing, .gpg-id included.
+    let id_before = std::fs::read(sb.store().join(".gpg-id")).unwrap();
+    fails(
+        &sb.gpg()
+            .args(["init", "nobody@nowhere.example"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        std::fs::read(sb.store().join(".gpg-id")).unwrap(),
+        id_before
+    );
+    ok(sb.gpg().args(["init", k0]));
+    // A folder with its own recipients moves with them, into a folder named with `/`.
+    ok(sb.gpg().args(["init", "-p", "team", "two"]));
+    ok(sb.gpg().args(["cp", "folder/cred", "team/"]));
+    let mut two = vec![sb.enc_id(1), sb.enc_id(2)];
+    two.sort();
+    assert_eq!(sb.key_ids("team/cred.gpg"), two);
+    ok(sb.gpg().args(["mv", "team", "shared/"]));
+    assert!(sb.exists("shared/team/.gpg-id") && !sb.exists("team"));
+    assert_eq!(sb.key_ids("shared/team/cred.gpg"), two);
+    // `init -p SUB ""` removes its .gpg-id and re-encrypts for the recipients above.
+    ok(sb.gpg().args(["init", "-p", "shared/team", ""]));
+    assert!(!sb.exists("shared/team/.gpg-id"));
+    assert_eq!(sb.key_ids("shared/team/cred.gpg"), vec![sb.enc_id(0)]);
+    // An entry into `dir/` that does not exist yet: dir/entry.
+    ok(sb.gpg().args(["mv", "folder/cred", "newdir/"]));
+    assert!(sb.exists("newdir/cred.gpg") && !sb.exists("newdir.gpg") && !sb.exists("folder"));
+    // pass reads it all, and git saw every change.
+    assert_eq!(ok(sb.pass().args(["show", "newdir/cred"])), "pw\n");
+    let st = run_ok(
+        sb.cmd("git")
+            .arg("-C")
+            .arg(sb.store())
+            .args(["status", "--porcelain"]),
+    );
+    assert_eq!(st, "");
+}
+
+#[test]
+fn otp_insert_append_and_names_from_labels() {
+    let sb = Sandbox::new(1);
+    require_tool("oathtool");
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    // The name from the label, host:port kept.
+    let uri = format!("otpauth://totp/alice@google.com:443?secret={secret}&issuer=Google");
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["otp", "insert"]),
+        &format!("{uri}\n"),
+    ));
+    assert!(sb.exists("Google/alice@google.com:443.gpg"));
+    assert_eq!(
+        ok(sb
+            .pass()
+            .args(["otp", "uri", "Google/alice@google.com:443"]))
+        .trim(),
+        uri
+    );
+    // --secret with --issuer/--account builds pass-otp's URI.
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args([
+            "otp", "insert", "-s", "-i", "Big Co", "-a", "me@x.org", "web/otp",
+        ]),
+        &format!("{secret}\n"),
+    ));
+    assert_eq!(
+        ok(sb.gpg().args(["otp", "uri", "web/otp"])).trim(),
+        format!("otpauth://totp/Big+Co:me%40x.org?secret={secret}&issuer=Big+Co")
+    );
+    fails(&with_stdin(
+        sb.gpg().args(["otp", "insert", "-s", "x"]),
+        "AAAA\n",
+    ));
+    // append: to an entry without OTP, then replacing its OTP line.
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["insert", "-m", "site"]),
+        "pw\nuser: me\n",
+    ));
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["otp", "append", "site"]),
+        &format!("{uri}\n"),
+    ));
+    assert_eq!(
+        ok(sb.pass().args(["show", "site"])),
+        format!("pw\nuser: me\n{uri}\n")
+    );
+    let codes = (
+        ok(sb.gpg().args(["otp", "site"])),
+        ok(sb.pass().args(["otp", "site"])),
+    );
+    assert_eq!(codes.0.trim().len(), 6);
+    let hotp = format!("otpauth://hotp/x?secret={secret}&counter=0");
+    ok(&mut with_stdin_cmd(
+        sb.gpg().args(["otp", "append", "-f", "site"]),
+        &format!("{hotp}\n"),
+    ));
+    assert_eq!(
+        ok(sb.pass().args(["show", "site"])),
+        format!("pw\nuser: me\n{hotp}\n")
+    );
+    assert_eq!(ok(sb.gpg().args(["otp", "code", "site"])).trim(), "287082");
+    fails(&with_stdin(
+        sb.gpg().args(["otp", "append", "missing"]),
+        &format!("{uri}\n"),
+    ));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(sb.gpg().args(["otp", "uri", "--json", "web/otp"]))).unwrap();
+    assert_eq!(v["issuer"], "Big Co");
+}
+
+/// A sandbox whose key is sealed (the default) under "pw" with `kdf` Argon2 arguments.
+fn sealed_sandbox(kdf: &[&str]) -> Sandbox {
+    let sb = Sandbox::new(1);
+    let key = run_ok(
+        sb.cmd("gpg")
+            .args(["--export-secret-keys", "--armor", &sb.fprs[0]]),
+    );
+    let o = with_stdin(
+        sb.mv()
+            .args(["key", "import"])
+            .args(kdf)
+            .env("MULTIVERSE_PASSPHRASE", "pw"),
+        &key,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    ok(&mut with_stdin_cmd(
+        sb.mv().args(["insert", "-e", "e"]),
+        "v\n",
+    ));
+    sb
+}
+
+fn show_with(sb: &Sandbox, pass: Option<&str>) -> Output {
+    let mut c = sb.mv();
+    c.args(["show", "e"]);
+    if let Some(p) = pass {
+        c.env("MULTIVERSE_PASSPHRASE", p);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn the_session_cache_unlocks_once_expires_and_locks() {
+    let sb = sealed_sandbox(&FAST);
+    // A wrong passphrase fails and caches nothing.
+    assert_eq!(show_with(&sb, Some("wrong")).status.code(), Some(2));
+    assert_eq!(show_with(&sb, None).status.code(), Some(2));
+    let o = show_with(&sb, Some("pw"));
+    assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
+    assert!(stderr(&o).contains("unlocked for this session"));
+    // Now without any passphrase, also for grep and writes that re-encrypt.
+    assert_eq!(stdout(&show_with(&sb, None)), "v\n");
+    assert!(ok(sb.mv().args(["grep", "v"])).contains("e:"));
+    // Nothing secret on disk in the agent folder: the socket and an empty lock file, private.
+    assert_eq!(mode(&sb.agent()), 0o700);
+    for e in std::fs::read_dir(sb.agent()).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        assert_eq!(m.permissions().mode() & 0o077, 0, "{:?}", e.path());
+        assert!(m.len() == 0, "{:?} holds bytes", e.path());
+    }
+    // `pass lock` forgets.
+    assert!(ok(sb.mv().arg("lock")).contains("locked"));
+    assert_eq!(show_with(&sb, None).status.code(), Some(2));
+    // A short timeout expires it.
+    let mut c = sb.mv();
+    c.args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "pw")
+        .env("MULTIVERSE_PASS_CACHE_TTL", "1");
+    assert_eq!(stdout(&c.output().unwrap()), "v\n");
+    assert_eq!(
+        stdout(&show_with(&sb, None)),
+        "v\n",
+        "still within the second"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(show_with(&sb, None).status.code(), Some(2), "expired");
+    // TTL 0: no cache at all.
+    let mut c = sb.mv();
+    c.args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "pw")
+        .env("MULTIVERSE_PASS_CACHE_TTL", "0");
+    assert_eq!(stdout(&c.output().unwrap()), "v\n");
+    assert_eq!(show_with(&sb, None).status.code(), Some(2));
+}
+
+#[test]
+fn concurrent_first_unlocks_unseal_once() {
+    // An unseal that takes a while (64 MiB, 3 passes), so that the commands overlap.
+    let sb = sealed_sandbox(&["--kdf-memory", "65536", "--kdf-iterations", "3"]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = sb.mv();
+            c.args(["show", "e"])
+                .env("MULTIVERSE_PASSPHRASE", "pw")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut unlocked = 0;
+    for ch in children {
+        let o = ch.wait_with_output().unwrap();
+        assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
+        unlocked += stderr(&o).matches("unlocked for this session").count();
+    }
+    assert_eq!(unlocked, 1, "exactly one command unsealed");
+}
+
+#[test]
+fn another_user_cannot_reach_the_cache() {
+    let runuser = require_tool("runuser");
+    // The system python (a per-user one may not run as nobody).
+    let python = if Path::new("/usr/bin/python3").is_file() {
+        PathBuf::from("/usr/bin/python3")
+    } else {
+        require_tool("python3")
+    };
+    let sb = sealed_sandbox(&FAST);
+    assert_eq!(stdout(&show_with(&sb, Some("pw"))), "v\n");
+    // As nobody, with the same agent folder: refused (the folder is 0700).
+    let top = sb.dir.path();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let o = Command::new(&runuser)
+        .args(["-u", "nobody", "--"])
+        .arg(common::MV)
+        .args(["pass", "show", "e"])
+        .env("PASSWORD_STORE_DIR", sb.store())
+        .env("MULTIVERSE_PASS_AGENT_DIR", sb.agent())
+        .env("MULTIVERSE_ROOT", top.join("tree"))
+        .env_remove("MULTIVERSE_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_ne!(stdout(&o), "v\n");
+    // Even with the folder and socket opened up, the agent checks the peer's uid.
+    std::fs::set_permissions(sb.agent(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let sock = sb.agent().join("pass-agent.sock");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The cache id of the sealed key: its kind and the SHA-256 of the sealed file.
+    let sealed = std::fs::read_dir(top.join("tree/pass-keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".sec.sealed"))
+        .unwrap();
+    let sum = run_ok(Command::new(require_tool("sha256sum")).arg(&sealed));
+    let id = format!("sealed:{}", sum.split_whitespace().next().unwrap());
+    let script = "import socket,struct,sys\n\
+                  s=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  i=sys.argv[3].encode()\n\
+                  s.sendall(sys.argv[2].encode()+struct.pack('<I',len(i))+i)\n\
+                  print(s.recv(1).decode())";
+    let ask = |as_nobody: bool, op: &str| -> String {
+        let mut c = if as_nobody {
+            let mut c = Command::new(&runuser);
+            c.args(["-u", "nobody", "--"]).arg(&python);
+            c
+        } else {
+            Command::new(&python)
+        };
+        let o = c
+            .args(["-c", script])
+            .arg(&sock)
+            .args([op, &id])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    assert_eq!(ask(false, "G"), "Y", "the id is right: we get the key");
+    assert_eq!(ask(true, "G"), "E", "another user is refused");
+    assert_eq!(ask(true, "L"), "E", "and may not lock it either");
+    std::fs::set_permissions(sb.agent(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(
+        stdout(&show_with(&sb, None)),
+        "v\n",
+        "still unlocked for us"
+    );
+}
+
+#[test]
+fn missing_public_keys_come_from_gpg_read_only_and_it_is_said_once() {
+    let sb = Sandbox::new(2);
+    let key = run_ok(
+        sb.cmd("gpg")
+            .args(["--export-secret-keys", "--armor", &sb.fprs[0]]),
+    );
+    let o = with_stdin(sb.mv().args(["key", "import", "--unsealed"]), &key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(sb.mv().args(["init", &sb.fprs[0]]));
+    ok(&mut with_stdin_cmd(
+        sb.mv().args(["insert", "-e", "a"]),
+        "pw\n",
+    ));
+    let gpg_files = |sb: &Sandbox| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(sb.gnupg())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file() && !p.to_string_lossy().contains("random_seed"))
+            .map(|p| (p.to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = gpg_files(&sb);
+    // User1's key is only in gpg's keyring: a shared folder for both works at once.
+    let o = sb
+        .mv()
+        .args(["init", "-p", "shared", &sb.fprs[0], "user1@example.org"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stderr(&o);
+    assert_eq!(said.matches("from gpg's keyring").count(), 1, "{said}");
+    assert!(said.contains(&sb.fprs[1]), "{said}");
+    let o = sb.mv().args(["mv", "a", "shared/"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("from gpg's keyring"), "said once only");
+    let mut want = vec![sb.enc_id(0), sb.enc_id(1)];
+    want.sort();
+    assert_eq!(sb.key_ids("shared/a.gpg"), want);
+    assert_eq!(gpg_files(&sb), before, "gpg's keyring is only read");
+    // Without gpg's copy either, the recipient is an error naming it, and nothing changed.
+    let o = sb
+        .mv()
+        .args(["init", "-p", "other", "nobody@nowhere.example"])
+        .output()
+        .unwrap();
+    assert!(fails(&o).contains("nobody@nowhere.example"));
+    assert!(!sb.exists("other/.gpg-id"));
+}
