@@ -18,6 +18,7 @@ use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::{IdentityName, MachineName};
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,13 +167,89 @@ fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<u64> {
     Ok(n)
 }
 
+/// The guest's side of a session, from its SSH version line on. A virtio-serial port keeps bytes
+/// the guest wrote for an earlier host connection that went away mid-session; the relay connects
+/// to sshd only once this host has spoken, so this session's first bytes are sshd's version line
+/// (`SSH-`, RFC 4253 §4.2, at the start of a line) and whatever comes before it is stale.
+struct SessionStart<R> {
+    inner: R,
+    started: bool,
+    /// Whether bytes were dropped from the front of `seen` (it no longer starts the stream).
+    trimmed: bool,
+    /// Bytes read while looking for the version line (bounded: at most the length of a line).
+    seen: Vec<u8>,
+    /// Bytes from the version line on, not yet handed out.
+    ready: std::collections::VecDeque<u8>,
+}
+
+impl<R: Read> SessionStart<R> {
+    fn new(inner: R) -> Self {
+        SessionStart {
+            inner,
+            started: false,
+            trimmed: false,
+            seen: Vec::new(),
+            ready: Default::default(),
+        }
+    }
+}
+
+/// Where the version line starts in `buf`: at 0 if `buf` is the stream's start, or just after
+/// a newline.
+fn version_line_start(buf: &[u8], stream_start: bool) -> Option<usize> {
+    if stream_start && buf.starts_with(b"SSH-") {
+        return Some(0);
+    }
+    buf.windows(5).position(|w| w == b"\nSSH-").map(|p| p + 1)
+}
+
+impl<R: Read> Read for SessionStart<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while !self.started {
+            let mut buf = [0u8; 8192];
+            let n = self.inner.read(&mut buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.seen.extend_from_slice(&buf[..n]);
+            if let Some(at) = version_line_start(&self.seen, !self.trimmed) {
+                if at > 0 {
+                    tracing::debug!(bytes = at, "dropped stale bytes before sshd's version line");
+                }
+                self.ready.extend(&self.seen[at..]);
+                self.seen = Vec::new();
+                self.started = true;
+            } else {
+                // Keep only what could still begin "\nSSH-".
+                let keep = self.seen.len().min(4);
+                if keep < self.seen.len() {
+                    self.seen.drain(..self.seen.len() - keep);
+                    self.trimmed = true;
+                }
+            }
+        }
+        if !self.ready.is_empty() {
+            let n = out.len().min(self.ready.len());
+            for (o, b) in out.iter_mut().zip(self.ready.drain(..n)) {
+                *o = b;
+            }
+            return Ok(n);
+        }
+        self.inner.read(out)
+    }
+}
+
 /// `multiverse ssh-proxy FQDN`: stdin → the machine's SSH socket → stdout.
 pub fn proxy(_g: &Global, a: ProxyArgs) -> Result<(), CliError> {
     let name = machine_name(&a.machine)?;
     let sock = std::os::unix::net::UnixStream::connect(ssh_socket(&name))
         .map_err(|e| CliError::failure_msg(format!("cannot reach {name}'s SSH channel: {e}")))?;
     let reader = sock.try_clone()?;
-    let down = std::thread::spawn(move || pump(reader, std::io::stdout()));
+    // ssh reads its ProxyCommand's stdout as a byte stream: write it unbuffered. Rust's stdout is
+    // line-buffered, which held back the tail of every packet after its last 0x0a byte, and the
+    // key exchange then waited for bytes that sat in our buffer.
+    let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    let down = std::thread::spawn(move || pump(SessionStart::new(reader), stdout));
     let _ = pump(std::io::stdin(), &sock);
     let _ = sock.shutdown(std::net::Shutdown::Write);
     let _ = down.join();
@@ -219,11 +296,25 @@ pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
         let session = (|| -> std::io::Result<()> {
             let mut to_sshd = tcp.try_clone()?;
             to_sshd.write_all(&first[..n])?;
-            let port_out = port.try_clone()?;
-            let from_sshd = tcp.try_clone()?;
-            let back = std::thread::spawn(move || pump(from_sshd, port_out));
+            let mut port_out = port.try_clone()?;
+            let mut from_sshd = tcp.try_clone()?;
+            let host_gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let gone = host_gone.clone();
+            // sshd → host; once the host has gone nothing more is written: a write to a port
+            // with no host blocks until the next host connects, which would get it.
+            let back = std::thread::spawn(move || -> std::io::Result<()> {
+                let mut buf = [0u8; 16384];
+                loop {
+                    let n = from_sshd.read(&mut buf)?;
+                    if n == 0 || gone.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    port_out.write_all(&buf[..n])?;
+                }
+            });
             // Host → sshd until the host side closes (a read of 0) or sshd is gone.
             let _ = pump(&mut port, &mut to_sshd);
+            host_gone.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = tcp.shutdown(std::net::Shutdown::Both);
             let _ = back.join();
             Ok(())
@@ -231,5 +322,37 @@ pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
         if let Err(e) = session {
             tracing::warn!("ssh relay session: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{version_line_start, SessionStart};
+    use std::io::Read;
+
+    #[test]
+    fn stale_bytes_before_the_version_line_are_dropped_and_the_rest_kept_whole() {
+        let mut stream =
+            b"\x00\x17garbage\nmore\x0aSSH-2.0-OpenSSH_9.2\r\n\x00\x00\x01binary".to_vec();
+        stream.extend(std::iter::repeat_n(7u8, 20_000));
+        let mut out = Vec::new();
+        // Read through a reader that hands out 3 bytes at a time, so the marker spans reads.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(3).min(b.len());
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        SessionStart::new(Trickle(&stream))
+            .read_to_end(&mut out)
+            .unwrap();
+        let at = stream.windows(4).position(|w| w == b"SSH-").unwrap();
+        assert_eq!(out, stream[at..]);
+        assert_eq!(version_line_start(b"SSH-2.0-x", true), Some(0));
+        assert_eq!(version_line_start(b"SSH-2.0-x", false), None);
+        assert_eq!(version_line_start(b"xSSH-2.0", true), None);
     }
 }
