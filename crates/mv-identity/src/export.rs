@@ -407,8 +407,156 @@ pub fn foreign_folder(files: &[ExportFile]) -> Option<(PathBuf, ForeignFolder)> 
     })
 }
 
+/// How exported files reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// One `syncfs` per export folder ([`fsutil::write_batch`]): every file's bytes, then the
+    /// renames, then the folder. The default.
+    #[default]
+    PerFolder,
+    /// One fsync per file and per rename ([`fsutil::write_atomic`]), spread over threads.
+    PerFile,
+}
+
 /// [`write_files`] with an explicit rule for folders of other users.
 pub fn write_files_with(
+    files: &[ExportFile],
+    key_pass: Option<&SecretString>,
+    dry_run: bool,
+    threads: usize,
+    folders: Folders,
+) -> Result<Vec<Outcome>, ExportError> {
+    write_files_synced(files, key_pass, dry_run, threads, folders, Sync::default())
+}
+
+/// [`write_files_with`] choosing how files are synced; both ways are crash safe (each file is old
+/// or new after a crash), [`Sync::PerFolder`] with one filesystem sync per folder.
+pub fn write_files_synced(
+    files: &[ExportFile],
+    key_pass: Option<&SecretString>,
+    dry_run: bool,
+    threads: usize,
+    folders: Folders,
+    sync: Sync,
+) -> Result<Vec<Outcome>, ExportError> {
+    if sync == Sync::PerFile || dry_run {
+        return write_files_per_file(files, key_pass, dry_run, threads, folders);
+    }
+    if folders == Folders::TrustedOnly {
+        if let Some((folder, reason)) = foreign_folder(files) {
+            return Err(ExportError::ForeignFolder { folder, reason });
+        }
+    }
+    // Files by folder, in first-seen order; each folder is one batch.
+    let mut groups: Vec<(&Path, Vec<usize>)> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let dir = f.path.parent().unwrap_or(Path::new("."));
+        match groups.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((dir, vec![i])),
+        }
+    }
+    for (d, _) in &groups {
+        private_dir(d)?;
+    }
+    let mut outcomes = vec![Outcome::Unchanged; files.len()];
+    let next = AtomicUsize::new(0);
+    let threads = threads.clamp(1, groups.len().max(1));
+    let results: Vec<Result<Vec<(usize, Outcome)>, ExportError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let g = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((dir, idx)) = groups.get(g) else {
+                            break;
+                        };
+                        let r = write_group(files, dir, idx, key_pass, folders);
+                        let failed = r.is_err();
+                        mine.push(r);
+                        if failed {
+                            next.store(groups.len(), Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for r in results {
+        for (i, o) in r? {
+            outcomes[i] = o;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// One folder's files in one [`fsutil::write_batch`]; an encrypted SSH key that already decrypts
+/// to its key counts as current and is left alone.
+fn write_group(
+    files: &[ExportFile],
+    dir: &Path,
+    idx: &[usize],
+    key_pass: Option<&SecretString>,
+    folders: Folders,
+) -> Result<Vec<(usize, Outcome)>, ExportError> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut which = Vec::new();
+    for &i in idx {
+        let f = &files[i];
+        if f.equivalent.is_some() && f.is_current(key_pass) {
+            out.push((i, Outcome::Unchanged));
+            continue;
+        }
+        let Some(name) = f.path.file_name() else {
+            return Err(ExportError::Write(FsError::new(
+                "not a file path:",
+                &f.path,
+                std::io::ErrorKind::InvalidInput.into(),
+            )));
+        };
+        batch.push(fsutil::BatchFile {
+            name,
+            contents: f.contents.expose(),
+            mode: if f.secret {
+                fsutil::SECRET_MODE
+            } else {
+                fsutil::PUBLIC_MODE
+            },
+        });
+        which.push(i);
+    }
+    let written = fsutil::write_batch(dir, &batch, folders).map_err(|e| {
+        match e.foreign_folder().cloned() {
+            Some(reason) => ExportError::ForeignFolder {
+                folder: dir.to_path_buf(),
+                reason,
+            },
+            None => ExportError::Write(e),
+        }
+    })?;
+    for (i, w) in which.into_iter().zip(written) {
+        out.push((
+            i,
+            if w {
+                Outcome::Written
+            } else {
+                Outcome::Unchanged
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The per-file writer: one atomic write (two fsyncs) per file, on `threads` threads.
+fn write_files_per_file(
     files: &[ExportFile],
     key_pass: Option<&SecretString>,
     dry_run: bool,

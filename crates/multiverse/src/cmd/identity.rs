@@ -457,7 +457,7 @@ fn kinds(list: &[Kind]) -> Vec<export::Kind> {
     out
 }
 
-/// Threads for writing: each file costs two fsyncs, which overlap well.
+/// Threads for writing: export folders (or, per file, fsyncs) overlap well.
 const WRITE_THREADS: usize = 16;
 
 /// Writes the plan (or, with --dry-run, lists it) and prints what changed.
@@ -467,7 +467,14 @@ pub(crate) fn apply(
     key_pass: Option<&SecretString>,
     folders: mv_core::fsutil::Folders,
 ) -> Result<(), CliError> {
-    let outcomes = export::write_files_with(files, key_pass, g.dry_run, WRITE_THREADS, folders)?;
+    // One sync per export folder; MULTIVERSE_EXPORT_SYNC=per-file restores one fsync per file
+    // (bench/identity.sh compares the two).
+    let sync = match std::env::var("MULTIVERSE_EXPORT_SYNC").as_deref() {
+        Ok("per-file") => export::Sync::PerFile,
+        _ => export::Sync::PerFolder,
+    };
+    let outcomes =
+        export::write_files_synced(files, key_pass, g.dry_run, WRITE_THREADS, folders, sync)?;
     let (mut written, mut same) = (0, 0);
     for (f, o) in files.iter().zip(&outcomes) {
         match o {
