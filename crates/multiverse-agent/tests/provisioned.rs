@@ -9,7 +9,7 @@
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
 use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
-use mv_provision::model::{IdentityError, IdentitySource, SshKeyPair};
+use mv_provision::model::{IdentityError, IdentitySource, OnionService, SshKeyPair};
 use mv_provision::render::{Contents, AGENT_VIRTIO_PORT};
 use mv_provision::{render, Engine};
 use std::path::Path;
@@ -32,6 +32,12 @@ impl IdentitySource for Keys {
     }
     fn ssh_host_ecdsa_p256(&self, m: &MachineName) -> Result<SshKeyPair, IdentityError> {
         self.ssh_host_ed25519(m)
+    }
+    fn onion_service(&self, _: &MachineName) -> Result<OnionService, IdentityError> {
+        Ok(OnionService {
+            secret_file: mv_core::secret::SecretBytes::new(vec![0; 96]),
+            hostname: "placeholder.onion".into(),
+        })
     }
     fn authorized_keys(&self, _: &MachineName) -> Result<Vec<String>, IdentityError> {
         Ok(vec!["ssh-ed25519 AAAA @user".into()])

@@ -9,8 +9,8 @@
 //! What this is not: a second reader of `multiverse.toml`; all of that is `mv_machines::Topology`.
 
 use crate::model::{
-    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, SshKeyPair,
-    VpnKind, VpnOptions,
+    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, OnionService, Os, Role,
+    SshKeyPair, VpnKind, VpnOptions,
 };
 use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
@@ -215,6 +215,13 @@ impl IdentitySource for RootIdentity<'_> {
     fn ssh_host_ecdsa_p256(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError> {
         let n = IdentityName::Machine(machine.clone());
         pair(self.root.ssh_host_ecdsa_p256(&n), "ssh host key", machine)
+    }
+    fn onion_service(&self, machine: &MachineName) -> Result<OnionService, IdentityError> {
+        let key = self.root.onion_v3(&IdentityName::Machine(machine.clone()));
+        Ok(OnionService {
+            secret_file: key.secret_file,
+            hostname: key.hostname,
+        })
     }
     fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError> {
         let key = self

@@ -581,6 +581,23 @@ pub(crate) struct Staged {
     pub(crate) links: Vec<(String, String)>,
 }
 
+impl Staged {
+    /// A path whose owner was still to be made by a package when this was planned.
+    fn pending_owner(&self) -> Option<String> {
+        let pending = |uid: u32, gid: u32| (uid, gid) == PENDING_OWNER;
+        self.dirs
+            .iter()
+            .find(|(_, _, u, g)| pending(*u, *g))
+            .map(|d| d.0.clone())
+            .or_else(|| {
+                self.files
+                    .iter()
+                    .find(|f| pending(f.uid, f.gid))
+                    .map(|f| f.dest.clone())
+            })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct StagedFile {
     /// Path in the target.
@@ -609,6 +626,42 @@ fn default_shell(os: Os) -> &'static str {
     }
 }
 
+/// The ids planned for an owner that a package still to be installed creates.
+const PENDING_OWNER: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// The desired packages `target` lacks.
+fn missing_packages(desired: &Desired, target: &Target) -> Result<Vec<String>, ApplyError> {
+    let installed = target.installed()?;
+    Ok(desired
+        .packages
+        .iter()
+        .filter(|p| !installed.contains(*p))
+        .cloned()
+        .collect())
+}
+
+/// The packages part of [`plan`] alone.
+fn plan_packages(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
+    let mut plan = Plan {
+        machine: desired.machine.clone(),
+        os: desired.os,
+        target: target.root.display().to_string(),
+        changes: Vec::new(),
+        staged: Staged::default(),
+    };
+    let missing = missing_packages(desired, target)?;
+    if !missing.is_empty() {
+        let (check_command, command) = target.package_commands(&missing);
+        plan.changes.push(Change::Packages {
+            packages: missing.clone(),
+            check_command,
+            command,
+        });
+        plan.staged.packages = missing;
+    }
+    Ok(plan)
+}
+
 /// Compares `desired` with `target`.
 pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     let mut changes = Vec::new();
@@ -616,22 +669,9 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     let dir = target.dir()?;
 
     // Packages.
-    let installed = target.installed()?;
-    let missing: Vec<String> = desired
-        .packages
-        .iter()
-        .filter(|p| !installed.contains(*p))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        let (check_command, command) = target.package_commands(&missing);
-        changes.push(Change::Packages {
-            packages: missing.clone(),
-            check_command,
-            command,
-        });
-        staged.packages = missing.clone();
-    }
+    let packages = plan_packages(desired, target)?;
+    changes.extend(packages.changes);
+    staged.packages = packages.staged.packages;
 
     // Accounts (before files: new users own files).
     let current = target.accounts()?;
@@ -640,11 +680,16 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     for what in account_changes {
         changes.push(Change::Account { what });
     }
-    let owner_ids = |owner: &str, path: &str| {
-        next.ids_of(owner).ok_or_else(|| ApplyError::UnknownOwner {
+    // An owner a missing package will create (tor's `debian-tor`) is planned as "to be made";
+    // `apply` plans again once the packages are in, and never commits such a plan.
+    let packages_pending = !staged.packages.is_empty();
+    let owner_ids = |owner: &str, path: &str| match next.ids_of(owner) {
+        Some(ids) => Ok(ids),
+        None if packages_pending => Ok(PENDING_OWNER),
+        None => Err(ApplyError::UnknownOwner {
             path: path.to_string(),
             owner: owner.to_string(),
-        })
+        }),
     };
 
     // Folders.
@@ -949,6 +994,8 @@ pub fn apply(
     runner: &dyn Runner,
 ) -> Result<Applied, ApplyError> {
     target.refresh(desired, runner)?;
+    // A file or folder may belong to a user its package creates (tor's `debian-tor`): until the
+    // packages are in, only they are planned.
     let first = plan(desired, target)?;
     if first.is_empty() {
         return Ok(Applied { changes: vec![] });
@@ -975,6 +1022,13 @@ pub fn apply(
         return Err(ApplyError::ServiceMissing {
             name: name.clone(),
             what: "unit file or init script after installing its packages".to_string(),
+        });
+    }
+    if let Some(path) = second.staged.pending_owner() {
+        // Still unknown with every package in: the recipe names a user nothing creates.
+        return Err(ApplyError::UnknownOwner {
+            path,
+            owner: "(created by no installed package)".to_string(),
         });
     }
     match &target.ssh {

@@ -8,7 +8,7 @@
 //!
 //! What this is not: the machine model itself. Nothing here reads `multiverse.toml`.
 
-use mv_core::secret::SecretString;
+use mv_core::secret::{SecretBytes, SecretString};
 use mv_core::MachineName;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -254,6 +254,23 @@ pub struct IdentityError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// A machine's onion service key as tor stores it.
+pub struct OnionService {
+    /// `hs_ed25519_secret_key`: tor's header and the expanded secret key.
+    pub secret_file: SecretBytes,
+    /// The address, `<56 chars>.onion`.
+    pub hostname: String,
+}
+
+impl std::fmt::Debug for OnionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnionService")
+            .field("secret_file", &"[REDACTED]")
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
 /// Where secrets and public keys come from (the unsealed Scramble Suit identity in the CLI).
 pub trait IdentitySource {
     /// The machine's password (spec scramble-v1 `password`), for root and the machine's user.
@@ -262,6 +279,8 @@ pub trait IdentitySource {
     fn ssh_host_ed25519(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError>;
     /// The machine's sshd ECDSA P-256 host key.
     fn ssh_host_ecdsa_p256(&self, machine: &MachineName) -> Result<SshKeyPair, IdentityError>;
+    /// The machine's onion service (spec scramble-v1 `onion-v3`): tor's key file and address.
+    fn onion_service(&self, machine: &MachineName) -> Result<OnionService, IdentityError>;
     /// The public login keys allowed into the machine (the person's `@user` key), one line each.
     fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError>;
 }

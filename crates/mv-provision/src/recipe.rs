@@ -116,6 +116,22 @@ struct FileEntry {
     when: Option<String>,
 }
 
+/// A folder whose mode and owner the recipe sets (tor's onion service folder must be 0700 and
+/// its own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirEntry {
+    path: String,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    os: Option<Os>,
+    #[serde(default)]
+    when: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserEntry {
@@ -160,6 +176,8 @@ struct RecipeFile {
     sysctl: BTreeMap<String, String>,
     #[serde(default, rename = "file")]
     files: Vec<FileEntry>,
+    #[serde(default, rename = "dir")]
+    dirs: Vec<DirEntry>,
     #[serde(default, rename = "user")]
     users: Vec<UserEntry>,
 }
@@ -182,6 +200,17 @@ pub struct FileSpec {
     pub path: String,
     /// Contents' origin.
     pub source: FileSource,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user name (group is the user's primary group).
+    pub owner: String,
+}
+
+/// A folder of the resolved recipe: made if missing, then given its owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirSpec {
+    /// Absolute path on the machine.
+    pub path: String,
     /// Permission bits.
     pub mode: u32,
     /// Owner user name (group is the user's primary group).
@@ -227,6 +256,8 @@ pub struct Resolved {
     pub sysctl: BTreeMap<String, String>,
     /// Files; a later recipe's entry for the same path replaces an earlier one.
     pub files: Vec<FileSpec>,
+    /// Folders with a set mode and owner; a later entry for the same path replaces an earlier.
+    pub dirs: Vec<DirSpec>,
     /// Users.
     pub users: Vec<UserSpec>,
 }
@@ -372,6 +403,29 @@ fn resolve_into(
         match out.files.iter_mut().find(|x| x.path == spec.path) {
             Some(existing) => *existing = spec,
             None => out.files.push(spec),
+        }
+    }
+    for d in &file.dirs {
+        if !applies(d.os, d.when.as_deref())? {
+            continue;
+        }
+        let mode_text = d.mode.clone().unwrap_or_else(|| "0755".to_string());
+        let mode = u32::from_str_radix(&mode_text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| RecipeError::Mode {
+                recipe: name.to_string(),
+                path: d.path.clone(),
+                mode: mode_text.clone(),
+            })?;
+        let spec = DirSpec {
+            path: d.path.clone(),
+            mode,
+            owner: d.owner.clone().unwrap_or_else(|| "root".to_string()),
+        };
+        match out.dirs.iter_mut().find(|x| x.path == spec.path) {
+            Some(existing) => *existing = spec,
+            None => out.dirs.push(spec),
         }
     }
     for u in &file.users {

@@ -395,7 +395,15 @@ pub fn render(
     }
 
     let mut users = Vec::new();
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<DesiredDir> = resolved
+        .dirs
+        .iter()
+        .map(|d| DesiredDir {
+            path: d.path.clone(),
+            mode: d.mode,
+            owner: d.owner.clone(),
+        })
+        .collect();
     for u in &resolved.users {
         let home = if u.name == "root" {
             "/root".to_string()
@@ -486,6 +494,9 @@ fn generated(
         "ssh_host_ed25519.pub" => line(identity.ssh_host_ed25519(&spec.name)?.public_line),
         "ssh_host_ecdsa" => secret(identity.ssh_host_ecdsa_p256(&spec.name)?.private_openssh),
         "ssh_host_ecdsa.pub" => line(identity.ssh_host_ecdsa_p256(&spec.name)?.public_line),
+        // Only the secret key: tor writes hs_ed25519_public_key and hostname from it at start,
+        // so the address a guest publishes is tor's own reading of the derived key.
+        "onion_secret_key" => Contents::Secret(identity.onion_service(&spec.name)?.secret_file),
         "multiverse-agent.service" => Contents::Public(AGENT_SYSTEMD_UNIT.to_string()),
         "multiverse-agent.openrc" => Contents::Public(AGENT_OPENRC_SCRIPT.to_string()),
         "multiverse-agent" => binary(&agent_binary(), spec, "multiverse-agent")?,

@@ -50,6 +50,21 @@ impl Runner for FakeApk {
                     "#!/sbin/openrc-run\n",
                 )
                 .unwrap();
+                // Alpine's tor package adds its user in its pre-install script.
+                if p.as_str() == "tor" {
+                    let add = |file: &str, line: &str| {
+                        let path = self.root.join(file);
+                        let mut t = std::fs::read_to_string(&path).unwrap();
+                        t.push_str(line);
+                        std::fs::write(&path, t).unwrap();
+                    };
+                    add(
+                        "etc/passwd",
+                        "tor:x:100:101:tor:/var/lib/tor:/sbin/nologin\n",
+                    );
+                    add("etc/group", "tor:x:101:tor\n");
+                    add("etc/shadow", "tor:!::0:::::\n");
+                }
             }
             std::fs::write(&db, text).unwrap();
         }

@@ -114,6 +114,30 @@ fn star_router_on_real_debian() {
             & 0o777,
         0o755
     );
+    // The onion service folder is tor's own (debian-tor, 0700: tor refuses anything looser),
+    // made after the tor package created its user; the key inside is the identity's.
+    let tor_uid = std::fs::read_to_string(root.join("etc/passwd"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == "debian-tor").then(|| f[2].parse::<u32>().unwrap())
+        })
+        .expect("debian-tor user");
+    let hs = std::fs::metadata(root.join("var/lib/tor/multiverse")).unwrap();
+    assert_eq!((hs.mode() & 0o7777, hs.uid()), (0o700, tor_uid));
+    let hs_key = root.join("var/lib/tor/multiverse/hs_ed25519_secret_key");
+    let meta = std::fs::metadata(&hs_key).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, tor_uid));
+    assert_eq!(
+        std::fs::read(&hs_key).unwrap(),
+        Fixture
+            .onion_service(&name("star.router.multiverse"))
+            .unwrap()
+            .secret_file
+            .expose()
+            .to_vec()
+    );
     let key = root.join("etc/ssh/ssh_host_ed25519_key");
     assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
     let m = name("star.router.multiverse");

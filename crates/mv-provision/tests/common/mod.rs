@@ -4,7 +4,9 @@
 
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
-use mv_provision::model::{IdentityError, IdentitySource, SshKeyPair, VpnKind, VpnOptions};
+use mv_provision::model::{
+    IdentityError, IdentitySource, OnionService, SshKeyPair, VpnKind, VpnOptions,
+};
 use mv_provision::{Kind, MachineSpec, Os, Role};
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
@@ -54,6 +56,13 @@ impl IdentitySource for Fixture {
         )
         .unwrap();
         Ok(pair(k, &format!("root@{m}")))
+    }
+    fn onion_service(&self, m: &MachineName) -> Result<OnionService, IdentityError> {
+        let k = mv_identity::onion::onion_from_seed(&seed(&["onion-v3", m.as_str()]));
+        Ok(OnionService {
+            secret_file: k.secret_file,
+            hostname: k.hostname,
+        })
     }
     fn authorized_keys(&self, _m: &MachineName) -> Result<Vec<String>, IdentityError> {
         Ok(vec![self.user_key().1])
