@@ -210,11 +210,38 @@ pub struct BatchFile<'a> {
 /// each file old or new, never a truncated mix (a rename happens only after the sync), plus at
 /// most hidden temporary files. Files already holding their contents and mode are not touched.
 /// Returns, per file, whether it was written. `folders` rules secrets as in [`write_atomic_with`].
+/// [`prepare_batch`], [`sync_batches`] and [`Prepared::commit`] do the same for many folders with
+/// one sync in all.
 pub fn write_batch(
     dir: &Path,
     files: &[BatchFile<'_>],
     folders: Folders,
 ) -> Result<Vec<bool>, FsError> {
+    let p = prepare_batch(dir, files, folders)?;
+    let synced = sync_batches(&[&p])?;
+    p.commit(&synced)
+}
+
+/// Files of one folder written to their temporary files, not yet durable nor renamed. Dropping it
+/// without [`Prepared::commit`] removes the temporary files.
+pub struct Prepared {
+    dir: PathBuf,
+    dirfd: OwnedFd,
+    /// (index in the batch, temporary name, final name) of each file to write.
+    temps: Vec<(usize, OsString, OsString)>,
+    count: usize,
+}
+
+/// Proof that the temporary files of some batches are durable ([`sync_batches`]).
+pub struct Synced(());
+
+/// Phase 1 of a batch: every changed file of `files` into its temporary file in `dir` (created
+/// as needed; secrets only in trusted folders, see [`write_atomic_with`]). Nothing is synced.
+pub fn prepare_batch(
+    dir: &Path,
+    files: &[BatchFile<'_>],
+    folders: Folders,
+) -> Result<Prepared, FsError> {
     let any_secret = files.iter().any(|f| f.mode & 0o077 == 0);
     let dirfd = if any_secret {
         walk_to_folder(dir, folders, true).map_err(|e| FsError::new("cannot write in", dir, e))?
@@ -223,53 +250,77 @@ pub fn write_batch(
         rfs::openat(rfs::CWD, dir, dir_flags(), Mode::empty())
             .map_err(|e| FsError::new("cannot open folder", dir, e.into()))?
     };
-    let mut temps: Vec<(usize, OsString)> = Vec::new();
-    let mut written = vec![false; files.len()];
-    let cleanup = |temps: &[(usize, OsString)]| {
-        for (_, t) in temps {
-            let _ = rfs::unlinkat(&dirfd, t, AtFlags::empty());
-        }
+    let mut p = Prepared {
+        dir: dir.to_path_buf(),
+        dirfd,
+        temps: Vec::new(),
+        count: files.len(),
     };
     for (i, f) in files.iter().enumerate() {
         let secret = f.mode & 0o077 == 0;
-        if is_unchanged(&dirfd, f.name, f.contents, f.mode, secret) {
+        if is_unchanged(&p.dirfd, f.name, f.contents, f.mode, secret) {
             continue;
         }
         let path = dir.join(f.name);
-        let (tmp, mut file) = match create_temp(&dirfd, f.name, f.mode) {
-            Ok(x) => x,
-            Err(e) => {
-                cleanup(&temps);
-                return Err(FsError::new("cannot write", &path, e));
+        let (tmp, mut file) = create_temp(&p.dirfd, f.name, f.mode)
+            .map_err(|e| FsError::new("cannot write", &path, e))?;
+        p.temps.push((i, tmp, f.name.to_os_string()));
+        file.write_all(f.contents)
+            .map_err(|e| FsError::new("cannot write", &path, e))?;
+    }
+    Ok(p)
+}
+
+/// Phase 2: one `syncfs` per filesystem the batches are on (usually one in all), after which
+/// every prepared temporary file is durable.
+pub fn sync_batches(batches: &[&Prepared]) -> Result<Synced, FsError> {
+    let mut seen: Vec<u64> = Vec::new();
+    for b in batches.iter().filter(|b| !b.temps.is_empty()) {
+        let dev = rfs::fstat(&b.dirfd)
+            .map_err(|e| FsError::new("cannot stat", &b.dir, e.into()))?
+            .st_dev;
+        if seen.contains(&dev) {
+            continue;
+        }
+        rfs::syncfs(&b.dirfd).map_err(|e| FsError::new("cannot sync", &b.dir, e.into()))?;
+        seen.push(dev);
+    }
+    Ok(Synced(()))
+}
+
+impl Prepared {
+    /// Whether anything is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.temps.is_empty()
+    }
+
+    /// Phase 3: renames every temporary file over its target, then fsyncs the folder. Returns, per
+    /// file of the batch, whether it was written.
+    pub fn commit(mut self, _synced: &Synced) -> Result<Vec<bool>, FsError> {
+        let mut written = vec![false; self.count];
+        if self.temps.is_empty() {
+            return Ok(written);
+        }
+        let temps = std::mem::take(&mut self.temps);
+        for (n, (i, tmp, name)) in temps.iter().enumerate() {
+            if let Err(e) = rfs::renameat(&self.dirfd, tmp, &self.dirfd, name) {
+                self.temps = temps[n..].to_vec();
+                return Err(FsError::new("cannot write", &self.dir.join(name), e.into()));
             }
-        };
-        temps.push((i, tmp));
-        if let Err(e) = file.write_all(f.contents) {
-            cleanup(&temps);
-            return Err(FsError::new("cannot write", &path, e));
+            written[*i] = true;
+        }
+        rfs::fsync(&self.dirfd)
+            .map_err(|e| FsError::new("cannot sync folder", &self.dir, e.into()))?;
+        Ok(written)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for (_, t, _) in &self.temps {
+            let _ = rfs::unlinkat(&self.dirfd, t, AtFlags::empty());
         }
     }
-    if temps.is_empty() {
-        return Ok(written);
-    }
-    // One sync for every temporary file's bytes (and anything else dirty on that filesystem).
-    if let Err(e) = rfs::syncfs(&dirfd) {
-        cleanup(&temps);
-        return Err(FsError::new("cannot sync", dir, e.into()));
-    }
-    for (n, (i, tmp)) in temps.iter().enumerate() {
-        if let Err(e) = rfs::renameat(&dirfd, tmp, &dirfd, files[*i].name) {
-            cleanup(&temps[n..]);
-            return Err(FsError::new(
-                "cannot write",
-                &dir.join(files[*i].name),
-                e.into(),
-            ));
-        }
-        written[*i] = true;
-    }
-    rfs::fsync(&dirfd).map_err(|e| FsError::new("cannot sync folder", dir, e.into()))?;
-    Ok(written)
 }
 
 /// Writes a secret file: atomic, mode 0600 from creation, only into trusted folders.
@@ -565,6 +616,21 @@ mod batch_tests {
         );
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"uno");
         // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.iter().all(|n| !is_temp_name(n)), "{names:?}");
+        // A batch prepared but never committed leaves the targets and no temporary file.
+        let p = prepare_batch(&dir, &changed, Folders::TrustedOnly).unwrap();
+        assert!(p.is_empty(), "unchanged");
+        let other = [BatchFile {
+            name: OsStr::new("a"),
+            contents: b"dropped",
+            mode: SECRET_MODE,
+        }];
+        drop(prepare_batch(&dir, &other, Folders::TrustedOnly).unwrap());
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"uno");
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
