@@ -13,14 +13,16 @@
 //! | [`Kind::Password`] | `password` (the 32 characters and a newline) |
 //! | [`Kind::Luks`] | `luks.key` (64 raw bytes) |
 //!
-//! Writing goes through `mv_core::fsutil` (temp file, fsync, rename, fsync of the folder), so each
-//! file is old or new after a crash. Secret files are only written into folders of the caller or
-//! root ([`ExportError::ForeignFolder`] otherwise, before anything is written); with
+//! Writing goes through `mv_core::fsutil`, so each file is old or new after a crash. By default
+//! ([`SyncMode::PerFolder`]) the files of each folder are written to temporary files
+//! ([`fsutil::prepare_batch`], folders on several threads), one `syncfs` makes all of them durable,
+//! then each folder's renames and one fsync of that folder follow: no fsync per file, the same
+//! guarantee. [`SyncMode::PerFile`] is the older writer (temp file, fsync, rename, fsync of the
+//! folder, per file). Secret files are only written into folders of the caller or root
+//! ([`ExportError::ForeignFolder`] otherwise, before anything is written); with
 //! [`Folders::AllowForeign`] (the CLI's `--force`) they are written there anyway, still mode 0600
 //! from creation and owned by the caller, and a symlink of that other user is still never followed.
-//! An existing file counts as current only if it is a regular file (not a link) of ours. Those fsyncs dominate the cost of a fleet (15 files per
-//! machine), so [`write_files`] runs them on several threads: the journal then commits them
-//! together.
+//! An existing file counts as current only if it is a regular file (not a link) of ours.
 
 use crate::keys::KeyError;
 use crate::public::PublicIdentity;
@@ -409,7 +411,7 @@ pub fn foreign_folder(files: &[ExportFile]) -> Option<(PathBuf, ForeignFolder)> 
 
 /// How exported files reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sync {
+pub enum SyncMode {
     /// One `syncfs` per export folder ([`fsutil::write_batch`]): every file's bytes, then the
     /// renames, then the folder. The default.
     #[default]
@@ -426,20 +428,27 @@ pub fn write_files_with(
     threads: usize,
     folders: Folders,
 ) -> Result<Vec<Outcome>, ExportError> {
-    write_files_synced(files, key_pass, dry_run, threads, folders, Sync::default())
+    write_files_synced(
+        files,
+        key_pass,
+        dry_run,
+        threads,
+        folders,
+        SyncMode::default(),
+    )
 }
 
 /// [`write_files_with`] choosing how files are synced; both ways are crash safe (each file is old
-/// or new after a crash), [`Sync::PerFolder`] with one filesystem sync per folder.
+/// or new after a crash), [`SyncMode::PerFolder`] with one filesystem sync per folder.
 pub fn write_files_synced(
     files: &[ExportFile],
     key_pass: Option<&SecretString>,
     dry_run: bool,
     threads: usize,
     folders: Folders,
-    sync: Sync,
+    sync: SyncMode,
 ) -> Result<Vec<Outcome>, ExportError> {
-    if sync == Sync::PerFile || dry_run {
+    if sync == SyncMode::PerFile || dry_run {
         return write_files_per_file(files, key_pass, dry_run, threads, folders);
     }
     if folders == Folders::TrustedOnly {
@@ -459,24 +468,71 @@ pub fn write_files_synced(
     for (d, _) in &groups {
         private_dir(d)?;
     }
+    // Phase 1 on threads: every folder's changed files into temporary files.
+    let prepared = on_threads(threads, &groups, |(dir, idx)| {
+        prepare_group(files, dir, idx, key_pass, folders)
+    })?;
+    // Phase 2: one sync for all of them; phase 3 on threads: renames and one fsync per folder.
+    let batches: Vec<&fsutil::Prepared> = prepared.iter().map(|(p, _, _)| p).collect();
+    let synced = fsutil::sync_batches(&batches).map_err(ExportError::Write)?;
+    drop(batches);
+    let cells: Vec<std::sync::Mutex<Option<PreparedGroup>>> = prepared
+        .into_iter()
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
     let mut outcomes = vec![Outcome::Unchanged; files.len()];
+    let committed = on_threads(threads, &cells, |cell| {
+        // Each cell is taken by exactly one thread (on_threads hands out each item once).
+        let taken = cell.lock().ok().and_then(|mut c| c.take());
+        let Some((p, which, mut out)) = taken else {
+            return Ok(Vec::new());
+        };
+        let written = p.commit(&synced).map_err(ExportError::Write)?;
+        for (i, w) in which.into_iter().zip(written) {
+            out.push((
+                i,
+                if w {
+                    Outcome::Written
+                } else {
+                    Outcome::Unchanged
+                },
+            ));
+        }
+        Ok(out)
+    })?;
+    for group in committed {
+        for (i, o) in group {
+            outcomes[i] = o;
+        }
+    }
+    Ok(outcomes)
+}
+
+type PreparedGroup = (fsutil::Prepared, Vec<usize>, Vec<(usize, Outcome)>);
+
+/// Runs `f` over `items` on up to `threads` threads; results in order, the first error stops.
+fn on_threads<I: Sync, T: Send>(
+    threads: usize,
+    items: &[I],
+    f: impl Fn(&I) -> Result<T, ExportError> + Sync,
+) -> Result<Vec<T>, ExportError> {
     let next = AtomicUsize::new(0);
-    let threads = threads.clamp(1, groups.len().max(1));
-    let results: Vec<Result<Vec<(usize, Outcome)>, ExportError>> = std::thread::scope(|s| {
+    let threads = threads.clamp(1, items.len().max(1));
+    let mut results: Vec<(usize, Result<T, ExportError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
-                        let g = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((dir, idx)) = groups.get(g) else {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
                             break;
                         };
-                        let r = write_group(files, dir, idx, key_pass, folders);
+                        let r = f(item);
                         let failed = r.is_err();
-                        mine.push(r);
+                        mine.push((i, r));
                         if failed {
-                            next.store(groups.len(), Ordering::Relaxed);
+                            next.store(items.len(), Ordering::Relaxed);
                             break;
                         }
                     }
@@ -489,30 +545,26 @@ pub fn write_files_synced(
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    for r in results {
-        for (i, o) in r? {
-            outcomes[i] = o;
-        }
-    }
-    Ok(outcomes)
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One folder's files in one [`fsutil::write_batch`]; an encrypted SSH key that already decrypts
-/// to its key counts as current and is left alone.
-fn write_group(
+/// One folder's changed files into temporary files ([`fsutil::prepare_batch`]); an encrypted SSH
+/// key that already decrypts to its key counts as current and is left alone.
+fn prepare_group(
     files: &[ExportFile],
     dir: &Path,
     idx: &[usize],
     key_pass: Option<&SecretString>,
     folders: Folders,
-) -> Result<Vec<(usize, Outcome)>, ExportError> {
-    let mut out = Vec::new();
+) -> Result<PreparedGroup, ExportError> {
+    let mut unchanged = Vec::new();
     let mut batch = Vec::new();
     let mut which = Vec::new();
     for &i in idx {
         let f = &files[i];
         if f.equivalent.is_some() && f.is_current(key_pass) {
-            out.push((i, Outcome::Unchanged));
+            unchanged.push((i, Outcome::Unchanged));
             continue;
         }
         let Some(name) = f.path.file_name() else {
@@ -533,7 +585,7 @@ fn write_group(
         });
         which.push(i);
     }
-    let written = fsutil::write_batch(dir, &batch, folders).map_err(|e| {
+    let p = fsutil::prepare_batch(dir, &batch, folders).map_err(|e| {
         match e.foreign_folder().cloned() {
             Some(reason) => ExportError::ForeignFolder {
                 folder: dir.to_path_buf(),
@@ -542,17 +594,7 @@ fn write_group(
             None => ExportError::Write(e),
         }
     })?;
-    for (i, w) in which.into_iter().zip(written) {
-        out.push((
-            i,
-            if w {
-                Outcome::Written
-            } else {
-                Outcome::Unchanged
-            },
-        ));
-    }
-    Ok(out)
+    Ok((p, which, unchanged))
 }
 
 /// The per-file writer: one atomic write (two fsyncs) per file, on `threads` threads.

@@ -470,8 +470,8 @@ pub(crate) fn apply(
     // One sync per export folder; MULTIVERSE_EXPORT_SYNC=per-file restores one fsync per file
     // (bench/identity.sh compares the two).
     let sync = match std::env::var("MULTIVERSE_EXPORT_SYNC").as_deref() {
-        Ok("per-file") => export::Sync::PerFile,
-        _ => export::Sync::PerFolder,
+        Ok("per-file") => export::SyncMode::PerFile,
+        _ => export::SyncMode::PerFolder,
     };
     let outcomes =
         export::write_files_synced(files, key_pass, g.dry_run, WRITE_THREADS, folders, sync)?;
