@@ -65,6 +65,8 @@ pub enum Command {
     /// Host setup: udev rules, IOMMU checks, vfio-pci binding
     #[command(subcommand)]
     Host(cmd::host::Command),
+    /// Rebuild a lost host from its 24 words and multiverse.toml: restore, render, pass, image, up
+    Rebuild(cmd::rebuild::RebuildArgs),
     /// Print shell completions
     Completions(cmd::meta::CompletionsArgs),
     /// Print the man page (roff)
@@ -129,6 +131,7 @@ pub fn run(
         Command::SshRelay(a) => cmd::ssh::relay(g, a),
         Command::Guard(c) => cmd::guard::run(g, c),
         Command::Host(c) => cmd::host::run(g, c),
+        Command::Rebuild(a) => cmd::rebuild::run(g, a),
         Command::Completions(a) => cmd::meta::completions(Cli::command(), a),
         Command::Man => cmd::meta::man(Cli::command()),
     }

@@ -13,6 +13,7 @@ pub mod meta;
 pub mod migrate;
 pub mod pass;
 pub mod provision;
+pub mod rebuild;
 pub mod render;
 pub mod rotate;
 pub mod ssh;

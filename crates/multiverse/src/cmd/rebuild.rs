@@ -1,0 +1,156 @@
+//! `multiverse rebuild --words-file F`: a lost host back from its 24 words and `multiverse.toml`
+//! (kept in git), as one command over the existing ones.
+//!
+//! Steps, each an existing subcommand run as a child of this binary with the same `--root`:
+//! `identity restore` (the words; the sealed root), `render`, `pass init` + `pass machines`, `image
+//! build debian` (when `images/debian.qcow2` is missing), `up --start` (which writes every
+//! machine's seed and starts them in order). Each is idempotent, so the whole command can be run
+//! again after a failure; it stops at the first failing step with one line naming it.
+//!
+//! The passphrase reaches the children as `--passphrase-file`: the given file, or (read once from
+//! `MULTIVERSE_PASSPHRASE` or a prompt) a 0600 file in a private scratch folder removed on exit.
+//! Never argv, never the children's environment.
+
+use crate::error::CliError;
+use crate::global::Global;
+use crate::secret_input;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `rebuild`.
+#[derive(Debug, clap::Args)]
+pub struct RebuildArgs {
+    /// The 24 recovery words
+    #[arg(long, value_name = "FILE")]
+    pub words_file: PathBuf,
+    /// The passphrase to seal the root with (else env MULTIVERSE_PASSPHRASE, else a prompt)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Stop before `up --start` (no libvirt on this host yet)
+    #[arg(long)]
+    pub no_up: bool,
+    /// Do not build a missing base image
+    #[arg(long)]
+    pub no_image: bool,
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the command.
+pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
+    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let config = tree.config_file();
+    // The file must be there and valid before anything is written.
+    mv_machines::config::Topology::load(&config).map_err(|e| {
+        CliError::usage_msg(e).with_hint(
+            "rebuild needs the multiverse.toml you keep in git at --root (copy it there first)",
+        )
+    })?;
+    let mut _scratch = None;
+    let pass_file = match &a.passphrase_file {
+        Some(p) => p.clone(),
+        None => {
+            let pass = secret_input::passphrase(None, "Identity passphrase", true)?;
+            let dir = std::env::temp_dir().join(format!(".mv-rebuild-{}", std::process::id()));
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+            }
+            let f = dir.join("passphrase");
+            _scratch = Some(Scratch(dir));
+            mv_core::fsutil::write_secret(&f, pass.expose().as_bytes())?;
+            f
+        }
+    };
+    let pf = pass_file.as_os_str();
+    let mut steps: Vec<(String, Vec<&std::ffi::OsStr>)> = vec![
+        (
+            "identity restore".into(),
+            vec![
+                "identity".as_ref(),
+                "restore".as_ref(),
+                "--words-file".as_ref(),
+                a.words_file.as_os_str(),
+                "--passphrase-file".as_ref(),
+                pf,
+            ],
+        ),
+        ("render".into(), vec!["render".as_ref()]),
+        (
+            "pass init".into(),
+            vec![
+                "pass".as_ref(),
+                "init".as_ref(),
+                "--passphrase-file".as_ref(),
+                pf,
+            ],
+        ),
+        (
+            "pass machines".into(),
+            vec![
+                "pass".as_ref(),
+                "machines".as_ref(),
+                "--passphrase-file".as_ref(),
+                pf,
+            ],
+        ),
+    ];
+    if !a.no_image && !tree.image("debian").exists() {
+        steps.push((
+            "image build debian".into(),
+            vec!["image".as_ref(), "build".as_ref(), "debian".as_ref()],
+        ));
+    }
+    if !a.no_up {
+        steps.push((
+            "up --start".into(),
+            vec![
+                "up".as_ref(),
+                "--start".as_ref(),
+                "--passphrase-file".as_ref(),
+                pf,
+            ],
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let total = steps.len();
+    for (i, (name, args)) in steps.iter().enumerate() {
+        g.say(format!("[{}/{total}] {name}", i + 1));
+        let status = child(&exe, g, args).status()?;
+        if !status.success() {
+            return Err(CliError {
+                kind: if status.code() == Some(2) {
+                    crate::error::Kind::Usage
+                } else {
+                    crate::error::Kind::Failure
+                },
+                error: anyhow::anyhow!(
+                    "rebuild stopped at step {}/{total}, `{name}` ({status}); steps before it are done",
+                    i + 1
+                ),
+                hint: Some("fix what it printed above and run the same rebuild again".into()),
+            });
+        }
+    }
+    g.say(format!("rebuild done: {total} steps"));
+    Ok(())
+}
+
+fn child(exe: &Path, g: &Global, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("--root").arg(&g.root);
+    if g.quiet {
+        c.arg("--quiet");
+    }
+    for _ in 0..g.verbose {
+        c.arg("-v");
+    }
+    c.args(args);
+    c
+}
