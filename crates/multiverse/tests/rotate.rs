@@ -583,3 +583,49 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("epoch                1"));
     }
 }
+
+/// Every file below `dir` as text (non-UTF-8 files skipped).
+fn texts(dir: &Path) -> String {
+    snapshot(dir)
+        .into_iter()
+        .filter_map(|(_, b)| String::from_utf8(b).ok())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_next_provisioning_installs_the_new_host_key_and_login_key() {
+    // The provisioning files derive with the tree's epochs: after a rotation, the machine's sshd
+    // host key and every authorized_keys are the new ones, with no change to provisioning.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    ok(mv(root).arg("init"), None);
+    ok(
+        mv(root).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    let star = "star.router.multiverse";
+    let files = root.join("machines").join(star).join("provision/files");
+    let render = || ok(mv(root).args(["provision", "render", star]), None);
+    render();
+    let before = texts(&files);
+    let (host_old, user_old) = (show(root, star), show(root, "@user"));
+    let key = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap().to_string();
+    assert!(
+        before.contains(&key(&host_old, "ssh_host_ed25519")),
+        "host key rendered"
+    );
+    assert!(
+        before.contains(&key(&user_old, "ssh_ed25519")),
+        "login key rendered"
+    );
+    ok(mv(root).args(["identity", "rotate", star]), None);
+    ok(mv(root).args(["identity", "rotate", "@user"]), None);
+    render();
+    let after = texts(&files);
+    let (host_new, user_new) = (show(root, star), show(root, "@user"));
+    assert!(after.contains(&key(&host_new, "ssh_host_ed25519")));
+    assert!(!after.contains(&key(&host_old, "ssh_host_ed25519")));
+    assert!(after.contains(&key(&user_new, "ssh_ed25519")));
+    assert!(!after.contains(&key(&user_old, "ssh_ed25519")));
+}
