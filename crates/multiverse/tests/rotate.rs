@@ -553,6 +553,13 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
         // Another rotation cannot start over it.
         let err = usage_error(mv(root).args(["identity", "rotate", HOST]), None);
         assert!(err.contains("unfinished"), "{err}");
+        // Reading keys meanwhile warns that they may not all agree yet.
+        let o = output(mv(root).args(["identity", "show", "@user"]), None);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("is unfinished"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // The rerun finishes it (the fleet folder comes from the journal).
         let out = ok(mv(root).args(["identity", "rotate", "@user"]), None);
         assert!(out.contains("resuming the rotation of @user"), "{out}");

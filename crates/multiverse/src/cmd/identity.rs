@@ -221,7 +221,26 @@ pub(crate) fn check_config(g: &Global) -> Result<(), CliError> {
 
 /// Loads and unseals the tree's identity; the root carries the tree's key epochs.
 pub(crate) fn unseal(g: &Global, pass: &PassArgs) -> Result<Root, CliError> {
+    unseal_with(g, pass, true)
+}
+
+/// [`unseal`]; `warn_unfinished` warns when a rotation is half done (its keys may not all agree).
+pub(crate) fn unseal_with(
+    g: &Global,
+    pass: &PassArgs,
+    warn_unfinished: bool,
+) -> Result<Root, CliError> {
     check_config(g)?;
+    if let Some(j) = warn_unfinished
+        .then(|| mv_identity::rotate::Journal::load(&g.root).ok().flatten())
+        .flatten()
+    {
+        eprintln!(
+            "multiverse: warning: the rotation of {} (epoch {} to {}) is unfinished; finish it \
+             with `multiverse identity rotate {}`",
+            j.name, j.from, j.to, j.name
+        );
+    }
     let store = IdentityStore::load(&g.root).map_err(unseal_hint)?;
     let passphrase = secret_input::passphrase(
         pass.passphrase_file.as_deref(),

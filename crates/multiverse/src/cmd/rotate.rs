@@ -75,6 +75,10 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
             .with_hint("rotate a machine of multiverse.toml or a person (@user)"));
         }
     }
+    // The journal must name the same folders from any working directory.
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let fleet = a.fleet.as_ref().map(absolute);
+    let luks_devices: Vec<PathBuf> = a.luks_device.iter().map(absolute).collect();
     let pending = Journal::load(&g.root)?;
     let mut journal = match pending {
         Some(j) if j.name == name.as_str() => {
@@ -90,11 +94,11 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                 }
             ));
             let mut j = j;
-            if a.fleet.is_some() {
-                j.fleet = a.fleet.clone();
+            if fleet.is_some() {
+                j.fleet = fleet.clone();
             }
-            if !a.luks_device.is_empty() {
-                j.luks = a.luks_device.clone();
+            if !luks_devices.is_empty() {
+                j.luks = luks_devices.clone();
             }
             j
         }
@@ -120,12 +124,12 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                 from,
                 to,
                 done: Default::default(),
-                fleet: a.fleet.clone(),
-                luks: a.luks_device.clone(),
+                fleet: fleet.clone(),
+                luks: luks_devices.clone(),
             }
         }
     };
-    let root = identity::unseal(g, &a.pass)?;
+    let root = identity::unseal_with(g, &a.pass, false)?;
     let (from, to) = (journal.from, journal.to);
     let old = root.at_epoch(&name, from);
     let new = root.at_epoch(&name, to);
