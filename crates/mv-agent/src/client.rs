@@ -341,7 +341,7 @@ pub struct Info {
 pub const REQUEST_ID: &str = "X-Request-Id";
 
 /// A request id unique on this host for this process's lifetime: pid, clock and a counter.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()

@@ -66,6 +66,10 @@ pub enum ProxyError {
     /// The guest's reply was too large or broken.
     #[error("the reply of {0}'s agent is too large or broken")]
     Body(String),
+    /// The reply carried another request's id: bytes left on the channel from an earlier
+    /// connection. The connection is dropped.
+    #[error("{0}'s agent answered an earlier request; the channel is reset")]
+    Stale(String),
     /// No reply in time.
     #[error("{fqdn}'s agent did not answer within {after:?}")]
     Timeout {
@@ -148,11 +152,20 @@ impl Channels {
             m.entry(fqdn.as_str().to_string()).or_default().clone()
         };
         let mut guard = conn.lock().await;
-        let r = tokio::time::timeout(
+        let mut r = tokio::time::timeout(
             self.timeout,
             Self::send(&mut guard, &path, fqdn, method, target),
         )
         .await;
+        if matches!(r, Ok(Err(ProxyError::Stale(_)))) {
+            // Once more on a new connection: the stale reply has been read off the channel.
+            *guard = None;
+            r = tokio::time::timeout(
+                self.timeout,
+                Self::send(&mut guard, &path, fqdn, method, target),
+            )
+            .await;
+        }
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -200,6 +213,7 @@ impl Channels {
             return Err(ProxyError::Body(fqdn.as_str().to_string()));
         };
         sender.ready().await.map_err(http)?;
+        let id = crate::client::request_id();
         let req = hyper::Request::builder()
             .method(match method {
                 ProxyMethod::Get => hyper::Method::GET,
@@ -207,9 +221,14 @@ impl Channels {
             })
             .uri(target)
             .header(hyper::header::HOST, fqdn.as_str())
+            .header(crate::client::REQUEST_ID, &id)
             .body(Empty::<Bytes>::new())
             .map_err(|_| ProxyError::Body(fqdn.as_str().to_string()))?;
         let resp = sender.send_request(req).await.map_err(http)?;
+        let echoed = resp.headers().get(crate::client::REQUEST_ID);
+        if echoed.is_some_and(|v| v.as_bytes() != id.as_bytes()) {
+            return Err(ProxyError::Stale(fqdn.as_str().to_string()));
+        }
         let status = resp.status().as_u16();
         let ctype = match resp
             .headers()

@@ -479,11 +479,37 @@ pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcom
             ))
         })?;
     let folder = scratch.path().join("seed");
-    let written = seed::write_dir(d, &folder).map_err(seed_error)?;
-    copy_applier(&folder.join("multiverse"))?;
-    seed::make_disk(&folder, &disk).map_err(seed_error)?;
-    mv_core::fsutil::write_public(&tree.seed_id(&name), format!("{written}\n").as_bytes())?;
-    Ok(SeedOutcome::Written(written))
+    let write = || -> Result<seed::SeedId, CliError> {
+        let written = seed::write_dir(d, &folder).map_err(seed_error)?;
+        copy_applier(&folder.join("multiverse"))?;
+        seed::make_disk(&folder, &disk).map_err(seed_error)?;
+        mv_core::fsutil::write_public(&tree.seed_id(&name), format!("{written}\n").as_bytes())?;
+        Ok(written)
+    };
+    match write() {
+        Ok(written) => Ok(SeedOutcome::Written(written)),
+        Err(e) => {
+            // Nothing half-made: the disk is written to a temp file and renamed (make_disk), the
+            // id after it, and the scratch folder goes on drop.
+            let full = format!("{:#}", e.error).contains("No space left");
+            let e = CliError {
+                error: e.error.context(format!(
+                    "cannot write the seed disk of {name} in {}",
+                    dir.display()
+                )),
+                ..e
+            };
+            Err(if full {
+                e.with_hint(&format!(
+                    "the filesystem of {} is full: free some space (df -h {}) and run again",
+                    dir.display(),
+                    dir.display()
+                ))
+            } else {
+                e
+            })
+        }
+    }
 }
 
 /// The `multiverse` binary the guest runs to apply its seed: `MULTIVERSE_SEED_BIN`, else the
@@ -503,18 +529,26 @@ fn copy_applier(dest: &Path) -> Result<(), CliError> {
         ))
         .with_hint("install multiverse beside multiverse-virt, or set MULTIVERSE_SEED_BIN=PATH"));
     }
+    // strip's own complaints are not shown: a failed strip falls back to a plain copy, whose
+    // error (if any) is the one reported.
     let stripped = std::process::Command::new("strip")
         .arg("--strip-debug")
         .arg("-o")
         .arg(dest)
         .arg(&src)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    let io = |what: &str, e: std::io::Error| {
+        CliError::from(anyhow::Error::new(e).context(format!("{what} {}", dest.display())))
+    };
     if !stripped {
-        std::fs::copy(&src, dest)?;
+        std::fs::copy(&src, dest).map_err(|e| io("cannot copy the multiverse binary to", e))?;
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("cannot set the mode of", e))?;
     Ok(())
 }
 
