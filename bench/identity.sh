@@ -3,7 +3,11 @@
 #
 #   ours: `multiverse identity fleet` after ONE unseal (Argon2id at the default m=256 MiB, t=3):
 #         per machine 4 SSH keys (+ .pub), an onion service, an OpenPGP key (armored secret and
-#         public), a password and a LUKS key file, plus known_hosts and authorized_keys.
+#         public), a password and a LUKS key file, plus known_hosts and authorized_keys. Written
+#         with one sync per export folder (the default), and again with one fsync per file
+#         (MULTIVERSE_EXPORT_SYNC=per-file, the writer before) to show what the batching saves.
+#   rotate: `multiverse identity rotate` of one machine and of @user, with P pass entries (default
+#         50) encrypted to @user and the fleet folder brought up to date (one unseal each).
 #   peer: the same set the usual way, a shell loop of 4x ssh-keygen, gpg --quick-gen-key +
 #         --quick-add-key (ed25519 + cv25519) and two exports, tor (DisableNetwork 1) started on a
 #         HiddenServiceDir until it writes hostname, /dev/urandom for the password and LUKS key.
@@ -14,6 +18,7 @@
 set -euo pipefail
 
 N=${1:-100}
+P=${PASS_ENTRIES:-50}
 cd "$(dirname "$0")/.."
 BIN=${MULTIVERSE_BIN:-}
 if [[ -z "$BIN" ]]; then
@@ -50,16 +55,37 @@ words="abandon amount liar amount expire adjust cage candy arch gather drum bull
 
 # --- ours ------------------------------------------------------------------------------------------
 echo "$words" | "$BIN" --quiet --root "$work/tree" identity restore --passphrase-file "$work/pass"
+sync
 t0=$(now)
 "$BIN" --quiet --root "$work/tree" identity fleet --out "$work/ours" --passphrase-file "$work/pass"
 t1=$(now)
 ours=$(elapsed "$t0" "$t1")
 ours_files=$(find "$work/ours" -type f | wc -l)
+sync
+t0=$(now)
+MULTIVERSE_EXPORT_SYNC=per-file "$BIN" --quiet --root "$work/tree" identity fleet --out "$work/ours-perfile" --passphrase-file "$work/pass"
+t1=$(now)
+perfile=$(elapsed "$t0" "$t1")
 # The unseal alone (show one name), to separate the Argon2id cost from the derivation.
 t2=$(now)
 "$BIN" --quiet --root "$work/tree" identity show host.multiverse --passphrase-file "$work/pass" >/dev/null
 t3=$(now)
 unseal=$(elapsed "$t2" "$t3")
+
+# --- rotate: one machine, then @user with P pass entries --------------------------------------------
+"$BIN" --quiet --root "$work/tree" pass init --passphrase-file "$work/pass" >/dev/null
+for i in $(seq 1 "$P"); do
+    printf 'secret-%d\nuser: u%d\n' "$i" "$i" | "$BIN" --quiet --root "$work/tree" pass insert -m "site/$i" >/dev/null
+done
+t0=$(now)
+"$BIN" --quiet --root "$work/tree" identity rotate m001.bench.multiverse --fleet "$work/ours" --passphrase-file "$work/pass"
+t1=$(now)
+rot_machine=$(elapsed "$t0" "$t1")
+t0=$(now)
+"$BIN" --quiet --root "$work/tree" identity rotate @user --fleet "$work/ours" --passphrase-file "$work/pass"
+t1=$(now)
+rot_user=$(elapsed "$t0" "$t1")
+reenc=$(grep -c . "$work/tree/pass/.gpg-id")
 
 # --- peer ------------------------------------------------------------------------------------------
 export GNUPGHOME="$work/gnupg"
@@ -101,5 +127,9 @@ printf '\nIdentity benchmark: every key of %d machines (%s)\n' "$N" "$("$BIN" --
 printf '%-58s %10s %8s\n' "method" "seconds" "files"
 printf '%-58s %10.2f %8d\n' "multiverse identity fleet (1 unseal, Argon2id 256 MiB)" "$ours" "$ours_files"
 printf '%-58s %10.2f %8s\n' "  of which: one unseal + one name (identity show)" "$unseal" "-"
+printf '%-58s %10.2f %8d\n' "the same, one fsync per file (old writer)" "$perfile" "$ours_files"
+printf '%-58s %10.2f %8s\n' "identity rotate one machine (fleet folder updated)" "$rot_machine" "-"
+printf '%-58s %10.2f %8s\n' "identity rotate @user ($P pass entries re-encrypted)" "$rot_user" "-"
 printf '%-58s %10.2f %8d\n' "shell loop: ssh-keygen x4 + gpg quick-gen-key + tor + urandom" "$peer" "$peer_files"
 printf 'ratio (peer / ours): %.1fx\n' "$ratio"
+printf 'ratio (peer / ours, one fsync per file): %.1fx\n' "$(awk -v p="$peer" -v o="$perfile" 'BEGIN { printf "%.3f", p / o }')"

@@ -479,6 +479,15 @@ fn kinds(list: &[Kind]) -> Vec<export::Kind> {
 /// Threads for writing: export folders (or, per file, fsyncs) overlap well.
 const WRITE_THREADS: usize = 16;
 
+/// [`WRITE_THREADS`], or `MULTIVERSE_EXPORT_THREADS` (1-64; for the benchmark).
+fn write_threads() -> usize {
+    std::env::var("MULTIVERSE_EXPORT_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(WRITE_THREADS)
+}
+
 /// Writes the plan (or, with --dry-run, lists it) and prints what changed.
 pub(crate) fn apply(
     g: &Global,
@@ -493,7 +502,7 @@ pub(crate) fn apply(
         _ => export::SyncMode::PerFolder,
     };
     let outcomes =
-        export::write_files_synced(files, key_pass, g.dry_run, WRITE_THREADS, folders, sync)?;
+        export::write_files_synced(files, key_pass, g.dry_run, write_threads(), folders, sync)?;
     let (mut written, mut same) = (0, 0);
     for (f, o) in files.iter().zip(&outcomes) {
         match o {
