@@ -191,11 +191,11 @@ fn command_line_is_pass_s() {
         .collect();
     assert_eq!(names, [".gpg-id"], "nothing was created: {names:?}");
     // `insert -e` from a pipe; `--` ends the options; a unique prefix is the option.
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-e", "I am a cred with spaces"]),
         "BLAH!!\n",
     ));
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "--ec", "--", "-dash"]),
         "d\n",
     ));
@@ -247,12 +247,12 @@ fn with_stdin_cmd<'a>(c: &'a mut Command, input: &str) -> &'a mut Command {
 fn overwrite_rules_are_pass_s() {
     let sb = Sandbox::new(1);
     ok(sb.gpg().args(["init", &sb.fprs[0]]));
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-e", "e"]),
         "one\n",
     ));
     // From a pipe, pass overwrites without -f (its question only comes on a terminal).
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-e", "e"]),
         "two\n",
     ));
@@ -260,12 +260,12 @@ fn overwrite_rules_are_pass_s() {
     // Without -e, a second line must repeat the password.
     let o = with_stdin(sb.gpg().args(["insert", "e"]), "three\nthree!\n");
     assert!(fails(&o).contains("do not match"));
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "e"]),
         "three\nthree\n",
     ));
     assert_eq!(ok(sb.gpg().arg("e")), "three\n");
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-m", "e"]),
         "a\nb\n",
     ));
@@ -358,7 +358,7 @@ fn folders_keep_their_recipients_and_groups_work() {
     .unwrap();
     ok(sb.gpg().args(["init", k0]));
     ok(sb.gpg().args(["git", "init"]));
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-e", "folder/cred"]),
         "pw\n",
     ));
@@ -425,7 +425,7 @@ fn otp_insert_append_and_names_from_labels() {
     let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
     // The name from the label, host:port kept.
     let uri = format!("otpauth://totp/alice@google.com:443?secret={secret}&issuer=Google");
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["otp", "insert"]),
         &format!("{uri}\n"),
     ));
@@ -438,7 +438,7 @@ fn otp_insert_append_and_names_from_labels() {
         uri
     );
     // --secret with --issuer/--account builds pass-otp's URI.
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args([
             "otp", "insert", "-s", "-i", "Big Co", "-a", "me@x.org", "web/otp",
         ]),
@@ -453,11 +453,11 @@ fn otp_insert_append_and_names_from_labels() {
         "AAAA\n",
     ));
     // append: to an entry without OTP, then replacing its OTP line.
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["insert", "-m", "site"]),
         "pw\nuser: me\n",
     ));
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["otp", "append", "site"]),
         &format!("{uri}\n"),
     ));
@@ -471,7 +471,7 @@ fn otp_insert_append_and_names_from_labels() {
     );
     assert_eq!(codes.0.trim().len(), 6);
     let hotp = format!("otpauth://hotp/x?secret={secret}&counter=0");
-    ok(&mut with_stdin_cmd(
+    ok(with_stdin_cmd(
         sb.gpg().args(["otp", "append", "-f", "site"]),
         &format!("{hotp}\n"),
     ));
@@ -505,10 +505,7 @@ fn sealed_sandbox(kdf: &[&str]) -> Sandbox {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     ok(sb.mv().args(["init", &sb.fprs[0]]));
-    ok(&mut with_stdin_cmd(
-        sb.mv().args(["insert", "-e", "e"]),
-        "v\n",
-    ));
+    ok(with_stdin_cmd(sb.mv().args(["insert", "-e", "e"]), "v\n"));
     sb
 }
 
@@ -672,10 +669,7 @@ fn missing_public_keys_come_from_gpg_read_only_and_it_is_said_once() {
     let o = with_stdin(sb.mv().args(["key", "import", "--unsealed"]), &key);
     assert!(o.status.success(), "{}", stderr(&o));
     ok(sb.mv().args(["init", &sb.fprs[0]]));
-    ok(&mut with_stdin_cmd(
-        sb.mv().args(["insert", "-e", "a"]),
-        "pw\n",
-    ));
+    ok(with_stdin_cmd(sb.mv().args(["insert", "-e", "a"]), "pw\n"));
     let gpg_files = |sb: &Sandbox| {
         let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(sb.gnupg())
             .unwrap()

@@ -386,32 +386,55 @@ pub fn serve(dir: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// One request, as read off the socket.
+#[derive(Debug)]
+pub struct Request {
+    /// `G`, `P`, `L` (anything else is refused).
+    pub op: u8,
+    /// The id.
+    pub id: String,
+    /// For `P`: the ttl in seconds and the value.
+    pub put: Option<(u32, SecretBytes)>,
+}
+
+/// Reads one request (see the module documentation); fields are bounded by 1 MiB.
+pub fn read_request(r: &mut impl Read) -> std::io::Result<Request> {
+    let mut op = [0u8; 1];
+    r.read_exact(&mut op)?;
+    let id = read_field(r)?;
+    let id = String::from_utf8_lossy(id.expose()).into_owned();
+    let put = if op[0] == b'P' {
+        let ttl = read_u32(r)?;
+        Some((ttl, read_field(r)?))
+    } else {
+        None
+    };
+    Ok(Request { op: op[0], id, put })
+}
+
 fn handle(
     conn: &mut UnixStream,
     peer: Option<u32>,
     me: u32,
     state: &Mutex<State>,
 ) -> std::io::Result<()> {
-    let mut op = [0u8; 1];
-    conn.read_exact(&mut op)?;
-    let id = read_field(conn)?;
-    let id = String::from_utf8_lossy(id.expose()).into_owned();
+    let req = read_request(conn)?;
     let same_user = peer == Some(me);
     let root = peer == Some(0);
     let mut st = state
         .lock()
         .map_err(|_| std::io::Error::other("poisoned"))?;
-    match op[0] {
-        b'L' if same_user || root => {
+    match (req.op, req.put) {
+        (b'L', _) if same_user || root => {
             st.entries.clear();
             st.quit = true;
             conn.write_all(b"K")
         }
         _ if !same_user => conn.write_all(b"E"),
-        b'G' => {
+        (b'G', _) => {
             let now = Instant::now();
             st.expire(now);
-            match st.entries.get_mut(&id) {
+            match st.entries.get_mut(&req.id) {
                 Some(e) => {
                     e.last = now;
                     let mut out = SecretBytes::new(vec![b'Y']);
@@ -421,18 +444,12 @@ fn handle(
                 None => conn.write_all(b"N"),
             }
         }
-        b'P' => {
-            drop(st);
-            let ttl = Duration::from_secs(u64::from(read_u32(conn)?));
-            let value = read_field(conn)?;
-            let mut st = state
-                .lock()
-                .map_err(|_| std::io::Error::other("poisoned"))?;
+        (b'P', Some((ttl, value))) => {
             st.entries.insert(
-                id,
+                req.id,
                 Entry {
                     value,
-                    ttl,
+                    ttl: Duration::from_secs(u64::from(ttl)),
                     last: Instant::now(),
                 },
             );

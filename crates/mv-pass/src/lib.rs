@@ -15,6 +15,27 @@
 //! - [`check`]: `fsck` and `audit`;
 //! - [`agent`]: the session cache of unlocked keys (unlock once, as gpg-agent).
 //!
+//! # The stable API (what the agent, the installer and `rebuild` use)
+//!
+//! Open a store and keys, list, read, write, and OTP; nothing else is needed for everyday use,
+//! and these calls keep their signatures:
+//!
+//! ```no_run
+//! use mv_pass::{EntryName, KeyDir, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::new("/var/multiverse/pass"); // open (nothing is read yet)
+//! let keys = KeyDir::new("/var/multiverse/pass-keys").load(None)?; // certificates + clear keys
+//! let names: Vec<EntryName> = store.list(None)?; // list (sorted)
+//! let name = EntryName::parse("machines/host/root")?;
+//! store.write_with_message(&name, b"pw\n", "Add given password for machines/host/root to store.", &keys)?; // write
+//! let plain = store.read(&name, &keys)?; // read (a zeroizing buffer)
+//! let (code, _uri) = store.otp_code(&EntryName::parse("web/otp")?, 0, &keys)?; // otp (HOTP advances)
+//! # let _ = (names, plain, code); Ok(()) }
+//! ```
+//!
+//! Sealed secret keys are unsealed by the caller ([`KeyDir::load`] with an unseal function, or
+//! one by one with [`KeyDir::sealed_files`]); [`agent::Client`] reaches the session cache.
+//!
 //! What this crate is not: the CLI (prompts, clipboard, editor, output formats live in the
 //! `multiverse` binary), nor the identity (it never derives or unseals keys itself: the caller
 //! hands it keys or an unseal function).
@@ -39,7 +60,8 @@ pub use otp::{OtpError, OtpUri};
 pub use store::{Store, StoreError};
 
 /// The fuzzing entry point: runs every parser of untrusted input on `data` (the OpenPGP message
-/// headers of an entry file, decryption with an empty keyring, the otpauth line, an entry name).
+/// headers of an entry file, decryption with an empty keyring, the otpauth line and its label, an
+/// entry name, gpg.conf groups, a request to the session agent).
 /// It must never panic, whatever the bytes.
 pub fn fuzz_entry(data: &[u8]) {
     let _ = keys::message_key_ids(data);
@@ -47,6 +69,10 @@ pub fn fuzz_entry(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = OtpUri::from_entry(&text);
     let _ = EntryName::parse(&text);
+    let _ = otp::split_label(&text);
+    let _ = keys::parse_gpg_groups(&text);
+    // What the session agent reads off its socket.
+    let _ = agent::read_request(&mut std::io::Cursor::new(data));
 }
 
 #[cfg(test)]

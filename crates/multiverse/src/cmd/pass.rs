@@ -453,7 +453,7 @@ Usage:
 Multiverse's own:
     pass key import [--unsealed] | key add | key ls
     pass machines | fsck [--decrypt] | audit [--max-age DAYS]
-    pass lock
+    pass lock [--all]
         Forget the secret key unlocked for this session.
     Every command also takes --gpg, --passphrase-file FILE, --json and --dry-run.
 "
@@ -588,7 +588,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
                 | Cmd::Audit { .. }
                 | Cmd::Otp(OtpCmd::Uri { .. } | OtpCmd::Validate { .. })
                 | Cmd::Key(_)
-                | Cmd::Lock
+                | Cmd::Lock { .. }
                 | Cmd::Help
                 | Cmd::Version
         ),
@@ -662,7 +662,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         Cmd::Machines => machines(&ctx),
         Cmd::Fsck { decrypt } => fsck(&ctx, decrypt),
         Cmd::Audit { max_age } => audit(&ctx, max_age),
-        Cmd::Lock => lock(&ctx),
+        Cmd::Lock { all } => lock(&ctx, all),
         Cmd::Agent => Ok(mv_pass::agent::serve(&mv_pass::agent::default_dir())?),
     }
 }
@@ -710,10 +710,15 @@ fn yesno(question: &str) -> Result<(), CliError> {
     }
 }
 
-fn lock(ctx: &Ctx<'_>) -> Result<(), CliError> {
+fn lock(ctx: &Ctx<'_>, all: bool) -> Result<(), CliError> {
     let agent = mv_pass::agent::Client::default_session();
     if ctx.g.dry_run {
         ctx.g.say("would forget the keys unlocked for this session");
+        return Ok(());
+    }
+    if all {
+        let n = mv_pass::agent::lock_all();
+        ctx.g.say(format!("{n} key cache agent(s) locked"));
         return Ok(());
     }
     if agent.lock()? {

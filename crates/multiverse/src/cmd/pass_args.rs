@@ -194,8 +194,12 @@ pub enum Cmd {
         /// Days.
         max_age: u64,
     },
-    /// `lock` (ours): forget the unlocked key of this session.
-    Lock,
+    /// `lock [--all]` (ours): forget the unlocked keys of this session (`--all`: every agent
+    /// this user can reach; as root, every user's, which is what the kill switch does).
+    Lock {
+        /// Every agent in the usual places.
+        all: bool,
+    },
     /// `__agent` (internal): the session cache's agent, started by the first unlock.
     Agent,
     /// `__clip-restore --secs N` (internal).
@@ -732,11 +736,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             (extras_of(&p, &base), Cmd::Audit { max_age })
         }
         "lock" => {
-            let p = getopt(tail, &[], "Usage: pass lock")?;
+            let u = "Usage: pass lock [--all]";
+            let p = getopt(tail, &[l("all", Arg::No)], u)?;
             if !p.operands.is_empty() {
-                return Err(usage_err("Usage: pass lock", "lock takes no arguments"));
+                return Err(usage_err(u, "lock takes no arguments"));
             }
-            (extras_of(&p, &base), Cmd::Lock)
+            (extras_of(&p, &base), Cmd::Lock { all: p.has("all") })
         }
         "__agent" => (base, Cmd::Agent),
         "__clip-restore" => {
@@ -1102,6 +1107,7 @@ mod tests {
         );
         assert!(p(&["otp", "append"]).is_err());
         assert!(p(&["otp", "insert", "-e", "-x"]).is_err());
-        assert_eq!(cmd(&["lock"]), Cmd::Lock);
+        assert_eq!(cmd(&["lock"]), Cmd::Lock { all: false });
+        assert_eq!(cmd(&["lock", "--all"]), Cmd::Lock { all: true });
     }
 }

@@ -1,5 +1,6 @@
 //! Fuzzes everything the store reads from untrusted entry files and names: the OpenPGP message
-//! headers, the `otpauth://` line parser and entry names (`mv_pass::fuzz_entry`).
+//! headers, the `otpauth://` line parser and labels, entry names, gpg.conf groups and the session
+//! agent's requests (`mv_pass::fuzz_entry`).
 //! Run: `cargo +nightly fuzz run entry` in crates/mv-pass/fuzz. The same entry point runs in the
 //! normal test suite as a proptest (`fuzz_entry_never_panics`).
 #![no_main]
