@@ -271,7 +271,7 @@ fn guest_onion(root: &Path, lab: &Lab) -> String {
             "ssh",
             STAR,
             "--",
-            "for i in $(seq 60); do [ -s /var/lib/tor/multiverse/hostname ] && break; sleep 1; done; cat /var/lib/tor/multiverse/hostname",
+            "for i in $(seq 180); do [ -s /var/lib/tor/multiverse/hostname ] && break; sleep 1; done; cat /var/lib/tor/multiverse/hostname || { journalctl -b -u tor@default --no-pager | tail -40; exit 1; }",
         ],
     ));
     text.trim().to_string()

@@ -184,7 +184,8 @@ pub struct RouterConfig {
     pub nft: bool,
     /// The VPN interface whose presence means "VPN up" (e.g. `wg0`).
     pub vpn_interface: Option<String>,
-    /// Tor's SOCKS address; "Tor up" means it accepts a connection.
+    /// A port Tor listens on (SOCKS or TransPort); "Tor up" means a socket listens there (read
+    /// from /proc/net/tcp: no connection is made, which a TransPort would take for a loop).
     pub tor_socks: Option<SocketAddr>,
 }
 

@@ -8,7 +8,6 @@ use super::{read, CollectError};
 use crate::config::RouterConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::Duration;
 
 /// `router` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -137,9 +136,13 @@ pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, Coll
         .vpn_interface
         .as_ref()
         .map(|i| Path::new("/sys/class/net").join(i).exists());
-    let tor_up = cfg
-        .tor_socks
-        .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok());
+    // "Tor up" = a socket listens on Tor's port, read from the kernel's socket table. Not a
+    // connection: to a TransPort a local connection is a loop (tor logs "Possible loop in your
+    // NAT rules?"), and tor 0.4.9 was seen to crash on it.
+    let tor_up = cfg.tor_socks.map(|a| {
+        let table = if a.is_ipv4() { "net/tcp" } else { "net/tcp6" };
+        read(proc_root, table).is_ok_and(|t| listens_on(&t, a))
+    });
     Ok(RouterStats {
         leases,
         counters,
@@ -149,9 +152,67 @@ pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, Coll
     })
 }
 
+/// Whether `/proc/net/tcp` (or `tcp6`) text has a socket in LISTEN (state `0A`) on `addr`, or
+/// on the wildcard address at its port.
+pub fn listens_on(table: &str, addr: std::net::SocketAddr) -> bool {
+    let want_port = addr.port();
+    table.lines().skip(1).any(|line| {
+        let mut f = line.split_whitespace();
+        let (Some(_slot), Some(local), Some(_remote), Some(state)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            return false;
+        };
+        let Some((ip_hex, port_hex)) = local.split_once(':') else {
+            return false;
+        };
+        if state != "0A" || u16::from_str_radix(port_hex, 16).ok() != Some(want_port) {
+            return false;
+        }
+        match (addr.ip(), ip_hex.len()) {
+            (std::net::IpAddr::V4(v4), 8) => u32::from_str_radix(ip_hex, 16)
+                .map(|n| {
+                    // The kernel prints the address as a host-order u32 (little-endian here).
+                    let ip = std::net::Ipv4Addr::from(n.to_le_bytes());
+                    ip == v4 || ip.is_unspecified()
+                })
+                .unwrap_or(false),
+            (std::net::IpAddr::V6(v6), 32) => {
+                let mut bytes = [0u8; 16];
+                for (i, word) in bytes.chunks_mut(4).enumerate() {
+                    let Ok(n) = u32::from_str_radix(&ip_hex[i * 8..i * 8 + 8], 16) else {
+                        return false;
+                    };
+                    word.copy_from_slice(&n.to_le_bytes());
+                }
+                let ip = std::net::Ipv6Addr::from(bytes);
+                ip == v6 || ip.is_unspecified()
+            }
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_in_the_kernels_table() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:2350 00000000:0000 0A 00000000:00000000 00:00000000 00000000   106        0 1 1 0 100 0 0 10 0\n   1: 0102020A:14E9 00000000:0000 0A 00000000:00000000 00:00000000 00000000   106        0 2 1 0 100 0 0 10 0\n   2: 0100007F:0050 0100007F:2350 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n   3: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0\n";
+        let at = |s: &str| listens_on(t, s.parse().unwrap());
+        assert!(at("127.0.0.1:9040"));
+        assert!(at("10.2.2.1:5353"));
+        assert!(!at("10.2.2.1:9040"));
+        // Established, not listening: port 80 only appears as a connection.
+        assert!(!at("127.0.0.1:80"));
+        // The wildcard listener serves every address.
+        assert!(at("10.9.9.9:22"));
+        let t6 = "  sl  local_address                         remote_address                        st\n   0: 00000000000000000000000001000000:2350 00000000000000000000000000000000:0000 0A\n";
+        assert!(listens_on(t6, "[::1]:9040".parse().unwrap()));
+        assert!(!listens_on(t6, "[::1]:9041".parse().unwrap()));
+        assert!(!listens_on("garbage\n1: zz:zz 0 0A\n", "127.0.0.1:1".parse().unwrap()));
+    }
 
     #[test]
     fn leases() {
