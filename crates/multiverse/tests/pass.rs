@@ -549,7 +549,16 @@ fn machines_get_their_derived_passwords_under_the_identity_key() {
         "4FUWQoJVIQ8H96Z0Ocdii76e3oRjy5x4" // spec scramble-v1 vector
     );
     assert!(run(&["machines"]).contains("unchanged"));
-    // A wrong passphrase is a usage error (exit 2), not garbage.
+    // Unlocked for the session until `lock`; then a wrong passphrase is a usage error (exit 2),
+    // not garbage.
+    let o = sb
+        .mv()
+        .args(["show", "machines/universe.router.multiverse/root"])
+        .env_remove("MULTIVERSE_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cached: {}", stderr(&o));
+    ok(sb.mv().arg("lock"));
     let o = sb
         .mv()
         .args(["show", "machines/universe.router.multiverse/root"])
