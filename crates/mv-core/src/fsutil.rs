@@ -375,6 +375,44 @@ pub fn untrusted_folder(dir: &Path) -> Option<ForeignFolder> {
     }
 }
 
+/// Removes the temporary files a crashed writer left in `dir` for the targets `names`
+/// (`.NAME.tmpXXXXXXXXXXXXXXXX`, regular files or links, never followed) when they were last
+/// modified before `before` (the start of the current write: a writer running now keeps its own).
+/// Returns how many were removed.
+pub fn remove_stale_temps(
+    dir: &Path,
+    names: &[&OsStr],
+    before: std::time::SystemTime,
+) -> io::Result<usize> {
+    let mut removed = 0;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let file = e.file_name();
+        if !is_temp_name(&file) {
+            continue;
+        }
+        let owned = names.iter().any(|n| {
+            let mut prefix = b".".to_vec();
+            prefix.extend_from_slice(n.as_bytes());
+            prefix.extend_from_slice(b".tmp");
+            file.as_bytes().starts_with(&prefix)
+        });
+        if !owned {
+            continue;
+        }
+        let meta = fs::symlink_metadata(e.path())?;
+        if meta.is_dir() || meta.modified().map_or(true, |m| m >= before) {
+            continue;
+        }
+        match fs::remove_file(e.path()) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(removed)
+}
+
 /// Whether `name` is a temporary file left by an interrupted write (`.NAME.tmpXXXX`: this
 /// module's random names and the `.NAME.tmpPID` of older versions).
 pub fn is_temp_name(name: &OsStr) -> bool {
@@ -636,6 +674,21 @@ mod batch_tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(names.iter().all(|n| !is_temp_name(n)), "{names:?}");
+        // A crashed writer's temporary file is removed by a later write, not a current one's.
+        std::fs::write(dir.join(".a.tmp0123456789abcdef"), b"half").unwrap();
+        std::fs::write(dir.join(".other.tmp0123456789abcdef"), b"keep").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        assert_eq!(
+            remove_stale_temps(&dir, &[OsStr::new("a")], std::time::SystemTime::UNIX_EPOCH)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            remove_stale_temps(&dir, &[OsStr::new("a")], later).unwrap(),
+            1
+        );
+        assert!(dir.join(".other.tmp0123456789abcdef").exists());
+        std::fs::remove_file(dir.join(".other.tmp0123456789abcdef")).unwrap();
         // A symlink in place of a target is replaced, never written through.
         let outside = d.path().join("outside");
         std::fs::write(&outside, b"keep").unwrap();
