@@ -468,6 +468,7 @@ pub fn write_files_synced(
     for (d, _) in &groups {
         private_dir(d)?;
     }
+    let started = std::time::SystemTime::now();
     // Phase 1 on threads: every folder's changed files into temporary files.
     let prepared = on_threads(threads, &groups, |(dir, idx)| {
         prepare_group(files, dir, idx, key_pass, folders)
@@ -488,6 +489,20 @@ pub fn write_files_synced(
             return Ok(Vec::new());
         };
         let written = p.commit(&synced).map_err(ExportError::Write)?;
+        // A run killed half-way left temporary files of these targets: now that each target is
+        // current, they are garbage (a writer that started after us keeps its own).
+        if let Some(dir) = which
+            .first()
+            .or(out.first().map(|(i, _)| i))
+            .and_then(|i| files[*i].path.parent())
+        {
+            let names: Vec<&std::ffi::OsStr> = which
+                .iter()
+                .chain(out.iter().map(|(i, _)| i))
+                .filter_map(|i| files[*i].path.file_name())
+                .collect();
+            let _ = fsutil::remove_stale_temps(dir, &names, started);
+        }
         for (i, w) in which.into_iter().zip(written) {
             out.push((
                 i,
