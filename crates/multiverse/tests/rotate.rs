@@ -33,17 +33,26 @@ type = "application"
 
 const HOST: &str = "host.multiverse";
 
+/// `multiverse --root ROOT` with the pass session cache of this tree only (its own agent folder,
+/// entries kept 30 s), so tests running side by side never share cached keys.
+fn mvr(root: &Path) -> Command {
+    let mut c = mv(root);
+    c.env("MULTIVERSE_PASS_AGENT_DIR", root.join(".pass-agent"))
+        .env("MULTIVERSE_PASS_CACHE_TTL", "30");
+    c
+}
+
 /// A tree with the spec's words, TOPOLOGY and a fleet folder written by `identity fleet`.
 fn tree() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("multiverse.toml"), TOPOLOGY).unwrap();
     ok(
-        mv(t.path()).args(["identity", "restore"]).args(FAST),
+        mvr(t.path()).args(["identity", "restore"]).args(FAST),
         Some(SPEC_WORDS),
     );
     let fleet = t.path().join("fleet");
     ok(
-        mv(t.path())
+        mvr(t.path())
             .args(["identity", "fleet", "--out"])
             .arg(&fleet),
         None,
@@ -53,7 +62,7 @@ fn tree() -> (tempfile::TempDir, PathBuf) {
 
 fn show(root: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str(&ok(
-        mv(root).args(["--json", "identity", "show", name]),
+        mvr(root).args(["--json", "identity", "show", name]),
         None,
     ))
     .unwrap()
@@ -61,7 +70,7 @@ fn show(root: &Path, name: &str) -> serde_json::Value {
 
 fn rotate(root: &Path, name: &str, extra: &[&str]) -> String {
     ok(
-        mv(root)
+        mvr(root)
             .args(["identity", "rotate", name])
             .args(extra)
             .arg("--fleet")
@@ -198,7 +207,7 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
     let config_before = std::fs::read_to_string(root.join("multiverse.toml")).unwrap();
     let fleet_before = snapshot(&fleet);
     let plan = ok(
-        mv(root)
+        mvr(root)
             .args(["--dry-run", "identity", "rotate", HOST, "--luks-device"])
             .arg(&img),
         None,
@@ -402,7 +411,7 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
 
 /// The pass CLI of the tree (store `<root>/pass`, keys `<root>/pass-keys`).
 fn pass(root: &Path) -> Command {
-    let mut c = mv(root);
+    let mut c = mvr(root);
     c.env_remove("PASSWORD_STORE_DIR")
         .env_remove("MULTIVERSE_PASS_KEYS")
         .env("GIT_AUTHOR_NAME", "t")
@@ -487,11 +496,11 @@ fn bad_input_exits_2_and_changes_nothing() {
     let root = t.path();
     let config = std::fs::read_to_string(root.join("multiverse.toml")).unwrap();
     let err = usage_error(
-        mv(root).args(["identity", "rotate", "nobody.multiverse"]),
+        mvr(root).args(["identity", "rotate", "nobody.multiverse"]),
         None,
     );
     assert!(err.contains("not a machine"), "{err}");
-    usage_error(mv(root).args(["identity", "rotate", "NotAName"]), None);
+    usage_error(mvr(root).args(["identity", "rotate", "NotAName"]), None);
     // The last epoch cannot be raised.
     std::fs::write(
         root.join("multiverse.toml"),
@@ -499,7 +508,7 @@ fn bad_input_exits_2_and_changes_nothing() {
     )
     .unwrap();
     let err = usage_error(
-        mv(root).args(["identity", "rotate", "app.multiverse"]),
+        mvr(root).args(["identity", "rotate", "app.multiverse"]),
         None,
     );
     assert!(err.contains("cannot be rotated again"), "{err}");
@@ -525,7 +534,7 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
             pass(root).args(["insert", "-m", "web/mail"]),
             Some("hunter2\n"),
         );
-        let mut child = mv(root)
+        let mut child = mvr(root)
             .env("MV_ROTATE_PAUSE_AFTER", step)
             .args(["identity", "rotate", "@user", "--fleet"])
             .arg(root.join("fleet"))
@@ -541,7 +550,14 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
                 let Ok(text) = std::fs::read_to_string(&journal) else {
                     return false;
                 };
-                step == "start" || text.contains(&format!("\"{step}\""))
+                let j: serde_json::Value = match serde_json::from_str(&text) {
+                    Ok(j) => j,
+                    Err(_) => return false,
+                };
+                step == "start"
+                    || j["done"]
+                        .as_array()
+                        .is_some_and(|d| d.iter().any(|s| s == step))
             },
         );
         // The step is journaled: give the process a moment to reach its pause, then SIGKILL.
@@ -551,17 +567,37 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
         assert!(!status.success(), "{step}: killed");
         assert!(journal.exists(), "{step}: journal left behind");
         // Another rotation cannot start over it.
-        let err = usage_error(mv(root).args(["identity", "rotate", HOST]), None);
+        let err = usage_error(mvr(root).args(["identity", "rotate", HOST]), None);
         assert!(err.contains("unfinished"), "{err}");
+        // What a writer killed half-way through the fleet step leaves: temporary files beside the
+        // targets, which the rerun's fleet step removes (a step already done left none).
+        let stale_files: &[&str] = if step == "fleet" {
+            &[]
+        } else {
+            &[
+                ".known_hosts.tmp0123456789abcdef",
+                "host.multiverse/.luks.key.tmpabcdef0123456789",
+            ]
+        };
+        for stale in stale_files {
+            let p = root.join("fleet").join(stale);
+            std::fs::write(&p, "half").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+                .unwrap();
+        }
         // Reading keys meanwhile warns that they may not all agree yet.
-        let o = output(mv(root).args(["identity", "show", "@user"]), None);
+        let o = output(mvr(root).args(["identity", "show", "@user"]), None);
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("is unfinished"),
             "{}",
             String::from_utf8_lossy(&o.stderr)
         );
         // The rerun finishes it (the fleet folder comes from the journal).
-        let out = ok(mv(root).args(["identity", "rotate", "@user"]), None);
+        let out = ok(mvr(root).args(["identity", "rotate", "@user"]), None);
         assert!(out.contains("resuming the rotation of @user"), "{out}");
         assert!(!journal.exists());
         for part in [
@@ -572,7 +608,13 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
         ] {
             let (a, b) = (reference.path().join(part), root.join(part));
             if a.is_dir() {
-                assert_eq!(snapshot(&a), snapshot(&b), "{step}: {part}");
+                let (x, y) = (snapshot(&a), snapshot(&b));
+                let names =
+                    |v: &[(PathBuf, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+                assert_eq!(names(&x), names(&y), "{step}: {part}");
+                for ((p, u), (_, v)) in x.iter().zip(&y) {
+                    assert!(u == v, "{step}: {part}/{} differs", p.display());
+                }
             } else {
                 assert_eq!(
                     std::fs::read(&a).unwrap(),
@@ -586,7 +628,7 @@ fn kill_9_during_a_rotation_then_a_rerun_finishes_it() {
             std::fs::read(root.join("pass/.gpg-id")).unwrap()
         );
         assert_eq!(ok(pass(root).args(["show", "web/mail"]), None), "hunter2\n");
-        let o = output(mv(root).args(["identity", "show", "@user"]), None);
+        let o = output(mvr(root).args(["identity", "show", "@user"]), None);
         assert!(String::from_utf8_lossy(&o.stdout).contains("epoch                1"));
     }
 }
@@ -606,14 +648,14 @@ fn the_next_provisioning_installs_the_new_host_key_and_login_key() {
     // host key and every authorized_keys are the new ones, with no change to provisioning.
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
-    ok(mv(root).arg("init"), None);
+    ok(mvr(root).arg("init"), None);
     ok(
-        mv(root).args(["identity", "restore"]).args(FAST),
+        mvr(root).args(["identity", "restore"]).args(FAST),
         Some(SPEC_WORDS),
     );
     let star = "star.router.multiverse";
     let files = root.join("machines").join(star).join("provision/files");
-    let render = || ok(mv(root).args(["provision", "render", star]), None);
+    let render = || ok(mvr(root).args(["provision", "render", star]), None);
     render();
     let before = texts(&files);
     let (host_old, user_old) = (show(root, star), show(root, "@user"));
@@ -626,8 +668,25 @@ fn the_next_provisioning_installs_the_new_host_key_and_login_key() {
         before.contains(&key(&user_old, "ssh_ed25519")),
         "login key rendered"
     );
-    ok(mv(root).args(["identity", "rotate", star]), None);
-    ok(mv(root).args(["identity", "rotate", "@user"]), None);
+    // The machine's password in the pass store follows too.
+    ok(mvr(root).arg("render"), None);
+    ok(pass(root).arg("init"), None);
+    ok(pass(root).arg("machines"), None);
+    let entry = format!("machines/{star}/root");
+    let old_pw = ok(pass(root).args(["show", &entry]), None);
+    ok(mvr(root).args(["identity", "rotate", star]), None);
+    ok(mvr(root).args(["identity", "rotate", "@user"]), None);
+    let pw_dir = root.join("pw");
+    ok(
+        mvr(root)
+            .args(["identity", "export", star, "--kind", "password", "--out"])
+            .arg(&pw_dir),
+        None,
+    );
+    let new_pw = std::fs::read_to_string(pw_dir.join("password")).unwrap();
+    let shown = ok(pass(root).args(["show", &entry]), None);
+    assert_eq!(shown.lines().next(), new_pw.lines().next(), "{shown}");
+    assert_ne!(shown.lines().next(), old_pw.lines().next());
     render();
     let after = texts(&files);
     let (host_new, user_new) = (show(root, star), show(root, "@user"));

@@ -191,6 +191,13 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                     mv_core::fsutil::write_atomic(&config, edited.as_bytes(), mode)?;
                 }
                 g.say(format!("{}: {name} = {to}", config.display()));
+                if matches!(name, IdentityName::Person(_)) {
+                    // The pass session cache holds the person's key of the old epoch under an id
+                    // of the sealed root, which a rotation does not change: forget it.
+                    if let Ok(true) = mv_pass::agent::Client::default_session().lock() {
+                        g.say("pass: the session cache was locked (it held the old key)");
+                    }
+                }
             }
             "record" => {
                 identity::record(g, vec![new_id.clone()])?;
