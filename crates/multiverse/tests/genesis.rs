@@ -210,14 +210,14 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     );
     ok(&mut mvl(&root, &lab, &["down", "--timeout", "180"]));
 
-    // Rebuild from the words: a new host with only multiverse.toml (from git) and the 24 words.
-    for gone in ["machines", "storage", "identity"] {
-        std::fs::remove_dir_all(root.join(gone)).unwrap();
+    // Rebuild from the words: a new host with only multiverse.toml (from git), the base image and
+    // the 24 words. `rebuild` restores, renders and keeps the pass store; `up` boots.
+    for gone in ["machines", "storage", "identity", "libvirt"] {
+        let _ = std::fs::remove_dir_all(root.join(gone));
     }
-    let mut restore = mv(&root);
-    restore.args(["identity", "restore"]).args(FAST);
-    common::ok(&mut restore, Some(SPEC_WORDS));
-    ok(&mut mvl(&root, &lab, &["render"]));
+    let words = root.parent().unwrap().join("words");
+    std::fs::write(&words, SPEC_WORDS).unwrap();
+    ok(mvl(&root, &lab, &["rebuild", "--no-up", "--words-file"]).arg(&words));
     let again = ok(&mut mvl(
         &root,
         &lab,
