@@ -471,6 +471,7 @@ fn arm_for_watch(e: &Env) {
 
 fn expected_chain(e: &Env) -> Vec<String> {
     vec![
+        format!("{} pass lock --all", common::MV),
         format!("wipe-and-remove {}", e.p("secrets").display()),
         "cryptsetup luksSuspend cr_data".into(),
         "cryptsetup luksSuspend cr_root".into(),

@@ -250,11 +250,25 @@ fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `multiverse pass lock --all`: this binary when it is `multiverse`, else the one on PATH.
+fn pass_lock_argv() -> Vec<String> {
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.file_name().is_some_and(|n| n == "multiverse"))
+        .map_or_else(|| "multiverse".to_string(), |p| p.display().to_string());
+    vec![exe, "pass".into(), "lock".into(), "--all".into()]
+}
+
 /// Expands a step into ops. Listings (LUKS devices, running domains) are read-only and run even
 /// in dry-run, so the record shows the real targets.
 fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<Op>, OpError> {
     Ok(match action {
-        Action::DropSecrets { paths } => paths.iter().cloned().map(Op::WipeTree).collect(),
+        Action::DropSecrets { paths } => {
+            // First of all, the pass keys unlocked for the session (every user's cache agent).
+            let mut ops = vec![Op::Exec(pass_lock_argv())];
+            ops.extend(paths.iter().cloned().map(Op::WipeTree));
+            ops
+        }
         Action::LuksSuspend => open_luks_devices(&env.sys)
             .into_iter()
             .map(|n| Op::Exec(vec!["cryptsetup".into(), "luksSuspend".into(), n]))
@@ -612,6 +626,7 @@ mod tests {
         assert_eq!(
             lines,
             vec![
+                "multiverse pass lock --all",
                 "wipe-and-remove /run/multiverse/secrets",
                 "cryptsetup luksSuspend cr_home",
                 "cryptsetup luksSuspend cr_root",
@@ -684,7 +699,14 @@ mod tests {
             env: Env::default(),
         };
         let rec = chain.run(false, |_| {});
-        assert!(rec.iter().all(|r| r.status == Status::Ok), "{rec:?}");
+        // (`multiverse pass lock --all` may be absent where unit tests run: its record may fail.)
+        assert!(
+            rec.iter()
+                .filter(|r| !r.command.ends_with("pass lock --all"))
+                .all(|r| r.status == Status::Ok),
+            "{rec:?}"
+        );
+        assert!(rec[0].command.ends_with("pass lock --all"), "{rec:?}");
         assert!(!s.exists());
     }
 
