@@ -267,9 +267,7 @@ impl Ctx<'_> {
         if let Some(root) = self.identity_root(pass)? {
             let key = self.identity_key(&root)?;
             let armored = mv_pass::keys::armor_secret(&key)?;
-            let sealed =
-                std::fs::read(IdentityStore::sealed_path(&self.g.root)).unwrap_or_default();
-            out.push((cache_id("identity", &sealed), armored));
+            out.push((self.identity_cache_id()?, armored));
         }
         Ok(out)
     }
@@ -283,10 +281,25 @@ impl Ctx<'_> {
             .map(|(_, b)| cache_id("sealed", b))
             .collect();
         if IdentityStore::exists(&self.g.root) {
-            let sealed = std::fs::read(IdentityStore::sealed_path(&self.g.root))?;
-            ids.push(cache_id("identity", &sealed));
+            ids.push(self.identity_cache_id()?);
         }
         Ok(ids)
+    }
+
+    /// The cache id of the identity's @user key: the sealed root's bytes and every epoch of the
+    /// tree (a rotation, by `identity rotate` or a hand edit of `[identity.epochs]`, changes the
+    /// key without touching the sealed root, and must not find the old key cached).
+    fn identity_cache_id(&self) -> Result<String, CliError> {
+        let mut material =
+            std::fs::read(IdentityStore::sealed_path(&self.g.root)).unwrap_or_default();
+        let config =
+            std::fs::read_to_string(self.g.root.join("multiverse.toml")).unwrap_or_default();
+        if let Ok(epochs) = mv_core::epochs::epochs(&config) {
+            for (name, epoch) in epochs.iter() {
+                material.extend_from_slice(format!("\n{name}={epoch}").as_bytes());
+            }
+        }
+        Ok(cache_id("identity", &material))
     }
 
     /// Unlock once per session: the keys come from the agent; on a miss (under the unlock lock,
