@@ -248,7 +248,7 @@ pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
     // KVM only runs guests of the host's own architecture, and only when `[host] accel` asks for
     // it; everything else is TCG (`<domain type="qemu">`, QEMU's `max` CPU).
     let kvm = m.arch == t.host.arch && t.host.accel == Accel::Kvm;
-    let uefi = m.arch == Arch::Aarch64 || m.kind == MachineType::Controller;
+    let uefi = m.uefi();
     let firmware = match m.arch {
         Arch::X86_64 => FirmwareCtx {
             uefi,

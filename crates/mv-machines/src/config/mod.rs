@@ -36,9 +36,24 @@ pub const LAB_TOML: &str = include_str!("lab.toml");
 
 /// [`LAB_TOML`] for a host of `arch` running guests with `accel`.
 pub fn lab_toml(arch: Arch, accel: Accel) -> String {
-    LAB_TOML
+    let text = LAB_TOML
         .replacen("arch = \"x86_64\"", &format!("arch = \"{arch}\""), 1)
-        .replacen("accel = \"kvm\"", &format!("accel = \"{accel}\""), 1)
+        .replacen("accel = \"kvm\"", &format!("accel = \"{accel}\""), 1);
+    match arch {
+        // aarch64 boots through UEFI only: its controller keeps the default.
+        Arch::Aarch64 => text.replacen("firmware = \"bios\"\n", "", 1),
+        Arch::X86_64 => text,
+    }
+}
+
+/// How a machine boots: legacy BIOS (SeaBIOS) or UEFI (OVMF/AAVMF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// SeaBIOS: what the Debian base image boots (GRUB i386-pc in the MBR).
+    Bios,
+    /// UEFI: the default of the controller (GPU passthrough wants it) and of aarch64.
+    Uefi,
 }
 
 /// CPU architecture of a host or machine.
@@ -406,9 +421,21 @@ pub struct Machine {
     /// Disks, in order (the first is `disk.qcow2`).
     #[serde(default)]
     pub disks: Vec<Disk>,
+    /// Firmware, when the file sets it (else UEFI for the controller and aarch64, BIOS for the
+    /// rest: see [`Machine::uefi`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
 }
 
 impl Machine {
+    /// Whether the machine boots through UEFI.
+    pub fn uefi(&self) -> bool {
+        match self.firmware {
+            Some(f) => f == Firmware::Uefi,
+            None => self.arch == Arch::Aarch64 || self.kind == MachineType::Controller,
+        }
+    }
+
     /// True for every machine that gets a libvirt domain (all but the host).
     pub fn is_vm(&self) -> bool {
         self.kind != MachineType::Host
@@ -567,6 +594,7 @@ struct FileMachine {
     #[serde(default)]
     networks: Vec<FileAttachment>,
     disks: Option<Spanned<Vec<Disk>>>,
+    firmware: Option<Spanned<Firmware>>,
 }
 
 /// Names of networks and bridges: what libvirt and the kernel accept, kept simple.
@@ -930,6 +958,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         router: None,
         networks: Vec::new(),
         disks: Vec::new(),
+        firmware: None,
     }];
     let mut pci_owner: HashMap<PciAddress, MachineName> = HashMap::new();
     let mut addresses: HashMap<(String, Ipv4Addr), MachineName> = HashMap::new();
@@ -964,6 +993,18 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
             ));
         }
         let os = m.os.unwrap_or(def_os);
+        let arch = m.arch.unwrap_or(host.arch);
+        if let Some(f) = &m.firmware {
+            if *f.get_ref() == Firmware::Bios && arch == Arch::Aarch64 {
+                return Err(cx.err(
+                    f.span(),
+                    Problem::Inconsistent,
+                    format!(
+                        "machine `{name}`: firmware \"bios\" does not exist on aarch64 (UEFI only)"
+                    ),
+                ));
+            }
+        }
 
         for p in &m.pci {
             if let Some(prev) = pci_owner.insert(*p.get_ref(), name.clone()) {
@@ -1134,6 +1175,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
             router,
             networks: atts,
             disks,
+            firmware: m.firmware.map(Spanned::into_inner),
         });
     }
 

@@ -318,6 +318,17 @@ fn lab_is_the_default_topology_without_passthrough() {
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&lab), names(&def));
+    // Every lab VM boots the BIOS base image, the controller included.
+    assert!(lab.machines.iter().filter(|m| m.is_vm()).all(|m| !m.uefi()));
+    assert!(def
+        .machines
+        .iter()
+        .any(|m| m.kind == MachineType::Controller && m.uefi()));
+    let arm = parse(&lab_toml(Arch::Aarch64, Accel::Kvm)).unwrap();
+    assert!(arm.machines.iter().filter(|m| m.is_vm()).all(|m| m.uefi()));
+    let bad =
+        lab_toml(Arch::X86_64, Accel::Tcg).replacen("arch = \"x86_64\"", "arch = \"aarch64\"", 1);
+    expect(&bad, Problem::Inconsistent, "firmware = \"bios\"");
     for m in &lab.machines {
         let d = def.machine(&m.name).unwrap();
         assert_eq!(m.os, Os::Debian, "{}", m.name);
