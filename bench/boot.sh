@@ -57,7 +57,10 @@ mv status
 
 # 3. where a guest's boot time goes.
 echo "== systemd-analyze (star.router.multiverse)"
-mv ssh star.router.multiverse -- 'systemd-analyze; systemd-analyze blame | head -12' || true
+mv ssh star.router.multiverse -- 'systemd-analyze; systemd-analyze blame | head -12;
+  echo "-- seed and agent, seconds since the kernel started:";
+  journalctl -b -o short-monotonic --no-pager -u multiverse-seed -u multiverse-agent |
+    grep -E "Starting|Started|ready|multiverse-seed:" | head -12' || true
 
 # 5. memory and disk per machine.
 echo "== host RSS of each guest's QEMU (idle), and its overlay"
