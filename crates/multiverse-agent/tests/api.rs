@@ -690,7 +690,9 @@ fn service_files_start_the_agent_which_checks_its_config() {
     let unit =
         std::fs::read_to_string(root.join("contrib/systemd/multiverse-agent.service")).unwrap();
     // One process start at boot (each costs seconds under TCG): the agent checks its own config.
-    assert!(unit.contains("ExecStart=/usr/bin/multiverse-agent --config /etc/multiverse/agent.toml\n"));
+    assert!(
+        unit.contains("ExecStart=/usr/bin/multiverse-agent --config /etc/multiverse/agent.toml\n")
+    );
     assert!(!unit.contains("ExecStartPre="));
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("multiverse-agent.service");

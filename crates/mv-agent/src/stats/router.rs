@@ -211,7 +211,10 @@ mod tests {
         let t6 = "  sl  local_address                         remote_address                        st\n   0: 00000000000000000000000001000000:2350 00000000000000000000000000000000:0000 0A\n";
         assert!(listens_on(t6, "[::1]:9040".parse().unwrap()));
         assert!(!listens_on(t6, "[::1]:9041".parse().unwrap()));
-        assert!(!listens_on("garbage\n1: zz:zz 0 0A\n", "127.0.0.1:1".parse().unwrap()));
+        assert!(!listens_on(
+            "garbage\n1: zz:zz 0 0A\n",
+            "127.0.0.1:1".parse().unwrap()
+        ));
     }
 
     #[test]
