@@ -305,7 +305,24 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
         // Every seed before the first start: one passphrase, and a bad recipe stops nothing.
         make_seeds(g, &tree, &topo, &machines, &a)?;
     }
-    let probe = |m: &MachineSpec| agent_ready(&m.name);
+    // Progress on stderr as each machine answers: under TCG a topology takes minutes, and the
+    // report only comes at the end.
+    let first_probe = std::cell::RefCell::new(std::collections::HashMap::new());
+    let probe = |m: &MachineSpec| {
+        let since = *first_probe
+            .borrow_mut()
+            .entry(m.name.clone())
+            .or_insert_with(std::time::Instant::now);
+        let r = agent_ready(&m.name);
+        if r.is_ok() && !g.json {
+            eprintln!(
+                "multiverse: {} answered {:.1} s after its start",
+                m.name,
+                since.elapsed().as_secs_f64()
+            );
+        }
+        r
+    };
     let ready: Option<up::ReadyProbe<'_>> = (a.start && !a.no_wait).then_some(&probe);
     let report = up::up_with(&conn, &spec, &opts, ready).map_err(up_error)?;
     print_report(
