@@ -36,11 +36,16 @@ pub const BASE_PACKAGES: &[&str] = &[
 ];
 
 /// The default `--include` list: the Debian packages of the provisioning recipes for machines
-/// that boot this image (base, router, router-star, router-galaxy with WireGuard, application),
-/// plus a DHCP client for `iface … inet dhcp`. Controller and host packages are not included
-/// (those machines are not built from this image); OpenVPN neither (add `--include openvpn`).
+/// that boot this image (base, router, router-star, router-galaxy with WireGuard, service,
+/// application, and the controller of the lab topology), plus a DHCP client for
+/// `iface … inet dhcp`, so every seed applies with no mirror. Host packages are not included (the
+/// host is not built from this image); OpenVPN neither (add `--include openvpn`).
 pub const DEFAULT_INCLUDE: &[&str] = &[
     "openssh-server",
+    "openssh-client",
+    "gnupg",
+    "pass",
+    "tmux",
     "ifupdown",
     "isc-dhcp-client",
     "ca-certificates",

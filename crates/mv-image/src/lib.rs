@@ -782,7 +782,7 @@ mod tests {
         let mut b = a.clone();
         b.include.reverse();
         assert_eq!(a.build_key(), b.build_key());
-        b.include.push("tmux".into());
+        b.include.push("htop".into());
         assert_ne!(a.build_key(), b.build_key());
     }
 

@@ -32,8 +32,9 @@ pub struct BuildArgs {
     #[arg(long, default_value = "cloud", value_name = "cloud|generic")]
     kernel: String,
     /// More packages (comma-separated or repeated), on top of the default list of the
-    /// provisioning recipes (debian: openssh-server, ifupdown, isc-dhcp-client, ca-certificates,
-    /// nftables, dnsmasq, tor, wireguard-tools)
+    /// provisioning recipes of every machine the image boots (debian: openssh-server and -client,
+    /// gnupg, pass, tmux, ifupdown, isc-dhcp-client, ca-certificates, nftables, dnsmasq, tor,
+    /// wireguard-tools)
     #[arg(long, value_delimiter = ',', value_name = "PKG,...")]
     include: Vec<String>,
     /// Leave out the default package list (only what boots, plus --include)
