@@ -23,6 +23,16 @@ alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 case "$cmd" in
 uri) echo "$uri" ;;
 stop)
+  # Guests outlive libvirtd: first every QEMU in the lab's network namespace (a guest's command
+  # line need not name the lab folder: its disks and sockets live elsewhere).
+  if alive "$dir/libvirtd.pid"; then
+    netns=$(readlink "/proc/$(cat "$dir/libvirtd.pid")/ns/net" 2>/dev/null || true)
+    if [ -n "$netns" ] && [ "$netns" != "$(readlink /proc/self/ns/net)" ]; then
+      for q in $(pgrep -f qemu-system 2>/dev/null || true); do
+        [ "$(readlink "/proc/$q/ns/net" 2>/dev/null)" = "$netns" ] && kill -9 "$q" 2>/dev/null || true
+      done
+    fi
+  fi
   for p in libvirtd virtlogd; do
     if alive "$dir/$p.pid"; then
       pid=$(cat "$dir/$p.pid")
