@@ -23,6 +23,9 @@ use std::process::Command;
 const STAR: &str = "star.router.multiverse";
 const SERVICE: &str = "mail.service.multiverse";
 const APP: &str = "browser.app.multiverse";
+/// A machine no other test starts: guests' channel sockets (`/run/multiverse/agent/<fqdn>.sock`)
+/// are per name, so tests that run at once boot different names.
+const SILENT: &str = "controller.multiverse";
 
 /// A libvirtd in its own mount and network namespace, stopped (with its guests) on drop.
 struct Lab {
@@ -326,7 +329,7 @@ fn a_guest_whose_agent_never_answers_is_one_clear_error_and_is_powered_off() {
         &mut mvl(
             &root,
             &lab,
-            &["up", "--start", "--no-provision", "--timeout", "25", APP],
+            &["up", "--start", "--no-provision", "--timeout", "25", SILENT],
         ),
         None,
     );
@@ -341,14 +344,15 @@ fn a_guest_whose_agent_never_answers_is_one_clear_error_and_is_powered_off() {
     );
     assert!(
         err.contains(&format!(
-            "{APP} started, but its agent did not answer within"
+            "{SILENT} started, but its agent did not answer within"
         )),
         "{err}"
     );
     assert!(err.contains("powered off again"), "{err}");
     // Powered off, still defined (a complete definition, not a half-made one).
-    let st = status_json(&root, &lab);
-    let app = st.iter().find(|s| s["name"] == APP).unwrap();
+    let st: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&mut mvl(&root, &lab, &["--json", "status", SILENT]))).unwrap();
+    let app = st.iter().find(|s| s["name"] == SILENT).unwrap();
     assert_eq!(app["state"], "shut_off", "{app}");
     assert_eq!(app["defined"], true, "{app}");
 }
