@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(1, &e, None),
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let listeners = match server::bind(&agent).await {
             Ok(l) => l,
             Err(e) => {
@@ -173,7 +173,12 @@ fn main() -> ExitCode {
             let _ = std::fs::remove_file(p);
         }
         ExitCode::SUCCESS
-    })
+    });
+    // A stopped agent exits now: a collector or task stuck in a blocking call (a hung `nft`, a
+    // read of a virtio port) would otherwise hold the runtime's drop, and systemd would wait its
+    // stop timeout (90 s) before killing us, which is what kept guests from an ACPI `down`.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 #[cfg(test)]

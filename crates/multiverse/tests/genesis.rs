@@ -166,7 +166,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     let down = ok(&mut mvl(
         &root,
         &lab,
-        &["down", "--timeout", "180", STAR, SERVICE, APP],
+        &["down", "--timeout", "360", STAR, SERVICE, APP],
     ));
     assert!(!down.contains("powered off"), "{down}");
     for m in [STAR, SERVICE, APP] {
@@ -211,7 +211,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
         root_password_is_derived(&root, &lab),
         "root's password in /etc/shadow is not the derived one"
     );
-    ok(&mut mvl(&root, &lab, &["down", "--timeout", "180"]));
+    ok(&mut mvl(&root, &lab, &["down", "--timeout", "360"]));
 
     // Rebuild from the words: a new host with only multiverse.toml (from git), the base image and
     // the 24 words. `rebuild` restores, renders and keeps the pass store; `up` boots.
@@ -236,7 +236,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
         root_password_is_derived(&root, &lab),
         "after the rebuild, root's password is not the derived one"
     );
-    let out = output(&mut mvl(&root, &lab, &["down", "--timeout", "180"]), None);
+    let out = output(&mut mvl(&root, &lab, &["down", "--timeout", "360"]), None);
     assert!(out.status.success(), "{out:?}");
 }
 
