@@ -732,6 +732,9 @@ fn wait_ready(
     }
 }
 
+/// How often `down` repeats its ACPI shutdown request while a guest keeps running.
+const ACPI_REPEAT: Duration = Duration::from_secs(15);
+
 /// Polls a domain's state every 50 ms until `want` holds or `timeout` passes.
 pub fn wait_for(
     conn: &Connection,
@@ -777,8 +780,20 @@ pub fn down(
         }
         // A guest without ACPI support (or still booting) may ignore the request. Pulling the
         // plug can corrupt its filesystem, so that takes `force`; without it, stop and say so.
-        let asked = conn.shutdown_domain(name).is_ok();
-        let stopped = asked && wait_for(conn, name, timeout, |s| !s.is_active()).is_ok();
+        // The request is repeated every ACPI_REPEAT: a power-button press that arrives before the
+        // guest's logind listens (an agent answers early in boot, so `down` can come that soon)
+        // is lost, and one press would then wait out the whole timeout.
+        let start = Instant::now();
+        let mut asked = false;
+        let mut stopped = false;
+        while !stopped && start.elapsed() < timeout {
+            asked |= conn.shutdown_domain(name).is_ok();
+            let slice = ACPI_REPEAT.min(timeout.saturating_sub(start.elapsed()));
+            stopped = asked && wait_for(conn, name, slice, |s| !s.is_active()).is_ok();
+            if !asked {
+                break;
+            }
+        }
         if stopped {
             report.push("domain", name.clone(), Done::ShutDown);
         } else if !force {
