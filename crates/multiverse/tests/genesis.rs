@@ -241,6 +241,46 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// The suite's boot check (the whole path above is ignored for now): three seeded guests in
+/// order, each agent answering as its FQDN with the derived host key, `multiverse ssh` with the
+/// derived keys both ways; then powered off. (Onion address and /etc/shadow: the ignored test.)
+#[test]
+fn up_start_boots_three_seeded_guests_reachable_by_agent_and_ssh() {
+    let image = common::cached_debian_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    let lab = Lab::start(&tmp.path().join("lab"));
+    lab_tree(&root, &image);
+    let first = ok(&mut mvl(
+        &root,
+        &lab,
+        &["up", "--start", "--timeout", "420", STAR, SERVICE, APP],
+    ));
+    for m in [STAR, SERVICE, APP] {
+        assert!(
+            first.contains(&format!("seeded          disk     {m}")),
+            "{first}"
+        );
+    }
+    for s in status_json(&root, &lab) {
+        let name = s["name"].as_str().unwrap();
+        assert_eq!(s["agent"]["reachable"], true, "{s}");
+        assert_eq!(s["agent"]["hostname"], name, "{s}");
+        assert_eq!(s["agent"]["host_key_matches"], true, "{s}");
+    }
+    let who = ok(&mut mvl(
+        &root,
+        &lab,
+        &["ssh", STAR, "--", "hostname", "-f"],
+    ));
+    assert_eq!(who.trim(), STAR);
+    let out = output(
+        &mut mvl(&root, &lab, &["down", "--force", "--timeout", "120"]),
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// Whether root's hash in the star's `/etc/shadow` (read over `multiverse ssh`) verifies the
 /// derived machine password.
 fn root_password_is_derived(root: &Path, lab: &Lab) -> bool {
