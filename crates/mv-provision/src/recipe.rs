@@ -283,6 +283,18 @@ fn parse(name: &str, src: &str) -> Result<RecipeFile, RecipeError> {
     })
 }
 
+/// An octal permission mode of a recipe's file or folder (`"0644"`).
+fn parse_mode(recipe: &str, path: &str, text: &str) -> Result<u32, RecipeError> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| RecipeError::Mode {
+            recipe: recipe.to_string(),
+            path: path.to_string(),
+            mode: text.to_string(),
+        })
+}
+
 /// Resolves recipe `name` for a machine whose template context is `ctx`, on `os`.
 pub fn resolve(
     name: &str,
@@ -385,15 +397,7 @@ fn resolve_into(
                 })
             }
         };
-        let mode_text = f.mode.clone().unwrap_or_else(|| "0644".to_string());
-        let mode = u32::from_str_radix(&mode_text, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| RecipeError::Mode {
-                recipe: name.to_string(),
-                path: f.path.clone(),
-                mode: mode_text.clone(),
-            })?;
+        let mode = parse_mode(name, &f.path, f.mode.as_deref().unwrap_or("0644"))?;
         let spec = FileSpec {
             path: f.path.clone(),
             source,
@@ -409,15 +413,7 @@ fn resolve_into(
         if !applies(d.os, d.when.as_deref())? {
             continue;
         }
-        let mode_text = d.mode.clone().unwrap_or_else(|| "0755".to_string());
-        let mode = u32::from_str_radix(&mode_text, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| RecipeError::Mode {
-                recipe: name.to_string(),
-                path: d.path.clone(),
-                mode: mode_text.clone(),
-            })?;
+        let mode = parse_mode(name, &d.path, d.mode.as_deref().unwrap_or("0755"))?;
         let spec = DirSpec {
             path: d.path.clone(),
             mode,
