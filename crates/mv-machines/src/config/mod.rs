@@ -425,6 +425,11 @@ pub struct Machine {
     /// rest: see [`Machine::uefi`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<Firmware>,
+    /// Service machines only: the ports published as an onion service on the star router (whose
+    /// tor forwards port P of the machine's onion address to its static address on the star's
+    /// network, port P). The address comes from the identity (the machine's `onion-v3` key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub onion: Vec<u16>,
 }
 
 impl Machine {
@@ -595,6 +600,8 @@ struct FileMachine {
     networks: Vec<FileAttachment>,
     disks: Option<Spanned<Vec<Disk>>>,
     firmware: Option<Spanned<Firmware>>,
+    /// Read as integers so a bad port gets our message and its own line.
+    onion: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 /// Names of networks and bridges: what libvirt and the kernel accept, kept simple.
@@ -959,9 +966,11 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         networks: Vec::new(),
         disks: Vec::new(),
         firmware: None,
+        onion: Vec::new(),
     }];
     let mut pci_owner: HashMap<PciAddress, MachineName> = HashMap::new();
     let mut addresses: HashMap<(String, Ipv4Addr), MachineName> = HashMap::new();
+    let mut onion_spans = Vec::new();
     for m in file.machines {
         let name = m.name.get_ref().clone();
         let kind = *m.kind.get_ref();
@@ -1161,6 +1170,11 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
             }],
         };
 
+        let onion = onion_ports(cx, &name, kind, m.onion.as_ref())?;
+        if let Some(span) = m.onion.as_ref().map(|o| o.span()) {
+            onion_spans.push((machines.len(), span));
+        }
+
         machines.push(Machine {
             name,
             kind,
@@ -1176,7 +1190,11 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
             networks: atts,
             disks,
             firmware: m.firmware.map(Spanned::into_inner),
+            onion,
         });
+    }
+    for (i, span) in onion_spans {
+        onion_reachable(cx, &machines, &networks, &machines[i], span)?;
     }
 
     Ok(Topology {
@@ -1186,6 +1204,120 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         libvirt_uri: file.libvirt_uri,
         epochs: mv_core::epochs::Epochs::new(),
     })
+}
+
+/// The `onion` ports of machine `name`: a service machine's, each 1-65535 and listed once.
+fn onion_ports(
+    cx: &Ctx<'_>,
+    name: &MachineName,
+    kind: MachineType,
+    onion: Option<&Spanned<Vec<Spanned<i64>>>>,
+) -> Result<Vec<u16>, ConfigError> {
+    let Some(list) = onion else {
+        return Ok(Vec::new());
+    };
+    if kind != MachineType::Service && !list.get_ref().is_empty() {
+        return Err(cx.err(
+            list.span(),
+            Problem::Inconsistent,
+            format!("machine `{name}` is of type {kind}; only service machines publish onion services"),
+        ));
+    }
+    let mut ports = Vec::new();
+    for p in list.get_ref() {
+        let port = u16::try_from(*p.get_ref())
+            .ok()
+            .filter(|&v| v != 0)
+            .ok_or_else(|| {
+                cx.err(
+                    p.span(),
+                    Problem::Inconsistent,
+                    format!(
+                        "machine `{name}`: onion port {} is not a port (1-65535)",
+                        p.get_ref()
+                    ),
+                )
+            })?;
+        if ports.contains(&port) {
+            return Err(cx.err(
+                p.span(),
+                Problem::Duplicate,
+                format!("machine `{name}`: onion port {port} is listed twice"),
+            ));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+/// A machine publishing onion ports needs a static address on a network the star router serves:
+/// that is where the star's tor forwards the onion service's connections.
+fn onion_reachable(
+    cx: &Ctx<'_>,
+    machines: &[Machine],
+    networks: &[Network],
+    m: &Machine,
+    span: std::ops::Range<usize>,
+) -> Result<(), ConfigError> {
+    if m.onion.is_empty() || onion_target(machines, networks, m).is_some() {
+        return Ok(());
+    }
+    Err(cx.err(
+        span,
+        Problem::Inconsistent,
+        format!(
+            "machine `{}` publishes onion ports but has no static address on a network served by \
+             the star router (give it {{ network = \"...\", address = \"...\" }} there)",
+            m.name
+        ),
+    ))
+}
+
+/// Where the star router forwards `m`'s onion service: (the star router, `m`'s static address on
+/// a network that router serves). `None` when `m` has no such address.
+fn onion_target<'a>(
+    machines: &'a [Machine],
+    networks: &[Network],
+    m: &Machine,
+) -> Option<(&'a Machine, Ipv4Addr)> {
+    m.networks.iter().find_map(|a| {
+        let addr = a.address?;
+        let by = networks.iter().find(|n| n.name == a.network)?.served_by.as_ref()?;
+        let router = machines.iter().find(|r| &r.name == by)?;
+        let star = router.router.as_ref()?.role == RouterRole::Star;
+        star.then_some((router, addr))
+    })
+}
+
+/// One onion service published on a star router: the service machine, the address tor forwards
+/// to, and its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnionService {
+    /// The service machine (its name is the identity name of the onion key).
+    pub machine: MachineName,
+    /// Its static address on the network the star router serves.
+    pub address: Ipv4Addr,
+    /// The published ports (tor's `HiddenServicePort P address:P`).
+    pub ports: Vec<u16>,
+}
+
+impl Topology {
+    /// The onion services the star router `router` publishes, in file order (empty for any other
+    /// machine).
+    pub fn onion_services(&self, router: &MachineName) -> Vec<OnionService> {
+        self.machines
+            .iter()
+            .filter(|m| !m.onion.is_empty())
+            .filter_map(|m| {
+                let (star, address) = onion_target(&self.machines, &self.networks, m)?;
+                (&star.name == router).then(|| OnionService {
+                    machine: m.name.clone(),
+                    address,
+                    ports: m.onion.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// `[identity.epochs]`: values checked by `mv_core::epochs`, machine names against the machines.

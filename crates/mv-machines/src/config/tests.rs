@@ -403,3 +403,50 @@ fn identity_epochs_are_read_and_checked_with_their_line() {
         assert!(e.to_string().starts_with(want), "{bad}: {e}");
     }
 }
+
+/// `onion = [..]` on a service machine: published on the star router that serves the network of
+/// its static address; every mistake is one line naming the line of the value.
+#[test]
+fn onion_ports_are_checked_and_published_on_the_star() {
+    let mail = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
+    let with = |ports: &str| base().replacen(mail, &format!("{mail}\nonion = {ports}"), 1);
+    let t = parse(&with("[80, 25]")).unwrap();
+    let star = MachineName::parse("star.router.multiverse").unwrap();
+    let services = t.onion_services(&star);
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].machine.as_str(), "mail.service.multiverse");
+    assert_eq!(services[0].address.to_string(), "10.2.2.20");
+    assert_eq!(services[0].ports, [80, 25]);
+    let galaxy = MachineName::parse("galaxy.router.multiverse").unwrap();
+    assert!(t.onion_services(&galaxy).is_empty());
+    assert_eq!(parse(&t.to_toml().unwrap()).unwrap(), t);
+    assert!(parse(&with("[]")).unwrap().onion_services(&star).is_empty());
+
+    for bad in ["0", "65536", "-1"] {
+        let text = with(&format!("[\n  80,\n  {bad},\n]"));
+        let e = expect_at(&text, Problem::Inconsistent, line_of(&text, &format!("  {bad},")));
+        assert!(e.to_string().contains("is not a port (1-65535)"), "{e}");
+    }
+    let text = with("[\n  80,\n  80,\n]");
+    let e = expect_at(&text, Problem::Duplicate, last_line_of(&text, "  80,"));
+    assert!(e.to_string().contains("onion port 80 is listed twice"), "{e}");
+    // Only service machines publish.
+    let text = base().replacen(
+        "networks = [{ network = \"net2\" }]",
+        "networks = [{ network = \"net2\" }]\nonion = [80]",
+        1,
+    );
+    let e = expect_at(&text, Problem::Inconsistent, line_of(&text, "onion = [80]"));
+    assert!(
+        e.to_string()
+            .contains("is of type application; only service machines publish onion services"),
+        "{e}"
+    );
+    // A service without a static address on the star's network has nowhere to be forwarded to.
+    let text = with("[80]").replacen(mail, "networks = [{ network = \"net2\" }]", 1);
+    let e = expect_at(&text, Problem::Inconsistent, line_of(&text, "onion = [80]"));
+    assert!(e.to_string().contains("no static address on a network served by the star"), "{e}");
+    // A string is a syntax error with a line too.
+    let text = with("[\"80\"]");
+    expect(&text, Problem::Syntax, "onion = [\"80\"]");
+}
