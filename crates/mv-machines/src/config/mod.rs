@@ -1220,7 +1220,9 @@ fn onion_ports(
         return Err(cx.err(
             list.span(),
             Problem::Inconsistent,
-            format!("machine `{name}` is of type {kind}; only service machines publish onion services"),
+            format!(
+                "machine `{name}` is of type {kind}; only service machines publish onion services"
+            ),
         ));
     }
     let mut ports = Vec::new();
@@ -1282,7 +1284,11 @@ fn onion_target<'a>(
 ) -> Option<(&'a Machine, Ipv4Addr)> {
     m.networks.iter().find_map(|a| {
         let addr = a.address?;
-        let by = networks.iter().find(|n| n.name == a.network)?.served_by.as_ref()?;
+        let by = networks
+            .iter()
+            .find(|n| n.name == a.network)?
+            .served_by
+            .as_ref()?;
         let router = machines.iter().find(|r| &r.name == by)?;
         let star = router.router.as_ref()?.role == RouterRole::Star;
         star.then_some((router, addr))

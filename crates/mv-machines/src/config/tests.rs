@@ -424,12 +424,19 @@ fn onion_ports_are_checked_and_published_on_the_star() {
 
     for bad in ["0", "65536", "-1"] {
         let text = with(&format!("[\n  80,\n  {bad},\n]"));
-        let e = expect_at(&text, Problem::Inconsistent, line_of(&text, &format!("  {bad},")));
+        let e = expect_at(
+            &text,
+            Problem::Inconsistent,
+            line_of(&text, &format!("  {bad},")),
+        );
         assert!(e.to_string().contains("is not a port (1-65535)"), "{e}");
     }
     let text = with("[\n  80,\n  80,\n]");
     let e = expect_at(&text, Problem::Duplicate, last_line_of(&text, "  80,"));
-    assert!(e.to_string().contains("onion port 80 is listed twice"), "{e}");
+    assert!(
+        e.to_string().contains("onion port 80 is listed twice"),
+        "{e}"
+    );
     // Only service machines publish.
     let text = base().replacen(
         "networks = [{ network = \"net2\" }]",
@@ -445,7 +452,11 @@ fn onion_ports_are_checked_and_published_on_the_star() {
     // A service without a static address on the star's network has nowhere to be forwarded to.
     let text = with("[80]").replacen(mail, "networks = [{ network = \"net2\" }]", 1);
     let e = expect_at(&text, Problem::Inconsistent, line_of(&text, "onion = [80]"));
-    assert!(e.to_string().contains("no static address on a network served by the star"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("no static address on a network served by the star"),
+        "{e}"
+    );
     // A string is a syntax error with a line too.
     let text = with("[\"80\"]");
     expect(&text, Problem::Syntax, "onion = [\"80\"]");
