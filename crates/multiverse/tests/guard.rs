@@ -398,11 +398,12 @@ fn arm_disarm_status_are_idempotent_and_validate_the_token() {
     assert_eq!(
         v["steps"],
         serde_json::json!([
+            "undefine-secrets",
             "drop-secrets",
-            "luks-suspend",
+            "clear-keyring",
             "destroy-domains",
-            "sync",
-            "drop-caches",
+            "luks-suspend",
+            "clear-memory",
             "power-off"
         ])
     );
@@ -465,23 +466,39 @@ fn arm_for_watch(e: &Env) {
     let t = std::fs::read_to_string(&path)
         .unwrap()
         .replace("/run/multiverse/secrets", e.p("secrets").to_str().unwrap())
+        .replace(
+            "/etc/multiverse/agent.token",
+            e.p("agent.token").to_str().unwrap(),
+        )
         .replace("qemu:///system", "test:///default");
     std::fs::write(&path, t).unwrap();
 }
 
 fn expected_chain(e: &Env) -> Vec<String> {
-    vec![
+    let mut chain: Vec<String> = vec![
+        // The test driver holds no libvirt secrets.
+        "(nothing to do)".into(),
         format!("{} pass lock --all", common::MV),
         format!("wipe-and-remove {}", e.p("secrets").display()),
+        format!("wipe-and-remove {}", e.p("agent.token").display()),
+        "keyctl clear @u".into(),
+        "keyctl clear @us".into(),
+        "virsh -c test:///default destroy test".into(),
         "cryptsetup luksSuspend cr_data".into(),
         "cryptsetup luksSuspend cr_root".into(),
-        "virsh -c test:///default destroy test".into(),
-        "sync".into(),
         "echo 3 > /proc/sys/vm/drop_caches".into(),
+        "echo 1 > /proc/sys/vm/compact_memory".into(),
+    ];
+    // Without init_on_free=1 on this kernel's command line, the chain also fills free memory.
+    if mv_guard::chain::init_on_free(Path::new("/proc")) != Some(true) {
+        chain.push("wipe-free-memory --reserve-mib 256".into());
+    }
+    chain.extend([
         "echo 1 > /proc/sys/kernel/sysrq".into(),
         "echo o > /proc/sysrq-trigger".into(),
         "poweroff -f".into(),
-    ]
+    ]);
+    chain
 }
 
 struct Watcher {
@@ -956,4 +973,103 @@ fn emit_refuses_the_caller_s_own_network_namespace() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not another network namespace"));
+}
+
+/// `guard status` reports the kernel command line's init_on_free, on which the chain's memory
+/// step relies.
+#[test]
+fn status_reports_a_missing_init_on_free() {
+    let e = Env::new();
+    let proc_root = e.p("proc");
+    std::fs::create_dir_all(&proc_root).unwrap();
+    let status = |cmdline: &str, json: bool| {
+        std::fs::write(proc_root.join("cmdline"), format!("{cmdline}\n")).unwrap();
+        let mut args = vec!["guard", "status", "--sys", "/nonexistent-sys", "--proc"];
+        args.push(proc_root.to_str().unwrap());
+        if json {
+            args.insert(0, "--json");
+        }
+        let o = e.run(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = status("ro quiet", false);
+    assert!(
+        out.contains("memory:   WARNING: no init_on_free=1 on the kernel command line"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&status("ro quiet", true)).unwrap();
+    assert_eq!(v["init_on_free"], false);
+    let out = status("ro init_on_free=1", false);
+    assert!(out.contains("memory:   init_on_free=1"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&status("init_on_free=1", true)).unwrap();
+    assert_eq!(v["init_on_free"], true);
+}
+
+/// The shipped service units: systemd's verified by `systemd-analyze verify` (with this binary
+/// in place of /usr/local/bin/multiverse), OpenRC's read by the real `openrc-run` (syntax and
+/// dependencies), both running `guard watch` on the default tree and stopping it with SIGKILL.
+#[test]
+fn guard_service_units_verify_with_their_init_systems() {
+    let root = mv_testkit::workspace_root();
+    let unit =
+        std::fs::read_to_string(root.join("contrib/systemd/multiverse-guard.service")).unwrap();
+    assert!(
+        unit.contains("\nExecStart=/usr/local/bin/multiverse --root /var/multiverse guard watch\n"),
+        "{unit}"
+    );
+    for line in [
+        "KillSignal=SIGKILL",
+        "CPUSchedulingPolicy=fifo",
+        "LimitMEMLOCK=infinity",
+        "RestartPreventExitStatus=2",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.contains(&format!("\n{line}\n")), "{line}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("multiverse-guard.service");
+    std::fs::write(&f, unit.replace("/usr/local/bin/multiverse", MV)).unwrap();
+    let sa = mv_testkit::require_tool("systemd-analyze");
+    let out = Command::new(sa).arg("verify").arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains(f.to_str().unwrap()),
+        "{err}"
+    );
+
+    let rc = root.join("contrib/openrc/multiverse-guard");
+    let text = std::fs::read_to_string(&rc).unwrap();
+    assert!(text.starts_with("#!/sbin/openrc-run\n"));
+    assert!(text.contains(
+        "/usr/local/bin/multiverse --root ${MULTIVERSE_ROOT:-/var/multiverse} guard watch"
+    ));
+    assert!(text.contains("\nretry=\"SIGKILL/5\"\n"));
+    let dash = mv_testkit::require_tool("dash");
+    mv_testkit::run_ok(Command::new(dash).arg("-n").arg(&rc));
+    // openrc-run sources the script: a syntax error shows on stderr (its exit status stays 0).
+    let openrc_run = mv_testkit::require_tool("openrc-run");
+    let out = Command::new(&openrc_run)
+        .arg(&rc)
+        .arg("depend")
+        .env("RC_SVCNAME", "multiverse-guard")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "need localmount\nbefore libvirtd\n"
+    );
+    let out = Command::new(&openrc_run)
+        .arg(&rc)
+        .arg("describe")
+        .output()
+        .unwrap();
+    // (It lists OpenRC's built-in healthcheck/unhealthy commands on stderr.)
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(!err.contains("error"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("runs the chain when the USB token leaves")
+    );
 }

@@ -1,5 +1,6 @@
 //! `mv-core`: the few pieces every Multiverse crate needs and none should write twice.
 //!
+//! - [`cmdline`]: the kernel command line (`init_on_free`).
 //! - [`confined`]: [`confined::RootDir`], reads and writes inside another system's root folder
 //!   (a guest's mounted `/`) that no symlink can lead out of.
 //! - [`epochs`]: [`epochs::Epochs`], the per-name key epochs of `[identity.epochs]`
@@ -13,6 +14,7 @@
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
 #![forbid(unsafe_code)]
 
+pub mod cmdline;
 pub mod confined;
 pub mod epochs;
 pub mod fsutil;

@@ -20,6 +20,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
+    /// `virsh -c URI secret-undefine UUID` for every libvirt secret (disk keys first of all: a
+    /// domain whose LUKS secret is gone cannot be started again).
+    UndefineSecrets {
+        /// Libvirt connection URI.
+        uri: String,
+    },
+    /// `keyctl clear KEYRING` for each keyring (the kernel keys of the user running the chain).
+    ClearKeyring {
+        /// Keyrings as keyctl names them (`@u`, `@us`) or by id.
+        #[serde(default = "default_keyrings")]
+        keyrings: Vec<String>,
+    },
     /// Overwrite with zeros and delete the unsealed secrets under these paths.
     DropSecrets {
         /// Files or folders.
@@ -41,6 +53,14 @@ pub enum Action {
         /// MiB left untouched (so the OOM killer does not pick the watcher).
         reserve_mib: u64,
     },
+    /// Wipe free memory: drop the page cache and compact memory (with `init_on_free=1` on the
+    /// kernel command line the kernel zeroes every page it frees), and fill free memory with a
+    /// pattern when the command line lacks `init_on_free=1`.
+    ClearMemory {
+        /// MiB the fill leaves untouched (so the OOM killer does not pick the watcher).
+        #[serde(default = "default_reserve_mib")]
+        reserve_mib: u64,
+    },
     /// Power off at once through sysrq `o`.
     PowerOff,
     /// A custom command (argv, no shell).
@@ -54,12 +74,15 @@ impl Action {
     /// The kebab-case name used in the configuration and in records.
     pub fn name(&self) -> &'static str {
         match self {
+            Action::UndefineSecrets { .. } => "undefine-secrets",
+            Action::ClearKeyring { .. } => "clear-keyring",
             Action::DropSecrets { .. } => "drop-secrets",
             Action::LuksSuspend => "luks-suspend",
             Action::DestroyDomains { .. } => "destroy-domains",
             Action::Sync => "sync",
             Action::DropCaches => "drop-caches",
             Action::WipeMemory { .. } => "wipe-memory",
+            Action::ClearMemory { .. } => "clear-memory",
             Action::PowerOff => "power-off",
             Action::Command { .. } => "command",
         }
@@ -79,7 +102,27 @@ pub struct Step {
     pub fallback: Option<Vec<String>>,
 }
 
-/// The default chain, in the order of the issue: secrets, disks, machines, buffers, power.
+fn default_keyrings() -> Vec<String> {
+    vec!["@u".into(), "@us".into()]
+}
+
+fn default_reserve_mib() -> u64 {
+    256
+}
+
+/// The libvirt URI the default chain acts on.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// The unsealed secrets the host holds as files: the secret folder and the agent's TCP token.
+pub const DEFAULT_SECRET_PATHS: [&str; 2] =
+    ["/run/multiverse/secrets", "/etc/multiverse/agent.token"];
+
+/// The default chain, in the order of issue #16: every secret the host holds (libvirt secrets
+/// first, so no encrypted disk can be opened again; then the secret files and the agent's token,
+/// then the kernel keyring), the machines, the disks, free memory, power.
+///
+/// No `sync`: after `luks-suspend` a `sync` touching a suspended device hangs until its timeout,
+/// and the power-off needs no disk.
 pub fn default_steps() -> Vec<Step> {
     let s = |action, timeout_ms| Step {
         action,
@@ -88,26 +131,49 @@ pub fn default_steps() -> Vec<Step> {
     };
     vec![
         s(
+            Action::UndefineSecrets {
+                uri: DEFAULT_URI.into(),
+            },
+            5_000,
+        ),
+        s(
             Action::DropSecrets {
-                paths: vec![PathBuf::from("/run/multiverse/secrets")],
+                paths: DEFAULT_SECRET_PATHS.iter().map(PathBuf::from).collect(),
             },
             2_000,
         ),
-        s(Action::LuksSuspend, 5_000),
+        s(
+            Action::ClearKeyring {
+                keyrings: default_keyrings(),
+            },
+            2_000,
+        ),
         s(
             Action::DestroyDomains {
-                uri: "qemu:///system".into(),
+                uri: DEFAULT_URI.into(),
             },
             10_000,
         ),
-        s(Action::Sync, 5_000),
-        s(Action::DropCaches, 3_000),
+        s(Action::LuksSuspend, 5_000),
+        s(
+            Action::ClearMemory {
+                reserve_mib: default_reserve_mib(),
+            },
+            10_000,
+        ),
         Step {
             action: Action::PowerOff,
             timeout_ms: 3_000,
             fallback: Some(vec!["poweroff".into(), "-f".into()]),
         },
     ]
+}
+
+/// Whether the kernel command line (`<proc>/cmdline`) turns `init_on_free` on: the last
+/// `init_on_free=` wins, with the kernel's boolean spellings. `None` when the file is unreadable.
+pub fn init_on_free(proc_root: &Path) -> Option<bool> {
+    let cmdline = std::fs::read_to_string(proc_root.join("cmdline")).ok()?;
+    Some(mv_core::cmdline::init_on_free(&cmdline))
 }
 
 /// Where the system files are (tests point these at fixtures) and which tools to run.
@@ -218,6 +284,9 @@ pub enum OpError {
     /// A file operation failed.
     #[error("cannot write {0}")]
     Io(String, #[source] std::io::Error),
+    /// A listing program failed (its last line of stderr).
+    #[error("{0} failed: {1}")]
+    Listing(String, String),
 }
 
 /// Runs a program, publishing its PID so a timed-out step can kill it.
@@ -250,6 +319,78 @@ fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a listing program, publishing its PID; returns (success, stdout, stderr).
+fn exec_listing(
+    argv: &[String],
+    pid_slot: &Mutex<Option<u32>>,
+) -> Result<(bool, String, String), OpError> {
+    let line = Op::Exec(argv.to_vec()).to_string();
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+    let child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| OpError::Spawn(line.clone(), e))?;
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = Some(child.id());
+    }
+    let out = child.wait_with_output();
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = None;
+    }
+    let out = out.map_err(|e| OpError::Spawn(line, e))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The UUIDs in `virsh secret-list` output (a header, a rule of dashes, then `UUID  USAGE` rows).
+pub fn parse_secret_list(out: &str) -> Vec<String> {
+    let is_uuid = |t: &str| {
+        t.len() == 36
+            && t.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    };
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|t| is_uuid(t))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The libvirt secrets of `uri`. A driver without secrets (`test:///`, `qemu:///embed`) holds
+/// none: that is an empty list, not a failure.
+fn list_secrets(uri: &str, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<String>, OpError> {
+    let argv: Vec<String> = vec![
+        "virsh".into(),
+        "-c".into(),
+        uri.into(),
+        "secret-list".into(),
+    ];
+    let (ok, out, err) = exec_listing(&argv, pid_slot)?;
+    if ok {
+        Ok(parse_secret_list(&out))
+    } else if err.contains("not supported by the connection driver") {
+        Ok(Vec::new())
+    } else {
+        Err(OpError::Listing(
+            Op::Exec(argv).to_string(),
+            err.lines().last().unwrap_or("").trim().to_string(),
+        ))
+    }
+}
+
 /// `multiverse pass lock --all`: this binary when it is `multiverse`, else the one on PATH.
 fn pass_lock_argv() -> Vec<String> {
     let exe = std::env::current_exe()
@@ -263,6 +404,42 @@ fn pass_lock_argv() -> Vec<String> {
 /// in dry-run, so the record shows the real targets.
 fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<Op>, OpError> {
     Ok(match action {
+        Action::UndefineSecrets { uri } => list_secrets(uri, pid_slot)?
+            .into_iter()
+            .map(|uuid| {
+                Op::Exec(vec![
+                    "virsh".into(),
+                    "-c".into(),
+                    uri.clone(),
+                    "secret-undefine".into(),
+                    uuid,
+                ])
+            })
+            .collect(),
+        Action::ClearKeyring { keyrings } => keyrings
+            .iter()
+            .map(|k| Op::Exec(vec!["keyctl".into(), "clear".into(), k.clone()]))
+            .collect(),
+        Action::ClearMemory { reserve_mib } => {
+            let vm = env.proc_root.join("sys/vm");
+            let mut ops = vec![
+                Op::Write {
+                    path: vm.join("drop_caches"),
+                    data: "3".into(),
+                },
+                Op::Write {
+                    path: vm.join("compact_memory"),
+                    data: "1".into(),
+                },
+            ];
+            // Without init_on_free the freed pages keep their bytes until reused: overwrite them.
+            if init_on_free(&env.proc_root) != Some(true) {
+                ops.push(Op::WipeMemory {
+                    reserve_mib: *reserve_mib,
+                });
+            }
+            ops
+        }
         Action::DropSecrets { paths } => {
             // First of all, the pass keys unlocked for the session (every user's cache agent).
             let mut ops = vec![Op::Exec(pass_lock_argv())];
@@ -608,37 +785,198 @@ mod tests {
         assert_eq!(open_luks_devices(d.path()), vec!["cr_home", "cr_root"]);
     }
 
-    #[test]
-    fn dry_run_records_exact_lines_in_order() {
-        let d = fixture_sys();
+    /// A fixture procfs holding only a kernel command line.
+    fn fixture_proc(cmdline: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cmdline"), format!("{cmdline}\n")).unwrap();
+        d
+    }
+
+    /// The default chain on libvirt's test driver (no secrets, one running domain `test`).
+    fn default_on_test_driver() -> Vec<Step> {
         let mut steps = default_steps();
-        // A domain listing that needs no libvirt: the custom-command path with the same shape.
-        steps.retain(|s| !matches!(s.action, Action::DestroyDomains { .. }));
-        let chain = Chain {
-            steps,
-            env: Env {
-                sys: d.path().to_path_buf(),
-                proc_root: "/proc".into(),
-            },
-        };
-        let rec = chain.run(true, |_| {});
-        let lines: Vec<String> = rec.iter().map(|r| r.command.clone()).collect();
+        for s in &mut steps {
+            if let Action::UndefineSecrets { uri } | Action::DestroyDomains { uri } = &mut s.action
+            {
+                *uri = "test:///default".into();
+            }
+        }
+        steps
+    }
+
+    #[test]
+    fn dry_run_records_the_default_chain_in_the_issues_order() {
+        mv_testkit::require_tool("virsh");
+        let sys = fixture_sys();
+        for (cmdline, fill) in [
+            ("ro quiet init_on_free=1", false),
+            ("ro init_on_free=1 init_on_free=0", true),
+            ("ro quiet -- init_on_free=1", true),
+        ] {
+            let proc_root = fixture_proc(cmdline);
+            let p = proc_root.path().display().to_string();
+            let chain = Chain {
+                steps: default_on_test_driver(),
+                env: Env {
+                    sys: sys.path().to_path_buf(),
+                    proc_root: proc_root.path().to_path_buf(),
+                },
+            };
+            let rec = chain.run(true, |_| {});
+            let got: Vec<(String, String)> = rec
+                .iter()
+                .map(|r| (r.step.clone(), r.command.clone()))
+                .collect();
+            let mut want: Vec<(&str, String)> = vec![
+                ("undefine-secrets", "(nothing to do)".into()),
+                ("drop-secrets", "multiverse pass lock --all".into()),
+                (
+                    "drop-secrets",
+                    "wipe-and-remove /run/multiverse/secrets".into(),
+                ),
+                (
+                    "drop-secrets",
+                    "wipe-and-remove /etc/multiverse/agent.token".into(),
+                ),
+                ("clear-keyring", "keyctl clear @u".into()),
+                ("clear-keyring", "keyctl clear @us".into()),
+                (
+                    "destroy-domains",
+                    "virsh -c test:///default destroy test".into(),
+                ),
+                ("luks-suspend", "cryptsetup luksSuspend cr_home".into()),
+                ("luks-suspend", "cryptsetup luksSuspend cr_root".into()),
+                ("clear-memory", format!("echo 3 > {p}/sys/vm/drop_caches")),
+                (
+                    "clear-memory",
+                    format!("echo 1 > {p}/sys/vm/compact_memory"),
+                ),
+            ];
+            if fill {
+                want.push(("clear-memory", "wipe-free-memory --reserve-mib 256".into()));
+            }
+            want.extend([
+                ("power-off", format!("echo 1 > {p}/sys/kernel/sysrq")),
+                ("power-off", format!("echo o > {p}/sysrq-trigger")),
+                ("power-off", "poweroff -f".into()),
+            ]);
+            let want: Vec<(String, String)> =
+                want.into_iter().map(|(a, b)| (a.to_string(), b)).collect();
+            assert_eq!(got, want, "{cmdline}");
+            assert!(rec.iter().all(|r| r.status == Status::DryRun), "{rec:?}");
+            assert!(rec.last().unwrap().fallback);
+            assert_eq!(rec.iter().filter(|r| r.fallback).count(), 1);
+        }
+    }
+
+    #[test]
+    fn init_on_free_is_read_from_procfs() {
         assert_eq!(
-            lines,
+            init_on_free(fixture_proc("ro init_on_free=1").path()),
+            Some(true)
+        );
+        assert_eq!(init_on_free(fixture_proc("ro").path()), Some(false));
+        assert_eq!(init_on_free(Path::new("/nonexistent-proc")), None);
+    }
+
+    #[test]
+    fn secret_list_output_is_parsed_to_uuids() {
+        let out = " UUID                                   Usage\n\
+                   --------------------------------------------------------------------\n \
+                   0b1e6c4c-1f7e-4b1a-9a7c-3c2f6f0e9a11   volume /var/multiverse/storage/c.qcow2\n \
+                   9f86d081-884c-4d63-a5a1-2b2b2b2b2b2b   ceph client.admin\n\n";
+        assert_eq!(
+            parse_secret_list(out),
             vec![
-                "multiverse pass lock --all",
-                "wipe-and-remove /run/multiverse/secrets",
-                "cryptsetup luksSuspend cr_home",
-                "cryptsetup luksSuspend cr_root",
-                "sync",
-                "echo 3 > /proc/sys/vm/drop_caches",
-                "echo 1 > /proc/sys/kernel/sysrq",
-                "echo o > /proc/sysrq-trigger",
-                "poweroff -f",
+                "0b1e6c4c-1f7e-4b1a-9a7c-3c2f6f0e9a11",
+                "9f86d081-884c-4d63-a5a1-2b2b2b2b2b2b"
             ]
         );
-        assert!(rec.iter().all(|r| r.status == Status::DryRun));
-        assert!(rec.last().unwrap().fallback);
+        assert!(parse_secret_list(" UUID   Usage\n-----\n\n").is_empty());
+    }
+
+    /// The default power-off step for real against a fixture procfs where sysrq cannot be
+    /// written: its fallback runs (here a marker instead of `poweroff -f`). A failed step (not
+    /// only a timed-out one) runs its fallback; a step that succeeds does not.
+    #[test]
+    fn a_failed_step_runs_its_fallback_and_a_good_one_does_not() {
+        let proc_root = fixture_proc("ro");
+        // `sysrq-trigger` is a folder: the write fails, as on a kernel without sysrq.
+        std::fs::create_dir_all(proc_root.path().join("sysrq-trigger")).unwrap();
+        std::fs::create_dir_all(proc_root.path().join("sys/kernel")).unwrap();
+        let marker = proc_root.path().join("fallback-ran");
+        let unused = proc_root.path().join("fallback-not-run");
+        let mut power_off = default_steps().pop().unwrap();
+        assert_eq!(power_off.action, Action::PowerOff);
+        power_off.fallback = Some(vec!["touch".into(), marker.display().to_string()]);
+        let chain = Chain {
+            steps: vec![
+                Step {
+                    action: Action::Command {
+                        argv: vec!["true".into()],
+                    },
+                    timeout_ms: 2_000,
+                    fallback: Some(vec!["touch".into(), unused.display().to_string()]),
+                },
+                power_off,
+            ],
+            env: Env {
+                sys: "/nonexistent-sys".into(),
+                proc_root: proc_root.path().to_path_buf(),
+            },
+        };
+        let rec = chain.run(false, |_| {});
+        let got: Vec<(String, bool, bool)> = rec
+            .iter()
+            .map(|r| (r.step.clone(), r.fallback, matches!(r.status, Status::Ok)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("command".into(), false, true),
+                ("power-off".into(), false, true),
+                ("power-off".into(), false, false),
+                ("power-off".into(), true, true),
+            ],
+            "{rec:?}"
+        );
+        assert!(marker.exists() && !unused.exists());
+    }
+
+    /// `clear-keyring` with the real keyctl on a keyring of our own (not root's @u, which other
+    /// processes on this machine may use): the key is unlinked and unreadable through it.
+    #[test]
+    fn clear_keyring_runs_keyctl_for_real() {
+        let keyctl = mv_testkit::require_tool("keyctl");
+        let run = |args: &[&str]| {
+            let out = Command::new(&keyctl).args(args).output().unwrap();
+            assert!(out.status.success(), "keyctl {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let ring = run(&[
+            "newring",
+            &format!("mv-guard-test-{}", std::process::id()),
+            "@u",
+        ]);
+        let key = run(&["add", "user", "mv-guard-marker", "s3cret-marker", &ring]);
+        assert_eq!(run(&["print", &key]), "s3cret-marker");
+        assert!(run(&["list", &ring]).contains(&key));
+        let chain = Chain {
+            steps: vec![Step {
+                action: Action::ClearKeyring {
+                    keyrings: vec![ring.clone()],
+                },
+                timeout_ms: 2_000,
+                fallback: None,
+            }],
+            env: Env::default(),
+        };
+        let rec = chain.run(false, |_| {});
+        assert_eq!(rec.len(), 1, "{rec:?}");
+        assert_eq!(rec[0].command, format!("keyctl clear {ring}"));
+        assert_eq!(rec[0].status, Status::Ok);
+        assert_eq!(run(&["list", &ring]), "keyring is empty");
+        run(&["unlink", &ring, "@u"]);
     }
 
     #[test]

@@ -372,6 +372,16 @@ pub fn check(roots: &Roots, passthrough: &[String]) -> Report {
             ),
         ));
     }
+    // The kill switch's memory step (mv-guard `clear-memory`) relies on the kernel zeroing
+    // every page it frees.
+    if !cmdline.is_empty() && !mv_core::cmdline::init_on_free(&cmdline) {
+        findings.push(finding(
+            Level::Warn,
+            "init-on-free",
+            format!("the kernel command line has no init_on_free=1 ({}/cmdline): freed pages keep their bytes until reused, so the kill switch must fill free memory itself (slower)", roots.proc_root.display()),
+            Some("add `init_on_free=1` to GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub".into()),
+        ));
+    }
     findings.push(kvm_finding(kvm(roots)));
     findings.sort_by_key(|f| std::cmp::Reverse(f.level));
     Report {

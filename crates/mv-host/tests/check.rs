@@ -248,3 +248,30 @@ fn kvm_that_cannot_boot_stock_guests_points_at_tcg() {
         pvm.fix
     );
 }
+
+/// The kill switch's memory step relies on `init_on_free=1`: its absence is a warning with the
+/// fix, its presence says nothing.
+#[test]
+fn a_missing_init_on_free_is_a_warning() {
+    let f = Fixture::new(
+        "GenuineIntel",
+        "root=/dev/sda1 intel_iommu=on iommu=pt",
+        true,
+    );
+    let r = check(&f.roots(), &[]);
+    let w = r
+        .findings
+        .iter()
+        .find(|x| x.code == "init-on-free")
+        .unwrap();
+    assert_eq!(w.level, Level::Warn);
+    assert!(w.message.contains("no init_on_free=1"), "{}", w.message);
+    assert!(w.fix.as_deref().unwrap().contains("init_on_free=1"));
+    let f = Fixture::new(
+        "GenuineIntel",
+        "root=/dev/sda1 intel_iommu=on iommu=pt init_on_free=1",
+        true,
+    );
+    let r = check(&f.roots(), &[]);
+    assert!(!codes(&r).iter().any(|(c, _)| *c == "init-on-free"));
+}

@@ -829,8 +829,12 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
         None => vec![],
     };
     let watcher = running_watcher(g);
+    // The memory step relies on the kernel zeroing freed pages (init_on_free=1, set by the
+    // installer); without it the chain fills free memory instead, which is slower.
+    let init_on_free = mv_guard::chain::init_on_free(&a.proc_root);
     if g.json {
         let v = serde_json::json!({
+            "init_on_free": init_on_free,
             "config": path,
             "armed": cfg.armed,
             "token": cfg.token,
@@ -880,6 +884,19 @@ fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
             Liveness::Running(p) => format!("running (pid {p})"),
             Liveness::NotRunning => "not running".to_string(),
             Liveness::Unknown { why, .. } => format!("unknown ({why})"),
+        }
+    );
+    println!(
+        "memory:   {}",
+        match init_on_free {
+            Some(true) => "init_on_free=1: the kernel zeroes every page it frees".to_string(),
+            Some(false) => format!(
+                "WARNING: no init_on_free=1 on the kernel command line ({}/cmdline): freed pages \
+                 keep their bytes until reused; the chain fills free memory instead (slower). \
+                 Add init_on_free=1 to GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub",
+                a.proc_root.display()
+            ),
+            None => format!("unknown: cannot read {}/cmdline", a.proc_root.display()),
         }
     );
     println!(
