@@ -9,8 +9,8 @@
 //! What this is not: a second reader of `multiverse.toml`; all of that is `mv_machines::Topology`.
 
 use crate::model::{
-    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, OnionService, Os, Role,
-    SshKeyPair, VpnKind, VpnOptions,
+    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, OnionPublish, OnionService,
+    Os, Role, SshKeyPair, VpnKind, VpnOptions,
 };
 use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
@@ -148,6 +148,15 @@ pub fn spec_for(
         iommu_passthrough: kind == Kind::Host && topology.host.iommu.passthrough,
         vfio_ids: vec![],
         extra_packages: vec![],
+        onion_services: topology
+            .onion_services(name)
+            .into_iter()
+            .map(|s| OnionPublish {
+                machine: s.machine,
+                address: s.address,
+                ports: s.ports,
+            })
+            .collect(),
     })
 }
 

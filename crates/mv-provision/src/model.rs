@@ -172,6 +172,20 @@ pub struct MachineSpec {
     pub vfio_ids: Vec<String>,
     /// Extra packages the person asked for.
     pub extra_packages: Vec<String>,
+    /// Star router only: the onion services it publishes for service machines (`onion = [..]`
+    /// in `multiverse.toml`), each keyed by that machine's identity.
+    pub onion_services: Vec<OnionPublish>,
+}
+
+/// One onion service a star router publishes for a service machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnionPublish {
+    /// The service machine: its identity's `onion-v3` key is the service's key.
+    pub machine: MachineName,
+    /// Where tor forwards connections: the machine's static address on the star's network.
+    pub address: Ipv4Addr,
+    /// The published ports (`HiddenServicePort P address:P`).
+    pub ports: Vec<u16>,
 }
 
 impl MachineSpec {
@@ -214,6 +228,7 @@ impl MachineSpec {
             iommu_passthrough: kind == Kind::Host,
             vfio_ids: vec![],
             extra_packages: vec![],
+            onion_services: vec![],
         }
     }
 

@@ -72,6 +72,17 @@ pub enum RecipeError {
         /// The bad mode.
         mode: String,
     },
+    /// An `each` expression is not a list, or an entry's path does not render.
+    #[error("recipe {recipe}: `{what}`")]
+    Each {
+        /// Recipe name.
+        recipe: String,
+        /// The expression or path.
+        what: String,
+        /// The template error.
+        #[source]
+        source: Box<TemplateError>,
+    },
     /// A file entry has neither or both of `template` and `source`.
     #[error("recipe {recipe}: file {path} needs exactly one of `template` or `source`")]
     FileSource {
@@ -114,6 +125,8 @@ struct FileEntry {
     os: Option<Os>,
     #[serde(default)]
     when: Option<String>,
+    #[serde(default)]
+    each: Option<String>,
 }
 
 /// A folder whose mode and owner the recipe sets (tor's onion service folder must be 0700 and
@@ -130,6 +143,8 @@ struct DirEntry {
     os: Option<Os>,
     #[serde(default)]
     when: Option<String>,
+    #[serde(default)]
+    each: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +219,10 @@ pub struct FileSpec {
     pub mode: u32,
     /// Owner user name (group is the user's primary group).
     pub owner: String,
+    /// The machine whose identity a generated source takes its key from, when an `each` item
+    /// names one (`item.machine`: a published service's onion key on the star router); `None`
+    /// for the machine being provisioned.
+    pub machine: Option<String>,
 }
 
 /// A folder of the resolved recipe: made if missing, then given its owner and mode.
@@ -382,48 +401,103 @@ fn resolve_into(
             out.modules.push(m);
         }
     }
+    // An entry with `each = "<list expression>"` stands for one entry per item, `item` in its
+    // path: (path, the item's `machine`) per item, or the path alone without `each`.
+    let expand =
+        |path: &str, each: Option<&str>| -> Result<Vec<(String, Option<String>)>, RecipeError> {
+            let Some(expr) = each else {
+                return Ok(vec![(path.to_string(), None)]);
+            };
+            let err = |what: &str| {
+                let (recipe, what) = (name.to_string(), what.to_string());
+                move |e: TemplateError| RecipeError::Each {
+                    recipe,
+                    what,
+                    source: Box::new(e),
+                }
+            };
+            let origin = format!("recipe {name}");
+            let mut v = Vec::new();
+            for item in engine.eval_list(&origin, expr, ctx).map_err(err(expr))? {
+                let mut with_item = ctx.clone();
+                with_item["item"] = item.clone();
+                let p = engine
+                    .render_inline(&origin, path, &with_item)
+                    .map_err(err(path))?;
+                let machine = item["machine"].as_str().map(str::to_string);
+                v.push((p, machine));
+            }
+            Ok(v)
+        };
     out.sysctl.extend(file.sysctl.clone());
     for f in &file.files {
         if !applies(f.os, f.when.as_deref())? {
             continue;
         }
-        let source = match (&f.template, &f.source) {
-            (Some(t), None) => FileSource::Template(t.clone()),
-            (None, Some(s)) => FileSource::Generated(s.clone()),
-            _ => {
-                return Err(RecipeError::FileSource {
-                    recipe: name.to_string(),
-                    path: f.path.clone(),
-                })
-            }
-        };
-        let mode = parse_mode(name, &f.path, f.mode.as_deref().unwrap_or("0644"))?;
-        let spec = FileSpec {
-            path: f.path.clone(),
-            source,
-            mode,
-            owner: f.owner.clone().unwrap_or_else(|| "root".to_string()),
-        };
-        match out.files.iter_mut().find(|x| x.path == spec.path) {
-            Some(existing) => *existing = spec,
-            None => out.files.push(spec),
+        for (path, machine) in expand(&f.path, f.each.as_deref())? {
+            let f = FileEntry {
+                path,
+                each: None,
+                ..f.clone()
+            };
+            add_file(name, &f, machine, out)?;
         }
     }
     for d in &file.dirs {
         if !applies(d.os, d.when.as_deref())? {
             continue;
         }
-        let mode = parse_mode(name, &d.path, d.mode.as_deref().unwrap_or("0755"))?;
-        let spec = DirSpec {
-            path: d.path.clone(),
-            mode,
-            owner: d.owner.clone().unwrap_or_else(|| "root".to_string()),
-        };
-        match out.dirs.iter_mut().find(|x| x.path == spec.path) {
-            Some(existing) => *existing = spec,
-            None => out.dirs.push(spec),
+        for (path, _) in expand(&d.path, d.each.as_deref())? {
+            let mode = parse_mode(name, &path, d.mode.as_deref().unwrap_or("0755"))?;
+            let spec = DirSpec {
+                path,
+                mode,
+                owner: d.owner.clone().unwrap_or_else(|| "root".to_string()),
+            };
+            match out.dirs.iter_mut().find(|x| x.path == spec.path) {
+                Some(existing) => *existing = spec,
+                None => out.dirs.push(spec),
+            }
         }
     }
+    add_users(&file, os, out);
+    Ok(())
+}
+
+/// Adds (or replaces, by path) one file entry of recipe `name`.
+fn add_file(
+    name: &str,
+    f: &FileEntry,
+    machine: Option<String>,
+    out: &mut Resolved,
+) -> Result<(), RecipeError> {
+    let source = match (&f.template, &f.source) {
+        (Some(t), None) => FileSource::Template(t.clone()),
+        (None, Some(s)) => FileSource::Generated(s.clone()),
+        _ => {
+            return Err(RecipeError::FileSource {
+                recipe: name.to_string(),
+                path: f.path.clone(),
+            })
+        }
+    };
+    let mode = parse_mode(name, &f.path, f.mode.as_deref().unwrap_or("0644"))?;
+    let spec = FileSpec {
+        path: f.path.clone(),
+        source,
+        mode,
+        owner: f.owner.clone().unwrap_or_else(|| "root".to_string()),
+        machine,
+    };
+    match out.files.iter_mut().find(|x| x.path == spec.path) {
+        Some(existing) => *existing = spec,
+        None => out.files.push(spec),
+    }
+    Ok(())
+}
+
+/// Adds (or replaces, by name) the users of a recipe.
+fn add_users(file: &RecipeFile, os: Os, out: &mut Resolved) {
     for u in &file.users {
         if u.os.is_some_and(|o| o != os) {
             continue;
@@ -440,7 +514,6 @@ fn resolve_into(
             None => out.users.push(spec),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -467,7 +540,7 @@ mod tests {
     #[test]
     fn includes_merge_and_os_filters() {
         let e = Engine::embedded();
-        let ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": null});
+        let ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": null, "tor": {"onion_services": []}});
         let r = resolve("router-star", Os::Debian, &e, &ctx).unwrap();
         assert_eq!(r.recipes, ["base", "router", "router-star"]);
         assert!(r.packages.contains(&"tor".to_string()));
@@ -483,6 +556,61 @@ mod tests {
         assert!(a.files.iter().any(|f| f.path == "/etc/nftables.nft"));
         let sysctl = a.services.iter().find(|s| s.name == "sysctl").unwrap();
         assert_eq!(sysctl.runlevel, "boot");
+    }
+
+    /// `each` makes one entry per item, with `item` in the path and `item.machine` as the
+    /// machine whose keys a generated source uses; a value that is no list is an error.
+    #[test]
+    fn each_makes_one_entry_per_item() {
+        let e = Engine::embedded();
+        let mut ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": null, "tor": {"onion_services": [
+            {"machine": "a.service.multiverse", "dir": "/var/lib/tor/a.service.multiverse"},
+            {"machine": "b.service.multiverse", "dir": "/var/lib/tor/b.service.multiverse"},
+        ]}});
+        let r = resolve("router-star", Os::Alpine, &e, &ctx).unwrap();
+        let keys: Vec<(&str, Option<&str>, &str)> = r
+            .files
+            .iter()
+            .filter(|f| f.path.ends_with("hs_ed25519_secret_key"))
+            .map(|f| (f.path.as_str(), f.machine.as_deref(), f.owner.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("/var/lib/tor/multiverse/hs_ed25519_secret_key", None, "tor"),
+                (
+                    "/var/lib/tor/a.service.multiverse/hs_ed25519_secret_key",
+                    Some("a.service.multiverse"),
+                    "tor"
+                ),
+                (
+                    "/var/lib/tor/b.service.multiverse/hs_ed25519_secret_key",
+                    Some("b.service.multiverse"),
+                    "tor"
+                ),
+            ]
+        );
+        let dirs: Vec<&str> = r
+            .dirs
+            .iter()
+            .filter(|d| d.path.starts_with("/var/lib/tor/"))
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                "/var/lib/tor/multiverse",
+                "/var/lib/tor/a.service.multiverse",
+                "/var/lib/tor/b.service.multiverse"
+            ]
+        );
+        ctx["tor"]["onion_services"] = serde_json::json!(3);
+        let err = resolve("router-star", Os::Alpine, &e, &ctx).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("recipe router-star: `tor.onion_services`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub const AGENT_OPENRC_SCRIPT: &str = include_str!("../../../contrib/openrc/mult
 pub const TOR_TRANS_PORT: u16 = 9040;
 /// Tor's DNS port on the star router.
 pub const TOR_DNS_PORT: u16 = 5353;
+/// Tor's data folder on the star router; each published service's `HiddenServiceDir` is
+/// `<TOR_DIR>/<service fqdn>` (the router's own is `<TOR_DIR>/multiverse`).
+pub const TOR_DIR: &str = "/var/lib/tor";
 
 /// Why a machine could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +327,12 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             "trans_port": TOR_TRANS_PORT,
             "dns_port": TOR_DNS_PORT,
             "virtual_network": "10.192.0.0/10",
+            "onion_services": spec.onion_services.iter().map(|o| json!({
+                "machine": o.machine.as_str(),
+                "dir": format!("{TOR_DIR}/{}", o.machine),
+                "address": o.address.to_string(),
+                "ports": o.ports,
+            })).collect::<Vec<_>>(),
         },
         "host": {
             "cmdline": cmdline,
@@ -381,9 +390,13 @@ pub fn render(
                     })?;
                 (Contents::Public(text), t.clone())
             }
-            FileSource::Generated(g) => {
-                (generated(g, &f.path, spec, &resolved, identity)?, g.clone())
-            }
+            FileSource::Generated(g) => (
+                generated(g, f, spec, &resolved, identity)?,
+                match &f.machine {
+                    Some(m) => format!("{g} of {m}"),
+                    None => g.clone(),
+                },
+            ),
         };
         files.push(DesiredFile {
             path: f.path.clone(),
@@ -465,11 +478,21 @@ pub fn render(
 
 fn generated(
     source: &str,
-    path: &str,
+    file: &recipe::FileSpec,
     spec: &MachineSpec,
     resolved: &Resolved,
     identity: &dyn IdentitySource,
 ) -> Result<Contents, RenderError> {
+    let path = file.path.as_str();
+    // Whose keys: another machine's for an `each` entry naming one (a published service's onion
+    // key on the star router), else this machine's.
+    let owner = match &file.machine {
+        Some(m) => mv_core::MachineName::parse(m).map_err(|e| RenderError::MissingOption {
+            machine: spec.name.to_string(),
+            what: format!("file {path}: `{m}` is not a machine name ({e})"),
+        })?,
+        None => spec.name.clone(),
+    };
     let header = format!("# Managed by multiverse provision ({}).\n", spec.name);
     let secret =
         |s: SecretString| Contents::Secret(SecretBytes::new(s.expose().as_bytes().to_vec()));
@@ -496,7 +519,7 @@ fn generated(
         "ssh_host_ecdsa.pub" => line(identity.ssh_host_ecdsa_p256(&spec.name)?.public_line),
         // Only the secret key: tor writes hs_ed25519_public_key and hostname from it at start,
         // so the address a guest publishes is tor's own reading of the derived key.
-        "onion_secret_key" => Contents::Secret(identity.onion_service(&spec.name)?.secret_file),
+        "onion_secret_key" => Contents::Secret(identity.onion_service(&owner)?.secret_file),
         "multiverse-agent.service" => Contents::Public(AGENT_SYSTEMD_UNIT.to_string()),
         "multiverse-agent.openrc" => Contents::Public(AGENT_OPENRC_SCRIPT.to_string()),
         "multiverse-agent" => binary(&agent_binary(), spec, "multiverse-agent")?,

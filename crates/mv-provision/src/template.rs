@@ -197,6 +197,61 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Evaluates a list expression (a recipe's `each`) against `ctx`: the items, as JSON. A
+    /// value that is not a list is an error.
+    pub fn eval_list(
+        &self,
+        origin: &str,
+        expr: &str,
+        ctx: &impl Serialize,
+    ) -> Result<Vec<serde_json::Value>, TemplateError> {
+        let json = serde_json::to_value(ctx).unwrap_or(serde_json::Value::Null);
+        let convert = |e: minijinja::Error| expression_error(origin, expr, &json, e);
+        let compiled = self.expressions.compile_expression(expr).map_err(convert)?;
+        let value = compiled.eval(ctx).map_err(convert)?;
+        match serde_json::to_value(&value) {
+            Ok(serde_json::Value::Array(items)) => Ok(items),
+            _ => Err(TemplateError::Expression {
+                origin: origin.to_string(),
+                message: format!("`{expr}` is not a list"),
+            }),
+        }
+    }
+
+    /// Renders a one-line template (an `each` entry's path, with `item`) against `ctx`.
+    pub fn render_inline(
+        &self,
+        origin: &str,
+        text: &str,
+        ctx: &impl Serialize,
+    ) -> Result<String, TemplateError> {
+        let json = serde_json::to_value(ctx).unwrap_or(serde_json::Value::Null);
+        self.expressions
+            .render_str(text, ctx)
+            .map_err(|e| expression_error(origin, text, &json, e))
+    }
+}
+
+fn expression_error(
+    origin: &str,
+    expr: &str,
+    json: &serde_json::Value,
+    e: minijinja::Error,
+) -> TemplateError {
+    if e.kind() == ErrorKind::UndefinedError {
+        TemplateError::Undefined {
+            origin: origin.to_string(),
+            variable: first_undefined(expr, json).unwrap_or_else(|| "?".to_string()),
+        }
+    } else {
+        TemplateError::Expression {
+            origin: origin.to_string(),
+            message: e.detail().unwrap_or(&e.kind().to_string()).to_string(),
+        }
+    }
+}
+
 /// The first dotted variable path in `expr` that does not resolve in `ctx`, in order. minijinja
 /// says *that* a value was undefined, not which; a condition is one short line, so we look.
 fn first_undefined(expr: &str, ctx: &serde_json::Value) -> Option<String> {

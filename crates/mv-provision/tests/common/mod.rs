@@ -130,6 +130,12 @@ pub fn topology(os: Os) -> Vec<MachineSpec> {
         MachineSpec::default_for(name("browser.app.multiverse"), Kind::Application, None, os),
     ];
     v[0].vfio_ids = vec!["10de:1b80".into(), "10de:10f0".into()];
+    // The star publishes the mail service's web and SMTP ports as an onion service.
+    v[3].onion_services = vec![mv_provision::model::OnionPublish {
+        machine: name("mail.service.multiverse"),
+        address: "10.2.2.20".parse().unwrap(),
+        ports: vec![80, 25],
+    }];
     v
 }
 
