@@ -65,6 +65,8 @@ pub enum Command {
     /// Host setup: udev rules, IOMMU checks, vfio-pci binding
     #[command(subcommand)]
     Host(cmd::host::Command),
+    /// Install a Multiverse host on a disk: unattended from an answer file, or interactively
+    Install(cmd::install::InstallArgs),
     /// Rebuild a lost host from its 24 words and multiverse.toml: restore, render, pass, image, up
     Rebuild(cmd::rebuild::RebuildArgs),
     /// Print shell completions
@@ -131,6 +133,7 @@ pub fn run(
         Command::SshRelay(a) => cmd::ssh::relay(g, a),
         Command::Guard(c) => cmd::guard::run(g, c),
         Command::Host(c) => cmd::host::run(g, c),
+        Command::Install(a) => cmd::install::run(g, a),
         Command::Rebuild(a) => cmd::rebuild::run(g, a),
         Command::Completions(a) => cmd::meta::completions(Cli::command(), a),
         Command::Man => cmd::meta::man(Cli::command()),

@@ -7,6 +7,8 @@ pub mod host;
 pub mod identity;
 pub mod image_build;
 pub mod init;
+pub mod install;
+pub mod install_tui;
 pub mod libvirt;
 pub mod machine;
 pub mod meta;
