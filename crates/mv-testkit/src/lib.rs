@@ -8,11 +8,15 @@
 //! - [`files_under`]: every file below a folder, for comparing trees.
 //! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
 //!   `udevadm verify`.
+//! - [`tornet`]: a private Tor network (authorities, relays, an exit, a client) in a network
+//!   namespace the test creates, for onion services and Tor traffic without the real network.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub mod tornet;
 
 /// Returns the full path of `tool`, or panics saying how to install it.
 pub fn require_tool(tool: &str) -> PathBuf {
