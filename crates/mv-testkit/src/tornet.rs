@@ -449,25 +449,28 @@ impl Tornet {
 
     /// Starts another tor in the namespace, joined to this network: `--defaults-torrc` is
     /// [`Tornet::network_torrc`] (written to `<dir>/<name>/network.torrc`), then `args` (e.g.
-    /// `-f` and a torrc as provisioning wrote it). Its notice log goes to `<dir>/<name>/notice.log`
-    /// (given on the command line, which overrides the torrc's `Log` lines), and it exits with
-    /// the test process. Stopped when the returned value is dropped.
+    /// `-f` and a torrc as provisioning wrote it). Its notice log goes to stderr (`--Log` on the
+    /// command line overrides the torrc's `Log` lines), kept in `<dir>/<name>/output.log`, and it
+    /// exits with the test process. Stopped when the returned value is dropped.
     pub fn spawn_tor(&self, name: &str, args: &[&OsStr]) -> TorProcess {
         let tor = crate::require_tool("tor");
         let data = node_dir(&self.dir, name);
         let defaults = data.join("network.torrc");
         std::fs::write(&defaults, &self.network_torrc).unwrap();
-        let log = data.join("notice.log");
+        // Its log goes to stderr, a file this process opened: a tor that switches to another
+        // `User` could not open a log file in the test's private folders.
+        let log = data.join("output.log");
+        let output = std::fs::File::create(&log).unwrap();
         let mut cmd = self.ns.command(&tor);
         cmd.arg("--defaults-torrc")
             .arg(&defaults)
             .args(args)
             .arg("--Log")
-            .arg(format!("notice file {}", log.display()))
+            .arg("notice stderr")
             .arg("--__OwningControllerProcess")
             .arg(std::process::id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(output.try_clone().unwrap())
+            .stderr(output);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start tor `{name}`: {e}"));

@@ -422,8 +422,17 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
     let root = unseal(g, &a.pass)?;
     let id = root.public_identity(&name)?;
     record(g, vec![id.clone()])?;
+    let published = match &name {
+        IdentityName::Machine(m) => published_onion(g, m),
+        _ => None,
+    };
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&id)?);
+        let mut value = serde_json::to_value(&id)?;
+        if let Some((star, service)) = &published {
+            value["onion_ports"] = serde_json::json!(service.ports);
+            value["onion_published_by"] = serde_json::json!(star.as_str());
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("name                 {}", id.name);
         println!("epoch                {}", id.epoch);
@@ -432,9 +441,42 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
         println!("ssh_host_ed25519     {}", id.ssh_host_ed25519);
         println!("ssh_host_ecdsa_p256  {}", id.ssh_host_ecdsa_p256);
         println!("onion                {}", id.onion);
+        if let Some((star, service)) = &published {
+            let ports: Vec<String> = service.ports.iter().map(u16::to_string).collect();
+            println!(
+                "onion_ports          {} (published by {star}, to {})",
+                ports.join(", "),
+                service.address
+            );
+        }
         println!("openpgp_fingerprint  {}", id.openpgp_fingerprint);
     }
     Ok(())
+}
+
+/// The star router publishing `machine`'s onion service, and that service (`onion = [..]` in
+/// `multiverse.toml`); `None` when it publishes nothing or the tree has no valid file.
+fn published_onion(
+    g: &Global,
+    machine: &mv_core::MachineName,
+) -> Option<(mv_core::MachineName, mv_machines::config::OnionService)> {
+    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let topo = mv_machines::config::Topology::load(&config).ok()?;
+    let found = topo
+        .vms()
+        .filter(|m| {
+            m.router
+                .as_ref()
+                .is_some_and(|r| r.role == mv_machines::config::RouterRole::Star)
+        })
+        .find_map(|star| {
+            let service = topo
+                .onion_services(&star.name)
+                .into_iter()
+                .find(|s| &s.machine == machine)?;
+            Some((star.name.clone(), service))
+        });
+    found
 }
 
 pub(crate) fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
