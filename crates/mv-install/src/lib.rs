@@ -13,14 +13,15 @@
 //! (`contrib/initramfs-tools`), the tree under `/var/multiverse`, and the key hidden in a PNG on the
 //! token. The installed host is locked down (`files::DISABLED_UNITS`, no address on any network).
 //!
-//! What this is not: the TUI that writes an answer file (the CLI's `install --interactive`), or the
-//! host checks (`mv-host`), which it calls.
+//! What this is not: the TUI that writes an answer file (the CLI's `install` without `--answers`,
+//! proposing defaults from [`probe`]), or the host checks (`mv-host`), which it calls.
 #![forbid(unsafe_code)]
 
 pub mod answers;
 pub mod files;
 pub mod host;
 pub mod install;
+pub mod probe;
 
 pub use answers::{AnswerError, Answers, Checked, Problem, System};
 pub use host::{DryRun, Host, RealHost};
