@@ -182,6 +182,14 @@ fn a_published_service_is_reached_at_the_address_identity_show_prints() {
         )),
         "{shown}"
     );
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        mv(&a).args(["--json", "identity", "show", SERVICE]),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(json["onion"], address.as_str());
+    assert_eq!(json["onion_ports"], serde_json::json!([80]));
+    assert_eq!(json["onion_published_by"], STAR);
     let (restored, _) = show(&b, SERVICE);
     assert_eq!(restored, address, "restore from the same words");
     // An address that exists but is not published: the star's own (port 22 only) is published;

@@ -427,12 +427,24 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
         _ => None,
     };
     if g.json {
-        let mut value = serde_json::to_value(&id)?;
-        if let Some((star, service)) = &published {
-            value["onion_ports"] = serde_json::json!(service.ports);
-            value["onion_published_by"] = serde_json::json!(star.as_str());
+        match &published {
+            None => println!("{}", serde_json::to_string_pretty(&id)?),
+            Some((star, service)) => {
+                #[derive(serde::Serialize)]
+                struct Published<'a> {
+                    #[serde(flatten)]
+                    id: &'a mv_identity::PublicIdentity,
+                    onion_ports: &'a [u16],
+                    onion_published_by: &'a str,
+                }
+                let out = Published {
+                    id: &id,
+                    onion_ports: &service.ports,
+                    onion_published_by: star.as_str(),
+                };
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("name                 {}", id.name);
         println!("epoch                {}", id.epoch);
