@@ -34,8 +34,20 @@ fn mv(root: &Path, args: &[&str]) -> Output {
         .arg(root)
         .args(args)
         .env_remove("MULTIVERSE_CONNECT")
+        .env("MULTIVERSE_PASSPHRASE", common::PASS)
         .output()
         .unwrap()
+}
+
+/// The spec identity (cheap Argon2) in `root`: `up` unseals it for the controller's disk key.
+fn restore_identity(root: &Path) {
+    let mut c = Command::new(MV);
+    c.arg("--root")
+        .arg(root)
+        .args(["identity", "restore"])
+        .args(common::FAST)
+        .env("MULTIVERSE_PASSPHRASE", common::PASS);
+    common::ok(&mut c, Some(common::SPEC_WORDS));
 }
 
 /// The renderer names the pool `multiverse` (one per host): renames it `pool` (without its UUID)
@@ -117,7 +129,15 @@ fn default_tree(with_images: bool) -> (Tree, Cleanup) {
     let machines: Vec<String> = topo.vms().map(|m| m.name.as_str().to_string()).collect();
     let networks: Vec<String> = topo.networks.iter().map(|n| n.name.clone()).collect();
 
+    // The controller's disk is encrypted (the default): its key comes from the identity, its
+    // libvirt secret is defined by `up`.
+    restore_identity(root);
     let mut clean = Cleanup(vec![(ObjectKind::Pool, pool.clone())]);
+    for m in topo.vms() {
+        if let Some(uuid) = mv_machines::render::luks_secret_uuid(m) {
+            clean.0.insert(0, (ObjectKind::Secret, uuid));
+        }
+    }
     for n in &networks {
         clean.0.push((ObjectKind::Network, n.clone()));
     }
@@ -514,4 +534,174 @@ fn rendered_machines_really_start_and_stop() {
     assert!(c.domain_is_active(svc).unwrap() && c.domain_is_active(app).unwrap());
     ok(&mv(root, &["down", "--timeout", "1", "--force"]));
     let _ = &t.pool;
+}
+
+/// `up` on an encrypted controller (the default): the disk is a LUKS qcow2 (`qemu-img info` says
+/// `encrypted: yes`), the ephemeral private secret is defined and set, the machine starts; the
+/// key exported from another tree made from the words alone opens the disk with `qemu-img`; with
+/// the secret undefined (the kill switch's first step) libvirt refuses to start the machine; the
+/// next `up` sets it again.
+#[test]
+fn an_encrypted_controller_disk_opens_with_the_key_from_the_words_alone() {
+    mv_testkit::require_tool("libvirtd");
+    mv_testkit::require_tool("qemu-system-x86_64");
+    let virsh = mv_testkit::require_tool("virsh");
+    let qemu_img = mv_testkit::require_tool("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path();
+    let t = tag();
+    let ctl = format!("controller.t{t}.multiverse");
+    std::fs::write(
+        root.join("multiverse.toml"),
+        format!(
+            r#"libvirt_uri = "qemu:///system"
+[host]
+name = "host.t{t}.multiverse"
+arch = "x86_64"
+cpu_vendor = "intel"
+memory_mib = 4096
+os = "debian"
+accel = "tcg"
+
+[[machines]]
+name = "{ctl}"
+type = "controller"
+os = "debian"
+firmware = "bios"
+gpu = false
+memory_mib = 128
+vcpus = 1
+disks = [{{ base = "tiny", size_gib = 1 }}]
+"#
+        ),
+    )
+    .unwrap();
+    let topo = mv_machines::Topology::load(&root.join("multiverse.toml")).unwrap();
+    let m = &topo.vms().next().unwrap();
+    assert!(m.disk_encrypted(), "the controller's default");
+    let uuid = mv_machines::render::luks_secret_uuid(m).unwrap();
+    let tree = mv_machines::Tree::new(root);
+    mv_machines::render::render_tree(&tree, &topo, false).unwrap();
+    let pool = format!("mvt-pool-{t}");
+    rename_pool(&tree, &topo, &pool, |d| d);
+    let _clean = Cleanup(vec![
+        (ObjectKind::Secret, uuid.clone()),
+        (ObjectKind::Pool, pool.clone()),
+        (ObjectKind::Domain, ctl.clone()),
+    ]);
+    restore_identity(root);
+    let raw = root.join("tiny.raw");
+    std::fs::write(&raw, vec![0u8; 1 << 20]).unwrap();
+    ok(&mv(
+        root,
+        &["image", "import", raw.to_str().unwrap(), "--name", "tiny"],
+    ));
+
+    let started = std::time::Instant::now();
+    let out = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
+    eprintln!(
+        "up --start (encrypted disk made): {} ms",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        out.contains(&format!("created         secret   {uuid}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("started         domain   {ctl}")),
+        "{out}"
+    );
+    let c = Connection::open(URI).unwrap();
+    assert!(c.domain_is_active(&ctl).unwrap());
+    let live = c.xml(ObjectKind::Secret, &uuid, true).unwrap();
+    assert!(
+        live.contains("ephemeral='yes'") && live.contains("private='yes'"),
+        "{live}"
+    );
+    let disk = root.join("machines").join(&ctl).join("disk.qcow2");
+    let info = String::from_utf8(
+        Command::new(&qemu_img)
+            .args(["info", "-U"])
+            .arg(&disk)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(info.contains("encrypted: yes"), "{info}");
+
+    // The words alone, in another tree: export the controller's luks key; its hex opens the disk.
+    let other = tempfile::tempdir().unwrap();
+    restore_identity(other.path());
+    let keys = other.path().join("keys");
+    ok(&mv(
+        other.path(),
+        &[
+            "identity",
+            "export",
+            &ctl,
+            "--kind",
+            "luks",
+            "--out",
+            keys.to_str().unwrap(),
+        ],
+    ));
+    let key = std::fs::read(keys.join("luks.key")).unwrap();
+    assert_eq!(key.len(), 64);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let pass_file = other.path().join("pass");
+    std::fs::write(&pass_file, &hex).unwrap();
+    let open = |pass: &Path| {
+        Command::new(&qemu_img)
+            .arg("check")
+            .arg("-U")
+            .arg("--object")
+            .arg(format!("secret,id=k,format=raw,file={}", pass.display()))
+            .arg("--image-opts")
+            .arg(format!(
+                "driver=qcow2,file.filename={},encrypt.key-secret=k",
+                disk.display()
+            ))
+            .output()
+            .unwrap()
+    };
+    let o = open(&pass_file);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let wrong = other.path().join("wrong");
+    std::fs::write(&wrong, hex.replace(&hex[..2], "00")).unwrap();
+    let o = open(&wrong);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Invalid password"),
+        "{o:?}"
+    );
+
+    // The kill switch's first step: with the secret undefined, libvirt refuses to start it.
+    c.destroy_domain(&ctl).unwrap();
+    mv_testkit::run_ok(Command::new(&virsh).args(["-c", URI, "secret-undefine", &uuid]));
+    let o = Command::new(&virsh)
+        .args(["-c", URI, "start", &ctl])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Secret not found"), "{err}");
+    assert!(!c.domain_is_active(&ctl).unwrap());
+
+    // Unlocked again: `up` defines and sets the secret, the machine starts.
+    let out = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
+    assert!(
+        out.contains(&format!("created         secret   {uuid}")),
+        "{out}"
+    );
+    assert!(c.domain_is_active(&ctl).unwrap());
+    c.destroy_domain(&ctl).unwrap();
+
+    // Without the identity, `up` cannot key the disk: one clear error, nothing changed.
+    std::fs::rename(root.join("identity"), root.join("identity.away")).unwrap();
+    let o = mv(root, &["up"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("identity"), "{err}");
 }

@@ -401,6 +401,25 @@ impl Connection {
         res.map_err(|e| self.read_error(kind, name, e))
     }
 
+    // ---- secrets ------------------------------------------------------------------------------
+
+    /// Sets the value of the secret `uuid` (an encrypted disk's passphrase). Values go in only:
+    /// nothing here ever reads one back.
+    pub fn set_secret_value(&self, uuid: &str, value: &[u8]) -> Result<(), LibvirtError> {
+        let Obj::Secret(s) = self.lookup(ObjectKind::Secret, uuid)? else {
+            return Err(LibvirtError::Unsupported {
+                action: "set the value of",
+                kind: ObjectKind::Secret,
+            });
+        };
+        s.set_value(value, 0).map_err(|e| LibvirtError::Lifecycle {
+            action: "set the value of",
+            kind: ObjectKind::Secret,
+            name: uuid.to_string(),
+            source: e.into(),
+        })
+    }
+
     // ---- domains ------------------------------------------------------------------------------
 
     /// Names of every domain, sorted.

@@ -49,6 +49,20 @@ pub struct MachineSpec {
     pub console_log: Option<PathBuf>,
     /// The host side of the machine's SSH channel (`org.multiverse.ssh.0`), if it has one.
     pub ssh_socket: Option<PathBuf>,
+    /// The libvirt secret keying the machine's encrypted disks, if they are.
+    pub luks_secret: Option<LuksSecret>,
+}
+
+/// The libvirt secret of an encrypted machine's disks: its rendered definition
+/// (`machines/<fqdn>/luks-secret.xml`: ephemeral, private) and the passphrase `up` sets as its
+/// value through the API (never a file, never argv). The disks' [`OverlaySpec::luks`] is the same
+/// passphrase.
+#[derive(Debug, Clone)]
+pub struct LuksSecret {
+    /// The rendered secret XML.
+    pub xml: PathBuf,
+    /// Its value ([`crate::images::disk_passphrase`] of the machine's key).
+    pub passphrase: mv_core::secret::SecretBytes,
 }
 
 impl MachineSpec {
@@ -441,6 +455,19 @@ pub fn up_with(
         r.machine = Some(m.clone());
         objects.push(r);
     }
+    // Secrets first (libvirt's own order): a domain's disks name them.
+    let mut secrets: Vec<(Rendered, Option<String>, &LuksSecret)> = Vec::new();
+    for m in &spec.machines {
+        if let Some(ls) = &m.luks_secret {
+            let r = read_rendered(&ls.xml, ObjectKind::Secret, None)?;
+            let live = match conn.xml(ObjectKind::Secret, &r.name, true) {
+                Ok(x) => Some(x),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            secrets.push((r, live, ls));
+        }
+    }
     let mut current: Vec<Option<String>> = Vec::with_capacity(objects.len());
     for r in &objects {
         let live = match conn.xml(r.kind, &r.name, true) {
@@ -481,15 +508,17 @@ pub fn up_with(
     // 2. Apply, journalling for undo.
     let mut report = Report::default();
     let mut journal: Vec<Undo> = Vec::new();
-    let result = apply(
-        conn,
-        spec,
-        opts,
-        &objects,
-        &current,
-        &mut report,
-        &mut journal,
-    );
+    let result = set_secrets(conn, opts, &secrets, &mut report, &mut journal).and_then(|()| {
+        apply(
+            conn,
+            spec,
+            opts,
+            &objects,
+            &current,
+            &mut report,
+            &mut journal,
+        )
+    });
     if let Err((path, source)) = result {
         let undone = journal.len();
         let undo_failures = rollback(conn, journal);
@@ -524,6 +553,40 @@ enum Failure {
     Libvirt(LibvirtError),
     Image(String, ImageError),
     Xml(XmlError),
+}
+
+/// Defines each disk secret that is missing or changed and sets its value (every run: an
+/// ephemeral secret is gone after libvirtd restarts or the kill switch fired).
+fn set_secrets(
+    conn: &Connection,
+    opts: &UpOptions,
+    secrets: &[(Rendered, Option<String>, &LuksSecret)],
+    report: &mut Report,
+    journal: &mut Vec<Undo>,
+) -> Result<(), (PathBuf, Failure)> {
+    for (r, live, ls) in secrets {
+        let done = match live {
+            None => Done::Created,
+            Some(l) if differs(r, l).map_err(|e| (r.path.clone(), Failure::Xml(e)))? => {
+                Done::Updated
+            }
+            Some(_) => Done::Unchanged,
+        };
+        if !opts.dry_run {
+            if done != Done::Unchanged {
+                conn.define(ObjectKind::Secret, &r.xml)
+                    .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+                journal.push(match live {
+                    None => Undo::Undefine(ObjectKind::Secret, r.name.clone()),
+                    Some(old) => Undo::Redefine(ObjectKind::Secret, r.name.clone(), old.clone()),
+                });
+            }
+            conn.set_secret_value(&r.name, ls.passphrase.expose())
+                .map_err(|e| (r.path.clone(), Failure::Libvirt(e)))?;
+        }
+        report.push("secret", r.name.clone(), done);
+    }
+    Ok(())
 }
 
 fn apply(

@@ -112,12 +112,14 @@ fn fixture(n: usize, clean: &mut Cleanup) -> Fixture {
                 base_name: "tiny".into(),
                 base: images.join("tiny.qcow2"),
                 size_gib: 0,
+                luks: None,
             }],
             throwaway: i == 0,
             runtime_dirs: Vec::new(),
             seed: None,
             console_log: None,
             ssh_socket: None,
+            luks_secret: None,
         });
     }
     Fixture {
@@ -309,4 +311,104 @@ fn name_collision_is_refused() {
     assert!(err.to_string().contains("already exists"));
     assert!(!c.exists(ObjectKind::Pool, &f.pool).unwrap());
     let _: PathBuf = m.domain_xml.clone();
+}
+
+/// An encrypted machine: `up` defines its ephemeral private secret, sets the value through the
+/// API and creates a LUKS qcow2 overlay; QEMU opens it with the secret (the domain runs); with
+/// the secret undefined (what the kill switch does first) libvirt refuses to start it; the next
+/// `up` sets it again.
+#[test]
+fn an_encrypted_disk_starts_only_with_its_secret() {
+    mv_testkit::require_tool("qemu-system-x86_64");
+    let (c, mut clean) = common::connect();
+    let mut f = fixture(1, &mut clean);
+    let uuid = format!(
+        "6d1c2b3a-0000-4000-8000-{:012x}",
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    );
+    clean.add(ObjectKind::Secret, &uuid);
+    let m = &mut f.spec.machines[0];
+    m.throwaway = false;
+    let volume = format!("{}.qcow2", m.name);
+    let plain = rendered_domain(&m.name, &f.pool, &volume, 64);
+    write(
+        &m.domain_xml,
+        &plain.replace(
+            "<target dev=\"vda\" bus=\"virtio\"/>\n",
+            &format!(
+                "<target dev=\"vda\" bus=\"virtio\"/>\n      <encryption format=\"luks\">\n        <secret type=\"passphrase\" uuid=\"{uuid}\"/>\n      </encryption>\n"
+            ),
+        ),
+    );
+    let secret_xml = f
+        .dir
+        .path()
+        .join("machines")
+        .join(&m.name)
+        .join("luks-secret.xml");
+    write(
+        &secret_xml,
+        &format!("<secret ephemeral=\"yes\" private=\"yes\">\n  <uuid>{uuid}</uuid>\n  <description>test</description>\n</secret>\n"),
+    );
+    let key = mv_core::secret::SecretBytes::new((0u8..64).collect());
+    let pass = mv_libvirt::images::disk_passphrase(&key);
+    m.disks[0].luks = Some(pass.clone());
+    m.luks_secret = Some(mv_libvirt::up::LuksSecret {
+        xml: secret_xml,
+        passphrase: pass,
+    });
+    let name = m.name.clone();
+
+    let r = up(&c, &f.spec, &opts(false)).unwrap();
+    let done: Vec<_> = r.items.iter().map(|i| (i.what, i.done)).collect();
+    assert_eq!(
+        done,
+        vec![
+            ("secret", Done::Created),
+            ("disk", Done::Created),
+            ("pool", Done::Created),
+            ("domain", Done::Created)
+        ]
+    );
+    assert_eq!(r.items[0].name, uuid);
+    let live = c.xml(ObjectKind::Secret, &uuid, true).unwrap();
+    assert!(
+        live.contains("ephemeral='yes'") && live.contains("private='yes'"),
+        "{live}"
+    );
+    let info = mv_libvirt::images::info(&f.spec.machines[0].disks[0].path).unwrap();
+    assert!(info.encrypted, "{info:?}");
+    // Idempotent: the secret is unchanged (its value is set again, silently).
+    let again = up(&c, &f.spec, &opts(false)).unwrap();
+    assert!(again.nothing_changed(), "{again:?}");
+
+    // Unlocked: QEMU opens the LUKS overlay and the machine runs.
+    up(&c, &f.spec, &opts(true)).unwrap();
+    assert_eq!(c.domain_state(&name).unwrap(), DomainState::Running);
+    c.destroy_domain(&name).unwrap();
+
+    // The secret undefined: libvirt refuses to start it.
+    c.undefine(ObjectKind::Secret, &uuid).unwrap();
+    let err = c.start_domain(&name).unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("secret"), "{text}");
+    assert_ne!(c.domain_state(&name).unwrap(), DomainState::Running);
+    eprintln!("start without the secret: {text}");
+
+    // `up` after unlocking defines and sets it again; the machine starts.
+    let r = up(&c, &f.spec, &opts(true)).unwrap();
+    assert_eq!(
+        (r.items[0].what, r.items[0].done),
+        ("secret", Done::Created)
+    );
+    assert_eq!(c.domain_state(&name).unwrap(), DomainState::Running);
+    c.destroy_domain(&name).unwrap();
+
+    // A wrong value: QEMU cannot open the disk, so the start fails.
+    c.set_secret_value(&uuid, b"not the passphrase").unwrap();
+    let text = chain(&c.start_domain(&name).unwrap_err());
+    assert!(
+        text.contains("Invalid password") || text.contains("keyslot"),
+        "{text}"
+    );
 }

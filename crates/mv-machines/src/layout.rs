@@ -83,6 +83,12 @@ impl Tree {
         self.machine_dir(name).join("domain.xml")
     }
 
+    /// `machines/<fqdn>/luks-secret.xml`: the libvirt secret (definition only, never a value)
+    /// that holds the key of an encrypted machine's disks.
+    pub fn luks_secret_xml(&self, name: &MachineName) -> PathBuf {
+        self.machine_dir(name).join("luks-secret.xml")
+    }
+
     /// `machines/<fqdn>/provision/`.
     pub fn provision_dir(&self, name: &MachineName) -> PathBuf {
         self.machine_dir(name).join("provision")

@@ -210,6 +210,8 @@ struct MachineCtx {
     usb: Vec<UsbCtx>,
     nics: Vec<NicCtx>,
     disks: Vec<DiskCtx>,
+    /// The UUID of the libvirt secret keying its disks (LUKS), if they are encrypted.
+    luks_secret: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -270,6 +272,7 @@ pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
         Arch::Aarch64 => "smmuv3",
     });
     let machine = MachineCtx {
+        luks_secret: luks_secret_uuid(m),
         name: m.name.to_string(),
         short: m.name.short().to_string(),
         kind: m.kind.as_str(),
@@ -355,6 +358,13 @@ pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
     }
 }
 
+/// The UUID of the libvirt secret that keys machine `m`'s disks, when they are encrypted (and it
+/// has any): derived from its name, so every render and every host agree.
+pub fn luks_secret_uuid(m: &Machine) -> Option<String> {
+    (m.is_vm() && m.disk_encrypted() && !m.disks.is_empty())
+        .then(|| stable_uuid("luks-secret", m.name.as_str()))
+}
+
 /// The template a machine's domain is rendered from: `domain-<type>-<arch>.xml.j2` if one exists
 /// (only as an override, for a person's own variant), else `domain-<type>.xml.j2`.
 pub fn domain_template(engine: &Engine, m: &Machine) -> String {
@@ -429,6 +439,15 @@ pub fn plan_with(
             &ctx,
             target,
         )?);
+        if let Some(uuid) = luks_secret_uuid(m) {
+            let ctx = serde_json::json!({ "secret": { "uuid": uuid, "machine": m.name.as_str() } });
+            out.push(render_file(
+                engine,
+                "luks-secret.xml.j2",
+                &ctx,
+                tree.luks_secret_xml(&m.name),
+            )?);
+        }
         for i in 0..m.disks.len() {
             out.push(Output::Symlink {
                 path: tree.storage_link_n(&m.name, i),

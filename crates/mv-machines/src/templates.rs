@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 pub const BUILTIN: &[(&str, &str)] = &[
     ("domain.xml.j2", include_str!("../templates/domain.xml.j2")),
     (
+        "luks-secret.xml.j2",
+        include_str!("../templates/luks-secret.xml.j2"),
+    ),
+    (
         "domain-controller.xml.j2",
         include_str!("../templates/domain-controller.xml.j2"),
     ),

@@ -33,6 +33,7 @@ type = "router"
 os = "debian"
 router = { role = "galaxy", vpn = "openvpn", upstream = "net0", serves = ["net3"] }
 networks = [{ network = "net0", address = "10.0.0.3" }, { network = "net3" }]
+disk_encryption = "luks"
 
 [[networks]]
 name = "net3"
@@ -58,6 +59,7 @@ fn variants_pass_virt_xml_validate() {
         let tree = Tree::new("/var/multiverse");
         let outs = plan(&tree, &t).unwrap();
         let mut checked = 0;
+        let mut secrets = 0;
         for o in outs {
             let Output::File { path, contents } = o else {
                 continue;
@@ -66,6 +68,7 @@ fn variants_pass_virt_xml_validate() {
                 "domain.xml" => "domain",
                 "pool.xml" => "storagepool",
                 "machine.toml" => continue,
+                "luks-secret.xml" => "secret",
                 _ => "network",
             };
             let f = d.path().join(format!("{host_arch}-{checked}.xml"));
@@ -81,12 +84,44 @@ fn variants_pass_virt_xml_validate() {
                 let emulated = host_arch == "x86_64";
                 assert_eq!(contents.contains(r#"<domain type="qemu">"#), emulated);
             }
+            // Encrypted: the controllers (the default) and the router that asks for it; every
+            // disk of theirs names the machine's secret, and nothing else has one.
+            let encrypted = [
+                "controller.multiverse",
+                "desk.multiverse",
+                "vpn2.router.multiverse",
+            ];
+            if path.ends_with("domain.xml") {
+                let machine = path
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap();
+                let disks = contents.matches("<disk ").count();
+                let keyed = contents.matches(r#"<encryption format="luks">"#).count();
+                if encrypted.contains(&machine) {
+                    assert!(disks > 0 && keyed == disks, "{machine}: {contents}");
+                    let uuid = mv_machines::render::stable_uuid("luks-secret", machine);
+                    assert!(
+                        contents.contains(&format!(r#"<secret type="passphrase" uuid="{uuid}"/>"#))
+                    );
+                } else {
+                    assert_eq!(keyed, 0, "{machine}");
+                }
+            }
+            if kind == "secret" {
+                assert!(contents.contains(r#"<secret ephemeral="yes" private="yes">"#));
+                secrets += 1;
+            }
             if path.ends_with("game.app.multiverse/domain.xml") {
                 assert!(contents.contains(r#"<model type="none"/>"#));
                 assert!(!contents.contains("<graphics"));
             }
             checked += 1;
         }
-        assert_eq!(checked, 9 + 4 + 1, "{host_arch}");
+        assert_eq!(secrets, 3, "{host_arch}");
+        assert_eq!(checked, 9 + 4 + 1 + secrets, "{host_arch}");
     }
 }

@@ -177,7 +177,24 @@ fn select<'a>(
         .collect())
 }
 
-fn machine_spec(tree: &Tree, m: &mv_machines::Machine, seed: bool) -> MachineSpec {
+/// The passphrase of machine `m`'s encrypted disks, from the unsealed identity: `None` for a
+/// machine whose disks are plain (or when no identity was unsealed: status, down).
+fn disk_passphrase(
+    m: &mv_machines::Machine,
+    root: Option<&mv_identity::Root>,
+) -> Option<mv_core::secret::SecretBytes> {
+    mv_machines::render::luks_secret_uuid(m)?;
+    let key = root?.luks_key(&mv_core::IdentityName::Machine(m.name.clone()));
+    Some(images::disk_passphrase(&key))
+}
+
+fn machine_spec(
+    tree: &Tree,
+    m: &mv_machines::Machine,
+    seed: bool,
+    root: Option<&mv_identity::Root>,
+) -> MachineSpec {
+    let luks = disk_passphrase(m, root);
     let disks = m
         .disks
         .iter()
@@ -189,6 +206,7 @@ fn machine_spec(tree: &Tree, m: &mv_machines::Machine, seed: bool) -> MachineSpe
                 base: tree.image(&base),
                 base_name: base,
                 size_gib: d.size_gib,
+                luks: luks.clone(),
             }
         })
         .collect();
@@ -205,10 +223,20 @@ fn machine_spec(tree: &Tree, m: &mv_machines::Machine, seed: bool) -> MachineSpe
         seed: seed.then(|| tree.seed_disk(&m.name)),
         console_log: Some(tree.console_log(&m.name)),
         ssh_socket: Some(ssh),
+        luks_secret: luks.map(|passphrase| up::LuksSecret {
+            xml: tree.luks_secret_xml(&m.name),
+            passphrase,
+        }),
     }
 }
 
-fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine], seed: bool) -> UpSpec {
+fn up_spec(
+    tree: &Tree,
+    topo: &Topology,
+    machines: &[&mv_machines::Machine],
+    seed: bool,
+    root: Option<&mv_identity::Root>,
+) -> UpSpec {
     UpSpec {
         pool: Some((tree.pool_xml(), tree.storage_dir())),
         networks: topo
@@ -218,7 +246,7 @@ fn up_spec(tree: &Tree, topo: &Topology, machines: &[&mv_machines::Machine], see
             .collect(),
         machines: machines
             .iter()
-            .map(|m| machine_spec(tree, m, seed))
+            .map(|m| machine_spec(tree, m, seed, root))
             .collect(),
     }
 }
@@ -294,16 +322,27 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
     let topo = topology(&tree)?;
     let machines = select(&topo, &a.machines)?;
     let seeded = !a.no_provision;
-    let spec = up_spec(&tree, &topo, &machines, seeded);
+    // The identity is unsealed once: for the seeds, and for the keys of encrypted disks (their
+    // libvirt secrets are set at every `up`: the kill switch undefines them, a libvirtd restart
+    // forgets them).
+    let encrypted = machines
+        .iter()
+        .any(|m| mv_machines::render::luks_secret_uuid(m).is_some());
+    let root = if (a.start && seeded) || encrypted {
+        Some(super::provision::unseal(g, &a.pass)?)
+    } else {
+        None
+    };
+    let spec = up_spec(&tree, &topo, &machines, seeded, root.as_ref());
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
     let opts = UpOptions {
         start: a.start,
         dry_run: g.dry_run,
         timeout: Duration::from_secs(a.timeout),
     };
-    if a.start && seeded {
+    if let (true, true, Some(root)) = (a.start, seeded, &root) {
         // Every seed before the first start: one passphrase, and a bad recipe stops nothing.
-        make_seeds(g, &tree, &topo, &machines, &a)?;
+        make_seeds(g, &tree, &topo, &machines, &a, root)?;
     }
     // Progress on stderr as each machine answers: under TCG a topology takes minutes, and the
     // report only comes at the end.
@@ -340,11 +379,11 @@ fn make_seeds(
     topo: &Topology,
     machines: &[&mv_machines::Machine],
     a: &UpArgs,
+    root: &mv_identity::Root,
 ) -> Result<(), CliError> {
     let person = mv_core::IdentityName::parse(&a.person).usage()?;
-    let root = super::provision::unseal(g, &a.pass)?;
     for m in machines {
-        let d = super::provision::render_machine(g, topo, &m.name, &root, &person)?;
+        let d = super::provision::render_machine(g, topo, &m.name, root, &person)?;
         match super::provision::ensure_seed(tree, &d, g.dry_run)? {
             super::provision::SeedOutcome::Written(id) => g.say(format!(
                 "{}seeded          disk     {} (seed {})",
@@ -498,7 +537,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
     let machines = select(&topo, &a.machines)?;
     let specs: Vec<MachineSpec> = machines
         .iter()
-        .map(|m| machine_spec(&tree, m, false))
+        .map(|m| machine_spec(&tree, m, false, None))
         .collect();
     let conn = connect(&uri(&a.conn, Some(&topo)))?;
     let st = up::status(&conn, &specs).map_err(up_error)?;

@@ -56,6 +56,18 @@ pub enum Firmware {
     Uefi,
 }
 
+/// How a machine's disks are stored on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskEncryption {
+    /// Plain qcow2 overlays.
+    None,
+    /// QEMU LUKS inside the qcow2 overlay, keyed by the machine's identity `luks` key through a
+    /// libvirt secret that `multiverse up` sets and the kill switch undefines. The controller's
+    /// default.
+    Luks,
+}
+
 /// CPU architecture of a host or machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Arch {
@@ -430,9 +442,21 @@ pub struct Machine {
     /// network, port P). The address comes from the identity (the machine's `onion-v3` key).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub onion: Vec<u16>,
+    /// Disk encryption, when the file sets it (else LUKS for the controller, none for the rest:
+    /// see [`Machine::disk_encrypted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_encryption: Option<DiskEncryption>,
 }
 
 impl Machine {
+    /// Whether the machine's disks are LUKS-encrypted qcow2 overlays.
+    pub fn disk_encrypted(&self) -> bool {
+        match self.disk_encryption {
+            Some(e) => e == DiskEncryption::Luks,
+            None => self.kind == MachineType::Controller,
+        }
+    }
+
     /// Whether the machine boots through UEFI.
     pub fn uefi(&self) -> bool {
         match self.firmware {
@@ -602,6 +626,7 @@ struct FileMachine {
     firmware: Option<Spanned<Firmware>>,
     /// Read as integers so a bad port gets our message and its own line.
     onion: Option<Spanned<Vec<Spanned<i64>>>>,
+    disk_encryption: Option<DiskEncryption>,
 }
 
 /// Names of networks and bridges: what libvirt and the kernel accept, kept simple.
@@ -967,6 +992,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
         disks: Vec::new(),
         firmware: None,
         onion: Vec::new(),
+        disk_encryption: None,
     }];
     let mut pci_owner: HashMap<PciAddress, MachineName> = HashMap::new();
     let mut addresses: HashMap<(String, Ipv4Addr), MachineName> = HashMap::new();
@@ -1191,6 +1217,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
             disks,
             firmware: m.firmware.map(Spanned::into_inner),
             onion,
+            disk_encryption: m.disk_encryption,
         });
     }
     for (i, span) in onion_spans {

@@ -461,3 +461,50 @@ fn onion_ports_are_checked_and_published_on_the_star() {
     let text = with("[\"80\"]");
     expect(&text, Problem::Syntax, "onion = [\"80\"]");
 }
+
+#[test]
+fn disk_encryption_defaults_to_luks_for_the_controller_only() {
+    let def = parse(&base()).unwrap();
+    for m in def.machines.iter().filter(|m| m.is_vm()) {
+        assert_eq!(
+            m.disk_encrypted(),
+            m.kind == MachineType::Controller,
+            "{}",
+            m.name
+        );
+        assert_eq!(m.disk_encryption, None, "the default is not written");
+    }
+    let lab = parse(&lab_toml(Arch::X86_64, Accel::Tcg)).unwrap();
+    let ctl = MachineName::parse("controller.multiverse").unwrap();
+    assert!(lab.machine(&ctl).unwrap().disk_encrypted());
+    // Set per machine, both ways.
+    let text = base()
+        .replacen(
+            "disks = [{ base = \"debian\", size_gib = 64 }]",
+            "disks = [{ base = \"debian\", size_gib = 64 }]\ndisk_encryption = \"none\"",
+            1,
+        )
+        .replacen(
+            "autostart = 5\n",
+            "autostart = 5\ndisk_encryption = \"luks\"\n",
+            1,
+        );
+    let t = parse(&text).unwrap();
+    assert!(!t.machine(&ctl).unwrap().disk_encrypted());
+    let mail = MachineName::parse("mail.service.multiverse").unwrap();
+    let m = t.machine(&mail).unwrap();
+    assert!(m.disk_encrypted());
+    assert_eq!(m.disk_encryption, Some(DiskEncryption::Luks));
+    // An unknown value names its line.
+    let bad = base().replacen(
+        "autostart = 5\n",
+        "autostart = 5\ndisk_encryption = \"aes\"\n",
+        1,
+    );
+    let e = parse(&bad).unwrap_err().to_string();
+    let line = line_of(&bad, "disk_encryption = \"aes\"");
+    assert!(
+        e.starts_with(&format!("multiverse.toml:{line}: ")) && !e.contains('\n'),
+        "{e}"
+    );
+}

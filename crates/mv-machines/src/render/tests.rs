@@ -31,8 +31,8 @@ fn golden_default_output() {
         let files = default_files(arch);
         assert_eq!(
             files.len(),
-            7 + 6 + 3 + 1,
-            "machine.toml x7, domain x6, networks x3, pool"
+            7 + 6 + 1 + 3 + 1,
+            "machine.toml x7, domain x6, the controller's LUKS secret, networks x3, pool"
         );
         for (rel, contents) in files {
             mv_testkit::golden(
