@@ -355,6 +355,19 @@ impl Form {
         })
     }
 
+    /// Whether typing edits this row.
+    fn is_text(row: Row) -> bool {
+        !matches!(
+            row,
+            Row::Topology
+                | Row::Machine(_)
+                | Row::Service(_)
+                | Row::Erase
+                | Row::Pbkdf
+                | Row::Write
+        )
+    }
+
     fn secret_mut(&mut self, row: Row) -> Option<&mut String> {
         match row {
             Row::Passphrase => Some(self.passphrase.expose_mut()),
@@ -794,6 +807,9 @@ impl Form {
     }
 }
 
+/// The columns before a value: the cursor mark and the label.
+const LABEL_WIDTH: u16 = 19;
+
 fn draw(f: &mut Frame<'_>, form: &Form) {
     let [head, summary, body, status, help] = Layout::vertical([
         Constraint::Length(1),
@@ -818,6 +834,7 @@ fn draw(f: &mut Frame<'_>, form: &Form) {
         summary,
     );
     let rows = form.rows();
+    let width = usize::from(body.width.saturating_sub(LABEL_WIDTH) / 2).clamp(20, 44);
     let items: Vec<ListItem> = rows
         .iter()
         .enumerate()
@@ -827,7 +844,7 @@ fn draw(f: &mut Frame<'_>, form: &Form) {
             let mut spans = vec![
                 Span::raw(format!("{mark}{:<17}", form.label(*r))),
                 Span::styled(
-                    format!("{value:<40}"),
+                    format!("{value:<width$}"),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
             ];
@@ -846,6 +863,22 @@ fn draw(f: &mut Frame<'_>, form: &Form) {
         body,
         &mut state,
     );
+    // The terminal's cursor sits at the end of the text being typed.
+    let row = form.current();
+    if Form::is_text(row) {
+        let value_width = Span::raw(form.value(row).0).width();
+        let line = form.cursor.saturating_sub(state.offset());
+        if let (Ok(dx), Ok(dy)) = (u16::try_from(value_width), u16::try_from(line)) {
+            if dy < body.height {
+                f.set_cursor_position((
+                    (body.x + LABEL_WIDTH)
+                        .saturating_add(dx)
+                        .min(body.right().saturating_sub(1)),
+                    body.y + dy,
+                ));
+            }
+        }
+    }
     let (text, style) = match &form.status {
         Status::Info(s) => (s.as_str(), Style::default()),
         Status::Error(s) => (s.as_str(), Style::default().fg(Color::Red)),
@@ -856,7 +889,7 @@ fn draw(f: &mut Frame<'_>, form: &Form) {
     );
     f.render_widget(
         Paragraph::new(
-            "↑↓ Tab move · ←→ proposals · Space toggle · Backspace, Ctrl-U edit · Enter next/write · Esc quit",
+            "↑↓ Tab: move · type, Backspace, Ctrl-U: edit · ←→: proposals · Space: toggle · Esc: quit",
         )
         .style(Style::default().fg(Color::DarkGray)),
         help,
