@@ -17,9 +17,9 @@
 //! mmdebstrap command line, every configuration text, the size and [`LAB_BUILDER`]). `image.json`
 //! is written last: a folder without it is not an image. A build runs in a hidden folder of
 //! `lab-image/` and is renamed into place, under `flock` on `<cache>/.image.lock` (the lock the
-//! genesis image's tests take, since both share the package cache); older keys are removed after a
-//! successful build. The files are never written afterwards: [`crate::Lab`] boots `root.ext4` with
-//! `snapshot=on`.
+//! genesis image's tests take, since both share the package cache); a successful build removes
+//! older keys of the same package list ([`ImageSpec::variant`]) and failed builds' leftovers.
+//! The files are never written afterwards: [`crate::Lab`] boots `root.ext4` with `snapshot=on`.
 //!
 //! What this is not: the genesis image (`images/debian.qcow2`, BIOS + GRUB, cloud kernel), nor a
 //! provisioned host. The lab image has no network configuration, an empty root password and a root
@@ -114,6 +114,15 @@ impl ImageSpec {
         o
     }
 
+    /// Which package list this is (16 hex digits of the SHA-256 of the sorted extra packages):
+    /// a new build removes older images of the same variant only.
+    pub fn variant(&self) -> String {
+        let mut extra = self.extra_packages.clone();
+        extra.sort();
+        extra.dedup();
+        hex::encode(&Sha256::digest(extra.join(",").as_bytes())[..8])
+    }
+
     /// The recipe's key (64 hex digits): SHA-256 over the mmdebstrap command line (with fixed
     /// placeholder paths), every configuration text, the size and [`LAB_BUILDER`].
     pub fn key(&self) -> String {
@@ -152,9 +161,16 @@ pub struct LabImage {
 }
 
 /// What `image.json` records.
-fn manifest(key: &str, uuid: &str, packages: &serde_json::Value, seconds: u64) -> String {
+fn manifest(
+    key: &str,
+    variant: &str,
+    uuid: &str,
+    packages: &serde_json::Value,
+    seconds: u64,
+) -> String {
     let doc = serde_json::json!({
         "key": key,
+        "variant": variant,
         "root_uuid": uuid,
         "cmdline": format!("root=UUID={uuid} {CMDLINE}"),
         "build_seconds": seconds,
@@ -211,11 +227,22 @@ pub fn cached_image(spec: &ImageSpec, cache: &Path) -> Result<LabImage, LabError
         return Ok(i);
     }
     build(spec, cache, &dir, &key)?;
-    // Older recipes' images (and failed builds' leftovers) go.
+    // Older recipes of the same package list go, and failed builds' leftovers (every build
+    // holds the lock, so none is running); images of other package lists stay.
+    let variant = spec.variant();
     if let Ok(rd) = std::fs::read_dir(&base) {
         for e in rd.flatten() {
-            if e.path() != dir {
-                let _ = std::fs::remove_dir_all(e.path());
+            let p = e.path();
+            let theirs = std::fs::read_to_string(p.join("image.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["variant"].as_str().map(str::to_string));
+            let stale = match theirs {
+                Some(v) => v == variant,
+                None => true,
+            };
+            if p != dir && stale {
+                let _ = std::fs::remove_dir_all(&p);
             }
         }
     }
@@ -399,7 +426,13 @@ fn build(spec: &ImageSpec, cache: &Path, dest: &Path, key: &str) -> Result<(), L
     put(
         &out,
         "image.json",
-        &manifest(key, &uuid, &packages, started.elapsed().as_secs()),
+        &manifest(
+            key,
+            &spec.variant(),
+            &uuid,
+            &packages,
+            started.elapsed().as_secs(),
+        ),
         0o644,
     )?;
     for f in ["root.ext4", "vmlinuz", "initrd.img", "image.json"] {

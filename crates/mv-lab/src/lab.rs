@@ -602,7 +602,7 @@ impl Lab {
             Ok(out.stdout)
         } else {
             Err(LabError::Failed {
-                command: cmd.to_string(),
+                command: short(cmd),
                 status: out.status,
                 stdout: out.stdout,
             })
@@ -632,7 +632,7 @@ impl Lab {
         self.console.send(typed.as_bytes())?;
         let deadline = Instant::now() + timeout;
         let begin = format!("=MVB{n}=");
-        let what = format!("`{cmd}` to finish");
+        let what = format!("`{}` to finish", short(cmd));
         if self.console.wait_for(begin.as_bytes(), timeout).is_none() {
             return Err(self.timeout(&what, timeout));
         }
@@ -647,7 +647,9 @@ impl Lab {
         let status: i32 = String::from_utf8_lossy(&tail[..tail.len() - 1])
             .trim()
             .parse()
-            .map_err(|_| LabError::Protocol(format!("bad exit status marker after `{cmd}`")))?;
+            .map_err(|_| {
+                LabError::Protocol(format!("bad exit status marker after `{}`", short(cmd)))
+            })?;
         let body = &body[..body.len() - end.len()];
         let text = String::from_utf8_lossy(body).replace("\r\n", "\n");
         let text = text.strip_prefix('\n').unwrap_or(&text).to_string();
@@ -813,6 +815,15 @@ impl Lab {
     pub fn boot_time(&self) -> Option<Duration> {
         self.shell_after
     }
+}
+
+/// A command for an error message: its first 200 characters.
+fn short(cmd: &str) -> String {
+    let mut s: String = cmd.chars().take(200).collect();
+    if s.len() < cmd.len() {
+        s.push('…');
+    }
+    s
 }
 
 /// Standard base64 with padding.
