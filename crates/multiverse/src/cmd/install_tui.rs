@@ -1047,4 +1047,56 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn a_refused_answer_moves_the_cursor_to_its_field_and_a_good_one_writes_both_files() {
+        let (d, mut f) = form();
+        let inputs = tempfile::tempdir().unwrap();
+        let disk = inputs.path().join("disk.img");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(5 << 30)
+            .unwrap();
+        let source = inputs.path().join("src.img");
+        std::fs::write(&source, b"x").unwrap();
+        f.disk.value = disk.display().to_string();
+        f.source.value = source.display().to_string();
+        f.passphrase = SecretString::new("long enough".into());
+        f.again = SecretString::new("long enough".into());
+        f.token.value.clear();
+        f.uplink.value.clear();
+        f.timezone.value = "Mars/Olympus_Mons".into();
+        assert!(!f.submit());
+        assert_eq!(f.current(), Row::Timezone);
+        assert!(
+            matches!(&f.status, Status::Error(m) if m.contains("a.toml:8: timezone: `Mars/Olympus_Mons`")),
+            "{:?}",
+            f.status
+        );
+        f.timezone.value = "UTC".into();
+        f.uplink.value = "eth9".into();
+        assert!(!f.submit());
+        assert_eq!(f.current(), Row::Uplink);
+        f.uplink.value.clear();
+        f.go_to(Row::Service(0));
+        typ(&mut f, " ");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        assert!(f.submit(), "{:?}", f.status);
+        let out = d.path().join("a.toml");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("services = [\"ssh\"]\n"), "{text}");
+        assert!(
+            !text.contains("token") && !text.contains("uplink"),
+            "{text}"
+        );
+        let pp = passphrase_path(&out);
+        assert!(text.contains(&format!("passphrase_file = \"{}\"", pp.display())));
+        assert_eq!(std::fs::read_to_string(&pp).unwrap(), "long enough");
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.toml", "a.toml.passphrase"]);
+    }
 }
