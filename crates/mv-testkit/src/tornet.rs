@@ -330,16 +330,15 @@ impl Tornet {
         }
 
         // Authority keys and relay fingerprints, then the DirAuthority lines every tor shares.
-        let mut dir_authorities = String::new();
+        // tor-gencert makes a 3072-bit RSA identity key (seconds each): all at once.
+        let mut gencerts = Vec::new();
         for (i, (name, _)) in names.iter().enumerate().take(b.authorities) {
-            let data = node_dir(dir, name);
-            let keys = data.join("keys");
+            let keys = node_dir(dir, name).join("keys");
             std::fs::create_dir_all(&keys).unwrap();
-            let dir_port = 7000 + i;
             let mut gen = Command::new(&gencert);
             gen.current_dir(&keys)
                 .args(["--create-identity-key", "-m", "12", "-a"])
-                .arg(format!("{addr}:{dir_port}"))
+                .arg(format!("{addr}:{}", 7000 + i))
                 .args(["--passphrase-fd", "0"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -350,7 +349,14 @@ impl Tornet {
                 let mut stdin = child.stdin.take().unwrap();
                 let _ = stdin.write_all(b"\n");
             }
-            let out = child.wait_with_output().unwrap();
+            gencerts.push(Kill(Some(child)));
+        }
+        let mut dir_authorities = String::new();
+        for (i, ((name, _), mut gen)) in names.iter().zip(gencerts).enumerate() {
+            let data = node_dir(dir, name);
+            let keys = data.join("keys");
+            let dir_port = 7000 + i;
+            let out = gen.0.take().unwrap().wait_with_output().unwrap();
             assert!(
                 out.status.success(),
                 "tor-gencert failed: {}",
@@ -500,6 +506,18 @@ enum Role {
     Authority,
     Relay,
     Exit,
+}
+
+/// A helper process killed on drop unless taken (a panicking test leaves none behind).
+struct Kill(Option<Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 fn node_dir(dir: &Path, name: &str) -> PathBuf {
