@@ -201,6 +201,21 @@ fn a_published_service_is_reached_at_the_address_identity_show_prints() {
     let scratch = top.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let seed = star_seed(&a, &scratch);
+    // Its torrc (with the service's HiddenServiceDir) and nftables pass their own tools.
+    let checked = ok(
+        mv(&a)
+            .args(["provision", "check", STAR])
+            .env("MULTIVERSE_AGENT_BIN", scratch.join("multiverse-agent")),
+        None,
+    );
+    for want in ["/etc/tor/torrc", "/etc/nftables.conf"] {
+        assert!(
+            checked
+                .lines()
+                .any(|l| l.starts_with("ok") && l.ends_with(want)),
+            "{checked}"
+        );
+    }
     let var_lib_tor = scratch.join("var-lib-tor");
     let torrc_text = install_tor_files(&seed, &var_lib_tor);
     assert!(
