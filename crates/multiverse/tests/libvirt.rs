@@ -598,12 +598,40 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
         &["image", "import", raw.to_str().unwrap(), "--name", "tiny"],
     ));
 
+    // qemu-img through a wrapper that records its command lines, then runs the real one.
+    let spy = root.join("spy");
+    std::fs::create_dir_all(&spy).unwrap();
+    let argv_log = root.join("qemu-img.argv");
+    std::fs::write(
+        spy.join("qemu-img"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+            argv_log.display(),
+            qemu_img.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(spy.join("qemu-img"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let started = std::time::Instant::now();
-    let out = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
+    let out = ok(&Command::new(MV)
+        .arg("--root")
+        .arg(root)
+        .args(["up", "--start", "--no-provision", "--no-wait"])
+        .env_remove("MULTIVERSE_CONNECT")
+        .env("MULTIVERSE_PASSPHRASE", common::PASS)
+        .env(
+            "PATH",
+            format!("{}:{}", spy.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap());
     eprintln!(
         "up --start (encrypted disk made): {} ms",
         started.elapsed().as_millis()
     );
+    // The command line of the QEMU libvirt started (libvirt hands it the secret encrypted).
+    let pid = std::fs::read_to_string(format!("/run/libvirt/qemu/{ctl}.pid")).unwrap();
+    let qemu_cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
     assert!(
         out.contains(&format!("created         secret   {uuid}")),
         "{out}"
@@ -652,6 +680,29 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let pass_file = other.path().join("pass");
     std::fs::write(&pass_file, &hex).unwrap();
+    // The passphrase was on no command line: not qemu-img's (a key file in /dev/shm, gone after
+    // it ran), not QEMU's.
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(
+        argv.contains("create -q --object secret,id=mvkey0,format=raw,file=/dev/shm/.mv-disk-key-"),
+        "{argv}"
+    );
+    assert!(!argv.contains(&hex) && !argv.contains(&hex[..32]), "{argv}");
+    for line in argv.lines().filter(|l| l.contains("--object")) {
+        let file = line
+            .split("file=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        assert!(!Path::new(file).exists(), "{file} left behind");
+    }
+    assert!(!qemu_cmdline.is_empty());
+    assert!(
+        !String::from_utf8_lossy(&qemu_cmdline).contains(&hex[..32]),
+        "the passphrase on QEMU's command line"
+    );
     let open = |pass: &Path| {
         Command::new(&qemu_img)
             .arg("check")
