@@ -4,8 +4,10 @@
 //! services, sysctl keys, kernel modules, files (from a template or from the identity) and users.
 //! Recipes `include` others (`router-star` includes `router`, which includes `base`); entries may be
 //! limited to one OS (`os = "alpine"`) or to a condition on the machine (`when = "vpn.kind ==
-//! 'wireguard'"`, a minijinja expression). Resolving a recipe for a machine gives a flat
-//! [`Resolved`] list with every condition decided.
+//! 'wireguard'"`, a minijinja expression). A file or folder entry with `each = "<list
+//! expression>"` stands for one entry per item, `item` in its path (the star router's onion
+//! service folders, one per published service, keyed by `item.machine`: [`FileSpec::machine`]).
+//! Resolving a recipe for a machine gives a flat [`Resolved`] list with every condition decided.
 //!
 //! What this is not: a scripting language. There are no hooks or shell commands in recipes; the
 //! appliers in [`crate::apply`] know how to install a package or enable a service on each OS.
