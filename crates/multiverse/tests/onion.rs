@@ -266,6 +266,8 @@ fn a_published_service_is_reached_at_the_address_identity_show_prints() {
     // tor's own reading of the provisioned key is the address the CLI printed.
     let hostname = std::fs::read_to_string(var_lib_tor.join(SERVICE).join("hostname")).unwrap();
     assert_eq!(hostname.trim(), address);
+    let own = std::fs::read_to_string(var_lib_tor.join("multiverse/hostname")).unwrap();
+    assert_eq!(own.trim(), show(&a, STAR).0, "the star's own onion service");
 
     let url = format!("http://{address}/index.html");
     let wait = Instant::now();

@@ -33,8 +33,12 @@
 //! as soon as the first consensus is out. ORPorts are 5000+i, DirPorts 7000+i, the client's SOCKS
 //! port [`SOCKS_PORT`], all on [`Builder::address`] (default 127.0.0.1) inside the namespace.
 //!
-//! Measured on the 2-core test machine (tor 0.4.9, 3 authorities + 2 relays + 1 exit + client):
-//! the client reaches "Bootstrapped 100%" 12-13 s after the first tor starts.
+//! Measured on the 2-core test machine (tor 0.4.9, 3 authorities + 2 relays + 1 exit + client,
+//! `cargo test -p mv-testkit --test tornet -- --nocapture`, 2026-12-02): the client reaches
+//! "Bootstrapped 100%" 9.5-15.7 s after its tors start (the first consensus is voted 5 s in,
+//! published at ~10 s); the first request through the exit 1.1-1.2 s later. Before that, the three
+//! authorities' RSA-3072 keys (`tor-gencert`) take 9-17 s while other builds load the machine
+//! (load 4-5; one `tor-gencert` alone took 3.9 s): the whole test runs in 20-35 s.
 //!
 //! What this is not: a model of the real network's timing or size, or a way to reach anything
 //! outside the namespace.
