@@ -3,7 +3,8 @@
 //!
 //! Nothing here ever talks to the real Tor network or to any interface of the machine: every tor
 //! runs inside a [`Netns`] (a new network and mount namespace held by one child process, with only
-//! `lo` in it) and knows only the directory authorities generated here. Every process is a child
+//! `lo` in it; or one the test already made, [`Builder::netns_of`]) and knows only the directory
+//! authorities generated here. Every process is a child
 //! of the test, stopped by its PID on drop (also when the test panics), and every tor carries
 //! `__OwningControllerProcess <test pid>`, so even a killed test leaves no tor running.
 //!
@@ -56,7 +57,9 @@ pub const SOCKS_PORT: u16 = 9050;
 /// this value, holding its stdin, is dropped or the test dies). Only `lo` is in it, up. Mounts
 /// made in it ([`Netns::bind`]) stay in it.
 pub struct Netns {
-    holder: Child,
+    /// The holder this value owns, or `None` for namespaces of another process ([`Netns::of`]).
+    holder: Option<Child>,
+    pid: u32,
     _stdin: Option<ChildStdin>,
 }
 
@@ -80,7 +83,8 @@ impl Netns {
             .unwrap_or_else(|e| panic!("cannot start unshare: {e}"));
         let stdin = holder.stdin.take();
         let ns = Netns {
-            holder,
+            pid: holder.id(),
+            holder: Some(holder),
             _stdin: stdin,
         };
         // unshare switches namespaces after the fork: wait until the holder is in its own.
@@ -103,9 +107,22 @@ impl Netns {
         ns
     }
 
+    /// The namespaces of process `pid`, which the test created and keeps (e.g. the lab
+    /// libvirtd's network and mount namespace, where booted routers' bridges are): nothing is
+    /// created, and dropping this value stops nothing. `lo` is brought up.
+    pub fn of(pid: u32) -> Netns {
+        let ns = Netns {
+            holder: None,
+            pid,
+            _stdin: None,
+        };
+        crate::run_ok(ns.command("ip").args(["link", "set", "lo", "up"]));
+        ns
+    }
+
     /// The holder's PID (its `/proc/PID/ns/net` is the namespace).
     pub fn pid(&self) -> u32 {
-        self.holder.id()
+        self.pid
     }
 
     /// `program` to run inside the namespaces (`nsenter -t PID -n -m -- program`; nsenter execs,
@@ -134,8 +151,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        if let Some(holder) = self.holder.as_mut() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 
@@ -213,6 +232,7 @@ pub struct Builder {
     relays: usize,
     exits: usize,
     address: Ipv4Addr,
+    netns_of: Option<u32>,
 }
 
 impl Default for Builder {
@@ -222,6 +242,7 @@ impl Default for Builder {
             relays: 2,
             exits: 1,
             address: Ipv4Addr::LOCALHOST,
+            netns_of: None,
         }
     }
 }
@@ -250,7 +271,15 @@ impl Builder {
         self
     }
 
-    /// Generates every config and key under `dir` and starts every tor in a new [`Netns`].
+    /// Runs the network in the namespaces of process `pid` ([`Netns::of`]: one the test made,
+    /// such as the lab's) instead of new ones.
+    pub fn netns_of(mut self, pid: u32) -> Self {
+        self.netns_of = Some(pid);
+        self
+    }
+
+    /// Generates every config and key under `dir` and starts every tor in a new [`Netns`] (or
+    /// in the one of [`Builder::netns_of`]).
     /// Returns at once: [`Tornet::wait_bootstrapped`] waits for the client.
     pub fn start(self, dir: &Path) -> Tornet {
         Tornet::start(self, dir)
@@ -258,7 +287,7 @@ impl Builder {
 }
 
 /// A running private Tor network (see the module documentation). Dropping it stops every tor,
-/// then the namespace.
+/// then the namespace if it made it.
 pub struct Tornet {
     // Field order is drop order: the tors before their namespace.
     nodes: Vec<TorProcess>,
@@ -317,7 +346,10 @@ impl Tornet {
     fn start(b: Builder, dir: &Path) -> Tornet {
         let tor = crate::require_tool("tor");
         let gencert = crate::require_tool("tor-gencert");
-        let ns = Netns::create();
+        let ns = match b.netns_of {
+            Some(pid) => Netns::of(pid),
+            None => Netns::create(),
+        };
         if b.address != Ipv4Addr::LOCALHOST {
             ns.add_address(&format!("{}/32", b.address));
         }
