@@ -190,6 +190,20 @@ fn a_published_service_is_reached_at_the_address_identity_show_prints() {
     assert_eq!(json["onion"], address.as_str());
     assert_eq!(json["onion_ports"], serde_json::json!([80]));
     assert_eq!(json["onion_published_by"], STAR);
+    // `machine show` (no passphrase: the public record) says the same.
+    let shown = ok(mv(&a).args(["machine", "show", SERVICE]), None);
+    assert!(
+        shown.contains(&format!("onion:      {address}\n")),
+        "{shown}"
+    );
+    assert!(shown.contains("published:  onion ports 80\n"), "{shown}");
+    let shown = ok(mv(&a).args(["machine", "show", STAR]), None);
+    assert!(
+        shown.contains(&format!(
+            "publishes:  {SERVICE} (onion ports 80 to {SERVICE_ADDR})\n"
+        )),
+        "{shown}"
+    );
     let (restored, _) = show(&b, SERVICE);
     assert_eq!(restored, address, "restore from the same words");
     // An address that exists but is not published: the star's own (port 22 only) is published;

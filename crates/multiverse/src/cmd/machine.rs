@@ -364,6 +364,18 @@ fn show(g: &Global, fqdn: &str) -> Result<(), CliError> {
     if m.gpu {
         println!("gpu:        yes");
     }
+    let ports = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    if !m.onion.is_empty() {
+        println!("published:  onion ports {}", ports(&m.onion));
+    }
+    for s in t.onion_services(&name) {
+        println!(
+            "publishes:  {} (onion ports {} to {})",
+            s.machine,
+            ports(&s.ports),
+            s.address
+        );
+    }
     if m.is_vm() {
         println!("domain:     {}", tree.domain_xml(&name).display());
     }
