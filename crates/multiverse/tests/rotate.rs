@@ -695,3 +695,80 @@ fn the_next_provisioning_installs_the_new_host_key_and_login_key() {
     assert!(after.contains(&key(&user_new, "ssh_ed25519")));
     assert!(!after.contains(&key(&user_old, "ssh_ed25519")));
 }
+
+/// An encrypted machine (the controller, LUKS inside its qcow2 overlay): the rotation re-keys its
+/// disk with `qemu-img amend`, so the new epoch's key opens it and the old one no longer does.
+#[test]
+fn rotating_an_encrypted_machine_rekeys_its_qcow2_disk() {
+    let qemu_img = require_tool("qemu-img");
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let ctl = "controller.multiverse";
+    std::fs::write(
+        root.join("multiverse.toml"),
+        format!("[host]\nname = \"host.multiverse\"\n\n[[machines]]\nname = \"{ctl}\"\ntype = \"controller\"\ngpu = false\n"),
+    )
+    .unwrap();
+    ok(
+        mvr(root).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    // The passphrase of the disk: the hex of the machine's exported luks key.
+    let pass_of = |dir: &str| {
+        let out = root.join(dir);
+        ok(
+            mvr(root)
+                .args(["identity", "export", ctl, "--kind", "luks", "--out"])
+                .arg(&out),
+            None,
+        );
+        let hex: String = std::fs::read(out.join("luks.key"))
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let f = root.join(format!("{dir}.pass"));
+        std::fs::write(&f, hex).unwrap();
+        f
+    };
+    let old = pass_of("old");
+    let disk = root.join("machines").join(ctl).join("disk.qcow2");
+    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    run_ok(
+        Command::new(&qemu_img)
+            .args(["create", "-q", "--object"])
+            .arg(format!("secret,id=k,format=raw,file={}", old.display()))
+            .args([
+                "-o",
+                "encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time=10",
+                "-f",
+                "qcow2",
+            ])
+            .arg(&disk)
+            .arg("16M"),
+    );
+    let opens = |pass: &Path| {
+        Command::new(&qemu_img)
+            .arg("check")
+            .arg("--object")
+            .arg(format!("secret,id=k,format=raw,file={}", pass.display()))
+            .arg("--image-opts")
+            .arg(format!(
+                "driver=qcow2,file.filename={},encrypt.key-secret=k",
+                disk.display()
+            ))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(opens(&old));
+    let out = ok(mvr(root).args(["identity", "rotate", ctl]), None);
+    assert!(out.contains("new LUKS key added"), "{out}");
+    assert!(out.contains("old LUKS keyslot removed"), "{out}");
+    assert!(out.contains(&format!("multiverse up {ctl}")), "{out}");
+    let new = pass_of("new");
+    assert_ne!(std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+    assert!(opens(&new), "the new epoch's key opens the disk");
+    assert!(!opens(&old), "the old key no longer does");
+}

@@ -40,9 +40,29 @@ pub type SecretBytes = Secret<Vec<u8>>;
 /// Secret text (a passphrase, a password).
 pub type SecretString = Secret<String>;
 
+/// The lowercase hex of a secret, as a secret: how an encrypted disk's passphrase is made from
+/// its key (QEMU takes LUKS passphrases as UTF-8 only). Built in one allocation, so no
+/// reallocation leaves a copy behind.
+pub fn hex_lower(bytes: &SecretBytes) -> SecretBytes {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = bytes.expose();
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+    Secret::new(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_lower_is_the_keys_hex() {
+        let h = hex_lower(&SecretBytes::new(vec![0x00, 0x9f, 0xa5, 0xff]));
+        assert_eq!(h.expose().as_slice(), b"009fa5ff");
+    }
     #[test]
     fn debug_is_redacted() {
         let s = SecretString::new("hunter2".into());

@@ -299,15 +299,7 @@ pub struct OverlaySpec {
 /// secret holds the same bytes, so from the words alone: `xxd -p -c 256 luks.key` of the
 /// identity's exported `luks.key`.
 pub fn disk_passphrase(key: &SecretBytes) -> SecretBytes {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let key = key.expose();
-    // Reserved once, so no reallocation leaves a copy behind.
-    let mut out = Vec::with_capacity(key.len() * 2);
-    for b in key {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0x0f)]);
-    }
-    SecretBytes::new(out)
+    mv_core::secret::hex_lower(key)
 }
 
 /// The QEMU secret object's id on `qemu-img`'s command line (a name, not the key).

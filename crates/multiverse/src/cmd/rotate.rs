@@ -226,6 +226,11 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                 for dev in &journal.luks {
                     rekey_luks(g, &old, &new, &name, dev)?;
                 }
+                if let IdentityName::Machine(m) = &name {
+                    if let Some(machine) = topo.machine(m) {
+                        rekey_disks(g, &old, &new, &name, machine, &tree)?;
+                    }
+                }
             }
             _ => {}
         }
@@ -397,6 +402,138 @@ fn scratch() -> Result<Scratch, CliError> {
     Err(CliError::failure_msg(
         "cannot make a private scratch folder",
     ))
+}
+
+/// Whether the passphrase in `pass` opens the encrypted qcow2 `disk` (`qemu-img check`, which
+/// reads it and writes nothing). A disk held by a running machine is an error.
+fn disk_opens(disk: &Path, pass: &Path) -> Result<bool, CliError> {
+    let out = Command::new("qemu-img")
+        .arg("check")
+        .arg("--object")
+        .arg(key_object("k", pass))
+        .arg("--image-opts")
+        .arg(image_opts(disk, "k"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CliError::failure_msg(format!("cannot run qemu-img: {e}")))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(true)
+    } else if err.contains("Invalid password") {
+        Ok(false)
+    } else if err.contains("lock") {
+        Err(CliError::usage_msg(format!(
+            "{}: the disk is in use (its machine is running)",
+            disk.display()
+        ))
+        .with_hint("shut the machine down (`multiverse down FQDN`), then run the rotation again"))
+    } else {
+        Err(CliError::failure_msg(format!(
+            "qemu-img check of {} failed: {}",
+            disk.display(),
+            err.trim()
+        )))
+    }
+}
+
+/// `secret,id=ID,format=raw,file=PATH`: a QEMU secret object read from a 0600 file.
+fn key_object(id: &str, file: &Path) -> std::ffi::OsString {
+    let mut o = std::ffi::OsString::from(format!("secret,id={id},format=raw,file="));
+    o.push(file.as_os_str());
+    o
+}
+
+fn image_opts(disk: &Path, key_id: &str) -> std::ffi::OsString {
+    let mut o = std::ffi::OsString::from("driver=qcow2,file.filename=");
+    o.push(disk.as_os_str());
+    o.push(format!(",encrypt.key-secret={key_id}"));
+    o
+}
+
+/// `qemu-img amend` of an encrypted disk opened with secret `open` (both key files named).
+fn amend(disk: &Path, old: &Path, new: &Path, open: &str, opts: &str) -> Result<(), CliError> {
+    let out = Command::new("qemu-img")
+        .arg("amend")
+        .arg("--object")
+        .arg(key_object("old", old))
+        .arg("--object")
+        .arg(key_object("new", new))
+        .arg("--image-opts")
+        .arg(image_opts(disk, open))
+        .args(["-o", opts])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CliError::failure_msg(format!("cannot run qemu-img: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::failure_msg(format!(
+            "qemu-img amend of {} failed: {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Step 5 for a machine whose disks are encrypted (`disk_encryption = "luks"`): each existing
+/// LUKS qcow2 disk gets the new passphrase (the hex of the new `luks` key) in a keyslot and loses
+/// the old one, with `qemu-img amend` reading both from 0600 files, never argv. Idempotent like
+/// [`rekey_luks`]. The machine must be shut off; the next `up` gives libvirt the new value.
+fn rekey_disks(
+    g: &Global,
+    old: &Root,
+    new: &Root,
+    name: &IdentityName,
+    machine: &mv_machines::Machine,
+    tree: &mv_machines::layout::Tree,
+) -> Result<(), CliError> {
+    if mv_machines::render::luks_secret_uuid(machine).is_none() {
+        return Ok(());
+    }
+    let disks: Vec<PathBuf> = (0..machine.disks.len())
+        .map(|i| tree.disk_n(&machine.name, i))
+        .filter(|d| d.exists())
+        .collect();
+    if disks.is_empty() {
+        return Ok(());
+    }
+    let s = scratch()?;
+    let old_file = s.0.join("old.pass");
+    let new_file = s.0.join("new.pass");
+    let hex = mv_core::secret::hex_lower;
+    mv_core::fsutil::write_secret(&old_file, hex(&old.luks_key(name)).expose())?;
+    mv_core::fsutil::write_secret(&new_file, hex(&new.luks_key(name)).expose())?;
+    for disk in &disks {
+        if !disk_opens(disk, &new_file)? {
+            if !disk_opens(disk, &old_file)? {
+                return Err(CliError::usage_msg(format!(
+                    "{}: neither the old nor the new LUKS key of {name} opens it",
+                    disk.display()
+                )));
+            }
+            amend(
+                disk,
+                &old_file,
+                &new_file,
+                "old",
+                "encrypt.state=active,encrypt.new-secret=new,encrypt.iter-time=10",
+            )?;
+            g.say(format!("{}: new LUKS key added", disk.display()));
+        }
+        if disk_opens(disk, &old_file)? {
+            amend(
+                disk,
+                &old_file,
+                &new_file,
+                "new",
+                "encrypt.state=inactive,encrypt.old-secret=old",
+            )?;
+            g.say(format!("{}: old LUKS keyslot removed", disk.display()));
+        }
+    }
+    g.say(format!(
+        "run `multiverse up {name}` to give libvirt the disks' new key"
+    ));
+    Ok(())
 }
 
 /// Whether `key` opens a keyslot of `dev` (`cryptsetup open --test-passphrase`, no mapping made).
