@@ -109,8 +109,20 @@ impl Netns {
 
     /// The namespaces of process `pid`, which the test created and keeps (e.g. the lab
     /// libvirtd's network and mount namespace, where booted routers' bridges are): nothing is
-    /// created, and dropping this value stops nothing. `lo` is brought up.
+    /// created, and dropping this value stops nothing. `lo` is brought up. Panics if that is the
+    /// machine's own network namespace (this process's or PID 1's): no tor may run there.
     pub fn of(pid: u32) -> Netns {
+        crate::require_tool("nsenter");
+        crate::require_tool("ip");
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .unwrap_or_else(|e| panic!("no network namespace of process {pid}: {e}"));
+        for own in ["/proc/self/ns/net", "/proc/1/ns/net"] {
+            assert!(
+                std::fs::read_link(own).ok().as_ref() != Some(&theirs),
+                "process {pid} is in the machine's own network namespace ({own}); tornet runs only \
+                 in a namespace the test created"
+            );
+        }
         let ns = Netns {
             holder: None,
             pid,

@@ -14,6 +14,15 @@ impl Drop for Kill {
     }
 }
 
+/// The machine's own namespace is refused before any tor starts.
+#[test]
+#[should_panic(expected = "in the machine's own network namespace")]
+fn refuses_the_machines_own_namespace() {
+    let _ = Tornet::builder()
+        .netns_of(std::process::id())
+        .start(&tempdir().join("refused"));
+}
+
 #[test]
 fn bootstraps_and_carries_traffic_through_its_exit() {
     mv_testkit::require_tool("curl");
