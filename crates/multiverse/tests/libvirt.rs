@@ -659,6 +659,16 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     .unwrap();
     assert!(info.contains("encrypted: yes"), "{info}");
 
+    // `backup` files the secret as ours, with no value.
+    let bk = root.join("bk");
+    ok(&mv(root, &["backup", "--out", bk.to_str().unwrap()]));
+    let filed =
+        std::fs::read_to_string(bk.join(format!("backups/multiverse/secret/{uuid}.xml"))).unwrap();
+    assert!(
+        filed.contains(&uuid) && !filed.contains("<value"),
+        "{filed}"
+    );
+
     // The words alone, in another tree: export the controller's luks key; its hex opens the disk.
     let other = tempfile::tempdir().unwrap();
     restore_identity(other.path());

@@ -602,6 +602,10 @@ fn ownership(tree: &Tree, topo: Option<&Topology>) -> Ownership {
     if let Some(t) = topo {
         for m in t.vms() {
             own.machines.insert(m.name.as_str().to_string());
+            // An encrypted machine's disk secret is ours too (metadata only: no value).
+            if let Some(uuid) = mv_machines::render::luks_secret_uuid(m) {
+                own.others.insert((ObjectKind::Secret, uuid));
+            }
         }
         for n in &t.networks {
             own.others.insert((ObjectKind::Network, n.name.clone()));
