@@ -1024,7 +1024,62 @@ fn configure_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     s.host
         .remove(&t.join("var/lib/dbus/machine-id"))
         .map_err(err)?;
-    Ok(())
+    set_root_password(s, &t)
+}
+
+/// Root's password on the console is the identity's password for the host (as every machine's is
+/// for itself): `multiverse identity show host.multiverse` prints it, the words bring it back.
+fn set_root_password(s: &mut Session<'_>, t: &Path) -> Result<(), InstallError> {
+    let step = Step::Configure;
+    let shadow = t.join("etc/shadow");
+    if s.host.is_dry() {
+        s.host.say(&format!(
+            "would set root's password in {} to the identity's password for the host",
+            shadow.display()
+        ));
+        return Ok(());
+    }
+    let root = s
+        .root
+        .as_ref()
+        .ok_or_else(|| InstallError::Identity("not loaded".into()))?;
+    let pw = root.password(&host_identity_name(&s.a.hostname)?);
+    let hash = mv_provision::accounts::hash_password("root", pw.expose()).map_err(|e| {
+        InstallError::Step {
+            step: step.name(),
+            message: e.to_string(),
+        }
+    })?;
+    let text = std::fs::read_to_string(&shadow).map_err(|e| InstallError::Step {
+        step: step.name(),
+        message: format!("{}: {e}", shadow.display()),
+    })?;
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(':').collect();
+            if f.first() == Some(&"root") && f.len() > 2 {
+                found = true;
+                f[1] = &hash;
+                f.join(":")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(InstallError::Step {
+            step: step.name(),
+            message: format!("{} has no root entry", shadow.display()),
+        });
+    }
+    s.host
+        .write(&shadow, (lines.join("\n") + "\n").as_bytes(), 0o640)
+        .map_err(|source| InstallError::Host {
+            step: step.name(),
+            source,
+        })
 }
 
 fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
