@@ -763,6 +763,15 @@ fn rotating_an_encrypted_machine_rekeys_its_qcow2_disk() {
             .success()
     };
     assert!(opens(&old));
+    let plan = ok(
+        mvr(root).args(["--dry-run", "identity", "rotate", ctl]),
+        None,
+    );
+    assert!(
+        plan.contains(&format!("re-key 1 encrypted disk(s) of {ctl}")),
+        "{plan}"
+    );
+    assert!(opens(&old), "a dry run changes nothing");
     let out = ok(mvr(root).args(["identity", "rotate", ctl]), None);
     assert!(out.contains("new LUKS key added"), "{out}");
     assert!(out.contains("old LUKS keyslot removed"), "{out}");

@@ -162,6 +162,19 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                 format!(", {} LUKS keyslot(s)", journal.luks.len())
             }
         ));
+        if let IdentityName::Machine(m) = &name {
+            let encrypted = topo
+                .machine(m)
+                .filter(|mm| mv_machines::render::luks_secret_uuid(mm).is_some());
+            if let Some(mm) = encrypted {
+                let disks = (0..mm.disks.len())
+                    .filter(|i| tree.disk_n(m, *i).exists())
+                    .count();
+                g.say(format!(
+                    "  re-key {disks} encrypted disk(s) of {m} (qemu-img amend; the machine shut off)"
+                ));
+            }
+        }
         return Ok(());
     }
     journal.save(&g.root)?;
