@@ -532,7 +532,9 @@ impl Lab {
     }
 
     /// Waits for a shell on the console (probing every 3 s), then sets it up for [`Lab::run`]:
-    /// no echo, no prompt, `TERM=dumb`, kernel messages off the console (`dmesg -n 1`). Called by
+    /// no echo, no prompt, `TERM=dumb`, kernel messages off the console (`dmesg -n 1`), and
+    /// waits for udev to finish the devices present at boot (`udevadm settle`: the lab image's
+    /// shell starts while udev still works through them). Called by
     /// [`Lab::boot`] for lab images; call it after logging in on a booted disk.
     pub fn attach_shell(&mut self, timeout: Duration) -> Result<(), LabError> {
         let deadline = Instant::now() + timeout;
@@ -552,14 +554,11 @@ impl Lab {
             }
         }
         self.console.send(
-            b"stty -echo; PS1=; PS2=; PROMPT_COMMAND=; export TERM=dumb; unset HISTFILE; dmesg -n 1; printf '=MV%s=\\n' SETUP\n",
+            b"stty -echo; PS1=; PS2=; PROMPT_COMMAND=; export TERM=dumb; unset HISTFILE; dmesg -n 1; udevadm settle --timeout=240 >/dev/null 2>&1; printf '=MV%s=\\n' SETUP\n",
         )?;
-        if self
-            .console
-            .wait_for(b"=MVSETUP=", Duration::from_secs(60))
-            .is_none()
-        {
-            return Err(self.timeout("the shell's setup", Duration::from_secs(60)));
+        let limit = Duration::from_secs(300);
+        if self.console.wait_for(b"=MVSETUP=", limit).is_none() {
+            return Err(self.timeout("the shell's setup (udevadm settle)", limit));
         }
         self.shell_after = Some(self.started.elapsed());
         Ok(())
