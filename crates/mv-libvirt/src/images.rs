@@ -323,7 +323,12 @@ impl KeyFile {
         };
         let mut rnd = [0u8; 12];
         getrandom(&mut rnd);
-        let path = dir.join(format!(".mv-disk-key-{}", hex::encode(rnd)));
+        // The pid too: two runs never share a name, even if /dev/urandom could not be read.
+        let path = dir.join(format!(
+            ".mv-disk-key-{}-{}",
+            std::process::id(),
+            hex::encode(rnd)
+        ));
         mv_core::fsutil::write_secret(&path, key.expose()).map_err(|source| {
             ImageError::KeyFile {
                 path: path.clone(),
@@ -674,7 +679,11 @@ mod tests {
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().contains(".mv-disk-key-"))
+            .filter(|p| {
+                // This process's only: other tests may be making disks at the same time.
+                p.to_string_lossy()
+                    .contains(&format!(".mv-disk-key-{}-", std::process::id()))
+            })
             .collect();
         v.sort();
         v
