@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 const MV: &str = env!("CARGO_BIN_EXE_multiverse");
 const PASSPHRASE: &str = "lab passphrase 1";
-const HOST_PACKAGES: &str = "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,dosfstools";
+const HOST_PACKAGES: &str = "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools";
 
 fn cache_dir() -> PathBuf {
     mv_lab::image::test_cache_dir()

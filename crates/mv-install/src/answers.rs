@@ -328,7 +328,11 @@ impl Answers {
                                 .chars()
                                 .all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
                     });
-                if !shape_ok || !sys.zoneinfo.join(v).is_file() {
+                // UTC needs no tzdata; others must exist where this machine keeps zones (a live
+                // system without tzdata checks the shape only; the copy step checks the target).
+                let utc = matches!(v.as_str(), "UTC" | "Etc/UTC");
+                let known = utc || !sys.zoneinfo.is_dir() || sys.zoneinfo.join(v).is_file();
+                if !shape_ok || !known {
                     return self.err(
                         t.span(),
                         Problem::Value,

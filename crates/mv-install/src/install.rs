@@ -320,6 +320,8 @@ struct Session<'h> {
     opened: bool,
     mounts: Vec<PathBuf>,
     root: Option<Root>,
+    /// The source's root, once mounted.
+    source: Option<PathBuf>,
 }
 
 impl Session<'_> {
@@ -572,8 +574,14 @@ pub fn install(a: &Checked, o: &Options, host: &mut dyn Host) -> Result<Report, 
         opened: false,
         mounts: Vec::new(),
         root: None,
+        source: None,
     };
-    let result = run_steps(&mut s, &mut journal, &mut report);
+    let result = if journal.is_done(Step::Copy) {
+        Ok(())
+    } else {
+        preflight_source(&mut s)
+    }
+    .and_then(|()| run_steps(&mut s, &mut journal, &mut report));
     // Undo the session even when a step failed: nothing stays mounted or open.
     let closed = s.close();
     result?;
@@ -859,10 +867,20 @@ pub const SOURCE_NEEDS: &[(&str, &str)] = &[
     ),
     ("usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
     ("usr/sbin/grub-install", "grub2-common"),
+    ("usr/sbin/mkfs.fat", "dosfstools"),
     ("usr/sbin/update-initramfs", "initramfs-tools"),
 ];
 
 fn source_root(s: &mut Session<'_>, step: Step) -> Result<PathBuf, InstallError> {
+    if let Some(src) = &s.source {
+        return Ok(src.clone());
+    }
+    let src = mount_source(s, step)?;
+    s.source = Some(src.clone());
+    Ok(src)
+}
+
+fn mount_source(s: &mut Session<'_>, step: Step) -> Result<PathBuf, InstallError> {
     match s.a.source.clone() {
         Source::Dir(d) => Ok(d),
         Source::Disk(p) => {
@@ -920,34 +938,42 @@ fn source_root(s: &mut Session<'_>, step: Step) -> Result<PathBuf, InstallError>
     }
 }
 
+/// Pre-flight: the source is mounted and holds what a host needs, before the disk is touched.
+fn preflight_source(s: &mut Session<'_>) -> Result<(), InstallError> {
+    let step = Step::Copy;
+    let src = source_root(s, step)?;
+    if s.host.is_dry() {
+        return Ok(());
+    }
+    let missing: Vec<&str> = SOURCE_NEEDS
+        .iter()
+        .filter(|(p, _)| !src.join(p).exists() && !src.join("usr").join(p).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    let kernel = std::fs::read_dir(src.join("boot"))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or(false);
+    if !missing.is_empty() || !kernel {
+        let mut m: Vec<String> = missing.iter().map(|p| format!("package {p}")).collect();
+        if !kernel {
+            m.push("a kernel in /boot".into());
+        }
+        return Err(InstallError::SourceIncomplete {
+            source_path: match &s.a.source {
+                Source::Dir(d) | Source::Disk(d) => d.clone(),
+            },
+            missing: m.join(", "),
+        });
+    }
+    Ok(())
+}
+
 fn copy_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     let step = Step::Copy;
     let src = source_root(s, step)?;
-    if !s.host.is_dry() {
-        let missing: Vec<&str> = SOURCE_NEEDS
-            .iter()
-            .filter(|(p, _)| !src.join(p).exists() && !src.join("usr").join(p).exists())
-            .map(|(_, pkg)| *pkg)
-            .collect();
-        let kernel = std::fs::read_dir(src.join("boot"))
-            .map(|rd| {
-                rd.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
-            })
-            .unwrap_or(false);
-        if !missing.is_empty() || !kernel {
-            let mut m: Vec<String> = missing.iter().map(|p| format!("package {p}")).collect();
-            if !kernel {
-                m.push("a kernel in /boot".into());
-            }
-            return Err(InstallError::SourceIncomplete {
-                source_path: match &s.a.source {
-                    Source::Dir(d) | Source::Disk(d) => d.clone(),
-                },
-                missing: m.join(", "),
-            });
-        }
-    }
     let t = s.mount_target(step)?;
     let (from, to) = (format!("{}/.", src.display()), format!("{}/", t.display()));
     s.run(
@@ -980,6 +1006,13 @@ fn configure_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     }
     crash_point(step);
     let zone = Path::new("/usr/share/zoneinfo").join(&s.a.timezone);
+    let utc = matches!(s.a.timezone.as_str(), "UTC" | "Etc/UTC");
+    if !utc && !s.host.is_dry() && !t.join(zone.strip_prefix("/").unwrap_or(&zone)).is_file() {
+        return Err(InstallError::SourceIncomplete {
+            source_path: t.clone(),
+            missing: format!("the time zone {} (package tzdata)", s.a.timezone),
+        });
+    }
     s.host
         .symlink(&zone, &t.join("etc/localtime"))
         .map_err(err)?;
