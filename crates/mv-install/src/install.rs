@@ -2,11 +2,12 @@
 //! when done, so that a run killed at any point is finished by running it again, and a run after
 //! the last step changes nothing.
 //!
-//! The journal (`<state>/journal.json`, written atomically) holds the install id (random, made
-//! once; every UUID of the new disk is derived from it, so a rerun makes the same disk), the
-//! SHA-256 of the answer file (a rerun with other answers is refused), and the steps done. The
-//! identity made for a new install is sealed into `<state>/identity/` at its step, so a rerun uses
-//! the same words.
+//! The journal (`<state>/journal.json`, written atomically) holds the SHA-256 of the answer file
+//! (a rerun with other answers is refused), the disk and the steps done. The identity made for a
+//! new install is sealed into `<state>/identity/` at its step, so a rerun uses the same words.
+//! Every identifier of the new disk (GPT GUIDs, LUKS and file system UUIDs) derives from the
+//! [`install_id`], itself derived from the host's public key: a rerun, a reinstall or a rebuild
+//! from the words makes the same partition table.
 //!
 //! Steps that only set up the session (loop device, opened LUKS volume, mounts, bind mounts) are
 //! not journaled: [`Session`] makes them on demand, idempotently, and undoes them at the end.
@@ -175,7 +176,6 @@ pub struct Options {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalFile {
-    install_id: String,
     answers_sha256: String,
     disk: PathBuf,
     done: Vec<Step>,
@@ -520,13 +520,6 @@ fn sha256_file(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn random_id() -> Result<String, InstallError> {
-    let mut b = [0u8; 16];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| InstallError::Identity(format!("no randomness: {e}")))?;
-    Ok(hex::encode(b))
-}
-
 fn kdf(a: &Checked) -> Result<KdfParams, InstallError> {
     let d = KdfParams::DEFAULT;
     KdfParams::new(a.kdf_memory_kib, d.iterations(), d.parallelism())
@@ -562,13 +555,13 @@ pub fn install(a: &Checked, o: &Options, host: &mut dyn Host) -> Result<Report, 
         ));
         return Ok(report);
     }
-    let ids = disk_ids(&journal.file.install_id);
+    // Set by the identity step, which always runs first.
     let mut s = Session {
         host,
         a,
         o,
-        ids,
-        install_id: journal.file.install_id.clone(),
+        ids: disk_ids(""),
+        install_id: String::new(),
         disk_dev: None,
         loops: Vec::new(),
         opened: false,
@@ -593,7 +586,6 @@ fn new_journal(o: &Options, a: &Checked, answers_sha256: &str) -> Result<Journal
     Ok(Journal {
         path: o.state_dir.join("journal.json"),
         file: JournalFile {
-            install_id: random_id()?,
             answers_sha256: answers_sha256.to_string(),
             disk: a.disk.clone(),
             done: Vec::new(),
@@ -640,8 +632,30 @@ fn run_steps(
     Ok(())
 }
 
-/// Makes, restores or reloads the identity (always loaded: later steps derive keys from it).
+/// The install id: public, derived from the host's SSH host key, so the same words on the same
+/// host name make the same partition table and UUIDs (a rerun after a crash, a reinstall, a
+/// rebuild from the words).
+pub fn install_id(root: &Root, hostname: &str) -> Result<String, InstallError> {
+    let id = root
+        .public_identity(&host_identity_name(hostname)?)
+        .map_err(|e| InstallError::Identity(e.to_string()))?;
+    let mut h = Sha256::new();
+    h.update(b"multiverse-install-id-v1\0");
+    h.update(id.ssh_host_ed25519.as_bytes());
+    Ok(hex::encode(&h.finalize()[..16]))
+}
+
+/// Makes, restores or reloads the identity (always loaded: later steps derive keys from it), and
+/// sets the disk's identifiers from it.
 fn identity(s: &mut Session<'_>, done: bool, report: &mut Report) -> Result<(), InstallError> {
+    load_identity(s, done, report)?;
+    let root = s.root.as_ref().ok_or_else(|| InstallError::Identity("not loaded".into()))?;
+    s.install_id = install_id(root, &s.a.hostname)?;
+    s.ids = disk_ids(&s.install_id);
+    Ok(())
+}
+
+fn load_identity(s: &mut Session<'_>, done: bool, report: &mut Report) -> Result<(), InstallError> {
     let state = s.o.state_dir.clone();
     let pass = s.a.passphrase.expose().as_bytes().to_vec();
     let pass = zeroize::Zeroizing::new(pass);
@@ -1179,10 +1193,18 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
         let spec = usb_token_spec(&s.o.sys, &token);
         match spec {
             Some(spec) => {
-                let cfg = format!(
-                    "# Written by `multiverse install`; `multiverse guard arm` rewrites it.\narmed = true\ntoken = \"{spec}\"\n"
-                );
-                s.host.write(&tree.join("guard/config.toml"), cfg.as_bytes(), 0o600).map_err(err)?;
+                let cfg = mv_guard::config::GuardConfig {
+                    armed: true,
+                    token: Some(spec),
+                    ..mv_guard::config::GuardConfig::default()
+                };
+                let text = cfg.to_toml().map_err(|e| InstallError::Step {
+                    step: step.name(),
+                    message: e.to_string(),
+                })?;
+                s.host
+                    .write(&mv_guard::config::path(&tree), text.as_bytes(), 0o600)
+                    .map_err(err)?;
             }
             None => s.host.say(&format!(
                 "{} is not a USB device: the kill switch is not armed (arm it later with `multiverse guard arm`)",
@@ -1206,21 +1228,8 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// The watcher's unit on an installed host (`contrib/systemd` carries the same for other installs).
-const GUARD_UNIT: &str = "[Unit]\n\
-Description=Multiverse kill switch (USB token watcher)\n\
-DefaultDependencies=no\n\
-After=local-fs.target\n\
-Before=libvirtd.service\n\
-\n\
-[Service]\n\
-Type=simple\n\
-ExecStart=/usr/local/bin/multiverse --root /var/multiverse guard watch\n\
-Restart=on-failure\n\
-RestartSec=1\n\
-\n\
-[Install]\n\
-WantedBy=multi-user.target\n";
+/// The watcher's unit on an installed host: the one `contrib/systemd` ships.
+const GUARD_UNIT: &str = include_str!("../../../contrib/systemd/multiverse-guard.service");
 
 /// `VID:PID:SERIAL` of the USB device behind a block device, from sysfs.
 pub fn usb_token_spec(sys: &Path, dev: &Path) -> Option<String> {
