@@ -66,23 +66,29 @@ pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "cr
 pub const INITRAMFS_CONF: &str =
     "# Multiverse lab image: only what mounts a virtio root.\nMODULES=list\nCOMPRESS=zstd\n";
 
-/// The root shell on the serial console: `agetty --autologin root` on ttyS0, started as soon as
-/// local filesystems and tmpfiles are ready (not after `multi-user.target`, and without waiting
-/// for udev's `dev-ttyS0.device`, which under TCG comes ~30 s into userspace). `Lab::boot`
-/// runs `udevadm settle` before handing the shell over.
+/// The root shell on the serial console: `bash -l` on ttyS0 (its controlling terminal), started
+/// by systemd at once: no getty, no `login` and PAM (7 s under TCG), no wait for udev's
+/// `dev-ttyS0.device` or for `multi-user.target` (the kernel mounted the root read-write, and
+/// ttyS0 exists from the kernel's start). `Lab::boot` runs `udevadm settle` before handing the
+/// shell over, since udev is still working through the boot's devices then.
 pub const SHELL_UNIT: &str = "[Unit]
 Description=Multiverse lab: root shell on the serial console
 DefaultDependencies=no
-After=local-fs.target systemd-tmpfiles-setup.service systemd-journald.socket
 Before=shutdown.target
 Conflicts=shutdown.target
 
 [Service]
-ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 ttyS0 linux
-Type=simple
+ExecStart=-/bin/bash -l
+WorkingDirectory=/root
+Environment=HOME=/root TERM=linux
+StandardInput=tty-force
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+TTYReset=yes
+TTYVHangup=yes
 Restart=always
 RestartSec=0
-UtmpIdentifier=ttyS0
 KillMode=process
 IgnoreSIGPIPE=no
 SendSIGHUP=yes
@@ -112,8 +118,8 @@ blacklist ahci
 ";
 
 /// Units masked in the lab image: nothing at boot waits on them. Measured under TCG at load 4:
-/// boot to shell 117 s with the first eight only, 76 s with all (`docs/lab.md`). Without
-/// logind and D-Bus, `pam_systemd` fails fast (it is optional) and root still logs in.
+/// boot to shell 117 s with the first eight only, 76 s with all (`docs/lab.md`). Nothing in the
+/// lab logs in (see [`SHELL_UNIT`]), so logind and D-Bus are not needed.
 pub const MASKED: &[&str] = &[
     "e2scrub_reap.service",
     "e2scrub_all.timer",

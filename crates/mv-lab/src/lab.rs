@@ -531,7 +531,7 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Waits for a shell on the console (probing every 3 s), then sets it up for [`Lab::run`]:
+    /// Waits for a shell on the console (probing every second), then sets it up for [`Lab::run`]:
     /// no echo, no prompt, `TERM=dumb`, kernel messages off the console (`dmesg -n 1`), and
     /// waits for udev to finish the devices present at boot (`udevadm settle`: the lab image's
     /// shell starts while udev still works through them). Called by
@@ -543,7 +543,7 @@ impl Lab {
             self.console.send(b"printf '=MV%s=\\n' READY\n")?;
             if self
                 .console
-                .wait_for(b"=MVREADY=", Duration::from_secs(3))
+                .wait_for(b"=MVREADY=", Duration::from_secs(1))
                 .is_some()
             {
                 break;

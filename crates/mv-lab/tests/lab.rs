@@ -178,7 +178,7 @@ EOF
          cp /boot/vmlinuz-* /mnt/esp/vmlinuz
          cp /boot/initrd.img-* /mnt/esp/initrd.img
          printf 'default lab.conf\\ntimeout 0\\n' >/mnt/esp/loader/loader.conf
-         printf 'title lab\\nlinux /vmlinuz\\ninitrd /initrd.img\\noptions %s\\n' \"$(cat /proc/cmdline)\" >/mnt/esp/loader/entries/lab.conf
+         printf 'title lab\\nlinux /vmlinuz\\ninitrd /initrd.img\\noptions %s\\n' \"$(sed 's/ quiet//' /proc/cmdline)\" >/mnt/esp/loader/entries/lab.conf
          umount /mnt/esp
          sync",
     )
@@ -203,8 +203,10 @@ EOF
         ..LabSpec::default()
     };
     let mut lab = Lab::boot(spec).unwrap();
-    // Nothing is typed before the getty: firmware and boot loader would take keys as a menu.
-    lab.wait_for("login:", Duration::from_secs(300)).unwrap();
+    // Nothing is typed before the kernel runs: firmware and boot loader would take keys as a
+    // menu. (The entry's command line has no `quiet`, so the kernel says when it starts.)
+    lab.wait_for("Linux version", Duration::from_secs(300))
+        .unwrap();
     lab.attach_shell(Duration::from_secs(60)).unwrap();
     eprintln!(
         "UEFI (OVMF, systemd-boot) to shell: {:.1} s",
