@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Buf {
     data: Vec<u8>,
+    /// (end offset in `data`, arrival instant) of every chunk read.
+    arrivals: Vec<(usize, Instant)>,
     cursor: usize,
     closed: bool,
 }
@@ -51,7 +53,12 @@ impl Console {
                         Ok(n) => n,
                     };
                     let _ = file.write_all(&chunk[..n]);
-                    lock(&s.0).data.extend_from_slice(&chunk[..n]);
+                    let at = Instant::now();
+                    let mut b = lock(&s.0);
+                    b.data.extend_from_slice(&chunk[..n]);
+                    let end = b.data.len();
+                    b.arrivals.push((end, at));
+                    drop(b);
                     s.1.notify_all();
                 }
                 lock(&s.0).closed = true;
@@ -102,6 +109,15 @@ impl Console {
     /// bytes from the old cursor to the end of the match. `None` on timeout or when the console
     /// closed (QEMU exited) first.
     pub(crate) fn wait_for(&self, needle: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+        self.wait_for_timed(needle, timeout).map(|(text, _)| text)
+    }
+
+    /// [`Console::wait_for`], also returning when the match's last byte arrived.
+    pub(crate) fn wait_for_timed(
+        &self,
+        needle: &[u8],
+        timeout: Duration,
+    ) -> Option<(Vec<u8>, Instant)> {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &*self.shared;
         let mut b = lock(m);
@@ -110,7 +126,9 @@ impl Console {
                 let start = b.cursor;
                 let end = start + pos + needle.len();
                 b.cursor = end;
-                return Some(b.data[start..end].to_vec());
+                let i = b.arrivals.partition_point(|(e, _)| *e < end);
+                let at = b.arrivals.get(i).map_or_else(Instant::now, |(_, at)| *at);
+                return Some((b.data[start..end].to_vec(), at));
             }
             let now = Instant::now();
             if b.closed || now >= deadline {
@@ -153,12 +171,17 @@ mod tests {
         assert_eq!(got, b"boot\r\nlogin:");
         let got = c.wait_for(b"login:", Duration::from_secs(5)).unwrap();
         assert_eq!(got, b" x\r\nlogin:");
+        let before = Instant::now();
+        b2.write_all(b"late line\r\n").unwrap();
+        let (got, at) = c.wait_for_timed(b"late", Duration::from_secs(5)).unwrap();
+        assert!(got.ends_with(b"late"));
+        assert!(at >= before && at <= Instant::now());
         assert!(c.wait_for(b"login:", Duration::from_millis(50)).is_none());
         c.send(b"hi").unwrap();
         let mut got = [0u8; 2];
         (&b).read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hi");
-        assert_eq!(c.tail(1), "login: y");
+        assert_eq!(c.tail(1), "late line");
         drop(b);
         drop(b2);
         std::thread::sleep(Duration::from_millis(100));

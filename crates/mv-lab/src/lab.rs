@@ -667,6 +667,20 @@ impl Lab {
         }
     }
 
+    /// [`Lab::wait_for`], also returning the instant the match's last byte was read from the
+    /// console: compare it with [`Lab::remove_token`]'s instant or an [`Event::at`] to time what
+    /// the guest reports on its console (e.g. the kill switch's first step).
+    pub fn wait_for_timed(
+        &self,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<(String, Instant), LabError> {
+        match self.console.wait_for_timed(text.as_bytes(), timeout) {
+            Some((b, at)) => Ok((String::from_utf8_lossy(&b).into_owned(), at)),
+            None => Err(self.timeout(&format!("{text:?} on the console"), timeout)),
+        }
+    }
+
     /// Types `text` on the console as is (add `\n` for Enter): a passphrase at an initramfs
     /// prompt, a login.
     pub fn send(&self, text: &str) -> Result<(), LabError> {

@@ -28,7 +28,8 @@
 //!   boot or any disk under OVMF, extra [`Disk`]s, [`UsbStick`]s, vIOMMU, extra NIC, shared
 //!   folder, extra kernel arguments, a kept folder, `-no-shutdown`).
 //! - The console: [`Lab::run`] / [`Lab::run_ok`] / [`Lab::run_timeout`] → [`Output`] `{status,
-//!   stdout}`, [`Lab::wait_for`] (boot messages, prompts), [`Lab::send`] (typing),
+//!   stdout}`, [`Lab::wait_for`] / [`Lab::wait_for_timed`] (boot messages, prompts, with the
+//!   instant they arrived), [`Lab::send`] (typing),
 //!   [`Lab::attach_shell`], [`Lab::console_log`] / [`Lab::console_tail`].
 //! - QMP: [`Lab::qmp`], [`Lab::wait_event`] / [`Lab::events`] ([`Event`]s with the instant they
 //!   arrived), [`Lab::remove_token`], [`Lab::remove_usb`], [`Lab::add_usb`],
