@@ -82,10 +82,19 @@ fn share_dir(dir: &Path) -> PathBuf {
     let share = dir.join("share");
     std::fs::create_dir_all(&share).unwrap();
     let bin_dir = Path::new(MV).parent().unwrap();
+    // Stripped: the installer copies them into the new system and the initramfs (a debug build's
+    // symbols would triple the initramfs, slow under TCG).
+    let strip = mv_testkit::require_tool("strip");
     for b in ["multiverse", "multiverse-virt", "multiverse-agent"] {
         let src = bin_dir.join(b);
         if src.is_file() {
-            std::fs::copy(&src, share.join(b)).unwrap();
+            let st = Command::new(&strip)
+                .arg("-o")
+                .arg(share.join(b))
+                .arg(&src)
+                .status()
+                .unwrap();
+            assert!(st.success(), "strip {b}");
         }
     }
     std::fs::write(share.join("pass"), format!("{PASSPHRASE}\n")).unwrap();
@@ -118,9 +127,8 @@ fn lab_ok(lab: &Lab, cmd: &str) -> String {
     }
 }
 
-/// Boots the installed disk and waits for the login prompt, typing `passphrase_at` the prompt
-/// that contains `prompt`. Returns the seconds from power-on to the prompt and to login.
-fn boot_installed(disk: &Path, dir: &Path, token: Option<&Path>, prompt: &str) -> (Lab, f64, f64) {
+/// Powers on the installed disk under OVMF (with the token when given) and waits for `prompt`.
+fn power_on(disk: &Path, dir: &Path, token: Option<&Path>, prompt: &str) -> (Lab, Instant, f64) {
     let mut spec = LabSpec {
         boot: Boot::Uefi {
             disk: disk.to_path_buf(),
@@ -136,30 +144,82 @@ fn boot_installed(disk: &Path, dir: &Path, token: Option<&Path>, prompt: &str) -
     }
     let started = Instant::now();
     let lab = Lab::boot(spec).expect("boot the installed disk");
-    let at_prompt = lab
-        .wait_for(prompt, Duration::from_secs(600))
-        .unwrap_or_else(|e| panic!("no `{prompt}` prompt: {e}"));
-    let prompt_s = started.elapsed().as_secs_f64();
-    assert!(!at_prompt.is_empty());
-    std::thread::sleep(Duration::from_millis(500));
-    lab.send(&format!("{PASSPHRASE}\n")).unwrap();
-    lab.wait_for("login:", Duration::from_secs(600))
-        .unwrap_or_else(|e| panic!("no login prompt after unlocking: {e}"));
-    let login_s = started.elapsed().as_secs_f64();
-    (lab, prompt_s, login_s)
+    wait(&lab, prompt, 900);
+    let at = started.elapsed().as_secs_f64();
+    (lab, started, at)
+}
+
+fn wait(lab: &Lab, text: &str, secs: u64) {
+    if let Err(e) = lab.wait_for(text, Duration::from_secs(secs)) {
+        panic!("`{text}` never came: {e}");
+    }
+}
+
+/// Types `text` and Enter at a prompt that just appeared (a short pause lets the reader start).
+fn type_line(lab: &Lab, text: &str) {
+    std::thread::sleep(Duration::from_millis(700));
+    lab.send(&format!("{text}\n")).unwrap();
 }
 
 fn log_in(lab: &mut Lab) {
-    lab.send("root\n").unwrap();
-    lab.wait_for("Password:", Duration::from_secs(60)).unwrap();
-    lab.send(&format!("{}\n", host_password())).unwrap();
-    lab.attach_shell(Duration::from_secs(120))
+    type_line(lab, "root");
+    wait(lab, "Password:", 120);
+    type_line(lab, &host_password());
+    lab.attach_shell(Duration::from_secs(180))
         .expect("root's derived password logs in");
+}
+
+/// Flips bytes in the middle of the token's image (FAT on the whole stick, through mtools: nothing
+/// mounted here), as a re-saved or edited picture would be.
+fn tamper_token_image(token: &Path, scratch: &Path) {
+    let png = scratch.join("tampered.png");
+    let img = format!("{}", token.display());
+    let st = Command::new("mcopy")
+        .args(["-n", "-i", &img, "::multiverse.png"])
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mcopy from the token");
+    let mut bytes = std::fs::read(&png).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4096] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&png, bytes).unwrap();
+    let st = Command::new("mcopy")
+        .args(["-o", "-i", &img])
+        .arg(&png)
+        .arg("::multiverse.png")
+        .status()
+        .unwrap();
+    assert!(st.success(), "mcopy to the token");
+}
+
+/// What must equal between two installs of the same answers: the partition table (device names
+/// aside), the LUKS header's UUID and keyslots, and every path with its type, mode, owner and
+/// size (the initramfs and GRUB's environment block carry build times, so only their presence).
+fn install_fingerprint(lab: &Lab, disk: &str, name: &str) -> (String, String, String) {
+    let table = lab_ok(lab, &format!("sfdisk --dump {disk} | sed 's|{disk}|DISK|'"));
+    let luks = lab_ok(
+        lab,
+        &format!("cryptsetup luksDump {disk}3 | grep -E '^UUID|^  [0-9]+: luks2|Cipher:|PBKDF:' "),
+    );
+    let files = lab_ok(
+        lab,
+        &format!(
+            "set -e; tr -d '\\n' < /mnt/host/pass | cryptsetup open --key-file - {disk}3 {name}; \
+             mkdir -p /cmp/{name}; mount -o ro /dev/mapper/{name} /cmp/{name}; \
+             mount -o ro {disk}2 /cmp/{name}/boot; \
+             cd /cmp/{name}; find . -xdev \\( -path ./boot/initrd.img-\\* -o -path ./boot/grub/grubenv \\) -printf '%p %y\\n' -o -printf '%p %y %m %u %g %s\\n' | sort | sha256sum; \
+             cd /; umount /cmp/{name}/boot /cmp/{name}; cryptsetup close {name}"
+        ),
+    );
+    (table, luks, files)
 }
 
 #[test]
 fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() {
-    for tool in ["qemu-system-x86_64", "mkfs.vfat"] {
+    for tool in ["qemu-system-x86_64", "mkfs.vfat", "mcopy"] {
         mv_testkit::require_tool(tool);
     }
     let host_image = cached_host_image();
@@ -169,12 +229,9 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         .unwrap();
     let share = share_dir(dir.path());
     let token = dir.path().join("token.img");
-    std::fs::File::create(&token)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
+    std::fs::File::create(&token).unwrap().set_len(64 << 20).unwrap();
 
-    // 1-2. Install.
+    // 1-2. Install (vdb), then the same answers on a second disk (vdd) killed in every step.
     let lab_dir = dir.path().join("installer");
     let mut spec = LabSpec {
         memory_mib: 1536,
@@ -190,34 +247,21 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         path: host_image.clone(),
         snapshot: true,
     });
+    spec.disks.push(Disk::Blank { size: 6 << 30 });
     let mut lab = Lab::boot(spec).expect("boot the lab");
     let started = Instant::now();
     let out = lab
         .run_timeout(
-            "/mnt/host/multiverse install --answers /mnt/host/answers.toml 2>&1",
+            "/mnt/host/multiverse -v install --answers /mnt/host/answers.toml 2>&1",
             Duration::from_secs(45 * 60),
         )
         .expect("install runs");
     let install_s = started.elapsed().as_secs_f64();
-    assert!(
-        out.success(),
-        "install failed ({}):\n{}",
-        out.status,
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("installed lab on /dev/vdb"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.success(), "install failed ({}):\n{}", out.status, out.stdout);
+    assert!(out.stdout.contains("installed lab on /dev/vdb"), "{}", out.stdout);
     eprintln!("install: {install_s:.0} s");
     let table = lab_ok(&lab, "sfdisk --dump /dev/vdb");
-    for want in [
-        "multiverse-esp",
-        "multiverse-boot",
-        "multiverse-root",
-        "label: gpt",
-    ] {
+    for want in ["multiverse-esp", "multiverse-boot", "multiverse-root", "label: gpt"] {
         assert!(table.contains(want), "{want}: {table}");
     }
     let dump = lab_ok(&lab, "cryptsetup luksDump /dev/vdb3");
@@ -228,10 +272,6 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
     lab_ok(
         &lab,
         "tr -d '\\n' < /mnt/host/pass | cryptsetup open --test-passphrase --key-slot 1 --key-file - /dev/vdb3",
-    );
-    lab_ok(
-        &lab,
-        "mkdir -p /t && mount -o ro /dev/sda /t && ls /t/multiverse.png && umount /t",
     );
     // The identity's key in slot 0: revealed from the token's image with the passphrase.
     lab_ok(
@@ -245,58 +285,120 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         "/mnt/host/multiverse install --answers /mnt/host/answers.toml 2>&1",
     );
     assert!(again.contains("already installed"), "{again}");
+
+    // kill -9 (abort) inside every step, each run resuming the last; then one run to the end.
+    lab_ok(
+        &lab,
+        "sed -e 's|/dev/vdb|/dev/vdd|' -e 's|^token = .*||' /mnt/host/answers.toml > /root/answers2.toml",
+    );
+    let crash_started = Instant::now();
+    for step in mv_install::Step::ALL {
+        let out = lab
+            .run_timeout(
+                &format!(
+                    "MV_INSTALL_CRASH_IN={} /mnt/host/multiverse install --answers /root/answers2.toml \
+                     --state /root/state2 >/root/crash.log 2>&1; echo \"exit $?\"; \
+                     umount -R /run/multiverse-install/target 2>/dev/null; cryptsetup close cryptroot 2>/dev/null; true",
+                    step.name()
+                ),
+                Duration::from_secs(30 * 60),
+            )
+            .expect("crashing install runs");
+        assert!(
+            out.stdout.contains("exit 134"),
+            "step {} did not abort: {}\n{}",
+            step.name(),
+            out.stdout,
+            lab_ok(&lab, "cat /root/crash.log")
+        );
+    }
+    let out = lab
+        .run_timeout(
+            "/mnt/host/multiverse install --answers /root/answers2.toml --state /root/state2 2>&1",
+            Duration::from_secs(30 * 60),
+        )
+        .expect("the rerun runs");
+    assert!(out.success(), "the rerun after the crashes failed:\n{}", out.stdout);
+    eprintln!(
+        "crashed in each of the 10 steps, then finished: {:.0} s",
+        crash_started.elapsed().as_secs_f64()
+    );
+    let (t1, l1, f1) = install_fingerprint(&lab, "/dev/vdb", "first");
+    let (t2, l2, f2) = install_fingerprint(&lab, "/dev/vdd", "second");
+    assert_eq!(t1, t2, "the partition tables differ");
+    assert_eq!(l1, l2, "the LUKS headers differ");
+    assert_eq!(f1, f2, "the installed files differ");
     lab.power_off().unwrap();
     drop(lab);
     let disk = lab_dir.join("disk0.raw");
 
-    // 3. Boot with the token: the hook asks for the image passphrase.
-    let (mut lab, prompt_s, login_s) = boot_installed(
-        &disk,
-        &dir.path().join("boot1"),
-        Some(&token),
-        "Image passphrase",
-    );
-    eprintln!(
-        "boot with token: passphrase prompt at {prompt_s:.0} s, login prompt at {login_s:.0} s"
-    );
+    // 3. With the token: the hook asks for the image passphrase; the key opens LUKS.
+    let (mut lab, started, prompt_s) =
+        power_on(&disk, &dir.path().join("boot1"), Some(&token), "Image passphrase");
+    type_line(&lab, PASSPHRASE);
+    wait(&lab, "login:", 900);
+    let login_s = started.elapsed().as_secs_f64();
+    eprintln!("boot with the token: passphrase prompt at {prompt_s:.0} s, login prompt at {login_s:.0} s");
     log_in(&mut lab);
-    let mounts = lab_ok(&lab, "findmnt -no SOURCE /");
-    assert!(
-        mounts.contains("/dev/mapper/cryptroot"),
-        "root is not the LUKS volume: {mounts}"
-    );
+    let root_dev = lab_ok(&lab, "findmnt -no SOURCE /");
+    assert!(root_dev.contains("/dev/mapper/cryptroot"), "root is not the LUKS volume: {root_dev}");
+    let opened_by = lab_ok(&lab, "journalctl -b -o cat 2>/dev/null | grep -c 'Please unlock disk' || true");
+    assert_eq!(opened_by.trim(), "0", "cryptsetup's prompt appeared although the token opened the disk");
     let listening = lab_ok(&lab, "ss -H -tlnup");
-    assert!(
-        listening.trim().is_empty(),
-        "something listens on the locked-down host:\n{listening}"
-    );
+    assert!(listening.trim().is_empty(), "something listens on the locked-down host:\n{listening}");
     let addrs = lab_ok(&lab, "ip -o addr show | awk '$2 != \"lo\"'");
-    assert!(
-        addrs.trim().is_empty(),
-        "an interface has an address:\n{addrs}"
-    );
+    assert!(addrs.trim().is_empty(), "an interface has an address:\n{addrs}");
     let cmdline = lab_ok(&lab, "cat /proc/cmdline");
-    assert!(cmdline.contains("init_on_free=1"), "{cmdline}");
+    assert!(cmdline.contains("init_on_free=1") && cmdline.contains("intel_iommu=on"), "{cmdline}");
+    lab_ok(&lab, "test -s /var/multiverse/multiverse.toml && test -s /var/multiverse/identity/root.sealed");
+    lab_ok(&lab, "grep -q 'armed = true' /var/multiverse/guard/guard.toml");
     let check = lab.run("multiverse host check 2>&1").unwrap();
-    eprintln!(
-        "host check in the installed host ({}):\n{}",
-        check.status, check.stdout
-    );
-    lab_ok(
-        &lab,
-        "test -s /var/multiverse/multiverse.toml && test -s /var/multiverse/identity/root.sealed",
+    eprintln!("`multiverse host check` on the installed host (exit {}):\n{}", check.status, check.stdout);
+    assert!(check.status != 2, "host check refused its input: {}", check.stdout);
+    lab.power_off().unwrap();
+    drop(lab);
+
+    // 4. Wrong passphrases: each refused, three at most, then cryptsetup's prompt takes the
+    //    passphrase keyslot.
+    let (mut lab, _, _) =
+        power_on(&disk, &dir.path().join("boot2"), Some(&token), "Image passphrase");
+    for attempt in 1..=3 {
+        type_line(&lab, "not the passphrase");
+        wait(&lab, &format!("try {attempt} of 3"), 300);
+        if attempt < 3 {
+            wait(&lab, "Image passphrase", 120);
+        }
+    }
+    wait(&lab, "Please unlock disk cryptroot", 300);
+    type_line(&lab, PASSPHRASE);
+    wait(&lab, "login:", 900);
+    log_in(&mut lab);
+    lab.power_off().unwrap();
+    drop(lab);
+
+    // 5. A tampered image: a clear message on the console, then the passphrase prompt, no hang.
+    tamper_token_image(&token, dir.path());
+    let (mut lab, _, _) =
+        power_on(&disk, &dir.path().join("boot3"), Some(&token), "Image passphrase");
+    type_line(&lab, PASSPHRASE);
+    wait(&lab, "try 1 of 3", 300);
+    let tail = lab.console_tail(40);
+    assert!(
+        tail.contains("no image under") || tail.contains("re-saved or edited"),
+        "no clear message for the tampered image:\n{tail}"
     );
     lab.power_off().unwrap();
     drop(lab);
 
-    // 4. Without the token: cryptsetup's own passphrase prompt.
-    let (mut lab, prompt_s, login_s) = boot_installed(
-        &disk,
-        &dir.path().join("boot2"),
-        None,
-        "Please unlock disk cryptroot",
+    // 6. Without the token: cryptsetup's own prompt, after the hook's wait.
+    let (mut lab, started, prompt_s) =
+        power_on(&disk, &dir.path().join("boot4"), None, "Please unlock disk cryptroot");
+    type_line(&lab, PASSPHRASE);
+    wait(&lab, "login:", 900);
+    eprintln!(
+        "boot without the token: passphrase prompt at {prompt_s:.0} s, login prompt at {:.0} s",
+        started.elapsed().as_secs_f64()
     );
-    eprintln!("boot without token: prompt at {prompt_s:.0} s, login prompt at {login_s:.0} s");
     log_in(&mut lab);
     lab.power_off().unwrap();
 }

@@ -134,9 +134,10 @@ pub fn target_files(a: &Checked, ids: &DiskIds, intel: bool) -> Vec<(PathBuf, St
     put("etc/timezone", format!("{}\n", a.timezone), 0o644);
     put(
         "etc/initramfs-tools/conf.d/multiverse.conf",
-        "# Written by `multiverse install`: a host boots on real hardware, so every storage and\n\
-         # USB driver the token may need goes in (the image's virtio-only list does not).\n\
-         MODULES=most\n"
+        "# Written by `multiverse install`, which runs on the host's own hardware: the drivers loaded\n\
+         # now (its disk, dm-crypt, USB) go in, and the token hook adds vfat and usb-storage. The\n\
+         # image's virtio-only list would not boot a real host; `most` is slow to build and boot.\n\
+         MODULES=dep\n"
             .to_string(),
         0o644,
     );

@@ -706,6 +706,7 @@ fn load_identity(s: &mut Session<'_>, done: bool, report: &mut Report) -> Result
     } else {
         IdentityStore::create(&state, &root, &pass, kdf(s.a)?, true)
             .map_err(|e| InstallError::Identity(e.to_string()))?;
+        crash_point(Step::Identity);
         if new {
             report.new_words = Some(root.mnemonic());
         }
@@ -1141,6 +1142,7 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     s.host
         .write(&tree.join("multiverse.toml"), text.as_bytes(), 0o644)
         .map_err(err)?;
+    crash_point(step);
     let sealed_from = IdentityStore::sealed_path(&s.o.state_dir);
     let sealed_to = IdentityStore::sealed_path(&tree);
     if s.host.is_dry() {
@@ -1316,6 +1318,8 @@ pub fn topology_for(a: &Checked) -> Result<String, InstallError> {
 fn initramfs_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     let step = Step::Initramfs;
     s.mount_target(step)?;
+    s.bind_system(step)?;
+    crash_point(step);
     s.chroot(step, &["update-initramfs", "-c", "-k", "all"])
         .or_else(|_| s.chroot(step, &["update-initramfs", "-u", "-k", "all"]))?;
     Ok(())
