@@ -1,6 +1,7 @@
 //! `multiverse install` on this machine: the answer file's checks (exit 2, `FILE:LINE`, the disk
 //! untouched), `--dry-run`'s plan, and the refusal to erase a disk that holds a partition table.
 //! The install itself needs device-mapper and runs in the lab VM (`tests/install_lab.rs`).
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

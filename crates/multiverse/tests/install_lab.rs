@@ -14,6 +14,7 @@
 //!    logs in with the identity's password; `multiverse host check` runs, nothing listens
 //!    (`ss -tlnup`), and no interface but lo has an address.
 //! 4. Without the token, the same disk falls back to cryptsetup's passphrase prompt and boots.
+#![allow(clippy::unwrap_used)]
 
 use mv_lab::{Boot, Disk, Lab, LabSpec, UsbStick};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 
 const MV: &str = env!("CARGO_BIN_EXE_multiverse");
 const PASSPHRASE: &str = "lab passphrase 1";
-const HOST_PACKAGES: &str = "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools";
+const HOST_PACKAGES: &str =
+    "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools";
 
 fn cache_dir() -> PathBuf {
     mv_lab::image::test_cache_dir()
@@ -229,7 +231,10 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         .unwrap();
     let share = share_dir(dir.path());
     let token = dir.path().join("token.img");
-    std::fs::File::create(&token).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&token)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
 
     // 1-2. Install (vdb), then the same answers on a second disk (vdd) killed in every step.
     let lab_dir = dir.path().join("installer");
@@ -257,11 +262,25 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         )
         .expect("install runs");
     let install_s = started.elapsed().as_secs_f64();
-    assert!(out.success(), "install failed ({}):\n{}", out.status, out.stdout);
-    assert!(out.stdout.contains("installed lab on /dev/vdb"), "{}", out.stdout);
+    assert!(
+        out.success(),
+        "install failed ({}):\n{}",
+        out.status,
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("installed lab on /dev/vdb"),
+        "{}",
+        out.stdout
+    );
     eprintln!("install: {install_s:.0} s");
     let table = lab_ok(&lab, "sfdisk --dump /dev/vdb");
-    for want in ["multiverse-esp", "multiverse-boot", "multiverse-root", "label: gpt"] {
+    for want in [
+        "multiverse-esp",
+        "multiverse-boot",
+        "multiverse-root",
+        "label: gpt",
+    ] {
         assert!(table.contains(want), "{want}: {table}");
     }
     let dump = lab_ok(&lab, "cryptsetup luksDump /dev/vdb3");
@@ -318,7 +337,11 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
             Duration::from_secs(30 * 60),
         )
         .expect("the rerun runs");
-    assert!(out.success(), "the rerun after the crashes failed:\n{}", out.stdout);
+    assert!(
+        out.success(),
+        "the rerun after the crashes failed:\n{}",
+        out.stdout
+    );
     eprintln!(
         "crashed in each of the 10 steps, then finished: {:.0} s",
         crash_started.elapsed().as_secs_f64()
@@ -333,35 +356,77 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
     let disk = lab_dir.join("disk0.raw");
 
     // 3. With the token: the hook asks for the image passphrase; the key opens LUKS.
-    let (mut lab, started, prompt_s) =
-        power_on(&disk, &dir.path().join("boot1"), Some(&token), "Image passphrase");
+    let (mut lab, started, prompt_s) = power_on(
+        &disk,
+        &dir.path().join("boot1"),
+        Some(&token),
+        "Image passphrase",
+    );
     type_line(&lab, PASSPHRASE);
     wait(&lab, "login:", 900);
     let login_s = started.elapsed().as_secs_f64();
-    eprintln!("boot with the token: passphrase prompt at {prompt_s:.0} s, login prompt at {login_s:.0} s");
+    eprintln!(
+        "boot with the token: passphrase prompt at {prompt_s:.0} s, login prompt at {login_s:.0} s"
+    );
     log_in(&mut lab);
     let root_dev = lab_ok(&lab, "findmnt -no SOURCE /");
-    assert!(root_dev.contains("/dev/mapper/cryptroot"), "root is not the LUKS volume: {root_dev}");
-    let opened_by = lab_ok(&lab, "journalctl -b -o cat 2>/dev/null | grep -c 'Please unlock disk' || true");
-    assert_eq!(opened_by.trim(), "0", "cryptsetup's prompt appeared although the token opened the disk");
+    assert!(
+        root_dev.contains("/dev/mapper/cryptroot"),
+        "root is not the LUKS volume: {root_dev}"
+    );
+    let opened_by = lab_ok(
+        &lab,
+        "journalctl -b -o cat 2>/dev/null | grep -c 'Please unlock disk' || true",
+    );
+    assert_eq!(
+        opened_by.trim(),
+        "0",
+        "cryptsetup's prompt appeared although the token opened the disk"
+    );
     let listening = lab_ok(&lab, "ss -H -tlnup");
-    assert!(listening.trim().is_empty(), "something listens on the locked-down host:\n{listening}");
+    assert!(
+        listening.trim().is_empty(),
+        "something listens on the locked-down host:\n{listening}"
+    );
     let addrs = lab_ok(&lab, "ip -o addr show | awk '$2 != \"lo\"'");
-    assert!(addrs.trim().is_empty(), "an interface has an address:\n{addrs}");
+    assert!(
+        addrs.trim().is_empty(),
+        "an interface has an address:\n{addrs}"
+    );
     let cmdline = lab_ok(&lab, "cat /proc/cmdline");
-    assert!(cmdline.contains("init_on_free=1") && cmdline.contains("intel_iommu=on"), "{cmdline}");
-    lab_ok(&lab, "test -s /var/multiverse/multiverse.toml && test -s /var/multiverse/identity/root.sealed");
-    lab_ok(&lab, "grep -q 'armed = true' /var/multiverse/guard/guard.toml");
+    assert!(
+        cmdline.contains("init_on_free=1") && cmdline.contains("intel_iommu=on"),
+        "{cmdline}"
+    );
+    lab_ok(
+        &lab,
+        "test -s /var/multiverse/multiverse.toml && test -s /var/multiverse/identity/root.sealed",
+    );
+    lab_ok(
+        &lab,
+        "grep -q 'armed = true' /var/multiverse/guard/guard.toml",
+    );
     let check = lab.run("multiverse host check 2>&1").unwrap();
-    eprintln!("`multiverse host check` on the installed host (exit {}):\n{}", check.status, check.stdout);
-    assert!(check.status != 2, "host check refused its input: {}", check.stdout);
+    eprintln!(
+        "`multiverse host check` on the installed host (exit {}):\n{}",
+        check.status, check.stdout
+    );
+    assert!(
+        check.status != 2,
+        "host check refused its input: {}",
+        check.stdout
+    );
     lab.power_off().unwrap();
     drop(lab);
 
     // 4. Wrong passphrases: each refused, three at most, then cryptsetup's prompt takes the
     //    passphrase keyslot.
-    let (mut lab, _, _) =
-        power_on(&disk, &dir.path().join("boot2"), Some(&token), "Image passphrase");
+    let (mut lab, _, _) = power_on(
+        &disk,
+        &dir.path().join("boot2"),
+        Some(&token),
+        "Image passphrase",
+    );
     for attempt in 1..=3 {
         type_line(&lab, "not the passphrase");
         wait(&lab, &format!("try {attempt} of 3"), 300);
@@ -378,8 +443,12 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
 
     // 5. A tampered image: a clear message on the console, then the passphrase prompt, no hang.
     tamper_token_image(&token, dir.path());
-    let (mut lab, _, _) =
-        power_on(&disk, &dir.path().join("boot3"), Some(&token), "Image passphrase");
+    let (mut lab, _, _) = power_on(
+        &disk,
+        &dir.path().join("boot3"),
+        Some(&token),
+        "Image passphrase",
+    );
     type_line(&lab, PASSPHRASE);
     wait(&lab, "try 1 of 3", 300);
     let tail = lab.console_tail(40);
@@ -391,8 +460,12 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
     drop(lab);
 
     // 6. Without the token: cryptsetup's own prompt, after the hook's wait.
-    let (mut lab, started, prompt_s) =
-        power_on(&disk, &dir.path().join("boot4"), None, "Please unlock disk cryptroot");
+    let (mut lab, started, prompt_s) = power_on(
+        &disk,
+        &dir.path().join("boot4"),
+        None,
+        "Please unlock disk cryptroot",
+    );
     type_line(&lab, PASSPHRASE);
     wait(&lab, "login:", 900);
     eprintln!(

@@ -649,7 +649,10 @@ pub fn install_id(root: &Root, hostname: &str) -> Result<String, InstallError> {
 /// sets the disk's identifiers from it.
 fn identity(s: &mut Session<'_>, done: bool, report: &mut Report) -> Result<(), InstallError> {
     load_identity(s, done, report)?;
-    let root = s.root.as_ref().ok_or_else(|| InstallError::Identity("not loaded".into()))?;
+    let root = s
+        .root
+        .as_ref()
+        .ok_or_else(|| InstallError::Identity("not loaded".into()))?;
     s.install_id = install_id(root, &s.a.hostname)?;
     s.ids = disk_ids(&s.install_id);
     Ok(())
