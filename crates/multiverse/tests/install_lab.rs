@@ -16,6 +16,8 @@
 //! 4. Without the token, the same disk falls back to cryptsetup's passphrase prompt and boots.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use mv_lab::{Boot, Disk, Lab, LabSpec, UsbStick};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,50 +25,6 @@ use std::time::{Duration, Instant};
 
 const MV: &str = env!("CARGO_BIN_EXE_multiverse");
 const PASSPHRASE: &str = "lab passphrase 1";
-const HOST_PACKAGES: &str =
-    "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools";
-
-fn cache_dir() -> PathBuf {
-    mv_lab::image::test_cache_dir()
-}
-
-/// The host image the installer copies, built once per cache (with `--if-needed`).
-fn cached_host_image() -> PathBuf {
-    for tool in ["mmdebstrap", "mke2fs", "sfdisk", "qemu-img", "flock"] {
-        mv_testkit::require_tool(tool);
-    }
-    let cache = cache_dir();
-    let tree = cache.join("host-tree");
-    std::fs::create_dir_all(&tree).unwrap();
-    let started = Instant::now();
-    let out = Command::new("flock")
-        .arg(cache.join(".image.lock"))
-        .arg(MV)
-        .arg("--root")
-        .arg(&tree)
-        .args([
-            "image", "build", "debian", "--name", "host", "--kernel", "generic",
-        ])
-        .args(["--include", HOST_PACKAGES, "--if-needed"])
-        .env(
-            "MULTIVERSE_IMAGE_CACHE",
-            mv_lab::image::package_cache(&cache),
-        )
-        .env_remove("MULTIVERSE_ROOT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "host image build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "host image ready in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    tree.join("images/host.qcow2")
-}
 
 /// The identity the install restores: fixed words, so the test knows the host's password.
 fn words() -> String {
@@ -224,7 +182,7 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
     for tool in ["qemu-system-x86_64", "mkfs.vfat", "mcopy"] {
         mv_testkit::require_tool(tool);
     }
-    let host_image = cached_host_image();
+    let host_image = common::cached_host_image();
     let dir = tempfile::Builder::new()
         .prefix("mv-install-lab.")
         .tempdir_in(std::env::temp_dir())

@@ -100,14 +100,7 @@ struct FileIdentity {
     epochs: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
+use crate::line_at as line_of;
 
 /// Reads `[identity.epochs]` out of a whole `multiverse.toml`, in file order. Other tables are not
 /// looked at (beyond being valid TOML).

@@ -23,3 +23,14 @@ pub mod secret;
 
 pub use name::{IdentityName, MachineName, NameError};
 pub use secret::Secret;
+
+/// The 1-based line of byte `offset` in `text` (clamped to its end): what `FILE:LINE` errors of
+/// every TOML reader name.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

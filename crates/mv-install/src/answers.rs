@@ -209,14 +209,7 @@ pub struct Checked {
     pub erase: bool,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
+use mv_core::line_at as line_of;
 
 impl Answers {
     /// Reads and parses `path` (not yet checked against the machine).

@@ -161,42 +161,68 @@ pub fn test_cache_dir() -> std::path::PathBuf {
 pub fn cached_debian_image() -> std::path::PathBuf {
     static IMAGE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     IMAGE
+        .get_or_init(|| cached_image("image-tree", "debian", &[]))
+        .clone()
+}
+
+/// The host image `multiverse install` copies (the generic kernel, cryptsetup in the initramfs,
+/// GRUB for UEFI), built like [`cached_debian_image`] into `<test cache>/host-tree/images/host.qcow2`.
+pub fn cached_host_image() -> std::path::PathBuf {
+    static IMAGE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    IMAGE
         .get_or_init(|| {
-            for tool in [
-                "mmdebstrap",
-                "mke2fs",
-                "sfdisk",
-                "grub-mkimage",
-                "qemu-img",
-                "flock",
-            ] {
-                mv_testkit::require_tool(tool);
-            }
-            let cache = test_cache_dir();
-            let tree = cache.join("image-tree");
-            std::fs::create_dir_all(&tree).unwrap();
-            let started = Instant::now();
-            let out = Command::new("flock")
-                .arg(cache.join(".image.lock"))
-                .arg(MV)
-                .arg("--root")
-                .arg(&tree)
-                .args(["image", "build", "debian", "--if-needed"])
-                .env(
-                    "MULTIVERSE_IMAGE_CACHE",
-                    cache.join("image-packages/debian-bookworm-x86_64"),
-                )
-                .env_remove("MULTIVERSE_ROOT")
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            let said = success(&out);
-            eprintln!(
-                "cached_debian_image: {} ({:.1} s)",
-                said.trim(),
-                started.elapsed().as_secs_f64()
-            );
-            tree.join("images/debian.qcow2")
+            cached_image(
+                "host-tree",
+                "host",
+                &[
+                    "--kernel",
+                    "generic",
+                    "--include",
+                    "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools",
+                ],
+            )
         })
         .clone()
+}
+
+/// `multiverse image build debian --name NAME ARGS --if-needed` into `<test cache>/TREE`, under
+/// the cache's image lock, sharing its package cache.
+fn cached_image(tree: &str, name: &str, args: &[&str]) -> std::path::PathBuf {
+    for tool in [
+        "mmdebstrap",
+        "mke2fs",
+        "sfdisk",
+        "grub-mkimage",
+        "qemu-img",
+        "flock",
+    ] {
+        mv_testkit::require_tool(tool);
+    }
+    let cache = test_cache_dir();
+    let tree = cache.join(tree);
+    std::fs::create_dir_all(&tree).unwrap();
+    let started = Instant::now();
+    let out = Command::new("flock")
+        .arg(cache.join(".image.lock"))
+        .arg(MV)
+        .arg("--root")
+        .arg(&tree)
+        .args(["image", "build", "debian", "--name", name])
+        .args(args)
+        .arg("--if-needed")
+        .env(
+            "MULTIVERSE_IMAGE_CACHE",
+            cache.join("image-packages/debian-bookworm-x86_64"),
+        )
+        .env_remove("MULTIVERSE_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = success(&out);
+    eprintln!(
+        "cached image {name}: {} ({:.1} s)",
+        said.trim(),
+        started.elapsed().as_secs_f64()
+    );
+    tree.join(format!("images/{name}.qcow2"))
 }
