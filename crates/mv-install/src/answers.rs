@@ -872,6 +872,33 @@ mod tests {
         assert!(e.message.contains("colour"), "{e}");
     }
 
+    proptest::proptest! {
+        /// Any text is answers or one error whose line lies inside the text; never a panic.
+        #[test]
+        fn any_text_is_answers_or_one_error_inside_it(text in "(?s).{0,400}") {
+            if let Err(e) = Answers::parse(&text, Path::new("p.toml")) {
+                proptest::prop_assert!(e.line >= 1 && e.line <= text.lines().count().max(1) + 1);
+                proptest::prop_assert!(e.to_string().starts_with("p.toml:"));
+            }
+        }
+
+        /// Valid files with fields in any order and odd values parse or fail on their line.
+        #[test]
+        fn field_lines_are_named(host in "[ -~]{0,20}", line in 0usize..4) {
+            let mut lines = vec![
+                "disk = \"/d\"".to_string(),
+                "source = \"/s\"".to_string(),
+                "passphrase_file = \"/p\"".to_string(),
+            ];
+            lines.insert(line.min(3), format!("hostname = {host:?}"));
+            let text = lines.join("\n");
+            match Answers::parse(&text, Path::new("p.toml")) {
+                Ok(_) => {}
+                Err(e) => proptest::prop_assert_eq!(e.line, line.min(3) + 1, "{}", e),
+            }
+        }
+    }
+
     #[test]
     fn every_topology_has_machines() {
         assert!(known_machines(TopologyKind::Default)
