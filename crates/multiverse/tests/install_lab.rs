@@ -20,7 +20,7 @@ mod common;
 
 use mv_lab::{Boot, Disk, Lab, LabSpec, UsbStick};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MV: &str = env!("CARGO_BIN_EXE_multiverse");
@@ -431,5 +431,91 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         started.elapsed().as_secs_f64()
     );
     log_in(&mut lab);
+    lab.power_off().unwrap();
+}
+
+/// The same install by hand, as an administrator following Debian's documentation would type it:
+/// the peer of `bench/install.sh`. The same layout, LUKS2 with the passphrase only, the same copy,
+/// initramfs and GRUB; no identity, no token, no lockdown, no journal.
+const BY_HAND: &str = r#"set -e
+d=/dev/vdb
+wipefs -a -q $d
+printf 'label: gpt\nsize=512MiB, type=U\nsize=512MiB, type=L\ntype=L\n' | sfdisk -q $d
+udevadm settle
+tr -d '\n' < /mnt/host/pass | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file - ${d}3
+tr -d '\n' < /mnt/host/pass | cryptsetup open --key-file - ${d}3 handroot
+mkfs.vfat -F 32 ${d}1 >/dev/null; mkfs.ext4 -q -F ${d}2; mkfs.ext4 -q -F /dev/mapper/handroot
+mkdir -p /h /src; mount /dev/mapper/handroot /h; mkdir -p /h/boot; mount ${d}2 /h/boot; mkdir -p /h/boot/efi; mount ${d}1 /h/boot/efi
+mount -o ro /dev/vdc1 /src 2>/dev/null || mount -o ro /dev/vdc2 /src
+cp -a --one-file-system /src/. /h/
+echo "handroot UUID=$(cryptsetup luksUUID ${d}3) none luks" > /h/etc/crypttab
+echo "/dev/mapper/handroot / ext4 defaults 0 1" > /h/etc/fstab
+for m in dev dev/pts proc sys; do mount --bind /$m /h/$m; done
+chroot /h update-initramfs -c -k all >/dev/null 2>&1
+chroot /h grub-install --target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram >/dev/null 2>&1
+chroot /h update-grub >/dev/null 2>&1
+umount -R /h; umount /src; cryptsetup close handroot
+"#;
+
+/// `bench/install.sh`: `multiverse install` and the same steps by hand, on the same blank disk
+/// in one lab boot, one after the other; prints both times. Ignored: a benchmark, not a check.
+#[test]
+#[ignore]
+fn install_benchmark_against_the_same_steps_by_hand() {
+    let host_image = common::cached_host_image();
+    let dir = tempfile::Builder::new()
+        .prefix("mv-install-bench.")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    let share = share_dir(dir.path());
+    let token = dir.path().join("token.img");
+    std::fs::File::create(&token)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mut spec = LabSpec {
+        memory_mib: 1536,
+        iommu: true,
+        nic: true,
+        ..LabSpec::default()
+    }
+    .blank_disk(6 << 30)
+    .token(&token)
+    .share(&share);
+    spec.disks.push(Disk::File {
+        path: host_image,
+        snapshot: true,
+    });
+    let mut lab = Lab::boot(spec).expect("boot the lab");
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for round in 1..=rounds {
+        let t = Instant::now();
+        let out = lab
+            .run_timeout(
+                "/mnt/host/multiverse install --answers /mnt/host/answers.toml --state /root/bench-state 2>&1",
+                Duration::from_secs(45 * 60),
+            )
+            .unwrap();
+        assert!(out.success(), "{}", out.stdout);
+        let ours = t.elapsed().as_secs_f64();
+        lab_ok(
+            &lab,
+            "rm -rf /root/bench-state; wipefs -a -q /dev/vdb3 /dev/vdb",
+        );
+        let t = Instant::now();
+        let out = lab
+            .run_timeout(BY_HAND, Duration::from_secs(45 * 60))
+            .unwrap();
+        assert!(out.success(), "by hand: {}", out.stdout);
+        let hand = t.elapsed().as_secs_f64();
+        lab_ok(&lab, "wipefs -a -q /dev/vdb");
+        println!(
+            "BENCH round {round}: multiverse install {ours:.0} s, by hand {hand:.0} s, ratio {:.2}",
+            ours / hand
+        );
+    }
     lab.power_off().unwrap();
 }
