@@ -12,8 +12,21 @@
 #
 #   bench/guard.sh            # as root; target/release/multiverse if built, else target/debug
 #   RUNS=50 bench/guard.sh
+#
+# Lab mode (issue 16): the token pulled for real in the lab VM (mv-lab, TCG): QMP device_del ->
+# the chain's first action line on the serial console, and -> QMP SHUTDOWN after the sysrq
+# power-off; RUNS pulls (default 20) with `multiverse guard watch`, and RUNS with a usbkill-style
+# poller (`lsusb` every 250 ms in the same lab, then `multiverse guard fire`: the same chain),
+# one system_reset (a full guest boot, ~1 min under TCG) per pull. Prints min/median/max.
+#
+#   bench/guard.sh lab        # RUNS=20: about 40 guest boots
+#   RUNS=3 bench/guard.sh lab
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${1:-} == lab ]]; then
+  MV_GUARD_LAB_RUNS=${RUNS:-20} exec cargo test -p multiverse --test guard_lab -- \
+    --ignored --exact --nocapture guard_lab_bench
+fi
 RUNS=${RUNS:-30}
 # The watcher as docs/guard.md recommends running it: real-time priority (chrt -f 50), so a
 # loaded machine does not delay the kill switch. RT=0 measures it at normal priority.

@@ -734,6 +734,8 @@ impl Lab {
     /// Plugs a USB stick in (QMP `blockdev-add` of its image, then `device_add`).
     pub fn add_usb(&self, stick: &UsbStick) -> Result<(), LabError> {
         let node = format!("usbnode-{}", stick.id);
+        // A stick plugged in again: its node from the last `add_usb` outlives the device.
+        let _ = self.qmp("blockdev-del", json!({ "node-name": node }));
         self.qmp(
             "blockdev-add",
             json!({

@@ -1021,9 +1021,21 @@ fn watch(g: &Global, a: WatchArgs) -> Result<(), CliError> {
     match outcome {
         Outcome::Disarmed => Ok(()),
         Outcome::Fired if g.dry_run => Ok(()),
-        Outcome::Fired => Err(CliError::failure_msg(
-            "the chain ran but the machine is still up (power-off failed)",
-        )),
+        Outcome::Fired => {
+            // sysrq `o` only queues the power-off: the watcher gets here ~50 ms before the
+            // kernel powers down (seen in the lab), so give it time before calling it failed.
+            let powers_off = w
+                .chain
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, mv_guard::chain::Action::PowerOff));
+            if powers_off {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+            Err(CliError::failure_msg(
+                "the chain ran but the machine is still up (power-off failed)",
+            ))
+        }
     }
 }
 
