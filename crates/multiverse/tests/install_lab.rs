@@ -79,6 +79,47 @@ fn share_dir(dir: &Path) -> PathBuf {
     share
 }
 
+/// The installer's lab: a blank 6 GiB disk (vdb), the host image read-only as the source (vdc),
+/// `second_disk` another blank disk (vdd), a blank 64 MiB USB token, a vIOMMU and an extra NIC
+/// (eth0, the uplink), and the shared folder with the stripped binaries and the answers. Returns
+/// the lab, its folder's guard, the token's file and the lab's folder (kept, for booting vdb).
+fn installer_lab(prefix: &str, second_disk: bool) -> (Lab, tempfile::TempDir, PathBuf, PathBuf) {
+    for tool in ["qemu-system-x86_64", "strip", "mkfs.vfat"] {
+        mv_testkit::require_tool(tool);
+    }
+    let host_image = common::cached_host_image();
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    let share = share_dir(dir.path());
+    let token = dir.path().join("token.img");
+    std::fs::File::create(&token)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let lab_dir = dir.path().join("installer");
+    let mut spec = LabSpec {
+        memory_mib: 1536,
+        iommu: true,
+        nic: true,
+        dir: Some(lab_dir.clone()),
+        ..LabSpec::default()
+    }
+    .blank_disk(6 << 30)
+    .token(&token)
+    .share(&share);
+    spec.disks.push(Disk::File {
+        path: host_image,
+        snapshot: true,
+    });
+    if second_disk {
+        spec.disks.push(Disk::Blank { size: 6 << 30 });
+    }
+    let lab = Lab::boot(spec).expect("boot the lab");
+    (lab, dir, token, lab_dir)
+}
+
 fn lab_ok(lab: &Lab, cmd: &str) -> String {
     match lab.run(cmd) {
         Ok(o) if o.success() => o.stdout,
@@ -179,38 +220,9 @@ fn install_fingerprint(lab: &Lab, disk: &str, name: &str) -> (String, String, St
 
 #[test]
 fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() {
-    for tool in ["qemu-system-x86_64", "mkfs.vfat", "mcopy"] {
-        mv_testkit::require_tool(tool);
-    }
-    let host_image = common::cached_host_image();
-    let dir = tempfile::Builder::new()
-        .prefix("mv-install-lab.")
-        .tempdir_in(std::env::temp_dir())
-        .unwrap();
-    let share = share_dir(dir.path());
-    let token = dir.path().join("token.img");
-    std::fs::File::create(&token)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-
+    mv_testkit::require_tool("mcopy");
     // 1-2. Install on vdb and check the result in the lab.
-    let lab_dir = dir.path().join("installer");
-    let mut spec = LabSpec {
-        memory_mib: 1536,
-        iommu: true,
-        nic: true,
-        dir: Some(lab_dir.clone()),
-        ..LabSpec::default()
-    }
-    .blank_disk(6 << 30)
-    .token(&token)
-    .share(&share);
-    spec.disks.push(Disk::File {
-        path: host_image.clone(),
-        snapshot: true,
-    });
-    let mut lab = Lab::boot(spec).expect("boot the lab");
+    let (mut lab, dir, token, lab_dir) = installer_lab("mv-install-lab.", false);
     let started = Instant::now();
     let out = lab
         .run_timeout(
@@ -399,34 +411,7 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
 /// every file's path, type, mode, owner and size). The uninterrupted one boots (the test above).
 #[test]
 fn an_install_killed_in_every_step_finishes_on_rerun_and_equals_an_uninterrupted_one() {
-    for tool in ["qemu-system-x86_64", "strip"] {
-        mv_testkit::require_tool(tool);
-    }
-    let host_image = common::cached_host_image();
-    let dir = tempfile::Builder::new()
-        .prefix("mv-install-crash.")
-        .tempdir_in(std::env::temp_dir())
-        .unwrap();
-    let share = share_dir(dir.path());
-    let token = dir.path().join("token.img");
-    std::fs::File::create(&token)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let mut spec = LabSpec {
-        memory_mib: 1536,
-        nic: true,
-        ..LabSpec::default()
-    }
-    .blank_disk(6 << 30)
-    .token(&token)
-    .share(&share);
-    spec.disks.push(Disk::File {
-        path: host_image,
-        snapshot: true,
-    });
-    spec.disks.push(Disk::Blank { size: 6 << 30 });
-    let mut lab = Lab::boot(spec).expect("boot the lab");
+    let (mut lab, _dir, _token, _) = installer_lab("mv-install-crash.", true);
     let out = lab
         .run_timeout(
             "/mnt/host/multiverse install --answers /mnt/host/answers.toml 2>&1",
@@ -516,31 +501,7 @@ umount -R /h; umount /src; cryptsetup close handroot
 #[test]
 #[ignore]
 fn install_benchmark_against_the_same_steps_by_hand() {
-    let host_image = common::cached_host_image();
-    let dir = tempfile::Builder::new()
-        .prefix("mv-install-bench.")
-        .tempdir_in(std::env::temp_dir())
-        .unwrap();
-    let share = share_dir(dir.path());
-    let token = dir.path().join("token.img");
-    std::fs::File::create(&token)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let mut spec = LabSpec {
-        memory_mib: 1536,
-        iommu: true,
-        nic: true,
-        ..LabSpec::default()
-    }
-    .blank_disk(6 << 30)
-    .token(&token)
-    .share(&share);
-    spec.disks.push(Disk::File {
-        path: host_image,
-        snapshot: true,
-    });
-    let mut lab = Lab::boot(spec).expect("boot the lab");
+    let (mut lab, _dir, _token, _) = installer_lab("mv-install-bench.", false);
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
