@@ -41,7 +41,8 @@ apt-get install -y -qq --no-install-recommends pkg-config binutils openssh-clien
   tor openssh-server openssh-client cryptsetup-bin \
   prometheus-node-exporter nftables dnsmasq-base wireguard-tools openvpn \
   debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 virtinst bc \
-  libxml2-utils busybox-static python3 python3-cryptography keyutils openrc curl >/dev/null
+  libxml2-utils busybox-static python3 python3-cryptography keyutils openrc curl \
+  mtools dosfstools >/dev/null
 # multiverse image build: packages into a folder, ext4 from the folder, MBR + GRUB by dd (docs/images.md).
 apt-get install -y -qq --no-install-recommends \
   mmdebstrap e2fsprogs fdisk grub-pc-bin grub-common >/dev/null
