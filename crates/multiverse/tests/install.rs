@@ -226,6 +226,23 @@ fn a_disk_with_a_partition_table_is_not_erased_without_erase_true() {
     assert!(out.status.success());
     let before = disk_digest(&s.p("disk.img"));
     let a = s.answers("");
+    // A source that is no host system is refused before the disk is looked at.
+    let out = s.install(&a, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lacks package cryptsetup") && err.contains("a kernel in /boot"),
+        "{err}"
+    );
+    assert_eq!(disk_digest(&s.p("disk.img")), before, "the disk changed");
+    // With what a host needs in the source, the partition table stops it.
+    for (path, _) in mv_install::install::SOURCE_NEEDS {
+        let p = s.p("src").join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "").unwrap();
+    }
+    std::fs::create_dir_all(s.p("src/boot")).unwrap();
+    std::fs::write(s.p("src/boot/vmlinuz-6.1.0-test"), "").unwrap();
     let out = s.install(&a, false);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
