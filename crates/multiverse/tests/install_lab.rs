@@ -530,6 +530,9 @@ fn install_benchmark_against_the_same_steps_by_hand() {
             .unwrap();
         assert!(out.success(), "{}", out.stdout);
         let ours = t.elapsed().as_secs_f64();
+        for line in out.stdout.lines().filter(|l| l.contains(" done in ")) {
+            println!("BENCH   {}", line.trim());
+        }
         lab_ok(
             &lab,
             "rm -rf /root/bench-state; wipefs -a -q /dev/vdb3 /dev/vdb",

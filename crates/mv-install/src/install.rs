@@ -607,6 +607,7 @@ fn run_steps(
         if !journal.is_done(step) {
             s.host.say(&format!("== {}", step.name()));
         }
+        let started = std::time::Instant::now();
         match step {
             Step::Identity => identity(s, journal.is_done(step), report)?,
             Step::Partition => partition_step(s)?,
@@ -627,6 +628,12 @@ fn run_steps(
         if !dry {
             journal.file.done.push(step);
             journal.save()?;
+            // Where the time goes (bench/install.sh reads these lines).
+            s.host.say(&format!(
+                "   {} done in {:.1} s",
+                step.name(),
+                started.elapsed().as_secs_f64()
+            ));
         }
     }
     Ok(())
