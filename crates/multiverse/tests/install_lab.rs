@@ -117,6 +117,11 @@ fn installer_lab(prefix: &str, second_disk: bool) -> (Lab, tempfile::TempDir, Pa
         spec.disks.push(Disk::Blank { size: 6 << 30 });
     }
     let lab = Lab::boot(spec).expect("boot the lab");
+    // usb-storage scans a stick a moment after udev settles: wait for the token's disk.
+    lab_ok(
+        &lab,
+        "for i in $(seq 120); do [ -b /dev/sda ] && break; sleep 1; done; udevadm settle; test -b /dev/sda",
+    );
     (lab, dir, token, lab_dir)
 }
 
@@ -484,6 +489,7 @@ fn an_install_killed_in_every_step_finishes_on_rerun_and_equals_an_uninterrupted
             .unwrap_or_default();
         panic!("the installed files differ (first <, after the crashes >):\n{diff}");
     }
+    lab.power_off().unwrap();
     lab.power_off().unwrap();
 }
 
