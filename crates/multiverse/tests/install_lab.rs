@@ -421,10 +421,10 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
 /// `kill -9` in every step: the same answers on a second blank disk (vdd), the process aborted
 /// inside each of the ten steps in turn (each run resuming the last), then one run to the end;
 /// the result equals an uninterrupted install on vdb (partition table, LUKS header and keyslots,
-/// every file's path, type, mode, owner and size). The uninterrupted one boots (the test above).
+/// every file's path, type, mode, owner and size), and boots with the token.
 #[test]
 fn an_install_killed_in_every_step_finishes_on_rerun_and_equals_an_uninterrupted_one() {
-    let (mut lab, _dir, _token, _) = installer_lab("mv-install-crash.", true);
+    let (mut lab, dir, token, lab_dir) = installer_lab("mv-install-crash.", true);
     let out = lab
         .run_timeout(
             "/mnt/host/multiverse install --answers /mnt/host/answers.toml 2>&1",
@@ -490,6 +490,19 @@ fn an_install_killed_in_every_step_finishes_on_rerun_and_equals_an_uninterrupted
         panic!("the installed files differ (first <, after the crashes >):\n{diff}");
     }
     lab.power_off().unwrap();
+    drop(lab);
+    // The disk made through the crashes boots too (vdd: the lab's third disk), with the token.
+    let (mut lab, _, _) = power_on(
+        &lab_dir.join("disk2.raw"),
+        &dir.path().join("boot-crashed"),
+        Some(&token),
+        "Image passphrase",
+    );
+    type_line(&lab, PASSPHRASE);
+    wait(&lab, "login:", 900);
+    log_in(&mut lab);
+    let root_dev = lab_ok(&lab, "findmnt -no SOURCE /");
+    assert!(root_dev.contains("/dev/mapper/cryptroot"), "{root_dev}");
     lab.power_off().unwrap();
 }
 
