@@ -707,3 +707,585 @@ fn missing_public_keys_come_from_gpg_read_only_and_it_is_said_once() {
     assert!(fails(&o).contains("nobody@nowhere.example"));
     assert!(!sb.exists("other/.gpg-id"));
 }
+
+#[test]
+fn the_cache_ends_at_its_maximum_lifetime_even_in_constant_use() {
+    let sb = sealed_sandbox(&FAST);
+    // A bad value is one clear error naming the variable, and unlocks nothing.
+    for (var, val) in [
+        ("MULTIVERSE_PASS_CACHE_MAX_TTL", "8h"),
+        ("MULTIVERSE_PASS_CACHE_TTL", "-1"),
+    ] {
+        let o = sb
+            .mv()
+            .args(["show", "e"])
+            .env("MULTIVERSE_PASSPHRASE", "pw")
+            .env(var, val)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{var}={val}");
+        assert!(stderr(&o).contains(var), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "");
+    }
+    assert!(!sb.agent().join("pass-agent.sock").exists());
+    // The default maximum is said on unlock: 8 hours.
+    let o = show_with(&sb, Some("pw"));
+    assert!(
+        stderr(&o).contains("600 s after last use, 28800 s at most"),
+        "{}",
+        stderr(&o)
+    );
+    ok(sb.mv().arg("lock"));
+    // Idle timeout 10 min, maximum 3 s: used every 300 ms, the key still goes after 3 s.
+    let o = sb
+        .mv()
+        .args(["show", "e"])
+        .env("MULTIVERSE_PASSPHRASE", "pw")
+        .env("MULTIVERSE_PASS_CACHE_MAX_TTL", "3")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
+    let unlocked = std::time::Instant::now();
+    assert!(stderr(&o).contains("3 s at most"), "{}", stderr(&o));
+    let mut uses = 0;
+    loop {
+        let o = show_with(&sb, None);
+        if !o.status.success() {
+            assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+            break;
+        }
+        assert_eq!(stdout(&o), "v\n");
+        uses += 1;
+        assert!(
+            unlocked.elapsed() < std::time::Duration::from_secs(6),
+            "the key outlived its maximum lifetime"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(uses >= 3, "the cache served meanwhile ({uses} uses)");
+    assert!(
+        unlocked.elapsed() >= std::time::Duration::from_millis(2500),
+        "{:?}",
+        unlocked.elapsed()
+    );
+}
+
+/// Locks nobody's session cache when dropped (a failed test leaves no agent behind).
+struct NobodyCache {
+    runuser: PathBuf,
+}
+
+impl Drop for NobodyCache {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runuser)
+            .args(["-u", "nobody", "--"])
+            .arg(common::MV)
+            .args(["pass", "lock"])
+            .env_remove("MULTIVERSE_PASS_AGENT_DIR")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("TMPDIR")
+            .output();
+    }
+}
+
+/// The kill switch's first step, run by root's `guard fire` as the watcher runs it, ends the
+/// session cache of a user (here nobody, whose cache is where any user's is when there is no
+/// XDG_RUNTIME_DIR: /tmp/multiverse-UID): the key is gone, the next command asks again.
+#[test]
+fn the_kill_switch_s_first_step_ends_a_user_s_session_cache() {
+    let runuser = require_tool("runuser");
+    let sb = sealed_sandbox(&FAST);
+    let top = sb.dir.path().to_path_buf();
+    run_ok(
+        Command::new(require_tool("chown"))
+            .args(["-R", "nobody:nogroup"])
+            .arg(&top),
+    );
+    let _cleanup = NobodyCache {
+        runuser: runuser.clone(),
+    };
+    let as_nobody = |args: &[&str], pass: Option<&str>| -> Output {
+        let mut c = Command::new(&runuser);
+        c.args(["-u", "nobody", "--"])
+            .arg(common::MV)
+            .arg("pass")
+            .args(args)
+            .env("GNUPGHOME", sb.gnupg())
+            .env("PASSWORD_STORE_DIR", sb.store())
+            .env("MULTIVERSE_ROOT", top.join("tree"))
+            .env_remove("MULTIVERSE_PASS_AGENT_DIR")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("TMPDIR")
+            .env_remove("MULTIVERSE_PASS_CACHE_TTL")
+            .env_remove("MULTIVERSE_PASS_CACHE_MAX_TTL")
+            .env_remove("MULTIVERSE_PASSPHRASE")
+            .stdin(Stdio::null());
+        if let Some(p) = pass {
+            c.env("MULTIVERSE_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    // A cache left by an earlier run goes first.
+    as_nobody(&["lock"], None);
+    let sock = Path::new("/tmp/multiverse-65534/pass-agent.sock");
+    let o = as_nobody(&["show", "e"], Some("pw"));
+    assert_eq!(stdout(&o), "v\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unlocked for this session"),
+        "{}",
+        stderr(&o)
+    );
+    let o = as_nobody(&["show", "e"], None);
+    assert_eq!(stdout(&o), "v\n", "cached: {}", stderr(&o));
+    assert!(sock.exists());
+
+    // Root's guard tree, with a chain of the first step alone (and a secret file it wipes).
+    let g = tempfile::tempdir().unwrap();
+    let secret = g.path().join("secret.key");
+    std::fs::write(&secret, "s3cret").unwrap();
+    std::fs::create_dir_all(g.path().join("tree/guard")).unwrap();
+    std::fs::write(
+        g.path().join("tree/guard/guard.toml"),
+        format!(
+            "armed = false\n\n[[step]]\naction = \"drop-secrets\"\npaths = [{:?}]\ntimeout_ms = 5000\n",
+            secret.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(common::MV)
+        .arg("--json")
+        .arg("--root")
+        .arg(g.path().join("tree"))
+        .args(["guard", "fire"])
+        .env_remove("MULTIVERSE_PASS_AGENT_DIR")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("TMPDIR")
+        .env_remove("MULTIVERSE_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(String, String)> = events
+        .iter()
+        .filter(|v| v["event"] == "action")
+        .map(|v| {
+            (
+                v["command"].as_str().unwrap().to_string(),
+                v["status"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps[0],
+        (format!("{} pass lock --all", common::MV), "\"ok\"".into()),
+        "the first op of the first step: {steps:?}"
+    );
+    assert!(
+        !secret.exists(),
+        "the step went on to wipe the secret files"
+    );
+
+    // The agent has ended and nobody's next command has to unlock again.
+    assert!(!sock.exists(), "the agent is gone with its socket");
+    let o = as_nobody(&["show", "e"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "");
+    let o = as_nobody(&["show", "e"], Some("pw"));
+    assert!(
+        stderr(&o).contains("unlocked for this session"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Text without ANSI colour sequences (pass's tree and grep output are coloured).
+fn no_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An editor script that runs `body` with the file as $1.
+fn editor(sb: &Sandbox, name: &str, body: &str) -> PathBuf {
+    let p = sb.dir.path().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn edit_without_a_change_fails_like_pass() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(sb.gpg().args(["git", "init", "-q"]));
+    ok(with_stdin_cmd(
+        sb.gpg().args(["insert", "-m", "a"]),
+        "pw\nuser: x\n",
+    ));
+    let commits = |sb: &Sandbox| ok(sb.gpg().args(["git", "rev-list", "--count", "HEAD"]));
+    let before = commits(&sb);
+    let touch = editor(&sb, "touch.sh", "touch \"$1\"");
+    let nothing = editor(&sb, "nothing.sh", "true");
+    let same = editor(&sb, "same.sh", "cp \"$1\" \"$1.x\"; mv \"$1.x\" \"$1\"");
+    for (ed, name, theirs_says) in [
+        (&nothing, "a", "Password unchanged."),
+        (&same, "a", "Password unchanged."),
+        (&touch, "a", "Password unchanged."),
+        (&nothing, "new", "New password not saved."),
+    ] {
+        let theirs = sb
+            .pass()
+            .args(["edit", name])
+            .env("EDITOR", ed)
+            .output()
+            .unwrap();
+        let ours = sb
+            .gpg()
+            .args(["edit", name])
+            .env("EDITOR", ed)
+            .output()
+            .unwrap();
+        assert_eq!(
+            theirs.status.code(),
+            Some(1),
+            "pass edit {name} with {ed:?}: {} {}",
+            stdout(&theirs),
+            stderr(&theirs)
+        );
+        assert!(stderr(&theirs).contains(theirs_says), "{}", stderr(&theirs));
+        assert_eq!(
+            ours.status.code(),
+            Some(1),
+            "{ed:?} {name}: {}",
+            stderr(&ours)
+        );
+        let said = stderr(&ours);
+        let want = if theirs_says.starts_with("New") {
+            format!("New password for {name} not saved.")
+        } else {
+            format!("Password for {name} unchanged.")
+        };
+        assert!(said.contains(&want), "{said}");
+        assert_eq!(said.lines().count(), 1, "one clear error: {said}");
+    }
+    assert!(!sb.exists("new.gpg"));
+    assert_eq!(commits(&sb), before, "nothing committed");
+    // A new entry the editor leaves empty is saved, empty, by both (pass's pipefail).
+    ok(sb.pass().args(["edit", "new2"]).env("EDITOR", &touch));
+    ok(sb.gpg().args(["edit", "new3"]).env("EDITOR", &touch));
+    assert_eq!(ok(sb.pass().arg("new3")), "");
+    assert_eq!(ok(sb.gpg().arg("new2")), "");
+    assert_eq!(ok(sb.gpg().arg("a")), "pw\nuser: x\n");
+    // A real change still saves, from both.
+    let change = editor(&sb, "change.sh", "echo more >> \"$1\"");
+    ok(sb.gpg().args(["edit", "a"]).env("EDITOR", &change));
+    assert_eq!(ok(sb.pass().arg("a")), "pw\nuser: x\nmore\n");
+}
+
+#[test]
+fn find_matches_names_as_pass_s_tree_does() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    for n in [
+        "Fish",
+        "Fishies/stuff",
+        "Fishies/other",
+        "web/a",
+        "Web/bank",
+        "mail/gmail",
+        "cards/visa",
+        "deep/er/most",
+        "a-b",
+        "Fishies/sub/c",
+        "x/fishy/a",
+        "x/fishy/sub/fishdeep/f",
+    ] {
+        ok(with_stdin_cmd(sb.gpg().args(["insert", "-e", n]), "pw\n"));
+    }
+    for terms in [
+        &["fish"][..],
+        &["WEB"],
+        &["a"],
+        &["gpg"],
+        &["f*s"],
+        &["w?b"],
+        &["[bv]"],
+        &["[!a-z]"],
+        &["mail", "visa"],
+        &["er"],
+        &["nothing"],
+        &["ank|isa"],
+        &["a/b"],
+        &["-"],
+        &["es/s"],
+        &["FISH", "nothing"],
+    ] {
+        let theirs = ok(sb.pass().arg("find").args(terms));
+        let ours = ok(sb.gpg().arg("find").args(terms));
+        assert_eq!(ours, no_ansi(&theirs), "find {terms:?}");
+    }
+    let v: Vec<String> =
+        serde_json::from_str(&ok(sb.gpg().args(["find", "--json", "w?b"]))).unwrap();
+    assert_eq!(v, ["Web/bank", "web/a"]);
+}
+
+/// Output of `pass grep` as (entry, its lines) in name order, colours removed: pass walks the
+/// store in directory order, we in name order.
+fn grep_blocks(text: &str, names: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in no_ansi(text).lines() {
+        match l.strip_suffix(':').filter(|n| names.contains(n)) {
+            Some(n) => out.push((n.to_string(), String::new())),
+            None => {
+                let cur = out.last_mut().unwrap();
+                cur.1.push_str(l);
+                cur.1.push('\n');
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn grep_takes_grep_s_options_as_pass_does() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    let entries = [
+        ("a", "Pass+Word\nuser: alice\nurl: https://a.example\n"),
+        ("b", "x\nAlice\n\nline (paren) x\nmalice\n"),
+        ("c/d", "nothing here\r\nlast line without newline"),
+        ("e", "-v\n-e and --json\n"),
+    ];
+    for (n, text) in entries {
+        ok(with_stdin_cmd(sb.gpg().args(["insert", "-m", n]), text));
+    }
+    let names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+    for args in [
+        &["alice"][..],
+        &["-i", "alice"],
+        &["-v", "alice"],
+        &["-c", "e"],
+        &["-n", "e"],
+        &["-w", "alice"],
+        &["-x", "x"],
+        &["-E", "Pass.Word|paren"],
+        &["Pass+Word"],
+        &["Pass\\+Word"],
+        &["-F", "(paren)"],
+        &["\\(paren\\)"],
+        &["-e", "x", "-e", "url"],
+        &["-m1", "e"],
+        &["-iv", "-e", "A"],
+        &["--ignore-case", "ALICE"],
+        &["--regexp=url"],
+        &["--", "-v"],
+        &["-e", "--json"],
+        &["^[[:upper:]]"],
+        &["out$"],
+        &["\\<line\\>"],
+        &["a\nurl"],
+        // Options only grep itself knows: it runs, once per entry, as for pass.
+        &["-o", "alic."],
+        &["-A1", "x"],
+        &["--only", "a.i"],
+        &["-E", "a{"],
+        &["\\(a\\)\\1"],
+    ] {
+        let theirs = sb.pass().arg("grep").args(args).output().unwrap();
+        let ours = sb.gpg().arg("grep").args(args).output().unwrap();
+        assert!(ours.status.success(), "{args:?}: {}", stderr(&ours));
+        assert_eq!(
+            grep_blocks(&stdout(&ours), &names),
+            grep_blocks(&stdout(&theirs), &names),
+            "grep {args:?}"
+        );
+    }
+    // grep's own refusals are one error (pass repeats grep's per entry and exits 0).
+    for args in [&["-E", "("][..], &["--no-such-option", "x"], &["-i"]] {
+        let o = sb.gpg().arg("grep").args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(stdout(&o), "");
+        assert_eq!(
+            stderr(&o).lines().filter(|l| l.contains("error")).count(),
+            1,
+            "{}",
+            stderr(&o)
+        );
+    }
+    // --json: the hits with line numbers (none when grep itself chose the lines).
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(sb.gpg().args(["grep", "--json", "-i", "ALICE"]))).unwrap();
+    assert_eq!(v["hits"][0]["name"], "a");
+    assert_eq!(v["hits"][0]["lines"][0]["line"], 2);
+    assert_eq!(v["hits"][1]["lines"][1]["text"], "malice");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(sb.gpg().args(["grep", "-o", "--json", "alic."]))).unwrap();
+    assert_eq!(
+        v["hits"][0]["lines"][0],
+        serde_json::json!({"line": null, "text": "alice"})
+    );
+}
+
+#[test]
+fn generated_passwords_follow_pass_s_character_sets() {
+    let tr = require_tool("tr");
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    // What `LC_ALL=C tr -dc SET` keeps of every ASCII character but NUL and newline.
+    let kept = |set: &str| -> Vec<u8> {
+        let all: String = (1u8..128).filter(|b| *b != b'\n').map(char::from).collect();
+        let o = with_stdin(
+            Command::new(&tr).args(["-dc", set]).env("LC_ALL", "C"),
+            &all,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut v = o.stdout;
+        v.sort_unstable();
+        v
+    };
+    let chars = |pw: &str| -> Vec<u8> {
+        let mut v = pw.as_bytes().to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let json_pw = |o: &Output| -> String {
+        let v: serde_json::Value = serde_json::from_str(&stdout(o)).unwrap();
+        v["password"].as_str().unwrap().to_string()
+    };
+    for (var, flag, set) in [
+        ("PASSWORD_STORE_CHARACTER_SET", None, "a-c"),
+        ("PASSWORD_STORE_CHARACTER_SET", None, "[:digit:]x-z_"),
+        ("PASSWORD_STORE_CHARACTER_SET", None, "\\101-C\\-"),
+        (
+            "PASSWORD_STORE_CHARACTER_SET",
+            None,
+            "[:upper:][=_=][:punct:]",
+        ),
+        (
+            "PASSWORD_STORE_CHARACTER_SET_NO_SYMBOLS",
+            Some("-n"),
+            "[:lower:]",
+        ),
+    ] {
+        let want = kept(set);
+        let mut c = sb.gpg();
+        c.args(["--json", "generate", "-f"])
+            .args(flag)
+            .args(["ours", "3000"])
+            .env(var, set);
+        let ours = json_pw(&c.output().unwrap());
+        assert_eq!(ours.len(), 3000);
+        assert_eq!(
+            chars(&ours),
+            want,
+            "{var}={set:?}: every character of tr's set, no other"
+        );
+        let mut c = sb.pass();
+        c.args(["generate", "-f"])
+            .args(flag)
+            .args(["theirs", "200"])
+            .env(var, set);
+        ok(&mut c);
+        let theirs = ok(sb.pass().arg("theirs"));
+        assert!(
+            chars(theirs.trim_end()).iter().all(|b| want.contains(b)),
+            "{set}: {theirs}"
+        );
+    }
+    // The other variable is ignored; the length comes from PASSWORD_STORE_GENERATED_LENGTH
+    // (empty: pass's 25).
+    let mut c = sb.gpg();
+    c.args(["--json", "generate", "-f", "-n", "x"])
+        .env("PASSWORD_STORE_CHARACTER_SET", "a")
+        .env("PASSWORD_STORE_GENERATED_LENGTH", "7");
+    let pw = json_pw(&c.output().unwrap());
+    assert_eq!(pw.len(), 7);
+    assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()) && pw != "aaaaaaa");
+    let mut c = sb.gpg();
+    c.args(["--json", "generate", "-f", "x"])
+        .env("PASSWORD_STORE_GENERATED_LENGTH", "");
+    assert_eq!(json_pw(&c.output().unwrap()).len(), 25);
+    // A set tr refuses, or one that leaves nothing to draw from, is one clear error.
+    for set in ["z-a", "[:nope:]", "\\n", "é"] {
+        let o = sb
+            .gpg()
+            .args(["generate", "-f", "bad"])
+            .env("PASSWORD_STORE_CHARACTER_SET", set)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{set}");
+        assert!(
+            stderr(&o).contains("PASSWORD_STORE_CHARACTER_SET="),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!sb.exists("bad.gpg"));
+    }
+}
+
+#[test]
+fn password_store_key_replaces_the_recipients() {
+    let sb = Sandbox::new(2);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    let key1 = sb.fprs[1].clone();
+    ok(with_stdin_cmd(
+        sb.gpg()
+            .args(["insert", "-e", "ours"])
+            .env("PASSWORD_STORE_KEY", &key1),
+        "pw\n",
+    ));
+    ok(with_stdin_cmd(
+        sb.pass()
+            .args(["insert", "-e", "theirs"])
+            .env("PASSWORD_STORE_KEY", &key1),
+        "pw\n",
+    ));
+    assert_eq!(sb.key_ids("ours.gpg"), [sb.enc_id(1)]);
+    assert_eq!(sb.key_ids("theirs.gpg"), [sb.enc_id(1)]);
+    // Several ids, separated by white space; the in-process keyring too (keys imported).
+    let both = format!("{} {}", sb.fprs[0], sb.fprs[1]);
+    let mut want = vec![sb.enc_id(0), sb.enc_id(1)];
+    want.sort();
+    ok(sb
+        .gpg()
+        .args(["generate", "g", "5"])
+        .env("PASSWORD_STORE_KEY", &both));
+    assert_eq!(sb.key_ids("g.gpg"), want);
+    // `mv` re-encrypts for it, as pass's does.
+    ok(sb
+        .gpg()
+        .args(["mv", "g", "h"])
+        .env("PASSWORD_STORE_KEY", &key1));
+    assert_eq!(sb.key_ids("h.gpg"), [sb.enc_id(1)]);
+    // No .gpg-id needed at all.
+    let bare = sb.dir.path().join("bare");
+    ok(with_stdin_cmd(
+        sb.gpg()
+            .args(["insert", "-e", "x"])
+            .env("PASSWORD_STORE_DIR", &bare)
+            .env("PASSWORD_STORE_KEY", &key1),
+        "pw\n",
+    ));
+    assert!(bare.join("x.gpg").is_file() && !bare.join(".gpg-id").exists());
+    assert_eq!(
+        ok(sb.pass().arg("x").env("PASSWORD_STORE_DIR", &bare)),
+        "pw\n"
+    );
+}

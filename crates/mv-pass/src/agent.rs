@@ -11,8 +11,9 @@
 //!   checks each peer's uid (`SO_PEERCRED`): another user is refused even if a mode is loosened.
 //!   root may only send `lock` (the kill switch).
 //! - How long: every entry expires `ttl` seconds after its last use (default
-//!   [`DEFAULT_TTL_SECS`]); with nothing left the agent exits. `lock` forgets everything and
-//!   ends the agent.
+//!   [`DEFAULT_TTL_SECS`]) and, however often it is used, `max` seconds after it was stored
+//!   (default [`DEFAULT_MAX_TTL_SECS`], gpg-agent's `max-cache-ttl`); with nothing left the
+//!   agent exits. `lock` forgets everything and ends the agent.
 //! - What it holds: opaque values under ids the caller derives from the sealed files' bytes, so a
 //!   re-imported or re-sealed key is a different id. Values live in zeroizing buffers (`Secret`); the agent
 //!   marks itself non-dumpable (no core file, no ptrace by the same user without privilege).
@@ -20,9 +21,11 @@
 //! - Concurrency: [`Client::unlock_guard`] is an exclusive `flock` callers hold across
 //!   "look up, unseal on a miss, store", so two commands starting together unseal once.
 //!
-//! The wire format (one request per connection): a request is an op byte (`G` get, `P` put,
-//! `L` lock), a u32-LE length and an id, and for `P` a u32-LE ttl in seconds, a u32-LE length and
-//! the value. Answers: `Y` + u32-LE length + value, `N` (no such entry), `K` (done), `E` (refused).
+//! The wire format (one request per connection): a request is an op byte (`G` get, `Q` put,
+//! `L` lock), a u32-LE length and an id, and for `Q` a u32-LE idle ttl in seconds, a u32-LE
+//! maximum lifetime in seconds, a u32-LE length and the value. (`P`, the put of earlier
+//! versions, has no maximum field; it is still read, with the default maximum.) Answers: `Y` +
+//! u32-LE length + value, `N` (no such entry), `K` (done), `E` (refused).
 
 use mv_core::secret::SecretBytes;
 use std::collections::HashMap;
@@ -35,6 +38,28 @@ use std::time::{Duration, Instant};
 
 /// The default time an unlocked key stays usable after its last use: 10 minutes.
 pub const DEFAULT_TTL_SECS: u64 = 600;
+
+/// The default longest time an unlocked key stays usable, however often it is used: 8 hours.
+pub const DEFAULT_MAX_TTL_SECS: u64 = 8 * 3600;
+
+/// How long the agent keeps a value: `idle` after its last use, and never longer than `max`
+/// after it was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Expiry after the last use.
+    pub idle: Duration,
+    /// Expiry after the value was stored, whatever its use.
+    pub max: Duration,
+}
+
+impl Default for Lifetime {
+    fn default() -> Self {
+        Lifetime {
+            idle: Duration::from_secs(DEFAULT_TTL_SECS),
+            max: Duration::from_secs(DEFAULT_MAX_TTL_SECS),
+        }
+    }
+}
 
 /// The socket's file name inside the agent folder.
 pub const SOCKET_NAME: &str = "pass-agent.sock";
@@ -211,18 +236,20 @@ impl Client {
         read_field(&mut s).ok()
     }
 
-    /// Stores `value` under `id` for `ttl` after its last use. Fails when no agent runs.
-    pub fn put(&self, id: &str, value: &[u8], ttl: Duration) -> Result<(), AgentError> {
+    /// Stores `value` under `id` for `life` (idle and maximum). Fails when no agent runs.
+    pub fn put(&self, id: &str, value: &[u8], life: Lifetime) -> Result<(), AgentError> {
         let sock = self.socket();
         let mut s = self.connect().ok_or_else(|| AgentError::Io {
             what: "no key cache agent at",
             path: sock.clone(),
             source: std::io::ErrorKind::NotConnected.into(),
         })?;
-        let mut req = SecretBytes::new(vec![b'P']);
+        let mut req = SecretBytes::new(vec![b'Q']);
         put_field(req.expose_mut(), id.as_bytes());
-        let secs = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
-        req.expose_mut().extend_from_slice(&secs.to_le_bytes());
+        for d in [life.idle, life.max] {
+            let secs = u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+            req.expose_mut().extend_from_slice(&secs.to_le_bytes());
+        }
         put_field(req.expose_mut(), value);
         s.write_all(req.expose())
             .map_err(io_err("cannot write to", &sock))?;
@@ -304,6 +331,8 @@ struct Entry {
     value: SecretBytes,
     ttl: Duration,
     last: Instant,
+    max: Duration,
+    stored: Instant,
 }
 
 #[derive(Default)]
@@ -314,8 +343,10 @@ struct State {
 
 impl State {
     fn expire(&mut self, now: Instant) {
-        self.entries
-            .retain(|_, e| now.saturating_duration_since(e.last) < e.ttl);
+        self.entries.retain(|_, e| {
+            now.saturating_duration_since(e.last) < e.ttl
+                && now.saturating_duration_since(e.stored) < e.max
+        });
     }
 }
 
@@ -389,12 +420,12 @@ pub fn serve(dir: &Path) -> Result<(), AgentError> {
 /// One request, as read off the socket.
 #[derive(Debug)]
 pub struct Request {
-    /// `G`, `P`, `L` (anything else is refused).
+    /// `G`, `Q` (or `P`), `L` (anything else is refused).
     pub op: u8,
     /// The id.
     pub id: String,
-    /// For `P`: the ttl in seconds and the value.
-    pub put: Option<(u32, SecretBytes)>,
+    /// For a put: the idle ttl and the maximum lifetime in seconds, and the value.
+    pub put: Option<(u32, u32, SecretBytes)>,
 }
 
 /// Reads one request (see the module documentation); fields are bounded by 1 MiB.
@@ -403,11 +434,18 @@ pub fn read_request(r: &mut impl Read) -> std::io::Result<Request> {
     r.read_exact(&mut op)?;
     let id = read_field(r)?;
     let id = String::from_utf8_lossy(id.expose()).into_owned();
-    let put = if op[0] == b'P' {
-        let ttl = read_u32(r)?;
-        Some((ttl, read_field(r)?))
-    } else {
-        None
+    let put = match op[0] {
+        b'Q' => {
+            let ttl = read_u32(r)?;
+            let max = read_u32(r)?;
+            Some((ttl, max, read_field(r)?))
+        }
+        b'P' => {
+            let ttl = read_u32(r)?;
+            let max = u32::try_from(DEFAULT_MAX_TTL_SECS).unwrap_or(u32::MAX);
+            Some((ttl, max, read_field(r)?))
+        }
+        _ => None,
     };
     Ok(Request { op: op[0], id, put })
 }
@@ -444,13 +482,16 @@ fn handle(
                 None => conn.write_all(b"N"),
             }
         }
-        (b'P', Some((ttl, value))) => {
+        (b'P' | b'Q', Some((ttl, max, value))) => {
+            let now = Instant::now();
             st.entries.insert(
                 req.id,
                 Entry {
                     value,
                     ttl: Duration::from_secs(u64::from(ttl)),
-                    last: Instant::now(),
+                    last: now,
+                    max: Duration::from_secs(u64::from(max)),
+                    stored: now,
                 },
             );
             conn.write_all(b"K")
@@ -483,8 +524,12 @@ mod tests {
         let h = start(&dir);
         let c = Client::new(&dir);
         assert!(c.get("a").is_none());
-        c.put("a", b"key-a", Duration::from_secs(60)).unwrap();
-        c.put("b", b"key-b", Duration::from_millis(1500)).unwrap();
+        let idle = |ms| Lifetime {
+            idle: Duration::from_millis(ms),
+            ..Lifetime::default()
+        };
+        c.put("a", b"key-a", idle(60_000)).unwrap();
+        c.put("b", b"key-b", idle(1500)).unwrap();
         assert_eq!(c.get("a").unwrap().expose(), b"key-a");
         assert_eq!(c.get("b").unwrap().expose(), b"key-b");
         std::thread::sleep(Duration::from_millis(1700));
@@ -499,6 +544,49 @@ mod tests {
         assert!(!c.is_running());
         assert!(c.get("a").is_none());
         assert!(!c.lock().unwrap(), "nothing runs any more");
+    }
+
+    #[test]
+    fn the_maximum_lifetime_ends_a_key_in_constant_use() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("agent");
+        let h = start(&dir);
+        let c = Client::new(&dir);
+        let life = Lifetime {
+            idle: Duration::from_secs(600),
+            max: Duration::from_secs(2),
+        };
+        c.put("a", b"key-a", life).unwrap();
+        c.put("long", b"v", Lifetime::default()).unwrap();
+        let start = Instant::now();
+        // Used every 200 ms, so the idle timeout never runs out; the maximum does.
+        while c.get("a").is_some() {
+            assert!(
+                start.elapsed() < Duration::from_millis(2500),
+                "outlived its maximum"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(1800),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(c.get("long").is_some(), "the default maximum is hours");
+        c.lock().unwrap();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_put_of_the_earlier_format_is_still_understood() {
+        let mut wire = vec![b'P'];
+        put_field(&mut wire, b"id");
+        wire.extend_from_slice(&7u32.to_le_bytes());
+        put_field(&mut wire, b"value");
+        let r = read_request(&mut std::io::Cursor::new(wire)).unwrap();
+        let (ttl, max, v) = r.put.unwrap();
+        assert_eq!((ttl, u64::from(max)), (7, DEFAULT_MAX_TTL_SECS));
+        assert_eq!(v.expose().as_slice(), b"value");
     }
 
     #[test]
@@ -518,7 +606,7 @@ mod tests {
         let dir = t.path().join("agent");
         let h = start(&dir);
         let c = Client::new(&dir);
-        c.put("a", b"v", Duration::from_secs(60)).unwrap();
+        c.put("a", b"v", Lifetime::default()).unwrap();
         for junk in [&b"P\xff\xff\xff\xff"[..], b"Z", b"", b"G\x05\x00\x00\x00ab"] {
             let mut s = UnixStream::connect(c.socket()).unwrap();
             let _ = s.write_all(junk);

@@ -13,7 +13,8 @@
 //! - [`KeyDir`]: the key folder (certificates, sealed secret keys);
 //! - [`OtpUri`]: `otpauth://` URIs, HOTP/TOTP per RFC 4226/6238;
 //! - [`check`]: `fsck` and `audit`;
-//! - [`agent`]: the session cache of unlocked keys (unlock once, as gpg-agent).
+//! - [`agent`]: the session cache of unlocked keys (unlock once, as gpg-agent);
+//! - [`grep`]: `pass grep`'s GNU grep options and patterns, matched in process.
 //!
 //! # The stable API (what the agent, the installer and `rebuild` use)
 //!
@@ -46,6 +47,7 @@ pub mod backend;
 pub mod check;
 pub mod generate;
 pub mod git;
+pub mod grep;
 pub mod keydir;
 pub mod keys;
 pub mod name;
@@ -73,6 +75,11 @@ pub fn fuzz_entry(data: &[u8]) {
     let _ = keys::parse_gpg_groups(&text);
     // What the session agent reads off its socket.
     let _ = agent::read_request(&mut std::io::Cursor::new(data));
+    // `pass grep`'s arguments and patterns.
+    let words: Vec<String> = text.split(' ').map(str::to_string).collect();
+    let _ = grep::plan(&words);
+    let _ = grep::translate(&text, false);
+    let _ = grep::translate(&text, true);
 }
 
 #[cfg(test)]

@@ -138,8 +138,9 @@ pub struct Change {
 /// One line found by [`Store::grep`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GrepLine {
-    /// 1-based line number.
-    pub line: usize,
+    /// 1-based line number (`None` when grep itself selected the line: its output is kept
+    /// as it printed it).
+    pub line: Option<usize>,
     /// The line text.
     pub text: String,
 }
@@ -171,6 +172,101 @@ pub struct GrepReport {
     pub errors: Vec<BulkError>,
     /// Entries searched.
     pub searched: usize,
+}
+
+/// tree(1)'s `-P` glob: `*` any run, `?` one character (neither matches `/`), `[…]` a set
+/// (`^` or `!` negates, `a-z` ranges); no escapes. An unterminated `[` is a literal `[`.
+/// Linear backtracking: no pattern takes exponential time.
+pub fn glob_match(pat: &[char], s: &[char]) -> bool {
+    enum Tok {
+        Star,
+        One(Box<dyn Fn(char) -> bool>),
+    }
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < pat.len() {
+        match pat[i] {
+            '*' => {
+                toks.push(Tok::Star);
+                i += 1;
+            }
+            '?' => {
+                toks.push(Tok::One(Box::new(|c| c != '/')));
+                i += 1;
+            }
+            '[' => {
+                let neg = matches!(pat.get(i + 1), Some('^' | '!'));
+                let start = i + 1 + usize::from(neg);
+                let mut k = start;
+                let mut ranges = Vec::new();
+                let mut closed = None;
+                while k < pat.len() {
+                    if pat[k] == ']' && k > start {
+                        closed = Some(k);
+                        break;
+                    }
+                    if pat.get(k + 1) == Some(&'-') && pat.get(k + 2).is_some_and(|b| *b != ']') {
+                        ranges.push((pat[k], pat[k + 2]));
+                        k += 3;
+                    } else {
+                        ranges.push((pat[k], pat[k]));
+                        k += 1;
+                    }
+                }
+                match closed {
+                    Some(end) => {
+                        toks.push(Tok::One(Box::new(move |c| {
+                            ranges.iter().any(|(a, b)| *a <= c && c <= *b) != neg
+                        })));
+                        i = end + 1;
+                    }
+                    None => {
+                        toks.push(Tok::One(Box::new(|c| c == '[')));
+                        i += 1;
+                    }
+                }
+            }
+            lit => {
+                toks.push(Tok::One(Box::new(move |c| c == lit)));
+                i += 1;
+            }
+        }
+    }
+    // The classic wildcard walk: remember the last star and where it resumed.
+    let (mut t, mut c) = (0, 0);
+    let mut back: Option<(usize, usize)> = None;
+    while c < s.len() {
+        match toks.get(t) {
+            Some(Tok::Star) => {
+                back = Some((t, c));
+                t += 1;
+            }
+            Some(Tok::One(f)) if f(s[c]) => {
+                t += 1;
+                c += 1;
+            }
+            _ => match back {
+                // A star never spans `/`, nor can an earlier one.
+                Some((_, bc)) if s[bc] == '/' => return false,
+                Some((bt, bc)) => {
+                    back = Some((bt, bc + 1));
+                    t = bt + 1;
+                    c = bc + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    toks[t..].iter().all(|k| matches!(k, Tok::Star))
+}
+
+/// What [`Store::find_all`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Found {
+    /// Entries shown, in name order.
+    pub entries: Vec<EntryName>,
+    /// Folders whose own name matched (shown by pass even when empty), in name order.
+    pub folders: Vec<EntryName>,
 }
 
 /// Formats an error with its chain of causes on one line.
@@ -234,12 +330,25 @@ pub struct MoveOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// pass's `PASSWORD_STORE_KEY`: these recipients for every entry, whatever `.gpg-id` says.
+    key_override: Option<Vec<String>>,
 }
 
 impl Store {
     /// The store at `dir` (need not exist yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            key_override: None,
+        }
+    }
+
+    /// Every entry encrypted for `ids` instead of its folder's `.gpg-id` recipients, as pass's
+    /// `PASSWORD_STORE_KEY` does (writes, re-encryption on `init`/`mv`/`cp`, and `fsck`'s view;
+    /// no `.gpg-id` is needed then). An empty list means no override.
+    pub fn with_recipients_override(mut self, ids: Vec<String>) -> Self {
+        self.key_override = (!ids.is_empty()).then_some(ids);
+        self
     }
 
     /// Its folder.
@@ -289,6 +398,9 @@ impl Store {
     /// The nearest `.gpg-id` at or above folder `folder` (relative, `""` for the top) and the
     /// recipients it lists.
     pub fn recipients_for(&self, folder: &str) -> Result<(PathBuf, Vec<String>)> {
+        if let Some(ids) = &self.key_override {
+            return Ok((self.dir.join(".gpg-id"), ids.clone()));
+        }
         let mut cur = folder.trim_matches('/').to_string();
         loop {
             let id = if cur.is_empty() {
@@ -327,7 +439,7 @@ impl Store {
     /// Every recipient named by any `.gpg-id` in the store (`.git` aside, links skipped),
     /// sorted, without duplicates.
     pub fn all_recipients(&self) -> Vec<String> {
-        let mut ids = Vec::new();
+        let mut ids = self.key_override.clone().unwrap_or_default();
         let walker = walkdir::WalkDir::new(&self.dir)
             .follow_links(false)
             .follow_root_links(true)
@@ -532,13 +644,26 @@ impl Store {
         force: bool,
         crypto: &dyn Crypto,
     ) -> Result<(SecretString, Change)> {
+        let pw = crate::generate::password(len, symbols);
+        self.generate_with(name, pw, in_place, force, crypto)
+    }
+
+    /// `generate` with a password the caller drew (e.g. from pass's
+    /// `PASSWORD_STORE_CHARACTER_SET` through [`crate::generate::password_from`]).
+    pub fn generate_with(
+        &self,
+        name: &EntryName,
+        pw: SecretString,
+        in_place: bool,
+        force: bool,
+        crypto: &dyn Crypto,
+    ) -> Result<(SecretString, Change)> {
         let _l = self.lock()?;
         self.writable(name)?;
         let exists = self.contains(name);
         if exists && !force && !in_place {
             return Err(StoreError::Exists(name.to_string()));
         }
-        let pw = crate::generate::password(len, symbols);
         let mut content = SecretString::new(format!("{}\n", pw.expose()));
         if in_place && exists {
             let old = self.read(name, crypto)?;
@@ -669,17 +794,54 @@ impl Store {
         Ok(out)
     }
 
-    /// `find`: entries whose name contains any of `terms` (case-insensitive), like `pass find`.
+    /// `find`: the entries `pass find TERM…` shows (see [`Store::find_all`]).
     pub fn find(&self, terms: &[String]) -> Result<Vec<EntryName>> {
-        let terms: Vec<String> = terms.iter().map(|t| t.to_lowercase()).collect();
-        Ok(self
+        Ok(self.find_all(terms)?.entries)
+    }
+
+    /// What `pass find TERM…` shows. pass runs `tree -P '*T1*|*T2*…' --matchdirs --ignore-case
+    /// --prune` (tree 2.1): each term is a glob (`*`, `?`, `[…]`, and `|` separating
+    /// alternatives) between two `*`, matched without regard to case, where `*` and `?` never
+    /// match `/`. An entry is shown when its file name (`NAME.gpg`) matches, or when the path of
+    /// its folder from the store's top does (so a matching top-level folder shows its own
+    /// entries, a deeper one only itself); a folder whose name matches is shown even when
+    /// nothing in it is.
+    pub fn find_all(&self, terms: &[String]) -> Result<Found> {
+        let joined = terms
+            .iter()
+            .map(|t| format!("*{t}*"))
+            .collect::<Vec<_>>()
+            .join("|")
+            .to_lowercase();
+        let pats: Vec<Vec<char>> = joined.split('|').map(|p| p.chars().collect()).collect();
+        let hit = |part: &str| {
+            let part: Vec<char> = part.to_lowercase().chars().collect();
+            pats.iter().any(|p| glob_match(p, &part))
+        };
+        let entries = self
             .list(None)?
             .into_iter()
-            .filter(|n| {
-                let l = n.as_str().to_lowercase();
-                terms.iter().any(|t| l.contains(t))
+            .filter(|n| match n.as_str().rsplit_once('/') {
+                Some((dir, file)) => hit(dir) || hit(&format!("{file}.gpg")),
+                None => hit(&format!("{}.gpg", n.as_str())),
             })
-            .collect())
+            .collect();
+        let mut folders = Vec::new();
+        let walker = walkdir::WalkDir::new(&self.dir)
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| !e.file_name().to_string_lossy().starts_with('.'));
+        for e in walker.flatten() {
+            if e.file_type().is_dir() && hit(&e.file_name().to_string_lossy()) {
+                let rel = e.path().strip_prefix(&self.dir).unwrap_or(e.path());
+                if let Some(n) = rel.to_str().and_then(|r| EntryName::parse(r).ok()) {
+                    folders.push(n);
+                }
+            }
+        }
+        folders.sort();
+        Ok(Found { entries, folders })
     }
 
     /// Decrypts every entry under `prefix` (in parallel when the backend allows) and hands each
@@ -740,12 +902,40 @@ impl Store {
             .map_err(StoreError::Pattern)?;
         let (hits, errors, searched) = self.for_each_decrypted(None, crypto, |name, plain| {
             let text = String::from_utf8_lossy(plain.expose());
-            let lines: Vec<GrepLine> = text
-                .lines()
+            let lines: Vec<GrepLine> = crate::grep::lines(&text)
                 .enumerate()
                 .filter(|(_, l)| re.is_match(l))
                 .map(|(i, l)| GrepLine {
-                    line: i + 1,
+                    line: Some(i + 1),
+                    text: l.to_string(),
+                })
+                .collect();
+            (!lines.is_empty()).then(|| GrepHit {
+                name: name.clone(),
+                lines,
+            })
+        })?;
+        Ok(GrepReport {
+            hits,
+            errors,
+            searched,
+        })
+    }
+
+    /// `grep` with GNU grep's options: the lines `matcher` selects in each decrypted entry
+    /// (`-v` and `-m` applied; see [`crate::grep::plan`]).
+    pub fn grep_matcher(
+        &self,
+        matcher: &crate::grep::Matcher,
+        crypto: &dyn Crypto,
+    ) -> Result<GrepReport> {
+        let (hits, errors, searched) = self.for_each_decrypted(None, crypto, |name, plain| {
+            let text = String::from_utf8_lossy(plain.expose());
+            let lines: Vec<GrepLine> = matcher
+                .select(&text)
+                .into_iter()
+                .map(|(n, l)| GrepLine {
+                    line: Some(n),
                     text: l.to_string(),
                 })
                 .collect();
@@ -1316,5 +1506,33 @@ mod tests {
         assert!(s.try_lock().unwrap().is_none());
         drop(held);
         assert!(s.try_lock().unwrap().is_some());
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_match;
+
+    fn m(p: &str, s: &str) -> bool {
+        glob_match(
+            &p.chars().collect::<Vec<_>>(),
+            &s.chars().collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn tree_s_globs() {
+        assert!(m("*ab*", "xaby.gpg"));
+        assert!(!m("*ab*", "a.b"));
+        assert!(m("*a?c*", "abc.gpg") && !m("*a?c*", "ac"));
+        assert!(m("*[xy]1*", "y1.gpg") && !m("*[!xy]1*", "y1"));
+        assert!(m("*[a-c]z*", "bz") && !m("*[a-c]z*", "dz"));
+        assert!(m("*[*", "a[b"), "an unterminated [ is literal");
+        assert!(m("*", "") && m("**", "x") && !m("a", ""));
+        assert!(!m("*fish*", "fishies/sub") && m("*fish*", "fishies") && !m("a?b", "a/b"));
+        assert!(m("*es/s*", "fishies/sub"));
+        // No exponential walk on many stars.
+        let long: String = "a".repeat(200);
+        assert!(!m(&format!("{}b", "*a".repeat(30)), &long));
     }
 }

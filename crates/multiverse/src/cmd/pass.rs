@@ -239,8 +239,8 @@ impl Ctx<'_> {
         let mut ring = ring;
         ring.set_groups(gpg_groups());
         self.fill_publics(&mut ring);
-        match cache_ttl() {
-            Some(ttl) => self.unlock_cached(ring, ttl),
+        match cache_lifetime()? {
+            Some(life) => self.unlock_cached(ring, life),
             None => {
                 let pass = self.passphrase()?;
                 for (_, plain) in self.unseal_all(&pass)? {
@@ -307,7 +307,7 @@ impl Ctx<'_> {
     fn unlock_cached(
         &self,
         mut ring: Keyring,
-        ttl: std::time::Duration,
+        life: mv_pass::agent::Lifetime,
     ) -> Result<Box<dyn Crypto>, CliError> {
         let agent = mv_pass::agent::Client::default_session();
         let ids = self.cache_ids()?;
@@ -345,11 +345,12 @@ impl Ctx<'_> {
         if guard.is_some() && start_agent(&agent) {
             let stored = unsealed
                 .iter()
-                .all(|(id, plain)| agent.put(id, plain.expose(), ttl).is_ok());
+                .all(|(id, plain)| agent.put(id, plain.expose(), life).is_ok());
             if stored && !self.g.quiet {
                 eprintln!(
-                    "multiverse: pass keys unlocked for this session ({} s after last use; `multiverse pass lock` forgets them)",
-                    ttl.as_secs()
+                    "multiverse: pass keys unlocked for this session ({} s after last use, {} s at most; `multiverse pass lock` forgets them)",
+                    life.idle.as_secs(),
+                    life.max.as_secs()
                 );
             }
         }
@@ -358,17 +359,35 @@ impl Ctx<'_> {
     }
 }
 
-/// The session cache's lifetime: `MULTIVERSE_PASS_CACHE_TTL` seconds after last use (0: no
-/// cache), default 10 minutes.
-fn cache_ttl() -> Option<std::time::Duration> {
-    let secs = match std::env::var("MULTIVERSE_PASS_CACHE_TTL") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(mv_pass::agent::DEFAULT_TTL_SECS),
-        _ => mv_pass::agent::DEFAULT_TTL_SECS,
-    };
-    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+/// Seconds from the environment variable `var`, else `default`; anything but a whole number is
+/// an error naming the variable.
+fn env_secs(var: &str, default: u64) -> Result<u64, CliError> {
+    match std::env::var(var) {
+        Ok(s) if !s.trim().is_empty() => s.trim().parse::<u64>().map_err(|_| {
+            CliError::usage_msg(format!("{var}={s:?}: expected a number of seconds")).with_hint(
+                &format!("unset {var} for the default ({default} s); 0 disables the session cache"),
+            )
+        }),
+        _ => Ok(default),
+    }
+}
+
+/// The session cache's lifetime: `MULTIVERSE_PASS_CACHE_TTL` seconds after last use (default
+/// 10 minutes) and at most `MULTIVERSE_PASS_CACHE_MAX_TTL` seconds after the unlock (default 8
+/// hours), like gpg-agent's `default-cache-ttl` and `max-cache-ttl`. Either at 0: no cache.
+fn cache_lifetime() -> Result<Option<mv_pass::agent::Lifetime>, CliError> {
+    let idle = env_secs(
+        "MULTIVERSE_PASS_CACHE_TTL",
+        mv_pass::agent::DEFAULT_TTL_SECS,
+    )?;
+    let max = env_secs(
+        "MULTIVERSE_PASS_CACHE_MAX_TTL",
+        mv_pass::agent::DEFAULT_MAX_TTL_SECS,
+    )?;
+    Ok((idle > 0 && max > 0).then(|| mv_pass::agent::Lifetime {
+        idle: std::time::Duration::from_secs(idle),
+        max: std::time::Duration::from_secs(max),
+    }))
 }
 
 use mv_pass::agent::cache_id;
@@ -588,7 +607,14 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     let g = &g2;
     let ctx = Ctx {
         g,
-        store: Store::new(store_dir(g)),
+        // pass's PASSWORD_STORE_KEY: whitespace-separated ids that replace every .gpg-id.
+        store: Store::new(store_dir(g)).with_recipients_override(
+            std::env::var("PASSWORD_STORE_KEY")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+        ),
         keys: KeyDir::new(keys_dir(g)),
         gpg: inv.extras.gpg,
         passphrase_file: inv.extras.passphrase_file,
@@ -649,26 +675,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             to,
         } => move_copy(&ctx, &from, &to, copy, force),
         Cmd::Find { terms } => find(&ctx, &terms),
-        Cmd::Grep {
-            ignore_case,
-            fixed,
-            word,
-            line,
-            pattern,
-        } => {
-            let mut re = if fixed {
-                regex_escape(&pattern)
-            } else {
-                pattern
-            };
-            if word {
-                re = format!(r"\b(?:{re})\b");
-            }
-            if line {
-                re = format!("^(?:{re})$");
-            }
-            grep(&ctx, &re, ignore_case)
-        }
+        Cmd::Grep { args } => grep(&ctx, &args),
         Cmd::Git { args } => git(&ctx, &args),
         Cmd::Otp(o) => otp(&ctx, o),
         Cmd::Key(k) => key(&ctx, k),
@@ -678,18 +685,6 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         Cmd::Lock { all } => lock(&ctx, all),
         Cmd::Agent => Ok(mv_pass::agent::serve(&mv_pass::agent::default_dir())?),
     }
-}
-
-/// Escapes regex metacharacters (grep -F).
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// pass's umask: `PASSWORD_STORE_UMASK` (octal), else 077, for everything the store writes.
@@ -1053,31 +1048,55 @@ fn qrcode(text: &str) -> Result<(), CliError> {
 
 /// The clipboard programs of this session, chosen like pass 1.7: Wayland first, then X.
 struct ClipTools {
-    copy: Vec<&'static str>,
-    paste: Vec<&'static str>,
+    copy: Vec<String>,
+    paste: Vec<String>,
     /// The display's name (`WAYLAND_DISPLAY` or `DISPLAY`): one clearing job per display.
     display: String,
+}
+
+/// The X selection `--clip` uses: `PASSWORD_STORE_X_SELECTION`, else `clipboard` (pass's
+/// default); on Wayland only `primary` changes anything (wl-copy `--primary`), as in pass.
+fn x_selection() -> Result<String, CliError> {
+    let sel = std::env::var("PASSWORD_STORE_X_SELECTION")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "clipboard".into());
+    if ["clipboard", "primary", "secondary"].contains(&sel.as_str()) {
+        Ok(sel)
+    } else {
+        Err(CliError::usage_msg(format!(
+            "PASSWORD_STORE_X_SELECTION={sel:?}: expected clipboard, primary or secondary"
+        )))
+    }
 }
 
 fn clip_tools() -> Result<ClipTools, CliError> {
     let wayland = std::env::var("WAYLAND_DISPLAY").unwrap_or_default();
     let x11 = std::env::var("DISPLAY").unwrap_or_default();
+    let sel = x_selection()?;
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     if !wayland.is_empty() && which("wl-copy") {
-        Ok(ClipTools {
-            copy: vec!["wl-copy"],
-            paste: vec!["wl-paste", "-n"],
+        let mut t = ClipTools {
+            copy: v(&["wl-copy"]),
+            paste: v(&["wl-paste", "-n"]),
             display: wayland,
-        })
+        };
+        if sel == "primary" {
+            t.copy.push("--primary".into());
+            t.paste.push("--primary".into());
+        }
+        Ok(t)
     } else if !x11.is_empty() && which("xclip") {
         Ok(ClipTools {
-            copy: vec!["xclip", "-selection", "clipboard"],
-            paste: vec!["xclip", "-o", "-selection", "clipboard"],
+            copy: v(&["xclip", "-selection", &sel]),
+            paste: v(&["xclip", "-o", "-selection", &sel]),
             display: x11,
         })
     } else if !x11.is_empty() && which("xsel") {
+        let flag = format!("--{sel}");
         Ok(ClipTools {
-            copy: vec!["xsel", "--clipboard", "--input"],
-            paste: vec!["xsel", "--clipboard", "--output"],
+            copy: v(&["xsel", &flag, "--input"]),
+            paste: v(&["xsel", &flag, "--output"]),
             display: x11,
         })
     } else {
@@ -1093,7 +1112,7 @@ impl ClipTools {
     /// process behind that serves the selection: it gets no stdout/stderr of ours, so whoever
     /// reads our output is not kept waiting until the clipboard changes hands.
     fn copy(&self, data: &[u8]) -> std::io::Result<()> {
-        let mut child = std::process::Command::new(self.copy[0])
+        let mut child = std::process::Command::new(&self.copy[0])
             .args(&self.copy[1..])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -1147,7 +1166,7 @@ impl ClipTools {
 
     /// The clipboard's contents; None when it holds nothing (or cannot be read).
     fn paste(&self) -> Option<SecretBytes> {
-        let out = std::process::Command::new(self.paste[0])
+        let out = std::process::Command::new(&self.paste[0])
             .args(&self.paste[1..])
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -1302,7 +1321,30 @@ fn generate(
     output: Output,
 ) -> Result<(), CliError> {
     let name = new_entry(name)?;
-    let length = length.or_else(|| std::env::var("PASSWORD_STORE_GENERATED_LENGTH").ok());
+    // pass's `${VAR:-default}`: an empty variable is the default.
+    let length = length.or_else(|| {
+        std::env::var("PASSWORD_STORE_GENERATED_LENGTH")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let set_var = if symbols {
+        "PASSWORD_STORE_CHARACTER_SET"
+    } else {
+        "PASSWORD_STORE_CHARACTER_SET_NO_SYMBOLS"
+    };
+    let set = match std::env::var_os(set_var).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => {
+            let spec = v
+                .to_str()
+                .ok_or_else(|| CliError::usage_msg(format!("{set_var} is not valid text")))?;
+            Some(mv_pass::generate::tr_set(spec).map_err(|e| {
+                CliError::usage_msg(format!("{set_var}={spec:?}: {e}")).with_hint(
+                    "it is a tr(1) set, e.g. '[:alnum:]' or 'a-z0-9_'; unset it for pass's default",
+                )
+            })?)
+        }
+    };
     let len = match length {
         Some(s) => s.parse::<usize>().map_err(|_| {
             CliError::usage_msg(format!("Error: pass-length \"{s}\" must be a number."))
@@ -1332,9 +1374,13 @@ fn generate(
     } else {
         ctx.crypto_write()?
     };
+    let pw = match &set {
+        Some(set) => mv_pass::generate::password_from(len, set),
+        None => mv_pass::generate::password(len, symbols),
+    };
     let (pw, ch) = ctx
         .store
-        .generate(&name, len, symbols, in_place, true, crypto.as_ref())
+        .generate_with(&name, pw, in_place, true, crypto.as_ref())
         .map_err(store_err)?;
     match output {
         Output::Clip(_) => return clipboard(ctx.g, pw.expose(), name.as_str()),
@@ -1403,7 +1449,11 @@ fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
     let dir = private_tmpdir()?;
     let file = dir.join(format!("{}.txt", name.as_str().replace('/', "-")));
     let result = (|| -> Result<Option<SecretBytes>, CliError> {
-        mv_core::fsutil::write_secret(&file, old.expose())?;
+        // Like pass: a new entry starts with no file, so an editor that saves nothing saves
+        // nothing.
+        if exists {
+            mv_core::fsutil::write_secret(&file, old.expose())?;
+        }
         let editor = std::env::var("EDITOR")
             .ok()
             .filter(|e| !e.is_empty())
@@ -1420,11 +1470,23 @@ fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
                 "the editor `{editor}` failed ({status}); nothing saved"
             )));
         }
-        let new = SecretBytes::new(
-            std::fs::read(&file)
-                .map_err(|e| anyhow::anyhow!("the edited file {} is gone: {e}", file.display()))?,
-        );
-        Ok((new.expose() != old.expose()).then_some(new))
+        let new = match std::fs::read(&file) {
+            Ok(b) => SecretBytes::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(
+                    anyhow::anyhow!("cannot read the edited file {}: {e}", file.display()).into(),
+                )
+            }
+        };
+        // pass compares with the decrypted entry (under pipefail): a new entry is saved even
+        // when the editor left it empty.
+        if exists && new.expose() == old.expose() {
+            return Err(CliError::failure_msg(format!(
+                "Password for {name} unchanged."
+            )));
+        }
+        Ok(Some(new))
     })();
     // Overwrite before removing, then remove the folder, whatever happened.
     if let Ok(meta) = std::fs::metadata(&file) {
@@ -1432,9 +1494,11 @@ fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
         let _ = std::fs::write(&file, zeros);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // pass's two refusals, exit 1 as pass: "New password not saved." and "Password unchanged.".
     let Some(new) = result? else {
-        ctx.g.say(format!("{name}: unchanged"));
-        return Ok(());
+        return Err(CliError::failure_msg(format!(
+            "New password for {name} not saved."
+        )));
     };
     let editor = std::env::var("EDITOR").unwrap_or_else(|_| "editor".to_string());
     let verb = if exists { "Edit" } else { "Add" };
@@ -1595,30 +1659,109 @@ fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
 }
 
 fn find(ctx: &Ctx<'_>, terms: &[String]) -> Result<(), CliError> {
-    let names = ctx.store.find(terms).map_err(store_err)?;
+    let found = ctx.store.find_all(terms).map_err(store_err)?;
     if ctx.g.json {
-        println!("{}", serde_json::to_string(&names)?);
+        println!("{}", serde_json::to_string(&found.entries)?);
         return Ok(());
     }
+    // Folders whose name matched are drawn too, empty or not, as tree draws them for pass.
+    let mut names = found.entries;
+    names.extend(found.folders);
     print_tree(&format!("Search Terms: {}", terms.join(",")), &names, None)?;
     Ok(())
 }
 
-fn grep(ctx: &Ctx<'_>, pattern: &str, ignore_case: bool) -> Result<(), CliError> {
+/// `grep [GREPOPTIONS] search-string`: GNU grep's options on every decrypted entry, as pass.
+/// The common options are matched in process ([`mv_pass::grep::plan`]); anything else runs
+/// grep itself once per entry, the entry on its stdin (never on a command line).
+fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
+    use mv_pass::grep::Plan;
+    use mv_pass::store::{GrepHit, GrepLine, GrepReport};
+    let plan = mv_pass::grep::plan(args).map_err(|e| {
+        CliError::usage_msg(format!("pass grep: {e}"))
+            .with_hint("Usage: pass grep [GREPOPTIONS] search-string")
+    })?;
     let crypto = ctx.crypto_read()?;
-    let report = ctx
-        .store
-        .grep(pattern, ignore_case, crypto.as_ref())
-        .map_err(store_err)?;
+    let (report, external) = match &plan {
+        Plan::Native(m) => (
+            ctx.store
+                .grep_matcher(m, crypto.as_ref())
+                .map_err(store_err)?,
+            None,
+        ),
+        Plan::External(gargs) => {
+            if !which("grep") {
+                return Err(CliError::usage_msg(format!(
+                    "pass grep: {}: these grep options need grep, which is not on PATH",
+                    gargs.join(" ")
+                ))
+                .with_hint("the options -i -v -w -x -c -n -m -e -E -F -G work without grep"));
+            }
+            let failures = std::sync::Mutex::new(std::collections::BTreeSet::new());
+            let (hits, errors, searched) = ctx
+                .store
+                .for_each_decrypted(None, crypto.as_ref(), |name, plain| {
+                    match run_grep(gargs, plain.expose()) {
+                        Ok(Some(out)) => Some(GrepHit {
+                            name: name.clone(),
+                            lines: mv_pass::grep::lines(&out)
+                                .map(|l| GrepLine {
+                                    line: None,
+                                    text: l.to_string(),
+                                })
+                                .collect(),
+                        }),
+                        Ok(None) => None,
+                        Err(why) => {
+                            if let Ok(mut f) = failures.lock() {
+                                f.insert(why);
+                            }
+                            None
+                        }
+                    }
+                })
+                .map_err(store_err)?;
+            let failures = failures.into_inner().unwrap_or_default();
+            (
+                GrepReport {
+                    hits,
+                    errors,
+                    searched,
+                },
+                Some(failures),
+            )
+        }
+    };
+    // grep refused its arguments (a bad pattern, an unknown option): once, as grep said it.
+    if let Some(f) = external.as_ref().filter(|f| !f.is_empty()) {
+        return Err(CliError::usage_msg(format!(
+            "pass grep: {}",
+            f.iter().cloned().collect::<Vec<_>>().join("; ")
+        ))
+        .with_hint("Usage: pass grep [GREPOPTIONS] search-string"));
+    }
     let mut out = std::io::stdout().lock();
     if ctx.g.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
+        let count = matches!(&plan, Plan::Native(m) if m.selection.count);
+        let numbers = matches!(&plan, Plan::Native(m) if m.selection.line_number);
         for hit in &report.hits {
             writeln!(out, "{}:", hit.name)?;
-            for l in &hit.lines {
-                writeln!(out, "{}", l.text)?;
+            // pass prints `$(grep …)` with echo: trailing empty lines vanish.
+            let mut block = String::new();
+            if count {
+                block = hit.lines.len().to_string();
+            } else {
+                for l in &hit.lines {
+                    if let (true, Some(n)) = (numbers, l.line) {
+                        block.push_str(&format!("{n}:"));
+                    }
+                    block.push_str(&l.text);
+                    block.push('\n');
+                }
             }
+            writeln!(out, "{}", block.trim_end_matches('\n'))?;
         }
     }
     for e in &report.errors {
@@ -1632,6 +1775,35 @@ fn grep(ctx: &Ctx<'_>, pattern: &str, ignore_case: bool) -> Result<(), CliError>
         )));
     }
     Ok(())
+}
+
+/// `grep --color=never ARGS` with `plain` on stdin: its output when it selected something,
+/// `None` when not (exit 1), its message when it failed.
+fn run_grep(args: &[String], plain: &[u8]) -> Result<Option<String>, String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("grep")
+        .arg("--color=never")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run grep: {e}"))?;
+    let stdin = child.stdin.take();
+    let out = std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Some(mut i) = stdin {
+                let _ = i.write_all(plain);
+            }
+        });
+        child.wait_with_output()
+    })
+    .map_err(|e| format!("grep: {e}"))?;
+    match out.status.code() {
+        Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned())),
+        Some(1) => Ok(None),
+        _ => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    }
 }
 
 fn git(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {

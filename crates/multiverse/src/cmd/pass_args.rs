@@ -109,18 +109,11 @@ pub enum Cmd {
         /// Terms.
         terms: Vec<String>,
     },
-    /// `grep [-i|-F|-w|-x|-E] PATTERN`.
+    /// `grep [GREPOPTIONS] search-string`: everything but our extras goes to grep's rules
+    /// (`mv_pass::grep::plan`), as pass hands it all to grep.
     Grep {
-        /// `-i`.
-        ignore_case: bool,
-        /// `-F`.
-        fixed: bool,
-        /// `-w`.
-        word: bool,
-        /// `-x`.
-        line: bool,
-        /// The pattern.
-        pattern: String,
+        /// grep's arguments, as typed.
+        args: Vec<String>,
     },
     /// `insert [-e|-m] [-f] NAME`.
     Insert {
@@ -487,6 +480,40 @@ fn usage_for(cmd: &str) -> String {
     format!("Usage: pass {u}")
 }
 
+/// Whether grep reads the word after `a` as `a`'s value (`-e PAT`, `-ie PAT`, `--regexp PAT`),
+/// so that a pattern spelled like one of our extras stays grep's.
+fn grep_takes_next(a: &str) -> bool {
+    const LONG: [&str; 15] = [
+        "--regexp",
+        "--file",
+        "--max-count",
+        "--after-context",
+        "--before-context",
+        "--context",
+        "--label",
+        "--exclude",
+        "--exclude-from",
+        "--exclude-dir",
+        "--include",
+        "--binary-files",
+        "--devices",
+        "--directories",
+        "--group-separator",
+    ];
+    if a.starts_with("--") {
+        return LONG.contains(&a);
+    }
+    let Some(cluster) = a.strip_prefix('-') else {
+        return false;
+    };
+    for (i, c) in cluster.char_indices() {
+        if "efmABCdD".contains(c) {
+            return i + c.len_utf8() == cluster.len();
+        }
+    }
+    false
+}
+
 /// Parses the words after `multiverse pass`.
 pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
     // Our options may come before the command word too: `pass --gpg init KEY`.
@@ -552,31 +579,43 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             (extras_of(&p, &base), Cmd::Find { terms: p.operands })
         }
         "grep" => {
+            // No getopt: pass hands every word to grep. Only our extras (exactly spelled,
+            // before a `--`) are taken out; grep's `--` stays for grep.
             let u = usage_for("grep");
-            let p = getopt(
-                tail,
-                &[
-                    o('i', "ignore-case", Arg::No),
-                    o('F', "fixed-strings", Arg::No),
-                    o('E', "extended-regexp", Arg::No),
-                    o('w', "word-regexp", Arg::No),
-                    o('x', "line-regexp", Arg::No),
-                ],
-                &u,
-            )?;
-            let [pattern] = p.operands.as_slice() else {
-                return Err(usage_err(&u, "give exactly one search string"));
-            };
-            (
-                extras_of(&p, &base),
-                Cmd::Grep {
-                    ignore_case: p.has("ignore-case"),
-                    fixed: p.has("fixed-strings"),
-                    word: p.has("word-regexp"),
-                    line: p.has("line-regexp"),
-                    pattern: pattern.clone(),
-                },
-            )
+            let mut e = base.clone();
+            let mut args = Vec::new();
+            let mut it = tail.iter();
+            let mut ended = false;
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    _ if ended => args.push(a.clone()),
+                    _ if grep_takes_next(a) => {
+                        args.push(a.clone());
+                        args.extend(it.next().cloned());
+                    }
+                    "--" => {
+                        ended = true;
+                        args.push(a.clone());
+                    }
+                    "--gpg" => e.gpg = true,
+                    "--json" => e.json = true,
+                    "--dry-run" => e.dry_run = true,
+                    "--passphrase-file" => {
+                        let f = it.next().ok_or_else(|| {
+                            usage_err(&u, "option '--passphrase-file' requires an argument")
+                        })?;
+                        e.passphrase_file = Some(PathBuf::from(f));
+                    }
+                    s if s.starts_with("--passphrase-file=") => {
+                        e.passphrase_file = Some(PathBuf::from(&s["--passphrase-file=".len()..]));
+                    }
+                    _ => args.push(a.clone()),
+                }
+            }
+            if args.is_empty() {
+                return Err(usage_err(&u, "no search string"));
+            }
+            (e, Cmd::Grep { args })
         }
         "insert" | "add" => {
             let u = usage_for("insert");
@@ -1076,13 +1115,20 @@ mod tests {
         assert!(i.extras.json && i.extras.gpg);
         let i = p(&["--passphrase-file", "/f", "grep", "-i", "x"]).unwrap();
         assert_eq!(i.extras.passphrase_file, Some(PathBuf::from("/f")));
-        assert!(matches!(
+        assert_eq!(
             i.command,
             Cmd::Grep {
-                ignore_case: true,
-                ..
+                args: vec!["-i".into(), "x".into()]
             }
-        ));
+        );
+        let i = p(&["grep", "-e", "--json", "--json", "--", "--gpg"]).unwrap();
+        assert!(i.extras.json && !i.extras.gpg);
+        assert_eq!(
+            i.command,
+            Cmd::Grep {
+                args: vec!["-e".into(), "--json".into(), "--".into(), "--gpg".into()]
+            }
+        );
         assert_eq!(
             cmd(&["otp", "insert", "-s", "-i", "Iss", "--account=me", "n"]),
             Cmd::Otp(OtpCmd::Insert(OtpNew {
