@@ -1289,3 +1289,84 @@ fn password_store_key_replaces_the_recipients() {
         "pw\n"
     );
 }
+
+#[test]
+fn password_store_signing_key_signs_and_checks_gpg_id() {
+    let sb = Sandbox::new(2);
+    let (k0, k1) = (sb.fprs[0].clone(), sb.fprs[1].clone());
+    let insert = |c: &mut Command, name: &str, signer: &str| -> Output {
+        with_stdin(
+            c.args(["insert", "-e", name])
+                .env("PASSWORD_STORE_SIGNING_KEY", signer),
+            "pw\n",
+        )
+    };
+    // Our init signs .gpg-id; gpg and pass accept the signature.
+    ok(sb
+        .gpg()
+        .args(["init", &k0])
+        .env("PASSWORD_STORE_SIGNING_KEY", &k0));
+    assert!(sb.exists(".gpg-id.sig"));
+    ok(sb
+        .cmd("gpg")
+        .arg("--verify")
+        .arg(sb.store().join(".gpg-id.sig"))
+        .arg(sb.store().join(".gpg-id")));
+    for c in [sb.gpg(), sb.mv(), sb.pass()] {
+        let mut c = c;
+        let o = insert(&mut c, "a", &k0);
+        assert!(o.status.success(), "{:?}: {}", c.get_program(), stderr(&o));
+    }
+    // pass's signature of a folder's .gpg-id is accepted by ours.
+    ok(sb
+        .pass()
+        .args(["init", "-p", "sub", &k0])
+        .env("PASSWORD_STORE_SIGNING_KEY", &k0));
+    assert!(sb.exists("sub/.gpg-id.sig"));
+    assert!(insert(&mut sb.gpg(), "sub/x", &k0).status.success());
+    // Not by a signing key: refused by both, before anything is written.
+    for c in [sb.gpg(), sb.pass()] {
+        let mut c = c;
+        let o = insert(&mut c, "b", &k1);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("is invalid"), "{}", stderr(&o));
+    }
+    // A .gpg-id changed behind its signature: refused by both.
+    let id = sb.store().join(".gpg-id");
+    std::fs::write(&id, format!("{k0}\n{k1}\n")).unwrap();
+    for c in [sb.gpg(), sb.mv(), sb.pass()] {
+        let mut c = c;
+        let o = insert(&mut c, "b", &k0);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("is invalid"), "{}", stderr(&o));
+    }
+    assert!(!sb.exists("b.gpg"));
+    // No signature at all.
+    std::fs::remove_file(sb.store().join(".gpg-id.sig")).unwrap();
+    for c in [sb.gpg(), sb.pass()] {
+        let mut c = c;
+        let o = insert(&mut c, "b", &k0);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    }
+    // Without the variable nothing is checked (pass's rule); reading never checks.
+    assert!(with_stdin(sb.gpg().args(["insert", "-e", "b"]), "pw\n")
+        .status
+        .success());
+    assert_eq!(
+        ok(sb.gpg().arg("a").env("PASSWORD_STORE_SIGNING_KEY", &k1)),
+        "pw\n"
+    );
+    // Re-signing with init makes it good again, committed like pass's.
+    ok(sb.gpg().args(["git", "init", "-q"]));
+    ok(sb
+        .gpg()
+        .args(["init", &k0, &k1])
+        .env("PASSWORD_STORE_SIGNING_KEY", &k0));
+    let log = ok(sb.gpg().args(["git", "log", "--format=%s"]));
+    assert!(
+        log.contains(&format!("Signing new GPG id with {k0}.")),
+        "{log}"
+    );
+    assert!(insert(&mut sb.pass(), "c", &k0).status.success());
+}

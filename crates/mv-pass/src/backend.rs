@@ -10,7 +10,7 @@ use crate::keys::{self, KeyError, Keyring};
 use mv_core::secret::SecretBytes;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Errors of the gpg backend.
@@ -145,6 +145,67 @@ impl Gpg {
             });
         }
         Ok(stdout)
+    }
+
+    /// A detached signature of `data` by the first usable of `keys` (gpg's `--default-key`,
+    /// as pass signs `.gpg-id` for `PASSWORD_STORE_SIGNING_KEY`). Not in batch mode: a
+    /// passphrase-protected signing key may ask through gpg-agent's pinentry.
+    pub fn detach_sign(&self, data: &[u8], keys: &[String]) -> Result<Vec<u8>, GpgError> {
+        let mut args: Vec<&str> = Vec::new();
+        for k in keys {
+            args.extend(["--default-key", k.as_str()]);
+        }
+        args.extend(["--detach-sign", "-o", "-", "-"]);
+        let mut child = Command::new(&self.program)
+            .args(["--quiet", "--yes"])
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| GpgError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(data);
+        }
+        let out = child.wait_with_output().map_err(|source| GpgError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        if !out.status.success() || out.stdout.is_empty() {
+            return Err(GpgError::Failed {
+                action: "--detach-sign",
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// The good signatures of `sig` (a detached signature file) over `data`, from gpg's
+    /// `VALIDSIG` status lines: (signing key, primary key) fingerprints, 40 hex digits each.
+    /// Empty when the signature is bad or gpg cannot check it.
+    pub fn valid_signers(&self, data: &[u8], sig: &Path) -> Vec<(String, String)> {
+        let Some(sig) = sig.to_str() else {
+            return Vec::new();
+        };
+        let Ok(out) = self.run("--verify", &["--status-fd=1", "--verify", sig, "-"], data) else {
+            return Vec::new();
+        };
+        let fpr = |f: &&&str| f.len() == 40 && f.bytes().all(|b| b.is_ascii_hexdigit());
+        String::from_utf8_lossy(out.expose())
+            .lines()
+            .filter_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                match (f.first().filter(fpr), f.last().filter(fpr)) {
+                    (Some(a), Some(b)) => Some((a.to_string(), b.to_string())),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// Key ids (16 hex digits) of a key gpg knows, primary and subkeys.

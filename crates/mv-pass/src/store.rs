@@ -39,6 +39,21 @@ pub enum StoreError {
     /// A bad entry name.
     #[error(transparent)]
     Name(#[from] EntryNameError),
+    /// `PASSWORD_STORE_SIGNING_KEY` is set and `.gpg-id` has no `.gpg-id.sig` beside it.
+    #[error("Signature for {} does not exist (PASSWORD_STORE_SIGNING_KEY is set)", .0.display())]
+    SignatureMissing(PathBuf),
+    /// `.gpg-id.sig` is no good signature by a key of `PASSWORD_STORE_SIGNING_KEY`.
+    #[error("Signature for {} is invalid (no good signature by a key of PASSWORD_STORE_SIGNING_KEY)", .0.display())]
+    SignatureInvalid(PathBuf),
+    /// Signing `.gpg-id` failed.
+    #[error("could not sign {}", .path.display())]
+    Sign {
+        /// The `.gpg-id`.
+        path: PathBuf,
+        /// gpg's failure.
+        #[source]
+        source: crate::backend::GpgError,
+    },
     /// No `.gpg-id` at or above the entry's folder.
     #[error("no .gpg-id for `{0}`: the store is not initialised there (run `multiverse pass init KEYID`)")]
     NotInitialised(String),
@@ -332,6 +347,11 @@ pub struct Store {
     dir: PathBuf,
     /// pass's `PASSWORD_STORE_KEY`: these recipients for every entry, whatever `.gpg-id` says.
     key_override: Option<Vec<String>>,
+    /// pass's `PASSWORD_STORE_SIGNING_KEY`: `.gpg-id` files must carry a good `.gpg-id.sig` by
+    /// one of these fingerprints before their recipients are used; `init` signs.
+    signing_keys: Option<Vec<String>>,
+    /// `.gpg-id` files whose signature was checked (by this value and its clones).
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 impl Store {
@@ -340,7 +360,52 @@ impl Store {
         Store {
             dir: dir.into(),
             key_override: None,
+            signing_keys: None,
+            verified: std::sync::Arc::default(),
         }
+    }
+
+    /// `.gpg-id` signed and checked as pass does with `PASSWORD_STORE_SIGNING_KEY` (whitespace
+    /// separated fingerprints): before the recipients of a `.gpg-id` are used to encrypt, its
+    /// `.gpg-id.sig` must be a good signature (checked by gpg) whose signing or primary key is
+    /// one of `fprs` (only 40-digit upper-case fingerprints count, as in pass); `init` writes
+    /// the signature with gpg (`--default-key` each). An empty list means no signing.
+    pub fn with_signing_keys(mut self, fprs: Vec<String>) -> Self {
+        self.signing_keys = (!fprs.is_empty()).then_some(fprs);
+        self
+    }
+
+    /// Checks `id`'s signature when signing keys are set (see [`Store::with_signing_keys`]).
+    fn verify_gpg_id(&self, id: &Path) -> Result<()> {
+        let Some(keys) = &self.signing_keys else {
+            return Ok(());
+        };
+        if self.verified.lock().is_ok_and(|v| v.contains(id)) {
+            return Ok(());
+        }
+        let mut sig = id.as_os_str().to_owned();
+        sig.push(".sig");
+        let sig = PathBuf::from(sig);
+        if !sig.is_file() {
+            return Err(StoreError::SignatureMissing(id.to_path_buf()));
+        }
+        let data = read_no_follow(id).map_err(fs_err("cannot read", id))?;
+        let signers = crate::backend::Gpg::new().valid_signers(&data, &sig);
+        let wanted = keys.iter().filter(|k| {
+            k.len() == 40
+                && k.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        });
+        let good = wanted
+            .clone()
+            .any(|k| signers.iter().any(|(s, p)| s == k || p == k));
+        if !good {
+            return Err(StoreError::SignatureInvalid(id.to_path_buf()));
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(id.to_path_buf());
+        }
+        Ok(())
     }
 
     /// Every entry encrypted for `ids` instead of its folder's `.gpg-id` recipients, as pass's
@@ -425,6 +490,7 @@ impl Store {
                     .filter(|l| !l.is_empty())
                     .map(String::from)
                     .collect();
+                self.verify_gpg_id(&id)?;
                 return Ok((id, ids));
             }
             if cur.is_empty() {
@@ -1180,11 +1246,43 @@ impl Store {
         let changed = fsutil::write_secret(&id_file, text.as_bytes())?;
         let mut files = vec![];
         let mut committed = false;
-        if changed {
+        let mut sig_file = id_file.as_os_str().to_owned();
+        sig_file.push(".sig");
+        let sig_file = PathBuf::from(sig_file);
+        let sign = self.signing_keys.is_some() && (changed || !sig_file.is_file());
+        if changed || sign {
             let id_print = ids.join(", ");
             let suffix = subdir.map_or(String::new(), |s| format!(" ({s})"));
-            files.push(id_file.clone());
-            committed |= self.commit(&[&id_file], &format!("Set GPG id to {id_print}{suffix}."))?;
+            if changed {
+                files.push(id_file.clone());
+                committed |=
+                    self.commit(&[&id_file], &format!("Set GPG id to {id_print}{suffix}."))?;
+            }
+            if let (true, Some(keys)) = (sign, &self.signing_keys) {
+                // pass: `gpg --default-key K… --detach-sign .gpg-id`, then the signature must
+                // check, and is committed naming the signer.
+                let gpg = crate::backend::Gpg::new();
+                let sig =
+                    gpg.detach_sign(text.as_bytes(), keys)
+                        .map_err(|source| StoreError::Sign {
+                            path: id_file.clone(),
+                            source,
+                        })?;
+                fsutil::write_secret(&sig_file, &sig)?;
+                if let Ok(mut v) = self.verified.lock() {
+                    v.remove(&id_file);
+                }
+                let signers = gpg.valid_signers(text.as_bytes(), &sig_file);
+                if signers.is_empty() {
+                    return Err(StoreError::SignatureInvalid(id_file.clone()));
+                }
+                let by: Vec<&str> = signers.iter().map(|(_, p)| p.as_str()).collect();
+                files.push(sig_file.clone());
+                committed |= self.commit(
+                    &[&sig_file],
+                    &format!("Signing new GPG id with {}.", by.join(",")),
+                )?;
+            }
             let reenc = self.reencrypt_under(subdir, crypto)?;
             if !reenc.is_empty() {
                 let refs: Vec<&Path> = reenc.iter().map(PathBuf::as_path).collect();

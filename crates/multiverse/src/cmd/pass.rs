@@ -608,13 +608,22 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     let ctx = Ctx {
         g,
         // pass's PASSWORD_STORE_KEY: whitespace-separated ids that replace every .gpg-id.
-        store: Store::new(store_dir(g)).with_recipients_override(
-            std::env::var("PASSWORD_STORE_KEY")
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
-        ),
+        store: Store::new(store_dir(g))
+            .with_recipients_override(
+                std::env::var("PASSWORD_STORE_KEY")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+            )
+            // PASSWORD_STORE_SIGNING_KEY: .gpg-id signed by init and checked before use (by gpg).
+            .with_signing_keys(
+                std::env::var("PASSWORD_STORE_SIGNING_KEY")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+            ),
         keys: KeyDir::new(keys_dir(g)),
         gpg: inv.extras.gpg,
         passphrase_file: inv.extras.passphrase_file,
