@@ -1370,3 +1370,121 @@ fn password_store_signing_key_signs_and_checks_gpg_id() {
     );
     assert!(insert(&mut sb.pass(), "c", &k0).status.success());
 }
+
+#[test]
+fn extensions_run_as_pass_runs_them() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(with_stdin_cmd(
+        sb.gpg().args(["insert", "-e", "web/a"]),
+        "pw\n",
+    ));
+    let ext = sb.store().join(".extensions");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::write(
+        ext.join("hello.bash"),
+        "check_sneaky_paths \"$@\"\n\
+         echo \"args: $*; command: $COMMAND; program: $PROGRAM\"\n\
+         [[ $PREFIX == \"$PASSWORD_STORE_DIR\" && -d $EXTENSIONS ]] && echo dirs ok\n\
+         set_gpg_recipients web\n\
+         echo \"recipients: ${GPG_RECIPIENTS[*]}\"\n\
+         echo \"length $GENERATED_LENGTH, clip $CLIP_TIME s\"\n\
+         cmd_show \"$1\"\n\
+         yesno 'sure?'\n\
+         tmpdir; [[ -d $SECURE_TMPDIR ]] && echo tmp ok\n\
+         exit 3\n",
+    )
+    .unwrap();
+    // Like pass, only an executable file counts.
+    let not_yet = sb
+        .gpg()
+        .arg("hello")
+        .env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&not_yet).contains("not in the password store"),
+        "{}",
+        stderr(&not_yet)
+    );
+    std::fs::set_permissions(
+        ext.join("hello.bash"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let run = |c: &mut Command, args: &[&str], enable: bool| -> Output {
+        c.args(args);
+        if enable {
+            c.env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true");
+        }
+        c.output().unwrap()
+    };
+    let theirs = run(&mut sb.pass(), &["hello", "web/a", "x"], true);
+    let ours = run(&mut sb.gpg(), &["hello", "web/a", "x"], true);
+    let want = format!(
+        "args: web/a x; command: hello; program: pass\ndirs ok\nrecipients: {}\n\
+         length 25, clip 45 s\npw\ntmp ok\n",
+        sb.fprs[0]
+    );
+    assert_eq!(stdout(&theirs), want, "{}", stderr(&theirs));
+    assert_eq!(stdout(&ours), want, "{}", stderr(&ours));
+    assert_eq!(theirs.status.code(), Some(3));
+    assert_eq!(ours.status.code(), Some(3), "the extension's exit status");
+    // pass's helpers die as pass's do.
+    for c in [sb.pass(), sb.gpg()] {
+        let mut c = c;
+        let o = run(&mut c, &["hello", "../x"], true);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("sneaky path"), "{}", stderr(&o));
+    }
+    // Not enabled: the word is an entry name, as for pass.
+    for c in [sb.pass(), sb.gpg()] {
+        let mut c = c;
+        let o = run(&mut c, &["hello"], false);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("not in the password store"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // With PASSWORD_STORE_SIGNING_KEY an extension runs only with a good signature (and
+    // set_gpg_recipients checks .gpg-id's, as pass's does).
+    let signer = &sb.fprs[0];
+    ok(sb
+        .gpg()
+        .args(["init", signer])
+        .env("PASSWORD_STORE_SIGNING_KEY", signer));
+    for c in [sb.pass(), sb.gpg()] {
+        let mut c = c;
+        c.env("PASSWORD_STORE_SIGNING_KEY", signer);
+        let o = run(&mut c, &["hello", "web/a"], true);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "");
+    }
+    ok(sb
+        .cmd("gpg")
+        .args(["--batch", "--detach-sign"])
+        .arg(ext.join("hello.bash")));
+    for c in [sb.pass(), sb.gpg()] {
+        let mut c = c;
+        c.env("PASSWORD_STORE_SIGNING_KEY", signer);
+        let o = run(&mut c, &["hello", "web/a"], true);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    }
+    // A native command is never an extension's.
+    std::fs::write(ext.join("show.bash"), "echo hijacked\n").unwrap();
+    std::fs::set_permissions(
+        ext.join("show.bash"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    assert_eq!(
+        ok(sb
+            .gpg()
+            .args(["show", "web/a"])
+            .env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true")),
+        "pw\n"
+    );
+}

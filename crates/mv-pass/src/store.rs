@@ -375,8 +375,10 @@ impl Store {
         self
     }
 
-    /// Checks `id`'s signature when signing keys are set (see [`Store::with_signing_keys`]).
-    fn verify_gpg_id(&self, id: &Path) -> Result<()> {
+    /// Checks the detached signature `FILE.sig` of `id` (a `.gpg-id`, or an extension pass
+    /// would source) when signing keys are set (see [`Store::with_signing_keys`]); `Ok` when
+    /// none are.
+    pub fn verify_signed(&self, id: &Path) -> Result<()> {
         let Some(keys) = &self.signing_keys else {
             return Ok(());
         };
@@ -490,7 +492,7 @@ impl Store {
                     .filter(|l| !l.is_empty())
                     .map(String::from)
                     .collect();
-                self.verify_gpg_id(&id)?;
+                self.verify_signed(&id)?;
                 return Ok((id, ids));
             }
             if cur.is_empty() {

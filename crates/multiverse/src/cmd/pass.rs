@@ -594,6 +594,12 @@ impl<'a> Ctx<'a> {
 
 /// Runs `multiverse pass …`.
 pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
+    if let Some((extras, word, rest)) = args::extension_call(&a.args) {
+        if let Some(ext) = find_extension(g, &word)? {
+            apply_umask();
+            return run_extension(g, &ext, &extras, &word, &rest);
+        }
+    }
     let inv = args::parse(&a.args)
         .map_err(|e| CliError::usage_msg(format!("pass: {}", e.message)).with_hint(&e.usage))?;
     apply_umask();
@@ -694,6 +700,176 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         Cmd::Lock { all } => lock(&ctx, all),
         Cmd::Agent => Ok(mv_pass::agent::serve(&mv_pass::agent::default_dir())?),
     }
+}
+
+/// Where pass 1.7.4 looks for system extensions (always enabled, as in pass).
+const SYSTEM_EXTENSION_DIR: &str = "/usr/lib/password-store/extensions";
+
+/// The extension `pass WORD` runs, as pass finds it: `$PASSWORD_STORE_EXTENSIONS_DIR` (default
+/// `STORE/.extensions`) `/WORD.bash` when `PASSWORD_STORE_ENABLE_EXTENSIONS=true` (its
+/// `.sig` checked when `PASSWORD_STORE_SIGNING_KEY` is set), else the system one; either must
+/// be executable.
+fn find_extension(g: &Global, word: &str) -> Result<Option<PathBuf>, CliError> {
+    if word.split('/').any(|p| p == "..") {
+        return Err(CliError::usage_msg(
+            "Error: You've attempted to pass a sneaky path to pass. Go home.",
+        ));
+    }
+    let store = Store::new(store_dir(g)).with_signing_keys(
+        std::env::var("PASSWORD_STORE_SIGNING_KEY")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    );
+    let user_dir = std::env::var_os("PASSWORD_STORE_EXTENSIONS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| store.dir().join(".extensions"), PathBuf::from);
+    let user = user_dir.join(format!("{word}.bash"));
+    let enabled = std::env::var("PASSWORD_STORE_ENABLE_EXTENSIONS").as_deref() == Ok("true");
+    // pass: a regular file with an execute bit.
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    };
+    if enabled && runnable(&user) {
+        store.verify_signed(&user).map_err(store_err)?;
+        return Ok(Some(user));
+    }
+    let system = Path::new(SYSTEM_EXTENSION_DIR).join(format!("{word}.bash"));
+    Ok(runnable(&system).then_some(system))
+}
+
+/// A word for bash, single-quoted.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What an extension finds around it (docs/pass.md, "Extensions"): pass's variables, its
+/// helpers, and `cmd_*` functions that run our commands.
+const EXTENSION_PRELUDE: &str = r#"set -o pipefail
+PREFIX="$PASSWORD_STORE_DIR"
+EXTENSIONS="${PASSWORD_STORE_EXTENSIONS_DIR:-$PREFIX/.extensions}"
+X_SELECTION="${PASSWORD_STORE_X_SELECTION:-clipboard}"
+CLIP_TIME="${PASSWORD_STORE_CLIP_TIME:-45}"
+GENERATED_LENGTH="${PASSWORD_STORE_GENERATED_LENGTH:-25}"
+CHARACTER_SET="${PASSWORD_STORE_CHARACTER_SET:-[:punct:][:alnum:]}"
+CHARACTER_SET_NO_SYMBOLS="${PASSWORD_STORE_CHARACTER_SET_NO_SYMBOLS:-[:alnum:]}"
+GPG=gpg
+command -v gpg2 >/dev/null 2>&1 && GPG=gpg2
+GPG_OPTS=( $PASSWORD_STORE_GPG_OPTS --quiet --yes --compress-algo=none --no-encrypt-to )
+[[ -n $GPG_AGENT_INFO || $GPG == gpg2 ]] && GPG_OPTS+=( --batch --use-agent )
+PROGRAM=pass
+COMMAND="$MULTIVERSE_PASS_COMMAND"
+export GIT_CEILING_DIRECTORIES="$PREFIX/.."
+die() { echo "$@" >&2; exit 1; }
+yesno() {
+	[[ -t 0 ]] || return 0
+	local answer
+	read -r -p "$1 [y/N] " answer
+	[[ $answer == [yY] ]] || exit 1
+}
+check_sneaky_paths() {
+	local p
+	for p in "$@"; do
+		case "/$p/" in */../*) die "Error: You've attempted to pass a sneaky path to pass. Go home." ;; esac
+	done
+}
+verify_file() {
+	[[ -n $PASSWORD_STORE_SIGNING_KEY ]] || return 0
+	[[ -f $1.sig ]] || die "Signature for $1 does not exist."
+	local signers k
+	signers="$($GPG $PASSWORD_STORE_GPG_OPTS --verify --status-fd=1 "$1.sig" "$1" 2>/dev/null | awk '$1 == "[GNUPG:]" && $2 == "VALIDSIG" { print $3; print $NF }')"
+	for k in $PASSWORD_STORE_SIGNING_KEY; do
+		[[ $k =~ ^[A-F0-9]{40}$ ]] || continue
+		[[ $signers == *"$k"* ]] && return 0
+	done
+	die "Signature for $1 is invalid."
+}
+set_gpg_recipients() {
+	GPG_RECIPIENT_ARGS=( )
+	GPG_RECIPIENTS=( )
+	local id
+	if [[ -n $PASSWORD_STORE_KEY ]]; then
+		for id in $PASSWORD_STORE_KEY; do GPG_RECIPIENT_ARGS+=( -r "$id" ); GPG_RECIPIENTS+=( "$id" ); done
+		return
+	fi
+	local dir="$PREFIX/$1"
+	while [[ $dir != "$PREFIX" && ! -f $dir/.gpg-id ]]; do dir="${dir%/*}"; done
+	[[ -f $dir/.gpg-id ]] || die "Error: You must run: $PROGRAM init your-gpg-id before you may use the password store."
+	verify_file "$dir/.gpg-id"
+	while read -r id; do
+		id="${id%%#*}"; id="${id//[[:space:]]/}"
+		[[ -n $id ]] || continue
+		GPG_RECIPIENT_ARGS+=( -r "$id" ); GPG_RECIPIENTS+=( "$id" )
+	done < "$dir/.gpg-id"
+}
+set_git() {
+	INNER_GIT_DIR="${1%/*}"
+	while [[ ! -d $INNER_GIT_DIR && $INNER_GIT_DIR == "$PREFIX"/* ]]; do INNER_GIT_DIR="${INNER_GIT_DIR%/*}"; done
+	[[ $(git -C "$INNER_GIT_DIR" rev-parse --is-inside-work-tree 2>/dev/null) == true ]] || INNER_GIT_DIR=""
+}
+git_commit() {
+	[[ -n $INNER_GIT_DIR ]] || return
+	git -C "$INNER_GIT_DIR" commit -q -m "$1"
+}
+git_add_file() {
+	[[ -n $INNER_GIT_DIR ]] || return
+	git -C "$INNER_GIT_DIR" add -- "$1" || return
+	[[ -n $(git -C "$INNER_GIT_DIR" status --porcelain -- "$1") ]] || return
+	git_commit "$2"
+}
+tmpdir() {
+	[[ -n $SECURE_TMPDIR ]] && return
+	local base="${TMPDIR:-/tmp}"
+	[[ -d /dev/shm && -w /dev/shm && -x /dev/shm ]] && base=/dev/shm
+	SECURE_TMPDIR="$(mktemp -d "$base/pass.XXXXXXXXXXXXX")" || die "Error: could not create a temporary folder."
+	trap 'rm -rf "$SECURE_TMPDIR"' EXIT
+}
+cmd_show() { "${MULTIVERSE[@]}" show "$@"; }
+cmd_extension_or_show() { "${MULTIVERSE[@]}" "$@"; }
+cmd_insert() { "${MULTIVERSE[@]}" insert "$@"; }
+cmd_edit() { "${MULTIVERSE[@]}" edit "$@"; }
+cmd_generate() { "${MULTIVERSE[@]}" generate "$@"; }
+cmd_delete() { "${MULTIVERSE[@]}" rm "$@"; }
+cmd_copy_move() { local w="$1"; shift; if [[ $w == copy ]]; then "${MULTIVERSE[@]}" cp "$@"; else "${MULTIVERSE[@]}" mv "$@"; fi; }
+cmd_find() { "${MULTIVERSE[@]}" find "$@"; }
+cmd_grep() { "${MULTIVERSE[@]}" grep "$@"; }
+cmd_init() { "${MULTIVERSE[@]}" init "$@"; }
+cmd_git() { "${MULTIVERSE[@]}" git "$@"; }
+cmd_otp() { "${MULTIVERSE[@]}" otp "$@"; }
+cmd_version() { "${MULTIVERSE[@]}" version; }
+cmd_usage() { "${MULTIVERSE[@]}" help; }
+"#;
+
+/// Runs an extension as pass does (`source EXT ARGS…` in a bash that has pass's variables and
+/// helpers, see [`EXTENSION_PRELUDE`]), in place of this process: its exit status is ours.
+fn run_extension(
+    g: &Global,
+    ext: &Path,
+    extras: &[String],
+    word: &str,
+    rest: &[String],
+) -> Result<(), CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find this program for the extension: {e}"))?;
+    let mut me = vec![sh_quote(&exe.to_string_lossy()), "pass".to_string()];
+    me.extend(extras.iter().map(|e| sh_quote(e)));
+    let script = format!(
+        "{EXTENSION_PRELUDE}MULTIVERSE=( {} )\nsource \"$MULTIVERSE_PASS_EXTENSION\" \"$@\"\n",
+        me.join(" ")
+    );
+    let err = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("pass")
+        .args(rest)
+        .env("PASSWORD_STORE_DIR", store_dir(g))
+        .env("MULTIVERSE_PASS_EXTENSION", ext)
+        .env("MULTIVERSE_PASS_COMMAND", word)
+        .exec();
+    Err(anyhow::anyhow!("cannot run bash for the extension {}: {err}", ext.display()).into())
 }
 
 /// pass's umask: `PASSWORD_STORE_UMASK` (octal), else 077, for everything the store writes.

@@ -514,6 +514,67 @@ fn grep_takes_next(a: &str) -> bool {
     false
 }
 
+/// Command words of pass and ours: any other first word may name an extension.
+const COMMANDS: [&str; 34] = [
+    "help",
+    "--help",
+    "-h",
+    "version",
+    "--version",
+    "init",
+    "show",
+    "ls",
+    "list",
+    "find",
+    "search",
+    "grep",
+    "insert",
+    "add",
+    "edit",
+    "generate",
+    "rm",
+    "delete",
+    "remove",
+    "mv",
+    "rename",
+    "cp",
+    "copy",
+    "git",
+    "otp",
+    "key",
+    "machines",
+    "fsck",
+    "audit",
+    "lock",
+    "__agent",
+    "__clip-restore",
+    "--",
+    "",
+];
+
+/// A call that may be an extension's (`pass WORD ARGS…` where WORD is no command): our leading
+/// extras as typed, WORD and ARGS. `None` for a command or no word at all.
+pub fn extension_call(args: &[String]) -> Option<(Vec<String>, String, Vec<String>)> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "--gpg" | "--json" | "--dry-run" => i += 1,
+            "--passphrase-file" => i += 2,
+            s if s.starts_with("--passphrase-file=") => i += 1,
+            _ => break,
+        }
+    }
+    let word = args.get(i)?;
+    if COMMANDS.contains(&word.as_str()) || word.starts_with('-') {
+        return None;
+    }
+    Some((
+        args[..i.min(args.len())].to_vec(),
+        word.clone(),
+        args[i + 1..].to_vec(),
+    ))
+}
+
 /// Parses the words after `multiverse pass`.
 pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
     // Our options may come before the command word too: `pass --gpg init KEY`.
