@@ -951,3 +951,48 @@ fn the_clearing_job_is_hidden_and_refuses_bad_input() {
     }
     assert_eq!(x.get().as_deref(), Some("untouched"));
 }
+
+#[test]
+fn clip_uses_the_x_selection_pass_is_told_to() {
+    let sb = clip_sandbox();
+    let x = Display::start();
+    x.set("board");
+    let primary = || -> Option<String> {
+        let o = Command::new("xclip")
+            .args(["-o", "-selection", "primary"])
+            .env("DISPLAY", &x.name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    };
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "web"])
+        .env("DISPLAY", &x.name)
+        .env("PASSWORD_STORE_X_SELECTION", "primary")
+        .env("PASSWORD_STORE_CLIP_TIME", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(primary().as_deref(), Some("s3cret-first"));
+    assert_eq!(
+        x.get().as_deref(),
+        Some("board"),
+        "the clipboard is untouched"
+    );
+    wait_until("primary emptied", || primary().as_deref() == Some(""));
+    // A selection X does not have is refused before anything is copied.
+    let o = sb
+        .mv()
+        .args(["show", "--clip", "web"])
+        .env("DISPLAY", &x.name)
+        .env("PASSWORD_STORE_X_SELECTION", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PASSWORD_STORE_X_SELECTION"));
+    assert_eq!(x.get().as_deref(), Some("board"));
+}

@@ -1488,3 +1488,31 @@ fn extensions_run_as_pass_runs_them() {
         "pw\n"
     );
 }
+
+#[test]
+fn every_read_command_speaks_json() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(with_stdin_cmd(
+        sb.gpg().args(["insert", "-m", "web/a"]),
+        "pw\nuser: me\notpauth://totp/Ex:me?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Ex\n",
+    ));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = ok(sb.gpg().arg("--json").args(args));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    assert_eq!(json(&["show", "web/a"])["password"], "pw");
+    assert_eq!(json(&["web/a"])["name"], "web/a");
+    assert_eq!(json(&["ls"]), serde_json::json!(["web/a"]));
+    assert_eq!(json(&["show", "web"]), serde_json::json!(["web/a"]));
+    assert_eq!(json(&["find", "we"]), serde_json::json!(["web/a"]));
+    assert_eq!(
+        json(&["grep", "user"])["hits"][0]["lines"][0]["text"],
+        "user: me"
+    );
+    let code = json(&["otp", "web/a"]);
+    assert_eq!(code["code"].as_str().unwrap().len(), 6, "{code}");
+    assert!(json(&["otp", "uri", "web/a"])
+        .to_string()
+        .contains("otpauth://"));
+}
