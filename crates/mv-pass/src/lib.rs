@@ -34,6 +34,33 @@
 //! # let _ = (names, plain, code); Ok(()) }
 //! ```
 //!
+//! Beyond those calls, the rest of pass's behaviour is here too, for the CLI; the library
+//! reads no environment variable itself (the caller maps pass's variables onto these):
+//! - [`Store::with_recipients_override`] (`PASSWORD_STORE_KEY`) and
+//!   [`Store::with_signing_keys`] (`PASSWORD_STORE_SIGNING_KEY`: `.gpg-id.sig` made by
+//!   [`Store::init`], checked by [`Store::verify_signed`] before recipients are used);
+//! - [`Store::generate_with`] with [`generate::password_from`] and [`generate::tr_set`]
+//!   (`PASSWORD_STORE_CHARACTER_SET`);
+//! - [`Store::find_all`] (pass's `tree -P … --matchdirs` matching), [`Store::grep_matcher`] with
+//!   [`grep::plan`] (GNU grep's options), [`Store::for_each_decrypted`] for anything else done
+//!   to every entry;
+//! - [`agent::Client`] with an [`agent::Lifetime`] (idle and maximum time of a cached key).
+//!
+//! ```no_run
+//! use mv_pass::{grep, KeyDir, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = KeyDir::new("/var/multiverse/pass-keys").load(None)?;
+//! let store = Store::new("/var/multiverse/pass")
+//!     .with_recipients_override(vec!["ops@example.org".into()]);
+//! let words = vec!["-i".to_string(), "user:".to_string()];
+//! if let grep::Plan::Native(m) = grep::plan(&words)? {
+//!     for hit in store.grep_matcher(&m, &keys)?.hits {
+//!         println!("{}: {} lines", hit.name, hit.lines.len());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Sealed secret keys are unsealed by the caller ([`KeyDir::load`] with an unseal function, or
 //! one by one with [`KeyDir::sealed_files`]); [`agent::Client`] reaches the session cache.
 //!
