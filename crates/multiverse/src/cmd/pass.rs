@@ -2012,7 +2012,8 @@ fn git(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
         let _lock = ctx.store.lock().map_err(store_err)?;
         g.commit(&[dir], "Add current contents of password store.")?;
         let attrs = dir.join(".gitattributes");
-        mv_core::fsutil::write_public(&attrs, b"*.gpg diff=gpg\n")?;
+        // 0600 like everything the store writes (pass writes it under umask 077).
+        mv_core::fsutil::write_secret(&attrs, b"*.gpg diff=gpg\n")?;
         g.commit(&[&attrs], "Configure git repository for gpg file diff.")?;
         mv_pass::git::Git::command(dir)
             .args(["config", "--local", "diff.gpg.binary", "true"])
