@@ -307,7 +307,12 @@ fn everything_is_private_under_umask_077() {
     for p in ["", "web", "web/mail", "team", ".git"] {
         assert_eq!(mode(&sb.store().join(p)), 0o700, "{p}");
     }
-    for p in [".gpg-id", "team/.gpg-id", "web/mail/a.gpg", ".gitattributes"] {
+    for p in [
+        ".gpg-id",
+        "team/.gpg-id",
+        "web/mail/a.gpg",
+        ".gitattributes",
+    ] {
         assert_eq!(mode(&sb.store().join(p)), 0o600, "{p}");
     }
     let o = sb.mv().arg("fsck").output().unwrap();
