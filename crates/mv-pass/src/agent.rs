@@ -370,13 +370,17 @@ pub fn serve(dir: &Path) -> Result<(), AgentError> {
     };
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err("cannot restrict", &sock))?;
+    let listener = Arc::new(listener);
     let state = Arc::new(Mutex::new(State::default()));
     let started = Instant::now();
     // The reaper: drops expired entries; with nothing left (after a first grace period for the
-    // first `put`) it ends the agent by waking the accept loop.
+    // first `put`) it ends the agent by waking the accept loop: through the socket, and by
+    // shutting the listener down (which wakes `accept` even when the folder, and so the
+    // socket's path, was removed meanwhile).
     {
         let state = Arc::clone(&state);
         let sock = sock.clone();
+        let listener = Arc::clone(&listener);
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
             let done = {
@@ -390,6 +394,11 @@ pub fn serve(dir: &Path) -> Result<(), AgentError> {
             };
             if done {
                 let _ = UnixStream::connect(&sock);
+                use std::os::fd::AsRawFd;
+                let _ = nix::sys::socket::shutdown(
+                    listener.as_raw_fd(),
+                    nix::sys::socket::Shutdown::Both,
+                );
                 return;
             }
         });
@@ -587,6 +596,30 @@ mod tests {
         let (ttl, max, v) = r.put.unwrap();
         assert_eq!((ttl, u64::from(max)), (7, DEFAULT_MAX_TTL_SECS));
         assert_eq!(v.expose().as_slice(), b"value");
+    }
+
+    #[test]
+    fn the_agent_ends_even_when_its_folder_was_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("agent");
+        let h = start(&dir);
+        let c = Client::new(&dir);
+        let life = Lifetime {
+            idle: Duration::from_millis(500),
+            ..Lifetime::default()
+        };
+        c.put("a", b"v", life).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Expired, past the 10 s grace period: the agent returns although nobody can connect.
+        let begun = Instant::now();
+        while !h.is_finished() {
+            assert!(
+                begun.elapsed() < Duration::from_secs(20),
+                "the agent lingers"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        h.join().unwrap();
     }
 
     #[test]
