@@ -105,8 +105,9 @@ pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> 
     // First, while the process has a single thread: no child may inherit the passphrase.
     crate::secret_input::take_env_passphrase();
     let code = crate::error::quiet_on_broken_pipe(|| {
-        let cli = Cli::parse();
+        let mut cli = Cli::parse();
         cli.global.init_logging();
+        cli.global.make_root_absolute();
         crate::error::report(run(cli, virt))
     });
     std::process::exit(code);

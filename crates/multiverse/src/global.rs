@@ -46,6 +46,16 @@ impl Global {
             .try_init();
     }
 
+    /// Makes `--root` absolute against the working directory. Paths under the tree end up in
+    /// libvirt definitions (console logs, disks, the storage pool), which libvirtd resolves from
+    /// its own working directory: a relative `--root ./tree` would name files libvirtd cannot
+    /// find. Nothing is resolved through links and the folder need not exist yet (`init`).
+    pub fn make_root_absolute(&mut self) {
+        if let Ok(abs) = std::path::absolute(&self.root) {
+            self.root = abs;
+        }
+    }
+
     /// Prints a progress or status line unless `--quiet`.
     #[allow(dead_code)]
     pub fn say(&self, line: impl std::fmt::Display) {

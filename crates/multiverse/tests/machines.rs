@@ -745,3 +745,29 @@ fn lab_topology_renders_validates_and_defines() {
     let again = ok(&tree, &["init", "--lab"]);
     assert!(again.contains("nothing changed"), "{again}");
 }
+
+/// `--root ./tree` is taken against the working directory once, at start: every path that
+/// reaches libvirt (the pool over `storage/`, console logs, disks) is absolute, because libvirtd
+/// resolves a relative one from its own working directory and cannot find the file.
+#[test]
+fn a_relative_root_renders_absolute_paths_for_libvirt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(MV)
+        .current_dir(tmp.path())
+        .args(["--root", "tree", "init"])
+        .env_remove("MULTIVERSE_ROOT")
+        .output()
+        .unwrap();
+    success(&out);
+    let pool = std::fs::read_to_string(tmp.path().join("tree/libvirt/pool.xml")).unwrap();
+    let want = format!("<path>{}</path>", tmp.path().join("tree/storage").display());
+    assert!(pool.contains(&want), "{pool}");
+    for (xml, _) in xml_files(&tmp.path().join("tree")) {
+        let text = std::fs::read_to_string(&xml).unwrap();
+        assert!(
+            !text.contains("'tree/") && !text.contains("\"tree/") && !text.contains(">tree/"),
+            "{}: {text}",
+            xml.display()
+        );
+    }
+}
