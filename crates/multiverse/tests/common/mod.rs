@@ -73,9 +73,10 @@ pub fn ok(cmd: &mut Command, stdin: Option<&str>) -> String {
     let out = output(cmd, stdin);
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}\n{}",
+        "{cmd:?} failed: {}\n{}{}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout).unwrap()
 }
