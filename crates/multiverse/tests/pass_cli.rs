@@ -1329,6 +1329,14 @@ fn password_store_signing_key_signs_and_checks_gpg_id() {
         .env("PASSWORD_STORE_SIGNING_KEY", &k0));
     assert!(sb.exists("sub/.gpg-id.sig"));
     assert!(insert(&mut sb.gpg(), "sub/x", &k0).status.success());
+    // A folder moves with its signature, and stays usable, as after pass's `mv`.
+    ok(sb
+        .gpg()
+        .args(["mv", "sub", "moved/"])
+        .env("PASSWORD_STORE_SIGNING_KEY", &k0));
+    assert!(sb.exists("moved/sub/.gpg-id.sig") && !sb.exists("sub"));
+    assert!(insert(&mut sb.pass(), "moved/sub/y", &k0).status.success());
+    assert!(insert(&mut sb.gpg(), "moved/sub/z", &k0).status.success());
     // Not by a signing key: refused by both, before anything is written.
     for c in [sb.gpg(), sb.pass()] {
         let mut c = c;

@@ -1082,7 +1082,9 @@ impl Store {
             let dest_dir = base.dir_in(&self.dir);
             for e in walkdir::WalkDir::new(&src_dir).follow_links(false) {
                 let Ok(e) = e else { continue };
-                if e.file_type().is_file() && e.file_name() == ".gpg-id" {
+                // `.gpg-id` and its signature (`PASSWORD_STORE_SIGNING_KEY`) travel together.
+                let name = e.file_name();
+                if e.file_type().is_file() && (name == ".gpg-id" || name == ".gpg-id.sig") {
                     if let Ok(rel) = e.path().strip_prefix(&src_dir) {
                         ids.push((e.path().to_path_buf(), dest_dir.join(rel)));
                     }
