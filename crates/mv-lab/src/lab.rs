@@ -539,8 +539,11 @@ impl Lab {
     pub fn attach_shell(&mut self, timeout: Duration) -> Result<(), LabError> {
         let deadline = Instant::now() + timeout;
         loop {
-            // The typed text never contains the marker it prints.
-            self.console.send(b"printf '=MV%s=\\n' READY\n")?;
+            // The typed text never contains the marker it prints (the backslash is not echoed
+            // back in the output), and it has no quote: `login` flushes its input after the
+            // password, and a probe typed ahead can lose its head there; a fragment holding one
+            // quote left bash in a continuation prompt that no later probe could close.
+            self.console.send(b"echo =MV\\READY=\n")?;
             if self
                 .console
                 .wait_for(b"=MVREADY=", Duration::from_secs(1))
