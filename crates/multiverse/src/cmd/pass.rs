@@ -592,6 +592,16 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The whitespace-separated words of environment variable `var` (none when unset), as pass
+/// reads its key-list variables.
+fn env_words(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// Runs `multiverse pass …`.
 pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     if let Some((extras, word, rest)) = args::extension_call(&a.args) {
@@ -615,21 +625,9 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         g,
         // pass's PASSWORD_STORE_KEY: whitespace-separated ids that replace every .gpg-id.
         store: Store::new(store_dir(g))
-            .with_recipients_override(
-                std::env::var("PASSWORD_STORE_KEY")
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect(),
-            )
+            .with_recipients_override(env_words("PASSWORD_STORE_KEY"))
             // PASSWORD_STORE_SIGNING_KEY: .gpg-id signed by init and checked before use (by gpg).
-            .with_signing_keys(
-                std::env::var("PASSWORD_STORE_SIGNING_KEY")
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect(),
-            ),
+            .with_signing_keys(env_words("PASSWORD_STORE_SIGNING_KEY")),
         keys: KeyDir::new(keys_dir(g)),
         gpg: inv.extras.gpg,
         passphrase_file: inv.extras.passphrase_file,
