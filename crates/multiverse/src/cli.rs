@@ -6,12 +6,19 @@
 //! grouped in [`VirtCommand`] and handed to a function the binary supplies ([`run`]), so that only
 //! `multiverse-virt` references (and links) libvirt. See docs/cli.md.
 //!
+//! `multiverse pass …` skips clap's tree: [`pass_command_line`] reads the global options and
+//! hands the rest to pass's own parser, so that `pass show` does not build the definitions of every
+//! subcommand first (issue 17). It takes only command lines that clap would read the same way, and
+//! leaves every other one, errors included, to [`Cli`].
+//!
 //! Main types: [`Cli`] (the whole command line), [`Command`], [`VirtCommand`].
 
 use crate::cmd;
 use crate::error::CliError;
 use crate::global::Global;
 use clap::{CommandFactory, Parser, Subcommand};
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
 
 /// Multiverse OS: a compartmentalised desktop on KVM/libvirt, built, keyed and protected from one tree.
 #[derive(Debug, Parser)]
@@ -105,7 +112,14 @@ pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> 
     // First, while the process has a single thread: no child may inherit the passphrase.
     crate::secret_input::take_env_passphrase();
     let code = crate::error::quiet_on_broken_pipe(|| {
-        let mut cli = Cli::parse();
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let root_env = std::env::var_os(ROOT_ENV);
+        if let Some((mut g, args)) = pass_command_line(&argv, root_env.as_deref()) {
+            g.init_logging();
+            g.make_root_absolute();
+            return crate::error::report(cmd::pass::run(&g, args));
+        }
+        let mut cli = Cli::parse_from(argv);
         cli.global.init_logging();
         cli.global.make_root_absolute();
         crate::error::report(run(cli, virt))
@@ -138,5 +152,289 @@ pub fn run(
         Command::Rebuild(a) => cmd::rebuild::run(g, a),
         Command::Completions(a) => cmd::meta::completions(Cli::command(), a),
         Command::Man => cmd::meta::man(Cli::command()),
+    }
+}
+
+/// The variable `--root` falls back to (see [`Global`]).
+const ROOT_ENV: &str = "MULTIVERSE_ROOT";
+
+/// `--root`'s default (see [`Global`]).
+const ROOT_DEFAULT: &str = "/var/multiverse";
+
+/// Reads `argv` (the program's name first) as `multiverse [GLOBAL…] pass [GLOBAL…] ARGS…` without
+/// clap, where GLOBAL is `--root R`, `--root=R`, `--json`, `--dry-run`, `--verbose`, `--quiet` or a
+/// cluster of `-v`/`-q`, and ARGS start at the first word clap gives to `pass` (a word that is no
+/// global option: clap's trailing, hyphen-accepting ARGS). `root_env` is `$MULTIVERSE_ROOT`.
+///
+/// `None` whenever clap might read it otherwise or fail: another subcommand, an option given
+/// twice (`-v`s on both sides of `pass` included), `-v` with `-q`, an empty root, `--` or `-`
+/// right after `pass`, a word that is not UTF-8.
+/// The caller then parses with [`Cli`], which reports the errors, so nothing a user sees changes.
+pub fn pass_command_line(
+    argv: &[OsString],
+    root_env: Option<&OsStr>,
+) -> Option<(Global, cmd::pass::Args)> {
+    let mut words = Vec::with_capacity(argv.len());
+    for w in argv.iter().skip(1) {
+        words.push(w.to_str()?);
+    }
+    let mut before = SeenGlobals::default();
+    let mut i = 0;
+    // Before `pass`: global options only.
+    loop {
+        if *words.get(i)? == "pass" {
+            i += 1;
+            break;
+        }
+        i += before.take(&words[i..])?;
+    }
+    // After it: global options, up to the first word of ARGS.
+    let mut after = SeenGlobals::default();
+    while let Some(w) = words.get(i) {
+        if starts_pass_args(w)? {
+            break;
+        }
+        i += after.take(&words[i..])?;
+    }
+    let seen = before.merge(after)?;
+    if seen.verbose > 0 && seen.quiet {
+        return None; // clap's "cannot be used with" error
+    }
+    let root = match (seen.root, root_env) {
+        (Some(r), _) => PathBuf::from(r),
+        (None, Some(r)) if r.is_empty() => return None, // clap's empty-value error
+        (None, Some(r)) => PathBuf::from(r),
+        (None, None) => PathBuf::from(ROOT_DEFAULT),
+    };
+    let global = Global {
+        root,
+        json: seen.json,
+        dry_run: seen.dry_run,
+        verbose: seen.verbose,
+        quiet: seen.quiet,
+    };
+    let args = words[i..].iter().map(|w| w.to_string()).collect();
+    Some((global, cmd::pass::Args { args }))
+}
+
+/// The global options [`pass_command_line`] has read so far.
+#[derive(Default)]
+struct SeenGlobals<'a> {
+    root: Option<&'a str>,
+    json: bool,
+    dry_run: bool,
+    verbose: u8,
+    quiet: bool,
+}
+
+impl<'a> SeenGlobals<'a> {
+    /// Reads the global option at the start of `words`: how many words it took, `None` if it is
+    /// none, or one clap would refuse (given twice, an empty value, a flag with `=value`).
+    fn take(&mut self, words: &[&'a str]) -> Option<usize> {
+        let w = *words.first()?;
+        let set = |flag: &mut bool| (!std::mem::replace(flag, true)).then_some(1);
+        match w {
+            "--root" => {
+                // A value that looks like an option is clap's "a value is required" error.
+                let v = *words.get(1)?;
+                (self.root.is_none() && !v.is_empty() && !v.starts_with('-')).then_some(())?;
+                self.root = Some(v);
+                Some(2)
+            }
+            "--json" => set(&mut self.json),
+            "--dry-run" => set(&mut self.dry_run),
+            "--quiet" => set(&mut self.quiet),
+            "--verbose" => self.more_verbose(),
+            _ => {
+                if let Some(v) = w.strip_prefix("--root=") {
+                    (self.root.is_none() && !v.is_empty()).then_some(())?;
+                    self.root = Some(v);
+                    return Some(1);
+                }
+                let cluster = w.strip_prefix('-').filter(|c| !c.is_empty())?;
+                for c in cluster.chars() {
+                    match c {
+                        'v' => self.more_verbose()?,
+                        'q' => set(&mut self.quiet)?,
+                        _ => return None,
+                    };
+                }
+                Some(1)
+            }
+        }
+    }
+
+    /// The options given before `pass` and those given after it. `None` if one is on both sides:
+    /// clap then keeps the later one only (even `-v`s are not added up), which is for clap to do.
+    fn merge(self, after: Self) -> Option<Self> {
+        let both = (self.root.is_some() && after.root.is_some())
+            || (self.json && after.json)
+            || (self.dry_run && after.dry_run)
+            || (self.verbose > 0 && after.verbose > 0)
+            || (self.quiet && after.quiet);
+        (!both).then_some(SeenGlobals {
+            root: self.root.or(after.root),
+            json: self.json || after.json,
+            dry_run: self.dry_run || after.dry_run,
+            verbose: self.verbose.max(after.verbose),
+            quiet: self.quiet || after.quiet,
+        })
+    }
+
+    /// One more `-v` (clap counts them in a u8; a few is plenty, more goes to clap).
+    fn more_verbose(&mut self) -> Option<usize> {
+        (self.verbose < 8).then_some(())?;
+        self.verbose += 1;
+        Some(1)
+    }
+}
+
+/// Whether clap takes `w`, a word after `pass` and its global options, as the first of pass's
+/// ARGS (which accept hyphens): a word without a leading `-`, a long option that is no global
+/// one, or a cluster holding a letter other than `v` and `q` (clap's rule for hyphen values).
+/// `None` for `--` and `-`, which clap treats otherwise.
+fn starts_pass_args(w: &str) -> Option<bool> {
+    if w == "--" || w == "-" {
+        return None;
+    }
+    if let Some(long) = w.strip_prefix("--") {
+        let name = long.split_once('=').map_or(long, |(n, _)| n);
+        return Some(!matches!(
+            name,
+            "root" | "json" | "dry-run" | "verbose" | "quiet"
+        ));
+    }
+    Some(match w.strip_prefix('-') {
+        Some(cluster) => cluster.chars().any(|c| c != 'v' && c != 'q'),
+        None => true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        std::iter::once("multiverse")
+            .chain(words.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    /// The fast path's reading of `words`, as (root, json, dry_run, verbose, quiet, ARGS).
+    type Reading = (PathBuf, bool, bool, u8, bool, Vec<String>);
+
+    fn fast(words: &[&str]) -> Option<Reading> {
+        let root_env = std::env::var_os(ROOT_ENV);
+        let (g, a) = pass_command_line(&argv(words), root_env.as_deref())?;
+        Some((g.root, g.json, g.dry_run, g.verbose, g.quiet, a.args))
+    }
+
+    /// clap's reading of `words` (same environment), `None` for an error or another command.
+    fn clap(words: &[&str]) -> Option<Reading> {
+        let cli = Cli::try_parse_from(argv(words)).ok()?;
+        let g = cli.global;
+        match cli.command {
+            Command::Pass(a) => Some((g.root, g.json, g.dry_run, g.verbose, g.quiet, a.args)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_pass_fast_path_reads_what_clap_reads() {
+        let cases: &[&[&str]] = &[
+            &["pass"],
+            &["pass", "show", "site/e2"],
+            &["pass", "site/e2"],
+            &["--root", "/r", "pass", "show", "x"],
+            &["--root=/r", "--json", "pass", "x"],
+            &["--root=-r", "pass", "x"],
+            &["--root", "pass", "pass", "x"],
+            &["--dry-run", "pass", "rm", "x"],
+            &["pass", "--json", "show", "x"],
+            &["pass", "--root", "/r", "-c", "x"],
+            &["pass", "--root=/r", "--dry-run", "--quiet", "x"],
+            &["-vv", "pass", "show", "x"],
+            &["--verbose", "-v", "pass", "--json", "x"],
+            &["-q", "pass", "show", "x", "--root", "/r", "-v"],
+            &["pass", "--passphrase-file", "f", "show", "x"],
+            &["pass", "--gpg", "--json", "x"],
+            &["pass", "-c", "x"],
+            &["pass", "-vc", "x"],
+            &["pass", "-qc1", "x"],
+            &["pass", "show", "--", "-dash"],
+            &["pass", "--help"],
+            &["pass", "-h"],
+            &["pass", "--version"],
+            &["pass", "-V"],
+            &["pass", "--bogus"],
+            &["pass", "--roo", "x"],
+            &["pass", "--json"],
+        ];
+        for words in cases {
+            let f = fast(words);
+            assert!(f.is_some(), "{words:?} should take the fast path");
+            assert_eq!(f, clap(words), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn the_pass_fast_path_leaves_the_rest_to_clap() {
+        let cases: &[&[&str]] = &[
+            &[],
+            &["machine", "list"],
+            &["help", "pass"],
+            &["--help"],
+            &["-V", "pass"],
+            &["-h", "pass"],
+            &["--bogus", "pass", "x"],
+            &["--root"],
+            &["--root", "pass"],
+            &["--root", "", "pass"],
+            &["--root=", "pass"],
+            &["--root", "-v", "pass"],
+            &["--root", "/a", "pass", "--root", "/b", "x"],
+            &["--json", "--json", "pass", "x"],
+            &["--json", "pass", "--json", "x"],
+            &["-qq", "pass", "x"],
+            &["-v", "pass", "-v", "x"],
+            &["-q", "pass", "--quiet", "x"],
+            &["--dry-run", "pass", "--dry-run", "x"],
+            &["-vq", "pass", "x"],
+            &["-v", "pass", "-q", "x"],
+            &["pass", "--quiet", "--verbose", "x"],
+            &["pass", "--json=1", "x"],
+            &["pass", "--", "show"],
+            &["pass", "-"],
+            &["pass", "-vq"],
+            &["--jso", "pass"],
+        ];
+        for words in cases {
+            assert_eq!(fast(words), None, "{words:?}");
+        }
+        // What clap would refuse or read otherwise: an empty $MULTIVERSE_ROOT, a word that is
+        // not UTF-8.
+        assert!(pass_command_line(&argv(&["pass", "x"]), Some(OsStr::new(""))).is_none());
+        use std::os::unix::ffi::OsStringExt;
+        let mut bad = argv(&["pass", "show"]);
+        bad.push(OsString::from_vec(vec![0xff]));
+        assert!(pass_command_line(&bad, None).is_none());
+    }
+
+    #[test]
+    fn the_pass_fast_path_roots() {
+        let root = |w: &[&str], env: Option<&str>| {
+            pass_command_line(&argv(w), env.map(OsStr::new)).map(|(g, _)| g.root)
+        };
+        assert_eq!(root(&["pass"], None), Some(PathBuf::from(ROOT_DEFAULT)));
+        assert_eq!(root(&["pass"], Some("/e")), Some(PathBuf::from("/e")));
+        assert_eq!(
+            root(&["--root", "/c", "pass"], Some("/e")),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(
+            root(&["--root", "/c", "pass"], Some("")),
+            Some(PathBuf::from("/c"))
+        );
     }
 }

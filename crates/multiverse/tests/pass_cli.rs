@@ -1529,3 +1529,72 @@ fn every_read_command_speaks_json() {
         .to_string()
         .contains("otpauth://"));
 }
+
+/// `multiverse [GLOBAL…] pass …` skips clap's tree of every subcommand (issue 17): global options
+/// still work on both sides of `pass`, and errors read as before, clap's and pass's alike.
+#[test]
+fn global_options_around_pass_read_as_before() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(with_stdin_cmd(sb.gpg().args(["insert", "-m", "e"]), "v\n"));
+    let top = || sb.cmd(common::MV);
+    let json = |c: &mut Command| -> serde_json::Value { serde_json::from_str(&ok(c)).unwrap() };
+    assert_eq!(
+        json(top().args(["--json", "pass", "--gpg", "show", "e"]))["password"],
+        "v"
+    );
+    assert_eq!(
+        json(top().args(["pass", "--json", "--gpg", "e"]))["password"],
+        "v"
+    );
+    assert_eq!(
+        json(top().args(["-v", "pass", "--gpg", "--json", "e"]))["name"],
+        "e"
+    );
+    // --root, before `pass` and after it, is the tree the keys are looked for in.
+    let other = sb.dir.path().join("other");
+    for args in [
+        vec![
+            "--root".to_string(),
+            other.display().to_string(),
+            "pass".into(),
+        ],
+        vec!["pass".into(), format!("--root={}", other.display())],
+    ] {
+        let o = top().args(&args).args(["show", "e"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = fails(&o);
+        assert!(
+            err.contains(&format!("{}/pass-keys holds none", other.display())),
+            "{args:?}: {err}"
+        );
+    }
+    // pass's errors: an unknown option is never an entry name.
+    let o = top().args(["pass", "--bogus", "e"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = fails(&o);
+    assert!(
+        err.contains("pass: unrecognized option '--bogus'") && err.contains("Usage: pass"),
+        "{err}"
+    );
+    // clap's errors, before `pass`.
+    for (args, says) in [
+        (
+            &["--bogus", "pass", "e"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["--root", "", "pass", "e"],
+            "a value is required for '--root <ROOT>'",
+        ),
+        (
+            &["--json", "--json", "pass", "e"],
+            "cannot be used multiple times",
+        ),
+    ] {
+        let o = top().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = fails(&o);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
