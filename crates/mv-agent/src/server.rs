@@ -251,10 +251,11 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
                 Err(e) => tracing::debug!(error = %e, port = %port.display(), "channel not ready"),
             }
         } else {
+            let device = port_device(&port, Path::new("/sys/class/virtio-ports"));
             match std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .open(&port)
+                .open(&device)
             {
                 // The port stays open for good: closing it tells QEMU the guest went away, and a
                 // host that connects while the guest is between a close and a reopen saw its
@@ -298,6 +299,36 @@ async fn serve_virtio(agent: Arc<Agent>, port: PathBuf) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The device to open for `port`. `/dev/virtio-ports/NAME` is a link udev makes, and under a
+/// slow coldplug it comes tens of seconds after the kernel's own `/dev/vportNpM` node; the port's
+/// name is in sysfs from the start (`<sysfs>/vportNpM/name`), so until the link exists the node is
+/// opened directly. Any other path, or a name sysfs does not list, is returned as given.
+fn port_device(port: &Path, sysfs: &Path) -> PathBuf {
+    if port.exists() || port.parent() != Some(Path::new("/dev/virtio-ports")) {
+        return port.to_path_buf();
+    }
+    let Some(name) = port.file_name().and_then(|n| n.to_str()) else {
+        return port.to_path_buf();
+    };
+    let Ok(entries) = std::fs::read_dir(sysfs) else {
+        return port.to_path_buf();
+    };
+    for entry in entries.flatten() {
+        let named = std::fs::read_to_string(entry.path().join("name"))
+            .is_ok_and(|n| n.trim_end_matches('\n') == name);
+        let node = entry.file_name();
+        let node = node.to_string_lossy();
+        // Only the kernel's own node names: never a path built from arbitrary sysfs text.
+        let kernel_node = node.strip_prefix("vport").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if named && kernel_node {
+            return Path::new("/dev").join(&*node);
+        }
+    }
+    port.to_path_buf()
 }
 
 /// What the port's reader thread saw.
@@ -844,6 +875,31 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_port_without_its_udev_link_is_found_through_sysfs() {
+        let sysfs = tempfile::tempdir().unwrap();
+        for (node, name) in [
+            ("vport1p1", "org.qemu.guest_agent.0"),
+            ("vport2p1", "org.multiverse.agent.0"),
+            ("vport2p2", "org.multiverse.ssh.0"),
+        ] {
+            std::fs::create_dir(sysfs.path().join(node)).unwrap();
+            std::fs::write(sysfs.path().join(node).join("name"), format!("{name}\n")).unwrap();
+        }
+        let port = Path::new("/dev/virtio-ports/org.multiverse.agent.0");
+        assert_eq!(port_device(port, sysfs.path()), Path::new("/dev/vport2p1"));
+        // A name sysfs does not list, a path elsewhere, or a node name that is not the kernel's:
+        // the path as configured.
+        let other = Path::new("/dev/virtio-ports/org.multiverse.none.0");
+        assert_eq!(port_device(other, sysfs.path()), other);
+        let elsewhere = Path::new("/run/test/org.multiverse.agent.0");
+        assert_eq!(port_device(elsewhere, sysfs.path()), elsewhere);
+        std::fs::create_dir(sysfs.path().join("evil..")).unwrap();
+        std::fs::write(sysfs.path().join("evil../name"), "org.multiverse.ssh.1").unwrap();
+        let evil = Path::new("/dev/virtio-ports/org.multiverse.ssh.1");
+        assert_eq!(port_device(evil, sysfs.path()), evil);
+    }
 
     #[tokio::test]
     async fn a_stalled_write_times_out_and_progress_resets_the_clock() {
