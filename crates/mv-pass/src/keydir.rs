@@ -130,6 +130,24 @@ impl KeyDir {
                 .map_err(|source| KeyDirError::BadKey { path, source })?;
             ring.add_public(key);
         }
+        self.add_secrets(&mut ring, unseal)?;
+        Ok(ring)
+    }
+
+    /// Loads the clear secret keys only: what decrypting needs, without reading (and checking
+    /// the signatures of) every certificate. The ring knows only their own certificates.
+    pub fn load_secrets(&self) -> Result<Keyring, KeyDirError> {
+        let mut ring = Keyring::new();
+        self.add_secrets(&mut ring, None)?;
+        Ok(ring)
+    }
+
+    /// Adds every clear secret key, and (with `unseal`) every sealed one, to `ring`.
+    fn add_secrets(
+        &self,
+        ring: &mut Keyring,
+        unseal: Option<&Unseal<'_>>,
+    ) -> Result<(), KeyDirError> {
         for path in self.files_ending(".sec.asc")? {
             let bytes = SecretBytes::new(Self::read(&path)?);
             let key = keys::parse_secret_key(bytes.expose(), None)
@@ -148,7 +166,7 @@ impl KeyDir {
                 ring.add_secret(key);
             }
         }
-        Ok(ring)
+        Ok(())
     }
 
     /// Writes a certificate; `Ok(false)` when it was already there.

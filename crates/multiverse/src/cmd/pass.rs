@@ -216,17 +216,33 @@ impl Ctx<'_> {
     /// identity's @user key is added whenever the passphrase is asked anyway, or when there is
     /// no other secret key. No sealed key and a clear one: no passphrase is asked.
     fn crypto_read(&self) -> Result<Box<dyn Crypto>, CliError> {
+        self.crypto_reading(false)
+    }
+
+    /// Keys that only decrypt (`show`, `grep`): [`Ctx::crypto_read`]'s secret keys, without the
+    /// key folder's certificates and gpg's groups, which only encrypting needs.
+    fn crypto_decrypt(&self) -> Result<Box<dyn Crypto>, CliError> {
+        self.crypto_reading(true)
+    }
+
+    fn crypto_reading(&self, decrypt_only: bool) -> Result<Box<dyn Crypto>, CliError> {
         if self.gpg {
             return Ok(Box::new(Gpg::new()));
         }
-        let ring = self.keys.load(None)?;
+        let ring = if decrypt_only {
+            self.keys.load_secrets()?
+        } else {
+            self.keys.load(None)?
+        };
         let has_sealed = self.keys.has_sealed()?;
         let has_identity = IdentityStore::exists(&self.g.root);
         if !has_sealed && (ring.has_secret() || !has_identity) {
             if ring.has_secret() {
                 let mut ring = ring;
-                ring.set_groups(gpg_groups());
-                self.fill_publics(&mut ring);
+                if !decrypt_only {
+                    ring.set_groups(gpg_groups());
+                    self.fill_publics(&mut ring);
+                }
                 return Ok(Box::new(ring));
             }
             return Err(CliError::usage_msg(format!(
@@ -237,8 +253,10 @@ impl Ctx<'_> {
             .with_hint("import one with `multiverse pass key import < key.asc`, create an identity, or use --gpg"));
         }
         let mut ring = ring;
-        ring.set_groups(gpg_groups());
-        self.fill_publics(&mut ring);
+        if !decrypt_only {
+            ring.set_groups(gpg_groups());
+            self.fill_publics(&mut ring);
+        }
         match cache_lifetime()? {
             Some(life) => self.unlock_cached(ring, life),
             None => {
@@ -1153,7 +1171,7 @@ fn show(
         }
         return Err(store_err(StoreError::NotFound(name.to_string())));
     }
-    let crypto = ctx.crypto_read()?;
+    let crypto = ctx.crypto_decrypt()?;
     let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
     let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
     let pick = |n: usize| -> Result<SecretString, CliError> {
@@ -1864,7 +1882,7 @@ fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
         CliError::usage_msg(format!("pass grep: {e}"))
             .with_hint("Usage: pass grep [GREPOPTIONS] search-string")
     })?;
-    let crypto = ctx.crypto_read()?;
+    let crypto = ctx.crypto_decrypt()?;
     let (report, external) = match &plan {
         Plan::Native(m) => (
             ctx.store
@@ -2200,7 +2218,7 @@ fn otp_append(ctx: &Ctx<'_>, o: OtpNew) -> Result<(), CliError> {
     if !ctx.store.contains(&name) {
         return Err(CliError::usage_msg("Passfile not found"));
     }
-    let crypto = ctx.crypto_read()?;
+    let crypto = ctx.crypto_decrypt()?;
     let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
     let old = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
     let has_otp = old.expose().lines().any(|l| l.starts_with("otpauth://"));
