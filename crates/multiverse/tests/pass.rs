@@ -996,3 +996,96 @@ fn clip_uses_the_x_selection_pass_is_told_to() {
     assert!(stderr(&o).contains("PASSWORD_STORE_X_SELECTION"));
     assert_eq!(x.get().as_deref(), Some("board"));
 }
+
+/// An extension's `clip` (pass's helper) under pass and under ours: the extension's own
+/// `X_SELECTION` and `CLIP_TIME` count, the previous contents come back, and the text never
+/// reaches a command line.
+#[test]
+fn an_extension_s_clip_works_as_pass_s() {
+    let sb = clip_sandbox();
+    let ext = sb.store().join(".extensions");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::write(
+        ext.join("toclip.bash"),
+        "pw=\"$(cmd_show \"$1\" | head -n 1)\" || exit 1\n\
+         [[ -n $2 ]] && X_SELECTION=\"$2\"\n\
+         CLIP_TIME=2\n\
+         clip \"$pw\" \"$1\"\n\
+         echo after\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        ext.join("toclip.bash"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let x = Display::start();
+    let run = |c: Command, args: &[&str], display: bool| {
+        let mut c = c;
+        c.arg("toclip")
+            .args(args)
+            .env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true")
+            .env("PASSWORD_STORE_CLIP_TIME", "99");
+        if display {
+            c.env("DISPLAY", &x.name);
+        }
+        // Files, not pipes: pass's xclip keeps its stdout open while it serves the selection.
+        let (out, err) = (sb.dir.path().join("out"), sb.dir.path().join("err"));
+        c.stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let status = c.status().unwrap();
+        std::process::Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        }
+    };
+    for (who, c) in [("pass", sb.pass()), ("ours", sb.mv())] {
+        x.set("was-here");
+        let o = run(c, &["web"], true);
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "Copied web to clipboard. Will clear in 2 seconds.\nafter\n",
+            "{who}"
+        );
+        assert_eq!(x.get().as_deref(), Some("s3cret-first"), "{who}");
+        if who == "ours" {
+            let jobs = x.clearers();
+            assert_eq!(jobs.len(), 1, "{jobs:?}");
+            assert!(!jobs[0].contains("s3cret"), "{}", jobs[0]);
+        }
+        wait_until("previous contents restored", || {
+            x.get().as_deref() == Some("was-here")
+        });
+    }
+    wait_until("clearing job gone", || x.clearers().is_empty());
+    // The extension's X_SELECTION=primary: the clipboard is left alone.
+    let primary = || -> Option<String> {
+        let o = Command::new("xclip")
+            .args(["-o", "-selection", "primary"])
+            .env("DISPLAY", &x.name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    };
+    let o = run(sb.mv(), &["web", "primary"], true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(primary().as_deref(), Some("s3cret-first"));
+    assert_eq!(x.get().as_deref(), Some("was-here"));
+    wait_until("primary emptied", || primary().as_deref() == Some(""));
+    // No display: pass's message and status, before anything else.
+    for (who, c) in [("pass", sb.pass()), ("ours", sb.mv())] {
+        let o = run(c, &["web"], false);
+        assert_eq!(o.status.code(), Some(1), "{who}");
+        assert_eq!(
+            stderr(&o),
+            "Error: No X11 or Wayland display detected\n",
+            "{who}"
+        );
+        assert_eq!(stdout(&o), "", "{who}");
+    }
+}

@@ -1502,6 +1502,174 @@ fn extensions_run_as_pass_runs_them() {
     );
 }
 
+/// An extension that uses pass's helpers and variables, for [`extension_helpers_are_pass_s`].
+const HELPERS_EXTENSION: &str = r#"check_sneaky_paths "$@"
+echo "prefix ${PREFIX#"$PASSWORD_STORE_DIR"}. extensions ${EXTENSIONS#"$PREFIX"/} program $PROGRAM command $COMMAND"
+echo "selection $X_SELECTION clip $CLIP_TIME length $GENERATED_LENGTH set $CHARACTER_SET / $CHARACTER_SET_NO_SYMBOLS"
+echo "gpg $GPG opts ${GPG_OPTS[*]}"
+echo "tools $GETOPT / $SHRED / $BASE64 / $SYSTEM_EXTENSION_DIR"
+declare -F clip qrcode die yesno check_sneaky_paths verify_file set_gpg_recipients reencrypt_path \
+	tmpdir set_git git_add_file git_commit cmd_show cmd_insert cmd_edit cmd_generate cmd_delete \
+	cmd_copy_move cmd_find cmd_grep cmd_init cmd_git cmd_version cmd_usage \
+	cmd_extension_or_show cmd_extension | tr '\n' ' '; echo
+pw="$(cmd_show "$1" | head -n 1)"
+qrcode "$pw" "$1"
+echo "qrcode status $?"
+yesno "Go on?" && echo "yesno says yes off a terminal"
+tmpdir nowarn
+[[ $SECURE_TMPDIR == /dev/shm/pass.* && -d $SECURE_TMPDIR ]] && echo "tmpdir ok"
+echo "$SECURE_TMPDIR" > "$2"
+[[ $3 == die ]] && die "stopping at $1"
+echo end
+"#;
+
+/// pass's shell helpers and variables, as an extension sees them under pass and under ours:
+/// the same output, the same exit status, `qrcode` run as pass runs `qrencode`.
+#[test]
+fn extension_helpers_are_pass_s() {
+    let sb = Sandbox::new(1);
+    ok(sb.gpg().args(["init", &sb.fprs[0]]));
+    ok(with_stdin_cmd(
+        sb.gpg().args(["insert", "-m", "web/a"]),
+        "pw one\nuser: me\n",
+    ));
+    let ext = sb.store().join(".extensions");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::write(ext.join("helpers.bash"), HELPERS_EXTENSION).unwrap();
+    std::fs::set_permissions(
+        ext.join("helpers.bash"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    // A stand-in qrencode that records its argv and stdin.
+    let bin = sb.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = sb.dir.path().join("qr");
+    std::fs::write(
+        bin.join("qrencode"),
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" > \"$QR_LOG.argv\"\ncat > \"$QR_LOG.stdin\"\necho '[QR]'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("qrencode"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path_with_qr = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let tmp_note = sb.dir.path().join("tmpdir-was");
+    let run = |c: Command, qr: bool, extra: &[&str]| -> Output {
+        let mut c = c;
+        c.args(["helpers", "web/a"])
+            .arg(&tmp_note)
+            .args(extra)
+            .env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true")
+            .env("PASSWORD_STORE_CLIP_TIME", "7")
+            .env("PASSWORD_STORE_GPG_OPTS", "--no-tty")
+            .env("QR_LOG", &log);
+        if qr {
+            c.env("PATH", &path_with_qr);
+        }
+        c.output().unwrap()
+    };
+    let want_head = "prefix . extensions .extensions program pass command helpers\n\
+         selection clipboard clip 7 length 25 set [:punct:][:alnum:] / [:alnum:]\n";
+    let mut seen = Vec::new();
+    for (who, c) in [("pass", sb.pass()), ("ours", sb.gpg())] {
+        let _ = std::fs::remove_file(log.with_extension("argv"));
+        let o = run(c, true, &[]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{who}: {}", stderr(&o));
+        assert!(out.starts_with(want_head), "{who}: {out}");
+        assert!(
+            out.ends_with("[QR]\nqrcode status 0\nyesno says yes off a terminal\ntmpdir ok\nend\n"),
+            "{who}: {out}"
+        );
+        // qrencode got pass's arguments and the password on stdin, without a newline.
+        assert_eq!(
+            std::fs::read_to_string(log.with_extension("argv")).unwrap(),
+            "-t utf8\n",
+            "{who}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(log.with_extension("stdin")).unwrap(),
+            "pw one",
+            "{who}"
+        );
+        // tmpdir's folder is gone once the extension has ended.
+        let tmp = std::fs::read_to_string(&tmp_note).unwrap();
+        assert!(!Path::new(tmp.trim()).exists(), "{who}: {tmp}");
+        seen.push(out);
+    }
+    assert_eq!(seen[0], seen[1], "pass and ours print the same");
+    assert!(seen[1].contains(" reencrypt_path "), "{}", seen[1]);
+
+    // Without qrencode: pass's call fails with bash's "command not found" (127) and the
+    // extension goes on; ours says the same without pass's line number.
+    let plain_path = std::env::var("PATH").unwrap_or_default();
+    assert!(
+        !plain_path
+            .split(':')
+            .any(|d| Path::new(d).join("qrencode").exists()),
+        "this check needs qrencode absent from PATH"
+    );
+    let theirs = run(sb.pass(), false, &[]);
+    let ours = run(sb.gpg(), false, &[]);
+    assert_eq!(stdout(&theirs), stdout(&ours));
+    assert!(
+        stdout(&ours).contains("\nqrcode status 127\n"),
+        "{}",
+        stdout(&ours)
+    );
+    assert_eq!(stderr(&ours), "pass: qrencode: command not found\n");
+    let line_no = regex_lite_strip(&stderr(&theirs));
+    assert_eq!(
+        line_no,
+        "pass: qrencode: command not found\n",
+        "{}",
+        stderr(&theirs)
+    );
+
+    // die and check_sneaky_paths end the extension with status 1 and pass's message.
+    for c in [sb.pass(), sb.gpg()] {
+        let o = run(c, true, &["die"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(stderr(&o), "stopping at web/a\n");
+        assert!(stdout(&o).ends_with("tmpdir ok\n"), "{}", stdout(&o));
+    }
+    for c in [sb.pass(), sb.gpg()] {
+        let mut c = c;
+        let o = c
+            .args(["helpers", "web/../../etc"])
+            .env("PASSWORD_STORE_ENABLE_EXTENSIONS", "true")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            stderr(&o),
+            "Error: You've attempted to pass a sneaky path to pass. Go home.\n"
+        );
+        assert_eq!(stdout(&o), "");
+    }
+}
+
+/// pass's stderr for a missing command, `/usr/bin/pass: line N: WHAT`, as `pass: WHAT`.
+fn regex_lite_strip(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = l.strip_prefix("/usr/bin/").unwrap_or(l);
+            match l.split_once(": line ") {
+                Some((head, rest)) => match rest.split_once(": ") {
+                    Some((n, tail)) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                        format!("{head}: {tail}\n")
+                    }
+                    _ => format!("{l}\n"),
+                },
+                None => format!("{l}\n"),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn every_read_command_speaks_json() {
     let sb = Sandbox::new(1);

@@ -684,6 +684,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             name,
         } => insert(&ctx, &name, echo, multiline, force),
         Cmd::Show { name, output, line } => show(&ctx, name.as_deref(), output, line),
+        Cmd::Clip { name } => clip_stdin(g, &name),
         Cmd::ClipRestore { secs } => clip_restore(secs),
         Cmd::Generate {
             no_symbols,
@@ -762,8 +763,10 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// What an extension finds around it (docs/pass.md, "Extensions"): pass's variables, its
-/// helpers, and `cmd_*` functions that run our commands.
+/// What an extension finds around it (docs/pass.md, "Extensions"): pass 1.7.4's variables and
+/// helpers, their bodies copied from pass where they need no key, and `clip` and `cmd_*`
+/// functions that run our binary for anything that needs one. The text to copy reaches
+/// `__clip` on its stdin (bash's `printf` is a builtin): never argv or the environment.
 const EXTENSION_PRELUDE: &str = r#"set -o pipefail
 PREFIX="$PASSWORD_STORE_DIR"
 EXTENSIONS="${PASSWORD_STORE_EXTENSIONS_DIR:-$PREFIX/.extensions}"
@@ -772,79 +775,150 @@ CLIP_TIME="${PASSWORD_STORE_CLIP_TIME:-45}"
 GENERATED_LENGTH="${PASSWORD_STORE_GENERATED_LENGTH:-25}"
 CHARACTER_SET="${PASSWORD_STORE_CHARACTER_SET:-[:punct:][:alnum:]}"
 CHARACTER_SET_NO_SYMBOLS="${PASSWORD_STORE_CHARACTER_SET_NO_SYMBOLS:-[:alnum:]}"
-GPG=gpg
-command -v gpg2 >/dev/null 2>&1 && GPG=gpg2
 GPG_OPTS=( $PASSWORD_STORE_GPG_OPTS --quiet --yes --compress-algo=none --no-encrypt-to )
+GPG=gpg
+export GPG_TTY="${GPG_TTY:-$(tty 2>/dev/null)}"
+command -v gpg2 >/dev/null 2>&1 && GPG=gpg2
 [[ -n $GPG_AGENT_INFO || $GPG == gpg2 ]] && GPG_OPTS+=( --batch --use-agent )
+unset GIT_DIR GIT_WORK_TREE GIT_NAMESPACE GIT_INDEX_FILE GIT_INDEX_VERSION GIT_OBJECT_DIRECTORY GIT_COMMON_DIR
+export GIT_CEILING_DIRECTORIES="$PREFIX/.."
+GETOPT=getopt
+SHRED="shred -f -z"
+BASE64=base64
+SYSTEM_EXTENSION_DIR=/usr/lib/password-store/extensions
 PROGRAM=pass
 COMMAND="$MULTIVERSE_PASS_COMMAND"
-export GIT_CEILING_DIRECTORIES="$PREFIX/.."
-die() { echo "$@" >&2; exit 1; }
+unset MULTIVERSE_PASS_COMMAND
+set_git() {
+	INNER_GIT_DIR="${1%/*}"
+	while [[ ! -d $INNER_GIT_DIR && ${INNER_GIT_DIR%/*}/ == "${PREFIX%/}/"* ]]; do
+		INNER_GIT_DIR="${INNER_GIT_DIR%/*}"
+	done
+	[[ $(git -C "$INNER_GIT_DIR" rev-parse --is-inside-work-tree 2>/dev/null) == true ]] || INNER_GIT_DIR=""
+}
+git_add_file() {
+	[[ -n $INNER_GIT_DIR ]] || return
+	git -C "$INNER_GIT_DIR" add "$1" || return
+	[[ -n $(git -C "$INNER_GIT_DIR" status --porcelain "$1") ]] || return
+	git_commit "$2"
+}
+git_commit() {
+	local sign=""
+	[[ -n $INNER_GIT_DIR ]] || return
+	[[ $(git -C "$INNER_GIT_DIR" config --bool --get pass.signcommits) == "true" ]] && sign="-S"
+	git -C "$INNER_GIT_DIR" commit $sign -m "$1"
+}
 yesno() {
 	[[ -t 0 ]] || return 0
-	local answer
-	read -r -p "$1 [y/N] " answer
-	[[ $answer == [yY] ]] || exit 1
+	local response
+	read -r -p "$1 [y/N] " response
+	[[ $response == [yY] ]] || exit 1
 }
-check_sneaky_paths() {
-	local p
-	for p in "$@"; do
-		case "/$p/" in */../*) die "Error: You've attempted to pass a sneaky path to pass. Go home." ;; esac
-	done
+die() {
+	echo "$@" >&2
+	exit 1
 }
 verify_file() {
 	[[ -n $PASSWORD_STORE_SIGNING_KEY ]] || return 0
 	[[ -f $1.sig ]] || die "Signature for $1 does not exist."
-	local signers k
-	signers="$($GPG $PASSWORD_STORE_GPG_OPTS --verify --status-fd=1 "$1.sig" "$1" 2>/dev/null | awk '$1 == "[GNUPG:]" && $2 == "VALIDSIG" { print $3; print $NF }')"
-	for k in $PASSWORD_STORE_SIGNING_KEY; do
-		[[ $k =~ ^[A-F0-9]{40}$ ]] || continue
-		[[ $signers == *"$k"* ]] && return 0
+	local fingerprints="$($GPG $PASSWORD_STORE_GPG_OPTS --verify --status-fd=1 "$1.sig" "$1" 2>/dev/null | sed -n 's/^\[GNUPG:\] VALIDSIG \([A-F0-9]\{40\}\) .* \([A-F0-9]\{40\}\)$/\1\n\2/p')"
+	local fingerprint found=0
+	for fingerprint in $PASSWORD_STORE_SIGNING_KEY; do
+		[[ $fingerprint =~ ^[A-F0-9]{40}$ ]] || continue
+		[[ $fingerprints == *$fingerprint* ]] && { found=1; break; }
 	done
-	die "Signature for $1 is invalid."
+	[[ $found -eq 1 ]] || die "Signature for $1 is invalid."
 }
 set_gpg_recipients() {
 	GPG_RECIPIENT_ARGS=( )
 	GPG_RECIPIENTS=( )
-	local id
 	if [[ -n $PASSWORD_STORE_KEY ]]; then
-		for id in $PASSWORD_STORE_KEY; do GPG_RECIPIENT_ARGS+=( -r "$id" ); GPG_RECIPIENTS+=( "$id" ); done
+		for gpg_id in $PASSWORD_STORE_KEY; do
+			GPG_RECIPIENT_ARGS+=( "-r" "$gpg_id" )
+			GPG_RECIPIENTS+=( "$gpg_id" )
+		done
 		return
 	fi
-	local dir="$PREFIX/$1"
-	while [[ $dir != "$PREFIX" && ! -f $dir/.gpg-id ]]; do dir="${dir%/*}"; done
-	[[ -f $dir/.gpg-id ]] || die "Error: You must run: $PROGRAM init your-gpg-id before you may use the password store."
-	verify_file "$dir/.gpg-id"
-	while read -r id; do
-		id="${id%%#*}"; id="${id//[[:space:]]/}"
-		[[ -n $id ]] || continue
-		GPG_RECIPIENT_ARGS+=( -r "$id" ); GPG_RECIPIENTS+=( "$id" )
-	done < "$dir/.gpg-id"
+	local current="$PREFIX/$1"
+	while [[ $current != "$PREFIX" && ! -f $current/.gpg-id ]]; do
+		current="${current%/*}"
+	done
+	current="$current/.gpg-id"
+	if [[ ! -f $current ]]; then
+		printf 'Error: You must run:\n    %s init your-gpg-id\nbefore you may use the password store.\n\n' "$PROGRAM" >&2
+		cmd_usage
+		exit 1
+	fi
+	verify_file "$current"
+	local gpg_id
+	while read -r gpg_id; do
+		gpg_id="${gpg_id%%#*}"
+		[[ -n $gpg_id ]] || continue
+		GPG_RECIPIENT_ARGS+=( "-r" "$gpg_id" )
+		GPG_RECIPIENTS+=( "$gpg_id" )
+	done < "$current"
 }
-set_git() {
-	INNER_GIT_DIR="${1%/*}"
-	while [[ ! -d $INNER_GIT_DIR && $INNER_GIT_DIR == "$PREFIX"/* ]]; do INNER_GIT_DIR="${INNER_GIT_DIR%/*}"; done
-	[[ $(git -C "$INNER_GIT_DIR" rev-parse --is-inside-work-tree 2>/dev/null) == true ]] || INNER_GIT_DIR=""
+reencrypt_path() {
+	die "Error: reencrypt_path is not available to extensions of $PROGRAM here; run \`$PROGRAM init [-p SUBFOLDER] GPG-ID…\`, which re-encrypts what needs it."
 }
-git_commit() {
-	[[ -n $INNER_GIT_DIR ]] || return
-	git -C "$INNER_GIT_DIR" commit -q -m "$1"
+check_sneaky_paths() {
+	local path
+	for path in "$@"; do
+		[[ $path =~ /\.\.$ || $path =~ ^\.\./ || $path =~ /\.\./ || $path =~ ^\.\.$ ]] && die "Error: You've attempted to pass a sneaky path to pass. Go home."
+	done
 }
-git_add_file() {
-	[[ -n $INNER_GIT_DIR ]] || return
-	git -C "$INNER_GIT_DIR" add -- "$1" || return
-	[[ -n $(git -C "$INNER_GIT_DIR" status --porcelain -- "$1") ]] || return
-	git_commit "$2"
+clip() {
+	[[ -n $WAYLAND_DISPLAY || -n $DISPLAY ]] || die "Error: No X11 or Wayland display detected"
+	printf '%s' "$1" | PASSWORD_STORE_X_SELECTION="$X_SELECTION" PASSWORD_STORE_CLIP_TIME="$CLIP_TIME" "${MULTIVERSE[@]}" __clip "$2" || exit 1
+}
+qrcode() {
+	if ! type qrencode >/dev/null 2>&1; then
+		echo "$PROGRAM: qrencode: command not found" >&2
+		return 127
+	fi
+	if [[ -n $DISPLAY || -n $WAYLAND_DISPLAY ]]; then
+		if type feh >/dev/null 2>&1; then
+			echo -n "$1" | qrencode --size 10 -o - | feh -x --title "pass: $2" -g +200+200 -
+			return
+		elif type gm >/dev/null 2>&1; then
+			echo -n "$1" | qrencode --size 10 -o - | gm display -title "pass: $2" -geometry +200+200 -
+			return
+		elif type display >/dev/null 2>&1; then
+			echo -n "$1" | qrencode --size 10 -o - | display -title "pass: $2" -geometry +200+200 -
+			return
+		fi
+	fi
+	echo -n "$1" | qrencode -t utf8
 }
 tmpdir() {
 	[[ -n $SECURE_TMPDIR ]] && return
-	local base="${TMPDIR:-/tmp}"
-	[[ -d /dev/shm && -w /dev/shm && -x /dev/shm ]] && base=/dev/shm
-	SECURE_TMPDIR="$(mktemp -d "$base/pass.XXXXXXXXXXXXX")" || die "Error: could not create a temporary folder."
-	trap 'rm -rf "$SECURE_TMPDIR"' EXIT
+	local warn=1
+	[[ $1 == "nowarn" ]] && warn=0
+	local template="$PROGRAM.XXXXXXXXXXXXX"
+	if [[ -d /dev/shm && -w /dev/shm && -x /dev/shm ]]; then
+		SECURE_TMPDIR="$(mktemp -d "/dev/shm/$template")"
+		remove_tmpfile() {
+			rm -rf "$SECURE_TMPDIR"
+		}
+		trap remove_tmpfile EXIT
+	else
+		[[ $warn -eq 1 ]] && yesno "$(printf '%s\n' \
+			"Your system does not have /dev/shm, which means that it may" \
+			"be difficult to entirely erase the temporary non-encrypted" \
+			"password file after editing." \
+			"" \
+			"Are you sure you would like to continue?")"
+		SECURE_TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/$template")"
+		shred_tmpfile() {
+			find "$SECURE_TMPDIR" -type f -exec $SHRED {} +
+			rm -rf "$SECURE_TMPDIR"
+		}
+		trap shred_tmpfile EXIT
+	fi
 }
 cmd_show() { "${MULTIVERSE[@]}" show "$@"; }
 cmd_extension_or_show() { "${MULTIVERSE[@]}" "$@"; }
+cmd_extension() { "${MULTIVERSE[@]}" "$@"; }
 cmd_insert() { "${MULTIVERSE[@]}" insert "$@"; }
 cmd_edit() { "${MULTIVERSE[@]}" edit "$@"; }
 cmd_generate() { "${MULTIVERSE[@]}" generate "$@"; }
@@ -1189,7 +1263,7 @@ fn show(
     match output {
         Output::Clip(n) => {
             let what = pick(line.unwrap_or(n))?;
-            return clipboard(ctx.g, what.expose(), name.as_str());
+            return clipboard(ctx.g, what.expose().as_bytes(), name.as_str());
         }
         Output::Qr(n) => {
             let what = pick(line.unwrap_or(n))?;
@@ -1388,7 +1462,7 @@ const CLIP_RESTORE: &str = "__clip-restore";
 /// The waiting is done by a detached copy of this binary (`pass __clip-restore`, its own
 /// process group, no stdout/stderr, so this command returns at once), which gets the secret
 /// and the previous contents on a pipe: neither is ever on a command line.
-fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
+fn clipboard(g: &Global, secret: &[u8], what: &str) -> Result<(), CliError> {
     let tools = clip_tools()?;
     let secs: u64 = match std::env::var("PASSWORD_STORE_CLIP_TIME") {
         Ok(s) if !s.is_empty() => s.trim().parse().map_err(|_| {
@@ -1401,13 +1475,13 @@ fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
     tools.supersede();
     let before = tools.paste();
     tools
-        .copy(secret.as_bytes())
+        .copy(secret)
         .map_err(|e| CliError::from(e).with_hint("could not copy to the clipboard"))?;
     // Frame: secret length (u64 LE), secret, 1 if there was a previous content, that content.
     let mut frame = SecretBytes::new(Vec::with_capacity(secret.len() + 64));
     let buf = frame.expose_mut();
     buf.extend_from_slice(&(secret.len() as u64).to_le_bytes());
-    buf.extend_from_slice(secret.as_bytes());
+    buf.extend_from_slice(secret);
     match &before {
         Some(b) => {
             buf.push(1);
@@ -1432,6 +1506,14 @@ fn clipboard(g: &Global, secret: &str, what: &str) -> Result<(), CliError> {
         "Copied {what} to clipboard. Will clear in {secs} seconds."
     ));
     Ok(())
+}
+
+/// `pass __clip NAME`, the extensions' `clip TEXT NAME` (see [`EXTENSION_PRELUDE`]): copies
+/// what comes on stdin (the text, never on a command line) as [`clipboard`] does.
+fn clip_stdin(g: &Global, name: &str) -> Result<(), CliError> {
+    let mut text = SecretBytes::new(Vec::new());
+    std::io::stdin().lock().read_to_end(text.expose_mut())?;
+    clipboard(g, text.expose(), name)
 }
 
 /// `pass __clip-restore --secs N`: reads the frame of [`clipboard`] from stdin, waits, then
@@ -1584,7 +1666,7 @@ fn generate(
         .generate_with(&name, pw, in_place, true, crypto.as_ref())
         .map_err(store_err)?;
     match output {
-        Output::Clip(_) => return clipboard(ctx.g, pw.expose(), name.as_str()),
+        Output::Clip(_) => return clipboard(ctx.g, pw.expose().as_bytes(), name.as_str()),
         Output::Qr(_) => return qrcode(pw.expose()),
         Output::Print => {}
     }
@@ -2094,7 +2176,7 @@ fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
                 .otp_code(&name, now_unix(), crypto.as_ref())
                 .map_err(store_err)?;
             if clip {
-                return clipboard(ctx.g, &code, &format!("OTP code for {name}"));
+                return clipboard(ctx.g, code.as_bytes(), &format!("OTP code for {name}"));
             }
             if ctx.g.json {
                 let v = serde_json::json!({
@@ -2122,7 +2204,11 @@ fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
             let uri = OtpUri::from_entry(text.expose()).usage()?;
             match output {
                 Output::Clip(_) => {
-                    return clipboard(ctx.g, uri.uri.expose(), &format!("OTP key URI for {name}"))
+                    return clipboard(
+                        ctx.g,
+                        uri.uri.expose().as_bytes(),
+                        &format!("OTP key URI for {name}"),
+                    )
                 }
                 Output::Qr(_) => return qrcode(uri.uri.expose()),
                 Output::Print => {}

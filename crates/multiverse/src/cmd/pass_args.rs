@@ -195,6 +195,12 @@ pub enum Cmd {
     },
     /// `__agent` (internal): the session cache's agent, started by the first unlock.
     Agent,
+    /// `__clip NAME` (internal, for extensions' `clip`): copies stdin like `--clip` does, and
+    /// says it copied NAME.
+    Clip {
+        /// What was copied, for the message.
+        name: String,
+    },
     /// `__clip-restore --secs N` (internal).
     ClipRestore {
         /// Seconds.
@@ -515,7 +521,7 @@ fn grep_takes_next(a: &str) -> bool {
 }
 
 /// Command words of pass and ours: any other first word may name an extension.
-const COMMANDS: [&str; 34] = [
+const COMMANDS: [&str; 35] = [
     "help",
     "--help",
     "-h",
@@ -547,6 +553,7 @@ const COMMANDS: [&str; 34] = [
     "audit",
     "lock",
     "__agent",
+    "__clip",
     "__clip-restore",
     "--",
     "",
@@ -844,6 +851,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             (extras_of(&p, &base), Cmd::Lock { all: p.has("all") })
         }
         "__agent" => (base, Cmd::Agent),
+        "__clip" => {
+            let u = "Usage: pass __clip NAME";
+            let p = getopt(tail, &[], u)?;
+            let [name] = p.operands.as_slice() else {
+                return Err(usage_err(u, "expected one name"));
+            };
+            let name = name.clone();
+            (base, Cmd::Clip { name })
+        }
         "__clip-restore" => {
             let u = "Usage: pass __clip-restore --secs N";
             let p = getopt(tail, &[l("secs", Arg::Required)], u)?;
