@@ -1384,6 +1384,159 @@ fn password_store_signing_key_signs_and_checks_gpg_id() {
     assert!(insert(&mut sb.pass(), "c", &k0).status.success());
 }
 
+/// fsck with `PASSWORD_STORE_SIGNING_KEY`: a `.gpg-id` whose signature is missing, does not
+/// verify, or is by another key is named with its folder, once, not as "no .gpg-id".
+#[test]
+fn fsck_says_what_is_wrong_with_a_gpg_id_signature() {
+    let sb = Sandbox::new(2);
+    let (k0, k1) = (sb.fprs[0].clone(), sb.fprs[1].clone());
+    let signed = |c: &mut Command| -> String { ok(c.env("PASSWORD_STORE_SIGNING_KEY", &k0)) };
+    signed(sb.gpg().args(["init", &k0]));
+    signed(sb.gpg().args(["init", "-p", "web", &k0]));
+    for name in ["top", "web/a", "web/b"] {
+        ok(with_stdin_cmd(
+            sb.gpg()
+                .args(["insert", "-e", name])
+                .env("PASSWORD_STORE_SIGNING_KEY", &k0),
+            "pw\n",
+        ));
+    }
+    let fsck = |json: bool| -> Output {
+        let mut c = sb.gpg();
+        if json {
+            c.arg("--json");
+        }
+        c.arg("fsck")
+            .env("PASSWORD_STORE_SIGNING_KEY", &k0)
+            .output()
+            .unwrap()
+    };
+    let o = fsck(false);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "store is healthy\n");
+    let web_id = sb.store().join("web/.gpg-id");
+    let web_sig = sb.store().join("web/.gpg-id.sig");
+    let only_line = |o: &Output| -> String {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+        let out = stdout(o);
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "one problem, not one per entry: {out}"
+        );
+        assert!(!out.contains("no .gpg-id applies"), "{out}");
+        assert!(stderr(o).contains("1 problem(s) found"), "{}", stderr(o));
+        out
+    };
+
+    // Missing.
+    std::fs::remove_file(&web_sig).unwrap();
+    let out = only_line(&fsck(false));
+    assert_eq!(
+        out,
+        format!(
+            "{}: folder `web`: .gpg-id has no signature (.gpg-id.sig) while \
+             PASSWORD_STORE_SIGNING_KEY is set, so pass and ours refuse to encrypt there; sign \
+             it again with `init`\n",
+            web_id.display()
+        )
+    );
+    // Without the variable nothing is checked, as in pass.
+    assert!(sb.gpg().arg("fsck").output().unwrap().status.success());
+
+    // Does not verify: .gpg-id changed after it was signed.
+    signed(sb.gpg().args(["init", "-p", "web", &k0]));
+    assert!(fsck(false).status.success());
+    let text = std::fs::read_to_string(&web_id).unwrap();
+    std::fs::write(&web_id, format!("{text}# changed\n")).unwrap();
+    let out = only_line(&fsck(false));
+    assert!(
+        out.starts_with(&format!(
+            "{}: folder `web`: .gpg-id.sig does not verify (",
+            web_id.display()
+        )),
+        "{out}"
+    );
+    std::fs::write(&web_id, &text).unwrap();
+    assert!(fsck(false).status.success());
+
+    // A good signature by a key not in PASSWORD_STORE_SIGNING_KEY.
+    ok(sb
+        .cmd("gpg")
+        .args(["--batch", "--yes", "--default-key", &k1, "--detach-sign"])
+        .arg(&web_id));
+    let out = only_line(&fsck(false));
+    assert_eq!(
+        out,
+        format!(
+            "{}: folder `web`: .gpg-id.sig is a good signature by {k1}, which is not a key of \
+             PASSWORD_STORE_SIGNING_KEY (40-digit fingerprints)\n",
+            web_id.display()
+        )
+    );
+    let o = fsck(true);
+    let issues: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        issues,
+        serde_json::json!([{
+            "file": web_id.display().to_string(),
+            "problem": "gpg_id_signature_wrong_key",
+            "folder": "web",
+            "signers": [k1],
+        }])
+    );
+    // Writes there are refused with the same reason.
+    let o = with_stdin(
+        sb.gpg()
+            .args(["insert", "-e", "web/c"])
+            .env("PASSWORD_STORE_SIGNING_KEY", &k0),
+        "pw\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "is made by {k1}, not by a key of PASSWORD_STORE_SIGNING_KEY"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // Both keys allowed: good again.
+    let o = sb
+        .gpg()
+        .arg("fsck")
+        .env("PASSWORD_STORE_SIGNING_KEY", format!("{k0} {k1}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+
+    // The top folder, and a folder with a .gpg-id and no entries, are checked too.
+    std::fs::remove_file(sb.store().join(".gpg-id.sig")).unwrap();
+    ok(sb.gpg().args(["init", "-p", "empty", &k0]));
+    let o = fsck(false);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}: the store's top folder: .gpg-id has no signature",
+            sb.store().join(".gpg-id").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}: folder `empty`: .gpg-id has no signature",
+            sb.store().join("empty/.gpg-id").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("folder `web`: .gpg-id.sig is a good signature by"),
+        "{out}"
+    );
+}
+
 #[test]
 fn extensions_run_as_pass_runs_them() {
     let sb = Sandbox::new(1);

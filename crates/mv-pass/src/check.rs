@@ -5,9 +5,12 @@
 //! it needs no secret key unless asked to try decryption too. It also walks the whole store
 //! (never following a link, skipping `.git`) and reports every symbolic link (the store never
 //! follows one: dangling, leading outside, or inside) and every temporary file an interrupted
-//! write left behind (`.NAME.gpg.tmp…`, after a crash or `kill -9`). `audit` decrypts every entry in
-//! parallel; passwords are compared through SHA-256 digests held in memory only, and never
-//! appear in the report.
+//! write left behind (`.NAME.gpg.tmp…`, after a crash or `kill -9`). With
+//! `PASSWORD_STORE_SIGNING_KEY` set it checks every `.gpg-id`'s signature as pass would (gpg
+//! verifies) and says which way it fails: missing, not verifying, or by another key.
+//!
+//! `audit` decrypts every entry in parallel; passwords are compared through SHA-256 digests
+//! held in memory only, and never appear in the report.
 
 use crate::backend::{entry_key_ids, Crypto};
 use crate::name::EntryName;
@@ -50,6 +53,24 @@ pub enum FsckKind {
     },
     /// No `.gpg-id` governs the entry.
     NoGpgId,
+    /// `PASSWORD_STORE_SIGNING_KEY` is set and this `.gpg-id` has no `.gpg-id.sig`.
+    GpgIdSignatureMissing {
+        /// The folder the `.gpg-id` governs, relative to the store (`""` for the top).
+        folder: String,
+    },
+    /// `.gpg-id.sig` does not verify (by gpg): the `.gpg-id` changed after signing, the
+    /// signature is damaged, or gpg lacks the signer's public key.
+    GpgIdSignatureBad {
+        /// The folder the `.gpg-id` governs, relative to the store (`""` for the top).
+        folder: String,
+    },
+    /// `.gpg-id.sig` is a good signature by a key that is not in `PASSWORD_STORE_SIGNING_KEY`.
+    GpgIdSignatureWrongKey {
+        /// The folder the `.gpg-id` governs, relative to the store (`""` for the top).
+        folder: String,
+        /// Primary-key fingerprints of the good signatures.
+        signers: Vec<String>,
+    },
     /// A symbolic link: never followed by the store, so skipped by `ls`, `grep`, `find`, `audit`.
     Symlink {
         /// What it points to.
@@ -77,6 +98,26 @@ impl std::fmt::Display for FsckKind {
             ),
             FsckKind::Unreadable { error } => write!(f, "unreadable: {error}"),
             FsckKind::NoGpgId => write!(f, "no .gpg-id applies to it"),
+            FsckKind::GpgIdSignatureMissing { folder } => write!(
+                f,
+                "{}: .gpg-id has no signature (.gpg-id.sig) while PASSWORD_STORE_SIGNING_KEY is \
+                 set, so pass and ours refuse to encrypt there; sign it again with `init`",
+                folder_label(folder)
+            ),
+            FsckKind::GpgIdSignatureBad { folder } => write!(
+                f,
+                "{}: .gpg-id.sig does not verify (.gpg-id changed after it was signed, the \
+                 signature is damaged, or gpg lacks the signer's public key); check .gpg-id, \
+                 then sign it again with `init`",
+                folder_label(folder)
+            ),
+            FsckKind::GpgIdSignatureWrongKey { folder, signers } => write!(
+                f,
+                "{}: .gpg-id.sig is a good signature by {}, which is not a key of \
+                 PASSWORD_STORE_SIGNING_KEY (40-digit fingerprints)",
+                folder_label(folder),
+                signers.join(", ")
+            ),
             FsckKind::Symlink { target, leads } => write!(
                 f,
                 "symbolic link to {target} ({leads}): the store never follows links, so \
@@ -93,7 +134,18 @@ impl std::fmt::Display for FsckKind {
     }
 }
 
-/// Checks every entry. With `decrypt`, also tries to decrypt each one.
+/// How a message names a folder of the store (`""` is its top).
+fn folder_label(folder: &str) -> String {
+    if folder.is_empty() {
+        "the store's top folder".to_string()
+    } else {
+        format!("folder `{folder}`")
+    }
+}
+
+/// Checks every entry. With `decrypt`, also tries to decrypt each one. With signing keys (see
+/// [`Store::with_signing_keys`]) every `.gpg-id`'s signature is checked once, and an entry whose
+/// `.gpg-id` fails that check is reported through it, not one by one.
 pub fn fsck(
     store: &Store,
     crypto: &dyn Crypto,
@@ -133,6 +185,12 @@ pub fn fsck(
         };
         let recipients = match store.recipients_for(name.parent().unwrap_or("")) {
             Ok((_, r)) => r,
+            // Reported once for the `.gpg-id` by `gpg_id_signatures`.
+            Err(
+                StoreError::SignatureMissing(_)
+                | StoreError::SignatureInvalid(_)
+                | StoreError::SignatureWrongKey { .. },
+            ) => continue,
             Err(_) => {
                 issues.push(issue(FsckKind::NoGpgId));
                 continue;
@@ -159,9 +217,52 @@ pub fn fsck(
             }
         }
     }
+    issues.extend(gpg_id_signatures(store));
     issues.extend(open_folders(store));
     issues.extend(stray_files(store)?);
     Ok(issues)
+}
+
+/// With signing keys set: every `.gpg-id` (`.git` aside, links not followed) whose signature is
+/// missing, does not verify, or is by another key, in path order.
+fn gpg_id_signatures(store: &Store) -> Vec<FsckIssue> {
+    if store.signing_keys().is_none() {
+        return Vec::new();
+    }
+    let walker = walkdir::WalkDir::new(store.dir())
+        .follow_links(false)
+        .follow_root_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    let mut out = Vec::new();
+    for e in walker.flatten() {
+        if !(e.file_type().is_file() && e.file_name() == ".gpg-id") {
+            continue;
+        }
+        let folder = e
+            .path()
+            .parent()
+            .and_then(|p| p.strip_prefix(store.dir()).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kind = match store.verify_signed(e.path()) {
+            Ok(()) => continue,
+            Err(StoreError::SignatureMissing(_)) => FsckKind::GpgIdSignatureMissing { folder },
+            Err(StoreError::SignatureWrongKey { signers, .. }) => {
+                FsckKind::GpgIdSignatureWrongKey { folder, signers }
+            }
+            Err(StoreError::SignatureInvalid(_)) => FsckKind::GpgIdSignatureBad { folder },
+            Err(other) => FsckKind::Unreadable {
+                error: chain(&other),
+            },
+        };
+        out.push(FsckIssue {
+            file: e.path().to_path_buf(),
+            kind,
+        });
+    }
+    out
 }
 
 /// Folders and `.gpg-id` files (`.git` aside) that other users can read or list: pass writes

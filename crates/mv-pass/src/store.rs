@@ -42,9 +42,19 @@ pub enum StoreError {
     /// `PASSWORD_STORE_SIGNING_KEY` is set and `.gpg-id` has no `.gpg-id.sig` beside it.
     #[error("Signature for {} does not exist (PASSWORD_STORE_SIGNING_KEY is set)", .0.display())]
     SignatureMissing(PathBuf),
-    /// `.gpg-id.sig` is no good signature by a key of `PASSWORD_STORE_SIGNING_KEY`.
-    #[error("Signature for {} is invalid (no good signature by a key of PASSWORD_STORE_SIGNING_KEY)", .0.display())]
+    /// `.gpg-id.sig` does not verify: gpg finds no good signature in it (the file changed after
+    /// signing, the signature is damaged, or gpg lacks the signer's public key).
+    #[error("Signature for {} is invalid: it does not verify (changed after signing, damaged, or by a key gpg does not have)", .0.display())]
     SignatureInvalid(PathBuf),
+    /// `.gpg-id.sig` is a good signature, but by no key of `PASSWORD_STORE_SIGNING_KEY` (only
+    /// 40-digit upper-case fingerprints count there, as in pass).
+    #[error("Signature for {} is invalid: it is made by {}, not by a key of PASSWORD_STORE_SIGNING_KEY", .path.display(), .signers.join(", "))]
+    SignatureWrongKey {
+        /// The signed file.
+        path: PathBuf,
+        /// Primary-key fingerprints of the good signatures found.
+        signers: Vec<String>,
+    },
     /// Signing `.gpg-id` failed.
     #[error("could not sign {}", .path.display())]
     Sign {
@@ -401,13 +411,31 @@ impl Store {
         let good = wanted
             .clone()
             .any(|k| signers.iter().any(|(s, p)| s == k || p == k));
-        if !good {
+        if signers.is_empty() {
             return Err(StoreError::SignatureInvalid(id.to_path_buf()));
+        }
+        if !good {
+            let by: Vec<String> = signers
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            return Err(StoreError::SignatureWrongKey {
+                path: id.to_path_buf(),
+                signers: by,
+            });
         }
         if let Ok(mut v) = self.verified.lock() {
             v.insert(id.to_path_buf());
         }
         Ok(())
+    }
+
+    /// The fingerprints `.gpg-id.sig` must be made by (see [`Store::with_signing_keys`]); `None`
+    /// when signatures are not checked.
+    pub fn signing_keys(&self) -> Option<&[String]> {
+        self.signing_keys.as_deref()
     }
 
     /// Every entry encrypted for `ids` instead of its folder's `.gpg-id` recipients, as pass's
