@@ -38,8 +38,8 @@ apt-get install -y -qq --no-install-recommends pkg-config binutils openssh-clien
 [ "$mode" = run ] || apt-get install -y -qq --no-install-recommends \
   pkg-config libclang-dev clang \
   gnupg gpg-agent pass pass-extension-otp oathtool git xvfb xclip \
-  tor openssh-server openssh-client cryptsetup-bin \
-  prometheus-node-exporter nftables dnsmasq-base wireguard-tools openvpn \
+  tor openssh-server openssh-client cryptsetup-bin tcpdump \
+  prometheus-node-exporter nftables dnsmasq-base wireguard-tools wireguard-go openvpn \
   debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 virtinst bc \
   libxml2-utils busybox-static python3 python3-cryptography keyutils openrc curl \
   mtools dosfstools >/dev/null

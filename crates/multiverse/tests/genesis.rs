@@ -16,8 +16,9 @@
 
 mod common;
 
-use common::{mv, output, FAST, SPEC_WORDS};
-use std::path::{Path, PathBuf};
+use common::lab::{lab_tree, mvl, Lab};
+use common::{mv, output, SPEC_WORDS};
+use std::path::Path;
 use std::process::Command;
 
 const STAR: &str = "star.router.multiverse";
@@ -26,68 +27,6 @@ const APP: &str = "browser.app.multiverse";
 /// A machine no other test starts: guests' channel sockets (`/run/multiverse/agent/<fqdn>.sock`)
 /// are per name, so tests that run at once boot different names.
 const SILENT: &str = "controller.multiverse";
-
-/// A libvirtd in its own mount and network namespace, stopped (with its guests) on drop.
-struct Lab {
-    dir: PathBuf,
-    uri: String,
-    /// The binaries the seeds carry, copied when the lab starts: a rebuild of `target/` during
-    /// a long run would otherwise change every seed, and a second `up` would provision again.
-    seed_bin: PathBuf,
-    agent_bin: PathBuf,
-}
-
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lab-libvirtd.sh")
-}
-
-impl Lab {
-    fn start(dir: &Path) -> Lab {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .arg(dir)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "lab libvirtd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seed_bin = dir.join("multiverse");
-        let agent_bin = dir.join("multiverse-agent");
-        let built = Path::new(env!("CARGO_BIN_EXE_multiverse"));
-        std::fs::copy(built, &seed_bin).unwrap();
-        std::fs::copy(built.with_file_name("multiverse-agent"), &agent_bin).unwrap();
-        Lab {
-            dir: dir.to_path_buf(),
-            uri: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            seed_bin,
-            agent_bin,
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(lab_script())
-            .arg(&self.dir)
-            .arg("stop")
-            .status();
-    }
-}
-
-/// `multiverse` on the lab's libvirtd, under TCG.
-fn mvl(root: &Path, lab: &Lab, args: &[&str]) -> Command {
-    let mut c = mv(root);
-    c.args(args)
-        .env("MULTIVERSE_CONNECT", &lab.uri)
-        .env("MULTIVERSE_ACCEL", "tcg")
-        .env("MULTIVERSE_SEED_BIN", &lab.seed_bin)
-        .env("MULTIVERSE_AGENT_BIN", &lab.agent_bin);
-    c
-}
 
 fn ok(cmd: &mut Command) -> String {
     common::ok(cmd, None)
@@ -104,15 +43,6 @@ fn status_json(root: &Path, lab: &Lab) -> Vec<serde_json::Value> {
 
 #[test]
 fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
-    for tool in [
-        "libvirtd",
-        "virtlogd",
-        "qemu-system-x86_64",
-        "mke2fs",
-        "unshare",
-    ] {
-        mv_testkit::require_tool(tool);
-    }
     let image = common::cached_debian_image();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("tree");
@@ -338,18 +268,6 @@ fn host_key(root: &Path, lab: &Lab, machine: &str) -> String {
         .find(|k| k["algorithm"] == "ssh-ed25519")
         .map(|k| k["fingerprint"].as_str().unwrap().to_string())
         .unwrap()
-}
-
-/// A tree from `init --lab` with the spec identity, its `images/debian.qcow2` from `image`.
-fn lab_tree(root: &Path, image: &Path) {
-    ok(mv(root)
-        .args(["init", "--lab"])
-        .env("MULTIVERSE_ACCEL", "tcg"));
-    let mut restore = mv(root);
-    restore.args(["identity", "restore"]).args(FAST);
-    common::ok(&mut restore, Some(SPEC_WORDS));
-    std::fs::create_dir_all(root.join("images")).unwrap();
-    std::os::unix::fs::symlink(image, root.join("images/debian.qcow2")).unwrap();
 }
 
 #[test]

@@ -245,12 +245,13 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
     for m in topology.machines.iter().filter(|m| m.is_vm()) {
         if m.router.as_ref().and_then(|r| r.vpn).is_some() {
             let vpn = mv_provision::adapt::vpn_file(d.path(), &m.name);
-            std::fs::create_dir_all(vpn.parent().unwrap()).unwrap();
-            std::fs::write(
+            mv_testkit::write_vpn_settings(
                 &vpn,
-                "endpoint = \"192.0.2.1\"\nport = 51820\naddress = \"10.64.0.2/32\"\ndns = \"10.64.0.1\"\npeer_public_key = \"bGFiIHBsYWNlaG9sZGVyIHBlZXIga2V5IDMyIGJ5dGU=\"\n",
-            )
-            .unwrap();
+                "192.0.2.1",
+                "10.64.0.2/32",
+                "bGFiIHBsYWNlaG9sZGVyIHBlZXIga2V5IDMyIGJ5dGU=",
+                mv_testkit::TEST_WIREGUARD_KEY,
+            );
         }
         let spec = mv_provision::adapt::spec_for(&topology, &m.name, d.path()).unwrap();
         let ctx = mv_provision::render::context(&spec).unwrap();

@@ -278,12 +278,13 @@ fn galaxy_with_vpn_settings_renders_and_checks() {
     mv_testkit::require_tool("wg-quick");
     let t = tree();
     let dir = t.path().join("machines/galaxy.router.multiverse/provision");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("vpn.toml"),
-        "endpoint = \"198.51.100.7\"\nport = 51820\naddress = \"10.64.12.34/32\"\ndns = \"10.64.0.1\"\npeer_public_key = \"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\"\n",
-    )
-    .unwrap();
+    mv_testkit::write_vpn_settings(
+        &dir.join("vpn.toml"),
+        "198.51.100.7",
+        "10.64.12.34/32",
+        "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+        mv_testkit::TEST_WIREGUARD_KEY,
+    );
     let out = ok(mv(t.path()).args(["provision", "check", "galaxy.router.multiverse"]));
     assert!(
         out.contains("wg-quick") && out.contains("/etc/wireguard/wg0.conf"),

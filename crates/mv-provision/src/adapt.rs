@@ -50,6 +50,26 @@ struct VpnFile {
     dns: std::net::Ipv4Addr,
     #[serde(default)]
     peer_public_key: Option<String>,
+    /// Relative to the folder of `vpn.toml`, or absolute.
+    #[serde(default)]
+    private_key_file: Option<PathBuf>,
+}
+
+/// Writes a new WireGuard private key (32 bytes from the OS's CSPRNG, base64 as `wg genkey`
+/// prints it; WireGuard clamps it) into `path`, 0600, unless a file is already there. Returns
+/// whether it wrote one. For `init --lab`, whose placeholder provider needs a key of this end.
+pub fn new_wireguard_key_file(path: &Path) -> Result<bool, mv_core::fsutil::FsError> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    if path.exists() {
+        return Ok(false);
+    }
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(raw.as_mut());
+    let mut line =
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(raw.as_ref()));
+    line.push('\n');
+    mv_core::fsutil::write_secret(path, line.as_bytes())
 }
 
 /// The provisioning view of machine `name` of `topology`; `tree_root` is where `vpn.toml` is.
@@ -115,7 +135,7 @@ pub fn spec_for(
                 path: path.clone(),
                 message: format!(
                     "cannot read the VPN provider settings ({e}); write endpoint, port, address, dns{} there",
-                    if VpnKind::Wireguard == kind { " and peer_public_key" } else { "" }
+                    if VpnKind::Wireguard == kind { ", peer_public_key and private_key_file" } else { "" }
                 ),
             })?;
             let f: VpnFile = toml::from_str(&text).map_err(|e| AdaptError::Vpn {
@@ -129,6 +149,9 @@ pub fn spec_for(
                 address: f.address,
                 dns: f.dns,
                 peer_public_key: f.peer_public_key,
+                private_key_file: f
+                    .private_key_file
+                    .map(|k| path.parent().map_or_else(|| k.clone(), |dir| dir.join(&k))),
             })
         }
     };

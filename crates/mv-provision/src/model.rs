@@ -72,6 +72,11 @@ pub struct VpnOptions {
     /// WireGuard: the provider's public key (base64).
     #[serde(default)]
     pub peer_public_key: Option<String>,
+    /// WireGuard: the file on the host holding this end's private key (base64, as `wg genkey`
+    /// writes it; 0600). Its bytes become the guest's `/etc/wireguard/wg0.key` and never enter a
+    /// rendered config.
+    #[serde(default)]
+    pub private_key_file: Option<std::path::PathBuf>,
 }
 
 /// An IPv4 address with prefix length (`10.0.0.1/24`).

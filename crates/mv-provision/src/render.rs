@@ -258,6 +258,11 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             if v.kind == VpnKind::Wireguard && v.peer_public_key.is_none() {
                 return Err(missing("a WireGuard VPN needs the provider's peer_public_key"));
             }
+            if v.kind == VpnKind::Wireguard && v.private_key_file.is_none() {
+                return Err(missing(
+                    "a WireGuard VPN needs private_key_file in vpn.toml: a 0600 file with this end's private key (`wg genkey` writes one)",
+                ));
+            }
             let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
             j["proto"] = json!("udp");
             j
@@ -520,6 +525,7 @@ fn generated(
         // Only the secret key: tor writes hs_ed25519_public_key and hostname from it at start,
         // so the address a guest publishes is tor's own reading of the derived key.
         "onion_secret_key" => Contents::Secret(identity.onion_service(&owner)?.secret_file),
+        "wireguard_private_key" => wireguard_private_key(spec)?,
         "multiverse-agent.service" => Contents::Public(AGENT_SYSTEMD_UNIT.to_string()),
         "multiverse-agent.openrc" => Contents::Public(AGENT_OPENRC_SCRIPT.to_string()),
         "multiverse-agent" => binary(&agent_binary(), spec, "multiverse-agent")?,
@@ -535,6 +541,48 @@ fn generated(
             })
         }
     })
+}
+
+/// The galaxy's WireGuard private key, read from the host file `vpn.toml` names: a regular
+/// file (no link followed) that only its owner can read, holding one base64 X25519 key.
+fn wireguard_private_key(spec: &MachineSpec) -> Result<Contents, RenderError> {
+    let missing = |what: String| RenderError::MissingOption {
+        machine: spec.name.to_string(),
+        what,
+    };
+    let Some(path) = spec.vpn.as_ref().and_then(|v| v.private_key_file.as_ref()) else {
+        return Err(missing(
+            "a WireGuard VPN needs private_key_file in vpn.toml".to_string(),
+        ));
+    };
+    let (meta, bytes) = mv_core::fsutil::read_regular(path).map_err(|e| {
+        missing(format!(
+            "cannot read the WireGuard private key {} ({e})",
+            path.display()
+        ))
+    })?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        return Err(missing(format!(
+            "the WireGuard private key {} is readable by others: chmod 600 it",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+    // base64 of 32 bytes: 43 characters of the standard alphabet, then one `=`.
+    let well_formed = text.len() == 44
+        && text.ends_with('=')
+        && text[..43]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !well_formed {
+        return Err(missing(format!(
+            "{} is not a WireGuard private key (one line of base64, as `wg genkey` writes)",
+            path.display()
+        )));
+    }
+    Ok(Contents::Secret(SecretBytes::new(
+        format!("{text}\n").into_bytes(),
+    )))
 }
 
 /// The `multiverse-agent` binary machines get: `$MULTIVERSE_AGENT_BIN` if set, else the one beside
@@ -597,5 +645,57 @@ mod tests {
         assert!(msg.contains(AGENT_BIN_ENV), "{msg}");
         // A folder is not a binary either.
         assert!(binary(&std::env::temp_dir(), &spec, "multiverse-agent").is_err());
+    }
+
+    /// The WireGuard key file: read as it is (0600, one base64 key), refused with a line naming
+    /// the file when it is readable by others, malformed, a link or missing.
+    #[test]
+    fn wireguard_private_key_file_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("wg0.key");
+        let mut spec = MachineSpec::default_for(
+            MachineName::parse("galaxy.router.multiverse").unwrap(),
+            Kind::Router,
+            Some(Role::Galaxy),
+            Os::Debian,
+        );
+        spec.vpn = Some(crate::model::VpnOptions {
+            kind: VpnKind::Wireguard,
+            endpoint: "192.0.2.1".parse().unwrap(),
+            port: 51820,
+            address: "10.64.0.2/32".into(),
+            dns: "10.64.0.1".parse().unwrap(),
+            peer_public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into()),
+            private_key_file: Some(key.clone()),
+        });
+        let good = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&key, text).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let err = |spec: &MachineSpec| match wireguard_private_key(spec) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err(&spec).contains("cannot read the WireGuard private key"));
+        write(&format!("{good}\n"), 0o600);
+        let Ok(Contents::Secret(bytes)) = wireguard_private_key(&spec) else {
+            panic!("a good key is a secret")
+        };
+        assert_eq!(bytes.expose(), format!("{good}\n").as_bytes());
+        write(good, 0o644);
+        assert!(err(&spec).contains("readable by others"), "{}", err(&spec));
+        write("not a key\n", 0o600);
+        assert!(err(&spec).contains("is not a WireGuard private key"));
+        write(&good.replace('=', "A"), 0o600);
+        assert!(err(&spec).contains("is not a WireGuard private key"));
+        std::fs::remove_file(&key).unwrap();
+        let other = d.path().join("other.key");
+        std::fs::write(&other, good).unwrap();
+        std::os::unix::fs::symlink(&other, &key).unwrap();
+        assert!(err(&spec).contains("cannot read"), "a link is not followed");
+        spec.vpn.as_mut().unwrap().private_key_file = None;
+        assert!(err(&spec).contains("private_key_file"));
     }
 }

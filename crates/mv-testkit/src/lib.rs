@@ -8,6 +8,7 @@
 //! - [`files_under`]: every file below a folder, for comparing trees.
 //! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
 //!   `udevadm verify`.
+//! - [`write_vpn_settings`]: a galaxy router's `vpn.toml` and its 0600 WireGuard key file.
 //! - [`tornet`]: a private Tor network (authorities, relays, an exit, a client) in a network
 //!   namespace the test creates, for onion services and Tor traffic without the real network.
 #![forbid(unsafe_code)]
@@ -176,4 +177,33 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A fixed WireGuard private key for tests whose tunnel never comes up (the key of `wg(8)`'s
+/// manual page example).
+pub const TEST_WIREGUARD_KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+
+/// Writes WireGuard provider settings into `vpn_toml` (a galaxy router's
+/// `machines/<fqdn>/provision/vpn.toml`), with `wg0.key` (0600) beside it holding
+/// `private_key`: endpoint and port, this end's tunnel `address`, and the provider's public key.
+pub fn write_vpn_settings(
+    vpn_toml: &Path,
+    endpoint: &str,
+    address: &str,
+    peer_public_key: &str,
+    private_key: &str,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = vpn_toml.parent().expect("vpn.toml has a folder");
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let key = dir.join("wg0.key");
+    std::fs::write(&key, format!("{private_key}\n")).expect("write wg0.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod wg0.key");
+    std::fs::write(
+        vpn_toml,
+        format!(
+            "endpoint = \"{endpoint}\"\nport = 51820\naddress = \"{address}\"\ndns = \"10.64.0.1\"\npeer_public_key = \"{peer_public_key}\"\nprivate_key_file = \"wg0.key\"\n"
+        ),
+    )
+    .expect("write vpn.toml");
 }

@@ -36,6 +36,8 @@ port = 51820
 address = \"10.64.0.2/32\"
 dns = \"10.64.0.1\"
 peer_public_key = \"bGFiIHBsYWNlaG9sZGVyIHBlZXIga2V5IDMyIGJ5dGU=\"
+# This end's private key (0600, beside this file; `init --lab` made a new one).
+private_key_file = \"wg0.key\"
 ";
 
 /// Runs the command.
@@ -122,6 +124,15 @@ fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError>
         if g.dry_run {
             g.say(format!("would create {rel}"));
             continue;
+        }
+        let key = path.with_file_name("wg0.key");
+        if mv_provision::adapt::new_wireguard_key_file(&key)
+            .hint("check that --root is writable")?
+        {
+            g.say(format!(
+                "wrote {} (a new WireGuard private key)",
+                super::render::rel(tree.root(), &key)
+            ));
         }
         mv_core::fsutil::write_public(&path, LAB_VPN_TOML.as_bytes())
             .hint("check that --root is writable")?;

@@ -7,6 +7,8 @@
 //! crate-wide `dead_code` allowance below.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

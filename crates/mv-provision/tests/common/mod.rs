@@ -139,6 +139,23 @@ pub fn topology(os: Os) -> Vec<MachineSpec> {
     v
 }
 
+/// A 0600 WireGuard key file for the galaxy fixture, written once per test process.
+pub fn wireguard_key_file() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let vpn = dir.path().join("vpn.toml");
+    if !vpn.exists() {
+        mv_testkit::write_vpn_settings(
+            &vpn,
+            "198.51.100.7",
+            "10.64.12.34/32",
+            "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+            mv_testkit::TEST_WIREGUARD_KEY,
+        );
+    }
+    dir.path().join("wg0.key")
+}
+
 pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
     stand_in_agent();
     let mut g = MachineSpec::default_for(
@@ -158,6 +175,7 @@ pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
         address: "10.64.12.34/32".into(),
         dns: "10.64.0.1".parse().unwrap(),
         peer_public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into()),
+        private_key_file: Some(wireguard_key_file()),
     });
     g
 }

@@ -1,0 +1,444 @@
+//! The router chain carries traffic and fails closed, proven by packets on booted routers.
+//!
+//! A lab libvirtd (its own network namespace) boots the lab topology's universe, galaxy and star
+//! routers and an application VM under TCG, each provisioned from its seed at first boot. The
+//! "internet" the universe's uplink reaches lives in the same namespace, made by this test:
+//! - a DHCP server on the uplink bridge (`mvbrup`, 10.255.0.1), which the universe router uses as
+//!   the physical network it would get at home;
+//! - a WireGuard peer playing the VPN provider (`wireguard-go`: this machine's kernel has no
+//!   WireGuard) at 10.255.0.1:51820, for which galaxy's `vpn.toml` is written;
+//! - a private Tor network ([`mv_testkit::tornet`]) on 203.0.113.1, which the star's tor joins
+//!   through a `templates/provision/router-torrc.j2` override (the way a person adds bridges);
+//! - an HTTP server on 203.0.113.1:8080 that logs each client's address.
+//!
+//! Checked: the app gets its address from star; a request from the app reaches the server with
+//! the Tor exit's address as its source (not galaxy's tunnel address, not universe's); the app's
+//! DNS is answered by star's Tor; on the uplink only WireGuard and DHCP pass while the app works;
+//! no packet of the app's network crosses into galaxy's network; with star's tor stopped, or with
+//! galaxy's tunnel down, the app reaches nothing and nothing leaves on the uplink.
+//!
+//! One test function, one boot of the four guests: each boot costs a minute or more under TCG.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::lab::{lab_tree, mvl, Lab};
+use common::KillOnDrop;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const UNIVERSE: &str = "universe.router.multiverse";
+const GALAXY: &str = "galaxy.router.multiverse";
+const STAR: &str = "star.router.multiverse";
+const APP: &str = "browser.app.multiverse";
+
+/// The "internet": the uplink's gateway, the VPN endpoint, and where Tor and the server live.
+const UPLINK_GATEWAY: &str = "10.255.0.1";
+const INTERNET: &str = "203.0.113.1";
+const TUNNEL_GALAXY: &str = "10.64.0.2";
+
+/// One HTTP request from the app VM to the server, with bash's `/dev/tcp` (the app image has no
+/// curl). `tries` attempts, 3 s apart, each given 20 s: tor on the star may still be
+/// bootstrapping through the chain.
+fn fetch_script(path: &str, tries: u32) -> String {
+    format!(
+        "for i in $(seq {tries}); do \
+           if r=$(timeout 20 bash -c 'exec 3<>/dev/tcp/{INTERNET}/8080 && printf \"GET /{path} HTTP/1.0\\r\\nHost: internet\\r\\n\\r\\n\" >&3 && cat <&3'); then \
+             echo \"$r\"; exit 0; fi; sleep 3; \
+         done; echo 'no answer' >&2; exit 7"
+    )
+}
+
+fn wg(args: &[&str]) -> String {
+    let out = Command::new("wg").args(args).output().unwrap();
+    assert!(out.status.success(), "wg {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wg_pubkey(private: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(private.as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "wg pubkey: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A packet capture on a bridge of the lab, as text (`tcpdump -nn -e`), stopped by [`Capture::stop`].
+struct Capture {
+    child: KillOnDrop,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(lab: &Lab, bridge: &str, file: &Path) -> Capture {
+        let child = lab
+            .command("tcpdump")
+            .args(["-i", bridge, "-nn", "-U", "-w"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // tcpdump says "listening on" once the capture runs.
+        let mut child = KillOnDrop(child);
+        let mut err = child.0.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        while !String::from_utf8_lossy(&seen).contains("listening on") {
+            let mut buf = [0u8; 256];
+            let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+            assert!(
+                n > 0,
+                "tcpdump on {bridge}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tcpdump did not start"
+            );
+        }
+        Capture {
+            child,
+            file: file.to_path_buf(),
+        }
+    }
+
+    /// Stops the capture; returns one line per packet.
+    fn stop(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(500));
+        interrupt(self.child.0.id());
+        let _ = self.child.0.wait();
+        let out = Command::new("tcpdump")
+            .args(["-nn", "-r"])
+            .arg(&self.file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// SIGINT by PID through kill(1) (tcpdump flushes its file on SIGINT; no unsafe in tests).
+fn interrupt(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+}
+
+/// What each router says about its network, then a panic with `why`. With
+/// `MULTIVERSE_TEST_HOLD=SECONDS` the lab stays up that long first, for a look by hand.
+fn fail(root: &Path, lab: &Lab, why: &str) -> ! {
+    let script = "ip -br addr; ip route; systemctl --no-pager --failed; \
+        journalctl -b --no-pager -p warning | tail -25; wg show 2>/dev/null; \
+        journalctl -b --no-pager -u tor@default | tail -15";
+    for m in [UNIVERSE, GALAXY, STAR] {
+        let out = ssh(root, lab, m, script);
+        eprintln!(
+            "--- {m}:\n{}{}",
+            common::stdout(&out),
+            common::stderr(&out)
+        );
+    }
+    if let Some(secs) = std::env::var("MULTIVERSE_TEST_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!(
+            "holding the lab for {secs} s: MULTIVERSE_ROOT={} MULTIVERSE_CONNECT='{}'",
+            root.display(),
+            lab.uri
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    panic!("{why}");
+}
+
+fn ok(cmd: &mut Command) -> String {
+    common::ok(cmd, None)
+}
+
+/// `multiverse ssh MACHINE -- script` on the lab.
+fn ssh(root: &Path, lab: &Lab, machine: &str, script: &str) -> std::process::Output {
+    common::output(&mut mvl(root, lab, &["ssh", machine, "--", script]), None)
+}
+
+fn ssh_ok(root: &Path, lab: &Lab, machine: &str, script: &str) -> String {
+    ok(&mut mvl(root, lab, &["ssh", machine, "--", script]))
+}
+
+#[test]
+fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
+    for tool in ["wg", "wireguard-go", "dnsmasq", "tcpdump", "tor", "nsenter"] {
+        mv_testkit::require_tool(tool);
+    }
+    let image = common::cached_debian_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    let lab = Lab::start(&tmp.path().join("lab"));
+
+    // The private Tor network, on the internet's address inside the lab.
+    let mut tornet = mv_testkit::tornet::Tornet::builder()
+        .netns_of(lab.pid())
+        .address(INTERNET.parse().unwrap())
+        .start(&tmp.path().join("tornet"));
+
+    // The person's tree: lab topology, spec identity; galaxy's VPN provider is the test's peer.
+    lab_tree(&root, &image);
+    let vpn_toml = mv_provision::adapt::vpn_file(&root, &GALAXY.parse().unwrap());
+    let galaxy_key = std::fs::read_to_string(vpn_toml.with_file_name("wg0.key")).unwrap();
+    let galaxy_public = wg_pubkey(&galaxy_key);
+    let provider_key = wg(&["genkey"]);
+    let provider_public = wg_pubkey(&provider_key);
+    mv_testkit::write_vpn_settings(
+        &vpn_toml,
+        UPLINK_GATEWAY,
+        &format!("{TUNNEL_GALAXY}/32"),
+        &provider_public,
+        galaxy_key.trim(),
+    );
+    // The star's tor joins the private network: the shipped torrc plus the network's lines.
+    let overrides = root.join("templates/provision");
+    std::fs::create_dir_all(&overrides).unwrap();
+    std::fs::write(
+        overrides.join("router-torrc.j2"),
+        format!(
+            "{}\n## The test's private Tor network.\n{}",
+            include_str!("../../mv-provision/templates/router-torrc.j2"),
+            tornet.network_torrc()
+        ),
+    )
+    .unwrap();
+
+    // Define everything, then bring the internet up on the uplink bridge before any boot.
+    ok(&mut mvl(&root, &lab, &["up", UNIVERSE, GALAXY, STAR, APP]));
+    let nets = ok(Command::new("virsh").args(["-c", &lab.uri, "net-list", "--all", "--name"]));
+    if !lab.sh("ip -br link").contains("mvbrup") {
+        ok(Command::new("virsh").args(["-c", &lab.uri, "net-start", "uplink"]));
+    }
+    assert!(nets.contains("uplink"), "{nets}");
+    lab.sh(&format!(
+        "ip addr add {UPLINK_GATEWAY}/24 dev mvbrup && ip link set mvbrup up"
+    ));
+    let net_dir = tmp.path().join("internet");
+    std::fs::create_dir_all(net_dir.join("www")).unwrap();
+    std::fs::write(net_dir.join("www/chain-probe"), "through the chain\n").unwrap();
+    let _dhcp = KillOnDrop(
+        lab.command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--port=0",
+                "--interface=mvbrup",
+                "--bind-interfaces",
+                "--dhcp-range=10.255.0.100,10.255.0.199,255.255.255.0,1h",
+                &format!("--dhcp-option=option:router,{UPLINK_GATEWAY}"),
+                "--pid-file=",
+            ])
+            .arg(format!(
+                "--dhcp-leasefile={}",
+                net_dir.join("leases").display()
+            ))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The VPN provider: userspace WireGuard, its interface named per test run (wireguard-go's
+    // control socket lives in the machine's /var/run/wireguard).
+    let wg_if = format!("mvwg{}", std::process::id() % 100_000);
+    let _provider = KillOnDrop(
+        lab.command("wireguard-go")
+            .args(["-f", &wg_if])
+            .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for("wireguard-go", Duration::from_secs(30), || {
+        Path::new(&format!("/var/run/wireguard/{wg_if}.sock")).exists()
+    });
+    let provider_key_file = net_dir.join("provider.key");
+    std::fs::write(&provider_key_file, &provider_key).unwrap();
+    wg(&[
+        "set",
+        &wg_if,
+        "listen-port",
+        "51820",
+        "private-key",
+        provider_key_file.to_str().unwrap(),
+        "peer",
+        &galaxy_public,
+        "allowed-ips",
+        &format!("{TUNNEL_GALAXY}/32"),
+    ]);
+    lab.sh(&format!(
+        "ip addr add 10.64.0.1/32 dev {wg_if} && ip link set {wg_if} up && ip route add {TUNNEL_GALAXY}/32 dev {wg_if}"
+    ));
+    let http_log = net_dir.join("http.log");
+    let _http = KillOnDrop(
+        lab.command("/usr/bin/python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                INTERNET,
+                "--directory",
+            ])
+            .arg(net_dir.join("www"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&http_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let took = tornet.wait_bootstrapped(Duration::from_secs(240));
+    eprintln!("private Tor network bootstrapped in {took:?}");
+
+    // Boot the chain and the app, in router order.
+    let up = ok(&mut mvl(
+        &root,
+        &lab,
+        &[
+            "up",
+            "--start",
+            "--timeout",
+            "420",
+            UNIVERSE,
+            GALAXY,
+            STAR,
+            APP,
+        ],
+    ));
+    eprintln!("{up}");
+
+    // Universe took its uplink address from the "internet"; galaxy's tunnel is up.
+    let leases = std::fs::read_to_string(net_dir.join("leases")).unwrap_or_default();
+    assert!(
+        leases.contains("10.255.0."),
+        "no DHCP lease on the uplink: {leases:?}"
+    );
+    let handshake = Instant::now();
+    while !wg(&["show", &wg_if, "latest-handshakes"])
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|t| t != "0")
+    {
+        if handshake.elapsed() > Duration::from_secs(180) {
+            fail(&root, &lab, "no WireGuard handshake from galaxy within 180 s");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // The app has its address from star's DHCP.
+    let addr = ssh_ok(&root, &lab, APP, "ip -4 -br addr show eth0");
+    assert!(addr.contains("10.2.2."), "app address: {addr}");
+
+    // Traffic: through Tor, so the server sees the exit's address.
+    let start = Instant::now();
+    let page = ssh(&root, &lab, APP, &fetch_script("chain-probe", 80));
+    let page_text = common::stdout(&page);
+    if !page.status.success() {
+        fail(
+            &root,
+            &lab,
+            &format!("the app reached nothing through the chain: {page:?}"),
+        );
+    }
+    eprintln!("first page through the chain after {:?}", start.elapsed());
+    assert!(page_text.contains("through the chain"), "{page_text}");
+    let log = std::fs::read_to_string(&http_log).unwrap();
+    let client = log
+        .lines()
+        .find(|l| l.contains("GET /chain-probe"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("server log: {log}"))
+        .to_string();
+    assert_eq!(
+        client, INTERNET,
+        "the server must see the Tor exit (on {INTERNET}), not the tunnel ({TUNNEL_GALAXY}) or the uplink: {log}"
+    );
+
+    // Leaks: while the app fetches and resolves, the uplink carries only WireGuard (and DHCP),
+    // and nothing of the app's network crosses into galaxy's.
+    let uplink = Capture::start(&lab, "mvbrup", &net_dir.join("uplink.pcap"));
+    let inner = Capture::start(&lab, "mvbr1", &net_dir.join("net1.pcap"));
+    let again = ssh(&root, &lab, APP, &fetch_script("chain-probe", 10));
+    assert!(again.status.success(), "{again:?}");
+    // DNS is Tor's: star's DNSPort maps an onion name to an address of its virtual network.
+    let onion = ssh_ok(
+        &root,
+        &lab,
+        APP,
+        "getent hosts 5qjp6g7ctpzpt25sfvqrmfmx2gtk7znjvem42an26mrml43agtwnw5id.onion; getent hosts chain-probe.example || true",
+    );
+    let mapped: std::net::Ipv4Addr = onion
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("onion name not answered: {onion}"));
+    assert!(
+        mapped.octets()[0] == 10 && mapped.octets()[1] >= 192,
+        "onion name not answered by Tor's virtual network 10.192.0.0/10: {onion}"
+    );
+    let uplink = uplink.stop();
+    let inner = inner.stop();
+    let wireguard = format!("{UPLINK_GATEWAY}.51820");
+    let foreign: Vec<&String> = uplink
+        .iter()
+        .filter(|l| l.contains(" IP "))
+        .filter(|l| !(l.contains(&wireguard) && l.contains(": UDP")))
+        .filter(|l| !(l.contains(".67 >") || l.contains(".68 >")))
+        .collect();
+    assert!(
+        uplink.iter().any(|l| l.contains(&wireguard)),
+        "no WireGuard on the uplink while the app worked: {uplink:?}"
+    );
+    assert!(foreign.is_empty(), "leaked onto the uplink: {foreign:#?}");
+    assert!(
+        !inner.iter().any(|l| l.contains(" 10.2.2.")),
+        "the app's network crossed star: {inner:#?}"
+    );
+    assert!(!uplink
+        .iter()
+        .any(|l| l.contains(".53:") || l.contains(".53 >")));
+
+    // Fail closed, star: without tor the app reaches nothing.
+    ssh_ok(&root, &lab, STAR, "systemctl stop tor@default");
+    let cut = ssh(&root, &lab, APP, &fetch_script("chain-probe", 1));
+    assert_eq!(cut.status.code(), Some(7), "with tor stopped: {cut:?}");
+    ssh_ok(&root, &lab, STAR, "systemctl start tor@default");
+
+    // Fail closed, galaxy: with the tunnel down nothing leaves on the uplink, and the app
+    // reaches nothing.
+    ssh_ok(&root, &lab, GALAXY, "ip link set wg0 down");
+    let uplink = Capture::start(&lab, "mvbrup", &net_dir.join("uplink-down.pcap"));
+    let cut = ssh(&root, &lab, APP, &fetch_script("chain-probe", 2));
+    let uplink = uplink.stop();
+    assert_eq!(
+        cut.status.code(),
+        Some(7),
+        "with galaxy's tunnel down: {cut:?}"
+    );
+    let leaked: Vec<&String> = uplink
+        .iter()
+        .filter(|l| l.contains(" IP "))
+        .filter(|l| !(l.contains(".67 >") || l.contains(".68 >")))
+        .collect();
+    assert!(leaked.is_empty(), "with the tunnel down: {leaked:#?}");
+}
