@@ -147,11 +147,7 @@ fn fail(root: &Path, lab: &Lab, why: &str) -> ! {
         journalctl -b --no-pager -u tor@default | tail -15";
     for m in [UNIVERSE, GALAXY, STAR] {
         let out = ssh(root, lab, m, script);
-        eprintln!(
-            "--- {m}:\n{}{}",
-            common::stdout(&out),
-            common::stderr(&out)
-        );
+        eprintln!("--- {m}:\n{}{}", common::stdout(&out), common::stderr(&out));
     }
     if let Some(secs) = std::env::var("MULTIVERSE_TEST_HOLD")
         .ok()
@@ -340,7 +336,11 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         .is_some_and(|t| t != "0")
     {
         if handshake.elapsed() > Duration::from_secs(180) {
-            fail(&root, &lab, "no WireGuard handshake from galaxy within 180 s");
+            fail(
+                &root,
+                &lab,
+                "no WireGuard handshake from galaxy within 180 s",
+            );
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -374,6 +374,35 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         "the server must see the Tor exit (on {INTERNET}), not the tunnel ({TUNNEL_GALAXY}) or the uplink: {log}"
     );
 
+    // The routers' agents report what happened: Tor bootstrapped, the tunnel's handshake, the
+    // app's lease, and counters that the app's traffic raised.
+    let routers = router_stats(&root, &lab);
+    assert_eq!(routers[STAR]["tor_bootstrap"], 100, "{}", routers[STAR]);
+    assert!(counter(&routers[STAR], "to_tor") > 0, "{}", routers[STAR]);
+    let leases = routers[STAR]["leases"].as_array().unwrap();
+    assert!(
+        leases
+            .iter()
+            .any(|l| addr.contains(l["ip"].as_str().unwrap())),
+        "the app's lease: {leases:?} vs {addr}"
+    );
+    let tunnel = &routers[GALAXY]["wireguard"];
+    assert!(tunnel["handshake_age_secs"].as_u64().is_some(), "{tunnel}");
+    assert!(tunnel["rx_bytes"].as_u64().unwrap() > 0, "{tunnel}");
+    assert!(
+        counter(&routers[GALAXY], "tunnelled") > 0,
+        "{}",
+        routers[GALAXY]
+    );
+    assert!(
+        counter(&routers[UNIVERSE], "nat_out") > 0,
+        "{}",
+        routers[UNIVERSE]
+    );
+    let status = ok(&mut mvl(&root, &lab, &["status", UNIVERSE, GALAXY, STAR]));
+    assert!(status.contains("tor 100%"), "{status}");
+    assert!(status.contains(" ago"), "galaxy's handshake age: {status}");
+
     // Leaks: while the app fetches and resolves, the uplink carries only WireGuard (and DHCP),
     // and nothing of the app's network crosses into galaxy's.
     let uplink = Capture::start(&lab, "mvbrup", &net_dir.join("uplink.pcap"));
@@ -385,7 +414,7 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         &root,
         &lab,
         APP,
-        "getent hosts 5qjp6g7ctpzpt25sfvqrmfmx2gtk7znjvem42an26mrml43agtwnw5id.onion; getent hosts chain-probe.example || true",
+        "getent ahostsv4 5qjp6g7ctpzpt25sfvqrmfmx2gtk7znjvem42an26mrml43agtwnw5id.onion | head -1; getent hosts chain-probe.example || true",
     );
     let mapped: std::net::Ipv4Addr = onion
         .split_whitespace()
@@ -426,6 +455,7 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
 
     // Fail closed, galaxy: with the tunnel down nothing leaves on the uplink, and the app
     // reaches nothing.
+    let dropped_before = counter(&router_stats(&root, &lab)[GALAXY], "forward_dropped");
     ssh_ok(&root, &lab, GALAXY, "ip link set wg0 down");
     let uplink = Capture::start(&lab, "mvbrup", &net_dir.join("uplink-down.pcap"));
     let cut = ssh(&root, &lab, APP, &fetch_script("chain-probe", 2));
@@ -441,4 +471,41 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         .filter(|l| !(l.contains(".67 >") || l.contains(".68 >")))
         .collect();
     assert!(leaked.is_empty(), "with the tunnel down: {leaked:#?}");
+    // Star's tor kept trying: galaxy refused its packets, and says so.
+    let galaxy = &router_stats(&root, &lab)[GALAXY];
+    assert!(
+        counter(galaxy, "forward_dropped") > dropped_before,
+        "galaxy dropped nothing with its tunnel down: {galaxy}"
+    );
+    assert_eq!(galaxy["vpn_up"], true, "wg0 exists, only down: {galaxy}");
+}
+
+/// Each router's `router` stats, from `multiverse --json status` (its agent over virtio-serial).
+fn router_stats(root: &Path, lab: &Lab) -> std::collections::HashMap<String, serde_json::Value> {
+    let text = ok(&mut mvl(
+        root,
+        lab,
+        &["--json", "status", UNIVERSE, GALAXY, STAR],
+    ));
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    lines
+        .into_iter()
+        .map(|l| {
+            let name = l["name"].as_str().unwrap().to_string();
+            let data = l["agent"]["stats"]["router"]["data"].clone();
+            assert!(data.is_object(), "{name}: no router stats in {l}");
+            (name, data)
+        })
+        .collect()
+}
+
+/// The packets of the named nftables counter in a router's stats (0 when it is absent).
+fn counter(router: &serde_json::Value, name: &str) -> u64 {
+    router["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or(0)
 }

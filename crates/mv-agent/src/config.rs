@@ -187,6 +187,9 @@ pub struct RouterConfig {
     /// A port Tor listens on (SOCKS or TransPort); "Tor up" means a socket listens there (read
     /// from /proc/net/tcp: no connection is made, which a TransPort would take for a loop).
     pub tor_socks: Option<SocketAddr>,
+    /// Tor's control socket (`/run/tor/control` on Debian), for its bootstrap progress; the
+    /// cookie is read from `control.authcookie` beside it.
+    pub tor_control: Option<PathBuf>,
 }
 
 impl Default for RouterConfig {
@@ -196,6 +199,7 @@ impl Default for RouterConfig {
             nft: true,
             vpn_interface: None,
             tor_socks: None,
+            tor_control: None,
         }
     }
 }

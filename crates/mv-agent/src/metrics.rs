@@ -446,6 +446,36 @@ pub fn render(out: &mut String, meta: &Meta<'_>, s: &Stats, tasks: &[TaskInfo]) 
                 b(v),
             );
         }
+        if let Some(p) = r.tor_bootstrap {
+            w.one(
+                "multiverse_tor_bootstrap_percent",
+                "gauge",
+                "Tor's bootstrap progress",
+                p,
+            );
+        }
+        if let Some(wg) = &r.wireguard {
+            if let Some(age) = wg.handshake_age_secs {
+                w.one(
+                    "multiverse_wireguard_handshake_age_seconds",
+                    "gauge",
+                    "Seconds since the VPN peer's last WireGuard handshake",
+                    age,
+                );
+            }
+            w.one(
+                "multiverse_wireguard_received_bytes",
+                "counter",
+                "Bytes received from the VPN peer",
+                wg.rx_bytes,
+            );
+            w.one(
+                "multiverse_wireguard_sent_bytes",
+                "counter",
+                "Bytes sent to the VPN peer",
+                wg.tx_bytes,
+            );
+        }
     }
     if let Some(list) = s.services.as_ref().and_then(|x| x.data.as_ref()) {
         w.family(

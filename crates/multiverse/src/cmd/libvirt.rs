@@ -522,6 +522,34 @@ fn agent_status(
     })
 }
 
+/// A router's state in a few words: its DHCP leases, the VPN's last handshake (or whether its
+/// interface exists) and Tor's bootstrap progress (or whether it listens); `-` for other roles.
+fn router_summary(a: Option<&AgentStatus>) -> String {
+    let Some(r) = a
+        .and_then(|a| a.stats.as_ref())
+        .and_then(|s| s.router.as_ref())
+        .and_then(|r| r.data.as_ref())
+    else {
+        return "-".into();
+    };
+    let n = r.leases.len();
+    let mut parts = vec![format!("{n} lease{}", if n == 1 { "" } else { "s" })];
+    match (&r.wireguard, r.vpn_up) {
+        (Some(w), _) => parts.push(match w.handshake_age_secs {
+            Some(age) => format!("vpn {} ago", human_secs(age)),
+            None => "vpn: no handshake".into(),
+        }),
+        (None, Some(up)) => parts.push(if up { "vpn up" } else { "vpn DOWN" }.into()),
+        (None, None) => {}
+    }
+    match (r.tor_bootstrap, r.tor_up) {
+        (Some(p), _) => parts.push(format!("tor {p}%")),
+        (None, Some(up)) => parts.push(if up { "tor up" } else { "tor DOWN" }.into()),
+        (None, None) => {}
+    }
+    parts.join(", ")
+}
+
 fn human_secs(s: u64) -> String {
     match s {
         0..=99 => format!("{s}s"),
@@ -555,8 +583,8 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
         return Ok(());
     }
     println!(
-        "{:<36} {:<8} {:<10} {:<12} {:<7} {:<36} {:<9} CHANGED",
-        "MACHINE", "DEFINED", "STATE", "AGENT", "UPTIME", "HOSTNAME", "HOST KEY"
+        "{:<36} {:<8} {:<10} {:<12} {:<7} {:<36} {:<9} {:<30} CHANGED",
+        "MACHINE", "DEFINED", "STATE", "AGENT", "UPTIME", "HOSTNAME", "HOST KEY", "ROUTER"
     );
     for l in &lines {
         let s = &l.machine;
@@ -585,8 +613,9 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
             Some(false) => "MISMATCH",
             None => "-",
         };
+        let router = router_summary(a);
         println!(
-            "{:<36} {:<8} {:<10} {agent:<12} {uptime:<7} {hostname:<36} {key:<9} {changed}",
+            "{:<36} {:<8} {:<10} {agent:<12} {uptime:<7} {hostname:<36} {key:<9} {router:<30} {changed}",
             s.name,
             if s.defined { "yes" } else { "no" },
             s.state.as_str()

@@ -1,5 +1,6 @@
-//! Router role: DHCP leases (dnsmasq's lease file), nftables counters, the conntrack count, and
-//! whether the VPN and Tor are up.
+//! Router role: DHCP leases (dnsmasq's lease file), nftables counters, the conntrack count,
+//! whether the VPN and Tor are up, the WireGuard peer's last handshake and traffic (`wg show IF
+//! dump`), and Tor's bootstrap progress (asked on tor's control socket with its cookie).
 //!
 //! Each part is optional and independent: a missing lease file is "no leases", not an error; only
 //! a failing `nft` (when enabled) or an unreadable-but-present file fails the collector.
@@ -22,6 +23,27 @@ pub struct RouterStats {
     pub vpn_up: Option<bool>,
     /// Tor's SOCKS port accepts connections; `None` when Tor is not configured.
     pub tor_up: Option<bool>,
+    /// The WireGuard tunnel's peer (the VPN provider); `None` when the VPN is not WireGuard or
+    /// its interface is missing.
+    #[serde(default)]
+    pub wireguard: Option<WireguardPeer>,
+    /// Tor's bootstrap progress in percent (`GETINFO status/bootstrap-phase`); `None` when Tor
+    /// is not configured or its control socket does not answer.
+    #[serde(default)]
+    pub tor_bootstrap: Option<u8>,
+}
+
+/// The VPN provider as the WireGuard interface sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireguardPeer {
+    /// The peer's endpoint (`10.255.0.1:51820`), if known.
+    pub endpoint: Option<String>,
+    /// Seconds since the last handshake; `None` = never.
+    pub handshake_age_secs: Option<u64>,
+    /// Bytes received from the peer.
+    pub rx_bytes: u64,
+    /// Bytes sent to the peer.
+    pub tx_bytes: u64,
 }
 
 /// One dnsmasq lease.
@@ -93,6 +115,56 @@ pub fn parse_nft_counters(json: &str) -> Result<Vec<NftCounter>, String> {
         .collect())
 }
 
+/// `wg show IF dump`: the interface line, then one line per peer (`public-key preshared-key
+/// endpoint allowed-ips latest-handshake rx tx keepalive`, tab-separated). The first peer, with
+/// its handshake's age at `now` (seconds since the epoch).
+pub fn parse_wg_dump(text: &str, now: u64) -> Option<WireguardPeer> {
+    let peer = text.lines().nth(1)?;
+    let f: Vec<&str> = peer.split('\t').collect();
+    if f.len() < 7 {
+        return None;
+    }
+    let handshake: u64 = f[4].parse().ok()?;
+    Some(WireguardPeer {
+        endpoint: (f[2] != "(none)").then(|| f[2].to_string()),
+        handshake_age_secs: (handshake != 0).then(|| now.saturating_sub(handshake)),
+        rx_bytes: f[5].parse().ok()?,
+        tx_bytes: f[6].parse().ok()?,
+    })
+}
+
+/// The `PROGRESS=N` of a `status/bootstrap-phase` reply on tor's control port.
+pub fn parse_bootstrap(reply: &str) -> Option<u8> {
+    let line = reply
+        .lines()
+        .find(|l| l.starts_with("250-status/bootstrap-phase="))?;
+    let progress = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PROGRESS="))?;
+    progress.parse().ok().filter(|p| *p <= 100)
+}
+
+/// Asks tor's control socket for its bootstrap progress, authenticating with the cookie file
+/// tor keeps beside it (`control.authcookie`, Debian's tor-service-defaults-torrc). One second
+/// for the whole exchange; any failure is `None`.
+fn tor_bootstrap(socket: &Path) -> Option<u8> {
+    use std::io::{Read, Write};
+    let cookie = std::fs::read(socket.with_file_name("control.authcookie")).ok()?;
+    let hex: String = cookie.iter().map(|b| format!("{b:02X}")).collect();
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let limit = Some(std::time::Duration::from_secs(1));
+    s.set_read_timeout(limit).ok()?;
+    s.set_write_timeout(limit).ok()?;
+    s.write_all(
+        format!("AUTHENTICATE {hex}\r\nGETINFO status/bootstrap-phase\r\nQUIT\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut reply = String::new();
+    // QUIT makes tor close the connection: read to the end, at most 64 KiB.
+    s.take(65_536).read_to_string(&mut reply).ok()?;
+    parse_bootstrap(&reply)
+}
+
 /// Reads the router state (blocking; run with a timeout).
 pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, CollectError> {
     let leases = match std::fs::read_to_string(&cfg.leases) {
@@ -143,12 +215,32 @@ pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, Coll
         let table = if a.is_ipv4() { "net/tcp" } else { "net/tcp6" };
         read(proc_root, table).is_ok_and(|t| listens_on(&t, a))
     });
+    let wireguard = cfg
+        .vpn_interface
+        .as_ref()
+        .filter(|i| i.starts_with("wg"))
+        .and_then(|i| {
+            let out = std::process::Command::new("wg")
+                .args(["show", i, "dump"])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            parse_wg_dump(&String::from_utf8_lossy(&out.stdout), now)
+        });
+    let tor_bootstrap = cfg.tor_control.as_deref().and_then(tor_bootstrap);
     Ok(RouterStats {
         leases,
         counters,
         conntrack,
         vpn_up,
         tor_up,
+        wireguard,
+        tor_bootstrap,
     })
 }
 
@@ -215,6 +307,31 @@ mod tests {
             "garbage\n1: zz:zz 0 0A\n",
             "127.0.0.1:1".parse().unwrap()
         ));
+    }
+
+    #[test]
+    fn wireguard_dump() {
+        let dump = "PRIV\tPUB\t36426\t51820\nPEERPUB\t(none)\t10.255.0.1:51820\t0.0.0.0/0\t1700000000\t1200\t3400\t25\n";
+        let p = parse_wg_dump(dump, 1_700_000_030).unwrap();
+        assert_eq!(p.endpoint.as_deref(), Some("10.255.0.1:51820"));
+        assert_eq!(p.handshake_age_secs, Some(30));
+        assert_eq!((p.rx_bytes, p.tx_bytes), (1200, 3400));
+        let never = dump
+            .replace("1700000000", "0")
+            .replace("10.255.0.1:51820", "(none)");
+        let p = parse_wg_dump(&never, 1_700_000_030).unwrap();
+        assert_eq!((p.handshake_age_secs, p.endpoint), (None, None));
+        assert_eq!(parse_wg_dump("PRIV\tPUB\t1\toff\n", 0), None, "no peer");
+        assert_eq!(parse_wg_dump("x\nshort\tline\n", 0), None);
+    }
+
+    #[test]
+    fn tor_bootstrap_reply() {
+        let ok = "250 OK\r\n250-status/bootstrap-phase=NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY=\"Done\"\r\n250 OK\r\n250 closing connection\r\n";
+        assert_eq!(parse_bootstrap(ok), Some(100));
+        assert_eq!(parse_bootstrap(&ok.replace("100", "45")), Some(45));
+        assert_eq!(parse_bootstrap("515 Authentication failed\r\n"), None);
+        assert_eq!(parse_bootstrap(&ok.replace("100", "250")), None);
     }
 
     #[test]
