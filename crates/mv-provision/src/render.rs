@@ -580,9 +580,11 @@ fn wireguard_private_key(spec: &MachineSpec) -> Result<Contents, RenderError> {
             path.display()
         )));
     }
-    Ok(Contents::Secret(SecretBytes::new(
-        format!("{text}\n").into_bytes(),
-    )))
+    // Built in place: no intermediate copy of the key is left unwiped.
+    let mut line = Vec::with_capacity(text.len() + 1);
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'\n');
+    Ok(Contents::Secret(SecretBytes::new(line)))
 }
 
 /// The `multiverse-agent` binary machines get: `$MULTIVERSE_AGENT_BIN` if set, else the one beside
