@@ -777,8 +777,17 @@ impl Display {
 
     /// The clipboard, None when nobody owns it.
     fn get(&self) -> Option<String> {
+        self.selection("clipboard")
+    }
+
+    /// The primary selection, None when nobody owns it.
+    fn primary(&self) -> Option<String> {
+        self.selection("primary")
+    }
+
+    fn selection(&self, which: &str) -> Option<String> {
         let o = Command::new("xclip")
-            .args(["-o", "-selection", "clipboard"])
+            .args(["-o", "-selection", which])
             .env("DISPLAY", &self.name)
             .stdin(Stdio::null())
             .output()
@@ -957,17 +966,7 @@ fn clip_uses_the_x_selection_pass_is_told_to() {
     let sb = clip_sandbox();
     let x = Display::start();
     x.set("board");
-    let primary = || -> Option<String> {
-        let o = Command::new("xclip")
-            .args(["-o", "-selection", "primary"])
-            .env("DISPLAY", &x.name)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        o.status
-            .success()
-            .then(|| String::from_utf8(o.stdout).unwrap())
-    };
+    let primary = || x.primary();
     let o = sb
         .mv()
         .args(["show", "--clip", "web"])
@@ -1061,17 +1060,7 @@ fn an_extension_s_clip_works_as_pass_s() {
     }
     wait_until("clearing job gone", || x.clearers().is_empty());
     // The extension's X_SELECTION=primary: the clipboard is left alone.
-    let primary = || -> Option<String> {
-        let o = Command::new("xclip")
-            .args(["-o", "-selection", "primary"])
-            .env("DISPLAY", &x.name)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        o.status
-            .success()
-            .then(|| String::from_utf8(o.stdout).unwrap())
-    };
+    let primary = || x.primary();
     let o = run(sb.mv(), &["web", "primary"], true);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(primary().as_deref(), Some("s3cret-first"));
