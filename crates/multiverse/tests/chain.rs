@@ -14,10 +14,15 @@
 //! Checked: the app gets its address from star; a request from the app reaches the server with
 //! the Tor exit's address as its source (not galaxy's tunnel address, not universe's); the app's
 //! DNS is answered by star's Tor; on the uplink only WireGuard and DHCP pass while the app works;
-//! no packet of the app's network crosses into galaxy's network; with star's tor stopped, or with
-//! galaxy's tunnel down, the app reaches nothing and nothing leaves on the uplink.
+//! no packet of the app's network crosses into galaxy's network; the star's own onion service
+//! and the mail service's (`onion = [22]`) are reached from the private Tor network by
+//! `multiverse ssh --onion`, at the derived addresses, with the derived host keys; with star's
+//! tor stopped, or with galaxy's tunnel down, the app reaches nothing and nothing leaves on the
+//! uplink; and when all three routers reboot while the app keeps knocking, nothing leaks on any
+//! link before their services are up (each loads its firewall before it raises a NIC), and the
+//! app's traffic flows again afterwards.
 //!
-//! One test function, one boot of the four guests: each boot costs a minute or more under TCG.
+//! One test function, one boot of the five guests: each boot costs a minute or more under TCG.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -32,6 +37,9 @@ const UNIVERSE: &str = "universe.router.multiverse";
 const GALAXY: &str = "galaxy.router.multiverse";
 const STAR: &str = "star.router.multiverse";
 const APP: &str = "browser.app.multiverse";
+const MAIL: &str = "mail.service.multiverse";
+/// The mail service's line in the lab topology, to which the test adds `onion = [22]`.
+const MAIL_NIC: &str = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
 
 /// The "internet": the uplink's gateway, the VPN endpoint, and where Tor and the server live.
 const UPLINK_GATEWAY: &str = "10.255.0.1";
@@ -195,8 +203,14 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         .address(INTERNET.parse().unwrap())
         .start(&tmp.path().join("tornet"));
 
-    // The person's tree: lab topology, spec identity; galaxy's VPN provider is the test's peer.
+    // The person's tree: lab topology, spec identity; galaxy's VPN provider is the test's peer;
+    // the mail service publishes its sshd as an onion service on the star.
     lab_tree(&root, &image);
+    let config = mv_machines::layout::Tree::new(&root).config_file();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let published = text.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
+    assert_ne!(text, published, "the lab topology's mail line changed");
+    std::fs::write(&config, published).unwrap();
     let vpn_toml = mv_provision::adapt::vpn_file(&root, &GALAXY.parse().unwrap());
     let galaxy_key = std::fs::read_to_string(vpn_toml.with_file_name("wg0.key")).unwrap();
     let galaxy_public = wg_pubkey(&galaxy_key);
@@ -223,7 +237,11 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
     .unwrap();
 
     // Define everything, then bring the internet up on the uplink bridge before any boot.
-    ok(&mut mvl(&root, &lab, &["up", UNIVERSE, GALAXY, STAR, APP]));
+    ok(&mut mvl(
+        &root,
+        &lab,
+        &["up", UNIVERSE, GALAXY, STAR, MAIL, APP],
+    ));
     let nets = ok(Command::new("virsh").args(["-c", &lab.uri, "net-list", "--all", "--name"]));
     if !lab.sh("ip -br link").contains("mvbrup") {
         ok(Command::new("virsh").args(["-c", &lab.uri, "net-start", "uplink"]));
@@ -321,6 +339,7 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
             UNIVERSE,
             GALAXY,
             STAR,
+            MAIL,
             APP,
         ],
     ));
@@ -454,6 +473,59 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         .iter()
         .any(|l| l.contains(".53:") || l.contains(".53 >")));
 
+    // Onion services on the booted star, reached from the private Tor network (its client's
+    // SOCKS port): the star's own sshd and the mail service's, each at the address derived from
+    // the identity, answering with the derived host key (known_hosts holds only that key).
+    for machine in [STAR, MAIL] {
+        let wait = Instant::now();
+        loop {
+            let out = common::output(
+                &mut in_lab(
+                    &lab,
+                    mvl(
+                        &root,
+                        &lab,
+                        &[
+                            "ssh",
+                            "--onion",
+                            "--socks",
+                            &format!("127.0.0.1:{}", tornet.socks_port()),
+                            machine,
+                            "--",
+                            "hostname -f",
+                        ],
+                    ),
+                ),
+                None,
+            );
+            if out.status.success() {
+                assert_eq!(common::stdout(&out).trim(), machine);
+                eprintln!(
+                    "{machine}'s onion service answered after {:?}",
+                    wait.elapsed()
+                );
+                break;
+            }
+            if wait.elapsed() > Duration::from_secs(300) {
+                fail(
+                    &root,
+                    &lab,
+                    &format!("{machine}'s onion service was not reached: {out:?}"),
+                );
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+    let refused = common::output(
+        &mut mvl(&root, &lab, &["ssh", "--onion", APP, "--", "true"]),
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        common::stderr(&refused).contains("publishes no onion service"),
+        "{refused:?}"
+    );
+
     // Fail closed, star: without tor the app reaches nothing.
     ssh_ok(&root, &lab, STAR, "systemctl stop tor@default");
     let cut = ssh(&root, &lab, APP, &fetch_script("chain-probe", 1));
@@ -494,6 +566,242 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
         "galaxy dropped nothing with its tunnel down: {galaxy}"
     );
     assert_eq!(galaxy["vpn_up"], true, "wg0 exists, only down: {galaxy}");
+
+    // Reboot, firewall first: all three routers reboot at once while the app knocks on the
+    // server twice a second. Before their services are up, nothing may leak: the uplink carries
+    // only WireGuard and DHCP and no address of the machine networks (universe NATs), galaxy's
+    // network nothing from behind galaxy untunnelled, star's upstream nothing of the app's network.
+    let captures = [
+        (
+            "mvbrup",
+            Capture::start(&lab, "mvbrup", &net_dir.join("reboot-uplink")),
+        ),
+        (
+            "mvbr0",
+            Capture::start(&lab, "mvbr0", &net_dir.join("reboot-net0")),
+        ),
+        (
+            "mvbr1",
+            Capture::start(&lab, "mvbr1", &net_dir.join("reboot-net1")),
+        ),
+    ];
+    ssh_ok(
+        &root,
+        &lab,
+        APP,
+        &format!(
+            "setsid -f bash -c 'for i in $(seq 1200); do timeout 2 bash -c \"exec 3<>/dev/tcp/{INTERNET}/8080\" 2>/dev/null; sleep 0.5; done' </dev/null >/dev/null 2>&1"
+        ),
+    );
+    let rebooted = Instant::now();
+    for router in [UNIVERSE, GALAXY, STAR] {
+        // The session may end with the machine: its exit status says nothing.
+        let _ = ssh(&root, &lab, router, "systemctl reboot --no-block");
+    }
+    // Each router's agent answers again, from a boot younger than the request.
+    loop {
+        let text = ok(&mut mvl(
+            &root,
+            &lab,
+            &["--json", "status", UNIVERSE, GALAXY, STAR],
+        ));
+        let lines: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let since = rebooted.elapsed().as_secs();
+        if lines
+            .iter()
+            .all(|l| l["agent"]["uptime_s"].as_u64().is_some_and(|u| u < since))
+        {
+            eprintln!("the routers answered again {since} s after their reboot");
+            break;
+        }
+        if rebooted.elapsed() > Duration::from_secs(600) {
+            fail(
+                &root,
+                &lab,
+                &format!("the routers did not come back: {text}"),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let page = ssh(&root, &lab, APP, &fetch_script("chain-probe", 80));
+    if !page.status.success() {
+        fail(
+            &root,
+            &lab,
+            &format!("no traffic through the rebooted chain: {page:?}"),
+        );
+    }
+    eprintln!(
+        "traffic through the rebooted chain {:?} after the reboot",
+        rebooted.elapsed()
+    );
+    let [uplink, net0, net1] = captures.map(|(bridge, c)| (bridge, c.stop()));
+    let ip_lines = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.contains(" IP "))
+            .cloned()
+            .collect()
+    };
+    let inside = ["10.0.0.", "10.1.1.", "10.2.2."];
+    let leaked: Vec<String> = ip_lines(&uplink.1)
+        .into_iter()
+        .filter(|l| {
+            let wireguard = l.contains(&wireguard) && l.contains(": UDP");
+            let dhcp = l.contains(".67 >") || l.contains(".68 >");
+            let unreachable = l.contains(&format!(" > {UPLINK_GATEWAY}: ICMP "))
+                && l.contains(" udp port ")
+                && l.contains(" unreachable");
+            !(wireguard || dhcp || unreachable) || inside.iter().any(|a| l.contains(a))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "uplink during the reboot: {leaked:#?}");
+    let behind_galaxy = ["10.1.1.", "10.2.2.", "203.0.113."];
+    let leaked: Vec<String> = ip_lines(&net0.1)
+        .into_iter()
+        .filter(|l| behind_galaxy.iter().any(|a| l.contains(a)))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "galaxy's network during the reboot: {leaked:#?}"
+    );
+    let leaked: Vec<String> = ip_lines(&net1.1)
+        .into_iter()
+        .filter(|l| l.contains(" 10.2.2."))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "star's upstream during the reboot: {leaked:#?}"
+    );
+    assert!(
+        ip_lines(&uplink.1).iter().any(|l| l.contains(&wireguard)),
+        "the tunnel never came back on the uplink: {:#?}",
+        uplink.1
+    );
+    // Each router loaded its ruleset before any of its NICs came up.
+    for router in [UNIVERSE, GALAXY, STAR] {
+        let times = ssh_ok(
+            &root,
+            &lab,
+            router,
+            "systemctl show -P ActiveEnterTimestampMonotonic nftables.service; \
+             systemctl show -P InactiveExitTimestampMonotonic networking.service; \
+             nft list chain inet multiverse forward >/dev/null && echo loaded",
+        );
+        let v: Vec<&str> = times.split_whitespace().collect();
+        let (firewall, network): (u64, u64) = match v[..] {
+            [f, n, "loaded"] => (f.parse().unwrap(), n.parse().unwrap()),
+            _ => panic!("{router}: {times}"),
+        };
+        assert!(
+            firewall > 0 && firewall <= network,
+            "{router}: nftables active at {firewall} µs, networking started at {network} µs"
+        );
+    }
+
+    if let Some(runs) = std::env::var("MULTIVERSE_CHAIN_BENCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        bench(&root, &lab, &net_dir.join("www"), runs);
+    }
+}
+
+/// What `bench/chain.sh` measures on the booted chain (run with `MULTIVERSE_CHAIN_BENCH=N`, N
+/// requests per path): latency (a new TCP connection and a small page) and throughput (an 8 MiB
+/// file) to the server, from the app through the whole chain (NAT, WireGuard, Tor), from galaxy
+/// through WireGuard only, and from universe directly; and each router's CPU (its QEMU's CPU
+/// time from libvirt, over the wall time) while the app downloads. A table on stderr and in
+/// `$MULTIVERSE_CHAIN_BENCH_OUT` when set. Not a test: nothing here asserts a speed.
+fn bench(root: &Path, lab: &Lab, www: &Path, runs: u32) {
+    let blob = vec![0x5au8; 8 << 20];
+    std::fs::write(www.join("blob"), &blob).unwrap();
+    // One request, timed inside the guest: prints milliseconds and bytes received.
+    let timed = |path: &str| {
+        format!(
+            "s=$(date +%s%N); exec 3<>/dev/tcp/{INTERNET}/8080 && \
+             printf 'GET /{path} HTTP/1.0\\r\\nHost: internet\\r\\n\\r\\n' >&3 && \
+             n=$(cat <&3 | wc -c); e=$(date +%s%N); echo $(( (e - s) / 1000000 )) $n"
+        )
+    };
+    let cpu_ns = || -> std::collections::HashMap<String, u64> {
+        let text = ok(Command::new("virsh").args([
+            "-c",
+            &lab.uri,
+            "domstats",
+            "--cpu-total",
+            UNIVERSE,
+            GALAXY,
+            STAR,
+        ]));
+        let mut out = std::collections::HashMap::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix("Domain: '") {
+                current = name.trim_end_matches('\'').to_string();
+            } else if let Some(t) = line.strip_prefix("cpu.time=") {
+                out.insert(current.clone(), t.parse().unwrap_or(0));
+            }
+        }
+        out
+    };
+    let mut table = String::from(
+        "path                        latency ms (median of N)  8 MiB in ms  MiB/s   CPU % universe/galaxy/star\n",
+    );
+    for (label, machine) in [
+        ("app → chain (NAT, WG, Tor)", APP),
+        ("galaxy → WireGuard only", GALAXY),
+        ("universe → direct", UNIVERSE),
+    ] {
+        let mut small: Vec<u64> = (0..runs)
+            .map(|_| {
+                let out = ssh_ok(root, lab, machine, &timed("chain-probe"));
+                out.split_whitespace().next().unwrap().parse().unwrap()
+            })
+            .collect();
+        small.sort_unstable();
+        let before = cpu_ns();
+        let wall = Instant::now();
+        let out = ssh_ok(root, lab, machine, &timed("blob"));
+        let wall = wall.elapsed();
+        let after = cpu_ns();
+        let mut it = out.split_whitespace();
+        let ms: u64 = it.next().unwrap().parse().unwrap();
+        let bytes: u64 = it.next().unwrap().parse().unwrap();
+        assert!(bytes > 8 << 20, "{machine} got {bytes} bytes of the blob");
+        let cpu: Vec<String> = [UNIVERSE, GALAXY, STAR]
+            .iter()
+            .map(|r| {
+                let used = after.get(*r).unwrap_or(&0) - before.get(*r).unwrap_or(&0);
+                format!("{:.0}", used as f64 / wall.as_nanos() as f64 * 100.0)
+            })
+            .collect();
+        table.push_str(&format!(
+            "{label:<28}{:<26}{ms:<13}{:<8.2}{}\n",
+            small[small.len() / 2],
+            (8.0 * 1000.0) / ms.max(1) as f64,
+            cpu.join("/")
+        ));
+    }
+    eprintln!("chain bench ({runs} small requests per path, TCG):\n{table}");
+    if let Ok(out) = std::env::var("MULTIVERSE_CHAIN_BENCH_OUT") {
+        std::fs::write(out, &table).unwrap();
+    }
+}
+
+/// `cmd` run inside the lab's network namespace (`nsenter -n`), with its arguments and
+/// environment: for clients of the servers the test runs there (the private Tor network).
+fn in_lab(lab: &Lab, cmd: Command) -> Command {
+    let mut c = lab.command(cmd.get_program().to_str().unwrap());
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
 }
 
 /// Each router's `router` stats, from `multiverse --json status` (its agent over virtio-serial).

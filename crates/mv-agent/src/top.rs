@@ -7,7 +7,8 @@
 //! [`Client`]) and hands finished snapshots to the UI thread, so a slow agent never freezes the
 //! keyboard. Keys: `c` `m` `n` `a` sort by CPU, memory, network, name (again: reverse);
 //! `↑`/`↓` select; `t` the selected machine's tasks (`Enter` runs one, `d` dry-runs it, `Esc`
-//! closes); `q` quits and restores the terminal.
+//! closes); `q` quits and restores the terminal. A router's status column carries its state in a
+//! few words: DHCP leases, the tunnel's last handshake, Tor's bootstrap and its nft counters.
 //!
 //! The drawing is a pure function of [`View`] ([`draw`]), tested on ratatui's `TestBackend`; the
 //! terminal part is tested in tmux by the CLI's integration tests.
@@ -68,6 +69,9 @@ pub struct Row {
     pub mem_hist: Vec<u64>,
     /// See `cpu_hist`.
     pub net_hist: Vec<u64>,
+    /// A router's state in a few words (leases, tunnel handshake, Tor bootstrap, nft counters:
+    /// [`crate::stats::router::RouterStats::summary`]); empty for other roles.
+    pub router: String,
     /// Index into the watched clients.
     pub client: usize,
 }
@@ -186,6 +190,11 @@ fn row_from(client: usize, c: &Client, width: usize) -> Row {
         }
         Err(e) => row.note = crate::stats::error_chain(&e),
     }
+    if row.up && row.role == "router" {
+        if let Some(r) = c.stats().ok().and_then(|s| s.router).and_then(|r| r.data) {
+            row.router = r.summary();
+        }
+    }
     if row.up {
         if let Ok(h) = c.get_json::<serde_json::Value>("/v1/health") {
             let stale: Vec<&str> = h["stale"]
@@ -250,7 +259,7 @@ pub fn draw(f: &mut Frame<'_>, v: &View) {
         Constraint::Fill(1),
         Constraint::Length(10),
         Constraint::Fill(1),
-        Constraint::Length(18),
+        Constraint::Fill(3),
     ];
     let header = ["MACHINE", "ROLE", "CPU", "", "MEM", "", "NET", "", "STATUS"];
     let hc = Layout::horizontal(widths).spacing(1).split(cols);
@@ -299,10 +308,11 @@ pub fn draw(f: &mut Frame<'_>, v: &View) {
                     .style(Style::default().fg(Color::Cyan)),
                 c[7],
             );
-            let note = if r.note.is_empty() {
-                "up".to_string()
-            } else {
-                r.note.clone()
+            let note = match (r.note.is_empty(), r.router.is_empty()) {
+                (true, true) => "up".to_string(),
+                (true, false) => r.router.clone(),
+                (false, true) => r.note.clone(),
+                (false, false) => format!("{}; {}", r.note, r.router),
             };
             f.render_widget(text(note), c[8]);
         } else {
@@ -527,15 +537,18 @@ mod tests {
 
     #[test]
     fn draws_rows_and_popup() {
-        let mut t = Terminal::new(TestBackend::new(140, 20)).unwrap();
+        let mut t = Terminal::new(TestBackend::new(160, 20)).unwrap();
         let mut down = Row {
             name: "unix:/x.sock".into(),
             note: "cannot connect".into(),
             ..Default::default()
         };
         down.client = 2;
+        let mut star = row("star", 0.5, 0.5);
+        star.role = "router".into();
+        star.router = "1 lease, tor 100%, to_tor 1.2k".into();
         let v = View {
-            rows: vec![row("alpha", 0.25, 0.5), row("beta", 0.75, 0.1), down],
+            rows: vec![row("alpha", 0.25, 0.5), row("beta", 0.75, 0.1), star, down],
             sort: SortKey::Name,
             desc: false,
             selected: 0,
@@ -556,6 +569,7 @@ mod tests {
         assert!(text.contains("alpha") && text.contains("beta"));
         assert!(text.contains("25%") && text.contains("75%"));
         assert!(text.contains("DOWN cannot connect"));
+        assert!(text.contains("1 lease, tor 100%, to_tor 1.2k"), "{text}");
         assert!(text.contains("tasks of alpha") && text.contains("fstrim"));
         assert!(text.contains("hello"));
     }

@@ -468,7 +468,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
 
 /// The star router publishing `machine`'s onion service, and that service (`onion = [..]` in
 /// `multiverse.toml`); `None` when it publishes nothing or the tree has no valid file.
-fn published_onion(
+pub(crate) fn published_onion(
     g: &Global,
     machine: &mv_core::MachineName,
 ) -> Option<(mv_core::MachineName, mv_machines::config::OnionService)> {

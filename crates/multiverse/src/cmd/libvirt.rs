@@ -522,40 +522,13 @@ fn agent_status(
     })
 }
 
-/// A router's state in a few words: its DHCP leases, the VPN's last handshake (or whether its
-/// interface exists) and Tor's bootstrap progress (or whether it listens); `-` for other roles.
+/// A router's state in a few words ([`mv_agent::stats::router::RouterStats::summary`]); `-` for
+/// other roles.
 fn router_summary(a: Option<&AgentStatus>) -> String {
-    let Some(r) = a
-        .and_then(|a| a.stats.as_ref())
+    a.and_then(|a| a.stats.as_ref())
         .and_then(|s| s.router.as_ref())
         .and_then(|r| r.data.as_ref())
-    else {
-        return "-".into();
-    };
-    let n = r.leases.len();
-    let mut parts = vec![format!("{n} lease{}", if n == 1 { "" } else { "s" })];
-    match (&r.wireguard, r.vpn_up) {
-        (Some(w), _) => parts.push(match w.handshake_age_secs {
-            Some(age) => format!("vpn {} ago", human_secs(age)),
-            None => "vpn: no handshake".into(),
-        }),
-        (None, Some(up)) => parts.push(if up { "vpn up" } else { "vpn DOWN" }.into()),
-        (None, None) => {}
-    }
-    match (r.tor_bootstrap, r.tor_up) {
-        (Some(p), _) => parts.push(format!("tor {p}%")),
-        (None, Some(up)) => parts.push(if up { "tor up" } else { "tor DOWN" }.into()),
-        (None, None) => {}
-    }
-    parts.join(", ")
-}
-
-fn human_secs(s: u64) -> String {
-    match s {
-        0..=99 => format!("{s}s"),
-        100..=5999 => format!("{}m", s / 60),
-        _ => format!("{}h", s / 3600),
-    }
+        .map_or_else(|| "-".into(), |r| r.summary())
 }
 
 /// `multiverse status`.
@@ -603,7 +576,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
         let a = l.agent.as_ref().filter(|a| a.reachable);
         let uptime = a
             .and_then(|a| a.uptime_s)
-            .map(human_secs)
+            .map(mv_agent::stats::router::human_secs)
             .unwrap_or_else(|| "-".into());
         let hostname = a
             .and_then(|a| a.hostname.clone())

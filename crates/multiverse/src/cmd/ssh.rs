@@ -12,6 +12,11 @@
 //!   (`StrictHostKeyChecking yes`: no trust-on-first-use prompt) and `multiverse ssh-proxy FQDN`
 //!   as its `ProxyCommand`, which copies its stdin and stdout to and from the socket.
 //!
+//! With `--onion`, the same session goes over Tor instead: `ssh-proxy --socks ADDR --onion HOST`
+//! asks a Tor SOCKS port (RFC 1928, the host name resolved by Tor) for the machine's onion
+//! address, port 22. That reaches a star router's own sshd, or a machine that publishes
+//! `onion = [22]`, from anywhere Tor runs, with the same derived keys and known_hosts.
+//!
 //! What this is not: a general tunnel. Only the machine's sshd is reachable this way.
 
 use crate::error::{CliError, Hinted};
@@ -39,6 +44,18 @@ pub struct SshArgs {
     /// The person whose login key is used
     #[arg(long, default_value = "@user", value_name = "@PERSON")]
     pub person: String,
+    /// Reach the machine over Tor, at its onion address (a star router, or a machine that
+    /// publishes `onion = [22]`), instead of over its virtio-serial channel
+    #[arg(long)]
+    pub onion: bool,
+    /// Tor's SOCKS port, for --onion
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9050",
+        requires = "onion"
+    )]
+    pub socks: std::net::SocketAddr,
     #[command(flatten)]
     pub pass: super::identity::PassArgs,
     /// The command to run (default: a login shell)
@@ -51,6 +68,12 @@ pub struct SshArgs {
 pub struct ProxyArgs {
     /// The machine (FQDN)
     pub machine: String,
+    /// Connect through this SOCKS5 proxy (Tor) instead of the machine's channel
+    #[arg(long, value_name = "ADDR", requires = "onion")]
+    pub socks: Option<std::net::SocketAddr>,
+    /// The onion address to ask the SOCKS proxy for (port 22)
+    #[arg(long, value_name = "HOST", requires = "socks")]
+    pub onion: Option<String>,
 }
 
 /// Arguments of the hidden `ssh-relay` (the guest side).
@@ -81,7 +104,16 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         )));
     }
     let sock = ssh_socket(&name);
-    if !sock.exists() {
+    if a.onion {
+        if !publishes_ssh_onion(g, &name) {
+            return Err(CliError::usage_msg(format!(
+                "{name} publishes no onion service for its sshd"
+            ))
+            .with_hint(
+                "a star router publishes its own; for another machine add `onion = [22]` to it in multiverse.toml and provision the star",
+            ));
+        }
+    } else if !sock.exists() {
         return Err(CliError::failure_msg(format!(
             "{name} has no SSH channel at {}",
             sock.display()
@@ -101,6 +133,7 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         let k = k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
         known.push_str(&format!("{name} {}\n", mv_identity::public_line(&k)));
     }
+    let onion = a.onion.then(|| root.onion_v3(&id).hostname);
     drop(root);
     // A fresh private folder (mkdtemp): nobody else can read the key or swap known_hosts.
     let scratch = tempfile::Builder::new()
@@ -112,11 +145,14 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
     let kh = scratch.path().join("known_hosts");
     mv_core::fsutil::write_public(&kh, known.as_bytes())?;
     let exe = std::env::current_exe()?;
-    let proxy = format!(
+    let mut proxy = format!(
         "{} --root {} ssh-proxy {name}",
         shell_quote(&exe),
         shell_quote(&g.root)
     );
+    if let Some(onion) = &onion {
+        proxy.push_str(&format!(" --socks {} --onion {onion}", a.socks));
+    }
     let mut cmd = std::process::Command::new("ssh");
     cmd.arg("-F")
         .arg("/dev/null")
@@ -148,7 +184,11 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         Some(255) => Err(CliError::failure_msg(format!(
             "ssh to {name} failed (exit 255: connection or authentication)"
         ))
-        .with_hint("is the machine provisioned and its sshd up? `multiverse status` shows its agent and host key")),
+        .with_hint(if a.onion {
+            "is Tor running at --socks, and has the star published the service? `multiverse identity show FQDN` prints the address"
+        } else {
+            "is the machine provisioned and its sshd up? `multiverse status` shows its agent and host key"
+        })),
         code => Err(CliError::failure_msg(format!(
             "the command on {name} exited with {}",
             code.map_or_else(|| "a signal".to_string(), |c| c.to_string())
@@ -239,9 +279,112 @@ impl<R: Read> Read for SessionStart<R> {
     }
 }
 
-/// `multiverse ssh-proxy FQDN`: stdin → the machine's SSH socket → stdout.
+/// Whether `name`'s sshd has an onion service: a star router publishes its own, another machine
+/// when `onion = [..]` in `multiverse.toml` lists port 22.
+fn publishes_ssh_onion(g: &Global, name: &MachineName) -> bool {
+    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let Ok(topo) = mv_machines::config::Topology::load(&config) else {
+        return false;
+    };
+    let is_star = topo.vms().any(|m| {
+        &m.name == name
+            && m.router
+                .as_ref()
+                .is_some_and(|r| r.role == mv_machines::config::RouterRole::Star)
+    });
+    is_star || super::identity::published_onion(g, name).is_some_and(|(_, s)| s.ports.contains(&22))
+}
+
+/// Opens a TCP stream to `host:port` through the SOCKS5 proxy at `proxy` (RFC 1928, no
+/// authentication, the name resolved by the proxy: what Tor needs for an onion address).
+fn socks5_connect(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    port: u16,
+) -> Result<std::net::TcpStream, String> {
+    let name = u8::try_from(host.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{host:?}: not a host name for SOCKS"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(10))
+        .map_err(|e| format!("cannot reach the SOCKS proxy at {proxy}: {e}"))?;
+    let io = |e: std::io::Error| format!("SOCKS proxy at {proxy}: {e}");
+    s.write_all(&[5, 1, 0]).map_err(io)?;
+    let mut hello = [0u8; 2];
+    s.read_exact(&mut hello).map_err(io)?;
+    if hello != [5, 0] {
+        return Err(format!(
+            "{proxy} is not a SOCKS5 proxy without authentication"
+        ));
+    }
+    let mut req = vec![5, 1, 0, 3, name];
+    req.extend_from_slice(host.as_bytes());
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).map_err(io)?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).map_err(io)?;
+    if head[1] != 0 {
+        return Err(format!(
+            "the SOCKS proxy could not reach {host}:{port}: {}",
+            socks5_reply(head[1])
+        ));
+    }
+    // The bound address that follows: IPv4, a name, or IPv6, then the port.
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n).map_err(io)?;
+            usize::from(n[0]) + 2
+        }
+        t => {
+            return Err(format!(
+                "SOCKS proxy at {proxy}: address type {t} in its reply"
+            ))
+        }
+    };
+    let mut skip = vec![0u8; rest];
+    s.read_exact(&mut skip).map_err(io)?;
+    Ok(s)
+}
+
+/// A SOCKS5 reply code in words (RFC 1928 §6; 0xF0-0xF7 are Tor's onion service errors).
+fn socks5_reply(code: u8) -> &'static str {
+    match code {
+        1 => "general failure",
+        2 => "not allowed by the proxy's rules",
+        3 => "network unreachable",
+        4 => "host unreachable",
+        5 => "connection refused",
+        6 => "TTL expired (for Tor: the onion service did not answer)",
+        7 => "command not supported",
+        8 => "address type not supported",
+        0xF0 => "onion service descriptor not found (not published yet?)",
+        0xF1 => "onion service descriptor is invalid",
+        0xF2 => "onion service introduction failed",
+        0xF3 => "onion service rendezvous failed",
+        0xF4 | 0xF5 => "onion service needs client authorization",
+        0xF6 => "not a valid onion address",
+        0xF7 => "onion service introduction timed out",
+        _ => "unknown error",
+    }
+}
+
+/// `multiverse ssh-proxy FQDN`: stdin → the machine's SSH socket → stdout; with `--socks`, the
+/// machine's onion address through Tor instead.
 pub fn proxy(_g: &Global, a: ProxyArgs) -> Result<(), CliError> {
     let name = machine_name(&a.machine)?;
+    if let (Some(socks), Some(onion)) = (a.socks, &a.onion) {
+        let stream = socks5_connect(socks, onion, 22).map_err(CliError::failure_msg)?;
+        let reader = stream.try_clone()?;
+        let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+        let down = std::thread::spawn(move || pump(reader, stdout));
+        let _ = pump(std::io::stdin(), &stream);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = down.join();
+        return Ok(());
+    }
     let sock = std::os::unix::net::UnixStream::connect(ssh_socket(&name))
         .map_err(|e| CliError::failure_msg(format!("cannot reach {name}'s SSH channel: {e}")))?;
     let reader = sock.try_clone()?;
@@ -327,7 +470,47 @@ pub fn relay(_g: &Global, a: RelayArgs) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{version_line_start, SessionStart};
+    #[test]
+    fn socks5_asks_for_the_name_and_skips_the_bound_address() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 3];
+            c.read_exact(&mut hello).unwrap();
+            assert_eq!(hello, [5, 1, 0]);
+            c.write_all(&[5, 0]).unwrap();
+            let mut head = [0u8; 5];
+            c.read_exact(&mut head).unwrap();
+            assert_eq!(head[..4], [5, 1, 0, 3]);
+            let mut rest = vec![0u8; usize::from(head[4]) + 2];
+            c.read_exact(&mut rest).unwrap();
+            assert_eq!(&rest[..rest.len() - 2], b"abc.onion");
+            assert_eq!(rest[rest.len() - 2..], 22u16.to_be_bytes());
+            c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+            c.write_all(b"SSH-2.0-x\r\n").unwrap();
+            // A second client is refused the way Tor refuses an unknown onion service.
+            let (mut c, _) = listener.accept().unwrap();
+            c.read_exact(&mut hello).unwrap();
+            c.write_all(&[5, 0]).unwrap();
+            let mut req = [0u8; 5 + 9 + 2];
+            c.read_exact(&mut req).unwrap();
+            c.write_all(&[5, 0xF0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        });
+        let mut s = socks5_connect(addr, "abc.onion", 22).unwrap();
+        let mut line = [0u8; 11];
+        s.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"SSH-2.0-x\r\n");
+        let e = socks5_connect(addr, "abc.onion", 22).unwrap_err();
+        assert!(e.contains("descriptor not found"), "{e}");
+        server.join().unwrap();
+        assert!(socks5_connect(addr, "", 22)
+            .unwrap_err()
+            .contains("not a host name"));
+    }
+
+    use super::{socks5_connect, version_line_start, SessionStart};
     use std::io::Read;
 
     #[test]

@@ -33,6 +33,52 @@ pub struct RouterStats {
     pub tor_bootstrap: Option<u8>,
 }
 
+impl RouterStats {
+    /// The router's state in a few words, as `multiverse status` and `top` show it: its DHCP
+    /// leases, the VPN's last handshake (or whether its interface exists), Tor's bootstrap
+    /// progress (or whether it listens), and the packets of each named nftables counter
+    /// (`to_tor 1.2k`), which rise with the traffic the router carries or drops.
+    pub fn summary(&self) -> String {
+        let n = self.leases.len();
+        let mut parts = vec![format!("{n} lease{}", if n == 1 { "" } else { "s" })];
+        match (&self.wireguard, self.vpn_up) {
+            (Some(w), _) => parts.push(match w.handshake_age_secs {
+                Some(age) => format!("vpn {} ago", human_secs(age)),
+                None => "vpn: no handshake".into(),
+            }),
+            (None, Some(up)) => parts.push(if up { "vpn up" } else { "vpn DOWN" }.into()),
+            (None, None) => {}
+        }
+        match (self.tor_bootstrap, self.tor_up) {
+            (Some(p), _) => parts.push(format!("tor {p}%")),
+            (None, Some(up)) => parts.push(if up { "tor up" } else { "tor DOWN" }.into()),
+            (None, None) => {}
+        }
+        for c in &self.counters {
+            parts.push(format!("{} {}", c.name, human_count(c.packets)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Seconds as `42s`, `7m` or `3h`.
+pub fn human_secs(s: u64) -> String {
+    match s {
+        0..=99 => format!("{s}s"),
+        100..=5999 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+/// A count as `999`, `1.2k` or `3.4M`.
+fn human_count(n: u64) -> String {
+    match n {
+        0..=999 => n.to_string(),
+        1_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
 /// The VPN provider as the WireGuard interface sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireguardPeer {
@@ -288,6 +334,46 @@ pub fn listens_on(table: &str, addr: std::net::SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_names_leases_tunnel_tor_and_counters() {
+        let mut r = RouterStats {
+            leases: vec![Lease {
+                expires: 0,
+                mac: "52:54:00:00:00:01".into(),
+                ip: "10.2.2.50".into(),
+                hostname: "browser".into(),
+            }],
+            counters: vec![NftCounter {
+                table: "inet filter".into(),
+                name: "to_tor".into(),
+                packets: 1234,
+                bytes: 99_000,
+            }],
+            tor_bootstrap: Some(100),
+            tor_up: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(r.summary(), "1 lease, tor 100%, to_tor 1.2k");
+        r.leases.clear();
+        r.counters.clear();
+        r.tor_bootstrap = None;
+        r.tor_up = Some(false);
+        r.wireguard = Some(WireguardPeer {
+            endpoint: None,
+            handshake_age_secs: Some(150),
+            rx_bytes: 1,
+            tx_bytes: 1,
+        });
+        assert_eq!(r.summary(), "0 leases, vpn 2m ago, tor DOWN");
+        r.wireguard = None;
+        r.vpn_up = Some(false);
+        r.tor_up = None;
+        assert_eq!(r.summary(), "0 leases, vpn DOWN");
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_count(2_500_000), "2.5M");
+        assert_eq!(human_secs(7200), "2h");
+    }
 
     #[test]
     fn a_listening_socket_is_found_in_the_kernels_table() {
