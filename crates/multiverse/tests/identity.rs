@@ -821,3 +821,209 @@ fn epochs_in_multiverse_toml_move_every_key_of_that_name_only() {
         );
     }
 }
+
+/// A SOCKS5 server (RFC 1928, no authentication, CONNECT by name) standing in for Tor's SOCKS
+/// port: it records each requested `host:port` and joins the client to `target` instead, or
+/// answers every request with `refuse` (a reply code) when given.
+fn socks_server(
+    target: std::net::SocketAddr,
+    refuse: Option<u8>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut c) = client else { return };
+            let mut hello = [0u8; 3];
+            if c.read_exact(&mut hello).is_err() || c.write_all(&[5, 0]).is_err() {
+                continue;
+            }
+            let mut head = [0u8; 5];
+            c.read_exact(&mut head).unwrap();
+            let mut name = vec![0u8; usize::from(head[4])];
+            c.read_exact(&mut name).unwrap();
+            let mut port = [0u8; 2];
+            c.read_exact(&mut port).unwrap();
+            seen.lock().unwrap().push(format!(
+                "{}:{}",
+                String::from_utf8_lossy(&name),
+                u16::from_be_bytes(port)
+            ));
+            if let Some(code) = refuse {
+                let _ = c.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+                continue;
+            }
+            let up = std::net::TcpStream::connect(target).unwrap();
+            c.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).unwrap();
+            let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut up2);
+                let _ = up2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut up, mut c) = (up, c);
+                let _ = std::io::copy(&mut up, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, asked)
+}
+
+/// `multiverse ssh --onion`: the session goes through a SOCKS5 proxy (Tor's, here a stand-in
+/// joined to an sshd with the mail service's derived host keys), asking it for exactly the onion
+/// address `identity show` prints, port 22, and logs in with the derived keys both ways. The
+/// booted version, through a real private Tor network to a star router, is in tests/chain.rs.
+#[test]
+fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() {
+    let sshd = require_tool("sshd");
+    require_tool("ssh");
+    const MAIL: &str = "mail.service.multiverse";
+    const MAIL_NIC: &str = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
+    let t = tempfile::tempdir().unwrap();
+    let published =
+        mv_machines::config::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
+    assert_ne!(published, mv_machines::config::LAB_TOML);
+    std::fs::write(t.path().join("multiverse.toml"), published).unwrap();
+    restore_spec(t.path());
+    let fleet = t.path().join("fleet");
+    ok(
+        mv(t.path())
+            .args(["identity", "fleet", "--out"])
+            .arg(&fleet),
+        None,
+    );
+    // sshd with mail's derived host keys and @user's derived authorized_keys.
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = free_port();
+    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
+    let hostdir = fleet.join(MAIL);
+    let cfg = t.path().join("sshd_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
+             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
+            hostdir.join("ssh_host_ed25519_key").display(),
+            hostdir.join("ssh_host_ecdsa_key").display(),
+            fleet.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    let _server = KillOnDrop(
+        Command::new(&sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-E")
+            .arg(t.path().join("sshd.log"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("sshd to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let onion = show_json(t.path(), MAIL)["onion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sshd_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (socks, asked) = socks_server(sshd_addr, None);
+    let login = |machine: &str, socks: std::net::SocketAddr| {
+        output(
+            mv(t.path()).args([
+                "ssh",
+                "--onion",
+                "--socks",
+                &socks.to_string(),
+                "-l",
+                &user,
+                machine,
+                "--",
+                "echo onion-login-ok",
+            ]),
+            None,
+        )
+    };
+    // Several sessions: the first bytes of each (sshd's version line) must reach ssh at once.
+    for _ in 0..3 {
+        let out = login(MAIL, socks);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "onion-login-ok"
+        );
+    }
+    assert_eq!(
+        asked.lock().unwrap().clone(),
+        vec![format!("{onion}:22"); 3],
+        "the proxy must be asked for the derived onion address"
+    );
+
+    // Another machine's host keys behind the same address: refused as not the derived key.
+    let wrong = t.path().join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    for k in ["ssh_host_ed25519_key", "ssh_host_ecdsa_key"] {
+        std::fs::copy(
+            fleet.join("universe.router.multiverse").join(k),
+            wrong.join(k),
+        )
+        .unwrap();
+        std::fs::set_permissions(wrong.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let port2 = free_port();
+    let cfg2 = t.path().join("sshd_config2");
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&format!("Port {port}"), &format!("Port {port2}"))
+            .replace(hostdir.to_str().unwrap(), wrong.to_str().unwrap()),
+    )
+    .unwrap();
+    let _impostor = KillOnDrop(
+        Command::new(&sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg2)
+            .arg("-E")
+            .arg(t.path().join("sshd2.log"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the second sshd to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port2)).is_ok()
+    });
+    let (socks2, _) = socks_server(format!("127.0.0.1:{port2}").parse().unwrap(), None);
+    let out = login(MAIL, socks2);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Host key verification failed"),
+        "{out:?}"
+    );
+
+    // Tor's answer for an onion service it cannot find reaches the person in words.
+    let (refusing, _) = socks_server(sshd_addr, Some(0xF0));
+    let out = login(MAIL, refusing);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("descriptor not found"),
+        "{out:?}"
+    );
+    // A machine that publishes no onion service for its sshd: one usage error, no proxy asked.
+    let out = login("browser.app.multiverse", socks);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("browser.app.multiverse publishes no onion service"),
+        "{err}"
+    );
+    assert_eq!(asked.lock().unwrap().len(), 3);
+}

@@ -163,10 +163,13 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         .arg(format!("UserKnownHostsFile={}", kh.display()))
         .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
         .arg("-o")
-        .arg(format!("ProxyCommand={proxy}"))
-        .arg("-l")
-        .arg(&a.user)
-        .arg(name.as_str());
+        .arg(format!("ProxyCommand={proxy}"));
+    if a.onion {
+        // Through Tor the session may never start (an unpublished service, a stalled circuit):
+        // ssh then gives up after this long instead of waiting for the version line forever.
+        cmd.args(["-o", "ConnectTimeout=120"]);
+    }
+    cmd.arg("-l").arg(&a.user).arg(name.as_str());
     if !a.command.is_empty() {
         cmd.arg("--").args(&a.command);
     }
@@ -200,11 +203,27 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
-/// Copies `from` into `to` until EOF or an error; then shuts the write side down.
+/// Copies `from` into `to` until EOF or an error, each read written (and flushed) at once.
+///
+/// A plain read/write loop on purpose: `std::io::copy` from a TCP socket into stdout (a pipe)
+/// uses splice(2), and ssh, reading that pipe as its ProxyCommand's output, then waited for the
+/// server's version line that had already been spliced into the pipe (seen with ssh over Tor's
+/// SOCKS port: the session never started).
 fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<u64> {
-    let n = std::io::copy(&mut from, &mut to)?;
-    to.flush()?;
-    Ok(n)
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+        total += n as u64;
+    }
+    Ok(total)
 }
 
 /// The guest's side of a session, from its SSH version line on. A virtio-serial port keeps bytes
