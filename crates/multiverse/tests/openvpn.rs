@@ -55,11 +55,8 @@ fn random_password() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A Debian root folder that `provision apply` can write galaxy into without a package manager:
-/// dpkg's status lists every package the plan would install, and each service the plan enables
-/// has its unit (the host's own when it has one, e.g. `openvpn-client@.service`, else a stub
-/// with an `[Install]` section).
-fn debian_target(tree: &Path, dir: &Path) -> PathBuf {
+/// A Debian root with nothing installed (dpkg's status, the account files).
+fn bare_debian(dir: &Path) -> PathBuf {
     let r = dir.join("debian");
     for d in ["etc", "var/lib/dpkg", "lib/systemd/system"] {
         std::fs::create_dir_all(r.join(d)).unwrap();
@@ -69,6 +66,38 @@ fn debian_target(tree: &Path, dir: &Path) -> PathBuf {
     std::fs::write(r.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
     std::fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
     std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();
+    r
+}
+
+/// The lab tree with the spec identity (as common::lab::lab_tree, without a lab libvirtd), its
+/// galaxy switched to OpenVPN.
+fn openvpn_lab_tree(tree: &Path) {
+    std::fs::create_dir_all(tree).unwrap();
+    ok(mv(tree).args(["init", "--lab"]));
+    common::ok(
+        mv(tree).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    let toml_path = tree.join("multiverse.toml");
+    let text = std::fs::read_to_string(&toml_path).unwrap();
+    let galaxy_line = "router = { role = \"galaxy\", vpn = \"wireguard\"";
+    assert_eq!(text.matches(galaxy_line).count(), 1, "{text}");
+    std::fs::write(
+        &toml_path,
+        text.replace(
+            galaxy_line,
+            "router = { role = \"galaxy\", vpn = \"openvpn\"",
+        ),
+    )
+    .unwrap();
+}
+
+/// A Debian root folder that `provision apply` can write galaxy into without a package manager:
+/// dpkg's status lists every package the plan would install, and each service the plan enables
+/// has its unit (the host's own when it has one, e.g. `openvpn-client@.service`, else a stub
+/// with an `[Install]` section).
+fn debian_target(tree: &Path, dir: &Path) -> PathBuf {
+    let r = bare_debian(dir);
     let json = ok(mv(tree)
         .args(["--json", "provision", "plan", GALAXY, "--target"])
         .arg(&r));
@@ -180,27 +209,8 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
     let started = Instant::now();
     let t = tempfile::tempdir().unwrap();
     let tree = t.path().join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
 
-    // The lab tree with the spec identity (as common::lab::lab_tree, without a lab libvirtd),
-    // galaxy switched to OpenVPN.
-    ok(mv(&tree).args(["init", "--lab"]));
-    common::ok(
-        mv(&tree).args(["identity", "restore"]).args(FAST),
-        Some(SPEC_WORDS),
-    );
-    let toml_path = tree.join("multiverse.toml");
-    let text = std::fs::read_to_string(&toml_path).unwrap();
-    let galaxy_line = "router = { role = \"galaxy\", vpn = \"wireguard\"";
-    assert_eq!(text.matches(galaxy_line).count(), 1, "{text}");
-    std::fs::write(
-        &toml_path,
-        text.replace(
-            galaxy_line,
-            "router = { role = \"galaxy\", vpn = \"openvpn\"",
-        ),
-    )
-    .unwrap();
+    openvpn_lab_tree(&tree);
 
     // The provider: a throw-away CA and server certificate, a tls-crypt key, one account.
     let pki = Pki::create(&t.path().join("pki"));
@@ -449,4 +459,82 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
     assert!(curl(&client_ns, &format!("http://{SERVER_TUNNEL}:8080/"), 5).is_some());
     assert!(!galaxy.exited(), "{}", galaxy.log());
     eprintln!("openvpn test done in {:?}", started.elapsed());
+}
+
+/// A galaxy on OpenVPN whose vpn.toml lacks the provider's files, names a credentials file others
+/// can read, or keeps a WireGuard field: one error line (exit 2) naming the file and the field,
+/// and nothing written to the target.
+#[test]
+fn openvpn_settings_are_refused_with_the_file_and_field_named() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    openvpn_lab_tree(&tree);
+    let target = bare_debian(t.path());
+    let vpn_toml = mv_provision::adapt::vpn_file(&tree, &GALAXY.parse().unwrap());
+    let dir = vpn_toml.parent().unwrap().to_path_buf();
+    let apply = || {
+        let mut c = mv(&tree);
+        c.args(["provision", "apply", GALAXY, "--target"])
+            .arg(&target);
+        common::usage_error(&mut c, None)
+    };
+    let base =
+        "endpoint = \"192.0.2.1\"\nport = 1194\naddress = \"10.64.0.2/24\"\ndns = \"10.64.0.1\"\n";
+
+    // init --lab's WireGuard settings: its private_key_file is refused with its line.
+    let err = apply();
+    assert!(
+        err.contains("vpn.toml:") && err.contains("`peer_public_key` is a WireGuard setting"),
+        "{err}"
+    );
+
+    // No files named: one error for both.
+    std::fs::write(&vpn_toml, base).unwrap();
+    let err = apply();
+    assert!(
+        err.contains("ca_file (the provider's CA certificate) is not set"),
+        "{err}"
+    );
+    assert!(err.contains("credentials_file (a 0600 file"), "{err}");
+
+    // Named but missing: one error naming both files.
+    std::fs::write(
+        &vpn_toml,
+        format!("{base}ca_file = \"ca.crt\"\ncredentials_file = \"credentials\"\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("ca.crt")).ok();
+    let err = apply();
+    for f in ["ca.crt", "credentials"] {
+        assert!(err.contains(&dir.join(f).display().to_string()), "{err}");
+    }
+
+    // Credentials others can read.
+    std::fs::write(dir.join("ca.crt"), mv_testkit::openvpn::TEST_CA_PEM).unwrap();
+    std::fs::write(dir.join("credentials"), "user\npassword\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("credentials"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = apply();
+    assert!(
+        err.contains(&format!(
+            "{} (vpn.toml's credentials_file) is readable by others (mode 0644): chmod 600 it",
+            dir.join("credentials").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("password\n") && !err.contains(": password"),
+        "{err}"
+    );
+    assert!(
+        !target.join("etc/openvpn").exists(),
+        "nothing written to the target"
+    );
+    assert!(
+        !target.join("etc/hostname").exists(),
+        "nothing written to the target"
+    );
 }
