@@ -39,7 +39,7 @@ apt-get install -y -qq --no-install-recommends pkg-config binutils openssh-clien
   pkg-config libclang-dev clang \
   gnupg gpg-agent pass pass-extension-otp oathtool git xvfb xclip \
   tor openssh-server openssh-client cryptsetup-bin tcpdump \
-  prometheus-node-exporter nftables dnsmasq-base wireguard-tools wireguard-go openvpn \
+  prometheus-node-exporter nftables dnsmasq-base wireguard-tools wireguard-go openvpn openssl \
   debootstrap tmux wrk hyperfine udev iproute2 ovmf qemu-efi-aarch64 virtinst bc \
   libxml2-utils busybox-static python3 python3-cryptography keyutils openrc curl \
   mtools dosfstools >/dev/null

@@ -242,6 +242,8 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
             || mv_image::debian::DEFAULT_INCLUDE.contains(&p)
     };
     let mut checked = 0;
+    let mut openvpn_checked = false;
+    let ovpn_files = tempfile::tempdir().unwrap();
     for m in topology.machines.iter().filter(|m| m.is_vm()) {
         if m.router.as_ref().and_then(|r| r.vpn).is_some() {
             let vpn = mv_provision::adapt::vpn_file(d.path(), &m.name);
@@ -254,17 +256,54 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
             );
         }
         let spec = mv_provision::adapt::spec_for(&topology, &m.name, d.path()).unwrap();
-        let ctx = mv_provision::render::context(&spec).unwrap();
-        let resolved =
-            mv_provision::recipe::resolve(spec.recipe_name(), spec.os, &engine, &ctx).unwrap();
-        for p in resolved.packages.iter().chain(&spec.extra_packages) {
-            assert!(
-                in_image(p),
-                "{}: package {p} is not in the Debian image",
-                m.name
+        // A galaxy router is checked with each VPN: switching to OpenVPN needs no mirror either.
+        let mut specs = vec![spec.clone()];
+        if let Some(v) = &spec.vpn {
+            let ovpn = ovpn_files.path().join("vpn.toml");
+            mv_testkit::openvpn::write_openvpn_settings(
+                &ovpn,
+                &mv_testkit::openvpn::Settings {
+                    endpoint: "192.0.2.1",
+                    port: 1194,
+                    address: "10.64.0.2/24",
+                    ca_pem: mv_testkit::openvpn::TEST_CA_PEM,
+                    user: "user",
+                    password: "password",
+                    tls_crypt: None,
+                },
             );
-            checked += 1;
+            let mut o = spec.clone();
+            o.vpn = Some(mv_provision::model::VpnOptions {
+                kind: mv_provision::model::VpnKind::Openvpn,
+                port: 1194,
+                peer_public_key: None,
+                private_key_file: None,
+                ca_file: Some(ovpn_files.path().join("ca.crt")),
+                credentials_file: Some(ovpn_files.path().join("credentials")),
+                tls_crypt_file: None,
+                ..v.clone()
+            });
+            specs.push(o);
+        }
+        for spec in specs {
+            let ctx = mv_provision::render::context(&spec).unwrap();
+            let resolved =
+                mv_provision::recipe::resolve(spec.recipe_name(), spec.os, &engine, &ctx).unwrap();
+            if spec.vpn.as_ref().map(|v| v.kind) == Some(mv_provision::model::VpnKind::Openvpn) {
+                assert!(resolved.packages.contains(&"openvpn".to_string()));
+                openvpn_checked = true;
+            }
+            for p in resolved.packages.iter().chain(&spec.extra_packages) {
+                assert!(
+                    in_image(p),
+                    "{} ({:?}): package {p} is not in the Debian image",
+                    m.name,
+                    spec.vpn.as_ref().map(|v| v.kind)
+                );
+                checked += 1;
+            }
         }
     }
     assert!(checked > 10, "{checked}");
+    assert!(openvpn_checked, "galaxy on OpenVPN was checked");
 }

@@ -36,10 +36,10 @@ pub const BASE_PACKAGES: &[&str] = &[
 ];
 
 /// The default `--include` list: the Debian packages of the provisioning recipes for machines
-/// that boot this image (base, router, router-star, router-galaxy with WireGuard, service,
-/// application, and the controller of the lab topology), plus a DHCP client for
-/// `iface … inet dhcp`, so every seed applies with no mirror. Host packages are not included (the
-/// host is not built from this image); OpenVPN neither (add `--include openvpn`).
+/// that boot this image (base, router, router-star, router-galaxy with WireGuard or OpenVPN,
+/// service, application, and the controller of the lab topology), plus a DHCP client for
+/// `iface … inet dhcp`, so every seed applies with no mirror, whichever VPN galaxy runs. Host
+/// packages are not included (the host is not built from this image).
 pub const DEFAULT_INCLUDE: &[&str] = &[
     "openssh-server",
     "openssh-client",
@@ -53,6 +53,7 @@ pub const DEFAULT_INCLUDE: &[&str] = &[
     "dnsmasq",
     "tor",
     "wireguard-tools",
+    "openvpn",
 ];
 
 /// Units masked in the image (symlinks to /dev/null): nothing at boot waits on them.
@@ -69,6 +70,7 @@ pub const DISABLED: &[&str] = &[
     "multi-user.target.wants/dnsmasq.service",
     "multi-user.target.wants/tor.service",
     "multi-user.target.wants/nftables.service",
+    "multi-user.target.wants/openvpn.service",
     "getty.target.wants/getty@tty1.service",
 ];
 

@@ -24,11 +24,13 @@ pub enum AdaptError {
     /// No such machine in the topology.
     #[error("no machine {0} in multiverse.toml")]
     Unknown(String),
-    /// The VPN settings file is unreadable or malformed.
-    #[error("{}: {message}", path.display())]
+    /// The VPN settings file is unreadable or malformed, or sets a field of the other VPN kind.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Vpn {
         /// The file.
         path: PathBuf,
+        /// The line at fault, when one is.
+        line: Option<usize>,
         /// What is wrong.
         message: String,
     },
@@ -41,6 +43,9 @@ pub fn vpn_file(tree_root: &Path, name: &MachineName) -> PathBuf {
         .join("vpn.toml")
 }
 
+/// `vpn.toml` as written. The fields of one VPN kind keep their place in the file, so a field of
+/// the other kind is refused as `FILE:LINE`. File paths are relative to the folder of `vpn.toml`,
+/// or absolute.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VpnFile {
@@ -48,11 +53,95 @@ struct VpnFile {
     port: u16,
     address: String,
     dns: std::net::Ipv4Addr,
+    /// WireGuard.
     #[serde(default)]
-    peer_public_key: Option<String>,
-    /// Relative to the folder of `vpn.toml`, or absolute.
+    peer_public_key: Option<toml::Spanned<String>>,
+    /// WireGuard.
     #[serde(default)]
-    private_key_file: Option<PathBuf>,
+    private_key_file: Option<toml::Spanned<PathBuf>>,
+    /// OpenVPN.
+    #[serde(default)]
+    ca_file: Option<toml::Spanned<PathBuf>>,
+    /// OpenVPN.
+    #[serde(default)]
+    credentials_file: Option<toml::Spanned<PathBuf>>,
+    /// OpenVPN, optional.
+    #[serde(default)]
+    tls_crypt_file: Option<toml::Spanned<PathBuf>>,
+}
+
+impl VpnFile {
+    /// The first field set that belongs to the other VPN kind: its name and byte offset.
+    fn foreign_field(&self, kind: VpnKind) -> Option<(&'static str, usize)> {
+        let wireguard = [
+            (
+                "peer_public_key",
+                self.peer_public_key.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "private_key_file",
+                self.private_key_file.as_ref().map(|v| v.span().start),
+            ),
+        ];
+        let openvpn = [
+            ("ca_file", self.ca_file.as_ref().map(|v| v.span().start)),
+            (
+                "credentials_file",
+                self.credentials_file.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "tls_crypt_file",
+                self.tls_crypt_file.as_ref().map(|v| v.span().start),
+            ),
+        ];
+        let foreign: &[(&'static str, Option<usize>)] = match kind {
+            VpnKind::Wireguard => &openvpn,
+            VpnKind::Openvpn => &wireguard,
+        };
+        foreign
+            .iter()
+            .filter_map(|(name, at)| at.map(|at| (*name, at)))
+            .min_by_key(|(_, at)| *at)
+    }
+}
+
+/// Parses `text`, the `vpn.toml` at `path` of a galaxy whose VPN is `kind`, into its options;
+/// file names are resolved against the folder of `path`.
+fn parse_vpn_file(path: &Path, text: &str, kind: VpnKind) -> Result<VpnOptions, AdaptError> {
+    let f: VpnFile = toml::from_str(text).map_err(|e| AdaptError::Vpn {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| mv_core::line_at(text, s.start)),
+        message: e.message().to_string(),
+    })?;
+    if let Some((field, at)) = f.foreign_field(kind) {
+        let (other, this) = match kind {
+            VpnKind::Wireguard => ("an OpenVPN", "wireguard"),
+            VpnKind::Openvpn => ("a WireGuard", "openvpn"),
+        };
+        return Err(AdaptError::Vpn {
+            path: path.to_path_buf(),
+            line: Some(mv_core::line_at(text, at)),
+            message: format!(
+                "`{field}` is {other} setting, but this galaxy's vpn is \"{this}\" in multiverse.toml: remove it or change the vpn there"
+            ),
+        });
+    }
+    let beside = |k: toml::Spanned<PathBuf>| {
+        let k = k.into_inner();
+        path.parent().map_or_else(|| k.clone(), |dir| dir.join(&k))
+    };
+    Ok(VpnOptions {
+        kind,
+        endpoint: f.endpoint,
+        port: f.port,
+        address: f.address,
+        dns: f.dns,
+        peer_public_key: f.peer_public_key.map(toml::Spanned::into_inner),
+        private_key_file: f.private_key_file.map(beside),
+        ca_file: f.ca_file.map(beside),
+        credentials_file: f.credentials_file.map(beside),
+        tls_crypt_file: f.tls_crypt_file.map(beside),
+    })
 }
 
 /// Writes a new WireGuard private key (32 bytes from the OS's CSPRNG, base64 as `wg genkey`
@@ -134,26 +223,16 @@ pub fn spec_for(
             let path = vpn_file(tree_root, name);
             let text = std::fs::read_to_string(&path).map_err(|e| AdaptError::Vpn {
                 path: path.clone(),
+                line: None,
                 message: format!(
                     "cannot read the VPN provider settings ({e}); write endpoint, port, address, dns{} there",
-                    if VpnKind::Wireguard == kind { ", peer_public_key and private_key_file" } else { "" }
+                    match kind {
+                        VpnKind::Wireguard => ", peer_public_key and private_key_file",
+                        VpnKind::Openvpn => ", ca_file and credentials_file",
+                    }
                 ),
             })?;
-            let f: VpnFile = toml::from_str(&text).map_err(|e| AdaptError::Vpn {
-                path: path.clone(),
-                message: e.message().to_string(),
-            })?;
-            Some(VpnOptions {
-                kind,
-                endpoint: f.endpoint,
-                port: f.port,
-                address: f.address,
-                dns: f.dns,
-                peer_public_key: f.peer_public_key,
-                private_key_file: f
-                    .private_key_file
-                    .map(|k| path.parent().map_or_else(|| k.clone(), |dir| dir.join(&k))),
-            })
+            Some(parse_vpn_file(&path, &text, kind)?)
         }
     };
     Ok(MachineSpec {
@@ -266,5 +345,71 @@ impl IdentitySource for RootIdentity<'_> {
             .to_openssh()
             .map_err(|e| err("login key", machine.as_str(), e))?;
         Ok(vec![line])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "endpoint = \"198.51.100.7\"\nport = 1194\naddress = \"10.64.0.2/24\"\ndns = \"10.64.0.1\"\n";
+
+    fn parse(text: &str, kind: VpnKind) -> Result<VpnOptions, String> {
+        parse_vpn_file(Path::new("/tree/provision/vpn.toml"), text, kind).map_err(|e| e.to_string())
+    }
+
+    /// OpenVPN's files are resolved beside vpn.toml (or kept when absolute).
+    #[test]
+    fn openvpn_files_resolve_beside_vpn_toml() {
+        let text = format!(
+            "{BASE}ca_file = \"ca.crt\"\ncredentials_file = \"/secrets/creds\"\ntls_crypt_file = \"tc.key\"\n"
+        );
+        let v = parse(&text, VpnKind::Openvpn).unwrap();
+        assert_eq!(v.ca_file, Some(PathBuf::from("/tree/provision/ca.crt")));
+        assert_eq!(v.credentials_file, Some(PathBuf::from("/secrets/creds")));
+        assert_eq!(
+            v.tls_crypt_file,
+            Some(PathBuf::from("/tree/provision/tc.key"))
+        );
+        assert_eq!(v.private_key_file, None);
+        // Without tls_crypt_file: optional.
+        let text = format!("{BASE}ca_file = \"ca.crt\"\ncredentials_file = \"creds\"\n");
+        assert_eq!(parse(&text, VpnKind::Openvpn).unwrap().tls_crypt_file, None);
+    }
+
+    /// A field of the other VPN kind is refused as FILE:LINE, naming the field and both kinds.
+    #[test]
+    fn fields_of_the_other_kind_are_refused_with_their_line() {
+        let text = format!("{BASE}credentials_file = \"creds\"\nca_file = \"ca.crt\"\n");
+        let e = parse(&text, VpnKind::Wireguard).unwrap_err();
+        assert!(
+            e.starts_with("/tree/provision/vpn.toml:5: `credentials_file` is an OpenVPN setting"),
+            "{e}"
+        );
+        assert!(e.contains("vpn is \"wireguard\""), "{e}");
+        let text = format!(
+            "{BASE}ca_file = \"ca.crt\"\ncredentials_file = \"c\"\nprivate_key_file = \"wg0.key\"\n"
+        );
+        let e = parse(&text, VpnKind::Openvpn).unwrap_err();
+        assert!(
+            e.starts_with("/tree/provision/vpn.toml:7: `private_key_file` is a WireGuard setting"),
+            "{e}"
+        );
+        let text = format!("{BASE}peer_public_key = \"x\"\n");
+        let e = parse(&text, VpnKind::Openvpn).unwrap_err();
+        assert!(
+            e.starts_with("/tree/provision/vpn.toml:5: `peer_public_key`"),
+            "{e}"
+        );
+    }
+
+    /// Malformed files name their line: an unknown field (a typo), a wrong type.
+    #[test]
+    fn malformed_vpn_toml_names_the_line() {
+        let e = parse(&format!("{BASE}ca_flie = \"ca.crt\"\n"), VpnKind::Openvpn).unwrap_err();
+        assert!(e.starts_with("/tree/provision/vpn.toml:5: "), "{e}");
+        assert!(e.contains("ca_flie"), "{e}");
+        let e = parse(&BASE.replace("1194", "\"udp\""), VpnKind::Openvpn).unwrap_err();
+        assert!(e.starts_with("/tree/provision/vpn.toml:2: "), "{e}");
     }
 }

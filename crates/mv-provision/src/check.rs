@@ -312,17 +312,32 @@ pub fn check_file(
             )?;
         }
         Tool::OpenVpn => {
-            // The provider's CA and credentials are not ours: stand-ins in the scratch folder.
+            // The provider's files are checked at render and the secret ones are not handed to
+            // a tool: stand-ins in the scratch folder. OpenVPN stops at the empty CA; with
+            // `persist-key` it loads the tls-crypt key before that, so its stand-in is a
+            // well-formed static key of no one's (bytes 00, 01 … ff).
             let ca = scratch.join("ca.crt");
             let creds = scratch.join("credentials");
+            let tls_crypt = scratch.join("tls-crypt.key");
             write(&ca, b"", 0o600)?;
             write(&creds, b"user\npassword\n", 0o600)?;
+            let mut key = String::from("-----BEGIN OpenVPN Static key V1-----\n");
+            for row in 0..16u8 {
+                for col in 0..16u8 {
+                    key.push_str(&format!("{:02x}", row * 16 + col));
+                }
+                key.push('\n');
+            }
+            key.push_str("-----END OpenVPN Static key V1-----\n");
+            write(&tls_crypt, key.as_bytes(), 0o600)?;
             let mut text = String::new();
             for line in String::from_utf8_lossy(file.contents.bytes()).lines() {
                 if line.starts_with("ca ") {
                     text.push_str(&format!("ca {}\n", ca.display()));
                 } else if line.starts_with("auth-user-pass ") {
                     text.push_str(&format!("auth-user-pass {}\n", creds.display()));
+                } else if line.starts_with("tls-crypt ") {
+                    text.push_str(&format!("tls-crypt {}\n", tls_crypt.display()));
                 } else {
                     text.push_str(line);
                     text.push('\n');

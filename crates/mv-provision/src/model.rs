@@ -77,6 +77,20 @@ pub struct VpnOptions {
     /// rendered config.
     #[serde(default)]
     pub private_key_file: Option<std::path::PathBuf>,
+    /// OpenVPN: the file on the host holding the provider's CA certificate (PEM). Its bytes
+    /// become the guest's `/etc/openvpn/client/ca.crt` (0644).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// OpenVPN: the file on the host holding the account's user name and password, one a line
+    /// (0600, as `auth-user-pass` reads them). Its bytes become the guest's
+    /// `/etc/openvpn/client/credentials` (0600) and never enter a rendered config.
+    #[serde(default)]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// OpenVPN, optional: the provider's `tls-crypt` key (an OpenVPN static key, 0600), for
+    /// providers that wrap the TLS handshake with one. Its bytes become the guest's
+    /// `/etc/openvpn/client/tls-crypt.key` (0600).
+    #[serde(default)]
+    pub tls_crypt_file: Option<std::path::PathBuf>,
 }
 
 /// An IPv4 address with prefix length (`10.0.0.1/24`).

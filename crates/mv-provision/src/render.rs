@@ -15,6 +15,7 @@
 
 use crate::model::{
     Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, VpnKind,
+    VpnOptions,
 };
 use crate::recipe::{self, FileSource, PasswordSource, RecipeError, Resolved, ServiceSpec};
 use crate::template::{Engine, TemplateError};
@@ -263,8 +264,12 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
                     "a WireGuard VPN needs private_key_file in vpn.toml: a 0600 file with this end's private key (`wg genkey` writes one)",
                 ));
             }
+            if v.kind == VpnKind::Openvpn {
+                openvpn_files_named(spec, v)?;
+            }
             let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
             j["proto"] = json!("udp");
+            j["tls_crypt"] = json!(v.tls_crypt_file.is_some());
             j
         }
         (None, _) => Value::Null,
@@ -526,6 +531,9 @@ fn generated(
         // so the address a guest publishes is tor's own reading of the derived key.
         "onion_secret_key" => Contents::Secret(identity.onion_service(&owner)?.secret_file),
         "wireguard_private_key" => wireguard_private_key(spec)?,
+        "openvpn_ca" => openvpn_ca(spec)?,
+        "openvpn_credentials" => openvpn_credentials(spec)?,
+        "openvpn_tls_crypt" => openvpn_tls_crypt(spec)?,
         "multiverse-agent.service" => Contents::Public(AGENT_SYSTEMD_UNIT.to_string()),
         "multiverse-agent.openrc" => Contents::Public(AGENT_OPENRC_SCRIPT.to_string()),
         "multiverse-agent" => binary(&agent_binary(), spec, "multiverse-agent")?,
@@ -543,30 +551,50 @@ fn generated(
     })
 }
 
-/// The galaxy's WireGuard private key, read from the host file `vpn.toml` names: a regular
-/// file (no link followed) that only its owner can read, holding one base64 X25519 key.
-fn wireguard_private_key(spec: &MachineSpec) -> Result<Contents, RenderError> {
+/// A host file that `vpn.toml`'s `field` names (`path`), read as it is: a regular file (no
+/// link followed); a `secret` one readable by its owner only. Errors name the file and the field.
+fn vpn_host_file(
+    spec: &MachineSpec,
+    path: Option<&PathBuf>,
+    field: &str,
+    what: &str,
+    secret: bool,
+) -> Result<(PathBuf, zeroize::Zeroizing<Vec<u8>>), RenderError> {
     let missing = |what: String| RenderError::MissingOption {
         machine: spec.name.to_string(),
         what,
     };
-    let Some(path) = spec.vpn.as_ref().and_then(|v| v.private_key_file.as_ref()) else {
-        return Err(missing(
-            "a WireGuard VPN needs private_key_file in vpn.toml".to_string(),
-        ));
+    let Some(path) = path else {
+        return Err(missing(format!(
+            "{what} is needed: name it with {field} in vpn.toml"
+        )));
     };
     let (meta, bytes) = mv_core::fsutil::read_regular(path).map_err(|e| {
         missing(format!(
-            "cannot read the WireGuard private key {} ({e})",
+            "cannot read {what} {} (vpn.toml's {field}): {e}",
             path.display()
         ))
     })?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+    if secret && mode & 0o077 != 0 {
         return Err(missing(format!(
-            "the WireGuard private key {} is readable by others: chmod 600 it",
+            "{what} {} (vpn.toml's {field}) is readable by others (mode {mode:04o}): chmod 600 it",
             path.display()
         )));
     }
+    Ok((path.clone(), bytes))
+}
+
+/// The galaxy's WireGuard private key, read from the host file `vpn.toml` names: a regular
+/// file (no link followed) that only its owner can read, holding one base64 X25519 key.
+fn wireguard_private_key(spec: &MachineSpec) -> Result<Contents, RenderError> {
+    let (path, bytes) = vpn_host_file(
+        spec,
+        spec.vpn.as_ref().and_then(|v| v.private_key_file.as_ref()),
+        "private_key_file",
+        "the WireGuard private key",
+        true,
+    )?;
     let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
     // base64 of 32 bytes: 43 characters of the standard alphabet, then one `=`.
     let well_formed = text.len() == 44
@@ -575,16 +603,162 @@ fn wireguard_private_key(spec: &MachineSpec) -> Result<Contents, RenderError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
     if !well_formed {
-        return Err(missing(format!(
-            "{} is not a WireGuard private key (one line of base64, as `wg genkey` writes)",
-            path.display()
-        )));
+        return Err(RenderError::MissingOption {
+            machine: spec.name.to_string(),
+            what: format!(
+                "{} (vpn.toml's private_key_file) is not a WireGuard private key (one line of base64, as `wg genkey` writes)",
+                path.display()
+            ),
+        });
     }
     // Built in place: no intermediate copy of the key is left unwiped.
     let mut line = Vec::with_capacity(text.len() + 1);
     line.extend_from_slice(text.as_bytes());
     line.push(b'\n');
     Ok(Contents::Secret(SecretBytes::new(line)))
+}
+
+/// An OpenVPN galaxy's host files: `ca_file` and `credentials_file` named in `vpn.toml`, and
+/// every named file (`tls_crypt_file` too) there. Checked when the context is built, before any
+/// file is rendered, so what is missing is one error listing all of it.
+fn openvpn_files_named(spec: &MachineSpec, v: &VpnOptions) -> Result<(), RenderError> {
+    let mut problems = Vec::new();
+    let files = [
+        (
+            "ca_file",
+            "the provider's CA certificate",
+            v.ca_file.as_ref(),
+            true,
+        ),
+        (
+            "credentials_file",
+            "a 0600 file with the account's user name and password, one a line",
+            v.credentials_file.as_ref(),
+            true,
+        ),
+        ("tls_crypt_file", "", v.tls_crypt_file.as_ref(), false),
+    ];
+    for (field, what, path, required) in files {
+        match path {
+            None if required => problems.push(format!("{field} ({what}) is not set")),
+            None => {}
+            Some(p) => {
+                if let Err(e) = std::fs::symlink_metadata(p) {
+                    problems.push(format!("{field} {}: {e}", p.display()));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(RenderError::MissingOption {
+        machine: spec.name.to_string(),
+        what: format!(
+            "an OpenVPN VPN needs its provider's files named in vpn.toml: {}",
+            problems.join("; ")
+        ),
+    })
+}
+
+/// A host file's bytes as text, or an error naming the file, its field and the format expected.
+fn vpn_text<'a>(
+    spec: &MachineSpec,
+    path: &Path,
+    field: &str,
+    bytes: &'a [u8],
+    expected: &str,
+) -> Result<&'a str, RenderError> {
+    std::str::from_utf8(bytes).map_err(|_| RenderError::MissingOption {
+        machine: spec.name.to_string(),
+        what: format!("{} (vpn.toml's {field}) is not {expected}", path.display()),
+    })
+}
+
+/// The provider's CA certificate (PEM), from the host file `vpn.toml`'s `ca_file` names: public,
+/// the guest's `/etc/openvpn/client/ca.crt`.
+fn openvpn_ca(spec: &MachineSpec) -> Result<Contents, RenderError> {
+    let v = spec.vpn.as_ref();
+    let (path, bytes) = vpn_host_file(
+        spec,
+        v.and_then(|v| v.ca_file.as_ref()),
+        "ca_file",
+        "the OpenVPN provider's CA certificate",
+        false,
+    )?;
+    let expected = "a PEM certificate (-----BEGIN CERTIFICATE-----)";
+    let text = vpn_text(spec, &path, "ca_file", &bytes, expected)?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") || !text.contains("-----END CERTIFICATE-----")
+    {
+        return Err(RenderError::MissingOption {
+            machine: spec.name.to_string(),
+            what: format!("{} (vpn.toml's ca_file) is not {expected}", path.display()),
+        });
+    }
+    Ok(Contents::Public(format!("{}\n", text.trim_end())))
+}
+
+/// The account's user name and password, from the 0600 host file `vpn.toml`'s
+/// `credentials_file` names: two non-empty lines, as `auth-user-pass` reads them. Written as
+/// exactly those two lines into one wiped buffer.
+fn openvpn_credentials(spec: &MachineSpec) -> Result<Contents, RenderError> {
+    let v = spec.vpn.as_ref();
+    let (path, bytes) = vpn_host_file(
+        spec,
+        v.and_then(|v| v.credentials_file.as_ref()),
+        "credentials_file",
+        "the OpenVPN credentials",
+        true,
+    )?;
+    let expected = "two lines: the user name, then the password";
+    let text = vpn_text(spec, &path, "credentials_file", &bytes, expected)?;
+    let mut lines = text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let (user, password) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    if user.is_empty() || password.is_empty() || lines.any(|l| !l.trim().is_empty()) {
+        return Err(RenderError::MissingOption {
+            machine: spec.name.to_string(),
+            what: format!(
+                "{} (vpn.toml's credentials_file) is not {expected}",
+                path.display()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(user.len() + password.len() + 2);
+    out.extend_from_slice(user.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(password.as_bytes());
+    out.push(b'\n');
+    Ok(Contents::Secret(SecretBytes::new(out)))
+}
+
+/// The provider's `tls-crypt` key, from the 0600 host file `vpn.toml`'s `tls_crypt_file` names:
+/// an OpenVPN static key, the guest's `/etc/openvpn/client/tls-crypt.key`.
+fn openvpn_tls_crypt(spec: &MachineSpec) -> Result<Contents, RenderError> {
+    let v = spec.vpn.as_ref();
+    let (path, bytes) = vpn_host_file(
+        spec,
+        v.and_then(|v| v.tls_crypt_file.as_ref()),
+        "tls_crypt_file",
+        "the OpenVPN tls-crypt key",
+        true,
+    )?;
+    let expected = "an OpenVPN static key (-----BEGIN OpenVPN Static key V1-----)";
+    let text = vpn_text(spec, &path, "tls_crypt_file", &bytes, expected)?;
+    if !text.contains("-----BEGIN OpenVPN Static key V1-----")
+        || !text.contains("-----END OpenVPN Static key V1-----")
+    {
+        return Err(RenderError::MissingOption {
+            machine: spec.name.to_string(),
+            what: format!(
+                "{} (vpn.toml's tls_crypt_file) is not {expected}",
+                path.display()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(text.trim_end().len() + 1);
+    out.extend_from_slice(text.trim_end().as_bytes());
+    out.push(b'\n');
+    Ok(Contents::Secret(SecretBytes::new(out)))
 }
 
 /// The `multiverse-agent` binary machines get: `$MULTIVERSE_AGENT_BIN` if set, else the one beside
@@ -670,6 +844,9 @@ mod tests {
             dns: "10.64.0.1".parse().unwrap(),
             peer_public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into()),
             private_key_file: Some(key.clone()),
+            ca_file: None,
+            credentials_file: None,
+            tls_crypt_file: None,
         });
         let good = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
         let write = |text: &str, mode: u32| {
@@ -699,5 +876,158 @@ mod tests {
         assert!(err(&spec).contains("cannot read"), "a link is not followed");
         spec.vpn.as_mut().unwrap().private_key_file = None;
         assert!(err(&spec).contains("private_key_file"));
+    }
+
+    /// An OpenVPN galaxy with its provider's files in `dir` (none written yet).
+    fn openvpn_galaxy(dir: &Path) -> MachineSpec {
+        let mut spec = MachineSpec::default_for(
+            MachineName::parse("galaxy.router.multiverse").unwrap(),
+            Kind::Router,
+            Some(Role::Galaxy),
+            Os::Debian,
+        );
+        spec.vpn = Some(VpnOptions {
+            kind: VpnKind::Openvpn,
+            endpoint: "192.0.2.1".parse().unwrap(),
+            port: 1194,
+            address: "10.64.0.2/24".into(),
+            dns: "10.64.0.1".parse().unwrap(),
+            peer_public_key: None,
+            private_key_file: None,
+            ca_file: Some(dir.join("ca.crt")),
+            credentials_file: Some(dir.join("credentials")),
+            tls_crypt_file: None,
+        });
+        spec
+    }
+
+    fn write(path: &Path, text: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const TLS_CRYPT: &str =
+        "-----BEGIN OpenVPN Static key V1-----\n00\n-----END OpenVPN Static key V1-----\n";
+
+    /// Missing OpenVPN files are one error at render naming every field and file at fault,
+    /// before any file is rendered.
+    #[test]
+    fn openvpn_missing_files_are_one_error() {
+        let d = tempfile::tempdir().unwrap();
+        let mut spec = openvpn_galaxy(d.path());
+        let e = context(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("ca_file ") && e.contains("credentials_file "),
+            "{e}"
+        );
+        assert!(
+            e.contains(&d.path().join("ca.crt").display().to_string()),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let v = spec.vpn.as_mut().unwrap();
+        v.ca_file = None;
+        v.credentials_file = None;
+        let e = context(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("ca_file (the provider's CA certificate) is not set")
+                && e.contains("credentials_file (a 0600 file"),
+            "{e}"
+        );
+        let mut spec = openvpn_galaxy(d.path());
+        write(&d.path().join("ca.crt"), CA, 0o644);
+        write(&d.path().join("credentials"), "u\np\n", 0o600);
+        let v = spec.vpn.as_mut().unwrap();
+        v.tls_crypt_file = Some(d.path().join("tc.key"));
+        let e = context(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_crypt_file ") && !e.contains("ca_file"),
+            "{e}"
+        );
+        write(&d.path().join("tc.key"), TLS_CRYPT, 0o600);
+        let ctx = context(&spec).unwrap();
+        assert_eq!(ctx["vpn"]["tls_crypt"], json!(true));
+    }
+
+    /// The credentials: two lines, 0600, written as exactly those lines; refused with the file
+    /// and field named when readable by others, malformed or a link.
+    #[test]
+    fn openvpn_credentials_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = openvpn_galaxy(d.path());
+        let creds = d.path().join("credentials");
+        let err = |spec: &MachineSpec| match openvpn_credentials(spec) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        write(&creds, "user\r\npass word\n\n", 0o600);
+        let Ok(Contents::Secret(b)) = openvpn_credentials(&spec) else {
+            panic!("credentials are a secret")
+        };
+        assert_eq!(b.expose(), b"user\npass word\n");
+        write(&creds, "user\npassword\n", 0o640);
+        let e = err(&spec);
+        assert!(
+            e.contains("readable by others (mode 0640): chmod 600 it"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&creds.display().to_string()) && e.contains("credentials_file"),
+            "{e}"
+        );
+        for bad in ["user\n", "\npassword\n", "user\npassword\nextra\n", ""] {
+            write(&creds, bad, 0o600);
+            assert!(
+                err(&spec).contains("is not two lines"),
+                "{bad:?}: {}",
+                err(&spec)
+            );
+        }
+        std::fs::remove_file(&creds).unwrap();
+        let other = d.path().join("other");
+        write(&other, "user\npassword\n", 0o600);
+        std::os::unix::fs::symlink(&other, &creds).unwrap();
+        assert!(
+            err(&spec).contains("cannot read the OpenVPN credentials"),
+            "{}",
+            err(&spec)
+        );
+    }
+
+    /// The CA is public and must be PEM; the tls-crypt key is a 0600 OpenVPN static key.
+    #[test]
+    fn openvpn_ca_and_tls_crypt_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let mut spec = openvpn_galaxy(d.path());
+        let ca = d.path().join("ca.crt");
+        write(&ca, CA, 0o644);
+        let Ok(Contents::Public(text)) = openvpn_ca(&spec) else {
+            panic!("the CA is public")
+        };
+        assert_eq!(text, CA);
+        write(&ca, "not a certificate\n", 0o644);
+        let e = openvpn_ca(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("(vpn.toml's ca_file) is not a PEM certificate"),
+            "{e}"
+        );
+        let key = d.path().join("tc.key");
+        spec.vpn.as_mut().unwrap().tls_crypt_file = Some(key.clone());
+        write(&key, TLS_CRYPT, 0o644);
+        let e = openvpn_tls_crypt(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_crypt_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        write(&key, TLS_CRYPT, 0o600);
+        let Ok(Contents::Secret(b)) = openvpn_tls_crypt(&spec) else {
+            panic!("the tls-crypt key is a secret")
+        };
+        assert_eq!(b.expose(), TLS_CRYPT.as_bytes());
+        write(&key, "garbage\n", 0o600);
+        let e = openvpn_tls_crypt(&spec).unwrap_err().to_string();
+        assert!(e.contains("is not an OpenVPN static key"), "{e}");
     }
 }

@@ -131,7 +131,11 @@ fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
             checked.iter().any(|c| c.tool == "openvpn"),
             "{os}: {checked:?}"
         );
-        let conf = d.files.iter().find(|f| f.path.contains("openvpn")).unwrap();
+        let conf = d
+            .files
+            .iter()
+            .find(|f| f.path.ends_with(".conf") && f.path.contains("openvpn"))
+            .unwrap();
         let mut bad = conf.clone();
         let Contents::Public(text) = &conf.contents else {
             panic!("public")

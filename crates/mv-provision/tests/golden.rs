@@ -85,17 +85,24 @@ fn debian_every_machine_type() {
     }
 }
 
+/// The OpenVPN galaxy: its config pinned per OS, and every file the config names (`ca`,
+/// `auth-user-pass`, `tls-crypt`) is one the same render writes, with the host files' bytes:
+/// the CA public (0644), the credentials and the tls-crypt key secret (0600).
 #[test]
 fn openvpn_galaxy() {
     let engine = Engine::embedded();
-    for os in [Os::Alpine, Os::Debian] {
+    let files = common::openvpn_files_dir();
+    for (os, conf_path) in [
+        (Os::Alpine, "/etc/openvpn/openvpn.conf"),
+        (Os::Debian, "/etc/openvpn/client/galaxy.conf"),
+    ] {
         let d = render(
             &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
             &engine,
             &Fixture,
         )
         .unwrap();
-        let conf = d.files.iter().find(|f| f.path.contains("openvpn")).unwrap();
+        let conf = d.files.iter().find(|f| f.path == conf_path).unwrap();
         let text = String::from_utf8_lossy(conf.contents.bytes()).into_owned();
         mv_testkit::golden(
             format!("crates/mv-provision/tests/golden/{os}/galaxy-openvpn.conf"),
@@ -105,6 +112,38 @@ fn openvpn_galaxy() {
         assert!(text.contains("pull-filter ignore \"dhcp-option\""));
         assert!(!text.contains("update-resolv-conf"));
         assert!(d.packages.contains(&"openvpn".to_string()));
+        let named = |option: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{option} ")))
+                .unwrap_or_else(|| panic!("{os}: no {option} line"));
+            let path = line.split_whitespace().nth(1).unwrap().to_string();
+            d.files
+                .iter()
+                .find(|f| f.path == path)
+                .unwrap_or_else(|| panic!("{os}: {option} names {path}, which is not rendered"))
+                .clone()
+        };
+        let ca = named("ca");
+        assert_eq!(ca.mode, 0o644);
+        assert!(matches!(ca.contents, Contents::Public(_)));
+        assert_eq!(
+            ca.contents.bytes(),
+            std::fs::read(files.join("ca.crt")).unwrap()
+        );
+        for (option, host) in [
+            ("auth-user-pass", "credentials"),
+            ("tls-crypt", "tls-crypt.key"),
+        ] {
+            let f = named(option);
+            assert_eq!(f.mode, 0o600, "{os}: {option}");
+            assert!(matches!(f.contents, Contents::Secret(_)), "{os}: {option}");
+            assert_eq!(f.contents.bytes(), std::fs::read(files.join(host)).unwrap());
+        }
+        assert!(
+            !text.contains("not-a-real-password"),
+            "no secret in the config"
+        );
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`udevadm_verify`] / [`assert_udevadm_accepts`]: check udev rule files with the real
 //!   `udevadm verify`.
 //! - [`write_vpn_settings`]: a galaxy router's `vpn.toml` and its 0600 WireGuard key file.
+//! - [`openvpn`]: OpenVPN provider settings, a throw-away PKI (`openssl`) and a real `openvpn`
+//!   server in a network namespace.
 //! - [`tornet`]: a private Tor network (authorities, relays, an exit, a client) in a network
 //!   namespace the test creates, for onion services and Tor traffic without the real network.
 #![forbid(unsafe_code)]
@@ -17,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod openvpn;
 pub mod tornet;
 
 /// Returns the full path of `tool`, or panics saying how to install it.

@@ -34,7 +34,7 @@ pub struct BuildArgs {
     /// More packages (comma-separated or repeated), on top of the default list of the
     /// provisioning recipes of every machine the image boots (debian: openssh-server and -client,
     /// gnupg, pass, tmux, ifupdown, isc-dhcp-client, ca-certificates, nftables, dnsmasq, tor,
-    /// wireguard-tools)
+    /// wireguard-tools, openvpn)
     #[arg(long, value_delimiter = ',', value_name = "PKG,...")]
     include: Vec<String>,
     /// Leave out the default package list (only what boots, plus --include)

@@ -156,6 +156,31 @@ pub fn wireguard_key_file() -> PathBuf {
     dir.path().join("wg0.key")
 }
 
+/// The OpenVPN provider's files for the galaxy fixture (CA, 0600 credentials, 0600 tls-crypt
+/// key), written once per test process; the folder holding them and vpn.toml.
+pub fn openvpn_files_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let vpn = dir.path().join("vpn.toml");
+    if !vpn.exists() {
+        mv_testkit::openvpn::write_openvpn_settings(
+            &vpn,
+            &mv_testkit::openvpn::Settings {
+                endpoint: "198.51.100.7",
+                port: 1194,
+                address: "10.64.12.34/24",
+                ca_pem: mv_testkit::openvpn::TEST_CA_PEM,
+                user: "galaxy-user",
+                password: "not-a-real-password",
+                tls_crypt: Some(
+                    "-----BEGIN OpenVPN Static key V1-----\n00\n-----END OpenVPN Static key V1-----\n",
+                ),
+            },
+        );
+    }
+    dir.path().to_path_buf()
+}
+
 pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
     stand_in_agent();
     let mut g = MachineSpec::default_for(
@@ -174,9 +199,25 @@ pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
         },
         address: "10.64.12.34/32".into(),
         dns: "10.64.0.1".parse().unwrap(),
-        peer_public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into()),
-        private_key_file: Some(wireguard_key_file()),
+        peer_public_key: None,
+        private_key_file: None,
+        ca_file: None,
+        credentials_file: None,
+        tls_crypt_file: None,
     });
+    let v = g.vpn.as_mut().unwrap();
+    match kind {
+        VpnKind::Wireguard => {
+            v.peer_public_key = Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into());
+            v.private_key_file = Some(wireguard_key_file());
+        }
+        VpnKind::Openvpn => {
+            let dir = openvpn_files_dir();
+            v.ca_file = Some(dir.join("ca.crt"));
+            v.credentials_file = Some(dir.join("credentials"));
+            v.tls_crypt_file = Some(dir.join("tls-crypt.key"));
+        }
+    }
     g
 }
 
