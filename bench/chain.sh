@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Router chain benchmark (as root, Debian 12): latency and throughput from inside the machines to
+# Router chain benchmark (as root, Debian 12): latency and throughput from the app VM to
 # an HTTP server on the lab's "internet", over three paths of the same booted lab, in one run:
 #   1. the app VM through the whole chain: universe NAT → galaxy WireGuard → star Tor (a private
 #      Tor network in the lab, so Tor's own relays are part of the path);
-#   2. galaxy's own request through WireGuard only (then universe's NAT);
-#   3. universe's own request, directly on the uplink;
+#   2. the app VM through WireGuard only: a NIC hot-plugged on galaxy's network (then universe's NAT);
+#   3. the app VM direct: a NIC hot-plugged on universe's network (its NAT only: the lab's physical limit);
 # and each router's CPU (its QEMU's CPU time from libvirt over the wall time) during the 8 MiB
 # download of each path.
 #
