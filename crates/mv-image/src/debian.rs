@@ -306,8 +306,21 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
         &format!("{sys}/multi-user.target.wants/multiverse-boot-report.service"),
         "/etc/systemd/system/multiverse-boot-report.service",
     )?;
+    // The agent, enabled ahead of its unit: provisioning writes the unit (base recipe) and the
+    // seed starts it on the first boot; from the next boot on this link puts it in the boot's
+    // first transaction, where its own ordering (no default dependencies, after the root is
+    // writable) starts it seconds after systemd, instead of when udev reaches its port or the
+    // seed has run. Until a seed wrote the unit the link dangles, and systemd skips it.
+    symlink(
+        rootfs,
+        &format!("{sys}/multi-user.target.wants/{AGENT_UNIT}"),
+        &format!("/etc/systemd/system/{AGENT_UNIT}"),
+    )?;
     Ok(())
 }
+
+/// The agent's unit, as the base recipe installs it.
+pub const AGENT_UNIT: &str = "multiverse-agent.service";
 
 /// The targets of a unit's `WantedBy=` lines.
 pub fn wanted_by(unit: &str) -> Vec<String> {

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 /// Bumped whenever the image's layout, boot chain or configuration changes: part of every build
 /// key, so caches rebuild.
-pub const BUILDER_VERSION: u32 = 1;
+pub const BUILDER_VERSION: u32 = 2;
 
 /// The guest-side first-boot stage (written by the provisioning side), installed as
 /// `/etc/systemd/system/multiverse-seed.service`.
