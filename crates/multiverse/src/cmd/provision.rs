@@ -290,6 +290,13 @@ fn apply_error(e: ApplyError) -> CliError {
             "check the package names (recipe or extra packages); nothing was changed on the target",
         ),
         ApplyError::UnknownOwner { .. } | ApplyError::ServiceMissing { .. } => CliError::from(e),
+        ApplyError::State { .. } => CliError {
+            kind: crate::error::Kind::Usage,
+            ..CliError::from(e)
+        }
+        .with_hint(
+            "nothing was changed; delete that file to adopt the machine as it is (nothing it listed will be removed), then apply again",
+        ),
         other => CliError::from(other),
     }
 }
@@ -301,6 +308,12 @@ fn print_change(c: &Change, with_diff: bool) {
         }
         Change::Dir { create: true, .. } => "+",
         Change::File { action, .. } if action == "create" => "+",
+        Change::State { create: true, .. } => "+",
+        Change::Disable { .. }
+        | Change::Stop { .. }
+        | Change::Remove { .. }
+        | Change::RemoveDir { .. } => "-",
+        Change::Kept { .. } => "!",
         _ => "~",
     };
     println!("  {mark} {}", c.summary());
@@ -373,11 +386,19 @@ fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
         if done.changes.len() == 1 { "" } else { "s" }
     ));
     if !g.quiet {
-        for c in &done.changes {
+        for c in done.changes.iter().filter(|c| !c.is_warning()) {
             print_change(c, a.diff);
         }
     }
+    warn(&done.changes);
     Ok(())
+}
+
+/// The warnings of an apply (something left in place), on stderr even with `--quiet`.
+fn warn(changes: &[Change]) {
+    for c in changes.iter().filter(|c| c.is_warning()) {
+        eprintln!("warning: {}", c.summary());
+    }
 }
 
 fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
@@ -609,9 +630,10 @@ fn apply_seed(g: &Global, a: &SeedArgs) -> Result<(), CliError> {
         done.changes.len()
     ));
     if !g.quiet {
-        for c in &done.changes {
+        for c in done.changes.iter().filter(|c| !c.is_warning()) {
             print_change(c, false);
         }
     }
+    warn(&done.changes);
     Ok(())
 }
