@@ -424,6 +424,61 @@ fn apply_over_ssh_with_pinned_host_key() {
         again.trim(),
         format!("{machine} on root@127.0.0.1: no changes")
     );
+    // Converging over SSH: a file and a service link the state says an earlier apply made are
+    // removed on the machine (read back through the tar stream, removed by `rm` there).
+    let state_path = target.join("var/lib/multiverse/provision-state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    std::fs::write(target.join("etc/old-recipe.conf"), "old\n").unwrap();
+    let link = "etc/systemd/system/multi-user.target.wants/old-recipe.service";
+    std::os::unix::fs::symlink("/lib/systemd/system/old-recipe.service", target.join(link))
+        .unwrap();
+    let files = state["files"].as_array_mut().unwrap();
+    files.push(serde_json::json!({
+        "path": "/etc/old-recipe.conf",
+        "sha256": mv_provision::state::sha256_hex(b"old\n"),
+    }));
+    // Edited since: its recorded bytes were others.
+    std::fs::write(target.join("etc/old-recipe.keep"), "edited\n").unwrap();
+    files.push(serde_json::json!({
+        "path": "/etc/old-recipe.keep",
+        "sha256": mv_provision::state::sha256_hex(b"as written\n"),
+    }));
+    state["services"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "old-recipe",
+        "links": [{ "link": format!("/{link}"), "to": "/lib/systemd/system/old-recipe.service" }],
+    }));
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let out = output(
+        mv(t.path())
+            .args(["provision", "apply", machine])
+            .args(ssh_args),
+        None,
+    );
+    let stdout = common::success(&out);
+    let stderr = common::stderr(&out);
+    assert!(stdout.contains("- remove /etc/old-recipe.conf"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("- disable service old-recipe (/{link})")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- stop service old-recipe"),
+        "a running system over SSH: {stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: left in place: /etc/old-recipe.keep: changed since multiverse wrote it"
+        ),
+        "{stderr}"
+    );
+    assert!(!target.join("etc/old-recipe.conf").exists());
+    assert!(std::fs::symlink_metadata(target.join(link)).is_err());
+    assert!(target.join("etc/old-recipe.keep").exists());
+    let again = ok(mv(t.path())
+        .args(["provision", "apply", machine])
+        .args(ssh_args));
+    assert!(again.trim().ends_with("no changes"), "{again}");
     // The machine really changed (seen from outside the chroot).
     assert_eq!(
         std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
