@@ -974,11 +974,16 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
         desired.services.iter().map(|s| s.name.as_str()).collect();
     let wanted_files: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let wanted_dirs: BTreeSet<&str> = desired.dirs.iter().map(|d| d.path.as_str()).collect();
+    let wanted_links: BTreeSet<&str> = enabled
+        .iter()
+        .flat_map(|s| s.links.iter().map(|l| l.link.as_str()))
+        .collect();
     plan_removals(
         target,
         &old,
         &Wanted {
             services: &wanted_services,
+            links: &wanted_links,
             files: &wanted_files,
             dirs: &wanted_dirs,
         },
@@ -1042,6 +1047,8 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
 /// What the new desired state wants, by name.
 struct Wanted<'a> {
     services: &'a BTreeSet<&'a str>,
+    /// Links a wanted service is enabled by (another name for the same unit keeps them).
+    links: &'a BTreeSet<&'a str>,
     files: &'a BTreeSet<&'a str>,
     dirs: &'a BTreeSet<&'a str>,
 }
@@ -1068,7 +1075,11 @@ fn plan_removals(
             continue;
         }
         let mut disabled = false;
-        for l in &svc.links {
+        for l in svc
+            .links
+            .iter()
+            .filter(|l| !wanted.links.contains(l.link.as_str()))
+        {
             match dir.read_link(&l.link) {
                 Ok(text) if text == Path::new(&l.to) => {
                     changes.push(Change::Disable {

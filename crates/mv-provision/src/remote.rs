@@ -8,6 +8,12 @@
 //! and service link locally with its final mode and owner, then sends them in one `tar` stream
 //! extracted at `/` on the machine; nothing is sent before everything is staged.
 //!
+//! Converging: [`fetch`] also mirrors the machine's provision state file and, with a second `tar`
+//! (no recursion), every file, service link and folder it lists, so the plan can check their
+//! bytes. [`commit`] runs the planned removals (`rm -f`, then `rmdir`, which keeps a folder that is
+//! not empty on the machine) in the same remote command, before extracting the stream, whose
+//! last entry is the new state.
+//!
 //! Only POSIX `sh`, `tar` (`-T`, as in GNU tar and BusyBox) and `stat -c` are needed on the
 //! machine, which Debian and Alpine both have. Paths are single-quoted and a path holding a quote
 //! is refused. The SSH options (key, known_hosts pinned to the identity's host keys) are the

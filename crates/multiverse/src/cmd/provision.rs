@@ -2,6 +2,8 @@
 //!
 //! - `plan FQDN --target DIR`: what would change on the root filesystem at DIR, with diffs.
 //! - `apply FQDN --target DIR`: make it so; a second run prints "no changes". `--dry-run` = plan.
+//!   What a previous apply made and the machine no longer wants is removed (plan lines `-`);
+//!   what is left in place instead (edited by hand) is a `warning:` line on stderr.
 //! - `plan|apply FQDN --ssh [root@]HOST`: the same on the running machine, logged in with the
 //!   identity's `@user` key and the machine's host key pinned to the identity's (known_hosts
 //!   written from the identity; `--first-contact` accepts a not-yet-provisioned machine's key).
