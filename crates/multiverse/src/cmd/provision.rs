@@ -381,11 +381,11 @@ fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
         g.say(format!("{} on {shown}: no changes", d.machine));
         return Ok(());
     }
+    let n = done.changes.iter().filter(|c| !c.is_warning()).count();
     g.say(format!(
-        "{} on {shown}: {} change{} applied",
+        "{} on {shown}: {n} change{} applied",
         d.machine,
-        done.changes.len(),
-        if done.changes.len() == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" }
     ));
     if !g.quiet {
         for c in done.changes.iter().filter(|c| !c.is_warning()) {
