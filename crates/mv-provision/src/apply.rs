@@ -305,7 +305,15 @@ impl Target {
     /// version before the state file). The final component is never followed: a link there is
     /// an error, like a file too large or not a state.
     pub fn read_state(&self) -> Result<Option<State>, ApplyError> {
-        let path = self.path(state::STATE_PATH);
+        // Over SSH, named as on the machine (`root@host:/var/lib/…`), not in the shadow copy.
+        let path = match &self.ssh {
+            Some(ssh) => PathBuf::from(format!(
+                "{}:{}",
+                ssh.last().map(String::as_str).unwrap_or_default(),
+                state::STATE_PATH
+            )),
+            None => self.path(state::STATE_PATH),
+        };
         let bad = |source| ApplyError::State {
             path: path.clone(),
             source,
