@@ -2,7 +2,9 @@
 //! identity restored from the spec's words (cheap Argon2 parameters), then `check` (every config
 //! through its own tool), `plan` (diffs, JSON, exact apk command lines) on a fake Alpine root,
 //! `apply` twice on a real debootstrapped Debian root, and the bad-input paths (exit code 2, one
-//! error line naming the thing to fix).
+//! error line naming the thing to fix). Converging, on Debian roots whose packages and units are
+//! faked (no package manager): the lab's galaxy switched between WireGuard and OpenVPN, and star
+//! losing the mail service's onion, each apply removing what the machine no longer wants.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -422,6 +424,61 @@ fn apply_over_ssh_with_pinned_host_key() {
         again.trim(),
         format!("{machine} on root@127.0.0.1: no changes")
     );
+    // Converging over SSH: a file and a service link the state says an earlier apply made are
+    // removed on the machine (read back through the tar stream, removed by `rm` there).
+    let state_path = target.join("var/lib/multiverse/provision-state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    std::fs::write(target.join("etc/old-recipe.conf"), "old\n").unwrap();
+    let link = "etc/systemd/system/multi-user.target.wants/old-recipe.service";
+    std::os::unix::fs::symlink("/lib/systemd/system/old-recipe.service", target.join(link))
+        .unwrap();
+    let files = state["files"].as_array_mut().unwrap();
+    files.push(serde_json::json!({
+        "path": "/etc/old-recipe.conf",
+        "sha256": mv_provision::state::sha256_hex(b"old\n"),
+    }));
+    // Edited since: its recorded bytes were others.
+    std::fs::write(target.join("etc/old-recipe.keep"), "edited\n").unwrap();
+    files.push(serde_json::json!({
+        "path": "/etc/old-recipe.keep",
+        "sha256": mv_provision::state::sha256_hex(b"as written\n"),
+    }));
+    state["services"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "old-recipe",
+        "links": [{ "link": format!("/{link}"), "to": "/lib/systemd/system/old-recipe.service" }],
+    }));
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let out = output(
+        mv(t.path())
+            .args(["provision", "apply", machine])
+            .args(ssh_args),
+        None,
+    );
+    let stdout = common::success(&out);
+    let stderr = common::stderr(&out);
+    assert!(stdout.contains("- remove /etc/old-recipe.conf"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("- disable service old-recipe (/{link})")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- stop service old-recipe"),
+        "a running system over SSH: {stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: left in place: /etc/old-recipe.keep: changed since multiverse wrote it"
+        ),
+        "{stderr}"
+    );
+    assert!(!target.join("etc/old-recipe.conf").exists());
+    assert!(std::fs::symlink_metadata(target.join(link)).is_err());
+    assert!(target.join("etc/old-recipe.keep").exists());
+    let again = ok(mv(t.path())
+        .args(["provision", "apply", machine])
+        .args(ssh_args));
+    assert!(again.trim().ends_with("no changes"), "{again}");
     // The machine really changed (seen from outside the chroot).
     assert_eq!(
         std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
@@ -519,4 +576,273 @@ fn lab_every_machine_checks_and_plans_on_debian() {
             "{m}: {files:?}"
         );
     }
+}
+
+/// The lab tree (`init --lab`, the spec identity), with `edit` applied to its multiverse.toml.
+fn lab_tree(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    ok(mv(t.path()).args(["init", "--lab"]));
+    let toml = t.path().join("multiverse.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, edit(text)).unwrap();
+    let out = output(
+        mv(t.path()).args(["identity", "restore"]).args(FAST),
+        Some(SPEC_WORDS),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t
+}
+
+/// `edit` on the tree's multiverse.toml, which must change it.
+fn edit_config(tree: &Path, edit: impl FnOnce(&str) -> String) {
+    let toml = tree.join("multiverse.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let new = edit(&text);
+    assert_ne!(new, text, "the edit changed nothing");
+    std::fs::write(&toml, new).unwrap();
+}
+
+/// A bare Debian root with tor's user (star's onion folders belong to it).
+fn converge_root(dir: &Path) -> PathBuf {
+    let r = fake_debian(dir);
+    std::fs::create_dir_all(r.join("lib/systemd/system")).unwrap();
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ndebian-tor:x:101:101::/var/lib/tor:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        r.join("etc/group"),
+        "root:x:0:\nusers:x:100:\ndebian-tor:x:101:\n",
+    )
+    .unwrap();
+    r
+}
+
+/// Makes `machine`'s plan on `root` need no package manager: every package it would install is
+/// added to dpkg's status, and each service enabled once installed gets a stub unit.
+fn fake_installs(tree: &Path, machine: &str, root: &Path) {
+    let json = ok(mv(tree)
+        .args(["--json", "provision", "plan", machine, "--target"])
+        .arg(root));
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    for c in plan["changes"].as_array().unwrap() {
+        match c["kind"].as_str().unwrap() {
+            "packages" => {
+                for p in c["packages"].as_array().unwrap() {
+                    status.push_str(&format!(
+                        "Package: {}\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n",
+                        p.as_str().unwrap()
+                    ));
+                }
+            }
+            "service_after_install" => {
+                let name = c["name"].as_str().unwrap();
+                let unit = match name.split_once('@') {
+                    Some((prefix, _)) => format!("{prefix}@.service"),
+                    None => format!("{name}.service"),
+                };
+                std::fs::write(
+                    root.join("lib/systemd/system").join(unit),
+                    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+                )
+                .unwrap();
+            }
+            _ => {}
+        }
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), status).unwrap();
+}
+
+/// `provision apply MACHINE --target ROOT` after [`fake_installs`]: (stdout, stderr).
+fn converge(tree: &Path, machine: &str, root: &Path) -> (String, String) {
+    fake_installs(tree, machine, root);
+    let out = output(
+        mv(tree)
+            .args(["provision", "apply", machine, "--target"])
+            .arg(root),
+        None,
+    );
+    let stdout = common::success(&out);
+    (stdout, common::stderr(&out))
+}
+
+const GALAXY: &str = "galaxy.router.multiverse";
+const STAR: &str = "star.router.multiverse";
+const WG_LINK: &str = "etc/systemd/system/multi-user.target.wants/wg-quick@wg0.service";
+const OVPN_LINK: &str = "etc/systemd/system/multi-user.target.wants/openvpn-client@galaxy.service";
+const WIREGUARD: &str = "router = { role = \"galaxy\", vpn = \"wireguard\"";
+const OPENVPN: &str = "router = { role = \"galaxy\", vpn = \"openvpn\"";
+
+fn write_wireguard(tree: &Path) {
+    mv_testkit::write_vpn_settings(
+        &mv_provision::adapt::vpn_file(tree, &GALAXY.parse().unwrap()),
+        "198.51.100.7",
+        "10.64.12.34/32",
+        "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+        mv_testkit::TEST_WIREGUARD_KEY,
+    );
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// galaxy on WireGuard, then on OpenVPN, then back: each apply disables the VPN the machine no
+/// longer uses and removes its files (the WireGuard private key included), and a file edited by
+/// hand is left in place with a warning.
+#[test]
+fn switching_the_vpn_removes_what_the_old_one_put_there() {
+    let t = lab_tree(|s| s);
+    let tree = t.path();
+    write_wireguard(tree);
+    let root = converge_root(tree);
+    let (out, _) = converge(tree, GALAXY, &root);
+    assert!(
+        out.contains("+ record /var/lib/multiverse/provision-state.json"),
+        "{out}"
+    );
+    assert!(root.join(WG_LINK).is_symlink());
+    assert!(root.join("etc/wireguard/wg0.key").is_file());
+    use std::os::unix::fs::MetadataExt;
+    let state = root.join("var/lib/multiverse/provision-state.json");
+    assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o7777, 0o600);
+    let (again, _) = converge(tree, GALAXY, &root);
+    assert_eq!(
+        again.trim(),
+        format!("{GALAXY} on {}: no changes", root.display())
+    );
+
+    // OpenVPN: the dry run shows the removals and changes nothing.
+    edit_config(tree, |s| s.replacen(WIREGUARD, OPENVPN, 1));
+    mv_testkit::openvpn::write_openvpn_settings(
+        &mv_provision::adapt::vpn_file(tree, &GALAXY.parse().unwrap()),
+        &mv_testkit::openvpn::Settings {
+            endpoint: "198.51.100.7",
+            port: 1194,
+            address: "10.64.12.34/24",
+            ca_pem: mv_testkit::openvpn::TEST_CA_PEM,
+            user: "galaxy",
+            password: "not-a-real-password",
+            tls_crypt: None,
+        },
+    );
+    fake_installs(tree, GALAXY, &root);
+    let dry = ok(mv(tree)
+        .args(["--dry-run", "provision", "apply", GALAXY, "--target"])
+        .arg(&root));
+    for line in [
+        format!("- disable service wg-quick@wg0 (/{WG_LINK})"),
+        "- remove /etc/wireguard/wg0.key (no longer wanted)".to_string(),
+        "- remove /etc/wireguard/wg0.conf (no longer wanted)".to_string(),
+        "~ update /var/lib/multiverse/provision-state.json".to_string(),
+    ] {
+        assert!(dry.contains(&line), "{line} not in {dry}");
+    }
+    assert!(root.join("etc/wireguard/wg0.key").is_file());
+    let (out, err) = converge(tree, GALAXY, &root);
+    assert!(out.contains("- disable service wg-quick@wg0"), "{out}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(!exists(&root.join(WG_LINK)), "wg-quick@wg0 still enabled");
+    assert!(!exists(&root.join("etc/wireguard/wg0.key")), "key left");
+    assert!(!exists(&root.join("etc/wireguard/wg0.conf")));
+    assert!(root.join(OVPN_LINK).is_symlink());
+    assert!(root.join("etc/openvpn/client/credentials").is_file());
+
+    // Back to WireGuard, with galaxy.conf edited by hand: left in place, with a warning.
+    let conf = root.join("etc/openvpn/client/galaxy.conf");
+    let mut edited = std::fs::read_to_string(&conf).unwrap();
+    edited.push_str("verb 4\n");
+    std::fs::write(&conf, &edited).unwrap();
+    edit_config(tree, |s| s.replacen(OPENVPN, WIREGUARD, 1));
+    write_wireguard(tree);
+    let (out, err) = converge(tree, GALAXY, &root);
+    assert!(
+        err.contains(
+            "warning: left in place: /etc/openvpn/client/galaxy.conf: changed since multiverse wrote it"
+        ),
+        "{err}"
+    );
+    assert!(
+        out.contains("- remove /etc/openvpn/client/credentials"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
+    assert!(!exists(&root.join("etc/openvpn/client/credentials")));
+    assert!(!exists(&root.join(OVPN_LINK)));
+    assert!(root.join(WG_LINK).is_symlink());
+    assert!(root.join("etc/wireguard/wg0.key").is_file());
+    // Handed over to the person: no warning and no change next time.
+    let (again, err) = converge(tree, GALAXY, &root);
+    assert!(again.trim().ends_with("no changes"), "{again}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// The mail service's line in the lab topology.
+const MAIL_NIC: &str = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
+
+/// star publishes the mail service's onion (its HiddenServiceDir key from mail's identity); once
+/// mail drops `onion`, the next apply removes that key and its folder. A state file that is not
+/// one stops apply before it changes anything.
+#[test]
+fn dropping_an_onion_removes_its_key_from_star() {
+    let t = lab_tree(|s| s.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1));
+    let tree = t.path();
+    let root = converge_root(tree);
+    converge(tree, STAR, &root);
+    let hs = root.join("var/lib/tor/mail.service.multiverse");
+    let key = hs.join("hs_ed25519_secret_key");
+    assert!(key.is_file());
+    let torrc = std::fs::read_to_string(root.join("etc/tor/torrc")).unwrap();
+    assert!(torrc.contains("mail.service.multiverse"), "{torrc}");
+
+    edit_config(tree, |s| s.replacen("\nonion = [22]", "", 1));
+    let (out, err) = converge(tree, STAR, &root);
+    assert!(
+        out.contains("- remove /var/lib/tor/mail.service.multiverse/hs_ed25519_secret_key"),
+        "{out}"
+    );
+    assert!(err.is_empty(), "{err}");
+    assert!(!exists(&key), "mail's onion key left on star");
+    assert!(!exists(&hs), "its empty folder left");
+    // star's own onion stays.
+    assert!(root
+        .join("var/lib/tor/multiverse/hs_ed25519_secret_key")
+        .is_file());
+    let (again, _) = converge(tree, STAR, &root);
+    assert!(again.trim().ends_with("no changes"), "{again}");
+
+    // A corrupt state: one error naming it, a hint, and nothing written.
+    let state = root.join("var/lib/multiverse/provision-state.json");
+    std::fs::write(&state, "{\"version\": 1, \"files\": [").unwrap();
+    edit_config(tree, |s| {
+        s.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1)
+    });
+    let err = usage_error(
+        mv(tree)
+            .args(["provision", "apply", STAR, "--target"])
+            .arg(&root),
+    );
+    assert!(
+        err.contains(&format!("provision state {}", state.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: nothing was changed; delete that file"),
+        "{err}"
+    );
+    assert!(!exists(&key));
+    // Deleted: the machine is adopted as it is, and the state written again.
+    std::fs::remove_file(&state).unwrap();
+    let (out, _) = converge(tree, STAR, &root);
+    assert!(
+        out.contains("+ record /var/lib/multiverse/provision-state.json"),
+        "{out}"
+    );
+    assert!(key.is_file());
 }

@@ -16,8 +16,9 @@
 //!
 //! Writes never go through the final component: [`RootDir::create_new`] is
 //! `O_CREAT|O_EXCL|O_NOFOLLOW`, [`RootDir::rename`] and [`RootDir::symlink`] replace or fail on a
-//! link rather than write through it, and modes and owners are set on descriptors (`fchmod`,
-//! `fchown`) of folders or regular files only, never on paths (a device node or FIFO is refused).
+//! link rather than write through it, [`RootDir::remove_file`] and [`RootDir::remove_dir`] remove
+//! a final link itself (or refuse it) rather than what it points to, and modes and owners are set
+//! on descriptors (`fchmod`, `fchown`) of folders or regular files only, never on paths (a device node or FIFO is refused).
 //! Reads ([`RootDir::read`]) accept regular files only, so a guest's `/etc/passwd` that is a FIFO
 //! or `/dev/zero` cannot hang or exhaust the host.
 //!
@@ -458,6 +459,12 @@ impl RootDir {
         rfs::unlinkat(&parent, name.as_os_str(), AtFlags::empty()).map_err(err)
     }
 
+    /// Removes the empty folder `p` (a final symlink is not followed: removing one fails).
+    pub fn remove_dir(&self, p: impl AsRef<Path>) -> io::Result<()> {
+        let (parent, name) = self.parent(p.as_ref())?;
+        rfs::unlinkat(&parent, name.as_os_str(), AtFlags::REMOVEDIR).map_err(err)
+    }
+
     /// Removes `p` and everything under it, never following a symlink.
     pub fn remove_dir_all(&self, p: impl AsRef<Path>) -> io::Result<()> {
         let (parent, name) = self.parent(p.as_ref())?;
@@ -558,6 +565,7 @@ mod tests {
         Chown(String),
         RemoveFile(String),
         RemoveAll(String),
+        RemoveDir(String),
         Read(String),
     }
 
@@ -606,6 +614,7 @@ mod tests {
             path().prop_map(Op::Chown),
             path().prop_map(Op::RemoveFile),
             path().prop_map(Op::RemoveAll),
+            path().prop_map(Op::RemoveDir),
             path().prop_map(Op::Read),
         ]
     }
@@ -620,6 +629,7 @@ mod tests {
             Op::Chown(p) => r.set_owner(p, 4242, 4242),
             Op::RemoveFile(p) => r.remove_file(p),
             Op::RemoveAll(p) => r.remove_dir_all(p),
+            Op::RemoveDir(p) => r.remove_dir(p),
             Op::Read(p) => r.read(p).map(|_| ()),
         };
         res.map_err(|e| e.kind())
@@ -672,6 +682,26 @@ mod tests {
                 prop_assert_eq!(&results[0], &results[1], "resolvers disagree on {:?}", ops);
                 prop_assert_eq!(&trees[0], &trees[1]);
             }
+        }
+    }
+
+    #[test]
+    fn remove_dir_only_empty_and_never_through_a_link() {
+        let (_t, host, root) = world();
+        for resolver in [Resolver::Walk, Resolver::Kernel] {
+            let Ok(r) = RootDir::open_with(&root, resolver) else {
+                continue;
+            };
+            r.create_dir_all("/d/e", 0o755).unwrap();
+            assert!(r.remove_dir("/d").is_err(), "not empty");
+            r.remove_dir("/d/e").unwrap();
+            r.remove_dir("/d").unwrap();
+            assert!(!root.join("d").exists());
+            // A link to the host folder is not a folder here: refused, the host untouched.
+            std::os::unix::fs::symlink(&host, root.join("hostlink")).unwrap();
+            assert!(r.remove_dir("/hostlink").is_err());
+            assert!(host.is_dir());
+            std::fs::remove_file(root.join("hostlink")).unwrap();
         }
     }
 

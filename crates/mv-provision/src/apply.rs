@@ -12,7 +12,20 @@
 //! 3. stage every file, including the new passwd/group/shadow, into a staging folder inside the
 //!    target (same filesystem), with its final mode and owner; any failure here removes the staging
 //!    folder and the target is as before;
-//! 4. commit: create folders, rename staged files into place, create service links.
+//! 4. commit: create folders, rename staged files into place, create service links; then remove
+//!    what the previous apply managed and the machine no longer wants (service links, files,
+//!    empty folders); last, the new [`crate::state`] file, so a crash before it leaves the old
+//!    state, whose removals a rerun finds done.
+//!
+//! Converging: [`plan`] reads the target's [`crate::state::STATE_PATH`] (what the previous apply
+//! wrote and enabled) and plans removals for what the new desired state drops: a service's
+//! recorded links, a file whose bytes still match the recorded SHA-256 (an edited one is left in
+//! place, as a [`Change::Kept`] warning), a folder once empty. Packages are never removed. No
+//! state file (a machine provisioned before it existed) removes nothing; an unreadable one is
+//! [`ApplyError::State`] before anything changed. On a running Debian system (`/`, or over SSH)
+//! a disabled service is also stopped, with `systemctl stop --no-block` after the commit: in the
+//! guest's seed boot that queues the stop before the seed script starts the new services, and
+//! never waits on the boot's ordering.
 //!
 //! Every read and write of a local target goes through [`mv_core::confined::RootDir`]: the
 //! target is another system's `/`, and its symlinks resolve inside it (an absolute link to
@@ -28,6 +41,7 @@ use crate::model::Os;
 use crate::pkgdb;
 use crate::recipe::ServiceSpec;
 use crate::render::{Contents, Desired, DesiredFile};
+use crate::state::{self, ManagedFile, ManagedLink, ManagedService, State, StateError};
 use mv_core::confined::RootDir;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -105,6 +119,15 @@ pub enum ApplyError {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The target's provision state file cannot be read or is not one (nothing was changed).
+    #[error("provision state {path}")]
+    State {
+        /// The state file (host path, for messages).
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: StateError,
     },
     /// A service has no unit file or init script in the target.
     #[error("service {name} has no {what} in the target; is its package in the recipe?")]
@@ -278,6 +301,59 @@ impl Target {
             .unwrap_or_default())
     }
 
+    /// The target's provision state: `None` when there is none (never provisioned, or by a
+    /// version before the state file). The final component is never followed: a link there is
+    /// an error, like a file too large or not a state.
+    pub fn read_state(&self) -> Result<Option<State>, ApplyError> {
+        // Over SSH, named as on the machine (`root@host:/var/lib/…`), not in the shadow copy.
+        let path = match &self.ssh {
+            Some(ssh) => PathBuf::from(format!(
+                "{}:{}",
+                ssh.last().map(String::as_str).unwrap_or_default(),
+                state::STATE_PATH
+            )),
+            None => self.path(state::STATE_PATH),
+        };
+        let bad = |source| ApplyError::State {
+            path: path.clone(),
+            source,
+        };
+        let dir = self.dir()?;
+        let meta = match dir.symlink_metadata(state::STATE_PATH) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(StateError::Unreadable(e))),
+        };
+        if !meta.file_type().is_file() {
+            return Err(bad(StateError::NotAFile));
+        }
+        if meta.len() > state::MAX_BYTES as u64 {
+            return Err(bad(StateError::TooLarge(meta.len() as usize)));
+        }
+        let bytes = dir
+            .read(state::STATE_PATH)
+            .map_err(|e| bad(StateError::Unreadable(e)))?;
+        state::parse(&bytes).map(Some).map_err(bad)
+    }
+
+    /// True when the target is a running system (`/`, or a machine over SSH), where a disabled
+    /// service is also stopped.
+    pub fn is_running_system(&self) -> bool {
+        self.ssh.is_some() || self.root == Path::new("/")
+    }
+
+    /// The command that stops `service` on a running Debian system (`None` elsewhere: a chroot
+    /// runs nothing, and OpenRC services stop at the next boot).
+    pub fn stop_command(&self, service: &str) -> Option<Vec<String>> {
+        if self.os != Os::Debian || !self.is_running_system() {
+            return None;
+        }
+        let mut argv = self.chroot_prefix();
+        argv.extend(["systemctl", "stop", "--no-block", "--"].map(String::from));
+        argv.push(unit_name(service));
+        Some(argv)
+    }
+
     /// Packages installed in the target.
     pub fn installed(&self) -> Result<BTreeSet<String>, ApplyError> {
         Ok(match self.os {
@@ -379,11 +455,7 @@ impl Target {
                 )]))
             }
             Os::Debian => {
-                let unit = if svc.name.contains('.') {
-                    svc.name.clone()
-                } else {
-                    format!("{}.service", svc.name)
-                };
+                let unit = unit_name(&svc.name);
                 // `wg-quick@wg0.service` is enabled from the template `wg-quick@.service`.
                 let file_name = match unit.split_once('@') {
                     Some((prefix, rest)) => match rest.rsplit_once('.') {
@@ -429,6 +501,15 @@ impl Target {
                 Ok(Some(links))
             }
         }
+    }
+}
+
+/// The systemd unit of a recipe's service name (`sshd` → `sshd.service`).
+fn unit_name(name: &str) -> String {
+    if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("{name}.service")
     }
 }
 
@@ -510,6 +591,44 @@ pub enum Change {
         /// Service name.
         name: String,
     },
+    /// Disable a service the previous apply enabled and no recipe wants now (one recorded link).
+    Disable {
+        /// Service name.
+        name: String,
+        /// The link removed.
+        link: String,
+    },
+    /// Stop a disabled service (running Debian systems only).
+    Stop {
+        /// Service name.
+        name: String,
+        /// The command.
+        command: Vec<String>,
+    },
+    /// Remove a file the previous apply wrote and no recipe wants now.
+    Remove {
+        /// Path in the target.
+        path: String,
+    },
+    /// Remove a folder the previous apply created, now empty and wanted by no recipe.
+    RemoveDir {
+        /// Path in the target.
+        path: String,
+    },
+    /// A warning: something the previous apply made, no longer wanted, that is left as it is.
+    Kept {
+        /// Path in the target (or `service NAME`).
+        path: String,
+        /// Why (`changed since multiverse wrote it`).
+        reason: String,
+    },
+    /// Write the provision state file (what this apply manages).
+    State {
+        /// Path in the target.
+        path: String,
+        /// Whether it is created (a machine provisioned before state files existed, or new).
+        create: bool,
+    },
 }
 
 impl Change {
@@ -544,7 +663,21 @@ impl Change {
             Change::ServiceAfterInstall { name } => {
                 format!("enable service {name} (once its package is installed)")
             }
+            Change::Disable { name, link } => format!("disable service {name} ({link})"),
+            Change::Stop { name, .. } => format!("stop service {name}"),
+            Change::Remove { path } => format!("remove {path} (no longer wanted)"),
+            Change::RemoveDir { path } => format!("remove folder {path} (empty, no longer wanted)"),
+            Change::Kept { path, reason } => format!("left in place: {path}: {reason}"),
+            Change::State { path, create } => format!(
+                "{} {path} (what multiverse manages here)",
+                if *create { "record" } else { "update" }
+            ),
         }
+    }
+
+    /// True for a warning line rather than a change.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Change::Kept { .. })
     }
 }
 
@@ -579,6 +712,14 @@ pub(crate) struct Staged {
     pub(crate) files: Vec<StagedFile>,
     /// (link in the target, its text).
     pub(crate) links: Vec<(String, String)>,
+    /// Removals, done after everything above: service links, files, then folders (deepest first).
+    pub(crate) unlinks: Vec<String>,
+    pub(crate) removes: Vec<String>,
+    pub(crate) rmdirs: Vec<String>,
+    /// Services to stop after the commit: (name, command).
+    pub(crate) stops: Vec<(String, Vec<String>)>,
+    /// The new state file's bytes, written last.
+    pub(crate) state: Option<Vec<u8>>,
 }
 
 impl Staged {
@@ -667,6 +808,10 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     let mut changes = Vec::new();
     let mut staged = Staged::default();
     let dir = target.dir()?;
+    // What the previous apply managed: read first, so a bad state file changes nothing.
+    let old_state = target.read_state()?;
+    let old = old_state.clone().unwrap_or_default();
+    let mut created_dirs = BTreeSet::new();
 
     // Packages.
     let packages = plan_packages(desired, target)?;
@@ -700,6 +845,9 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
         let right = meta.as_ref().is_some_and(|m| {
             m.is_dir() && m.mode() & 0o7777 == d.mode && m.uid() == uid && m.gid() == gid
         });
+        if meta.is_none() {
+            created_dirs.insert(d.path.clone());
+        }
         if !right {
             changes.push(Change::Dir {
                 path: d.path.clone(),
@@ -788,9 +936,20 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
     }
 
     // Services.
+    let mut enabled = Vec::new();
     for svc in &desired.services {
         match target.service_links(svc)? {
             Some(links) => {
+                enabled.push(ManagedService {
+                    name: svc.name.clone(),
+                    links: links
+                        .iter()
+                        .map(|(link, to)| ManagedLink {
+                            link: link.clone(),
+                            to: to.clone(),
+                        })
+                        .collect(),
+                });
                 for (link, to) in links {
                     let ok = dir.read_link(&link).is_ok_and(|t| t == Path::new(&to));
                     if !ok {
@@ -818,6 +977,72 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
         }
     }
 
+    // What the previous apply managed and nothing wants now.
+    let wanted_services: BTreeSet<&str> =
+        desired.services.iter().map(|s| s.name.as_str()).collect();
+    let wanted_files: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let wanted_dirs: BTreeSet<&str> = desired.dirs.iter().map(|d| d.path.as_str()).collect();
+    let wanted_links: BTreeSet<&str> = enabled
+        .iter()
+        .flat_map(|s| s.links.iter().map(|l| l.link.as_str()))
+        .collect();
+    plan_removals(
+        target,
+        &old,
+        &Wanted {
+            services: &wanted_services,
+            links: &wanted_links,
+            files: &wanted_files,
+            dirs: &wanted_dirs,
+        },
+        &mut changes,
+        &mut staged,
+    )?;
+
+    // The new state: every desired file as it will be, every desired service with its links (a
+    // service whose unit is still to be installed keeps what was recorded), and the folders
+    // created now or before.
+    let mut new_state = State {
+        version: state::VERSION,
+        files: desired
+            .files
+            .iter()
+            .map(|f| ManagedFile {
+                path: f.path.clone(),
+                sha256: state::sha256_hex(f.contents.bytes()),
+            })
+            .collect(),
+        dirs: desired
+            .dirs
+            .iter()
+            .filter(|d| created_dirs.contains(&d.path) || old.dirs.contains(&d.path))
+            .map(|d| d.path.clone())
+            .collect(),
+        services: enabled,
+    };
+    for svc in &desired.services {
+        if !new_state.services.iter().any(|s| s.name == svc.name) {
+            if let Some(s) = old.services.iter().find(|s| s.name == svc.name) {
+                new_state.services.push(s.clone());
+            }
+        }
+    }
+    new_state.files.dedup_by(|a, b| a.path == b.path);
+    new_state.dirs.dedup();
+    let bytes = new_state.to_bytes();
+    let current = if old_state.is_some() {
+        target.read_opt(state::STATE_PATH)?
+    } else {
+        None
+    };
+    if current.as_deref() != Some(bytes.as_slice()) {
+        changes.push(Change::State {
+            path: state::STATE_PATH.to_string(),
+            create: old_state.is_none(),
+        });
+        staged.state = Some(bytes);
+    }
+
     Ok(Plan {
         machine: desired.machine.clone(),
         os: desired.os,
@@ -825,6 +1050,149 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
         changes,
         staged,
     })
+}
+
+/// What the new desired state wants, by name.
+struct Wanted<'a> {
+    services: &'a BTreeSet<&'a str>,
+    /// Links a wanted service is enabled by (another name for the same unit keeps them).
+    links: &'a BTreeSet<&'a str>,
+    files: &'a BTreeSet<&'a str>,
+    dirs: &'a BTreeSet<&'a str>,
+}
+
+/// The reason an edited managed file is left.
+const CHANGED: &str = "changed since multiverse wrote it";
+
+/// Plans the removal of what `old` lists and `wanted` does not: links that still point where
+/// they were made to, files whose bytes still match, folders that will then be empty.
+fn plan_removals(
+    target: &Target,
+    old: &State,
+    wanted: &Wanted<'_>,
+    changes: &mut Vec<Change>,
+    staged: &mut Staged,
+) -> Result<(), ApplyError> {
+    let dir = target.dir()?;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    // Everything removed, to tell which folders end up empty.
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+
+    for svc in &old.services {
+        if wanted.services.contains(svc.name.as_str()) {
+            continue;
+        }
+        let mut disabled = false;
+        for l in svc
+            .links
+            .iter()
+            .filter(|l| !wanted.links.contains(l.link.as_str()))
+        {
+            match dir.read_link(&l.link) {
+                Ok(text) if text == Path::new(&l.to) => {
+                    changes.push(Change::Disable {
+                        name: svc.name.clone(),
+                        link: l.link.clone(),
+                    });
+                    staged.unlinks.push(l.link.clone());
+                    removed.insert(l.link.clone());
+                    disabled = true;
+                }
+                Err(e) if gone(&e) => {}
+                _ => changes.push(Change::Kept {
+                    path: l.link.clone(),
+                    reason: "no longer the link multiverse made".to_string(),
+                }),
+            }
+        }
+        if disabled {
+            if let Some(command) = target.stop_command(&svc.name) {
+                changes.push(Change::Stop {
+                    name: svc.name.clone(),
+                    command: command.clone(),
+                });
+                staged.stops.push((svc.name.clone(), command));
+            }
+        }
+    }
+
+    for f in &old.files {
+        if wanted.files.contains(f.path.as_str()) {
+            continue;
+        }
+        let meta = match dir.symlink_metadata(&f.path) {
+            Ok(m) => m,
+            Err(e) if gone(&e) => continue,
+            Err(source) => {
+                return Err(ApplyError::Read {
+                    path: target.path(&f.path),
+                    source,
+                })
+            }
+        };
+        let same = meta.file_type().is_file()
+            && target
+                .read_opt(&f.path)?
+                .is_some_and(|b| state::sha256_hex(&b) == f.sha256);
+        if same {
+            changes.push(Change::Remove {
+                path: f.path.clone(),
+            });
+            staged.removes.push(f.path.clone());
+            removed.insert(f.path.clone());
+        } else {
+            changes.push(Change::Kept {
+                path: f.path.clone(),
+                reason: CHANGED.to_string(),
+            });
+        }
+    }
+
+    // Deepest first, so a folder inside another is gone before its parent is looked at.
+    let mut dirs: Vec<&String> = old
+        .dirs
+        .iter()
+        .filter(|d| !wanted.dirs.contains(d.as_str()))
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    for d in dirs {
+        match dir.symlink_metadata(d) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                changes.push(Change::Kept {
+                    path: d.clone(),
+                    reason: "no longer a folder".to_string(),
+                });
+                continue;
+            }
+            Err(e) if gone(&e) => continue,
+            Err(source) => {
+                return Err(ApplyError::Read {
+                    path: target.path(d),
+                    source,
+                })
+            }
+        }
+        let names = dir.read_dir(d).map_err(|source| ApplyError::Read {
+            path: target.path(d),
+            source,
+        })?;
+        let empty = names.iter().all(|n| {
+            let child = format!("{}/{}", d.trim_end_matches('/'), n.to_string_lossy());
+            removed.contains(&child)
+        });
+        if empty {
+            changes.push(Change::RemoveDir { path: d.clone() });
+            staged.rmdirs.push(d.clone());
+            removed.insert(d.clone());
+        } else {
+            changes.push(Change::Kept {
+                path: d.clone(),
+                reason: "folder not empty".to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Puts a chroot target's own `/etc/resolv.conf` back when dropped.
@@ -1035,12 +1403,14 @@ pub fn apply(
         None => commit(target, &second.staged)?,
         Some(ssh) => crate::remote::commit(target, ssh, &second.staged, runner)?,
     }
+    let warnings = stop_services(&second.staged, runner);
     done.extend(
         second
             .changes
             .into_iter()
             .filter(|c| !matches!(c, Change::Packages { .. })),
     );
+    done.extend(warnings);
     Ok(Applied { changes: done })
 }
 
@@ -1073,6 +1443,11 @@ fn commit(target: &Target, staged: &Staged) -> Result<(), ApplyError> {
             .map_err(werr(&tmp))?;
         ready.push((tmp, &f.dest));
     }
+    let state_tmp = format!("{staging}/state");
+    if let Some(bytes) = &staged.state {
+        dir.write_new(&state_tmp, bytes, 0o600, Some((0, 0)))
+            .map_err(werr(&state_tmp))?;
+    }
     // 2. Commit: folders, renames, links, each resolved inside the target.
     for (d, mode, uid, gid) in &staged.dirs {
         dir.create_dir_all(d, 0o755).map_err(werr(d))?;
@@ -1098,13 +1473,274 @@ fn commit(target: &Target, staged: &Staged) -> Result<(), ApplyError> {
         dir.symlink(to, &tmp).map_err(werr(&tmp))?;
         dir.rename(&tmp, link).map_err(werr(link))?;
     }
+    // 3. What the previous apply made and nothing wants now (gone already is fine: a rerun
+    //    after a crash).
+    let ok_gone = |r: std::io::Result<()>, p: &str| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(werr(p)(e)),
+        _ => Ok(()),
+    };
+    for p in staged.unlinks.iter().chain(&staged.removes) {
+        ok_gone(dir.remove_file(p), p)?;
+        let _ = dir.sync_dir(parent_of(p));
+    }
+    for d in &staged.rmdirs {
+        // Planned empty; something written there since stays, with its folder.
+        match dir.remove_dir(d) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            r => ok_gone(r, d)?,
+        }
+    }
+    // 4. The state, last.
+    if staged.state.is_some() {
+        let parent = parent_of(state::STATE_PATH);
+        dir.create_dir_all(&parent, 0o755).map_err(werr(&parent))?;
+        dir.rename(&state_tmp, state::STATE_PATH)
+            .map_err(werr(state::STATE_PATH))?;
+        let _ = dir.sync_dir(&parent);
+    }
     drop(guard);
     Ok(())
+}
+
+/// Stops the services a commit disabled; a failure is a warning (the service is disabled and
+/// will not start at the next boot).
+fn stop_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
+    let mut warnings = Vec::new();
+    for (name, argv) in &staged.stops {
+        let why = match runner.run(argv, &[]) {
+            Ok(out) if out.success => continue,
+            Ok(out) => last_lines(&out.stderr, 2),
+            Err(e) => e.to_string(),
+        };
+        warnings.push(Change::Kept {
+            path: format!("service {name}"),
+            reason: format!(
+                "disabled but maybe still running: `{}`: {why}",
+                argv.join(" ")
+            ),
+        });
+    }
+    warnings
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::DesiredDir;
+
+    /// A Debian root with nothing to install and a unit per service name given.
+    fn debian(units: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = t.path();
+        for d in ["etc", "var/lib/dpkg", "lib/systemd/system"] {
+            fs::create_dir_all(r.join(d)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let w = |p: &str, text: &str| {
+            fs::write(r.join(p), text).unwrap_or_else(|e| panic!("{p}: {e}"));
+        };
+        w("etc/debian_version", "12.8\n");
+        w("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+        w("etc/group", "root:x:0:\n");
+        w("etc/shadow", "root:*:19000:0:99999:7:::\n");
+        w("var/lib/dpkg/status", "");
+        for u in units {
+            w(
+                &format!("lib/systemd/system/{u}"),
+                "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+            );
+        }
+        t
+    }
+
+    fn desired(files: &[(&str, &str)], dirs: &[&str], services: &[&str]) -> Desired {
+        Desired {
+            machine: "m.multiverse".into(),
+            os: Os::Debian,
+            recipes: vec![],
+            packages: vec![],
+            services: services
+                .iter()
+                .map(|n| ServiceSpec {
+                    name: n.to_string(),
+                    runlevel: "default".into(),
+                })
+                .collect(),
+            dirs: dirs
+                .iter()
+                .map(|d| DesiredDir {
+                    path: d.to_string(),
+                    mode: 0o700,
+                    owner: "root".into(),
+                })
+                .collect(),
+            files: files
+                .iter()
+                .map(|(p, text)| DesiredFile {
+                    path: p.to_string(),
+                    contents: Contents::Public(text.to_string()),
+                    mode: 0o600,
+                    owner: "root".into(),
+                    origin: "test".into(),
+                })
+                .collect(),
+            users: vec![],
+        }
+    }
+
+    fn summaries(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(Change::summary).collect()
+    }
+
+    const WG_LINK: &str = "/etc/systemd/system/multi-user.target.wants/wg-quick@wg0.service";
+
+    #[test]
+    fn dropped_service_file_and_folder_are_removed_then_nothing_changes() {
+        let t = debian(&["wg-quick@.service", "openvpn-client@.service"]);
+        let target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        let before = desired(
+            &[("/etc/wireguard/wg0.key", "k"), ("/etc/hs/dir/key", "s")],
+            &["/etc/hs", "/etc/hs/dir"],
+            &["wg-quick@wg0"],
+        );
+        let done = apply(&before, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        assert!(summaries(&done.changes)
+            .iter()
+            .any(|s| s.starts_with("record /var/lib/multiverse/provision-state.json")));
+        let st = target
+            .read_state()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_default();
+        assert_eq!(st.dirs, ["/etc/hs", "/etc/hs/dir"]);
+        let meta = fs::symlink_metadata(t.path().join("var/lib/multiverse/provision-state.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        assert!(t.path().join(WG_LINK.trim_start_matches('/')).is_symlink());
+
+        let after = desired(&[], &[], &["openvpn-client@galaxy"]);
+        let p = plan(&after, &target).unwrap_or_else(|e| panic!("{e}"));
+        let lines = summaries(&p.changes);
+        for want in [
+            format!("disable service wg-quick@wg0 ({WG_LINK})"),
+            "remove /etc/wireguard/wg0.key (no longer wanted)".to_string(),
+            "remove /etc/hs/dir/key (no longer wanted)".to_string(),
+            "remove folder /etc/hs/dir (empty, no longer wanted)".to_string(),
+            "remove folder /etc/hs (empty, no longer wanted)".to_string(),
+        ] {
+            assert!(lines.contains(&want), "{want} not in {lines:#?}");
+        }
+        // A chroot runs nothing: no stop.
+        assert!(!p.changes.iter().any(|c| matches!(c, Change::Stop { .. })));
+        apply(&after, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        for gone in [WG_LINK, "/etc/wireguard/wg0.key", "/etc/hs"] {
+            assert!(
+                fs::symlink_metadata(t.path().join(gone.trim_start_matches('/'))).is_err(),
+                "{gone}"
+            );
+        }
+        // The folder holding the removed key stays (not one multiverse created).
+        assert!(t.path().join("etc/wireguard").is_dir());
+        let again = apply(&after, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.changes.is_empty(), "{:#?}", again.changes);
+    }
+
+    #[test]
+    fn an_edited_file_a_moved_link_and_a_full_folder_are_left_with_a_warning() {
+        let t = debian(&["tor.service"]);
+        let target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        let before = desired(&[("/etc/a", "a"), ("/srv/x/f", "f")], &["/srv/x"], &["tor"]);
+        apply(&before, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(t.path().join("etc/a"), "edited by hand").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(t.path().join("srv/x/mine"), "").unwrap_or_else(|e| panic!("{e}"));
+        let link = t
+            .path()
+            .join("etc/systemd/system/multi-user.target.wants/tor.service");
+        fs::remove_file(&link).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap_or_else(|e| panic!("{e}"));
+        let after = desired(&[], &[], &[]);
+        let done = apply(&after, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        let lines = summaries(&done.changes);
+        for want in [
+            "left in place: /etc/a: changed since multiverse wrote it",
+            "left in place: /srv/x: folder not empty",
+            "remove /srv/x/f (no longer wanted)",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want} not in {lines:#?}");
+        }
+        assert!(lines.iter().any(|l| l.starts_with(
+            "left in place: /etc/systemd/system/multi-user.target.wants/tor.service"
+        )));
+        assert_eq!(
+            fs::read_to_string(t.path().join("etc/a")).unwrap_or_default(),
+            "edited by hand"
+        );
+        assert!(link.is_symlink());
+        // Handed over: the next apply neither warns nor changes.
+        let again = apply(&after, &target, &SystemRunner).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.changes.is_empty(), "{:#?}", again.changes);
+    }
+
+    #[test]
+    fn no_state_removes_nothing_and_a_bad_state_changes_nothing() {
+        let t = debian(&[]);
+        let target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(t.path().join("etc/old"), "x").unwrap_or_else(|e| panic!("{e}"));
+        let d = desired(&[("/etc/new", "n")], &[], &[]);
+        let p = plan(&d, &target).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            summaries(&p.changes),
+            [
+                "create /etc/new (0600 root)",
+                "record /var/lib/multiverse/provision-state.json (what multiverse manages here)"
+            ]
+        );
+        let state = t.path().join("var/lib/multiverse/provision-state.json");
+        fs::create_dir_all(state.parent().unwrap_or(t.path())).unwrap_or_else(|e| panic!("{e}"));
+        for bad in [&b"{"[..], b"{\"version\": 2}", b"{\"version\":1,\"files\":[{\"path\":\"/../x\",\"sha256\":\"\"}],\"dirs\":[],\"services\":[]}"] {
+            fs::write(&state, bad).unwrap_or_else(|e| panic!("{e}"));
+            let e = apply(&d, &target, &SystemRunner).err();
+            assert!(
+                matches!(e, Some(ApplyError::State { ref path, .. }) if *path == state),
+                "{e:?}"
+            );
+            assert!(!t.path().join("etc/new").exists());
+        }
+        // A link in its place is not followed.
+        fs::remove_file(&state).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("/etc/old", &state).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            plan(&d, &target),
+            Err(ApplyError::State {
+                source: StateError::NotAFile,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn stop_only_on_a_running_debian_system() {
+        let t = debian(&[]);
+        let chroot = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(chroot.stop_command("wg-quick@wg0"), None);
+        let ssh = Target::over_ssh(vec!["ssh".into(), "root@h".into()], t.path(), Os::Debian);
+        assert_eq!(
+            ssh.stop_command("wg-quick@wg0"),
+            Some(
+                [
+                    "ssh",
+                    "root@h",
+                    "systemctl",
+                    "stop",
+                    "--no-block",
+                    "--",
+                    "wg-quick@wg0.service"
+                ]
+                .map(String::from)
+                .to_vec()
+            )
+        );
+        let alpine = Target::over_ssh(vec!["ssh".into()], t.path(), Os::Alpine);
+        assert_eq!(alpine.stop_command("tor"), None);
+    }
 
     #[test]
     fn install_section_keys() {

@@ -8,7 +8,9 @@
 //! login keys, password hashes). [`render`] turns
 //! a [`model::MachineSpec`] plus an [`model::IdentitySource`] into a [`render::Desired`] state;
 //! [`apply::plan`] compares it with a mounted root filesystem ([`apply::Target`]) and
-//! [`apply::apply`] makes the target match, so that a second run reports no changes.
+//! [`apply::apply`] makes the target match, so that a second run reports no changes. Apply records
+//! what it manages in a [`state`] file on the target, so the next apply removes what the machine
+//! no longer wants (services, files, empty folders; never packages).
 //!
 //! Targets: Alpine (apk, OpenRC, `/etc/network/interfaces`) and Debian (apt, systemd). Package
 //! databases are read as files ([`pkgdb`]) and accounts edited as files ([`accounts`]), so an
@@ -31,6 +33,7 @@ pub mod recipe;
 pub mod remote;
 pub mod render;
 pub mod seed;
+pub mod state;
 pub mod template;
 
 pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRunner, Target};
@@ -42,6 +45,13 @@ pub use template::Engine;
 /// (the property the fuzz target in `fuzz/` and the proptest in `tests/fuzz_entry.rs` check).
 #[doc(hidden)]
 pub fn fuzz_entry(data: &[u8]) {
+    if let Ok(s) = state::parse(data) {
+        // What parses must write back to bytes that parse to the same state.
+        let again = state::parse(&s.to_bytes()).ok();
+        let mut sorted = s;
+        sorted.normalize();
+        assert_eq!(again, Some(sorted), "state round trip");
+    }
     let text = String::from_utf8_lossy(data);
     let _ = pkgdb::dpkg_installed(&text);
     let _ = pkgdb::apk_installed(&text);

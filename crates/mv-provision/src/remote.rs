@@ -8,6 +8,12 @@
 //! and service link locally with its final mode and owner, then sends them in one `tar` stream
 //! extracted at `/` on the machine; nothing is sent before everything is staged.
 //!
+//! Converging: [`fetch`] also mirrors the machine's provision state file and, with a second `tar`
+//! (no recursion), every file, service link and folder it lists, so the plan can check their
+//! bytes. [`commit`] runs the planned removals (`rm -f`, then `rmdir`, which keeps a folder that is
+//! not empty on the machine) in the same remote command, before extracting the stream, whose
+//! last entry is the new state.
+//!
 //! Only POSIX `sh`, `tar` (`-T`, as in GNU tar and BusyBox) and `stat -c` are needed on the
 //! machine, which Debian and Alpine both have. Paths are single-quoted and a path holding a quote
 //! is refused. The SSH options (key, known_hosts pinned to the identity's host keys) are the
@@ -157,6 +163,7 @@ pub(crate) fn fetch(
     for f in &desired.files {
         paths.push(f.path.trim_start_matches('/').to_string());
     }
+    paths.push(crate::state::STATE_PATH.trim_start_matches('/').to_string());
     let prefix = ssh_prefix(ssh)?;
 
     // Folders: mode and owner only (their contents may be large: a home folder).
@@ -222,6 +229,49 @@ pub(crate) fn fetch(
         ),
         "ssh tar of the machine's files",
     )?;
+
+    // What the previous apply managed and the plan may remove: its files and service links,
+    // and its folders without their contents (a folder that is not empty on the machine is
+    // then kept by `rmdir` there). An unreadable state is the plan's error to report.
+    let sdir = RootDir::open(shadow).map_err(werr(shadow))?;
+    let Ok(Some(bytes)) = sdir.read_opt(crate::state::STATE_PATH) else {
+        return Ok(());
+    };
+    let Ok(old) = crate::state::parse(&bytes) else {
+        return Ok(());
+    };
+    let known: std::collections::BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+    let mut more: Vec<String> = old
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain(
+            old.services
+                .iter()
+                .flat_map(|s| s.links.iter().map(|l| l.link.as_str())),
+        )
+        .chain(old.dirs.iter().map(String::as_str))
+        .map(|p| p.trim_start_matches('/'))
+        .filter(|p| !known.contains(p))
+        .map(quote)
+        .collect::<Result<_, _>>()?;
+    more.sort();
+    more.dedup();
+    if more.is_empty() {
+        return Ok(());
+    }
+    let remote = format!(
+        "cd / && for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"$p\"; fi; done | tar --no-recursion -cf - -T -",
+        more.join(" ")
+    );
+    run_sh(
+        runner,
+        &format!(
+            "{prefix} {} | tar -xpf - --numeric-owner -C {shadow_q}",
+            sh_quote(&remote)
+        ),
+        "ssh tar of the files multiverse managed",
+    )?;
     Ok(())
 }
 
@@ -286,19 +336,58 @@ pub(crate) fn commit(
         sdir.symlink(to, link).map_err(werr(&p))?;
         list.push(rel(link));
     }
+    // The state goes last in the stream, after everything it describes.
+    if let Some(bytes) = &staged.state {
+        let path = crate::state::STATE_PATH;
+        let p = stage.join(rel(path));
+        sdir.create_dir_all(parent_of(path), 0o755)
+            .map_err(werr(&p))?;
+        sdir.write_new(path, bytes, 0o600, Some((0, 0)))
+            .map_err(werr(&p))?;
+        list.push(rel(path));
+    }
+    // Removals run on the machine before the stream is extracted: a crash between them leaves
+    // the old state, whose removals a rerun finds done. `rmdir` keeps a folder that is not
+    // empty there.
+    let mut removals = Vec::new();
+    let gone: Vec<String> = staged
+        .unlinks
+        .iter()
+        .chain(&staged.removes)
+        .map(|p| quote(p))
+        .collect::<Result<_, _>>()?;
+    if !gone.is_empty() {
+        removals.push(format!("rm -f -- {}", gone.join(" ")));
+    }
+    for d in &staged.rmdirs {
+        removals.push(format!("{{ rmdir -- {} 2>/dev/null || true; }}", quote(d)?));
+    }
+    if list.is_empty() && removals.is_empty() {
+        return Ok(());
+    }
+    let prefix = ssh_prefix(ssh)?;
+    let remove = if removals.is_empty() {
+        String::new()
+    } else {
+        format!("cd / && {} && ", removals.join(" && "))
+    };
     if list.is_empty() {
+        run_sh(
+            runner,
+            &format!("{prefix} {}", sh_quote(&format!("{remove}true"))),
+            "ssh removal on the machine",
+        )?;
         return Ok(());
     }
     let list_file = stage.join(".list");
     fs::write(&list_file, format!("{}\n", list.join("\n"))).map_err(werr(&list_file))?;
-    let prefix = ssh_prefix(ssh)?;
     run_sh(
         runner,
         &format!(
             "tar -C {} --numeric-owner --no-recursion -cpf - -T {} | {prefix} {}",
             quote(&stage.display().to_string())?,
             quote(&list_file.display().to_string())?,
-            sh_quote("tar -C / -xpf -")
+            sh_quote(&format!("{remove}tar -C / -xpf -"))
         ),
         "ssh tar to the machine",
     )?;

@@ -2,6 +2,8 @@
 //!
 //! - `plan FQDN --target DIR`: what would change on the root filesystem at DIR, with diffs.
 //! - `apply FQDN --target DIR`: make it so; a second run prints "no changes". `--dry-run` = plan.
+//!   What a previous apply made and the machine no longer wants is removed (plan lines `-`);
+//!   what is left in place instead (edited by hand) is a `warning:` line on stderr.
 //! - `plan|apply FQDN --ssh [root@]HOST`: the same on the running machine, logged in with the
 //!   identity's `@user` key and the machine's host key pinned to the identity's (known_hosts
 //!   written from the identity; `--first-contact` accepts a not-yet-provisioned machine's key).
@@ -290,6 +292,13 @@ fn apply_error(e: ApplyError) -> CliError {
             "check the package names (recipe or extra packages); nothing was changed on the target",
         ),
         ApplyError::UnknownOwner { .. } | ApplyError::ServiceMissing { .. } => CliError::from(e),
+        ApplyError::State { .. } => CliError {
+            kind: crate::error::Kind::Usage,
+            ..CliError::from(e)
+        }
+        .with_hint(
+            "nothing was changed; delete that file to adopt the machine as it is (nothing it listed will be removed), then apply again",
+        ),
         other => CliError::from(other),
     }
 }
@@ -301,6 +310,12 @@ fn print_change(c: &Change, with_diff: bool) {
         }
         Change::Dir { create: true, .. } => "+",
         Change::File { action, .. } if action == "create" => "+",
+        Change::State { create: true, .. } => "+",
+        Change::Disable { .. }
+        | Change::Stop { .. }
+        | Change::Remove { .. }
+        | Change::RemoveDir { .. } => "-",
+        Change::Kept { .. } => "!",
         _ => "~",
     };
     println!("  {mark} {}", c.summary());
@@ -366,18 +381,26 @@ fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
         g.say(format!("{} on {shown}: no changes", d.machine));
         return Ok(());
     }
+    let n = done.changes.iter().filter(|c| !c.is_warning()).count();
     g.say(format!(
-        "{} on {shown}: {} change{} applied",
+        "{} on {shown}: {n} change{} applied",
         d.machine,
-        done.changes.len(),
-        if done.changes.len() == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" }
     ));
     if !g.quiet {
-        for c in &done.changes {
+        for c in done.changes.iter().filter(|c| !c.is_warning()) {
             print_change(c, a.diff);
         }
     }
+    warn(&done.changes);
     Ok(())
+}
+
+/// The warnings of an apply (something left in place), on stderr even with `--quiet`.
+fn warn(changes: &[Change]) {
+    for c in changes.iter().filter(|c| c.is_warning()) {
+        eprintln!("warning: {}", c.summary());
+    }
 }
 
 fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
@@ -609,9 +632,10 @@ fn apply_seed(g: &Global, a: &SeedArgs) -> Result<(), CliError> {
         done.changes.len()
     ));
     if !g.quiet {
-        for c in &done.changes {
+        for c in done.changes.iter().filter(|c| !c.is_warning()) {
             print_change(c, false);
         }
     }
+    warn(&done.changes);
     Ok(())
 }

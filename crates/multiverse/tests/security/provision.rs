@@ -272,6 +272,56 @@ fn apply_target_reads_and_writes_inside_the_guest_root() {
     assert!(again.trim().ends_with("no changes"), "{again}");
 }
 
+/// Removals: a guest's provision state is the guest's own bytes. One listing files, a folder and
+/// a service link under guest links to host folders (absolute, and relative climbing past `/`),
+/// with the SHA-256 of the host files' real contents, removes nothing outside the guest.
+#[test]
+fn apply_target_never_removes_through_guest_links_to_the_host() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = tree(t.path());
+    let guest = fake_debian(&tree, t.path());
+    let host = host(t.path());
+    let sha = |p: &Path| mv_provision::state::sha256_hex(&std::fs::read(p).unwrap());
+    symlink(host.join("etc-ssh"), guest.join("etc/hostssh")).unwrap();
+    let up = "../".repeat(guest.components().count() + 2);
+    let climb = format!("{up}{}", host.display());
+    symlink(&climb, guest.join("srv/up")).unwrap();
+    symlink(host.join("root-ssh"), guest.join("srv/hostdir")).unwrap();
+    let state = serde_json::json!({
+        "version": 1,
+        "files": [
+            { "path": "/etc/hostssh/sshd_config", "sha256": sha(&host.join("etc-ssh/sshd_config")) },
+            { "path": "/srv/up/shadow", "sha256": sha(&host.join("shadow")) },
+        ],
+        "dirs": ["/srv/hostdir", "/srv/up/home-user"],
+        "services": [{ "name": "evil", "links": [
+            { "link": "/srv/up/etc-ssh/sshd_config", "to": "/lib/systemd/system/evil.service" },
+        ]}],
+    });
+    std::fs::create_dir_all(guest.join("var/lib/multiverse")).unwrap();
+    std::fs::write(
+        guest.join("var/lib/multiverse/provision-state.json"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+    let before = snapshot(&host);
+
+    let out = apply(&tree, &guest);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let host_changes = changed(&before, &snapshot(&host));
+    assert!(
+        host_changes.is_empty(),
+        "removed or changed on the host: {host_changes:?}\n{err}"
+    );
+    assert!(out.status.success(), "{err}");
+    // The guest's own links are left: a link where a folder was recorded is not a folder.
+    assert!(guest.join("srv/hostdir").is_symlink());
+    assert!(
+        err.contains("left in place: /srv/hostdir: no longer a folder"),
+        "{err}"
+    );
+}
+
 /// Finding 3: the scratch folder holding the `@user` login key. A fake `ssh` first in `PATH`
 /// reports the folder of the key it is given (`-i`); the folder must not be the predictable
 /// `multiverse-ssh.<pid>`, must be a new folder of ours, 0700, gone afterwards; and a temporary
