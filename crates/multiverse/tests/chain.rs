@@ -818,6 +818,28 @@ fn bench(root: &Path, lab: &Lab, www: &Path, runs: u32) {
                 format!("{:.0}", used as f64 / wall.as_nanos() as f64 * 100.0)
             })
             .collect();
+        // One hot-plug slot is free on the app's q35 machine: give it back for the next path.
+        if let Some((_, mac, _, _)) = nic {
+            ok(Command::new("virsh").args([
+                "-c",
+                &lab.uri,
+                "detach-interface",
+                "--domain",
+                APP,
+                "--type",
+                "bridge",
+                "--mac",
+                mac,
+                "--live",
+            ]));
+            // The NIC is gone once the guest has released it (ACPI unplug): wait for that.
+            ssh_ok(
+                root,
+                lab,
+                APP,
+                &format!("for i in $(seq 60); do ip -o link | grep -q '{mac}' || exit 0; sleep 1; done; exit 9"),
+            );
+        }
         table.push_str(&format!(
             "{label:<28}{:<21}{ms:<13}{:<8.2}{}\n",
             small[small.len() / 2],
