@@ -48,11 +48,13 @@ const TUNNEL_GALAXY: &str = "10.64.0.2";
 
 /// One HTTP request from the app VM to the server, with bash's `/dev/tcp` (the app image has no
 /// curl). `tries` attempts, 3 s apart, each given 20 s: tor on the star may still be
-/// bootstrapping through the chain.
+/// bootstrapping through the chain. Only an HTTP answer counts: star's Tor accepts every
+/// connection of the app (its TransPort) and closes it empty when it cannot reach the server.
 fn fetch_script(path: &str, tries: u32) -> String {
     format!(
         "for i in $(seq {tries}); do \
-           if r=$(timeout 20 bash -c 'exec 3<>/dev/tcp/{INTERNET}/8080 && printf \"GET /{path} HTTP/1.0\\r\\nHost: internet\\r\\n\\r\\n\" >&3 && cat <&3'); then \
+           if r=$(timeout 20 bash -c 'exec 3<>/dev/tcp/{INTERNET}/8080 && printf \"GET /{path} HTTP/1.0\\r\\nHost: internet\\r\\n\\r\\n\" >&3 && cat <&3') \
+              && [ \"${{r#HTTP/}}\" != \"$r\" ]; then \
              echo \"$r\"; exit 0; fi; sleep 3; \
          done; echo 'no answer' >&2; exit 7"
     )
