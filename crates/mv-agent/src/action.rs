@@ -149,6 +149,7 @@ pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
                     "fqdn": me.fqdn,
                     "boot_uptime_s": me.boot_uptime_s,
                     "ssh_host_keys": me.ssh_host_keys,
+                    "seed_id": me.seed_id,
                     "role": c.role.as_str(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "started_ms": agent.started_ms,

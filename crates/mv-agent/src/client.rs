@@ -335,6 +335,9 @@ pub struct Info {
     /// Its SSH host keys' fingerprints.
     #[serde(default)]
     pub ssh_host_keys: Vec<crate::selfinfo::HostKey>,
+    /// The seed-id of the last seed applied on the machine (agents before 0.3 do not say).
+    #[serde(default)]
+    pub seed_id: Option<String>,
 }
 
 /// The header a client names its request by, echoed by the agent on the reply.

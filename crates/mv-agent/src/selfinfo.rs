@@ -4,8 +4,13 @@
 //! machine (`multiverse status`), so a guest that booted someone else's disk or kept the base
 //! image's keys shows up at once.
 //!
-//! Read from files only (`/proc/sys/kernel/hostname`, `/etc/hosts`, `/proc/uptime`, `/etc/ssh/*.pub`), each
-//! size-limited; a missing file is an absent field, never an error.
+//! It also says which seed provisioned it (`/var/lib/multiverse/seed-id`, written by the image's
+//! seed stage), so `multiverse up` can wait for a changed seed to be applied, not only for the
+//! agent to answer.
+//!
+//! Read from files only (`/proc/sys/kernel/hostname`, `/etc/hosts`, `/proc/uptime`,
+//! `/etc/ssh/*.pub`, the seed-id), each size-limited; a missing file is an absent field, never an
+//! error.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +37,8 @@ pub struct SelfInfo {
     pub boot_uptime_s: Option<u64>,
     /// The SSH host keys in `/etc/ssh`, sorted by algorithm.
     pub ssh_host_keys: Vec<HostKey>,
+    /// The seed-id of the last seed applied here (hex), if any.
+    pub seed_id: Option<String>,
 }
 
 fn read_small(path: &Path) -> Option<String> {
@@ -72,11 +79,15 @@ pub fn read(root: &Path) -> SelfInfo {
         }
     }
     ssh_host_keys.sort_by(|a, b| a.algorithm.cmp(&b.algorithm));
+    let seed_id = read_small(&root.join("var/lib/multiverse/seed-id"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_hexdigit()));
     SelfInfo {
         hostname,
         fqdn,
         boot_uptime_s,
         ssh_host_keys,
+        seed_id,
     }
 }
 
@@ -166,9 +177,17 @@ mod tests {
         std::fs::write(tmp.join("proc/sys/kernel/hostname"), "star\n").unwrap();
         std::fs::write(tmp.join("etc/hosts"), hosts).unwrap();
         let me = read(&tmp);
-        std::fs::remove_dir_all(&tmp).unwrap();
         assert_eq!(me.hostname.as_deref(), Some("star"));
         assert_eq!(me.fqdn.as_deref(), Some("star.router.multiverse"));
+        assert_eq!(me.seed_id, None);
+        // The seed stage's record: a hex id is reported, anything else is not.
+        std::fs::create_dir_all(tmp.join("var/lib/multiverse")).unwrap();
+        let id = "0a".repeat(32);
+        std::fs::write(tmp.join("var/lib/multiverse/seed-id"), format!("{id}\n")).unwrap();
+        assert_eq!(read(&tmp).seed_id.as_deref(), Some(id.as_str()));
+        std::fs::write(tmp.join("var/lib/multiverse/seed-id"), "not hex\n").unwrap();
+        assert_eq!(read(&tmp).seed_id, None);
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

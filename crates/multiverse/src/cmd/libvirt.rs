@@ -352,7 +352,10 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
             .borrow_mut()
             .entry(m.name.clone())
             .or_insert_with(std::time::Instant::now);
-        let r = agent_ready(&m.name);
+        let seed_id_file = mv_core::MachineName::parse(&m.name)
+            .map(|n| tree.seed_id(&n))
+            .unwrap_or_default();
+        let r = agent_ready(&m.name, &seed_id_file);
         if r.is_ok() && !g.json {
             eprintln!(
                 "multiverse: {} answered {:.1} s after its start",
@@ -402,17 +405,34 @@ fn make_seeds(
 }
 
 /// Ready when the machine's agent answers over its virtio-serial channel as the machine itself
-/// (hostname = FQDN): the seed has been applied and the agent started.
-fn agent_ready(fqdn: &str) -> Result<(), String> {
+/// (hostname = FQDN) and, when it says which seed it last applied, that is the seed `up` wrote
+/// (`machines/<fqdn>/seed-id`): from a machine's second boot on its agent starts before the seed
+/// stage, so on a boot that applies a changed seed the first answers come from before it.
+fn agent_ready(fqdn: &str, seed_id_file: &std::path::Path) -> Result<(), String> {
     let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
     let sock = mv_machines::layout::agent_socket(&name);
     // Generous: under TCG a loaded guest takes seconds to answer its first request.
     let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
     match info.fqdn.as_deref() {
-        Some(h) if h == fqdn => Ok(()),
-        Some(h) => Err(format!("the agent answers as {h}, not {fqdn}")),
-        None => Err("the agent does not say its hostname".into()),
+        Some(h) if h == fqdn => {}
+        Some(h) => return Err(format!("the agent answers as {h}, not {fqdn}")),
+        None => return Err("the agent does not say its hostname".into()),
+    }
+    let wanted = std::fs::read_to_string(seed_id_file).unwrap_or_default();
+    seed_applied(wanted.trim(), info.seed_id.as_deref())
+}
+
+/// Whether the seed the host wrote (`wanted`, empty when it wrote none) is the one the guest says
+/// it applied (`applied`; `None` from an agent that does not say).
+fn seed_applied(wanted: &str, applied: Option<&str>) -> Result<(), String> {
+    match applied {
+        Some(a) if !wanted.is_empty() && a != wanted => Err(format!(
+            "the machine still runs seed {}, not the new {}",
+            &a[..a.len().min(12)],
+            &wanted[..wanted.len().min(12)]
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -891,5 +911,25 @@ pub fn console(g: &Global, a: ConsoleArgs) -> Result<(), CliError> {
             CliError::failure_msg(format!("virsh console {name} exited with {status}"))
                 .with_hint("is the machine running? `multiverse status` shows it"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seed_applied;
+
+    #[test]
+    fn up_waits_for_the_seed_it_wrote() {
+        let new = "ab".repeat(32);
+        let old = "cd".repeat(32);
+        assert!(seed_applied(&new, Some(&new)).is_ok());
+        let e = seed_applied(&new, Some(&old)).unwrap_err();
+        assert!(
+            e.contains("cdcdcdcdcdcd") && e.contains("abababababab"),
+            "{e}"
+        );
+        // No seed written by the host, or an agent that does not say: the hostname decides.
+        assert!(seed_applied("", Some(&old)).is_ok());
+        assert!(seed_applied(&new, None).is_ok());
     }
 }
