@@ -140,6 +140,40 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     );
     shut_down(&root, &lab, &[]);
 
+    // A changed machine: the mail service publishes its sshd, so the star gets a new seed. From
+    // its second boot on the star's agent starts before the seed stage (the image enables it), so
+    // its first answers come from before the new seed; `up` returns only once the agent reports
+    // the seed it wrote, and by then the seed's files are on the star.
+    let config = mv_machines::layout::Tree::new(&root).config_file();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mail_nic = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
+    let published = text.replacen(mail_nic, &format!("{mail_nic}\nonion = [22]"), 1);
+    assert_ne!(text, published);
+    std::fs::write(&config, published).unwrap();
+    let changed = ok(&mut mvl(
+        &root,
+        &lab,
+        &["up", "--start", "--timeout", "420", STAR],
+    ));
+    assert!(
+        changed.contains(&format!("seeded          disk     {STAR}")),
+        "{changed}"
+    );
+    let key = ok(&mut mvl(
+        &root,
+        &lab,
+        &[
+            "ssh",
+            STAR,
+            "--",
+            &format!("cat /var/lib/multiverse/seed-id; test -s /var/lib/tor/{SERVICE}/hs_ed25519_secret_key && echo key-there"),
+        ],
+    ));
+    let wanted = std::fs::read_to_string(root.join("machines").join(STAR).join("seed-id")).unwrap();
+    assert!(key.starts_with(wanted.trim()), "{key} vs {wanted}");
+    assert!(key.contains("key-there"), "{key}");
+    shut_down(&root, &lab, &[]);
+
     // Rebuild from the words: a new host with only multiverse.toml (from git), the base image and
     // the 24 words. `rebuild` restores, renders and keeps the pass store; `up` boots.
     for gone in ["machines", "storage", "identity", "libvirt"] {
