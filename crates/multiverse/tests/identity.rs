@@ -381,7 +381,7 @@ type = "application"
 
 #[test]
 fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
-    let sshd = require_tool("sshd");
+    require_tool("sshd");
     let ssh = require_tool("ssh");
     let t = tempfile::tempdir().unwrap();
     restore_spec(t.path());
@@ -436,37 +436,13 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     }
 
     // sshd with the derived host keys of host.multiverse and @user's derived authorized_keys.
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let port = free_port();
-    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
-    let hostdir = fleet.join("host.multiverse");
-    let cfg = t.path().join("sshd_config");
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
-             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
-            hostdir.join("ssh_host_ed25519_key").display(),
-            hostdir.join("ssh_host_ecdsa_key").display(),
-            fleet.join("authorized_keys").display(),
-        ),
-    )
-    .unwrap();
-    let log = t.path().join("sshd.log");
-    let _server = KillOnDrop(
-        Command::new(&sshd)
-            .arg("-D")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-E")
-            .arg(&log)
-            .spawn()
-            .unwrap(),
+    let (_server, port, log) = sshd_on_loopback(
+        t.path(),
+        "sshd",
+        &fleet.join("host.multiverse"),
+        &fleet.join("authorized_keys"),
     );
-    wait_for("sshd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
     let login = |alias: &str, key: &str| {
         Command::new(&ssh)
             .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
@@ -822,6 +798,48 @@ fn epochs_in_multiverse_toml_move_every_key_of_that_name_only() {
     }
 }
 
+/// sshd on 127.0.0.1 (a free port) with the host keys in `hostdir` and `authorized` as every
+/// user's authorized_keys; its config and log are `dir/NAME_config` and `dir/NAME.log`. Returns
+/// the server (stopped on drop), its port and its log.
+fn sshd_on_loopback(
+    dir: &Path,
+    name: &str,
+    hostdir: &Path,
+    authorized: &Path,
+) -> (KillOnDrop, u16, PathBuf) {
+    let sshd = require_tool("sshd");
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = free_port();
+    let cfg = dir.join(format!("{name}_config"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
+             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
+            hostdir.join("ssh_host_ed25519_key").display(),
+            hostdir.join("ssh_host_ecdsa_key").display(),
+            authorized.display(),
+        ),
+    )
+    .unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let server = KillOnDrop(
+        Command::new(&sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-E")
+            .arg(&log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("sshd to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, port, log)
+}
+
 /// A SOCKS5 server (RFC 1928, no authentication, CONNECT by name) standing in for Tor's SOCKS
 /// port: it records each requested `host:port` and joins the client to `target` instead, or
 /// answers every request with `refuse` (a reply code) when given.
@@ -882,7 +900,7 @@ fn socks_server(
 /// booted version, through a real private Tor network to a star router, is in tests/chain.rs.
 #[test]
 fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() {
-    let sshd = require_tool("sshd");
+    require_tool("sshd");
     require_tool("ssh");
     const MAIL: &str = "mail.service.multiverse";
     const MAIL_NIC: &str = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
@@ -900,36 +918,13 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
         None,
     );
     // sshd with mail's derived host keys and @user's derived authorized_keys.
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let port = free_port();
-    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
-    let hostdir = fleet.join(MAIL);
-    let cfg = t.path().join("sshd_config");
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
-             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
-            hostdir.join("ssh_host_ed25519_key").display(),
-            hostdir.join("ssh_host_ecdsa_key").display(),
-            fleet.join("authorized_keys").display(),
-        ),
-    )
-    .unwrap();
-    let _server = KillOnDrop(
-        Command::new(&sshd)
-            .arg("-D")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-E")
-            .arg(t.path().join("sshd.log"))
-            .spawn()
-            .unwrap(),
+    let (_server, port, _) = sshd_on_loopback(
+        t.path(),
+        "sshd",
+        &fleet.join(MAIL),
+        &fleet.join("authorized_keys"),
     );
-    wait_for("sshd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
     let onion = show_json(t.path(), MAIL)["onion"]
         .as_str()
         .unwrap()
@@ -978,29 +973,8 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
         .unwrap();
         std::fs::set_permissions(wrong.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let port2 = free_port();
-    let cfg2 = t.path().join("sshd_config2");
-    std::fs::write(
-        &cfg2,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace(&format!("Port {port}"), &format!("Port {port2}"))
-            .replace(hostdir.to_str().unwrap(), wrong.to_str().unwrap()),
-    )
-    .unwrap();
-    let _impostor = KillOnDrop(
-        Command::new(&sshd)
-            .arg("-D")
-            .arg("-f")
-            .arg(&cfg2)
-            .arg("-E")
-            .arg(t.path().join("sshd2.log"))
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the second sshd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port2)).is_ok()
-    });
+    let (_impostor, port2, _) =
+        sshd_on_loopback(t.path(), "impostor", &wrong, &fleet.join("authorized_keys"));
     let (socks2, _) = socks_server(format!("127.0.0.1:{port2}").parse().unwrap(), None);
     let out = login(MAIL, socks2);
     assert!(!out.status.success(), "{out:?}");
