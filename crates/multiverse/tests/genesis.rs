@@ -8,7 +8,9 @@
 //! boots the same disks without provisioning them again; `multiverse ssh` reaches sshd over the
 //! SSH channel with the derived keys both ways; and after the tree's machines, storage and
 //! identity are deleted and restored from the 24 words, the star comes back with the same host
-//! key, password (checked against its `/etc/shadow`) and onion address (tor's own `hostname`).
+//! key, password (checked against its `/etc/shadow`) and onion address (tor's own `hostname`);
+//! last, `identity rotate` of the running star gives it new keys over its SSH channel, and its
+//! host key, password and onion address are then the new epoch's.
 //!
 //! One test function (one boot of the three guests) because each boot costs tens of seconds
 //! under TCG; the steps are in the order a person takes them.
@@ -198,6 +200,62 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
         root_password_is_derived(&root, &lab),
         "after the rebuild, root's password is not the derived one"
     );
+
+    // A leaked star key: rotate it while the star runs. The star gets its new keys over its SSH
+    // channel (logged in with the old ones), and `rotate` checks it then presents the new host
+    // key. Afterwards everything derived matches the new epoch, nothing the old one.
+    let rotated = ok(&mut mvl(&root, &lab, &["identity", "rotate", STAR]));
+    assert!(
+        rotated.contains(&format!("{STAR}: running, provisioned with the new keys"))
+            && rotated.contains("it presents the new host key"),
+        "{rotated}"
+    );
+    let fingerprint_after = host_key(&root, &lab, STAR);
+    assert_ne!(
+        fingerprint_after, fingerprint_before,
+        "the host key did not change"
+    );
+    assert_eq!(
+        ok(&mut mvl(
+            &root,
+            &lab,
+            &["ssh", STAR, "--", "hostname", "-f"]
+        ))
+        .trim(),
+        STAR,
+        "`multiverse ssh` pins the new host key"
+    );
+    assert!(
+        root_password_is_derived(&root, &lab),
+        "after the rotation, root's password is not the new derived one"
+    );
+    let onion_after = derived_onion(&root);
+    assert_ne!(onion_after, onion_before);
+    let mut published = String::new();
+    for _ in 0..24 {
+        published = ok(&mut mvl(
+            &root,
+            &lab,
+            &["ssh", STAR, "--", "cat /var/lib/tor/multiverse/hostname"],
+        ));
+        if published.trim() == onion_after {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    assert_eq!(
+        published.trim(),
+        onion_after,
+        "tor did not take the new onion key"
+    );
+    // The running star holds the seed `up` would write now: `up` finds nothing to do and does not
+    // wait for a reboot that never comes.
+    let after = ok(&mut mvl(
+        &root,
+        &lab,
+        &["up", "--start", "--timeout", "120", STAR],
+    ));
+    assert!(!after.contains("seeded"), "{after}");
     shut_down(&root, &lab, &[]);
 }
 

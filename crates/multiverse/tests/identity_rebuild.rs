@@ -150,6 +150,29 @@ fn rebuild_from_words_and_multiverse_toml_gives_identical_artefacts() {
 
     // Run again: every step is idempotent.
     assert!(rebuild().status.success());
+    // Machines to start are checked against the file before anything runs.
+    for (names, says) in [
+        (
+            vec!["nosuch.app.multiverse"],
+            "no virtual machine `nosuch.app.multiverse`",
+        ),
+        (vec!["star.router.multiverse"], "--no-up starts none"),
+    ] {
+        let o = output(
+            mv(b.path())
+                .args(["rebuild", "--no-up", "--no-image", "--words-file"])
+                .arg(&words)
+                .arg("--passphrase-file")
+                .arg(&pass)
+                .args(&names),
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{err}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains("[1/"), "nothing may run: {out}");
+    }
     // Wrong words: it stops at the first step with one clear line, exit 2.
     std::fs::write(&words, SPEC_WORDS.replace("abandon", "zoo")).unwrap();
     let o = rebuild();

@@ -22,7 +22,6 @@ use mv_core::{IdentityName, MachineName};
 use mv_identity::{IdentityStore, Root, StoreError};
 use mv_machines::{Topology, Tree};
 use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
-use mv_provision::remote::Scratch;
 use mv_provision::render::Contents;
 use mv_provision::seed::{self, SeedId};
 use mv_provision::{ApplyError, Change, Desired, Engine, Plan, RenderError, SystemRunner, Target};
@@ -202,7 +201,7 @@ pub fn render_machine(
 fn target_of(
     g: &Global,
     a: &TargetArgs,
-) -> Result<(Desired, Target, String, Option<Scratch>), CliError> {
+) -> Result<(Desired, Target, String, Option<super::ssh::Login>), CliError> {
     let (d, root) = desired_and_root(g, &a.machine)?;
     if let Some(dir) = &a.target {
         let t = open_target(&d, dir)?;
@@ -226,58 +225,39 @@ fn target_of(
     }
     let name = MachineName::parse(&d.machine).usage()?;
     let person = IdentityName::parse(&a.machine.person).usage()?;
-    // The SSH key, known_hosts and the shadow copy: a fresh private folder, removed on drop.
-    let scratch = Scratch::new().map_err(|e| {
-        CliError::failure_msg(format!(
-            "cannot make a private folder in {}: {e}",
-            std::env::temp_dir().display()
-        ))
-    })?;
-    let dir = scratch.path().to_path_buf();
-    let key = root
-        .ssh_ed25519(&person)
-        .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
-    let key_text = key
-        .to_openssh(mv_identity::ssh_key::LineEnding::LF)
-        .map_err(|e| CliError::failure_msg(format!("cannot encode the login key: {e}")))?;
-    let key_path = dir.join("id_ed25519");
-    mv_core::fsutil::write_secret(&key_path, key_text.as_bytes())?;
     let pattern = if a.port == 22 {
         host.clone()
     } else {
         format!("[{host}]:{}", a.port)
     };
-    let id = IdentityName::Machine(name.clone());
-    let mut known = String::new();
-    for k in [root.ssh_host_ed25519(&id), root.ssh_host_ecdsa_p256(&id)] {
-        let k = k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
-        known.push_str(&format!("{pattern} {}\n", mv_identity::public_line(&k)));
-    }
-    let kh = dir.join("known_hosts");
-    mv_core::fsutil::write_public(&kh, known.as_bytes())?;
-    let s = |p: &Path| p.display().to_string();
-    let ssh: Vec<String> = vec![
-        "ssh".into(),
-        "-i".into(),
-        s(&key_path),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", s(&kh)),
-        "-o".into(),
-        format!(
-            "StrictHostKeyChecking={}",
-            if a.first_contact { "accept-new" } else { "yes" }
-        ),
-        "-p".into(),
-        a.port.to_string(),
-        format!("root@{host}"),
-    ];
-    let t = Target::over_ssh(ssh, &dir.join("shadow"), d.os);
+    // The SSH key, known_hosts and the shadow copy: a fresh private folder, removed on drop.
+    let login = super::ssh::Login::new(&root, &person, &name, &pattern)?;
+    let mut ssh = vec!["ssh".to_string()];
+    ssh.extend(login.options(!a.first_contact));
+    ssh.extend(["-p".to_string(), a.port.to_string(), format!("root@{host}")]);
+    let t = Target::over_ssh(ssh, &login.dir().join("shadow"), d.os);
     let shown = format!("root@{host}");
-    Ok((d, t, shown, Some(scratch)))
+    Ok((d, t, shown, Some(login)))
+}
+
+/// The running machine `d` over its virtio-serial SSH channel, logged in as root with `login`
+/// (whose known_hosts decides which host key is accepted).
+pub fn channel_target(
+    g: &Global,
+    d: &Desired,
+    login: &super::ssh::Login,
+) -> Result<Target, CliError> {
+    let name = MachineName::parse(&d.machine).usage()?;
+    let mut ssh = vec!["ssh".to_string()];
+    ssh.extend(login.options(true));
+    ssh.extend([
+        "-o".to_string(),
+        format!("ProxyCommand={}", super::ssh::channel_proxy(g, &name)?),
+        "-l".to_string(),
+        "root".to_string(),
+        name.as_str().to_string(),
+    ]);
+    Ok(Target::over_ssh(ssh, &login.dir().join("shadow"), d.os))
 }
 
 fn open_target(d: &Desired, dir: &Path) -> Result<Target, CliError> {
@@ -286,7 +266,7 @@ fn open_target(d: &Desired, dir: &Path) -> Result<Target, CliError> {
     )
 }
 
-fn apply_error(e: ApplyError) -> CliError {
+pub fn apply_error(e: ApplyError) -> CliError {
     match e {
         ApplyError::Packages { .. } => CliError::from(e).with_hint(
             "check the package names (recipe or extra packages); nothing was changed on the target",

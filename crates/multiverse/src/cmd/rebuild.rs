@@ -3,8 +3,9 @@
 //!
 //! Steps, each an existing subcommand run as a child of this binary with the same `--root`:
 //! `identity restore` (the words; the sealed root), `render`, `pass init` + `pass machines`, `image
-//! build debian` (when `images/debian.qcow2` is missing), `up --start` (which writes every
-//! machine's seed and starts them in order). Each is idempotent, so the whole command can be run
+//! build debian` (when `images/debian.qcow2` is missing), `up --start [FQDN...]` (which writes
+//! the seeds of the machines it starts and starts them in order; every machine when none is
+//! named). Each is idempotent, so the whole command can be run
 //! again after a failure; it stops at the first failing step with one line naming it.
 //!
 //! The passphrase reaches the children as `--passphrase-file`: the given file, or (read once from
@@ -32,6 +33,9 @@ pub struct RebuildArgs {
     /// Do not build a missing base image
     #[arg(long)]
     pub no_image: bool,
+    /// Start only these machines (and, as `up` does, nothing else); every machine when none
+    #[arg(value_name = "FQDN")]
+    pub machines: Vec<String>,
 }
 
 struct Scratch(PathBuf);
@@ -46,12 +50,26 @@ impl Drop for Scratch {
 pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
     let tree = mv_machines::layout::Tree::new(g.root.clone());
     let config = tree.config_file();
-    // The file must be there and valid before anything is written.
-    mv_machines::config::Topology::load(&config).map_err(|e| {
+    // The file must be there and valid, and the machines named in it, before anything is written.
+    let topo = mv_machines::config::Topology::load(&config).map_err(|e| {
         CliError::usage_msg(e).with_hint(
             "rebuild needs the multiverse.toml you keep in git at --root (copy it there first)",
         )
     })?;
+    for m in &a.machines {
+        if !topo.start_order().iter().any(|v| v.name.as_str() == m) {
+            return Err(CliError::usage_msg(format!(
+                "{}: no virtual machine `{m}`",
+                config.display()
+            ))
+            .with_hint("`multiverse machine list` shows the machines of multiverse.toml"));
+        }
+    }
+    if a.no_up && !a.machines.is_empty() {
+        return Err(CliError::usage_msg(
+            "machines to start were named, but --no-up starts none",
+        ));
+    }
     let mut _scratch = None;
     let pass_file = match &a.passphrase_file {
         Some(p) => p.clone(),
@@ -108,15 +126,15 @@ pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
         ));
     }
     if !a.no_up {
-        steps.push((
-            "up --start".into(),
-            vec![
-                "up".as_ref(),
-                "--start".as_ref(),
-                "--passphrase-file".as_ref(),
-                pf,
-            ],
-        ));
+        let mut up: Vec<&std::ffi::OsStr> = vec![
+            "up".as_ref(),
+            "--start".as_ref(),
+            "--passphrase-file".as_ref(),
+            pf,
+            "--".as_ref(),
+        ];
+        up.extend(a.machines.iter().map(|m| std::ffi::OsStr::new(m.as_str())));
+        steps.push(("up --start".into(), up));
     }
     let exe = std::env::current_exe()?;
     let total = steps.len();

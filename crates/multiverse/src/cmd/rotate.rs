@@ -12,14 +12,24 @@
 //! 2. `config`: `[identity.epochs]` of `multiverse.toml` gets the new epoch (toml_edit, comments
 //!    kept; the edited text is validated before it is written);
 //! 3. `record`: `identity/public.json` holds the new public identity;
-//! 4. `fleet` (with `--fleet DIR`): the folder `identity fleet` wrote is brought up to date: the
+//! 4. `guests`: every running machine whose provisioned state the new epoch changes (the machine
+//!    itself: host keys, password; for a person: `authorized_keys` everywhere; a star router
+//!    holding a rotated service's onion key) gets it now, over its virtio-serial SSH channel:
+//!    logged in and its host key checked with the keys of the *old* epoch (what the machine still
+//!    has), the new state applied as `provision apply` does (sshd and tor reload what changed),
+//!    its new seed disk written and marked applied in the guest (so the next `up` finds it
+//!    current), then a second login checks the machine now presents the *new* host key and takes
+//!    the new login key. A machine that is not running gets the new state from its seed at its
+//!    next `up --start`;
+//! 5. `fleet` (with `--fleet DIR`): the folder `identity fleet` wrote is brought up to date: the
 //!    new keys, `openpgp-revoked.asc` beside them (the old key with its revocation, reason 0x01),
 //!    `known_hosts` with the old host keys `@revoked`, `authorized_keys` with the new login keys;
-//! 5. `luks` (with `--luks-device PATH`): the new LUKS key is added to the device and the old
+//! 6. `luks` (with `--luks-device PATH`): the new LUKS key is added to the device and the old
 //!    key's keyslot removed (cryptsetup reads both keys from 0600 files, never argv).
 //!
 //! Everything a machine derives at provisioning (host keys, its password, the person's key in
-//! `authorized_keys`) follows from the epoch: the next `provision` of that machine applies it.
+//! `authorized_keys`) follows from the epoch: step 4 applies it to the running machines, the seed
+//! of the next boot to the others.
 //!
 //! `MV_ROTATE_PAUSE_AFTER=STEP` (tests only) makes the process stop for a minute after the step is
 //! journaled, so a test can kill it there.
@@ -55,7 +65,7 @@ pub struct RotateArgs {
 }
 
 /// The steps, in order.
-const STEPS: [&str; 5] = ["pass", "config", "record", "fleet", "luks"];
+const STEPS: [&str; 6] = ["pass", "config", "record", "guests", "fleet", "luks"];
 
 /// Runs the command.
 pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
@@ -215,6 +225,7 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
             "record" => {
                 identity::record(g, vec![new_id.clone()])?;
             }
+            "guests" => update_running_guests(g, &root, &topo, &name, &user, from, to)?,
             "fleet" => {
                 if let Some(dir) = &journal.fleet {
                     if !matches!(user, IdentityName::Person(_)) {
@@ -255,14 +266,122 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
         "rotated {name} from epoch {from} to {to}: OpenPGP {} (old {} revoked), onion {}",
         new_id.openpgp_fingerprint, old_id.openpgp_fingerprint, new_id.onion
     ));
-    if matches!(name, IdentityName::Machine(_)) {
+    Ok(())
+}
+
+/// Step 4: the machines whose provisioned state changes with the new epoch, brought up to date
+/// while they run (see the module docs). Rendering every machine twice is cheap next to one SSH
+/// login under TCG, and it finds exactly the machines a rotation touches, whichever recipe put the
+/// key where.
+fn update_running_guests(
+    g: &Global,
+    root: &Root,
+    topo: &mv_machines::config::Topology,
+    name: &IdentityName,
+    person: &IdentityName,
+    from: u32,
+    to: u32,
+) -> Result<(), CliError> {
+    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let (old, new) = (root.at_epoch(name, from), root.at_epoch(name, to));
+    // Only running machines are rendered: one that cannot be (galaxy without its VPN settings)
+    // cannot have been started by `up --start` either.
+    let mut stopped = 0;
+    for m in &topo.machines {
+        if !super::ssh::channel_open(&m.name) {
+            stopped += 1;
+            continue;
+        }
+        let before = super::provision::render_machine(g, topo, &m.name, &old, person)?;
+        let after = super::provision::render_machine(g, topo, &m.name, &new, person)?;
+        if mv_provision::seed::seed_id(&before) != mv_provision::seed::seed_id(&after) {
+            update_guest(g, &tree, &m.name, &old, &new, person, &after)?;
+        }
+    }
+    if stopped > 0 {
         g.say(format!(
-            "provision {name} to install its new host keys and password"
+            "{stopped} machine(s) not running: each gets the new keys from a new seed at its next `up --start`"
         ));
-    } else {
-        g.say("provision every machine to install the new login key in authorized_keys");
     }
     Ok(())
+}
+
+/// One running machine: log in with the old keys, apply `desired`, record its seed, then log in
+/// with the new keys.
+fn update_guest(
+    g: &Global,
+    tree: &mv_machines::layout::Tree,
+    machine: &mv_core::MachineName,
+    old: &Root,
+    new: &Root,
+    person: &IdentityName,
+    desired: &mv_provision::Desired,
+) -> Result<(), CliError> {
+    let failed = |what: &str, e: CliError| {
+        let detail = format!("{:#}", e.error);
+        CliError::failure_msg(format!("{machine}: {what}: {detail}")).with_hint(&format!(
+            "the rotation is journaled: run `multiverse identity rotate` again once {machine} answers over SSH (`multiverse ssh {machine}`), or stop it and let `up --start` provision it"
+        ))
+    };
+    let seed = match super::provision::ensure_seed(tree, desired, false)? {
+        super::provision::SeedOutcome::Written(id)
+        | super::provision::SeedOutcome::Unchanged(id) => id,
+    };
+    let login = super::ssh::Login::new(old, person, machine, machine.as_str())?;
+    let (target, done) = match super::provision::channel_target(g, desired, &login).and_then(|t| {
+        mv_provision::apply(desired, &t, &mv_provision::SystemRunner)
+            .map(|done| (t, done))
+            .map_err(super::provision::apply_error)
+    }) {
+        Ok(x) => x,
+        Err(e) => {
+            // Applied before a crash: the machine already has the new keys, and a rerun logs in
+            // with those.
+            let current = super::ssh::Login::new(new, person, machine, machine.as_str())?;
+            match super::provision::channel_target(g, desired, &current).and_then(|t| {
+                mv_provision::apply(desired, &t, &mv_provision::SystemRunner)
+                    .map(|done| (t, done))
+                    .map_err(super::provision::apply_error)
+            }) {
+                Ok(x) => x,
+                Err(_) => return Err(failed("cannot apply the new keys", e)),
+            }
+        }
+    };
+    for c in done.changes.iter().filter(|c| c.is_warning()) {
+        eprintln!("warning: {machine}: {}", c.summary());
+    }
+    // The guest's seed stage skips a seed it has applied: this state is that seed's.
+    let mark = format!(
+        "mkdir -p /var/lib/multiverse && printf '%s\\n' {} > /var/lib/multiverse/seed-id.tmp && mv /var/lib/multiverse/seed-id.tmp /var/lib/multiverse/seed-id",
+        seed.0
+    );
+    remote(&target, &mark)
+        .map_err(|e| failed("cannot record the applied seed", CliError::failure_msg(e)))?;
+    // The host's check: the machine now presents the new host key (known_hosts holds only the
+    // new one, strictly) and takes the new login key. sshd reloads in the background
+    // (`--no-block`): a few tries.
+    let check = super::ssh::Login::new(new, person, machine, machine.as_str())?;
+    let check_target = super::provision::channel_target(g, desired, &check)?;
+    let mut last = String::new();
+    for _ in 0..10 {
+        match remote(&check_target, "cat /etc/hostname") {
+            Ok(out) if out.trim() == machine.as_str() => {
+                g.say(format!(
+                    "{machine}: running, provisioned with the new keys ({} change(s)); it presents the new host key",
+                    done.changes.iter().filter(|c| !c.is_warning()).count()
+                ));
+                return Ok(());
+            }
+            Ok(out) => last = format!("it answered {:?} as its hostname", out.trim()),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    Err(failed(
+        "after provisioning it does not present the new host key",
+        CliError::failure_msg(last),
+    ))
 }
 
 /// The test hook: stop here for a minute when `MV_ROTATE_PAUSE_AFTER` names this step.
@@ -622,4 +741,27 @@ fn rekey_luks(
         g.say(format!("{}: old LUKS keyslot removed", dev.display()));
     }
     Ok(())
+}
+
+/// Runs `command` on the machine of an SSH `target`; its stdout, or what failed.
+fn remote(target: &mv_provision::Target, command: &str) -> Result<String, String> {
+    let Some((ssh, options)) = target.ssh().and_then(|s| s.split_first()) else {
+        return Err("not an SSH target".into());
+    };
+    let out = Command::new(ssh)
+        .args(options)
+        .arg("--")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ssh: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ssh {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }

@@ -121,47 +121,21 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         .with_hint("start it with `multiverse up --start FQDN`"));
     }
     let root = super::provision::unseal(g, &a.pass)?;
-    let key = root
-        .ssh_ed25519(&person)
-        .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
-    let key_text = key
-        .to_openssh(mv_identity::ssh_key::LineEnding::LF)
-        .map_err(|e| CliError::failure_msg(format!("cannot encode the login key: {e}")))?;
-    let id = IdentityName::Machine(name.clone());
-    let mut known = String::new();
-    for k in [root.ssh_host_ed25519(&id), root.ssh_host_ecdsa_p256(&id)] {
-        let k = k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
-        known.push_str(&format!("{name} {}\n", mv_identity::public_line(&k)));
-    }
-    let onion = a.onion.then(|| root.onion_v3(&id).hostname);
+    let login = Login::new(&root, &person, &name, name.as_str())?;
+    let onion = a
+        .onion
+        .then(|| root.onion_v3(&IdentityName::Machine(name.clone())).hostname);
     drop(root);
-    // A fresh private folder (mkdtemp): nobody else can read the key or swap known_hosts.
-    let scratch = tempfile::Builder::new()
-        .prefix("multiverse-ssh.")
-        .tempdir()
-        .map_err(|e| CliError::failure_msg(format!("cannot make a private scratch folder: {e}")))?;
-    let key_path = scratch.path().join("id_ed25519");
-    mv_core::fsutil::write_secret(&key_path, key_text.as_bytes())?;
-    let kh = scratch.path().join("known_hosts");
-    mv_core::fsutil::write_public(&kh, known.as_bytes())?;
-    let exe = std::env::current_exe()?;
-    let mut proxy = format!(
-        "{} --root {} ssh-proxy {name}",
-        shell_quote(&exe),
-        shell_quote(&g.root)
-    );
-    if let Some(onion) = &onion {
-        proxy.push_str(&format!(" --socks {} --onion {onion}", a.socks));
-    }
+    let proxy = match &onion {
+        Some(onion) => format!(
+            "{} --socks {} --onion {onion}",
+            channel_proxy(g, &name)?,
+            a.socks
+        ),
+        None => channel_proxy(g, &name)?,
+    };
     let mut cmd = std::process::Command::new("ssh");
-    cmd.arg("-F")
-        .arg("/dev/null")
-        .arg("-i")
-        .arg(&key_path)
-        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", kh.display()))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
+    cmd.args(login.options(true))
         .arg("-o")
         .arg(format!("ProxyCommand={proxy}"));
     if a.onion {
@@ -181,7 +155,7 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
         .status()
         .map_err(|e| CliError::failure_msg(format!("cannot run ssh: {e}")))
         .hint("install openssh-client")?;
-    drop(scratch);
+    drop(login);
     match status.code() {
         Some(0) => Ok(()),
         Some(255) => Err(CliError::failure_msg(format!(
@@ -197,6 +171,104 @@ pub fn ssh(g: &Global, a: SshArgs) -> Result<(), CliError> {
             code.map_or_else(|| "a signal".to_string(), |c| c.to_string())
         ))),
     }
+}
+
+/// What `ssh` needs to log in to a machine with the identity's keys, in a private folder removed
+/// on drop: the person's login key (0600) and a known_hosts holding exactly the machine's derived
+/// host keys, so no trust-on-first-use prompt is ever shown. Shared by `ssh`, `provision --ssh`
+/// and `identity rotate` (which logs in with the keys of the epoch before the rotation).
+pub struct Login {
+    scratch: mv_provision::remote::Scratch,
+    key: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl Login {
+    /// `person`'s login key and `machine`'s host keys as `root` derives them (at its epochs),
+    /// the host keys listed in known_hosts under `pattern` (the host name ssh is given, or
+    /// `[host]:port` for another port).
+    pub fn new(
+        root: &mv_identity::Root,
+        person: &IdentityName,
+        machine: &MachineName,
+        pattern: &str,
+    ) -> Result<Self, CliError> {
+        let key = root
+            .ssh_ed25519(person)
+            .map_err(|e| CliError::failure_msg(format!("cannot derive the login key: {e}")))?;
+        let key_text = key
+            .to_openssh(mv_identity::ssh_key::LineEnding::LF)
+            .map_err(|e| CliError::failure_msg(format!("cannot encode the login key: {e}")))?;
+        let id = IdentityName::Machine(machine.clone());
+        let mut known = String::new();
+        for k in [root.ssh_host_ed25519(&id), root.ssh_host_ecdsa_p256(&id)] {
+            let k =
+                k.map_err(|e| CliError::failure_msg(format!("cannot derive host keys: {e}")))?;
+            known.push_str(&format!("{pattern} {}\n", mv_identity::public_line(&k)));
+        }
+        // A fresh private folder (mkdtemp, 0700): nobody else can read the key or swap known_hosts.
+        let scratch = mv_provision::remote::Scratch::new().map_err(|e| {
+            CliError::failure_msg(format!(
+                "cannot make a private folder in {}: {e}",
+                std::env::temp_dir().display()
+            ))
+        })?;
+        let key_path = scratch.path().join("id_ed25519");
+        mv_core::fsutil::write_secret(&key_path, key_text.as_bytes())?;
+        let known_hosts = scratch.path().join("known_hosts");
+        mv_core::fsutil::write_public(&known_hosts, known.as_bytes())?;
+        Ok(Login {
+            scratch,
+            key: key_path,
+            known_hosts,
+        })
+    }
+
+    /// The private folder (for other scratch files of the same session).
+    pub fn dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// `ssh` options: no user config, this key alone, no prompt, and the host key checked against
+    /// this known_hosts only (`strict`), or a key not listed yet accepted (first contact).
+    pub fn options(&self, strict: bool) -> Vec<String> {
+        vec![
+            "-F".into(),
+            "/dev/null".into(),
+            "-i".into(),
+            self.key.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            format!(
+                "StrictHostKeyChecking={}",
+                if strict { "yes" } else { "accept-new" }
+            ),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+        ]
+    }
+}
+
+/// The `ProxyCommand` that joins ssh to `name`'s sshd over the machine's virtio-serial channel
+/// (this binary's hidden `ssh-proxy`).
+pub fn channel_proxy(g: &Global, name: &MachineName) -> Result<String, CliError> {
+    let exe = std::env::current_exe()?;
+    Ok(format!(
+        "{} --root {} ssh-proxy {name}",
+        shell_quote(&exe),
+        shell_quote(&g.root)
+    ))
+}
+
+/// Whether `name`'s SSH channel answers: its domain is running (QEMU listens on the socket while
+/// the machine runs). Says nothing about the guest's sshd.
+pub fn channel_open(name: &MachineName) -> bool {
+    std::os::unix::net::UnixStream::connect(ssh_socket(name)).is_ok()
 }
 
 fn shell_quote(p: &Path) -> String {
