@@ -757,6 +757,76 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
         "{out}"
     );
     assert!(c.domain_is_active(&ctl).unwrap());
+
+    // A rotation while it runs: QEMU holds the disk (and its open volume key), so the keyslot
+    // changes at the next `up --start`, before the machine starts, and the machine starts with
+    // the new epoch's key. (It has no agent: the rotation says it still runs with the old keys.)
+    let rotated = mv(root, &["identity", "rotate", &ctl]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&rotated.stdout),
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(rotated.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("in use by the running {ctl}"))
+            && said.contains("next `multiverse up --start`"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("warning: {ctl} runs with the old keys")),
+        "{said}"
+    );
+    assert!(
+        open(&pass_file).status.success(),
+        "the running disk is untouched"
+    );
+    c.destroy_domain(&ctl).unwrap();
+    let out = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
+    assert!(
+        out.contains("new LUKS key added") && out.contains("old LUKS keyslot removed"),
+        "{out}"
+    );
+    assert!(c.domain_is_active(&ctl).unwrap(), "started on the new key");
+    assert!(
+        !open(&pass_file).status.success(),
+        "the old key still opens it"
+    );
+    let new_keys = root.join("new-keys");
+    ok(&mv(
+        root,
+        &[
+            "identity",
+            "export",
+            &ctl,
+            "--kind",
+            "luks",
+            "--out",
+            new_keys.to_str().unwrap(),
+        ],
+    ));
+    let new_hex: String = std::fs::read(new_keys.join("luks.key"))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_ne!(new_hex, hex);
+    let new_pass = root.join("new-pass");
+    std::fs::write(&new_pass, &new_hex).unwrap();
+    assert!(
+        open(&new_pass).status.success(),
+        "the new epoch's key opens it"
+    );
+    assert!(
+        !root
+            .join("machines")
+            .join(&ctl)
+            .join("luks-rekey-pending")
+            .exists(),
+        "the pending re-key is done"
+    );
+    let again = ok(&mv(root, &["up", "--start", "--no-provision", "--no-wait"]));
+    assert!(!again.contains("LUKS"), "re-keyed once: {again}");
     c.destroy_domain(&ctl).unwrap();
 
     // Without the identity, `up` cannot key the disk: one clear error, nothing changed.

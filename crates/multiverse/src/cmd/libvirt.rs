@@ -344,6 +344,17 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
         // Every seed before the first start: one passphrase, and a bad recipe stops nothing.
         make_seeds(g, &tree, &topo, &machines, &a, root)?;
     }
+    if let (true, false, Some(root)) = (a.start, g.dry_run, &root) {
+        // A rotation that found an encrypted machine running left its disks on the old key; they
+        // take the new one now, while the machine is off, before libvirt opens them with it.
+        for m in &machines {
+            if mv_machines::render::luks_secret_uuid(m).is_some()
+                && !conn.domain_is_active(m.name.as_str()).unwrap_or(false)
+            {
+                super::rotate::finish_rekey(g, root, m, &tree)?;
+            }
+        }
+    }
     // Progress on stderr as each machine answers: under TCG a topology takes minutes, and the
     // report only comes at the end.
     let first_probe = std::cell::RefCell::new(std::collections::HashMap::new());

@@ -252,7 +252,14 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                 }
                 if let IdentityName::Machine(m) = &name {
                     if let Some(machine) = topo.machine(m) {
-                        rekey_disks(g, &old, &new, &name, machine, &tree)?;
+                        if rekey_disks(g, &old, &new, &name, machine, &tree)? {
+                            let _ = std::fs::remove_file(rekey_marker(&tree, &machine.name));
+                            if mv_machines::render::luks_secret_uuid(machine).is_some() {
+                                g.say(format!(
+                                    "run `multiverse up {name}` to give libvirt the disks' new key"
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -287,6 +294,7 @@ fn update_running_guests(
     // Only running machines are rendered: one that cannot be (galaxy without its VPN settings)
     // cannot have been started by `up --start` either.
     let mut stopped = 0;
+    let mut left = Vec::new();
     for m in &topo.machines {
         if !super::ssh::channel_open(&m.name) {
             stopped += 1;
@@ -294,13 +302,31 @@ fn update_running_guests(
         }
         let before = super::provision::render_machine(g, topo, &m.name, &old, person)?;
         let after = super::provision::render_machine(g, topo, &m.name, &new, person)?;
-        if mv_provision::seed::seed_id(&before) != mv_provision::seed::seed_id(&after) {
-            update_guest(g, &tree, &m.name, &old, &new, person, &after)?;
+        if mv_provision::seed::seed_id(&before) == mv_provision::seed::seed_id(&after) {
+            continue;
+        }
+        // A machine still booting, or started without provisioning, has no agent (and maybe no
+        // sshd) yet: its agent is asked first, which answers at once or not at all.
+        let reached = agent_answers(&m.name)
+            .map_err(|e| format!("its agent does not answer ({e})"))
+            .and_then(|()| {
+                update_guest(g, &tree, &m.name, &old, &new, person, &after)
+                    .map_err(|e| format!("{:#}", e.error))
+            });
+        if let Err(why) = reached {
+            eprintln!("warning: {} runs with the old keys: {why}", m.name);
+            left.push(m.name.to_string());
         }
     }
     if stopped > 0 {
         g.say(format!(
             "{stopped} machine(s) not running: each gets the new keys from a new seed at its next `up --start`"
+        ));
+    }
+    if !left.is_empty() {
+        g.say(format!(
+            "still on the old keys until restarted (`multiverse down FQDN`, then `multiverse up --start FQDN` applies a new seed): {}",
+            left.join(", ")
         ));
     }
     Ok(())
@@ -318,54 +344,40 @@ fn update_guest(
     desired: &mv_provision::Desired,
 ) -> Result<(), CliError> {
     let failed = |what: &str, e: CliError| {
-        let detail = format!("{:#}", e.error);
-        CliError::failure_msg(format!("{machine}: {what}: {detail}")).with_hint(&format!(
-            "the rotation is journaled: run `multiverse identity rotate` again once {machine} answers over SSH (`multiverse ssh {machine}`), or stop it and let `up --start` provision it"
-        ))
+        CliError::failure_msg(format!("{machine}: {what}: {:#}", e.error))
     };
     let seed = match super::provision::ensure_seed(tree, desired, false)? {
         super::provision::SeedOutcome::Written(id)
         | super::provision::SeedOutcome::Unchanged(id) => id,
     };
-    let login = super::ssh::Login::new(old, person, machine, machine.as_str())?;
-    let (target, done) = match super::provision::channel_target(g, desired, &login).and_then(|t| {
-        mv_provision::apply(desired, &t, &mv_provision::SystemRunner)
-            .map(|done| (t, done))
+    let apply_with = |keys: &Root| -> Result<mv_provision::Applied, CliError> {
+        let login = super::ssh::Login::new(keys, person, machine, machine.as_str())?;
+        let target = super::provision::channel_target(g, desired, &login)?;
+        mv_provision::apply(desired, &target, &mv_provision::SystemRunner)
             .map_err(super::provision::apply_error)
-    }) {
-        Ok(x) => x,
-        Err(e) => {
-            // Applied before a crash: the machine already has the new keys, and a rerun logs in
-            // with those.
-            let current = super::ssh::Login::new(new, person, machine, machine.as_str())?;
-            match super::provision::channel_target(g, desired, &current).and_then(|t| {
-                mv_provision::apply(desired, &t, &mv_provision::SystemRunner)
-                    .map(|done| (t, done))
-                    .map_err(super::provision::apply_error)
-            }) {
-                Ok(x) => x,
-                Err(_) => return Err(failed("cannot apply the new keys", e)),
-            }
-        }
+    };
+    // The old keys are what the machine still has; after a crash past the apply, a rerun finds
+    // it with the new ones.
+    let done = match apply_with(old) {
+        Ok(done) => done,
+        Err(e) => apply_with(new).map_err(|_| failed("cannot apply the new keys", e))?,
     };
     for c in done.changes.iter().filter(|c| c.is_warning()) {
         eprintln!("warning: {machine}: {}", c.summary());
     }
-    // The guest's seed stage skips a seed it has applied: this state is that seed's.
-    let mark = format!(
-        "mkdir -p /var/lib/multiverse && printf '%s\\n' {} > /var/lib/multiverse/seed-id.tmp && mv /var/lib/multiverse/seed-id.tmp /var/lib/multiverse/seed-id",
-        seed.0
-    );
-    remote(&target, &mark)
-        .map_err(|e| failed("cannot record the applied seed", CliError::failure_msg(e)))?;
     // The host's check: the machine now presents the new host key (known_hosts holds only the
-    // new one, strictly) and takes the new login key. sshd reloads in the background
-    // (`--no-block`): a few tries.
+    // new one, strictly) and takes the new login key; sshd may reload in the background, so a
+    // few tries. In the same session the seed is marked applied: the guest's seed stage skips a
+    // seed it has applied, and this state is that seed's.
     let check = super::ssh::Login::new(new, person, machine, machine.as_str())?;
     let check_target = super::provision::channel_target(g, desired, &check)?;
+    let mark_and_name = format!(
+        "mkdir -p /var/lib/multiverse && printf '%s\\n' {} > /var/lib/multiverse/seed-id.tmp && mv /var/lib/multiverse/seed-id.tmp /var/lib/multiverse/seed-id && cat /etc/hostname",
+        seed.0
+    );
     let mut last = String::new();
     for _ in 0..10 {
-        match remote(&check_target, "cat /etc/hostname") {
+        match remote(&check_target, &mark_and_name) {
             Ok(out) if out.trim() == machine.as_str() => {
                 g.say(format!(
                     "{machine}: running, provisioned with the new keys ({} change(s)); it presents the new host key",
@@ -536,8 +548,27 @@ fn scratch() -> Result<Scratch, CliError> {
     ))
 }
 
+/// What `qemu-img` says of an encrypted disk and a passphrase.
+#[derive(Debug, PartialEq, Eq)]
+enum DiskOpen {
+    Opens,
+    WrongKey,
+    /// Held (locked) by a running machine.
+    InUse,
+}
+
 /// Whether the passphrase in `pass` opens the encrypted qcow2 `disk` (`qemu-img check`, which
-/// reads it and writes nothing). A disk held by a running machine is an error.
+/// reads it and writes nothing).
+fn disk_open(disk: &Path, pass: &Path) -> Result<DiskOpen, CliError> {
+    match disk_opens(disk, pass) {
+        Ok(true) => Ok(DiskOpen::Opens),
+        Ok(false) => Ok(DiskOpen::WrongKey),
+        Err(e) if matches!(e.kind, crate::error::Kind::Usage) => Ok(DiskOpen::InUse),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`disk_open`] as a yes/no; a disk held by a running machine is an error.
 fn disk_opens(disk: &Path, pass: &Path) -> Result<bool, CliError> {
     let out = Command::new("qemu-img")
         .arg("check")
@@ -609,7 +640,9 @@ fn amend(disk: &Path, old: &Path, new: &Path, open: &str, opts: &str) -> Result<
 /// Step 5 for a machine whose disks are encrypted (`disk_encryption = "luks"`): each existing
 /// LUKS qcow2 disk gets the new passphrase (the hex of the new `luks` key) in a keyslot and loses
 /// the old one, with `qemu-img amend` reading both from 0600 files, never argv. Idempotent like
-/// [`rekey_luks`]. The machine must be shut off; the next `up` gives libvirt the new value.
+/// [`rekey_luks`]. A running machine holds its disks (QEMU locks them) and keeps its open volume
+/// key: its disks are re-keyed at its next `up --start`, before it starts ([`finish_rekey`],
+/// from a marker file naming the old epoch); the answer is then `Ok(false)`.
 fn rekey_disks(
     g: &Global,
     old: &Root,
@@ -617,16 +650,16 @@ fn rekey_disks(
     name: &IdentityName,
     machine: &mv_machines::Machine,
     tree: &mv_machines::layout::Tree,
-) -> Result<(), CliError> {
+) -> Result<bool, CliError> {
     if mv_machines::render::luks_secret_uuid(machine).is_none() {
-        return Ok(());
+        return Ok(true);
     }
     let disks: Vec<PathBuf> = (0..machine.disks.len())
         .map(|i| tree.disk_n(&machine.name, i))
         .filter(|d| d.exists())
         .collect();
     if disks.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let s = scratch()?;
     let old_file = s.0.join("old.pass");
@@ -634,6 +667,22 @@ fn rekey_disks(
     let hex = mv_core::secret::hex_lower;
     mv_core::fsutil::write_secret(&old_file, hex(&old.luks_key(name)).expose())?;
     mv_core::fsutil::write_secret(&new_file, hex(&new.luks_key(name)).expose())?;
+    if let Some(disk) = disks
+        .iter()
+        .find(|d| matches!(disk_open(d, &new_file), Ok(DiskOpen::InUse)))
+    {
+        let from = old.epochs().get(name);
+        mv_core::fsutil::write_public(
+            &rekey_marker(tree, &machine.name),
+            format!("{from}\n").as_bytes(),
+        )?;
+        g.say(format!(
+            "{}: in use by the running {}: its LUKS keyslot changes at the machine's next `multiverse up --start` (the running machine keeps its open disk)",
+            disk.display(),
+            machine.name
+        ));
+        return Ok(false);
+    }
     for disk in &disks {
         if !disk_opens(disk, &new_file)? {
             if !disk_opens(disk, &old_file)? {
@@ -662,9 +711,38 @@ fn rekey_disks(
             g.say(format!("{}: old LUKS keyslot removed", disk.display()));
         }
     }
-    g.say(format!(
-        "run `multiverse up {name}` to give libvirt the disks' new key"
-    ));
+    Ok(true)
+}
+
+/// `machines/<fqdn>/luks-rekey-pending`: the epoch whose key still opens the machine's disks,
+/// left by a rotation that found the machine running.
+fn rekey_marker(tree: &mv_machines::layout::Tree, machine: &mv_core::MachineName) -> PathBuf {
+    tree.machine_dir(machine).join("luks-rekey-pending")
+}
+
+/// For `up`, before it starts a shut-off machine: the re-key a rotation left pending (see
+/// [`rekey_disks`]), from the epoch in the marker to `root`'s. Nothing when there is no marker.
+pub fn finish_rekey(
+    g: &Global,
+    root: &Root,
+    machine: &mv_machines::Machine,
+    tree: &mv_machines::layout::Tree,
+) -> Result<(), CliError> {
+    let marker = rekey_marker(tree, &machine.name);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let from: u32 = text.trim().parse().map_err(|_| {
+        CliError::usage_msg(format!(
+            "{}: not an epoch: {:?}",
+            marker.display(),
+            text.trim()
+        ))
+    })?;
+    let name = IdentityName::Machine(machine.name.clone());
+    if rekey_disks(g, &root.at_epoch(&name, from), root, &name, machine, tree)? {
+        std::fs::remove_file(&marker)?;
+    }
     Ok(())
 }
 
@@ -763,5 +841,17 @@ fn remote(target: &mv_provision::Target, command: &str) -> Result<String, String
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+/// Whether `machine`'s agent answers over its virtio-serial channel as the machine itself.
+fn agent_answers(machine: &mv_core::MachineName) -> Result<(), String> {
+    let sock = mv_machines::layout::agent_socket(machine);
+    let client =
+        mv_agent::client::Client::unix(sock).with_timeout(std::time::Duration::from_secs(10));
+    let info = client.info().map_err(|e| e.to_string())?;
+    match info.fqdn.as_deref() {
+        Some(h) if h == machine.as_str() => Ok(()),
+        other => Err(format!("it answers as {other:?}")),
     }
 }
