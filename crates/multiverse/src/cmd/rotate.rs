@@ -372,7 +372,7 @@ fn update_guest(
     let check = super::ssh::Login::new(new, person, machine, machine.as_str())?;
     let check_target = super::provision::channel_target(g, desired, &check)?;
     let mark_and_name = format!(
-        "mkdir -p /var/lib/multiverse && printf '%s\\n' {} > /var/lib/multiverse/seed-id.tmp && mv /var/lib/multiverse/seed-id.tmp /var/lib/multiverse/seed-id && cat /etc/hostname",
+        "mkdir -p /var/lib/multiverse && printf '%s\\n' {} > /var/lib/multiverse/seed-id.tmp && mv /var/lib/multiverse/seed-id.tmp /var/lib/multiverse/seed-id && hostname -f",
         seed.0
     );
     let mut last = String::new();
