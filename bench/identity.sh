@@ -20,24 +20,21 @@ set -euo pipefail
 N=${1:-100}
 P=${PASS_ENTRIES:-50}
 cd "$(dirname "$0")/.."
-BIN=${MULTIVERSE_BIN:-}
-if [[ -z "$BIN" ]]; then
-    if [[ -x target/release/multiverse ]]; then BIN=target/release/multiverse; else BIN=target/debug/multiverse; fi
-fi
-[[ -x "$BIN" ]] || { echo "build the CLI first: cargo build --release -p multiverse" >&2; exit 1; }
-for t in ssh-keygen gpg gpgconf tor; do command -v "$t" >/dev/null || { echo "missing tool: $t (scripts/install-deps.sh)" >&2; exit 1; }; done
+# shellcheck source=bench/lib/peer.sh
+. bench/lib/peer.sh
+BIN=$(bench_bin)
+bench_need ssh-keygen gpg gpgconf tor
 
 work=$(mktemp -d /tmp/mv-bench-identity.XXXXXX)
-tor_pid=""
+# The pass agent that `pass init` and `pass insert` start lives in the temporary folder and is
+# ended by `pass lock`.
+export MULTIVERSE_PASS_AGENT_DIR="$work/pass-agent"
 cleanup() {
-    [[ -n "$tor_pid" ]] && kill "$tor_pid" 2>/dev/null || true
-    GNUPGHOME="$work/gnupg" gpgconf --kill all 2>/dev/null || true
+    "$BIN" --quiet --root "$work/tree" pass lock >/dev/null 2>&1 || true
+    peer_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # --- the machine set: the host + N-1 service VMs -------------------------------------------------
 mkdir -p "$work/tree"
@@ -56,73 +53,62 @@ words="abandon amount liar amount expire adjust cage candy arch gather drum bull
 # --- ours ------------------------------------------------------------------------------------------
 echo "$words" | "$BIN" --quiet --root "$work/tree" identity restore --passphrase-file "$work/pass"
 sync
-t0=$(now)
+t0=$(bench_now)
 "$BIN" --quiet --root "$work/tree" identity fleet --out "$work/ours" --passphrase-file "$work/pass"
-t1=$(now)
-ours=$(elapsed "$t0" "$t1")
+t1=$(bench_now)
+ours=$(bench_elapsed "$t0" "$t1")
 ours_files=$(find "$work/ours" -type f | wc -l)
 sync
-t0=$(now)
+t0=$(bench_now)
 MULTIVERSE_EXPORT_SYNC=per-file "$BIN" --quiet --root "$work/tree" identity fleet --out "$work/ours-perfile" --passphrase-file "$work/pass"
-t1=$(now)
-perfile=$(elapsed "$t0" "$t1")
+t1=$(bench_now)
+perfile=$(bench_elapsed "$t0" "$t1")
 # The unseal alone (show one name), to separate the Argon2id cost from the derivation.
-t2=$(now)
+t2=$(bench_now)
 "$BIN" --quiet --root "$work/tree" identity show host.multiverse --passphrase-file "$work/pass" >/dev/null
-t3=$(now)
-unseal=$(elapsed "$t2" "$t3")
+t3=$(bench_now)
+unseal=$(bench_elapsed "$t2" "$t3")
 
 # --- rotate: one machine, then @user with P pass entries --------------------------------------------
 "$BIN" --quiet --root "$work/tree" pass init --passphrase-file "$work/pass" >/dev/null
 for i in $(seq 1 "$P"); do
     printf 'secret-%d\nuser: u%d\n' "$i" "$i" | "$BIN" --quiet --root "$work/tree" pass insert -m "site/$i" >/dev/null
 done
-t0=$(now)
+t0=$(bench_now)
 "$BIN" --quiet --root "$work/tree" identity rotate m001.bench.multiverse --fleet "$work/ours" --passphrase-file "$work/pass"
-t1=$(now)
-rot_machine=$(elapsed "$t0" "$t1")
-t0=$(now)
+t1=$(bench_now)
+rot_machine=$(bench_elapsed "$t0" "$t1")
+t0=$(bench_now)
 "$BIN" --quiet --root "$work/tree" identity rotate @user --fleet "$work/ours" --passphrase-file "$work/pass"
-t1=$(now)
-rot_user=$(elapsed "$t0" "$t1")
-reenc=$(grep -c . "$work/tree/pass/.gpg-id")
+t1=$(bench_now)
+rot_user=$(bench_elapsed "$t0" "$t1")
 
 # --- peer ------------------------------------------------------------------------------------------
 export GNUPGHOME="$work/gnupg"
 mkdir -m 700 "$GNUPGHOME"
 mkdir -m 700 "$work/tordata"
-t4=$(now)
+mkdir "$work/peer"
+t4=$(bench_now)
 for name in "${names[@]}"; do
     d="$work/peer/$name"
-    mkdir -p -m 700 "$d"
-    ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$d/id_ed25519"
-    ssh-keygen -q -t ecdsa -b 256 -N '' -C "$name" -f "$d/id_ecdsa"
-    ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$d/ssh_host_ed25519_key"
-    ssh-keygen -q -t ecdsa -b 256 -N '' -C "$name" -f "$d/ssh_host_ecdsa_key"
-    gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
-        --quick-gen-key "$name" ed25519 cert,sign never 2>/dev/null
-    fpr=$(gpg --batch --with-colons --list-keys "=$name" 2>/dev/null | awk -F: '/^fpr/ {print $10; exit}')
-    gpg --batch --quiet --pinentry-mode loopback --passphrase '' --quick-add-key "$fpr" cv25519 encr never 2>/dev/null
-    gpg --batch --pinentry-mode loopback --passphrase '' --armor --export-secret-keys "$fpr" >"$d/openpgp-secret.asc" 2>/dev/null
-    gpg --batch --armor --export "$fpr" >"$d/openpgp-public.asc" 2>/dev/null
-    printf 'DataDirectory %s\nDisableNetwork 1\nSocksPort 0\nControlPort 0\nHiddenServiceDir %s\nHiddenServicePort 80 127.0.0.1:9\nLog err stderr\n' \
-        "$work/tordata" "$d" >"$work/torrc"
-    tor -f "$work/torrc" >/dev/null 2>&1 &
-    tor_pid=$!
-    until [[ -s "$d/hostname" ]]; do sleep 0.01; done
-    kill "$tor_pid"; wait "$tor_pid" 2>/dev/null || true; tor_pid=""
-    head -c 24 /dev/urandom | base64 | tr -d '+/=' | head -c 32 >"$d/password"; echo >>"$d/password"
-    head -c 64 /dev/urandom >"$d/luks.key"
-    chmod 600 "$d/password" "$d/luks.key"
+    mkdir -m 700 "$d"
+    peer_ssh_key "$d/id_ed25519" ed25519 "$name"
+    peer_ssh_key "$d/id_ecdsa" ecdsa "$name"
+    peer_ssh_key "$d/ssh_host_ed25519_key" ed25519 "$name"
+    peer_ssh_key "$d/ssh_host_ecdsa_key" ecdsa "$name"
+    peer_openpgp "$d" "$name" >/dev/null
+    peer_onion "$d" "$work/tordata"
+    peer_password "$d/password"
+    peer_luks_key "$d/luks.key"
     for k in ssh_host_ed25519_key ssh_host_ecdsa_key; do
         echo "$name,$(cat "$d/hostname") $(cut -d' ' -f1,2 "$d/$k.pub")" >>"$work/peer/known_hosts"
     done
 done
-t5=$(now)
-peer=$(elapsed "$t4" "$t5")
+t5=$(bench_now)
+peer=$(bench_elapsed "$t4" "$t5")
 peer_files=$(find "$work/peer" -type f | wc -l)
 
-ratio=$(awk -v p="$peer" -v o="$ours" 'BEGIN { printf "%.3f", p / o }')
+ratio=$(bench_ratio "$peer" "$ours")
 printf '\nIdentity benchmark: every key of %d machines (%s)\n' "$N" "$("$BIN" --version)"
 printf '%-58s %10s %8s\n' "method" "seconds" "files"
 printf '%-58s %10.2f %8d\n' "multiverse identity fleet (1 unseal, Argon2id 256 MiB)" "$ours" "$ours_files"
@@ -132,4 +118,4 @@ printf '%-58s %10.2f %8s\n' "identity rotate one machine (fleet folder updated)"
 printf '%-58s %10.2f %8s\n' "identity rotate @user ($P pass entries re-encrypted)" "$rot_user" "-"
 printf '%-58s %10.2f %8d\n' "shell loop: ssh-keygen x4 + gpg quick-gen-key + tor + urandom" "$peer" "$peer_files"
 printf 'ratio (peer / ours): %.1fx\n' "$ratio"
-printf 'ratio (peer / ours, one fsync per file): %.1fx\n' "$(awk -v p="$peer" -v o="$perfile" 'BEGIN { printf "%.3f", p / o }')"
+printf 'ratio (peer / ours, one fsync per file): %.1fx\n' "$(bench_ratio "$peer" "$perfile")"
