@@ -21,6 +21,7 @@ mod cmd;
 mod error;
 mod global;
 mod secret_input;
+mod unsealed;
 
 use error::CliError;
 use std::ffi::OsStr;

@@ -204,8 +204,19 @@ impl IdentityStore {
 
     /// Opens the sealed root with the passphrase; the root carries the tree's key epochs.
     pub fn unseal(&self, passphrase: &[u8]) -> Result<Root, StoreError> {
-        let epochs = load_epochs(&self.tree)?;
-        Ok(self.unseal_bare(passphrase)?.with_epochs(epochs))
+        self.attach_epochs(self.unseal_bare(passphrase)?)
+    }
+
+    /// `root` with the tree's key epochs, read now (what [`IdentityStore::unseal`] adds to the
+    /// bare root).
+    pub fn attach_epochs(&self, root: Root) -> Result<Root, StoreError> {
+        Ok(root.with_epochs(load_epochs(&self.tree)?))
+    }
+
+    /// The sealed file's bytes as read (ciphertext: public, and what a cache of unsealed roots
+    /// is keyed by).
+    pub fn sealed_bytes(&self) -> &[u8] {
+        &self.sealed
     }
 
     /// Opens the sealed root without reading any epoch (every name at epoch 0).

@@ -18,6 +18,8 @@ mod error;
 mod global;
 #[path = "../secret_input.rs"]
 mod secret_input;
+#[path = "../unsealed.rs"]
+mod unsealed;
 
 use cli::VirtCommand;
 use error::CliError;

@@ -247,9 +247,7 @@ pub(crate) fn unseal_with(
         "Identity passphrase",
         false,
     )?;
-    store
-        .unseal(passphrase.expose().as_bytes())
-        .map_err(unseal_hint)
+    crate::unsealed::unseal(&store, passphrase.expose().as_bytes()).map_err(unseal_hint)
 }
 
 /// A passphrase for a new seal: never empty (an empty one would protect nothing).
@@ -336,7 +334,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
         // Idempotent: the same words under the same passphrase are already there.
         let existing = IdentityStore::load(&g.root)
             .ok()
-            .and_then(|s| s.unseal(passphrase.expose().as_bytes()).ok());
+            .and_then(|s| crate::unsealed::unseal(&s, passphrase.expose().as_bytes()).ok());
         if existing.as_ref().is_some_and(|e| e.same_secret(&root)) {
             g.say(format!(
                 "unchanged: {} already holds this identity",
@@ -359,7 +357,9 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
         ));
         return Ok(());
     }
-    IdentityStore::create(&g.root, &root, passphrase.expose().as_bytes(), params, true)?;
+    let store =
+        IdentityStore::create(&g.root, &root, passphrase.expose().as_bytes(), params, true)?;
+    crate::unsealed::remember(&store, passphrase.expose().as_bytes(), &root);
     g.say(format!(
         "restored identity sealed to {} ({params})",
         path.display()

@@ -121,7 +121,7 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let store = IdentityStore::load(&self.g.root)?;
-        match store.unseal(pass.expose().as_bytes()) {
+        match crate::unsealed::unseal(&store, pass.expose().as_bytes()) {
             Ok(r) => Ok(Some(r)),
             Err(e) if e.is_authentication() => Err(CliError::from(e))
                 .usage()

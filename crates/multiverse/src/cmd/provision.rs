@@ -130,7 +130,7 @@ pub fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliE
         "Identity passphrase",
         false,
     )?;
-    store.unseal(passphrase.expose().as_bytes()).map_err(hint)
+    crate::unsealed::unseal(&store, passphrase.expose().as_bytes()).map_err(hint)
 }
 
 fn render_error(e: RenderError) -> CliError {

@@ -1,7 +1,9 @@
 //! `multiverse rebuild --words-file F`: a lost host back from its 24 words and `multiverse.toml`
 //! (kept in git), as one command over the existing ones.
 //!
-//! Steps, each an existing subcommand run as a child of this binary with the same `--root`:
+//! Steps, each an existing subcommand with the same `--root`, run in this process (so the root is
+//! unsealed once: `crate::unsealed`), except `image build` and `up`, which link libvirt and run
+//! as children of this binary (`multiverse-virt`):
 //! `identity restore` (the words; the sealed root), `render`, `pass init` + `pass machines`, `image
 //! build debian` (when `images/debian.qcow2` is missing), `up --start [FQDN...]` (which writes
 //! the seeds of the machines it starts and starts them in order; every machine when none is
@@ -140,16 +142,34 @@ pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
     let total = steps.len();
     for (i, (name, args)) in steps.iter().enumerate() {
         g.say(format!("[{}/{total}] {name}", i + 1));
-        let status = child(&exe, g, args).status()?;
-        if !status.success() {
+        let code = if in_process(args) {
+            // Same process: the root unsealed (or sealed, by `identity restore`) by one step is
+            // the next one's (`crate::unsealed`), one Argon2id instead of one per step.
+            let mut argv: Vec<std::ffi::OsString> = vec!["multiverse".into()];
+            argv.extend(global_args(g));
+            argv.extend(args.iter().map(|a| a.to_os_string()));
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).map_err(|e| {
+                CliError::failure_msg(format!("rebuild's step `{name}` does not parse: {e}"))
+            })?;
+            crate::error::report(crate::cli::run(cli, |_, _| {
+                Err(CliError::failure_msg(
+                    "a libvirt step must run in multiverse-virt",
+                ))
+            }))
+        } else {
+            // `image` and `up` link libvirt: `multiverse-virt`, through this binary.
+            let status = child(&exe, g, args).status()?;
+            status.code().unwrap_or(1)
+        };
+        if code != 0 {
             return Err(CliError {
-                kind: if status.code() == Some(2) {
+                kind: if code == 2 {
                     crate::error::Kind::Usage
                 } else {
                     crate::error::Kind::Failure
                 },
                 error: anyhow::anyhow!(
-                    "rebuild stopped at step {}/{total}, `{name}` ({status}); steps before it are done",
+                    "rebuild stopped at step {}/{total}, `{name}` (exit {code}); steps before it are done",
                     i + 1
                 ),
                 hint: Some("fix what it printed above and run the same rebuild again".into()),
@@ -160,15 +180,25 @@ pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn child(exe: &Path, g: &Global, args: &[&std::ffi::OsStr]) -> Command {
-    let mut c = Command::new(exe);
-    c.arg("--root").arg(&g.root);
+/// Whether a step runs in this process: every one but the libvirt subcommands.
+fn in_process(args: &[&std::ffi::OsStr]) -> bool {
+    !matches!(args.first().and_then(|a| a.to_str()), Some("image" | "up"))
+}
+
+/// `--root R`, `--quiet`, `-v`…: this run's global options, for each step.
+fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = vec!["--root".into(), g.root.clone().into()];
     if g.quiet {
-        c.arg("--quiet");
+        out.push("--quiet".into());
     }
     for _ in 0..g.verbose {
-        c.arg("-v");
+        out.push("-v".into());
     }
-    c.args(args);
+    out
+}
+
+fn child(exe: &Path, g: &Global, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(exe);
+    c.args(global_args(g)).args(args);
     c
 }
