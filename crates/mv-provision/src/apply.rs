@@ -27,6 +27,18 @@
 //! guest's seed boot that queues the stop before the seed script starts the new services, and
 //! never waits on the boot's ordering.
 //!
+//! Reloading: a desired file names the services that read it ([`DesiredFile::reload`], from the
+//! recipe's `reload`). On a running system, when such a file is created or changed (contents,
+//! mode or owner; never when it already matches), each of its services is reloaded once after the
+//! commit and the stops, in the order the recipes enable them ([`Change::Reload`],
+//! [`Target::reload_command`]): Debian `systemctl try-reload-or-restart --no-block -- UNIT`
+//! (`try-restart` for a service marked `restart`, whose reload does not re-read its files),
+//! Alpine `rc-service --ifstarted NAME restart` (an OpenRC script's `reload` is optional, and
+//! dnsmasq's would not re-read its config). Both leave a service that is not running
+//! alone, which is what the guest's first boot wants: its seed applies on `/` before the services
+//! start, and they start reading the new files. A failed reload is a warning ([`Change::Kept`]):
+//! the files are committed already. A chroot runs nothing.
+//!
 //! Every read and write of a local target goes through [`mv_core::confined::RootDir`]: the
 //! target is another system's `/`, and its symlinks resolve inside it (an absolute link to
 //! `/etc/ssh` is the target's `/etc/ssh`, never the host's), the staging folder is made, filled
@@ -44,7 +56,7 @@ use crate::render::{Contents, Desired, DesiredFile};
 use crate::state::{self, ManagedFile, ManagedLink, ManagedService, State, StateError};
 use mv_core::confined::RootDir;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -189,6 +201,8 @@ pub struct Target {
     ssh: Option<Vec<String>>,
     /// The opened root of a local target (a remote one's shadow is reopened after each fetch).
     dir: Option<Arc<RootDir>>,
+    /// A running system (`/`, or a machine over SSH), where services are stopped and reloaded.
+    running: bool,
 }
 
 fn os_marker(os: Os) -> &'static str {
@@ -218,6 +232,7 @@ impl Target {
             os,
             ssh: None,
             dir: Some(Arc::new(dir)),
+            running: root == Path::new("/"),
         })
     }
 
@@ -229,6 +244,7 @@ impl Target {
             os,
             ssh: Some(ssh),
             dir: None,
+            running: true,
         }
     }
 
@@ -337,9 +353,9 @@ impl Target {
     }
 
     /// True when the target is a running system (`/`, or a machine over SSH), where a disabled
-    /// service is also stopped.
+    /// service is also stopped and a service whose files changed is reloaded.
     pub fn is_running_system(&self) -> bool {
-        self.ssh.is_some() || self.root == Path::new("/")
+        self.running
     }
 
     /// The command that stops `service` on a running Debian system (`None` elsewhere: a chroot
@@ -352,6 +368,36 @@ impl Target {
         argv.extend(["systemctl", "stop", "--no-block", "--"].map(String::from));
         argv.push(unit_name(service));
         Some(argv)
+    }
+
+    /// The command that makes `service` re-read its changed files on a running system, and what
+    /// it does to a started service (`reload` or `restart`); `None` elsewhere (a chroot runs
+    /// nothing). A service that is not running is left alone on both OSes.
+    pub fn reload_command(&self, service: &ServiceSpec) -> Option<(&'static str, Vec<String>)> {
+        if !self.is_running_system() {
+            return None;
+        }
+        let mut argv = self.chroot_prefix();
+        let how = match self.os {
+            Os::Debian => {
+                // systemd restarts a unit that has no ExecReload (openvpn-client@).
+                let (how, verb) = if service.restart {
+                    ("restart", "try-restart")
+                } else {
+                    ("reload", "try-reload-or-restart")
+                };
+                argv.extend(["systemctl", verb, "--no-block", "--"].map(String::from));
+                argv.push(unit_name(&service.name));
+                how
+            }
+            Os::Alpine => {
+                argv.extend(["rc-service", "--ifstarted"].map(String::from));
+                argv.push(service.name.clone());
+                argv.push("restart".to_string());
+                "restart"
+            }
+        };
+        Some((how, argv))
     }
 
     /// Packages installed in the target.
@@ -374,7 +420,7 @@ impl Target {
     fn chroot_prefix(&self) -> Vec<String> {
         if let Some(ssh) = &self.ssh {
             ssh.clone()
-        } else if self.root == Path::new("/") {
+        } else if self.running {
             vec![]
         } else {
             vec!["chroot".to_string(), self.root.display().to_string()]
@@ -605,6 +651,18 @@ pub enum Change {
         /// The command.
         command: Vec<String>,
     },
+    /// Make a running service re-read files this apply changed (running systems only, after the
+    /// commit).
+    Reload {
+        /// Service name.
+        service: String,
+        /// `reload` or `restart`: what the command does to it if it is running.
+        how: String,
+        /// The changed files it reads.
+        because: Vec<String>,
+        /// The command.
+        command: Vec<String>,
+    },
     /// Remove a file the previous apply wrote and no recipe wants now.
     Remove {
         /// Path in the target.
@@ -665,6 +723,21 @@ impl Change {
             }
             Change::Disable { name, link } => format!("disable service {name} ({link})"),
             Change::Stop { name, .. } => format!("stop service {name}"),
+            Change::Reload {
+                service,
+                how,
+                because,
+                ..
+            } => {
+                let first = because.first().map(String::as_str).unwrap_or_default();
+                match because.len() {
+                    0 | 1 => format!("{how} service {service} ({first} changed)"),
+                    n => format!(
+                        "{how} service {service} ({first} and {} more changed)",
+                        n - 1
+                    ),
+                }
+            }
             Change::Remove { path } => format!("remove {path} (no longer wanted)"),
             Change::RemoveDir { path } => format!("remove folder {path} (empty, no longer wanted)"),
             Change::Kept { path, reason } => format!("left in place: {path}: {reason}"),
@@ -718,6 +791,8 @@ pub(crate) struct Staged {
     pub(crate) rmdirs: Vec<String>,
     /// Services to stop after the commit: (name, command).
     pub(crate) stops: Vec<(String, Vec<String>)>,
+    /// Services to reload after the stops: (name, command).
+    pub(crate) reloads: Vec<(String, Vec<String>)>,
     /// The new state file's bytes, written last.
     pub(crate) state: Option<Vec<u8>>,
 }
@@ -883,6 +958,8 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
                 mode,
                 owner: "root".to_string(),
                 origin: "accounts".to_string(),
+                // Read at each login, by whoever logs in.
+                reload: vec![],
             });
         }
         // Keep shadow's group (`shadow` on Debian and Alpine).
@@ -892,6 +969,8 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
             }
         }
     }
+    // Service → the changed files it reads.
+    let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for f in &files {
         let (uid, gid) = match f.owner.split_once(':') {
             Some((u, g)) => (owner_ids(u, &f.path)?.0, g.parse().unwrap_or(0)),
@@ -908,6 +987,12 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
             _ => None,
         };
         let Some(action) = action else { continue };
+        for svc in &f.reload {
+            reasons
+                .entry(svc.as_str())
+                .or_default()
+                .push(f.path.clone());
+        }
         let d = match (&f.contents, action) {
             (Contents::Public(new), "create" | "update") => {
                 let old = current
@@ -1041,6 +1126,22 @@ pub fn plan(desired: &Desired, target: &Target) -> Result<Plan, ApplyError> {
             create: old_state.is_none(),
         });
         staged.state = Some(bytes);
+    }
+
+    // Reloads, last: they run after the commit. Once per service, in the recipes' order.
+    for svc in &desired.services {
+        let Some(because) = reasons.remove(svc.name.as_str()) else {
+            continue;
+        };
+        if let Some((how, command)) = target.reload_command(svc) {
+            changes.push(Change::Reload {
+                service: svc.name.clone(),
+                how: how.to_string(),
+                because,
+                command: command.clone(),
+            });
+            staged.reloads.push((svc.name.clone(), command));
+        }
     }
 
     Ok(Plan {
@@ -1403,7 +1504,8 @@ pub fn apply(
         None => commit(target, &second.staged)?,
         Some(ssh) => crate::remote::commit(target, ssh, &second.staged, runner)?,
     }
-    let warnings = stop_services(&second.staged, runner);
+    let mut warnings = stop_services(&second.staged, runner);
+    warnings.extend(reload_services(&second.staged, runner));
     done.extend(
         second
             .changes
@@ -1523,6 +1625,27 @@ fn stop_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
     warnings
 }
 
+/// Reloads the services whose files the commit changed; a failure is a warning (the files are
+/// in place, and the service reads them at its next start).
+fn reload_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
+    let mut warnings = Vec::new();
+    for (name, argv) in &staged.reloads {
+        let why = match runner.run(argv, &[]) {
+            Ok(out) if out.success => continue,
+            Ok(out) => last_lines(&out.stderr, 2),
+            Err(e) => e.to_string(),
+        };
+        warnings.push(Change::Kept {
+            path: format!("service {name}"),
+            reason: format!(
+                "its files changed but it was not reloaded: `{}`: {why}",
+                argv.join(" ")
+            ),
+        });
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1563,6 +1686,7 @@ mod tests {
                 .map(|n| ServiceSpec {
                     name: n.to_string(),
                     runlevel: "default".into(),
+                    restart: false,
                 })
                 .collect(),
             dirs: dirs
@@ -1581,6 +1705,7 @@ mod tests {
                     mode: 0o600,
                     owner: "root".into(),
                     origin: "test".into(),
+                    reload: vec![],
                 })
                 .collect(),
             users: vec![],
@@ -1740,6 +1865,255 @@ mod tests {
         );
         let alpine = Target::over_ssh(vec!["ssh".into()], t.path(), Os::Alpine);
         assert_eq!(alpine.stop_command("tor"), None);
+    }
+
+    /// Records the commands it is given; fails them all when `fail`.
+    #[derive(Default)]
+    struct Recorder {
+        calls: std::cell::RefCell<Vec<Vec<String>>>,
+        fail: bool,
+    }
+
+    impl Runner for Recorder {
+        fn run(&self, argv: &[String], _env: &[(&str, &str)]) -> std::io::Result<RunOutput> {
+            self.calls.borrow_mut().push(argv.to_vec());
+            Ok(RunOutput {
+                success: !self.fail,
+                stderr: if self.fail {
+                    "Failed to reload ssh.service: Access denied\n".into()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            })
+        }
+    }
+
+    /// sshd's key and config (reloading ssh), dnsmasq's config (restarting dnsmasq), a file
+    /// reloading nothing; ssh and dnsmasq enabled, dnsmasq marked `restart`.
+    fn with_reloads() -> Desired {
+        let mut d = desired(
+            &[
+                ("/etc/ssh/sshd_config", "Port 22\n"),
+                ("/etc/motd", "hello\n"),
+                ("/etc/dnsmasq.conf", "no-resolv\n"),
+                ("/etc/ssh/ssh_host_ed25519_key", "KEY\n"),
+            ],
+            &[],
+            &["dnsmasq", "ssh"],
+        );
+        for f in &mut d.files {
+            f.reload = match f.path.as_str() {
+                "/etc/motd" => vec![],
+                "/etc/dnsmasq.conf" => vec!["dnsmasq".into()],
+                _ => vec!["ssh".into()],
+            };
+        }
+        d.services[0].restart = true;
+        d
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A Debian machine over SSH: one reload per service, after everything else, in the order
+    /// the recipes enable them, through the ssh prefix; `try-restart` for a `restart` service.
+    #[test]
+    fn reload_commands_over_ssh_on_debian() {
+        let t = debian(&["ssh.service", "dnsmasq.service"]);
+        let ssh = vec!["ssh".to_string(), "root@h".to_string()];
+        let target = Target::over_ssh(ssh, t.path(), Os::Debian);
+        let p = plan(&with_reloads(), &target).unwrap_or_else(|e| panic!("{e}"));
+        let lines = summaries(&p.changes);
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "restart service dnsmasq (/etc/dnsmasq.conf changed)",
+                "reload service ssh (/etc/ssh/sshd_config and 1 more changed)"
+            ]
+        );
+        let Some(Change::Reload { because, .. }) = p.changes.last() else {
+            panic!("{lines:#?}")
+        };
+        assert_eq!(
+            because,
+            &["/etc/ssh/sshd_config", "/etc/ssh/ssh_host_ed25519_key"]
+        );
+        let r = Recorder::default();
+        assert!(reload_services(&p.staged, &r).is_empty());
+        assert_eq!(
+            r.calls.into_inner(),
+            [
+                strings(&[
+                    "ssh",
+                    "root@h",
+                    "systemctl",
+                    "try-restart",
+                    "--no-block",
+                    "--",
+                    "dnsmasq.service"
+                ]),
+                strings(&[
+                    "ssh",
+                    "root@h",
+                    "systemctl",
+                    "try-reload-or-restart",
+                    "--no-block",
+                    "--",
+                    "ssh.service"
+                ]),
+            ]
+        );
+    }
+
+    /// An Alpine machine over SSH: `rc-service --ifstarted NAME restart`, `restart` or not.
+    #[test]
+    fn reload_commands_over_ssh_on_alpine() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let init = t.path().join("etc/init.d");
+        fs::create_dir_all(&init).unwrap_or_else(|e| panic!("{e}"));
+        for s in ["sshd", "dnsmasq"] {
+            fs::write(init.join(s), "#!/sbin/openrc-run\n").unwrap_or_else(|e| panic!("{e}"));
+        }
+        fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/ash\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(t.path().join("etc/group"), "root:x:0:\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut d = with_reloads();
+        d.os = Os::Alpine;
+        d.services[1].name = "sshd".into();
+        for f in &mut d.files {
+            for s in &mut f.reload {
+                if s == "ssh" {
+                    *s = "sshd".into();
+                }
+            }
+        }
+        let target = Target::over_ssh(vec!["ssh".into(), "root@h".into()], t.path(), Os::Alpine);
+        let p = plan(&d, &target).unwrap_or_else(|e| panic!("{e}"));
+        let r = Recorder::default();
+        assert!(reload_services(&p.staged, &r).is_empty());
+        assert_eq!(
+            r.calls.into_inner(),
+            [
+                strings(&[
+                    "ssh",
+                    "root@h",
+                    "rc-service",
+                    "--ifstarted",
+                    "dnsmasq",
+                    "restart"
+                ]),
+                strings(&[
+                    "ssh",
+                    "root@h",
+                    "rc-service",
+                    "--ifstarted",
+                    "sshd",
+                    "restart"
+                ]),
+            ]
+        );
+        assert!(summaries(&p.changes)
+            .contains(&"restart service sshd (/etc/ssh/sshd_config and 1 more changed)".into()));
+    }
+
+    /// A chroot (a mounted folder) runs nothing, however much changed.
+    #[test]
+    fn no_reload_in_a_mounted_folder() {
+        let t = debian(&["ssh.service", "dnsmasq.service"]);
+        let target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        assert!(target.reload_command(&with_reloads().services[0]).is_none());
+        let r = Recorder::default();
+        let done = apply(&with_reloads(), &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!done
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Reload { .. })));
+        assert!(r.calls.into_inner().is_empty());
+    }
+
+    /// The running system itself (`/`, as the seed applies it): a reload when a file it reads is
+    /// created or changed, none when the files already match or only an unrelated one changed.
+    #[test]
+    fn reload_only_when_its_files_changed() {
+        let t = debian(&["ssh.service", "dnsmasq.service"]);
+        let mut target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        target.running = true; // stands in for `/`: no command prefix
+        let mut d = with_reloads();
+        let r = Recorder::default();
+        apply(&d, &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.calls.take(),
+            [
+                strings(&[
+                    "systemctl",
+                    "try-restart",
+                    "--no-block",
+                    "--",
+                    "dnsmasq.service"
+                ]),
+                strings(&[
+                    "systemctl",
+                    "try-reload-or-restart",
+                    "--no-block",
+                    "--",
+                    "ssh.service"
+                ]),
+            ]
+        );
+        let again = apply(&d, &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.changes.is_empty(), "{:#?}", again.changes);
+        d.files[1].contents = Contents::Public("changed motd\n".into());
+        apply(&d, &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.calls.take().is_empty());
+        d.files[0].contents = Contents::Public("Port 2222\n".into());
+        let done = apply(&d, &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            summaries(&done.changes)
+                .iter()
+                .filter(|l| l.contains(" service "))
+                .collect::<Vec<_>>(),
+            ["reload service ssh (/etc/ssh/sshd_config changed)"]
+        );
+        assert_eq!(r.calls.take().len(), 1);
+    }
+
+    /// A reload that fails is a warning: the apply succeeds and the files are in place.
+    #[test]
+    fn a_failed_reload_is_a_warning() {
+        let t = debian(&["ssh.service", "dnsmasq.service"]);
+        let mut target = Target::open(t.path(), Os::Debian).unwrap_or_else(|e| panic!("{e}"));
+        target.running = true;
+        let r = Recorder {
+            fail: true,
+            ..Default::default()
+        };
+        let done = apply(&with_reloads(), &target, &r).unwrap_or_else(|e| panic!("{e}"));
+        let warnings: Vec<String> = done
+            .changes
+            .iter()
+            .filter(|c| c.is_warning())
+            .map(Change::summary)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "left in place: service dnsmasq: its files changed but it was not reloaded: `systemctl try-restart --no-block -- dnsmasq.service`: Failed to reload ssh.service: Access denied",
+                "left in place: service ssh: its files changed but it was not reloaded: `systemctl try-reload-or-restart --no-block -- ssh.service`: Failed to reload ssh.service: Access denied",
+            ]
+        );
+        assert_eq!(
+            fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap_or_default(),
+            "Port 22\n"
+        );
+        assert!(t
+            .path()
+            .join("var/lib/multiverse/provision-state.json")
+            .is_file());
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! service folders, one per published service, keyed by `item.machine`: [`FileSpec::machine`]).
 //! Resolving a recipe for a machine gives a flat [`Resolved`] list with every condition decided.
 //!
+//! A file entry names the services that read it with `reload = ["ssh", "sshd"]`, every OS's name
+//! at once: resolving keeps the names this machine's resolved recipe enables as services
+//! ([`FileSpec::reload`]: `ssh` on Debian, `sshd` on Alpine) and drops the others, and a name that
+//! no recipe lists as a service on any OS is [`RecipeError::Reload`] (a typo would otherwise never
+//! reload anything). A service whose reload does not re-read its files says `restart = true` in
+//! `services` ([`ServiceSpec::restart`]: dnsmasq, whose SIGHUP re-reads only its hosts files).
+//! [`crate::apply`] reloads them on a running system when such a file changed.
+//!
 //! What this is not: a scripting language. There are no hooks or shell commands in recipes; the
 //! appliers in [`crate::apply`] know how to install a package or enable a service on each OS.
 
@@ -85,6 +93,18 @@ pub enum RecipeError {
         #[source]
         source: Box<TemplateError>,
     },
+    /// A file's `reload` names a service that no recipe lists, on any OS.
+    #[error(
+        "recipe {recipe}: file {path} reloads `{service}`, which no recipe lists in `services`"
+    )]
+    Reload {
+        /// Recipe name.
+        recipe: String,
+        /// The file.
+        path: String,
+        /// The unknown service name.
+        service: String,
+    },
     /// A file entry has neither or both of `template` and `source`.
     #[error("recipe {recipe}: file {path} needs exactly one of `template` or `source`")]
     FileSource {
@@ -108,6 +128,9 @@ enum Item {
         when: Option<String>,
         #[serde(default)]
         runlevel: Option<String>,
+        /// A service only: its reload does not re-read the files that name it in `reload`.
+        #[serde(default)]
+        restart: bool,
     },
 }
 
@@ -129,6 +152,9 @@ struct FileEntry {
     when: Option<String>,
     #[serde(default)]
     each: Option<String>,
+    /// The services that read this file (every OS's name; see the module docs).
+    #[serde(default)]
+    reload: Vec<String>,
 }
 
 /// A folder whose mode and owner the recipe sets (tor's onion service folder must be 0700 and
@@ -225,6 +251,10 @@ pub struct FileSpec {
     /// names one (`item.machine`: a published service's onion key on the star router); `None`
     /// for the machine being provisioned.
     pub machine: Option<String>,
+    /// The services of this machine that read the file: a running system reloads them when the
+    /// file changes. Only services the resolved recipe enables, in the recipe's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reload: Vec<String>,
 }
 
 /// A folder of the resolved recipe: made if missing, then given its owner and mode.
@@ -260,6 +290,11 @@ pub struct ServiceSpec {
     pub name: String,
     /// OpenRC runlevel (`default` unless the recipe says `boot`); ignored on systemd.
     pub runlevel: String,
+    /// The service's reload does not re-read its files (dnsmasq's SIGHUP re-reads only its hosts
+    /// files): a changed file restarts it instead. Only systemd can tell the two apart here;
+    /// OpenRC services are always restarted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
 }
 
 /// A recipe resolved for one machine: every include merged, every condition decided.
@@ -326,7 +361,32 @@ pub fn resolve(
     let mut out = Resolved::default();
     let mut stack = Vec::new();
     resolve_into(name, os, engine, ctx, &mut out, &mut stack)?;
+    // A file reloads only what this machine runs, once, in the order the recipes enable them.
+    for f in &mut out.files {
+        f.reload = out
+            .services
+            .iter()
+            .filter(|s| f.reload.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+    }
     Ok(out)
+}
+
+/// Every service name any embedded recipe lists, on any OS and under any condition: what a
+/// file's `reload` may name. (A recipe that does not parse is reported by its own resolve.)
+fn known_services() -> Vec<String> {
+    let mut names: Vec<String> = EMBEDDED
+        .iter()
+        .filter_map(|(n, src)| parse(n, src).ok())
+        .flat_map(|r| r.services)
+        .map(|it| match it {
+            Item::Name(n) | Item::Full { name: n, .. } => n,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn resolve_into(
@@ -366,39 +426,43 @@ fn resolve_into(
                 }),
         }
     };
-    let items = |list: &[Item]| -> Result<Vec<(String, Option<String>)>, RecipeError> {
+    // (name, runlevel, restart) of each entry that applies.
+    type Entry = (String, Option<String>, bool);
+    let items = |list: &[Item]| -> Result<Vec<Entry>, RecipeError> {
         let mut v = Vec::new();
         for it in list {
             match it {
-                Item::Name(n) => v.push((n.clone(), None)),
+                Item::Name(n) => v.push((n.clone(), None, false)),
                 Item::Full {
                     name: n,
                     os: o,
                     when,
                     runlevel,
+                    restart,
                 } => {
                     if applies(*o, when.as_deref())? {
-                        v.push((n.clone(), runlevel.clone()));
+                        v.push((n.clone(), runlevel.clone(), *restart));
                     }
                 }
             }
         }
         Ok(v)
     };
-    for (p, _) in items(&file.packages)? {
+    for (p, ..) in items(&file.packages)? {
         if !out.packages.contains(&p) {
             out.packages.push(p);
         }
     }
-    for (s, lvl) in items(&file.services)? {
+    for (s, lvl, restart) in items(&file.services)? {
         if !out.services.iter().any(|x| x.name == s) {
             out.services.push(ServiceSpec {
                 name: s,
                 runlevel: lvl.unwrap_or_else(|| "default".to_string()),
+                restart,
             });
         }
     }
-    for (m, _) in items(&file.modules)? {
+    for (m, ..) in items(&file.modules)? {
         if !out.modules.contains(&m) {
             out.modules.push(m);
         }
@@ -432,6 +496,8 @@ fn resolve_into(
             Ok(v)
         };
     out.sysctl.extend(file.sysctl.clone());
+    // Checked whether or not an entry applies here: a typo is an error on every machine.
+    check_reload(name, &file)?;
     for f in &file.files {
         if !applies(f.os, f.when.as_deref())? {
             continue;
@@ -466,6 +532,24 @@ fn resolve_into(
     Ok(())
 }
 
+/// Every `reload` of recipe `name`'s files names a service some recipe lists.
+fn check_reload(name: &str, file: &RecipeFile) -> Result<(), RecipeError> {
+    if file.files.iter().all(|f| f.reload.is_empty()) {
+        return Ok(());
+    }
+    let known = known_services();
+    for f in &file.files {
+        if let Some(bad) = f.reload.iter().find(|s| !known.contains(s)) {
+            return Err(RecipeError::Reload {
+                recipe: name.to_string(),
+                path: f.path.clone(),
+                service: bad.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Adds (or replaces, by path) one file entry of recipe `name`.
 fn add_file(
     name: &str,
@@ -490,6 +574,8 @@ fn add_file(
         mode,
         owner: f.owner.clone().unwrap_or_else(|| "root".to_string()),
         machine,
+        // Filtered to this machine's services once every recipe is merged ([`resolve`]).
+        reload: f.reload.clone(),
     };
     match out.files.iter_mut().find(|x| x.path == spec.path) {
         Some(existing) => *existing = spec,
@@ -529,7 +615,54 @@ mod tests {
             for inc in &r.include {
                 source_of(inc).unwrap();
             }
+            check_reload(name, &r).unwrap();
         }
+    }
+
+    /// `reload` keeps this machine's own name of each service, once, and drops the others.
+    #[test]
+    fn reload_keeps_the_machines_own_services() {
+        let e = Engine::embedded();
+        let ctx = serde_json::json!({"machine": {"arch": "x86_64", "kind": "router"}, "upstream": null, "vpn": {"kind": "wireguard"}, "tor": {"onion_services": []}});
+        let reload = |r: &Resolved, path: &str| -> Vec<String> {
+            r.files
+                .iter()
+                .find(|f| f.path == path)
+                .unwrap_or_else(|| panic!("{path}"))
+                .reload
+                .clone()
+        };
+        let star = resolve("router-star", Os::Debian, &e, &ctx).unwrap();
+        assert_eq!(reload(&star, "/etc/ssh/sshd_config"), ["ssh"]);
+        assert_eq!(reload(&star, "/etc/tor/torrc"), ["tor"]);
+        assert_eq!(reload(&star, "/etc/nftables.conf"), ["nftables"]);
+        assert_eq!(reload(&star, "/etc/dnsmasq.conf"), ["dnsmasq"]);
+        assert!(reload(&star, "/etc/hostname").is_empty());
+        let dnsmasq = star.services.iter().find(|s| s.name == "dnsmasq").unwrap();
+        assert!(dnsmasq.restart);
+        let star = resolve("router-star", Os::Alpine, &e, &ctx).unwrap();
+        assert_eq!(reload(&star, "/etc/ssh/ssh_host_ed25519_key"), ["sshd"]);
+        assert_eq!(
+            reload(&star, "/var/lib/tor/multiverse/hs_ed25519_secret_key"),
+            ["tor"]
+        );
+        // Galaxy's WireGuard: wg-quick@wg0 on Debian; no such service on Alpine (`local`).
+        let galaxy = resolve("router-galaxy", Os::Debian, &e, &ctx).unwrap();
+        assert_eq!(reload(&galaxy, "/etc/wireguard/wg0.key"), ["wg-quick@wg0"]);
+        let galaxy = resolve("router-galaxy", Os::Alpine, &e, &ctx).unwrap();
+        assert!(reload(&galaxy, "/etc/wireguard/wg0.conf").is_empty());
+    }
+
+    /// A `reload` that names no service of any recipe is an error naming the file, even on an
+    /// entry for another OS.
+    #[test]
+    fn reload_of_an_unknown_service_is_an_error() {
+        let src = "description = \"d\"\n[[file]]\npath = \"/etc/a\"\ntemplate = \"a.j2\"\nos = \"alpine\"\nreload = [\"ssh\", \"shd\"]\n";
+        let err = check_reload("x", &parse("x", src).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "recipe x: file /etc/a reloads `shd`, which no recipe lists in `services`"
+        );
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct DesiredFile {
     pub owner: String,
     /// Where it came from (template name or generated source), for plans and goldens.
     pub origin: String,
+    /// The machine's services that read it, reloaded on a running system when it changes
+    /// ([`recipe::FileSpec::reload`]).
+    pub reload: Vec<String>,
 }
 
 /// A folder the machine must have (home folders and `~/.ssh`).
@@ -414,6 +417,7 @@ pub fn render(
             mode: f.mode,
             owner: f.owner.clone(),
             origin,
+            reload: f.reload.clone(),
         });
     }
 
@@ -463,6 +467,8 @@ pub fn render(
                 mode: 0o600,
                 owner: u.name.clone(),
                 origin: "authorized_keys".to_string(),
+                // sshd reads it at each login.
+                reload: vec![],
             });
         }
         users.push(DesiredUser {

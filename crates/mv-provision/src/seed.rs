@@ -123,6 +123,8 @@ struct Manifest {
 struct ServiceEntry {
     name: String,
     runlevel: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    restart: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +144,8 @@ struct FileEntry {
     origin: String,
     kind: FileKind,
     blob: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reload: Vec<String>,
 }
 
 /// How a file's blob is turned back into [`Contents`].
@@ -184,6 +188,7 @@ fn encode(d: &Desired) -> (Manifest, Vec<SecretBytes>) {
                 Contents::Binary { .. } => FileKind::Binary,
             },
             blob: blob(f.contents.bytes()),
+            reload: f.reload.clone(),
         })
         .collect();
     let users = d
@@ -209,6 +214,7 @@ fn encode(d: &Desired) -> (Manifest, Vec<SecretBytes>) {
             .map(|s| ServiceEntry {
                 name: s.name.clone(),
                 runlevel: s.runlevel.clone(),
+                restart: s.restart,
             })
             .collect(),
         dirs: d
@@ -402,6 +408,7 @@ pub fn read_dir(dir: &Path) -> Result<(Desired, SeedId), SeedError> {
             mode: f.mode,
             owner: f.owner.clone(),
             origin: f.origin.clone(),
+            reload: f.reload.clone(),
         });
     }
     let mut users = Vec::with_capacity(m.users.len());
@@ -434,6 +441,7 @@ pub fn read_dir(dir: &Path) -> Result<(Desired, SeedId), SeedError> {
             .map(|s| ServiceSpec {
                 name: s.name,
                 runlevel: s.runlevel,
+                restart: s.restart,
             })
             .collect(),
         dirs: m
@@ -541,6 +549,7 @@ mod tests {
             services: vec![ServiceSpec {
                 name: "ssh".into(),
                 runlevel: "default".into(),
+                restart: false,
             }],
             dirs: vec![DesiredDir {
                 path: "/home/user/.ssh".into(),
@@ -554,6 +563,7 @@ mod tests {
                     mode: 0o644,
                     owner: "root".into(),
                     origin: "base-hostname.j2".into(),
+                    reload: vec![],
                 },
                 DesiredFile {
                     path: "/etc/ssh/ssh_host_ed25519_key".into(),
@@ -561,6 +571,7 @@ mod tests {
                     mode: 0o600,
                     owner: "root".into(),
                     origin: "identity".into(),
+                    reload: vec!["ssh".into()],
                 },
                 DesiredFile {
                     path: "/usr/bin/multiverse-agent".into(),
@@ -571,6 +582,7 @@ mod tests {
                     mode: 0o755,
                     owner: "root".into(),
                     origin: "multiverse-agent".into(),
+                    reload: vec![],
                 },
             ],
             users: vec![DesiredUser {
@@ -600,6 +612,7 @@ mod tests {
         assert_eq!(back_id, id);
         assert_eq!(seed_id(&back), id);
         assert_eq!(back.files[1].contents.bytes(), b"PRIVATE");
+        assert_eq!(back.files[1].reload, ["ssh"]);
         assert_eq!(back.files[2].contents.bytes(), b"\x7fELF\xff");
         assert!(matches!(back.files[2].contents, Contents::Binary { .. }));
         assert!(back.files[1].contents.is_secret());

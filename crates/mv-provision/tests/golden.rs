@@ -1,5 +1,6 @@
-//! Golden files: every machine type rendered for Alpine and Debian, file by file, so a change to
-//! a recipe or template shows up as a reviewable diff. `UPDATE_GOLDEN=1` rewrites them.
+//! Golden files: every machine type rendered for Alpine and Debian, file by file (with the
+//! services each file reloads), so a change to a recipe or template shows up as a reviewable
+//! diff. `UPDATE_GOLDEN=1` rewrites them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,8 +51,13 @@ fn bundle(os: Os) -> Vec<(String, String)> {
             ));
         }
         for f in &d.files {
+            let reload = if f.reload.is_empty() {
+                String::new()
+            } else {
+                format!(", reload {}", f.reload.join(" "))
+            };
             text.push_str(&format!(
-                "\n=== {} ({:04o} {}, from {})\n",
+                "\n=== {} ({:04o} {}, from {}{reload})\n",
                 f.path, f.mode, f.owner, f.origin
             ));
             match &f.contents {

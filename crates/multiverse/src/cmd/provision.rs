@@ -300,10 +300,11 @@ fn print_change(c: &Change, with_diff: bool) {
         | Change::Remove { .. }
         | Change::RemoveDir { .. } => "-",
         Change::Kept { .. } => "!",
+        Change::Reload { .. } => "~",
         _ => "~",
     };
     println!("  {mark} {}", c.summary());
-    if let Change::Packages { command, .. } = c {
+    if let Change::Packages { command, .. } | Change::Reload { command, .. } = c {
         println!("      runs: {}", command.join(" "));
     }
     if with_diff {
