@@ -74,8 +74,6 @@ pub enum Command {
     Host(cmd::host::Command),
     /// Install a Multiverse host on a disk: unattended from an answer file, or interactively
     Install(cmd::install::InstallArgs),
-    /// Rebuild a lost host from its 24 words and multiverse.toml: restore, render, pass, image, up
-    Rebuild(cmd::rebuild::RebuildArgs),
     /// Print shell completions
     Completions(cmd::meta::CompletionsArgs),
     /// Print the man page (roff)
@@ -103,6 +101,8 @@ pub enum VirtCommand {
     Migrate(cmd::migrate::Args),
     /// Attach to a machine's serial console (libvirt's; Ctrl+] leaves)
     Console(cmd::libvirt::ConsoleArgs),
+    /// Rebuild a lost host from its 24 words and multiverse.toml: restore, render, pass, image, up
+    Rebuild(cmd::rebuild::RebuildArgs),
 }
 
 /// The whole program: parses the command line, sets up logging, runs the command with `virt` for
@@ -149,7 +149,6 @@ pub fn run(
         Command::Guard(c) => cmd::guard::run(g, c),
         Command::Host(c) => cmd::host::run(g, c),
         Command::Install(a) => cmd::install::run(g, a),
-        Command::Rebuild(a) => cmd::rebuild::run(g, a),
         Command::Completions(a) => cmd::meta::completions(Cli::command(), a),
         Command::Man => cmd::meta::man(Cli::command()),
     }

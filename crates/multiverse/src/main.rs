@@ -6,7 +6,7 @@
 //!
 //! It does not link libvirt, so that it starts in about a millisecond (`multiverse pass show` is
 //! meant to beat `pass show`): the libvirt subcommands (`up`, `down`, `status`, `backup`,
-//! `restore`, `image`, `migrate`) are parsed here, then run by the sibling binary
+//! `restore`, `image`, `migrate`, `console`, `rebuild`) are parsed here, then run by the sibling binary
 //! `multiverse-virt`, which this one execs with the same arguments (docs/cli.md).
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage or bad input (a malformed config, a bad name, ...).

@@ -1,7 +1,7 @@
 //! `multiverse-virt`: the part of `multiverse` that links libvirt.
 //!
 //! `multiverse` execs this binary, with the same arguments, for the subcommands that talk to
-//! libvirt (`up`, `down`, `status`, `backup`, `restore`, `image`, `migrate`), so that every other
+//! libvirt (`up`, `down`, `status`, `backup`, `restore`, `image`, `migrate`, `console`, `rebuild`), so that every other
 //! command starts without loading libvirt and its ~55 shared libraries (docs/cli.md). It compiles
 //! the very same modules as `multiverse` (through `#[path]`: one definition of the command line,
 //! [`cli::Cli`]), and runs any subcommand itself, libvirt or not; it is not meant to be called by
@@ -40,5 +40,6 @@ fn run_virt(g: &Global, c: VirtCommand) -> Result<(), CliError> {
         VirtCommand::Image(c) => cmd::libvirt::image(g, c),
         VirtCommand::Migrate(a) => cmd::migrate::run(g, a),
         VirtCommand::Console(a) => cmd::libvirt::console(g, a),
+        VirtCommand::Rebuild(a) => cmd::rebuild::run(g, a, &run_virt),
     }
 }

@@ -251,10 +251,10 @@ pub fn channel_target(
     let mut ssh = vec!["ssh".to_string()];
     ssh.extend(login.options(true));
     ssh.extend([
-        // A guest whose sshd never answers (the relay is there, sshd is not) ends in a minute,
-        // not never; under TCG a loaded guest's first answer can take tens of seconds.
+        // A guest whose sshd never answers (the relay is there, sshd is not) ends in minutes, not
+        // never; under TCG, on a host busy with other guests, a first answer took over a minute.
         "-o".to_string(),
-        "ConnectTimeout=60".to_string(),
+        "ConnectTimeout=180".to_string(),
         "-o".to_string(),
         format!("ProxyCommand={}", super::ssh::channel_proxy(g, &name)?),
         "-l".to_string(),

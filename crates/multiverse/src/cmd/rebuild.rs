@@ -1,24 +1,22 @@
 //! `multiverse rebuild --words-file F`: a lost host back from its 24 words and `multiverse.toml`
 //! (kept in git), as one command over the existing ones.
 //!
-//! Steps, each an existing subcommand with the same `--root`, run in this process (so the root is
-//! unsealed once: `crate::unsealed`), except `image build` and `up`, which link libvirt and run
-//! as children of this binary (`multiverse-virt`):
+//! Steps, each an existing subcommand with the same `--root`, all run in this process (a libvirt
+//! command: `multiverse-virt`), so the root is unsealed once (`crate::unsealed`):
 //! `identity restore` (the words; the sealed root), `render`, `pass init` + `pass machines`, `image
 //! build debian` (when `images/debian.qcow2` is missing), `up --start [FQDN...]` (which writes
 //! the seeds of the machines it starts and starts them in order; every machine when none is
 //! named). Each is idempotent, so the whole command can be run
 //! again after a failure; it stops at the first failing step with one line naming it.
 //!
-//! The passphrase reaches the children as `--passphrase-file`: the given file, or (read once from
+//! The passphrase reaches the steps as `--passphrase-file`: the given file, or (read once from
 //! `MULTIVERSE_PASSPHRASE` or a prompt) a 0600 file in a private scratch folder removed on exit.
-//! Never argv, never the children's environment.
+//! Never argv, never the environment.
 
 use crate::error::CliError;
 use crate::global::Global;
 use crate::secret_input;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// `rebuild`.
 #[derive(Debug, clap::Args)]
@@ -49,7 +47,11 @@ impl Drop for Scratch {
 }
 
 /// Runs the command.
-pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
+pub fn run(
+    g: &Global,
+    a: RebuildArgs,
+    virt: &dyn Fn(&Global, crate::cli::VirtCommand) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     let tree = mv_machines::layout::Tree::new(g.root.clone());
     let config = tree.config_file();
     // The file must be there and valid, and the machines named in it, before anything is written.
@@ -138,29 +140,19 @@ pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
         up.extend(a.machines.iter().map(|m| std::ffi::OsStr::new(m.as_str())));
         steps.push(("up --start".into(), up));
     }
-    let exe = std::env::current_exe()?;
     let total = steps.len();
     for (i, (name, args)) in steps.iter().enumerate() {
         g.say(format!("[{}/{total}] {name}", i + 1));
-        let code = if in_process(args) {
-            // Same process: the root unsealed (or sealed, by `identity restore`) by one step is
-            // the next one's (`crate::unsealed`), one Argon2id instead of one per step.
-            let mut argv: Vec<std::ffi::OsString> = vec!["multiverse".into()];
-            argv.extend(global_args(g));
-            argv.extend(args.iter().map(|a| a.to_os_string()));
-            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).map_err(|e| {
-                CliError::failure_msg(format!("rebuild's step `{name}` does not parse: {e}"))
-            })?;
-            crate::error::report(crate::cli::run(cli, |_, _| {
-                Err(CliError::failure_msg(
-                    "a libvirt step must run in multiverse-virt",
-                ))
-            }))
-        } else {
-            // `image` and `up` link libvirt: `multiverse-virt`, through this binary.
-            let status = child(&exe, g, args).status()?;
-            status.code().unwrap_or(1)
-        };
+        // Every step in this process (`multiverse-virt`, which links libvirt for `image` and
+        // `up`): the root unsealed, or sealed by `identity restore`, by one step is the next
+        // one's (`crate::unsealed`): one Argon2id for the whole rebuild instead of one per step.
+        let mut argv: Vec<std::ffi::OsString> = vec!["multiverse".into()];
+        argv.extend(global_args(g));
+        argv.extend(args.iter().map(|a| a.to_os_string()));
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).map_err(|e| {
+            CliError::failure_msg(format!("rebuild's step `{name}` does not parse: {e}"))
+        })?;
+        let code = crate::error::report(crate::cli::run(cli, virt));
         if code != 0 {
             return Err(CliError {
                 kind: if code == 2 {
@@ -180,11 +172,6 @@ pub fn run(g: &Global, a: RebuildArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Whether a step runs in this process: every one but the libvirt subcommands.
-fn in_process(args: &[&std::ffi::OsStr]) -> bool {
-    !matches!(args.first().and_then(|a| a.to_str()), Some("image" | "up"))
-}
-
 /// `--root R`, `--quiet`, `-v`…: this run's global options, for each step.
 fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
     let mut out: Vec<std::ffi::OsString> = vec!["--root".into(), g.root.clone().into()];
@@ -195,10 +182,4 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
         out.push("-v".into());
     }
     out
-}
-
-fn child(exe: &Path, g: &Global, args: &[&std::ffi::OsStr]) -> Command {
-    let mut c = Command::new(exe);
-    c.args(global_args(g)).args(args);
-    c
 }
