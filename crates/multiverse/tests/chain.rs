@@ -20,7 +20,9 @@
 //! tor stopped, or with galaxy's tunnel down, the app reaches nothing and nothing leaves on the
 //! uplink; and when all three routers reboot while the app keeps knocking, nothing leaks on any
 //! link before their services are up (each loads its firewall before it raises a NIC), and the
-//! app's traffic flows again afterwards.
+//! app's traffic flows again afterwards. Last, galaxy is switched to OpenVPN (a real `openvpn`
+//! server as the provider) and booted again: the same request goes through, only OpenVPN's UDP
+//! crosses the uplink, and with the server gone nothing does.
 //!
 //! One test function, one boot of the five guests: each boot costs a minute or more under TCG.
 #![allow(clippy::unwrap_used)]
@@ -279,7 +281,7 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
     // The VPN provider: userspace WireGuard, its interface named per test run (wireguard-go's
     // control socket lives in the machine's /var/run/wireguard).
     let wg_if = format!("mvwg{}", std::process::id() % 100_000);
-    let _provider = KillOnDrop(
+    let provider = KillOnDrop(
         lab.command("wireguard-go")
             .args(["-f", &wg_if])
             .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
@@ -707,6 +709,154 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
     {
         bench(&root, &lab, &net_dir.join("www"), runs);
     }
+
+    galaxy_on_openvpn(&root, &lab, &net_dir, &vpn_toml, provider);
+}
+
+/// OpenVPN as galaxy's VPN, the same traffic test: the provider becomes a real `openvpn` server
+/// on the internet (10.255.0.1:1194, the tunnel's 10.64.0.1 its own), galaxy is switched to
+/// `vpn = "openvpn"` with `vpn.toml` for that server, and `up --start` boots it from a new seed.
+/// The app's request then reaches the server through star's Tor and galaxy's OpenVPN tunnel; the
+/// uplink carries only OpenVPN's UDP to the endpoint (and DHCP); galaxy's agent reports the
+/// tunnel; and with the server gone the app reaches nothing and nothing else leaves.
+fn galaxy_on_openvpn(
+    root: &Path,
+    lab: &Lab,
+    net_dir: &Path,
+    vpn_toml: &Path,
+    wireguard: KillOnDrop,
+) {
+    use mv_testkit::openvpn::{Pki, Server, ServerOptions, Settings};
+    const PORT: u16 = 1194;
+    let down = ok(&mut mvl(root, lab, &["down", "--timeout", "360", GALAXY]));
+    assert!(
+        down.contains(&format!("shut down       domain   {GALAXY}")),
+        "{down}"
+    );
+    // The WireGuard provider leaves (its interface and the tunnel's address with it).
+    drop(wireguard);
+    let config = mv_machines::layout::Tree::new(root).config_file();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let galaxy_line = "router = { role = \"galaxy\", vpn = \"wireguard\"";
+    assert_eq!(text.matches(galaxy_line).count(), 1, "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            galaxy_line,
+            "router = { role = \"galaxy\", vpn = \"openvpn\"",
+        ),
+    )
+    .unwrap();
+    let pki_dir = net_dir.join("openvpn-pki");
+    let pki = Pki::create(&pki_dir);
+    let tls_crypt = mv_testkit::openvpn::tls_crypt_key(&pki_dir);
+    let password = format!("chain-{}", std::process::id());
+    mv_testkit::openvpn::write_openvpn_settings(
+        vpn_toml,
+        &Settings {
+            endpoint: UPLINK_GATEWAY,
+            port: PORT,
+            address: &format!("{TUNNEL_GALAXY}/24"),
+            ca_pem: &std::fs::read_to_string(&pki.ca_cert).unwrap(),
+            user: "galaxy",
+            password: &password,
+            tls_crypt: Some(&tls_crypt),
+        },
+    );
+    let internet = mv_testkit::tornet::Netns::of(lab.pid());
+    let mut server = Server::start(
+        &internet,
+        &net_dir.join("openvpn-server"),
+        &pki,
+        &ServerOptions {
+            listen: UPLINK_GATEWAY.parse().unwrap(),
+            port: PORT,
+            tunnel: "10.64.0.1".parse().unwrap(),
+            client_address: TUNNEL_GALAXY.parse().unwrap(),
+            user: "galaxy",
+            password: &password,
+            tls_crypt: Some(&pki_dir.join("tls-crypt.key")),
+        },
+    );
+    let up = ok(&mut mvl(
+        root,
+        lab,
+        &["up", "--start", "--timeout", "420", GALAXY],
+    ));
+    assert!(
+        up.contains(&format!("seeded          disk     {GALAXY}")),
+        "{up}"
+    );
+    if let Err(e) = server
+        .process
+        .wait_for_log("PUSH_REPLY", Duration::from_secs(240))
+    {
+        fail(root, lab, &format!("galaxy's OpenVPN never connected: {e}"));
+    }
+    let uplink = Capture::start(lab, "mvbrup", &net_dir.join("uplink-openvpn"));
+    let page = ssh(root, lab, APP, &fetch_script("chain-probe", 80));
+    let uplink = uplink.stop();
+    if !page.status.success() {
+        fail(
+            root,
+            lab,
+            &format!("no traffic through the chain on OpenVPN: {page:?}"),
+        );
+    }
+    assert!(
+        common::stdout(&page).contains("through the chain"),
+        "{page:?}"
+    );
+    let openvpn = format!("{UPLINK_GATEWAY}.{PORT}");
+    assert!(
+        uplink
+            .iter()
+            .any(|l| l.contains(&openvpn) && l.contains(": UDP")),
+        "no OpenVPN on the uplink while the app worked: {uplink:#?}"
+    );
+    let foreign: Vec<&String> = uplink
+        .iter()
+        .filter(|l| l.contains(" IP "))
+        .filter(|l| !(l.contains(&openvpn) && l.contains(": UDP")))
+        .filter(|l| !is_dhcp(l))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "leaked onto the uplink (OpenVPN): {foreign:#?}"
+    );
+    let routers = wait_router_stats(root, lab, |r| r[GALAXY]["vpn_up"] == true);
+    assert_eq!(routers[GALAXY]["vpn_up"], true, "{}", routers[GALAXY]);
+    assert!(
+        routers[GALAXY]["wireguard"].is_null(),
+        "galaxy no longer runs WireGuard: {}",
+        routers[GALAXY]
+    );
+
+    // Fail closed: the provider's server gone, the app reaches nothing, and the uplink carries
+    // nothing but galaxy's OpenVPN retries to the endpoint (answered "port unreachable").
+    drop(server);
+    let uplink = Capture::start(lab, "mvbrup", &net_dir.join("uplink-openvpn-down"));
+    let cut = ssh(root, lab, APP, &fetch_script("chain-probe", 2));
+    let uplink = uplink.stop();
+    assert!(
+        reached_nothing(&cut),
+        "with the OpenVPN server gone: {cut:?}"
+    );
+    let leaked: Vec<&String> = uplink
+        .iter()
+        .filter(|l| l.contains(" IP "))
+        .filter(|l| !is_dhcp(l))
+        .filter(|l| !(l.contains(&format!("> {openvpn}: UDP"))))
+        .filter(|l| {
+            !(l.contains(&format!("IP {UPLINK_GATEWAY} > "))
+                && l.contains(" udp port ")
+                && l.contains(" unreachable"))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "with the OpenVPN server gone: {leaked:#?}"
+    );
 }
 
 /// What `bench/chain.sh` measures on the booted chain (run with `MULTIVERSE_CHAIN_BENCH=N`, N

@@ -1500,12 +1500,32 @@ pub fn apply(
             owner: "(created by no installed package)".to_string(),
         });
     }
-    match &target.ssh {
-        None => commit(target, &second.staged)?,
-        Some(ssh) => crate::remote::commit(target, ssh, &second.staged, runner)?,
-    }
-    let mut warnings = stop_services(&second.staged, runner);
-    warnings.extend(reload_services(&second.staged, runner));
+    let warnings = match &target.ssh {
+        None => {
+            commit(target, &second.staged)?;
+            let mut warnings = stop_services(&second.staged, runner);
+            warnings.extend(reload_services(&second.staged, runner));
+            warnings
+        }
+        Some(ssh) => {
+            // Over SSH the stops and reloads run in the commit's own session (see
+            // `remote::commit`): the failures come back by index.
+            let failed = crate::remote::commit(target, ssh, &second.staged, runner)?;
+            let stops = second.staged.stops.len();
+            failed
+                .into_iter()
+                .filter_map(|(i, why)| {
+                    if i < stops {
+                        let (name, argv) = &second.staged.stops[i];
+                        Some(stop_warning(name, argv, why))
+                    } else {
+                        let (name, argv) = second.staged.reloads.get(i - stops)?;
+                        Some(reload_warning(name, argv, why))
+                    }
+                })
+                .collect()
+        }
+    };
     done.extend(
         second
             .changes
@@ -1614,15 +1634,29 @@ fn stop_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
             Ok(out) => last_lines(&out.stderr, 2),
             Err(e) => e.to_string(),
         };
-        warnings.push(Change::Kept {
-            path: format!("service {name}"),
-            reason: format!(
-                "disabled but maybe still running: `{}`: {why}",
-                argv.join(" ")
-            ),
-        });
+        warnings.push(stop_warning(name, argv, why));
     }
     warnings
+}
+
+fn stop_warning(name: &str, argv: &[String], why: String) -> Change {
+    Change::Kept {
+        path: format!("service {name}"),
+        reason: format!(
+            "disabled but maybe still running: `{}`: {why}",
+            argv.join(" ")
+        ),
+    }
+}
+
+fn reload_warning(name: &str, argv: &[String], why: String) -> Change {
+    Change::Kept {
+        path: format!("service {name}"),
+        reason: format!(
+            "its files changed but it was not reloaded: `{}`: {why}",
+            argv.join(" ")
+        ),
+    }
 }
 
 /// Reloads the services whose files the commit changed; a failure is a warning (the files are
@@ -1635,13 +1669,7 @@ fn reload_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
             Ok(out) => last_lines(&out.stderr, 2),
             Err(e) => e.to_string(),
         };
-        warnings.push(Change::Kept {
-            path: format!("service {name}"),
-            reason: format!(
-                "its files changed but it was not reloaded: `{}`: {why}",
-                argv.join(" ")
-            ),
-        });
+        warnings.push(reload_warning(name, argv, why));
     }
     warnings
 }
@@ -1915,6 +1943,50 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Over SSH the reloads run in the commit's own session, after the files are extracted (a
+    /// new connection could meet a host key the caller does not know yet: sshd's keys may be
+    /// among the files), each in order; one that fails comes back as a warning with its reason.
+    #[test]
+    fn reloads_over_ssh_run_in_the_commits_session() {
+        struct Session {
+            scripts: std::cell::RefCell<Vec<String>>,
+        }
+        impl Runner for Session {
+            fn run(&self, argv: &[String], _env: &[(&str, &str)]) -> std::io::Result<RunOutput> {
+                self.scripts.borrow_mut().push(argv.join(" "));
+                Ok(RunOutput {
+                    success: true,
+                    // The second command (ssh's reload) failed on the machine.
+                    stdout: "multiverse-post-commit-failed 1 Access denied \n".into(),
+                    ..Default::default()
+                })
+            }
+        }
+        let t = debian(&["ssh.service", "dnsmasq.service"]);
+        let ssh = vec!["ssh".to_string(), "root@h".to_string()];
+        let target = Target::over_ssh(ssh.clone(), t.path(), Os::Debian);
+        let p = plan(&with_reloads(), &target).unwrap_or_else(|e| panic!("{e}"));
+        let r = Session {
+            scripts: Default::default(),
+        };
+        let failed =
+            crate::remote::commit(&target, &ssh, &p.staged, &r).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(failed, [(1, "Access denied".to_string())]);
+        let scripts = r.scripts.into_inner();
+        assert_eq!(scripts.len(), 1, "one session: {scripts:#?}");
+        let script = &scripts[0];
+        let extract = script
+            .find("tar -C / -xpf -")
+            .unwrap_or_else(|| panic!("{script}"));
+        let dnsmasq = script
+            .find("systemctl'\\'' '\\''try-restart")
+            .unwrap_or_else(|| panic!("{script}"));
+        let ssh_reload = script
+            .find("systemctl'\\'' '\\''try-reload-or-restart")
+            .unwrap_or_else(|| panic!("{script}"));
+        assert!(extract < dnsmasq && dnsmasq < ssh_reload, "{script}");
     }
 
     /// A Debian machine over SSH: one reload per service, after everything else, in the order

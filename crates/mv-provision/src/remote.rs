@@ -276,12 +276,14 @@ pub(crate) fn fetch(
 }
 
 /// Sends everything `staged` (built against the shadow) to the machine in one tar stream.
+/// Returns the stops and reloads (`staged.stops` then `staged.reloads`, by index) that failed on
+/// the machine, with the last lines they printed.
 pub(crate) fn commit(
     target: &Target,
     ssh: &[String],
     staged: &Staged,
     runner: &dyn Runner,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<(usize, String)>, ApplyError> {
     let shadow = target.root();
     let stage = shadow.with_file_name(format!(
         "{}.stage",
@@ -362,8 +364,30 @@ pub(crate) fn commit(
     for d in &staged.rmdirs {
         removals.push(format!("{{ rmdir -- {} 2>/dev/null || true; }}", quote(d)?));
     }
-    if list.is_empty() && removals.is_empty() {
-        return Ok(());
+    // The stops and reloads run in the same session, after the files are in place: once the
+    // stream has replaced sshd's host keys, a new connection would meet the new key (which the
+    // caller's known_hosts may not list yet: a rotation logs in with the old one). Each one's
+    // failure is a line on stdout, never a failed commit.
+    let post: Vec<&Vec<String>> = staged
+        .stops
+        .iter()
+        .chain(&staged.reloads)
+        .map(|(_, argv)| argv)
+        .collect();
+    if list.is_empty() && removals.is_empty() && post.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut after = String::new();
+    for (i, argv) in post.iter().enumerate() {
+        let words = argv.get(ssh.len()..).unwrap_or_default();
+        let cmd = words
+            .iter()
+            .map(|w| quote(w))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" ");
+        after.push_str(&format!(
+            "; out=$({cmd} 2>&1) || printf '{POST_FAILED} {i} %s\\n' \"$(printf '%s' \"$out\" | tail -n 2 | tr '\\n' ' ')\""
+        ));
     }
     let prefix = ssh_prefix(ssh)?;
     let remove = if removals.is_empty() {
@@ -371,25 +395,38 @@ pub(crate) fn commit(
     } else {
         format!("cd / && {} && ", removals.join(" && "))
     };
+    let failures = |stdout: String| -> Vec<(usize, String)> {
+        stdout
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(POST_FAILED)?.trim();
+                let (i, why) = rest.split_once(' ').unwrap_or((rest, ""));
+                Some((i.parse().ok()?, why.trim().to_string()))
+            })
+            .collect()
+    };
     if list.is_empty() {
-        run_sh(
+        let out = run_sh(
             runner,
-            &format!("{prefix} {}", sh_quote(&format!("{remove}true"))),
+            &format!("{prefix} {}", sh_quote(&format!("{remove}true{after}"))),
             "ssh removal on the machine",
         )?;
-        return Ok(());
+        return Ok(failures(out));
     }
     let list_file = stage.join(".list");
     fs::write(&list_file, format!("{}\n", list.join("\n"))).map_err(werr(&list_file))?;
-    run_sh(
+    let out = run_sh(
         runner,
         &format!(
             "tar -C {} --numeric-owner --no-recursion -cpf - -T {} | {prefix} {}",
             quote(&stage.display().to_string())?,
             quote(&list_file.display().to_string())?,
-            sh_quote(&format!("{remove}tar -C / -xpf -"))
+            sh_quote(&format!("{remove}tar -C / -xpf - && true{after}"))
         ),
         "ssh tar to the machine",
     )?;
-    Ok(())
+    Ok(failures(out))
 }
+
+/// What the commit's remote script prints for a stop or reload that failed: `MARK INDEX WHY`.
+const POST_FAILED: &str = "multiverse-post-commit-failed";
