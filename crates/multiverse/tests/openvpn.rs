@@ -13,10 +13,17 @@
 //! - plain TCP and UDP to other ports of the server's address, and TCP to the VPN port, are
 //!   dropped on the way out (galaxy's `output_dropped` counts them; a counter on the server's side
 //!   sees none of them), where before the rules the same TCP request got through.
+//! - the router agent's OpenVPN reader (`mv_agent::stats::openvpn::query`), asking the management
+//!   socket galaxy's config opens and its agent.toml names, reports CONNECTED with the tunnel
+//!   address vpn.toml names, the server's address and the link's bytes; the socket refuses a
+//!   process that is not root; with the server stopped, it reports what OpenVPN then says (not
+//!   CONNECTED), while tun0 itself stays (persist-tun), which is why the interface alone is not
+//!   the truth.
 //!
 //! Nothing touches the machine's own network namespace: both namespaces are the test's
-//! (`mv_testkit::tornet::Netns`), the veth pair is made inside them, and every process is
-//! stopped by its PID on drop.
+//! (`mv_testkit::tornet::Netns`), the veth pair is made inside them, galaxy's `/run` (where its
+//! management socket is) is a scratch folder bound in the client's mount namespace, and every
+//! process is stopped by its PID on drop.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -39,6 +46,8 @@ const PORT: u16 = 1194;
 const SERVER_TUNNEL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
 const CLIENT_TUNNEL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 2);
 const USER: &str = "galaxy-account";
+/// Galaxy's OpenVPN management socket, as provisioned.
+const MANAGEMENT: &str = mv_provision::render::OPENVPN_MANAGEMENT_SOCKET;
 
 fn ok(cmd: &mut Command) -> String {
     common::ok(cmd, None)
@@ -247,6 +256,8 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
         "ca /etc/openvpn/client/ca.crt",
         "auth-user-pass /etc/openvpn/client/credentials",
         "tls-crypt /etc/openvpn/client/tls-crypt.key",
+        &format!("management {MANAGEMENT} unix"),
+        "management-client-user root",
     ] {
         assert!(conf.lines().any(|l| l == line), "no `{line}` in:\n{conf}");
     }
@@ -266,6 +277,14 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
         .join("etc/systemd/system/multi-user.target.wants/openvpn-client@galaxy.service")
         .symlink_metadata()
         .is_ok());
+    // The agent is told where to ask.
+    let agent_toml = std::fs::read_to_string(target.join("etc/multiverse/agent.toml")).unwrap();
+    assert!(
+        agent_toml
+            .lines()
+            .any(|l| l == format!("openvpn_management = \"{MANAGEMENT}\"")),
+        "{agent_toml}"
+    );
     let nft_conf = target.join("etc/nftables.conf");
     let rules = std::fs::read_to_string(&nft_conf).unwrap();
     // The one way out on the uplink: the tunnel's UDP to the endpoint's port (galaxy's uplink is
@@ -351,6 +370,12 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
 
     // Galaxy's own firewall in galaxy's namespace, as provisioned.
     mv_testkit::run_ok(client_ns.command("nft").arg("-f").arg(&nft_conf));
+
+    // Galaxy's /run is a scratch folder: the management socket the config names appears there.
+    let run = t.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    client_ns.bind(&run, Path::new("/run"));
+    let socket = run.join(Path::new(MANAGEMENT).strip_prefix("/run").unwrap());
 
     // A wrong password: a copy of the provisioned /etc/openvpn with other credentials. The client
     // is refused and never completes.
@@ -458,6 +483,123 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
     // The tunnel still carries traffic after the probes.
     assert!(curl(&client_ns, &format!("http://{SERVER_TUNNEL}:8080/"), 5).is_some());
     assert!(!galaxy.exited(), "{}", galaxy.log());
+
+    // The agent's reader on the real management socket: CONNECTED, with the address vpn.toml
+    // names, the provider's endpoint, and the bytes the requests above moved.
+    let up = mv_agent::stats::openvpn::query(&socket, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", galaxy.log()));
+    eprintln!("management socket, tunnel up: {up:?}");
+    assert!(up.connected(), "{up:?}");
+    assert_eq!(up.tunnel_address, Some(CLIENT_TUNNEL), "{up:?}");
+    assert_eq!(
+        up.remote,
+        Some(std::net::SocketAddr::from((ENDPOINT, PORT))),
+        "{up:?}"
+    );
+    assert!(
+        up.since_secs
+            .is_some_and(|s| s <= started.elapsed().as_secs()),
+        "{up:?}"
+    );
+    assert!(
+        up.rx_bytes.is_some_and(|b| b > 0) && up.tx_bytes.is_some_and(|b| b > 0),
+        "{up:?}"
+    );
+    let stats = mv_agent::stats::router::RouterStats {
+        vpn_up: Some(true),
+        openvpn: Some(up),
+        ..Default::default()
+    };
+    assert!(
+        stats.summary().starts_with("0 leases, vpn connected "),
+        "{}",
+        stats.summary()
+    );
+
+    // Only root may use the socket (OpenVPN creates it connectable by all): a process of
+    // another user is dropped before OpenVPN says a word, where root is greeted.
+    let mgmt_curl = |uid: u32| {
+        let out = Command::new("nsenter")
+            .args(["-t", &client_ns.pid().to_string(), "-n", "-m"])
+            .args(["-S", &uid.to_string(), "-G", &uid.to_string(), "--"])
+            .args([
+                "curl",
+                "-sS",
+                "--http0.9",
+                "--max-time",
+                "2",
+                "--unix-socket",
+            ])
+            .arg(MANAGEMENT)
+            .arg("http://galaxy/")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        mgmt_curl(0).contains(">INFO:OpenVPN Management Interface"),
+        "root is greeted"
+    );
+    let nobody = mgmt_curl(65534);
+    assert!(!nobody.contains("OpenVPN"), "{nobody}");
+    assert!(
+        galaxy
+            .log()
+            .contains("connection rejected -- UID of socket peer (65534)"),
+        "{}",
+        galaxy.log()
+    );
+
+    // The provider goes away: OpenVPN notices (the server pushed `ping-restart 10`) and says so,
+    // and the reader reports it, while tun0 stays (persist-tun).
+    drop(server);
+    let stopped = Instant::now();
+    let down = loop {
+        let s = mv_agent::stats::openvpn::query(&socket, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", galaxy.log()));
+        if !s.connected() {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "still CONNECTED 60s after the server stopped:\n{}",
+            galaxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "management socket, {:?} after the server stopped: {down:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        galaxy.log().contains("Restart pause")
+            || galaxy.log().contains("SIGUSR1[soft,ping-restart]"),
+        "OpenVPN restarts: {}",
+        galaxy.log()
+    );
+    let tun0 = client_ns
+        .command("ip")
+        .args(["link", "show", "dev", "tun0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    // What the interface alone would have said: "up".
+    assert!(tun0, "persist-tun keeps tun0 through the restart");
+    let stats = mv_agent::stats::router::RouterStats {
+        vpn_up: Some(tun0),
+        openvpn: Some(down.clone()),
+        ..Default::default()
+    };
+    let summary = stats.summary();
+    assert!(
+        summary.starts_with(&format!("0 leases, vpn {} ", down.state))
+            || summary == format!("0 leases, vpn {}", down.state),
+        "{summary}"
+    );
+    assert!(!summary.contains("connected"), "{summary}");
+    eprintln!("summary with the server stopped: {summary} (tun0 present: {tun0})");
     eprintln!("openvpn test done in {:?}", started.elapsed());
 }
 

@@ -190,6 +190,9 @@ pub struct RouterConfig {
     /// Tor's control socket (`/run/tor/control` on Debian), for its bootstrap progress; the
     /// cookie is read from `control.authcookie` beside it.
     pub tor_control: Option<PathBuf>,
+    /// The OpenVPN client's management socket (a unix socket: `management PATH unix` in its
+    /// config), for the tunnel's state, how long it has been up, its address and bytes.
+    pub openvpn_management: Option<PathBuf>,
 }
 
 impl Default for RouterConfig {
@@ -200,6 +203,7 @@ impl Default for RouterConfig {
             vpn_interface: None,
             tor_socks: None,
             tor_control: None,
+            openvpn_management: None,
         }
     }
 }

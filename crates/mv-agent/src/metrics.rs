@@ -476,6 +476,38 @@ pub fn render(out: &mut String, meta: &Meta<'_>, s: &Stats, tasks: &[TaskInfo]) 
                 wg.tx_bytes,
             );
         }
+        if let Some(o) = &r.openvpn {
+            w.one(
+                "multiverse_openvpn_connected",
+                "gauge",
+                "1 when OpenVPN's management socket says CONNECTED",
+                b(o.connected()),
+            );
+            if let (true, Some(age)) = (o.connected(), o.since_secs) {
+                w.one(
+                    "multiverse_openvpn_connected_seconds",
+                    "gauge",
+                    "Seconds since the OpenVPN tunnel came up",
+                    age,
+                );
+            }
+            if let Some(rx) = o.rx_bytes {
+                w.one(
+                    "multiverse_openvpn_received_bytes_total",
+                    "counter",
+                    "Bytes OpenVPN received on its link",
+                    rx,
+                );
+            }
+            if let Some(tx) = o.tx_bytes {
+                w.one(
+                    "multiverse_openvpn_sent_bytes_total",
+                    "counter",
+                    "Bytes OpenVPN sent on its link",
+                    tx,
+                );
+            }
+        }
     }
     if let Some(list) = s.services.as_ref().and_then(|x| x.data.as_ref()) {
         w.family(
@@ -538,5 +570,51 @@ mod tests {
         assert!(out.contains("# TYPE multiverse_collector_up gauge"));
         assert!(out.contains("multiverse_collector_up{collector=\"cpu\"} 0"));
         assert!(out.ends_with('\n'));
+    }
+
+    #[test]
+    fn an_openvpn_router_exports_its_tunnel() {
+        use crate::stats::openvpn::{parse_state_line, TunnelState};
+        use crate::stats::router::RouterStats;
+        let meta = Meta {
+            role: "router",
+            name: "galaxy",
+            rss_bytes: None,
+        };
+        let mut o = parse_state_line(
+            "1700000000,CONNECTED,SUCCESS,10.64.0.2,10.99.0.1,1194,,,",
+            1_700_000_042,
+        )
+        .unwrap();
+        o.rx_bytes = Some(5120);
+        o.tx_bytes = Some(4096);
+        let mut s = Stats {
+            router: Some(Default::default()),
+            ..Default::default()
+        };
+        let set = |s: &mut Stats, o| {
+            if let Some(r) = s.router.as_mut() {
+                r.data = Some(RouterStats {
+                    openvpn: Some(o),
+                    ..Default::default()
+                });
+            }
+        };
+        set(&mut s, o.clone());
+        let mut out = String::new();
+        render(&mut out, &meta, &s, &[]);
+        for line in [
+            "multiverse_openvpn_connected 1",
+            "multiverse_openvpn_connected_seconds 42",
+            "multiverse_openvpn_received_bytes_total 5120",
+            "multiverse_openvpn_sent_bytes_total 4096",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line} in {out}");
+        }
+        o.state = TunnelState::Reconnecting;
+        set(&mut s, o);
+        render(&mut out, &meta, &s, &[]);
+        assert!(out.lines().any(|l| l == "multiverse_openvpn_connected 0"));
+        assert!(!out.contains("multiverse_openvpn_connected_seconds"));
     }
 }

@@ -338,6 +338,13 @@ pub fn check_file(
                     text.push_str(&format!("auth-user-pass {}\n", creds.display()));
                 } else if line.starts_with("tls-crypt ") {
                     text.push_str(&format!("tls-crypt {}\n", tls_crypt.display()));
+                } else if line.starts_with("management ") {
+                    // OpenVPN opens its management socket before it loads the CA: a scratch
+                    // socket, never the machine's path on the host that checks.
+                    text.push_str(&format!(
+                        "management {} unix\n",
+                        scratch.join("management.sock").display()
+                    ));
                 } else {
                     text.push_str(line);
                     text.push('\n');

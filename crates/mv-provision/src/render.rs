@@ -44,6 +44,11 @@ pub const TOR_DNS_PORT: u16 = 5353;
 /// Tor's data folder on the star router; each published service's `HiddenServiceDir` is
 /// `<TOR_DIR>/<service fqdn>` (the router's own is `<TOR_DIR>/multiverse`).
 pub const TOR_DIR: &str = "/var/lib/tor";
+/// The OpenVPN client's management socket (galaxy on OpenVPN), which the router agent asks for
+/// the tunnel's state. Directly in /run, the same on Debian and Alpine: Debian's
+/// `openvpn-client@.service` has no RuntimeDirectory (only `openvpn-server@` does), and /run is
+/// root's (0755), writable under the unit's ProtectSystem=true.
+pub const OPENVPN_MANAGEMENT_SOCKET: &str = "/run/openvpn-galaxy.sock";
 
 /// Why a machine could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +278,9 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
             j["proto"] = json!("udp");
             j["tls_crypt"] = json!(v.tls_crypt_file.is_some());
+            if v.kind == VpnKind::Openvpn {
+                j["management_socket"] = json!(OPENVPN_MANAGEMENT_SOCKET);
+            }
             j
         }
         (None, _) => Value::Null,

@@ -131,6 +131,13 @@ fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
             checked.iter().any(|c| c.tool == "openvpn"),
             "{os}: {checked:?}"
         );
+        // OpenVPN opens its management socket before it stops at the stand-in CA: the check's
+        // is in the scratch folder, never the machine's path on this host.
+        assert!(
+            !std::path::Path::new(mv_provision::render::OPENVPN_MANAGEMENT_SOCKET).exists(),
+            "the check made {}",
+            mv_provision::render::OPENVPN_MANAGEMENT_SOCKET
+        );
         let conf = d
             .files
             .iter()

@@ -150,6 +150,33 @@ fn openvpn_galaxy() {
             !text.contains("not-a-real-password"),
             "no secret in the config"
         );
+        // The agent asks the management socket the config opens, which only root may use.
+        let socket = mv_provision::render::OPENVPN_MANAGEMENT_SOCKET;
+        assert!(
+            text.lines()
+                .any(|l| l == format!("management {socket} unix")),
+            "{os}: {text}"
+        );
+        assert!(text.lines().any(|l| l == "management-client-user root"));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("management-client-auth")),
+            "no password: the peer's uid is the check"
+        );
+        let agent = d
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/multiverse/agent.toml")
+            .unwrap();
+        let agent = String::from_utf8_lossy(agent.contents.bytes());
+        assert!(
+            agent
+                .lines()
+                .any(|l| l == format!("openvpn_management = \"{socket}\"")),
+            "{os}: {agent}"
+        );
+        assert!(agent.contains("vpn_interface = \"tun0\""), "{agent}");
     }
 }
 

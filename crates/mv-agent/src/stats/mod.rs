@@ -10,6 +10,7 @@
 //! Main types: [`Stats`] (what `/v1/stats` returns), [`Section`], [`CollectorId`].
 
 pub mod host;
+pub mod openvpn;
 pub mod procfs;
 pub mod router;
 pub mod services;

@@ -1,10 +1,13 @@
 //! Router role: DHCP leases (dnsmasq's lease file), nftables counters, the conntrack count,
 //! whether the VPN and Tor are up, the WireGuard peer's last handshake and traffic (`wg show IF
-//! dump`), and Tor's bootstrap progress (asked on tor's control socket with its cookie).
+//! dump`), the OpenVPN client's tunnel state (asked on its management socket,
+//! [`super::openvpn`]), and Tor's bootstrap progress (asked on tor's control socket with its
+//! cookie).
 //!
 //! Each part is optional and independent: a missing lease file is "no leases", not an error; only
 //! a failing `nft` (when enabled) or an unreadable-but-present file fails the collector.
 
+use super::openvpn::OpenVpnState;
 use super::{read, CollectError};
 use crate::config::RouterConfig;
 use serde::{Deserialize, Serialize};
@@ -31,23 +34,41 @@ pub struct RouterStats {
     /// is not configured or its control socket does not answer.
     #[serde(default)]
     pub tor_bootstrap: Option<u8>,
+    /// The OpenVPN client's tunnel as its management interface reports it; `None` when the VPN
+    /// is not OpenVPN (no `openvpn_management` socket configured) or the socket does not answer
+    /// (OpenVPN is not running: then `vpn_up` is false too, its tun interface gone with it).
+    #[serde(default)]
+    pub openvpn: Option<OpenVpnState>,
 }
 
 impl RouterStats {
     /// The router's state in a few words, as `multiverse status` and `top` show it: its DHCP
-    /// leases, the VPN's last handshake (or whether its interface exists), Tor's bootstrap
+    /// leases, the VPN's last WireGuard handshake (`vpn 12s ago`) or OpenVPN's state (`vpn
+    /// connected 2m`: up for two minutes; `vpn RECONNECTING 40s`: any other state in OpenVPN's
+    /// own word, and for how long) or else whether its interface exists, Tor's bootstrap
     /// progress (or whether it listens), and the packets of each named nftables counter
     /// (`to_tor 1.2k`), which rise with the traffic the router carries or drops.
     pub fn summary(&self) -> String {
         let n = self.leases.len();
         let mut parts = vec![format!("{n} lease{}", if n == 1 { "" } else { "s" })];
-        match (&self.wireguard, self.vpn_up) {
-            (Some(w), _) => parts.push(match w.handshake_age_secs {
+        match (&self.wireguard, &self.openvpn, self.vpn_up) {
+            (Some(w), _, _) => parts.push(match w.handshake_age_secs {
                 Some(age) => format!("vpn {} ago", human_secs(age)),
                 None => "vpn: no handshake".into(),
             }),
-            (None, Some(up)) => parts.push(if up { "vpn up" } else { "vpn DOWN" }.into()),
-            (None, None) => {}
+            (None, Some(o), _) => {
+                let state = if o.connected() {
+                    "connected"
+                } else {
+                    o.state.as_str()
+                };
+                parts.push(match o.since_secs {
+                    Some(age) => format!("vpn {state} {}", human_secs(age)),
+                    None => format!("vpn {state}"),
+                });
+            }
+            (None, None, Some(up)) => parts.push(if up { "vpn up" } else { "vpn DOWN" }.into()),
+            (None, None, None) => {}
         }
         match (self.tor_bootstrap, self.tor_up) {
             (Some(p), _) => parts.push(format!("tor {p}%")),
@@ -279,6 +300,12 @@ pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, Coll
             parse_wg_dump(&String::from_utf8_lossy(&out.stdout), now)
         });
     let tor_bootstrap = cfg.tor_control.as_deref().and_then(tor_bootstrap);
+    // One second for the whole exchange, as for tor's: a local socket answers in milliseconds.
+    let openvpn = cfg.openvpn_management.as_deref().and_then(|socket| {
+        super::openvpn::query(socket, std::time::Duration::from_secs(1))
+            .map_err(|e| tracing::debug!(error = %e, "OpenVPN's management socket"))
+            .ok()
+    });
     Ok(RouterStats {
         leases,
         counters,
@@ -287,6 +314,7 @@ pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, Coll
         tor_up,
         wireguard,
         tor_bootstrap,
+        openvpn,
     })
 }
 
@@ -370,6 +398,27 @@ mod tests {
         r.vpn_up = Some(false);
         r.tor_up = None;
         assert_eq!(r.summary(), "0 leases, vpn DOWN");
+        let mut o = super::super::openvpn::parse_state_line(
+            "1700000000,CONNECTED,SUCCESS,10.64.0.2,10.99.0.1,1194,,,",
+            1_700_000_150,
+        )
+        .unwrap();
+        r.openvpn = Some(o.clone());
+        r.vpn_up = Some(true);
+        assert_eq!(r.summary(), "0 leases, vpn connected 2m");
+        o.state = super::super::openvpn::TunnelState::Reconnecting;
+        o.since_secs = Some(40);
+        r.openvpn = Some(o.clone());
+        assert_eq!(r.summary(), "0 leases, vpn RECONNECTING 40s");
+        o.since_secs = None;
+        r.openvpn = Some(o);
+        assert_eq!(r.summary(), "0 leases, vpn RECONNECTING");
+        // JSON from an agent before the OpenVPN field reads as "no OpenVPN".
+        let old: RouterStats = serde_json::from_str(
+            r#"{"leases":[],"counters":[],"conntrack":null,"vpn_up":true,"tor_up":null}"#,
+        )
+        .unwrap();
+        assert!(old.openvpn.is_none() && old.wireguard.is_none());
         assert_eq!(human_count(999), "999");
         assert_eq!(human_count(2_500_000), "2.5M");
         assert_eq!(human_secs(7200), "2h");
