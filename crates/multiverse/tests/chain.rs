@@ -824,12 +824,22 @@ fn galaxy_on_openvpn(
         foreign.is_empty(),
         "leaked onto the uplink (OpenVPN): {foreign:#?}"
     );
-    let routers = wait_router_stats(root, lab, |r| r[GALAXY]["vpn_up"] == true);
-    assert_eq!(routers[GALAXY]["vpn_up"], true, "{}", routers[GALAXY]);
+    // Galaxy's agent reads the tunnel's state from OpenVPN's management socket.
+    let routers = wait_router_stats(root, lab, |r| r[GALAXY]["openvpn"]["state"] == "CONNECTED");
+    let galaxy = &routers[GALAXY];
+    assert_eq!(galaxy["openvpn"]["state"], "CONNECTED", "{galaxy}");
+    assert_eq!(
+        galaxy["openvpn"]["tunnel_address"], TUNNEL_GALAXY,
+        "{galaxy}"
+    );
+    assert_eq!(
+        galaxy["openvpn"]["remote"],
+        format!("{UPLINK_GATEWAY}:{PORT}"),
+        "{galaxy}"
+    );
     assert!(
-        routers[GALAXY]["wireguard"].is_null(),
-        "galaxy no longer runs WireGuard: {}",
-        routers[GALAXY]
+        galaxy["wireguard"].is_null(),
+        "galaxy no longer runs WireGuard: {galaxy}"
     );
 
     // Fail closed: the provider's server gone, the app reaches nothing, and the uplink carries
@@ -856,6 +866,16 @@ fn galaxy_on_openvpn(
     assert!(
         leaked.is_empty(),
         "with the OpenVPN server gone: {leaked:#?}"
+    );
+    // And galaxy's agent says so (OpenVPN notices after the server's pushed ping-restart).
+    let routers = wait_router_stats(root, lab, |r| {
+        r[GALAXY]["openvpn"]["state"].is_string() && r[GALAXY]["openvpn"]["state"] != "CONNECTED"
+    });
+    let state = &routers[GALAXY]["openvpn"]["state"];
+    assert!(
+        state.is_string() && state != "CONNECTED",
+        "galaxy's agent still reports the tunnel connected: {}",
+        routers[GALAXY]
     );
 }
 
