@@ -12,7 +12,15 @@
 //! Boot: GRUB reads `/boot/vmlinuz-virt` and `/boot/initramfs-virt`, the fixed names Alpine's
 //! kernel package and mkinitfs keep current on upgrade. OpenRC: a getty on ttyS0 in
 //! `/etc/inittab`, the standard sysinit/boot/shutdown runlevels linked as `setup-alpine` does.
-//! The systemd first-boot stage of the Debian image has no OpenRC counterpart yet.
+//!
+//! First boot: the OpenRC counterpart of the Debian image's systemd stage, from
+//! `guest/openrc/` ([`GUEST_FILES`], linked into runlevels by [`GUEST_RUNLEVELS`]): the seed
+//! service in the boot runlevel, before the network; the SSH relay and the agent in the default
+//! runlevel. The agent's script is the one provisioning writes (base recipe,
+//! `contrib/openrc/multiverse-agent`): until a seed wrote it the link dangles and OpenRC skips
+//! it, as systemd does with the Debian image's agent link. The scripts are checked with `sh -n`,
+//! `openrc-run … depend` and a run of the stage against a fake root (`tests/openrc.rs`), never
+//! on a booted Alpine.
 
 use crate::{io_err, put, symlink, BuildOptions, ImageError, Populated, Runner, Step};
 use std::path::Path;
@@ -45,6 +53,29 @@ pub const RUNLEVELS: &[(&str, &[&str])] = &[
         ],
     ),
     ("shutdown", &["killprocs", "savecache", "mount-ro"]),
+];
+
+/// The first-boot service, `/etc/init.d/multiverse-seed`.
+pub const SEED_SERVICE: &str = include_str!("../guest/openrc/multiverse-seed");
+/// The stage it runs, `/usr/lib/multiverse/multiverse-seed` (the same path as on Debian, another
+/// script: the Debian one's bytes are part of the Debian image's build key).
+pub const SEED_SCRIPT: &str = include_str!("../guest/openrc/multiverse-seed-stage");
+/// `multiverse ssh`'s guest end, `/etc/init.d/multiverse-ssh-relay`.
+pub const SSH_RELAY_SERVICE: &str = include_str!("../guest/openrc/multiverse-ssh-relay");
+
+/// The guest files the image adds: (path in the root, text), each 0755.
+pub const GUEST_FILES: &[(&str, &str)] = &[
+    ("etc/init.d/multiverse-seed", SEED_SERVICE),
+    ("usr/lib/multiverse/multiverse-seed", SEED_SCRIPT),
+    ("etc/init.d/multiverse-ssh-relay", SSH_RELAY_SERVICE),
+];
+
+/// The runlevel links the image adds for them, and for the agent the seed installs:
+/// (runlevel, service), each `/etc/runlevels/LEVEL/NAME -> /etc/init.d/NAME`.
+pub const GUEST_RUNLEVELS: &[(&str, &str)] = &[
+    ("boot", "multiverse-seed"),
+    ("default", "multiverse-ssh-relay"),
+    ("default", "multiverse-agent"),
 ];
 
 /// Kernel command line after `root=… console=ttyS0`: the modules Alpine's initramfs must load to
@@ -136,6 +167,16 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
             )?;
         }
     }
+    for (path, text) in GUEST_FILES {
+        put(rootfs, path, text, 0o755)?;
+    }
+    for (level, s) in GUEST_RUNLEVELS {
+        symlink(
+            rootfs,
+            &format!("etc/runlevels/{level}/{s}"),
+            &format!("/etc/init.d/{s}"),
+        )?;
+    }
     let inittab = rootfs.join("etc/inittab");
     let mut text = std::fs::read_to_string(&inittab).unwrap_or_default();
     if !text.contains("ttyS0") {
@@ -157,4 +198,101 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_first_boot_stage_lands_in_the_root_with_its_runlevel_links() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        configure(root).unwrap();
+        for (path, text, service) in [
+            (
+                "etc/init.d/multiverse-seed",
+                include_str!("../guest/openrc/multiverse-seed"),
+                true,
+            ),
+            (
+                "usr/lib/multiverse/multiverse-seed",
+                include_str!("../guest/openrc/multiverse-seed-stage"),
+                false,
+            ),
+            (
+                "etc/init.d/multiverse-ssh-relay",
+                include_str!("../guest/openrc/multiverse-ssh-relay"),
+                true,
+            ),
+        ] {
+            let p = root.join(path);
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "{path}");
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{path}");
+            let shebang = if service {
+                "#!/sbin/openrc-run\n"
+            } else {
+                "#!/bin/sh\n"
+            };
+            assert!(text.starts_with(shebang), "{path}");
+        }
+        // The Debian stage is not the Alpine one (it calls systemctl).
+        assert!(!SEED_SCRIPT.contains("systemctl") && crate::SEED_SCRIPT.contains("systemctl"));
+        let link = |p: &str| {
+            std::fs::read_link(root.join(p))
+                .unwrap_or_else(|e| panic!("{p}: {e}"))
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            link("etc/runlevels/boot/multiverse-seed"),
+            "/etc/init.d/multiverse-seed"
+        );
+        assert_eq!(
+            link("etc/runlevels/default/multiverse-ssh-relay"),
+            "/etc/init.d/multiverse-ssh-relay"
+        );
+        // The agent's link dangles until a seed writes its script.
+        assert_eq!(
+            link("etc/runlevels/default/multiverse-agent"),
+            "/etc/init.d/multiverse-agent"
+        );
+        assert!(!root.join("etc/init.d/multiverse-agent").exists());
+        // Nowhere else: not in sysinit (before the root's mounts), not twice.
+        let mut linked: Vec<String> = Vec::new();
+        for level in ["sysinit", "boot", "default", "shutdown"] {
+            for e in std::fs::read_dir(root.join("etc/runlevels").join(level)).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.starts_with("multiverse") {
+                    linked.push(format!("{level}/{name}"));
+                }
+            }
+        }
+        linked.sort();
+        assert_eq!(
+            linked,
+            [
+                "boot/multiverse-seed",
+                "default/multiverse-agent",
+                "default/multiverse-ssh-relay"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_alpine_build_key_covers_the_openrc_files_and_the_debian_key_does_not() {
+        let d = Path::new("/x/images");
+        let other: &[(&str, &str)] = &[("etc/init.d/multiverse-seed", "#!/sbin/openrc-run\n")];
+        let a = BuildOptions::new(crate::Os::Alpine, d);
+        assert_eq!(a.build_key(), a.key_with(GUEST_FILES, GUEST_RUNLEVELS));
+        assert_ne!(a.build_key(), a.key_with(other, GUEST_RUNLEVELS));
+        assert_ne!(
+            a.build_key(),
+            a.key_with(GUEST_FILES, &GUEST_RUNLEVELS[1..])
+        );
+        let d = BuildOptions::new(crate::Os::Debian, d);
+        assert_eq!(d.build_key(), d.key_with(other, &[]));
+    }
 }

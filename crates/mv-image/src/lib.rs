@@ -38,7 +38,8 @@ use std::time::Instant;
 pub const BUILDER_VERSION: u32 = 2;
 
 /// The guest-side first-boot stage (written by the provisioning side), installed as
-/// `/etc/systemd/system/multiverse-seed.service`.
+/// `/etc/systemd/system/multiverse-seed.service` in the Debian image (the Alpine image's OpenRC
+/// counterparts are [`alpine::GUEST_FILES`]).
 pub const SEED_UNIT: &str = include_str!("../guest/multiverse-seed.service");
 /// Its script, installed as `/usr/lib/multiverse/multiverse-seed` (0755).
 pub const SEED_SCRIPT: &str = include_str!("../guest/multiverse-seed");
@@ -189,12 +190,23 @@ impl BuildOptions {
     /// SHA-256 (hex) over everything that decides the image's content: builder version, OS,
     /// release, arch, kernel, size, mirror, the sorted package list and the first-boot files.
     /// Two builds with the same key make equivalent images (package versions may have moved on in
-    /// the mirror; the manifest records the exact ones).
+    /// the mirror; the manifest records the exact ones). An Alpine key also covers the OpenRC
+    /// first-boot files and their runlevel links; a Debian key does not (its document is the same
+    /// as before Alpine had them, so Debian images did not rebuild).
     pub fn build_key(&self) -> String {
+        self.key_with(alpine::GUEST_FILES, alpine::GUEST_RUNLEVELS)
+    }
+
+    /// [`BuildOptions::build_key`] with the given OpenRC files and runlevel links.
+    pub(crate) fn key_with(
+        &self,
+        openrc_files: &[(&str, &str)],
+        openrc_runlevels: &[(&str, &str)],
+    ) -> String {
         let mut include = self.include.clone();
         include.sort();
         include.dedup();
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "builder": BUILDER_VERSION,
             "os": self.os,
             "release": self.release,
@@ -207,6 +219,10 @@ impl BuildOptions {
             "ssh_relay_unit": SSH_RELAY_UNIT,
             "seed_script": SEED_SCRIPT,
         });
+        if self.os == Os::Alpine {
+            doc["openrc_files"] = serde_json::json!(openrc_files);
+            doc["openrc_runlevels"] = serde_json::json!(openrc_runlevels);
+        }
         hex::encode(Sha256::digest(doc.to_string().as_bytes()))
     }
 
