@@ -169,7 +169,7 @@ fn star_router_apk_command_lines_and_openrc_links() {
     );
     for (lvl, svc) in [
         ("default", "tor"),
-        ("default", "nftables"),
+        ("boot", "nftables"),
         ("default", "dnsmasq"),
         ("default", "sshd"),
         ("boot", "sysctl"),
@@ -180,6 +180,8 @@ fn star_router_apk_command_lines_and_openrc_links() {
         let l = std::fs::read_link(root.join(format!("etc/runlevels/{lvl}/{svc}"))).unwrap();
         assert_eq!(l, Path::new(&format!("/etc/init.d/{svc}")));
     }
+    // The firewall is in the boot runlevel with networking, never in default after it.
+    assert!(!root.join("etc/runlevels/default/nftables").exists());
     assert!(std::fs::read_to_string(root.join("etc/nftables.nft"))
         .unwrap()
         .contains("meta skuid \"tor\""));
