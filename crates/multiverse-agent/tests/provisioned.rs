@@ -36,6 +36,7 @@ impl IdentitySource for Keys {
     fn onion_service(&self, _: &MachineName) -> Result<OnionService, IdentityError> {
         Ok(OnionService {
             secret_file: mv_core::secret::SecretBytes::new(vec![0; 96]),
+            public_file: vec![0; 64],
             hostname: "placeholder.onion".into(),
         })
     }

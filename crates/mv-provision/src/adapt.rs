@@ -332,6 +332,7 @@ impl IdentitySource for RootIdentity<'_> {
         let key = self.root.onion_v3(&IdentityName::Machine(machine.clone()));
         Ok(OnionService {
             secret_file: key.secret_file,
+            public_file: key.public_file,
             hostname: key.hostname,
         })
     }

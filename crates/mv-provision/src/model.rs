@@ -292,6 +292,8 @@ pub struct IdentityError {
 pub struct OnionService {
     /// `hs_ed25519_secret_key`: tor's header and the expanded secret key.
     pub secret_file: SecretBytes,
+    /// `hs_ed25519_public_key`: tor's header and the public key.
+    pub public_file: Vec<u8>,
     /// The address, `<56 chars>.onion`.
     pub hostname: String,
 }

@@ -541,9 +541,14 @@ fn generated(
         "ssh_host_ed25519.pub" => line(identity.ssh_host_ed25519(&spec.name)?.public_line),
         "ssh_host_ecdsa" => secret(identity.ssh_host_ecdsa_p256(&spec.name)?.private_openssh),
         "ssh_host_ecdsa.pub" => line(identity.ssh_host_ecdsa_p256(&spec.name)?.public_line),
-        // Only the secret key: tor writes hs_ed25519_public_key and hostname from it at start,
-        // so the address a guest publishes is tor's own reading of the derived key.
+        // The key pair; tor writes `hostname` from it at start, so the address a guest publishes
+        // is tor's own reading of the derived key. The public half is written too: one left
+        // from an earlier key (a rotation) makes tor refuse the new secret key. Binary, so it is
+        // kept out of diffs like a secret, though it is public.
         "onion_secret_key" => Contents::Secret(identity.onion_service(&owner)?.secret_file),
+        "onion_public_key" => Contents::Secret(mv_core::secret::SecretBytes::new(
+            identity.onion_service(&owner)?.public_file,
+        )),
         "wireguard_private_key" => wireguard_private_key(spec)?,
         "openvpn_ca" => openvpn_ca(spec)?,
         "openvpn_credentials" => openvpn_credentials(spec)?,

@@ -61,6 +61,7 @@ impl IdentitySource for Fixture {
         let k = mv_identity::onion::onion_from_seed(&seed(&["onion-v3", m.as_str()]));
         Ok(OnionService {
             secret_file: k.secret_file,
+            public_file: k.public_file,
             hostname: k.hostname,
         })
     }
