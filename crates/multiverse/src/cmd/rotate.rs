@@ -295,7 +295,7 @@ fn update_running_guests(
     // cannot have been started by `up --start` either.
     let mut stopped = 0;
     let mut left = Vec::new();
-    for m in &topo.machines {
+    for m in topo.vms() {
         if !super::ssh::channel_open(&m.name) {
             stopped += 1;
             continue;
