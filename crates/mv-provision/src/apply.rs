@@ -1517,10 +1517,10 @@ pub fn apply(
                 .filter_map(|(i, why)| {
                     if i < stops {
                         let (name, argv) = &second.staged.stops[i];
-                        Some(stop_warning(name, argv, why))
+                        Some(PostCommit::Stop.warning(name, argv, why))
                     } else {
                         let (name, argv) = second.staged.reloads.get(i - stops)?;
-                        Some(reload_warning(name, argv, why))
+                        Some(PostCommit::Reload.warning(name, argv, why))
                     }
                 })
                 .collect()
@@ -1624,54 +1624,56 @@ fn commit(target: &Target, staged: &Staged) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Stops the services a commit disabled; a failure is a warning (the service is disabled and
-/// will not start at the next boot).
+/// What is done to a service after the commit, and what its failure leaves behind.
+#[derive(Clone, Copy)]
+enum PostCommit {
+    /// Stopping a service the commit disabled (it will not start at the next boot either way).
+    Stop,
+    /// Reloading a service whose files changed (it reads them at its next start either way).
+    Reload,
+}
+
+impl PostCommit {
+    /// The warning for a failed command: the files are in place, the service may lag behind.
+    fn warning(self, name: &str, argv: &[String], why: String) -> Change {
+        let what = match self {
+            PostCommit::Stop => "disabled but maybe still running",
+            PostCommit::Reload => "its files changed but it was not reloaded",
+        };
+        Change::Kept {
+            path: format!("service {name}"),
+            reason: format!("{what}: `{}`: {why}", argv.join(" ")),
+        }
+    }
+}
+
+/// Runs the post-commit commands of `kind` (`staged.stops` or `staged.reloads`); each failure is
+/// a warning, never a failed apply.
+fn run_post_commit(
+    kind: PostCommit,
+    commands: &[(String, Vec<String>)],
+    runner: &dyn Runner,
+) -> Vec<Change> {
+    let mut warnings = Vec::new();
+    for (name, argv) in commands {
+        let why = match runner.run(argv, &[]) {
+            Ok(out) if out.success => continue,
+            Ok(out) => last_lines(&out.stderr, 2),
+            Err(e) => e.to_string(),
+        };
+        warnings.push(kind.warning(name, argv, why));
+    }
+    warnings
+}
+
+/// Stops the services a commit disabled.
 fn stop_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
-    let mut warnings = Vec::new();
-    for (name, argv) in &staged.stops {
-        let why = match runner.run(argv, &[]) {
-            Ok(out) if out.success => continue,
-            Ok(out) => last_lines(&out.stderr, 2),
-            Err(e) => e.to_string(),
-        };
-        warnings.push(stop_warning(name, argv, why));
-    }
-    warnings
+    run_post_commit(PostCommit::Stop, &staged.stops, runner)
 }
 
-fn stop_warning(name: &str, argv: &[String], why: String) -> Change {
-    Change::Kept {
-        path: format!("service {name}"),
-        reason: format!(
-            "disabled but maybe still running: `{}`: {why}",
-            argv.join(" ")
-        ),
-    }
-}
-
-fn reload_warning(name: &str, argv: &[String], why: String) -> Change {
-    Change::Kept {
-        path: format!("service {name}"),
-        reason: format!(
-            "its files changed but it was not reloaded: `{}`: {why}",
-            argv.join(" ")
-        ),
-    }
-}
-
-/// Reloads the services whose files the commit changed; a failure is a warning (the files are
-/// in place, and the service reads them at its next start).
+/// Reloads the services whose files the commit changed.
 fn reload_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
-    let mut warnings = Vec::new();
-    for (name, argv) in &staged.reloads {
-        let why = match runner.run(argv, &[]) {
-            Ok(out) if out.success => continue,
-            Ok(out) => last_lines(&out.stderr, 2),
-            Err(e) => e.to_string(),
-        };
-        warnings.push(reload_warning(name, argv, why));
-    }
-    warnings
+    run_post_commit(PostCommit::Reload, &staged.reloads, runner)
 }
 
 #[cfg(test)]
