@@ -205,11 +205,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     // channel (logged in with the old ones), and `rotate` checks it then presents the new host
     // key. Afterwards everything derived matches the new epoch, nothing the old one.
     let rotated = output(&mut mvl(&root, &lab, &["identity", "rotate", STAR]), None);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&rotated.stdout),
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    let said = common::printed(&rotated);
     assert!(rotated.status.success(), "{said}");
     assert!(
         said.contains(&format!("{STAR}: running, provisioned with the new keys"))

@@ -762,11 +762,7 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     // changes at the next `up --start`, before the machine starts, and the machine starts with
     // the new epoch's key. (It has no agent: the rotation says it still runs with the old keys.)
     let rotated = mv(root, &["identity", "rotate", &ctl]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&rotated.stdout),
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    let said = common::printed(&rotated);
     assert!(rotated.status.success(), "{said}");
     assert!(
         said.contains(&format!("in use by the running {ctl}"))

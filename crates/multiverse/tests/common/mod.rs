@@ -119,6 +119,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Everything a command printed: stdout, then stderr (for messages that may go to either).
+pub fn printed(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
