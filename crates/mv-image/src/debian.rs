@@ -9,7 +9,8 @@
 //! provisioning enables what each machine's recipe names.
 //!
 //! Boot speed: the initramfs holds only the modules a virtio guest needs (`MODULES=list`:
-//! virtio_pci, virtio_blk; ext4 is built into the kernel), written before the kernel is installed
+//! virtio_pci, virtio_blk, and virtio_console so the agent's port exists before udev's slow
+//! coldplug; ext4 is built into the kernel), written before the kernel is installed
 //! so it is generated once; root is `PARTUUID=` (no wait for a `/dev/vda1` device unit, no fstab
 //! entry for `/`); `e2scrub_reap`, `getty-static` and the apt timers are masked; the serial getty
 //! on ttyS0 comes from `console=ttyS0`. Documentation, man pages and translations are not unpacked.
@@ -75,7 +76,7 @@ pub const DISABLED: &[&str] = &[
 ];
 
 /// Modules in the initramfs (`MODULES=list`); their dependencies come along.
-pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
+pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_console"];
 
 /// Kernel command line after `root=… console=ttyS0`: eth0, eth1… as provisioning names them.
 pub const CMDLINE_EXTRA: &str = "net.ifnames=0 quiet";

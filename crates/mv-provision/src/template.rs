@@ -24,6 +24,10 @@ pub use mv_machines::templates::TemplateError as RenderTemplateError;
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("agent.toml.j2", include_str!("../templates/agent.toml.j2")),
     (
+        "agent-host.conf.j2",
+        include_str!("../templates/agent-host.conf.j2"),
+    ),
+    (
         "agent-udev.rules.j2",
         include_str!("../templates/agent-udev.rules.j2"),
     ),
