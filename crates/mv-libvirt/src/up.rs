@@ -51,6 +51,10 @@ pub struct MachineSpec {
     pub ssh_socket: Option<PathBuf>,
     /// The libvirt secret keying the machine's encrypted disks, if they are.
     pub luks_secret: Option<LuksSecret>,
+    /// The name of the virtio channel its agent answers on (`org.multiverse.agent.0`). While
+    /// libvirt reports it closed by the guest, the readiness probe is not sent (see
+    /// [`wait_ready`]).
+    pub agent_channel: Option<String>,
 }
 
 /// The libvirt secret of an encrypted machine's disks: its rendered definition
@@ -426,8 +430,10 @@ enum Undo {
 }
 
 /// Whether a started machine is ready (its agent answers); `Err` carries the reason it is not
-/// yet. Called repeatedly until it succeeds or the machine's timeout passes.
-pub type ReadyProbe<'a> = &'a dyn Fn(&MachineSpec) -> Result<(), String>;
+/// yet. Called repeatedly until it succeeds or the machine's timeout passes, with the instant
+/// the machine was started (or, for one found running, the wait began): the first call may come
+/// well after it (see [`wait_ready`]).
+pub type ReadyProbe<'a> = &'a dyn Fn(&MachineSpec, Instant) -> Result<(), String>;
 
 /// Brings the host to the wanted state. See the module documentation.
 pub fn up(conn: &Connection, spec: &UpSpec, opts: &UpOptions) -> Result<Report, UpError> {
@@ -702,7 +708,7 @@ fn start_machine(
     if conn.exists(ObjectKind::Domain, &m.name)? && conn.domain_is_active(&m.name)? {
         report.push("domain", m.name.clone(), Done::AlreadyRunning);
         if let (Some(probe), false) = (ready, opts.dry_run) {
-            wait_ready(conn, m, opts.timeout, probe)?;
+            wait_ready(conn, m, Instant::now(), opts.timeout, probe)?;
         }
         return Ok(());
     }
@@ -749,7 +755,7 @@ fn start_machine(
         wait_for(conn, &m.name, opts.timeout, |s| s == DomainState::Running)?;
         if let Some(probe) = ready {
             let left = opts.timeout.saturating_sub(started.elapsed());
-            wait_ready(conn, m, left, probe)?;
+            wait_ready(conn, m, started, left, probe)?;
         }
     }
     report.push("domain", m.name.clone(), Done::Started);
@@ -761,14 +767,35 @@ fn start_machine(
 fn wait_ready(
     conn: &Connection,
     m: &MachineSpec,
+    since: Instant,
     timeout: Duration,
     probe: ReadyProbe<'_>,
 ) -> Result<(), UpError> {
     let start = Instant::now();
     loop {
-        let why = match probe(m) {
-            Ok(()) => return Ok(()),
-            Err(why) => why,
+        // A probe sent before the guest opened its end of the channel waits out its whole
+        // timeout (QEMU holds it unread), so a boot was seen up to one timeout late (10 s of
+        // 25 under TCG). libvirt tracks whether the guest holds each virtio channel open; until
+        // it does, only that is polled. A libvirt that does not say is probed as before.
+        let closed = match &m.agent_channel {
+            Some(channel) => {
+                conn.domain_xml(&m.name, false)
+                    .ok()
+                    .and_then(|live| xml::channel_connected(&live, channel))
+                    == Some(false)
+            }
+            None => false,
+        };
+        let why = if closed {
+            format!(
+                "the guest has not opened its agent channel ({}) yet",
+                m.agent_channel.as_deref().unwrap_or_default()
+            )
+        } else {
+            match probe(m, since) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            }
         };
         let gone = !conn.domain_is_active(&m.name)?;
         if gone || start.elapsed() >= timeout {

@@ -120,6 +120,34 @@ pub fn identify(xml: &str) -> Result<Identity, XmlError> {
 }
 
 /// An attribute's unescaped value; `None` when absent or malformed.
+/// Whether the guest holds the virtio channel `name` open, from a live domain XML: the `state`
+/// (`connected`/`disconnected`) libvirt keeps on `<channel><target type='virtio' name=…/>`.
+/// `None` when there is no such channel or libvirt does not say (an inactive definition, an
+/// older libvirt), and for XML that does not parse.
+pub fn channel_connected(xml: &str, name: &str) -> Option<bool> {
+    let mut reader = Reader::from_str(xml);
+    let mut in_channel = false;
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == b"channel" => in_channel = true,
+            Event::End(e) if e.local_name().as_ref() == b"channel" => in_channel = false,
+            Event::Start(e) | Event::Empty(e)
+                if in_channel
+                    && e.local_name().as_ref() == b"target"
+                    && attr(&e, b"name").as_deref() == Some(name) =>
+            {
+                return match attr(&e, b"state").as_deref() {
+                    Some("connected") => Some(true),
+                    Some("disconnected") => Some(false),
+                    _ => None,
+                };
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 fn attr(e: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Option<String> {
     e.attributes()
         .flatten()
@@ -407,6 +435,45 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// The channel part of a live domain XML as libvirt 9 writes it while the guest's agent
+    /// holds its port open and its SSH relay does not.
+    const LIVE_CHANNELS: &str =
+        "<domain type='qemu' id='1'><name>star.router.multiverse</name><devices>
+    <channel type='unix'>
+      <source mode='bind' path='/run/multiverse/agent/star.router.multiverse.sock'/>
+      <target type='virtio' name='org.multiverse.agent.0' state='connected'/>
+      <alias name='channel0'/>
+    </channel>
+    <channel type='unix'>
+      <source mode='bind' path='/run/multiverse/ssh/star.router.multiverse.sock'/>
+      <target type='virtio' name='org.multiverse.ssh.0' state='disconnected'/>
+    </channel>
+    <console type='pty'><target type='serial' port='0'/></console>
+  </devices></domain>";
+
+    #[test]
+    fn reads_a_channel_s_state_by_name() {
+        assert_eq!(
+            channel_connected(LIVE_CHANNELS, "org.multiverse.agent.0"),
+            Some(true)
+        );
+        assert_eq!(
+            channel_connected(LIVE_CHANNELS, "org.multiverse.ssh.0"),
+            Some(false)
+        );
+        // No such channel; a definition without run-time state; not XML.
+        assert_eq!(
+            channel_connected(LIVE_CHANNELS, "org.qemu.guest_agent.0"),
+            None
+        );
+        let inactive = LIVE_CHANNELS.replace(" state='connected'", "");
+        assert_eq!(channel_connected(&inactive, "org.multiverse.agent.0"), None);
+        assert_eq!(channel_connected("<domain><devices>", "x"), None);
+        // A `<target name=…>` outside a channel (a console's) is not a channel's.
+        let console = "<domain><devices><console><target type='virtio' name='n' state='connected'/></console></devices></domain>";
+        assert_eq!(channel_connected(console, "n"), None);
+    }
 
     #[test]
     fn identifies_domain() {

@@ -120,6 +120,7 @@ fn fixture(n: usize, clean: &mut Cleanup) -> Fixture {
             console_log: None,
             ssh_socket: None,
             luks_secret: None,
+            agent_channel: None,
         });
     }
     Fixture {

@@ -223,6 +223,7 @@ fn machine_spec(
         seed: seed.then(|| tree.seed_disk(&m.name)),
         console_log: Some(tree.console_log(&m.name)),
         ssh_socket: Some(ssh),
+        agent_channel: Some(mv_machines::layout::AGENT_CHANNEL.to_string()),
         luks_secret: luks.map(|passphrase| up::LuksSecret {
             xml: tree.luks_secret_xml(&m.name),
             passphrase,
@@ -357,12 +358,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
     }
     // Progress on stderr as each machine answers: under TCG a topology takes minutes, and the
     // report only comes at the end.
-    let first_probe = std::cell::RefCell::new(std::collections::HashMap::new());
-    let probe = |m: &MachineSpec| {
-        let since = *first_probe
-            .borrow_mut()
-            .entry(m.name.clone())
-            .or_insert_with(std::time::Instant::now);
+    let probe = |m: &MachineSpec, since: std::time::Instant| {
         let seed_id_file = mv_core::MachineName::parse(&m.name)
             .map(|n| tree.seed_id(&n))
             .unwrap_or_default();
