@@ -822,8 +822,11 @@ impl Display {
 }
 
 /// Polls `cond` every 50 ms for at most 20 s.
+/// Polls `cond` for up to 60 s. Generous on purpose: a clearing job sleeps its 2 s and then
+/// runs xclip under whatever else the suite runs (booted TCG guests, a compile); 20 s once ran
+/// out under that load, while the job itself was right.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !cond() {
         assert!(std::time::Instant::now() < end, "timed out waiting: {what}");
         std::thread::sleep(std::time::Duration::from_millis(50));
