@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bumped whenever the image's layout, boot chain or configuration changes: part of every build
-/// key, so caches rebuild.
-pub const BUILDER_VERSION: u32 = 2;
+/// key, so caches rebuild. 3: `virtio_console` in the initramfs.
+pub const BUILDER_VERSION: u32 = 3;
 
 /// The guest-side first-boot stage (written by the provisioning side), installed as
 /// `/etc/systemd/system/multiverse-seed.service` in the Debian image (the Alpine image's OpenRC
