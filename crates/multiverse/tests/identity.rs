@@ -1205,3 +1205,31 @@ fn the_idle_timeout_expires_the_root() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(asks_for_the_passphrase(&s.show(false)), "expired");
 }
+
+#[test]
+fn pass_takes_the_cached_root_too() {
+    let s = Session::new();
+    assert!(s.show(true).status.success());
+    let pass = || {
+        let mut c = s.mv();
+        c.arg("pass")
+            .env("PASSWORD_STORE_DIR", s.dir.path().join("store"))
+            .env_remove("MULTIVERSE_PASS_KEYS")
+            .env_remove("PASSWORD_STORE_KEY")
+            .env("GNUPGHOME", s.dir.path().join("gnupg"));
+        c
+    };
+    // The identity's @user key, derived from the cached root: no passphrase for any of these.
+    ok(pass().arg("init"), None);
+    ok(pass().args(["insert", "-e", "e"]), Some("v\n"));
+    let o = output(pass().args(["show", "e"]), None);
+    assert_eq!(text(&o.stdout), "v\n", "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("pass keys unlocked for this session"));
+    assert_eq!(ok(pass().args(["show", "e"]), None), "v\n");
+    // Locked: pass has to ask again.
+    ok(s.mv().args(["identity", "lock"]), None);
+    assert!(asks_for_the_passphrase(&output(
+        pass().args(["show", "e"]),
+        None
+    )));
+}
