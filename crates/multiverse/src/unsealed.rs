@@ -21,9 +21,9 @@
 //! Only the bare root is kept, never the passphrase; the tree's epochs are read again at each
 //! call, as [`IdentityStore::unseal`] does, so a rotation is seen.
 //!
-//! What this is not: a passphrase check. Commands that must know the passphrase opens the root
-//! (`identity restore`'s "unchanged" test, `pass key import` sealing under it) use [`check`],
-//! a real Argon2id every time.
+//! What this is not: a passphrase check. Commands that must know whether a passphrase opens the
+//! root (`identity restore`'s "unchanged" test, `pass key import` sealing under it) use
+//! [`check`], a real Argon2id every time.
 
 use crate::error::CliError;
 use crate::global::Global;
