@@ -21,6 +21,7 @@ mod cmd;
 mod error;
 mod global;
 mod secret_input;
+mod session;
 mod unsealed;
 
 use error::CliError;

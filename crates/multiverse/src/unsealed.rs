@@ -1,105 +1,240 @@
-//! The identity root, unsealed at most once per process.
+//! The identity root, unsealed once per session: one Argon2id, then the session agent.
 //!
-//! `rebuild` runs several commands in one process, and a command such as `pass machines` needs
-//! the root more than once; every unseal is a full Argon2id (about a second at the default
-//! 256 MiB). The first unseal, or the seal of `identity new`/`restore`, is remembered here, keyed
-//! by the SHA-256 of the sealed file's bytes and of the passphrase: another passphrase or a
-//! re-sealed file is a miss (and then a real unseal, with its real error), never a wrong root.
-//! Only the bare root is kept; the tree's epochs are read again at each call, as
-//! [`IdentityStore::unseal`] does, so a rotation within the process is seen.
+//! Every unseal is a full Argon2id (about a second at the default 256 MiB), and nearly every
+//! command needs the root (`identity show/export/fleet/rotate`, `ssh`, `provision`, `pass
+//! machines`, `up`, `rebuild`). [`unseal`] looks for the bare root, in this order:
 //!
-//! What this is not: a cache across processes (the pass session agent is that, for pass), or a
-//! place that keeps a secret longer than the process that already holds it.
+//! 1. in this process (`rebuild` runs several commands in one process, `pass machines` needs the
+//!    root more than once);
+//! 2. in the session agent (`crate::session`, the one that holds pass's unsealed keys), under
+//!    `mv_pass::agent::cache_id("identity-root", sealed bytes)`: a re-sealed or other root file
+//!    (`identity new`, `identity restore`) is another id, so it never finds the old root;
+//! 3. else, holding the agent's unlock lock (concurrent first commands unseal once, and the
+//!    second finds what the first stored), it asks for the passphrase, unseals, and only on
+//!    success hands the bare 32 bytes to the agent, printing one line (unless `--quiet`).
+//!
+//! The passphrase is a closure, called only on a miss: a cached root asks for nothing (like
+//! gpg-agent, the session's unlock stands for the passphrase until `identity lock`, `pass lock`,
+//! the kill switch or the timeouts of `MULTIVERSE_PASS_CACHE_TTL`/`_MAX_TTL`, either 0 disabling
+//! the agent). A wrong passphrase fails as it always did and stores nothing.
+//!
+//! Only the bare root is kept, never the passphrase; the tree's epochs are read again at each
+//! call, as [`IdentityStore::unseal`] does, so a rotation is seen.
+//!
+//! What this is not: a passphrase check. Commands that must know whether a passphrase opens the
+//! root (`identity restore`'s "unchanged" test, `pass key import` sealing under it) use
+//! [`check`], a real Argon2id every time.
 
+use crate::error::CliError;
+use crate::global::Global;
+use mv_core::secret::SecretString;
 use mv_identity::{IdentityStore, Root, StoreError};
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
-use zeroize::Zeroizing;
 
-struct Memo {
-    sealed: [u8; 32],
-    passphrase: Zeroizing<[u8; 32]>,
-    root: Root,
+/// The root unsealed in this process, with the SHA-256 of the sealed bytes it came from.
+static MEMO: Mutex<Option<([u8; 32], Root)>> = Mutex::new(None);
+
+fn digest(store: &IdentityStore) -> [u8; 32] {
+    Sha256::digest(store.sealed_bytes()).into()
 }
 
-static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
-
-fn digests(sealed: &[u8], passphrase: &[u8]) -> ([u8; 32], Zeroizing<[u8; 32]>) {
-    (
-        Sha256::digest(sealed).into(),
-        Zeroizing::new(Sha256::digest(passphrase).into()),
-    )
+fn recall(store: &IdentityStore) -> Option<Root> {
+    let d = digest(store);
+    MEMO.lock()
+        .ok()?
+        .as_ref()
+        .filter(|(sealed, _)| *sealed == d)
+        .map(|(_, root)| root.clone())
 }
 
-/// [`IdentityStore::unseal`], once per sealed file and passphrase in this process.
-pub fn unseal(store: &IdentityStore, passphrase: &[u8]) -> Result<Root, StoreError> {
-    let (sealed, pass) = digests(store.sealed_bytes(), passphrase);
-    let known = MEMO.lock().ok().and_then(|m| {
-        m.as_ref()
-            .filter(|m| m.sealed == sealed && *m.passphrase == *pass)
-            .map(|m| m.root.clone())
-    });
-    let bare = match known {
-        Some(root) => root,
-        None => {
-            let root = store.unseal_bare(passphrase)?;
-            remember_digests(sealed, pass, &root);
-            root
+fn memo(store: &IdentityStore, root: &Root) {
+    if let Ok(mut m) = MEMO.lock() {
+        *m = Some((digest(store), root.clone()));
+    }
+}
+
+/// The session agent's id of the root sealed in `store` (the hash of ciphertext reveals nothing).
+pub fn cache_id(store: &IdentityStore) -> String {
+    mv_pass::agent::cache_id("identity-root", store.sealed_bytes())
+}
+
+/// A root from the agent's value: exactly 32 bytes, else nothing (a miss).
+fn from_cached(value: &[u8]) -> Option<Root> {
+    let bytes: [u8; 32] = value.try_into().ok()?;
+    let root = Root::from_bytes(bytes);
+    let mut bytes = bytes;
+    zeroize::Zeroize::zeroize(&mut bytes);
+    Some(root)
+}
+
+/// The root of `store` with the tree's epochs: from this process, else from the session agent,
+/// else unsealed with `passphrase()` (asked only then) and handed to the agent. `on_error` maps
+/// the store's errors (the caller's hints).
+pub fn unseal(
+    g: &Global,
+    store: &IdentityStore,
+    passphrase: impl FnOnce() -> Result<SecretString, CliError>,
+    on_error: impl Fn(StoreError) -> CliError,
+) -> Result<Root, CliError> {
+    let life = crate::session::lifetime()?;
+    let bare = bare(g, store, life, passphrase, &on_error)?;
+    store.attach_epochs(bare).map_err(on_error)
+}
+
+/// [`unseal`] without the epochs; `life: None` is no session cache (this process only).
+fn bare(
+    g: &Global,
+    store: &IdentityStore,
+    life: Option<mv_pass::agent::Lifetime>,
+    passphrase: impl FnOnce() -> Result<SecretString, CliError>,
+    on_error: &impl Fn(StoreError) -> CliError,
+) -> Result<Root, CliError> {
+    if let Some(root) = recall(store) {
+        return Ok(root);
+    }
+    let Some(life) = life else {
+        let pass = passphrase()?;
+        let root = store
+            .unseal_bare(pass.expose().as_bytes())
+            .map_err(on_error)?;
+        memo(store, &root);
+        return Ok(root);
+    };
+    let agent = crate::session::client();
+    let id = cache_id(store);
+    let fetch = || agent.get(&id).and_then(|v| from_cached(v.expose()));
+    if let Some(root) = fetch() {
+        memo(store, &root);
+        return Ok(root);
+    }
+    let guard = match agent.unlock_guard() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("multiverse: warning: no session cache: {e}");
+            None
         }
     };
+    if let Some(root) = guard.as_ref().and_then(|_| fetch()) {
+        memo(store, &root);
+        return Ok(root);
+    }
+    let pass = passphrase()?;
+    let root = store
+        .unseal_bare(pass.expose().as_bytes())
+        .map_err(on_error)?;
+    drop(pass);
+    memo(store, &root);
+    if guard.is_some()
+        && crate::session::start_agent(&agent)
+        && agent.put(&id, root.expose_bytes(), life).is_ok()
+        && !g.quiet
+    {
+        eprintln!(
+            "multiverse: identity unlocked for this session ({} s after last use, {} s at most; `multiverse identity lock` forgets it)",
+            life.idle.as_secs(),
+            life.max.as_secs()
+        );
+    }
+    drop(guard);
+    Ok(root)
+}
+
+/// A real unseal with `passphrase` (always an Argon2id, whatever is cached): for commands that
+/// must know the passphrase opens the root. The root is then remembered in this process.
+pub fn check(store: &IdentityStore, passphrase: &[u8]) -> Result<Root, StoreError> {
+    let bare = store.unseal_bare(passphrase)?;
+    memo(store, &bare);
     store.attach_epochs(bare)
 }
 
-/// After `store` was sealed from `root` with `passphrase`: the next [`unseal`] needs no Argon2id.
-pub fn remember(store: &IdentityStore, passphrase: &[u8], root: &Root) {
-    let (sealed, pass) = digests(store.sealed_bytes(), passphrase);
-    remember_digests(sealed, pass, root);
-}
-
-fn remember_digests(sealed: [u8; 32], passphrase: Zeroizing<[u8; 32]>, root: &Root) {
-    if let Ok(mut m) = MEMO.lock() {
-        *m = Some(Memo {
-            sealed,
-            passphrase,
-            root: root.clone(),
-        });
-    }
+/// After `store` was sealed from `root`: the next [`unseal`] in this process needs no Argon2id.
+pub fn remember(store: &IdentityStore, root: &Root) {
+    memo(store, root);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A hit needs the same sealed bytes and the same passphrase; a wrong passphrase after a hit
-    /// still fails as a real unseal does.
+    fn global(root: &std::path::Path) -> Global {
+        Global {
+            root: root.to_path_buf(),
+            json: false,
+            dry_run: false,
+            verbose: 0,
+            quiet: true,
+        }
+    }
+
+    /// [`bare`] without the session agent (none runs in unit tests).
+    fn memo_only(
+        g: &Global,
+        store: &IdentityStore,
+        passphrase: impl FnOnce() -> Result<SecretString, CliError>,
+    ) -> Result<Root, CliError> {
+        bare(g, store, None, passphrase, &CliError::from)
+    }
+
+    fn never() -> Result<SecretString, CliError> {
+        Err(CliError::failure_msg("the passphrase was asked"))
+    }
+
+    /// In one process: the first unseal asks, later ones do not; a re-sealed file is a miss
+    /// (its own passphrase, its own root); a wrong passphrase on a miss fails and keeps nothing.
     #[test]
-    fn only_the_same_file_and_passphrase_hit() {
+    fn a_sealed_file_is_unsealed_once_and_only_its_own_root_is_served() {
+        let tree = tempfile::tempdir().unwrap();
+        let g = global(tree.path());
+        let root = Root::from_bytes([7u8; 32]);
+        let fast = mv_identity::KdfParams::INSECURE_FAST;
+        let store = IdentityStore::create(tree.path(), &root, b"right", fast, false).unwrap();
+        let pass = |p: &str| {
+            let p = p.to_string();
+            move || Ok(SecretString::new(p))
+        };
+        let wrong = memo_only(&g, &store, pass("wrong"));
+        assert!(wrong.is_err());
+        assert!(memo_only(&g, &store, never).is_err(), "nothing kept");
+        let first = memo_only(&g, &store, pass("right")).unwrap();
+        assert!(first.same_secret(&root));
+        let again = memo_only(&g, &store, never).unwrap();
+        assert!(again.same_secret(&root));
+        // Another file (re-sealed, even under the same passphrase) is a miss, then a real unseal.
+        let other = Root::from_bytes([9u8; 32]);
+        let store2 = IdentityStore::create(tree.path(), &other, b"right", fast, true).unwrap();
+        assert!(memo_only(&g, &store2, never).is_err());
+        let second = memo_only(&g, &store2, pass("right")).unwrap();
+        assert!(second.same_secret(&other));
+        // check() always runs the KDF: a wrong passphrase fails although the root is known.
+        assert!(check(&store2, b"wrong").is_err_and(|e| e.is_authentication()));
+        assert!(check(&store2, b"right").unwrap().same_secret(&other));
+    }
+
+    #[test]
+    fn only_32_bytes_make_a_cached_root() {
+        assert!(from_cached(&[1u8; 31]).is_none());
+        assert!(from_cached(&[1u8; 33]).is_none());
+        let r = from_cached(&[1u8; 32]).unwrap();
+        assert!(r.same_secret(&Root::from_bytes([1u8; 32])));
+    }
+
+    #[test]
+    fn the_cache_id_follows_the_sealed_bytes() {
         let tree = tempfile::tempdir().unwrap();
         let root = Root::from_bytes([7u8; 32]);
-        let store = IdentityStore::create(
-            tree.path(),
-            &root,
-            b"right",
-            mv_identity::KdfParams::INSECURE_FAST,
-            false,
-        )
-        .unwrap();
-        let first = unseal(&store, b"right").unwrap();
-        assert!(first.same_secret(&root));
-        let again = unseal(&store, b"right").unwrap();
-        assert!(again.same_secret(&root));
-        let wrong = unseal(&store, b"wrong");
-        assert!(wrong.is_err_and(|e| e.is_authentication()));
-        // Another file (re-sealed under the same passphrase) is a miss, then a real unseal.
-        let other = Root::from_bytes([9u8; 32]);
-        let store2 = IdentityStore::create(
-            tree.path(),
-            &other,
-            b"right",
-            mv_identity::KdfParams::INSECURE_FAST,
-            true,
-        )
-        .unwrap();
-        assert!(unseal(&store2, b"right").unwrap().same_secret(&other));
+        let fast = mv_identity::KdfParams::INSECURE_FAST;
+        let a = IdentityStore::create(tree.path(), &root, b"p", fast, false).unwrap();
+        let b = IdentityStore::create(tree.path(), &root, b"p", fast, true).unwrap();
+        assert!(cache_id(&a).starts_with("identity-root:"));
+        assert_ne!(
+            cache_id(&a),
+            cache_id(&b),
+            "a re-seal (fresh salt) is another id"
+        );
+        assert_eq!(
+            cache_id(&b),
+            cache_id(&IdentityStore::load(tree.path()).unwrap())
+        );
     }
 }

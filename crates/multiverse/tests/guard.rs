@@ -18,8 +18,10 @@ const KDF: &str = "64";
 
 fn bin() -> Command {
     let mut c = Command::new(MV);
+    // No session cache: identity commands here must not start an agent in the user's folder.
     c.env_remove("MULTIVERSE_PASSPHRASE")
-        .env_remove("MULTIVERSE_ROOT");
+        .env_remove("MULTIVERSE_ROOT")
+        .env("MULTIVERSE_PASS_CACHE_TTL", "0");
     c
 }
 

@@ -1001,3 +1001,235 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
     );
     assert_eq!(asked.lock().unwrap().len(), 3);
 }
+
+/// A tree with the spec's identity whose commands share a private session cache: their own
+/// agent folder, no passphrase in the environment, the default lifetimes; the agent is locked
+/// (and ends) when the test ends, whatever happened.
+struct Session {
+    dir: tempfile::TempDir,
+}
+
+impl Session {
+    fn new() -> Session {
+        let s = Session {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(s.passphrase_file(), format!("{}\n", common::PASS)).unwrap();
+        ok(
+            mv(&s.root()).args(["identity", "restore"]).args(FAST),
+            Some(SPEC_WORDS),
+        );
+        s
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("tree")
+    }
+    fn agent(&self) -> PathBuf {
+        self.dir.path().join("agent")
+    }
+    fn passphrase_file(&self) -> PathBuf {
+        self.dir.path().join("passphrase")
+    }
+    /// `multiverse --root TREE` with this session's agent and no passphrase source at all.
+    fn mv(&self) -> Command {
+        let mut c = mv(&self.root());
+        c.env("MULTIVERSE_PASS_AGENT_DIR", self.agent())
+            .env_remove("MULTIVERSE_PASS_CACHE_TTL")
+            .env_remove("MULTIVERSE_PASSPHRASE");
+        c
+    }
+    /// `identity show SPEC_NAME` with the passphrase file (`Some`) or nothing to ask with.
+    fn show(&self, file: bool) -> std::process::Output {
+        let mut c = self.mv();
+        c.args(["identity", "show", SPEC_NAME]);
+        if file {
+            c.arg("--passphrase-file").arg(self.passphrase_file());
+        }
+        output(&mut c, None)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.mv().args(["identity", "lock"]).output();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A command that needed the passphrase and had none: exit 2, "no passphrase given".
+fn asks_for_the_passphrase(o: &std::process::Output) -> bool {
+    o.status.code() == Some(2) && text(&o.stderr).contains("no passphrase given")
+}
+
+#[test]
+fn one_unlock_serves_later_commands_without_a_passphrase_until_lock() {
+    let s = Session::new();
+    let first = s.show(true);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let said = text(&first.stderr);
+    assert!(
+        said.contains("identity unlocked for this session"),
+        "{said}"
+    );
+    assert!(said.contains("multiverse identity lock"), "{said}");
+    // No passphrase file, no environment, stdin closed: the same keys, and nothing said.
+    let second = s.show(false);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(text(&second.stdout), text(&first.stdout));
+    assert!(text(&first.stdout).contains(&vector("ssh_ed25519")));
+    assert!(!text(&second.stderr).contains("unlocked"));
+    // The other commands that need the root too (export, here).
+    let out = s.dir.path().join("out");
+    ok(
+        s.mv()
+            .args([
+                "identity", "export", SPEC_NAME, "--kind", "password", "--out",
+            ])
+            .arg(&out),
+        None,
+    );
+    assert!(out.join("password").is_file());
+    // Nothing secret on disk: the agent folder holds the socket and an empty lock file.
+    assert_eq!(mode(&s.agent()), 0o700);
+    for e in std::fs::read_dir(s.agent()).unwrap() {
+        let m = e.unwrap().metadata().unwrap();
+        assert_eq!(m.permissions().mode() & 0o077, 0);
+        assert_eq!(m.len(), 0);
+    }
+    // `identity lock` forgets: the same call now has to ask, and cannot.
+    let locked = ok(s.mv().args(["identity", "lock"]), None);
+    assert!(locked.contains("locked"), "{locked}");
+    assert!(asks_for_the_passphrase(&s.show(false)));
+    // `pass lock` forgets the root as well.
+    assert!(s.show(true).status.success());
+    assert!(s.show(false).status.success());
+    ok(s.mv().args(["pass", "lock"]), None);
+    assert!(asks_for_the_passphrase(&s.show(false)));
+    // Locking with nothing unlocked says so and succeeds.
+    let again = ok(s.mv().args(["identity", "lock"]), None);
+    assert!(again.contains("nothing to forget"), "{again}");
+}
+
+#[test]
+fn a_wrong_passphrase_caches_nothing() {
+    let s = Session::new();
+    let wrong = s.dir.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    let o = output(
+        s.mv()
+            .args(["identity", "show", SPEC_NAME, "--passphrase-file"])
+            .arg(&wrong),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("unlocked"));
+    assert!(asks_for_the_passphrase(&s.show(false)));
+    assert!(!s.agent().join("pass-agent.sock").exists(), "no agent");
+}
+
+#[test]
+fn ttl_zero_disables_the_cache() {
+    let s = Session::new();
+    for var in ["MULTIVERSE_PASS_CACHE_TTL", "MULTIVERSE_PASS_CACHE_MAX_TTL"] {
+        let mut c = s.mv();
+        c.args(["identity", "show", SPEC_NAME, "--passphrase-file"])
+            .arg(s.passphrase_file())
+            .env(var, "0");
+        let o = output(&mut c, None);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("unlocked"), "{var}");
+        assert!(asks_for_the_passphrase(&s.show(false)), "{var}");
+    }
+    assert!(!s.agent().join("pass-agent.sock").exists(), "no agent");
+}
+
+#[test]
+fn a_re_restored_root_is_not_served_the_old_one() {
+    let s = Session::new();
+    // --quiet: the unlock is not announced.
+    let o = output(
+        s.mv()
+            .args([
+                "--quiet",
+                "identity",
+                "show",
+                SPEC_NAME,
+                "--passphrase-file",
+            ])
+            .arg(s.passphrase_file()),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr), "");
+    let old = text(&o.stdout);
+    // Other words, restored over the tree (a new sealed file) while the old root is cached.
+    let other = tempfile::tempdir().unwrap();
+    let out = ok(mv(other.path()).args(["identity", "new"]).args(FAST), None);
+    let words = out.lines().nth(1).unwrap().to_string();
+    assert_eq!(words.split(' ').count(), 24);
+    let words_file = s.dir.path().join("words");
+    std::fs::write(&words_file, format!("{words}\n")).unwrap();
+    ok(
+        s.mv()
+            .args(["identity", "restore", "--force", "--words-file"])
+            .arg(&words_file)
+            .arg("--passphrase-file")
+            .arg(s.passphrase_file())
+            .args(FAST),
+        None,
+    );
+    assert!(
+        asks_for_the_passphrase(&s.show(false)),
+        "the old root served"
+    );
+    let new = s.show(true);
+    assert!(new.status.success(), "{}", text(&new.stderr));
+    assert_ne!(text(&new.stdout), old);
+    assert_eq!(text(&s.show(false).stdout), text(&new.stdout));
+}
+
+#[test]
+fn the_idle_timeout_expires_the_root() {
+    let s = Session::new();
+    let mut c = s.mv();
+    c.args(["identity", "show", SPEC_NAME, "--passphrase-file"])
+        .arg(s.passphrase_file())
+        .env("MULTIVERSE_PASS_CACHE_TTL", "2");
+    let o = output(&mut c, None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("2 s after last use"));
+    assert!(s.show(false).status.success(), "within the 2 s");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(asks_for_the_passphrase(&s.show(false)), "expired");
+}
+
+#[test]
+fn pass_takes_the_cached_root_too() {
+    let s = Session::new();
+    assert!(s.show(true).status.success());
+    let pass = || {
+        let mut c = s.mv();
+        c.arg("pass")
+            .env("PASSWORD_STORE_DIR", s.dir.path().join("store"))
+            .env_remove("MULTIVERSE_PASS_KEYS")
+            .env_remove("PASSWORD_STORE_KEY")
+            .env("GNUPGHOME", s.dir.path().join("gnupg"));
+        c
+    };
+    // The identity's @user key, derived from the cached root: no passphrase for any of these.
+    ok(pass().arg("init"), None);
+    ok(pass().args(["insert", "-e", "e"]), Some("v\n"));
+    let o = output(pass().args(["show", "e"]), None);
+    assert_eq!(text(&o.stdout), "v\n", "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("pass keys unlocked for this session"));
+    assert_eq!(ok(pass().args(["show", "e"]), None), "v\n");
+    // Locked: pass has to ask again.
+    ok(s.mv().args(["identity", "lock"]), None);
+    assert!(asks_for_the_passphrase(&output(
+        pass().args(["show", "e"]),
+        None
+    )));
+}

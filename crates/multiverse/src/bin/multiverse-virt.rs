@@ -18,6 +18,8 @@ mod error;
 mod global;
 #[path = "../secret_input.rs"]
 mod secret_input;
+#[path = "../session.rs"]
+mod session;
 #[path = "../unsealed.rs"]
 mod unsealed;
 

@@ -1,8 +1,10 @@
-//! `multiverse identity new|restore|show|export|fleet`: the Scramble Suit on the command line
-//! (`rotate` lives in `cmd/rotate.rs`).
+//! `multiverse identity new|restore|show|export|fleet|lock`: the Scramble Suit on the command
+//! line (`rotate` lives in `cmd/rotate.rs`).
 //!
 //! Only parsing, prompting, printing and file writing live here; every key comes from
-//! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv).
+//! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv),
+//! and only when the session cache (`crate::unsealed`) does not hold the root already; `lock`
+//! empties that cache.
 //! Recovery words come from stdin or `--words-file`, never argv either.
 //!
 //! Exit codes: bad input (a malformed name, a wrong checksum word, a wrong passphrase, an existing
@@ -35,6 +37,9 @@ pub enum Command {
     Fleet(FleetArgs),
     /// Replace one name's keys: raise its epoch in multiverse.toml and revoke the old keys
     Rotate(super::rotate::RotateArgs),
+    /// Forget the session cache: the identity root and the pass keys unlocked for this session
+    /// (the same as `multiverse pass lock`); the next command asks for the passphrase
+    Lock,
 }
 
 /// Where the unseal passphrase comes from.
@@ -177,6 +182,7 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
         Command::Export(a) => export(g, a),
         Command::Fleet(a) => fleet(g, a),
         Command::Rotate(a) => super::rotate::run(g, a),
+        Command::Lock => super::pass::session_lock(g),
     }
 }
 
@@ -242,12 +248,15 @@ pub(crate) fn unseal_with(
         );
     }
     let store = IdentityStore::load(&g.root).map_err(unseal_hint)?;
-    let passphrase = secret_input::passphrase(
-        pass.passphrase_file.as_deref(),
-        "Identity passphrase",
-        false,
-    )?;
-    crate::unsealed::unseal(&store, passphrase.expose().as_bytes()).map_err(unseal_hint)
+    // The passphrase is asked only when the session cache does not hold the root.
+    let passphrase = || {
+        secret_input::passphrase(
+            pass.passphrase_file.as_deref(),
+            "Identity passphrase",
+            false,
+        )
+    };
+    crate::unsealed::unseal(g, &store, passphrase, unseal_hint)
 }
 
 /// A passphrase for a new seal: never empty (an empty one would protect nothing).
@@ -285,7 +294,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
     }
     let passphrase = new_passphrase(&a.pass)?;
     let root = Root::generate();
-    IdentityStore::create(
+    let store = IdentityStore::create(
         &g.root,
         &root,
         passphrase.expose().as_bytes(),
@@ -293,6 +302,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
         a.force,
     )
     .usage()?;
+    crate::unsealed::remember(&store, &root);
     print_words(&root);
     g.say(format!(
         "sealed identity written to {} ({params})",
@@ -334,7 +344,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
         // Idempotent: the same words under the same passphrase are already there.
         let existing = IdentityStore::load(&g.root)
             .ok()
-            .and_then(|s| crate::unsealed::unseal(&s, passphrase.expose().as_bytes()).ok());
+            .and_then(|s| crate::unsealed::check(&s, passphrase.expose().as_bytes()).ok());
         if existing.as_ref().is_some_and(|e| e.same_secret(&root)) {
             g.say(format!(
                 "unchanged: {} already holds this identity",
@@ -359,7 +369,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
     }
     let store =
         IdentityStore::create(&g.root, &root, passphrase.expose().as_bytes(), params, true)?;
-    crate::unsealed::remember(&store, passphrase.expose().as_bytes(), &root);
+    crate::unsealed::remember(&store, &root);
     g.say(format!(
         "restored identity sealed to {} ({params})",
         path.display()

@@ -56,6 +56,11 @@ struct Ctx<'a> {
     writing: bool,
     /// Recipients named on the command line (`init`), besides those of the store's .gpg-id files.
     new_ids: Vec<String>,
+    /// The passphrase, once asked (one prompt per command).
+    asked: std::sync::OnceLock<SecretString>,
+    /// The identity root (`None`: the tree has none), once unsealed or found in the session
+    /// cache.
+    root: std::sync::OnceLock<Option<mv_identity::Root>>,
 }
 
 fn store_dir(g: &Global) -> PathBuf {
@@ -107,27 +112,58 @@ fn store_err(e: StoreError) -> CliError {
 }
 
 impl Ctx<'_> {
+    /// The identity passphrase, asked at most once per command.
     fn passphrase(&self) -> Result<SecretString, CliError> {
-        secret_input::passphrase(
+        if let Some(p) = self.asked.get() {
+            return Ok(p.clone());
+        }
+        let p = secret_input::passphrase(
             self.passphrase_file.as_deref(),
             "Identity passphrase",
             false,
-        )
+        )?;
+        let _ = self.asked.set(p.clone());
+        Ok(p)
     }
 
-    /// Unseals the identity root, if the tree has one.
-    fn identity_root(&self, pass: &SecretString) -> Result<Option<mv_identity::Root>, CliError> {
-        if !IdentityStore::exists(&self.g.root) {
-            return Ok(None);
+    /// The identity root, if the tree has one: from the session cache, else unsealed (the
+    /// passphrase is asked only then). Once per command: later calls take no lock and ask
+    /// nothing (the unlock lock may be held by then).
+    fn identity_root(&self) -> Result<Option<mv_identity::Root>, CliError> {
+        if let Some(r) = self.root.get() {
+            return Ok(r.clone());
         }
+        let root = if IdentityStore::exists(&self.g.root) {
+            let store = IdentityStore::load(&self.g.root)?;
+            let wrong = |e: mv_identity::StoreError| {
+                if e.is_authentication() {
+                    let mut c = CliError::from(e).with_hint("wrong identity passphrase");
+                    c.kind = crate::error::Kind::Usage;
+                    c
+                } else {
+                    e.into()
+                }
+            };
+            Some(crate::unsealed::unseal(
+                self.g,
+                &store,
+                || self.passphrase(),
+                wrong,
+            )?)
+        } else {
+            None
+        };
+        let _ = self.root.set(root.clone());
+        Ok(root)
+    }
+
+    /// Whether `pass` opens the identity (a real unseal, whatever the session cache holds).
+    fn check_identity_passphrase(&self, pass: &SecretString) -> Result<(), CliError> {
         let store = IdentityStore::load(&self.g.root)?;
-        match crate::unsealed::unseal(&store, pass.expose().as_bytes()) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if e.is_authentication() => Err(CliError::from(e))
-                .usage()
-                .hint("wrong identity passphrase"),
-            Err(e) => Err(e.into()),
-        }
+        crate::unsealed::check(&store, pass.expose().as_bytes())
+            .usage()
+            .hint("wrong identity passphrase")?;
+        Ok(())
     }
 
     /// The identity's @user OpenPGP key; its certificate is saved in the key folder so writes
@@ -257,11 +293,10 @@ impl Ctx<'_> {
             ring.set_groups(gpg_groups());
             self.fill_publics(&mut ring);
         }
-        match cache_lifetime()? {
+        match crate::session::lifetime()? {
             Some(life) => self.unlock_cached(ring, life),
             None => {
-                let pass = self.passphrase()?;
-                for (_, plain) in self.unseal_all(&pass)? {
+                for (_, plain) in self.unseal_all()? {
                     add_secret_armored(&mut ring, &plain)?;
                 }
                 Ok(Box::new(ring))
@@ -270,10 +305,12 @@ impl Ctx<'_> {
     }
 
     /// Unseals every sealed key and derives the identity's @user key: (cache id, armored key).
-    /// A wrong passphrase fails here, before anything is cached.
-    fn unseal_all(&self, pass: &SecretString) -> Result<Vec<(String, SecretBytes)>, CliError> {
+    /// A wrong passphrase fails here, before anything is cached. The passphrase is asked for
+    /// sealed keys, and for the identity root only when the session cache lacks it.
+    fn unseal_all(&self) -> Result<Vec<(String, SecretBytes)>, CliError> {
         let mut out = Vec::new();
         for (path, sealed) in self.keys.sealed_files()? {
+            let pass = self.passphrase()?;
             let plain = mv_seal::open(&sealed, pass.expose().as_bytes())
                 .map_err(|e| {
                     CliError::from(anyhow::anyhow!("cannot unseal {}: {e}", path.display()))
@@ -282,7 +319,7 @@ impl Ctx<'_> {
                 .hint("wrong passphrase, or a damaged key file")?;
             out.push((cache_id("sealed", &sealed), plain));
         }
-        if let Some(root) = self.identity_root(pass)? {
+        if let Some(root) = self.identity_root()? {
             let key = self.identity_key(&root)?;
             let armored = mv_pass::keys::armor_secret(&key)?;
             out.push((self.identity_cache_id()?, armored));
@@ -327,7 +364,7 @@ impl Ctx<'_> {
         mut ring: Keyring,
         life: mv_pass::agent::Lifetime,
     ) -> Result<Box<dyn Crypto>, CliError> {
-        let agent = mv_pass::agent::Client::default_session();
+        let agent = crate::session::client();
         let ids = self.cache_ids()?;
         let fetch = |ring: &mut Keyring| -> Result<bool, CliError> {
             let mut got = Vec::new();
@@ -345,6 +382,10 @@ impl Ctx<'_> {
         if fetch(&mut ring)? {
             return Ok(Box::new(ring));
         }
+        // The identity root first, under its own turn of the unlock lock (from the session
+        // cache, or unsealed and cached): taking the lock again while holding it below would
+        // wait forever.
+        self.identity_root()?;
         let guard = match agent.unlock_guard() {
             Ok(g) => Some(g),
             Err(e) => {
@@ -355,12 +396,11 @@ impl Ctx<'_> {
         if guard.is_some() && fetch(&mut ring)? {
             return Ok(Box::new(ring));
         }
-        let pass = self.passphrase()?;
-        let unsealed = self.unseal_all(&pass)?;
+        let unsealed = self.unseal_all()?;
         for (_, plain) in &unsealed {
             add_secret_armored(&mut ring, plain)?;
         }
-        if guard.is_some() && start_agent(&agent) {
+        if guard.is_some() && crate::session::start_agent(&agent) {
             let stored = unsealed
                 .iter()
                 .all(|(id, plain)| agent.put(id, plain.expose(), life).is_ok());
@@ -375,37 +415,6 @@ impl Ctx<'_> {
         drop(guard);
         Ok(Box::new(ring))
     }
-}
-
-/// Seconds from the environment variable `var`, else `default`; anything but a whole number is
-/// an error naming the variable.
-fn env_secs(var: &str, default: u64) -> Result<u64, CliError> {
-    match std::env::var(var) {
-        Ok(s) if !s.trim().is_empty() => s.trim().parse::<u64>().map_err(|_| {
-            CliError::usage_msg(format!("{var}={s:?}: expected a number of seconds")).with_hint(
-                &format!("unset {var} for the default ({default} s); 0 disables the session cache"),
-            )
-        }),
-        _ => Ok(default),
-    }
-}
-
-/// The session cache's lifetime: `MULTIVERSE_PASS_CACHE_TTL` seconds after last use (default
-/// 10 minutes) and at most `MULTIVERSE_PASS_CACHE_MAX_TTL` seconds after the unlock (default 8
-/// hours), like gpg-agent's `default-cache-ttl` and `max-cache-ttl`. Either at 0: no cache.
-fn cache_lifetime() -> Result<Option<mv_pass::agent::Lifetime>, CliError> {
-    let idle = env_secs(
-        "MULTIVERSE_PASS_CACHE_TTL",
-        mv_pass::agent::DEFAULT_TTL_SECS,
-    )?;
-    let max = env_secs(
-        "MULTIVERSE_PASS_CACHE_MAX_TTL",
-        mv_pass::agent::DEFAULT_MAX_TTL_SECS,
-    )?;
-    Ok((idle > 0 && max > 0).then(|| mv_pass::agent::Lifetime {
-        idle: std::time::Duration::from_secs(idle),
-        max: std::time::Duration::from_secs(max),
-    }))
 }
 
 use mv_pass::agent::cache_id;
@@ -426,35 +435,6 @@ fn gpg_groups() -> std::collections::BTreeMap<String, Vec<String>> {
     home.and_then(|h| std::fs::read_to_string(h.join("gpg.conf")).ok())
         .map(|t| mv_pass::keys::parse_gpg_groups(&t))
         .unwrap_or_default()
-}
-
-/// Starts the agent (this binary, `pass __agent`, detached) unless one answers; true once one
-/// answers. No secret is on its command line or in its environment.
-fn start_agent(agent: &mv_pass::agent::Client) -> bool {
-    if agent.is_running() {
-        return true;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return false;
-    };
-    let spawned = std::process::Command::new(exe)
-        .args(["pass", "__agent"])
-        .env("MULTIVERSE_PASS_AGENT_DIR", agent.dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn();
-    if spawned.is_err() {
-        return false;
-    }
-    for _ in 0..200 {
-        if agent.is_running() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    false
 }
 
 /// pass's banner (`pass version`), which its suite looks for in `--help`.
@@ -666,6 +646,8 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             Cmd::Init { ids, .. } => ids.iter().filter(|i| !i.is_empty()).cloned().collect(),
             _ => Vec::new(),
         },
+        asked: std::sync::OnceLock::new(),
+        root: std::sync::OnceLock::new(),
     };
     match inv.command {
         Cmd::Help => {
@@ -994,21 +976,25 @@ fn yesno(question: &str) -> Result<(), CliError> {
 }
 
 fn lock(ctx: &Ctx<'_>, all: bool) -> Result<(), CliError> {
-    let agent = mv_pass::agent::Client::default_session();
-    if ctx.g.dry_run {
-        ctx.g.say("would forget the keys unlocked for this session");
-        return Ok(());
-    }
-    if all {
+    if all && !ctx.g.dry_run {
         let n = mv_pass::agent::lock_all();
         ctx.g.say(format!("{n} key cache agent(s) locked"));
         return Ok(());
     }
-    if agent.lock()? {
-        ctx.g
-            .say("pass keys locked: the next command asks for the passphrase");
+    session_lock(ctx.g)
+}
+
+/// `pass lock` and `identity lock`: the session cache forgets the pass keys and the identity
+/// root, and its agent ends.
+pub fn session_lock(g: &Global) -> Result<(), CliError> {
+    if g.dry_run {
+        g.say("would forget the keys and the identity root unlocked for this session");
+        return Ok(());
+    }
+    if crate::session::lock()? {
+        g.say("pass keys and identity root locked: the next command asks for the passphrase");
     } else {
-        ctx.g.say("pass keys were not unlocked: nothing to forget");
+        g.say("nothing was unlocked for this session: nothing to forget");
     }
     Ok(())
 }
@@ -1064,9 +1050,8 @@ fn init(ctx: &Ctx<'_>, path: Option<String>, mut keyids: Vec<String>) -> Result<
                 "pass a key id (`multiverse pass init KEYID`) or create an identity first",
             ));
         }
-        let pass = ctx.passphrase()?;
         let root = ctx
-            .identity_root(&pass)?
+            .identity_root()?
             .ok_or_else(|| CliError::failure_msg("the identity disappeared while reading it"))?;
         let key = ctx.identity_key(&root)?;
         keyids.push(mv_pass::keys::secret_fingerprint(&key));
@@ -2401,7 +2386,7 @@ fn key(ctx: &Ctx<'_>, k: KeyCmd) -> Result<(), CliError> {
                 let pass = ctx.passphrase()?;
                 // Same passphrase as the identity: check it by opening the identity.
                 let identity_params = if IdentityStore::exists(&ctx.g.root) {
-                    ctx.identity_root(&pass)?;
+                    ctx.check_identity_passphrase(&pass)?;
                     IdentityStore::load(&ctx.g.root)?.params()
                 } else {
                     None
@@ -2513,8 +2498,7 @@ fn machines(ctx: &Ctx<'_>) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let pass = ctx.passphrase()?;
-    let root = ctx.identity_root(&pass)?.ok_or_else(|| {
+    let root = ctx.identity_root()?.ok_or_else(|| {
         CliError::usage_msg("the tree has no identity to derive machine passwords from")
             .with_hint("run `multiverse identity new` first")
     })?;

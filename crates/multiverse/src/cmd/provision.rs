@@ -125,12 +125,15 @@ pub fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliE
         _ => CliError::from(e),
     };
     let store = IdentityStore::load(&g.root).map_err(hint)?;
-    let passphrase = secret_input::passphrase(
-        pass.passphrase_file.as_deref(),
-        "Identity passphrase",
-        false,
-    )?;
-    crate::unsealed::unseal(&store, passphrase.expose().as_bytes()).map_err(hint)
+    // The passphrase is asked only when the session cache does not hold the root.
+    let passphrase = || {
+        secret_input::passphrase(
+            pass.passphrase_file.as_deref(),
+            "Identity passphrase",
+            false,
+        )
+    };
+    crate::unsealed::unseal(g, &store, passphrase, hint)
 }
 
 fn render_error(e: RenderError) -> CliError {

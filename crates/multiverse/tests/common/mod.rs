@@ -27,12 +27,16 @@ pub const PASS: &str = "correct horse battery staple";
 pub const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
 
 /// `multiverse --root <root>` with the passphrase in the environment, no inherited root or log
-/// settings and stdin closed.
+/// settings, stdin closed, and no session cache (`MULTIVERSE_PASS_CACHE_TTL=0`: every command
+/// unseals, and no test leaves an agent behind or reads another's). A test of the cache sets its
+/// own TTL and a private `MULTIVERSE_PASS_AGENT_DIR`.
 pub fn mv(root: &Path) -> Command {
     let mut c = Command::new(MV);
     c.arg("--root")
         .arg(root)
         .env("MULTIVERSE_PASSPHRASE", PASS)
+        .env("MULTIVERSE_PASS_CACHE_TTL", "0")
+        .env_remove("MULTIVERSE_PASS_CACHE_MAX_TTL")
         .env_remove("MULTIVERSE_ROOT")
         .env_remove("MULTIVERSE_LOG")
         .stdin(Stdio::null());
