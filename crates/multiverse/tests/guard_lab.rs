@@ -306,14 +306,16 @@ echo PID=$(pidof -s qemu-system-x86_64)"
     pid
 }
 
-/// The real agent on TCP; its token file holds the agent marker (computed here), and one
+/// The real agent on TCP; its token file holds the agent marker (computed here) followed by 32
+/// random hex digits (the agent wants at least 32 bytes), and one
 /// authenticated request puts the token in its request buffers too. Returns its pid.
 fn start_agent(lab: &Lab) -> u32 {
     let out = lab_slow(
         lab,
         "set -e
 mkdir -p /etc/multiverse
-(umask 077; printf 'MVGUARDAGENT-%s-SECRET' $((90000 + 9)) >/etc/multiverse/agent.token)
+(umask 077; printf 'MVGUARDAGENT-%s-SECRET-%s' $((90000 + 9)) \\
+  \"$(od -An -tx1 -N16 /dev/urandom | tr -d ' \\n')\" >/etc/multiverse/agent.token)
 cat >/etc/multiverse/agent.toml <<'EOF'
 role = \"service\"
 [api]

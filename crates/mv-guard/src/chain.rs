@@ -1,7 +1,7 @@
 //! The kill chain: what happens, in order, when the token leaves.
 //!
 //! A [`Chain`] is a list of [`Step`]s from the configuration. At fire time each step is expanded
-//! into primitive [`Op`]s (the open LUKS devices and the running domains are listed then, not at
+//! into primitive [`Op`]s (the open LUKS devices and the active domains are listed then, not at
 //! arm time) and run in its own thread; the caller waits at most the step's timeout, then kills
 //! what the step spawned, runs its fallback (if any) and goes on: a hung `cryptsetup` or a `sync`
 //! stuck in the kernel never blocks the power-off at the end. In dry-run, every op is recorded as
@@ -45,7 +45,7 @@ pub enum Action {
     },
     /// `cryptsetup luksSuspend` every open LUKS device (found under /sys/block/dm-*/dm).
     LuksSuspend,
-    /// `virsh destroy` every running domain of this libvirt URI.
+    /// `virsh destroy` every active domain (running, paused, ...) of this libvirt URI.
     DestroyDomains {
         /// Libvirt connection URI.
         uri: String,
@@ -422,7 +422,7 @@ fn pass_lock_argv() -> Vec<String> {
     vec![exe, "pass".into(), "lock".into(), "--all".into()]
 }
 
-/// Expands a step into ops. Listings (LUKS devices, running domains) are read-only and run even
+/// Expands a step into ops. Listings (LUKS devices, active domains) are read-only and run even
 /// in dry-run, so the record shows the real targets.
 fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<Op>, OpError> {
     Ok(match action {
@@ -480,9 +480,10 @@ fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<V
                     "virsh".into(),
                     "-c".into(),
                     uri.clone(),
+                    // Every active domain: a paused one holds its memory (and its disk
+                    // keys) as a running one does, and `--state-running` would miss it.
                     "list".into(),
                     "--name".into(),
-                    "--state-running".into(),
                 ],
                 pid_slot,
                 true,
