@@ -655,7 +655,10 @@ fn assert_real_steps(actions: &[(String, String, String)], what: &str) {
             "drop-secrets",
             "wipe-and-remove /etc/multiverse/agent.token".to_string(),
         ),
-        ("destroy-domains", format!("virsh -c {URI} destroy {DOMAIN}")),
+        (
+            "destroy-domains",
+            format!("virsh -c {URI} destroy {DOMAIN}"),
+        ),
     ] {
         assert!(
             ok(step, &command),
@@ -817,7 +820,9 @@ fn guard_lab() {
     start_watcher(&lab);
     let in_qemu = mem_has(&lab, qemu, "'MVGUARDDOM-%s-SECRET' $((60000 + 6))");
     let in_agent = mem_has(&lab, agent, "'MVGUARDAGENT-%s-SECRET' $((90000 + 9))");
-    eprintln!("/proc/PID/mem: domain marker in QEMU {in_qemu}, token marker in the agent {in_agent}");
+    eprintln!(
+        "/proc/PID/mem: domain marker in QEMU {in_qemu}, token marker in the agent {in_agent}"
+    );
     assert!(
         in_qemu && in_agent,
         "the markers are not in their processes (QEMU {in_qemu}, agent {in_agent})"

@@ -157,7 +157,10 @@ pub fn default_steps() -> Vec<Step> {
         s(
             Action::DropSecrets {
                 paths: DEFAULT_SECRET_PATHS.iter().map(PathBuf::from).collect(),
-                processes: DEFAULT_SECRET_PROCESSES.iter().map(|s| s.to_string()).collect(),
+                processes: DEFAULT_SECRET_PROCESSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
             2_000,
         ),
@@ -1156,7 +1159,10 @@ mod tests {
         assert_eq!(rec[1].status, Status::Ok, "{rec:?}");
         assert_eq!(agent.wait().unwrap().signal(), Some(9));
         assert_eq!(replaced.wait().unwrap().signal(), Some(9));
-        assert!(other.try_wait().unwrap().is_none(), "another program was killed");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another program was killed"
+        );
         other.kill().unwrap();
         other.wait().unwrap();
         // Dry-run records the same line and signals nothing.
