@@ -208,7 +208,8 @@ fn lab_slow(lab: &Lab, cmd: &str, limit: Duration) -> String {
 
 /// `libvirtd` on `qemu:///system` (no systemd unit: started by hand; root's socket without
 /// polkit; QEMU as root without a security driver or mount namespace, its output to a file
-/// rather than through virtlogd) and the domain defined: 32 MiB, TCG, no disk, no devices but
+/// rather than through virtlogd; the `libvirt-qemu` account its QEMU driver looks up at start,
+/// which only `libvirt-daemon-system`'s scripts would create) and the domain defined: 32 MiB, TCG, no disk, no devices but
 /// a `fw_cfg` file, the domain marker's carrier.
 fn start_libvirt(lab: &Lab) {
     let t = Instant::now();
@@ -243,6 +244,9 @@ cat >/var/lib/guardlab/{DOMAIN}.xml <<'EOF'
   </devices>
 </domain>
 EOF
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null ||
+  useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 pidof libvirtd >/dev/null || libvirtd -d
 for i in $(seq 300); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.2; done
 virsh -q -c {URI} define /var/lib/guardlab/{DOMAIN}.xml >/dev/null"
