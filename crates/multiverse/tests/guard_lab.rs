@@ -62,6 +62,9 @@ const AGENT_MARKER: &str = "MVGUARDAGENT-90009-SECRET";
 const LIBVIRT_PACKAGES: &[&str] = &["libvirt-clients", "libvirt-daemon", "qemu-system-x86"];
 const URI: &str = "qemu:///system";
 const DOMAIN: &str = "guardlab-vm";
+/// Fixed, so a second `define` (the benchmark's, after a reset kept the first definition on the
+/// lab's disk) updates the domain rather than conflicting with it.
+const DOMAIN_UUID: &str = "c647a445-ef17-8e16-bb16-00000000d016";
 /// The libvirt secret, shaped as `up` defines a machine's LUKS secret
 /// (`templates/luks-secret.xml.j2`: ephemeral, private).
 const SECRET_UUID: &str = "c647a445-ef17-8e16-bb16-00000000a016";
@@ -231,6 +234,7 @@ EOF
 cat >/var/lib/guardlab/{DOMAIN}.xml <<'EOF'
 <domain type='qemu'>
   <name>{DOMAIN}</name>
+  <uuid>{DOMAIN_UUID}</uuid>
   <memory unit='MiB'>32</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
