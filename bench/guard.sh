@@ -18,6 +18,9 @@
 # power-off; RUNS pulls (default 20) with `multiverse guard watch`, and RUNS with a usbkill-style
 # poller (`lsusb` every 250 ms in the same lab, then `multiverse guard fire`: the same chain),
 # one system_reset (a full guest boot, ~1 min under TCG) per pull. Prints min/median/max.
+# The chain is the default one against a real libvirtd in the lab (a libvirt secret, a paused
+# domain, the agent): its first action is the first `virsh secret-undefine`. Each pull also
+# restarts libvirtd and the domain after the reset (~20 s).
 #
 #   bench/guard.sh lab        # RUNS=20: about 40 guest boots
 #   RUNS=3 bench/guard.sh lab

@@ -481,6 +481,7 @@ fn expected_chain(e: &Env) -> Vec<String> {
         // The test driver holds no libvirt secrets.
         "(nothing to do)".into(),
         format!("{} pass lock --all", common::MV),
+        "kill-processes -KILL --exe multiverse-agent".into(),
         format!("wipe-and-remove {}", e.p("secrets").display()),
         format!("wipe-and-remove {}", e.p("agent.token").display()),
         "keyctl clear @u".into(),

@@ -1,7 +1,7 @@
 //! The kill chain: what happens, in order, when the token leaves.
 //!
 //! A [`Chain`] is a list of [`Step`]s from the configuration. At fire time each step is expanded
-//! into primitive [`Op`]s (the open LUKS devices and the running domains are listed then, not at
+//! into primitive [`Op`]s (the open LUKS devices and the active domains are listed then, not at
 //! arm time) and run in its own thread; the caller waits at most the step's timeout, then kills
 //! what the step spawned, runs its fallback (if any) and goes on: a hung `cryptsetup` or a `sync`
 //! stuck in the kernel never blocks the power-off at the end. In dry-run, every op is recorded as
@@ -32,14 +32,20 @@ pub enum Action {
         #[serde(default = "default_keyrings")]
         keyrings: Vec<String>,
     },
-    /// Overwrite with zeros and delete the unsealed secrets under these paths.
+    /// Overwrite with zeros and delete the unsealed secrets under these paths, after killing
+    /// the processes that hold a secret in memory.
     DropSecrets {
         /// Files or folders.
         paths: Vec<PathBuf>,
+        /// Executable file names (`/proc/PID/exe`'s last component) of processes holding a
+        /// secret in memory, killed with SIGKILL (the default chain: `multiverse-agent`, which
+        /// keeps its TCP token). Absent from a configuration: none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        processes: Vec<String>,
     },
     /// `cryptsetup luksSuspend` every open LUKS device (found under /sys/block/dm-*/dm).
     LuksSuspend,
-    /// `virsh destroy` every running domain of this libvirt URI.
+    /// `virsh destroy` every active domain (running, paused, ...) of this libvirt URI.
     DestroyDomains {
         /// Libvirt connection URI.
         uri: String,
@@ -117,6 +123,18 @@ pub const DEFAULT_URI: &str = "qemu:///system";
 pub const DEFAULT_SECRET_PATHS: [&str; 2] =
     ["/run/multiverse/secrets", "/etc/multiverse/agent.token"];
 
+/// The programs holding a secret in memory that the default chain's `drop-secrets` kills: the
+/// agent keeps its TCP token (read from [`DEFAULT_SECRET_PATHS`]'s `agent.token`) for as long
+/// as it runs, and copies of it sit in its request buffers.
+///
+/// Killed rather than asked to forget: a zeroize-on-signal in the agent would clear the token
+/// it holds, but not the copies in buffers it already freed to its allocator (freed heap keeps
+/// its bytes inside the process); SIGKILL returns every page of the process to the kernel, which
+/// zeroes them with `init_on_free=1` (or `clear-memory` overwrites them), and it cannot be
+/// delayed or ignored by the process. The agent is of no use once the chain runs (the power-off
+/// follows).
+pub const DEFAULT_SECRET_PROCESSES: [&str; 1] = ["multiverse-agent"];
+
 /// The default chain, in the order of issue #16: every secret the host holds (libvirt secrets
 /// first, so no encrypted disk can be opened again; then the secret files and the agent's token,
 /// then the kernel keyring), the machines, the disks, free memory, power.
@@ -139,6 +157,10 @@ pub fn default_steps() -> Vec<Step> {
         s(
             Action::DropSecrets {
                 paths: DEFAULT_SECRET_PATHS.iter().map(PathBuf::from).collect(),
+                processes: DEFAULT_SECRET_PROCESSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
             2_000,
         ),
@@ -210,6 +232,8 @@ pub enum Op {
     Sync,
     /// Overwrite and delete a file or folder tree.
     WipeTree(PathBuf),
+    /// SIGKILL to every process whose executable (`/proc/PID/exe`) has this file name.
+    KillExe(String),
     /// Fill free memory.
     WipeMemory {
         /// MiB to leave.
@@ -247,6 +271,7 @@ impl std::fmt::Display for Op {
             }
             Op::Sync => f.write_str("sync"),
             Op::WipeTree(p) => write!(f, "wipe-and-remove {}", quote(&p.display().to_string())),
+            Op::KillExe(name) => write!(f, "kill-processes -KILL --exe {}", quote(name)),
             Op::WipeMemory { reserve_mib } => {
                 write!(f, "wipe-free-memory --reserve-mib {reserve_mib}")
             }
@@ -400,7 +425,7 @@ fn pass_lock_argv() -> Vec<String> {
     vec![exe, "pass".into(), "lock".into(), "--all".into()]
 }
 
-/// Expands a step into ops. Listings (LUKS devices, running domains) are read-only and run even
+/// Expands a step into ops. Listings (LUKS devices, active domains) are read-only and run even
 /// in dry-run, so the record shows the real targets.
 fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<Vec<Op>, OpError> {
     Ok(match action {
@@ -440,9 +465,11 @@ fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<V
             }
             ops
         }
-        Action::DropSecrets { paths } => {
-            // First of all, the pass keys unlocked for the session (every user's cache agent).
+        Action::DropSecrets { paths, processes } => {
+            // First of all, the pass keys unlocked for the session (every user's cache agent),
+            // then the processes holding a secret in memory (the agent's token), then the files.
             let mut ops = vec![Op::Exec(pass_lock_argv())];
+            ops.extend(processes.iter().cloned().map(Op::KillExe));
             ops.extend(paths.iter().cloned().map(Op::WipeTree));
             ops
         }
@@ -456,9 +483,10 @@ fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<V
                     "virsh".into(),
                     "-c".into(),
                     uri.clone(),
+                    // Every active domain: a paused one holds its memory (and its disk
+                    // keys) as a running one does, and `--state-running` would miss it.
                     "list".into(),
                     "--name".into(),
-                    "--state-running".into(),
                 ],
                 pid_slot,
                 true,
@@ -497,6 +525,39 @@ fn expand(action: &Action, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<V
         ],
         Action::Command { argv } => vec![Op::Exec(argv.clone())],
     })
+}
+
+/// Sends SIGKILL to every process (but this one) whose executable, `<proc>/PID/exe`, has the file
+/// name `name` (also when the file was replaced since: `NAME (deleted)`). Kernel threads and
+/// processes gone meanwhile are skipped. Returns how many were signalled.
+fn kill_exe(proc_root: &Path, name: &str) -> std::io::Result<usize> {
+    use nix::sys::signal::{kill, Signal};
+    let me = std::process::id();
+    let deleted = format!("{name} (deleted)");
+    let mut n = 0;
+    for e in std::fs::read_dir(proc_root)?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid <= 0 || pid.unsigned_abs() == me {
+            continue;
+        }
+        let Ok(exe) = std::fs::read_link(e.path().join("exe")) else {
+            continue;
+        };
+        let Some(file) = exe.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        if file != name && file != deleted {
+            continue;
+        }
+        match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) => n += 1,
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
 }
 
 fn wipe_tree(p: &Path) -> std::io::Result<()> {
@@ -571,6 +632,9 @@ fn run_op(op: &Op, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<(), OpErr
             Ok(())
         }
         Op::WipeTree(p) => wipe_tree(p).map_err(|e| OpError::Io(p.display().to_string(), e)),
+        Op::KillExe(name) => kill_exe(&env.proc_root, name)
+            .map(|_| ())
+            .map_err(|e| OpError::Io(op.to_string(), e)),
         Op::WipeMemory { reserve_mib } => {
             wipe_free_memory(&env.proc_root, *reserve_mib, None);
             Ok(())
@@ -832,6 +896,10 @@ mod tests {
                 ("drop-secrets", "multiverse pass lock --all".into()),
                 (
                     "drop-secrets",
+                    "kill-processes -KILL --exe multiverse-agent".into(),
+                ),
+                (
+                    "drop-secrets",
                     "wipe-and-remove /run/multiverse/secrets".into(),
                 ),
                 (
@@ -1030,6 +1098,7 @@ mod tests {
             steps: vec![Step {
                 action: Action::DropSecrets {
                     paths: vec![s.clone(), d.path().join("absent")],
+                    processes: Vec::new(),
                 },
                 timeout_ms: 2000,
                 fallback: None,
@@ -1046,6 +1115,66 @@ mod tests {
         );
         assert!(rec[0].command.ends_with("pass lock --all"), "{rec:?}");
         assert!(!s.exists());
+    }
+
+    #[test]
+    fn drop_secrets_kills_the_named_programs_only() {
+        use std::os::unix::process::ExitStatusExt;
+        // A fixture procfs naming three children of this test: two "agents" (one whose binary
+        // was replaced since it started) and one other program. Only the agents get SIGKILL.
+        let proc_root = tempfile::tempdir().unwrap();
+        let spawn = || Command::new("sleep").arg("30").spawn().unwrap();
+        let (mut agent, mut replaced, mut other) = (spawn(), spawn(), spawn());
+        for (child, exe) in [
+            (&agent, "/usr/local/bin/multiverse-agent"),
+            (&replaced, "/usr/local/bin/multiverse-agent (deleted)"),
+            (&other, "/usr/local/bin/multiverse-agent-libvirt"),
+        ] {
+            let d = proc_root.path().join(child.id().to_string());
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::symlink(exe, d.join("exe")).unwrap();
+        }
+        // Not a process, and a process without an executable (a kernel thread): skipped.
+        std::fs::create_dir(proc_root.path().join("sys")).unwrap();
+        std::fs::create_dir(proc_root.path().join("2")).unwrap();
+        let chain = Chain {
+            steps: vec![Step {
+                action: Action::DropSecrets {
+                    paths: Vec::new(),
+                    processes: vec!["multiverse-agent".into()],
+                },
+                timeout_ms: 2000,
+                fallback: None,
+            }],
+            env: Env {
+                sys: PathBuf::from("/sys"),
+                proc_root: proc_root.path().to_path_buf(),
+            },
+        };
+        let rec = chain.run(false, |_| {});
+        assert_eq!(
+            rec[1].command,
+            "kill-processes -KILL --exe multiverse-agent"
+        );
+        assert_eq!(rec[1].status, Status::Ok, "{rec:?}");
+        assert_eq!(agent.wait().unwrap().signal(), Some(9));
+        assert_eq!(replaced.wait().unwrap().signal(), Some(9));
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another program was killed"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        // Dry-run records the same line and signals nothing.
+        let mut again = spawn();
+        let d = proc_root.path().join(again.id().to_string());
+        std::fs::create_dir(&d).unwrap();
+        std::os::unix::fs::symlink("/x/multiverse-agent", d.join("exe")).unwrap();
+        let rec = chain.run(true, |_| {});
+        assert_eq!(rec[1].status, Status::DryRun);
+        assert!(again.try_wait().unwrap().is_none());
+        again.kill().unwrap();
+        again.wait().unwrap();
     }
 
     #[test]
