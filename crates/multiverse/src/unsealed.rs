@@ -68,6 +68,20 @@ fn from_cached(value: &[u8]) -> Option<Root> {
     Some(root)
 }
 
+/// The root of the tree at `g.root`: its identity store loaded, then [`unseal`], asking for the
+/// passphrase (from `passphrase_file`, else a prompt) only when the session cache misses.
+/// `on_error` maps the store's errors, loading included (the caller's hints).
+pub fn unseal_tree(
+    g: &Global,
+    passphrase_file: Option<&std::path::Path>,
+    on_error: impl Fn(StoreError) -> CliError,
+) -> Result<Root, CliError> {
+    let store = IdentityStore::load(&g.root).map_err(&on_error)?;
+    let passphrase =
+        || crate::secret_input::passphrase(passphrase_file, "Identity passphrase", false);
+    unseal(g, &store, passphrase, on_error)
+}
+
 /// The root of `store` with the tree's epochs: from this process, else from the session agent,
 /// else unsealed with `passphrase()` (asked only then) and handed to the agent. `on_error` maps
 /// the store's errors (the caller's hints).

@@ -247,16 +247,7 @@ pub(crate) fn unseal_with(
             j.name, j.from, j.to, j.name
         );
     }
-    let store = IdentityStore::load(&g.root).map_err(unseal_hint)?;
-    // The passphrase is asked only when the session cache does not hold the root.
-    let passphrase = || {
-        secret_input::passphrase(
-            pass.passphrase_file.as_deref(),
-            "Identity passphrase",
-            false,
-        )
-    };
-    crate::unsealed::unseal(g, &store, passphrase, unseal_hint)
+    crate::unsealed::unseal_tree(g, pass.passphrase_file.as_deref(), unseal_hint)
 }
 
 /// A passphrase for a new seal: never empty (an empty one would protect nothing).

@@ -17,9 +17,8 @@
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use crate::secret_input;
 use mv_core::{IdentityName, MachineName};
-use mv_identity::{IdentityStore, Root, StoreError};
+use mv_identity::{Root, StoreError};
 use mv_machines::{Topology, Tree};
 use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
 use mv_provision::render::Contents;
@@ -124,16 +123,7 @@ pub fn unseal(g: &Global, pass: &super::identity::PassArgs) -> Result<Root, CliE
         }
         _ => CliError::from(e),
     };
-    let store = IdentityStore::load(&g.root).map_err(hint)?;
-    // The passphrase is asked only when the session cache does not hold the root.
-    let passphrase = || {
-        secret_input::passphrase(
-            pass.passphrase_file.as_deref(),
-            "Identity passphrase",
-            false,
-        )
-    };
-    crate::unsealed::unseal(g, &store, passphrase, hint)
+    crate::unsealed::unseal_tree(g, pass.passphrase_file.as_deref(), hint)
 }
 
 fn render_error(e: RenderError) -> CliError {
