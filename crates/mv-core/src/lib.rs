@@ -3,6 +3,9 @@
 //! - [`cmdline`]: the kernel command line (`init_on_free`).
 //! - [`confined`]: [`confined::RootDir`], reads and writes inside another system's root folder
 //!   (a guest's mounted `/`) that no symlink can lead out of.
+//! - [`duration`]: [`duration::parse`], the one grammar for durations (`500ms`, `90s`, `10m`).
+//! - [`error_class`]: [`Classify`] and [`ErrorClass`], how each library error tells the CLI its
+//!   exit code.
 //! - [`epochs`]: [`epochs::Epochs`], the per-name key epochs of `[identity.epochs]`
 //!   (`docs/spec/scramble-v1-epochs.md`), read with the line of each value.
 //! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
@@ -16,11 +19,14 @@
 
 pub mod cmdline;
 pub mod confined;
+pub mod duration;
+pub mod error_class;
 pub mod epochs;
 pub mod fsutil;
 pub mod name;
 pub mod secret;
 
+pub use error_class::{Classify, ErrorClass};
 pub use name::{IdentityName, MachineName, NameError};
 pub use secret::Secret;
 
