@@ -52,4 +52,8 @@ if [ -e /dev/kvm ]; then
   getent group kvm >/dev/null || groupadd -r kvm
   chgrp kvm /dev/kvm && chmod 660 /dev/kvm
 fi
+# The dependency policy checker (deny.toml) that scripts/test.sh runs; built once from crates.io.
+if [ "$mode" != run ] && ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20.2$'; then
+  cargo install cargo-deny --version 0.20.2 --locked --quiet
+fi
 echo "install-deps.sh: system packages ready"

@@ -13,9 +13,12 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
+echo "== cargo deny (deny.toml: licenses, duplicate versions, banned crates, sources)"
+cargo deny --offline check licenses bans sources
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --features system-tests --locked -- -D warnings
 echo "== cargo test"
-# Real-tool tests are mandatory here: a missing tool is a failure, never a skip.
+# Real-tool tests are mandatory here (feature `system-tests`: gpg, pass, libvirtd, QEMU, tor, the lab
+# VMs…): a missing tool is a failure, never a skip. Plain `cargo test` runs only the hermetic rest.
 export MULTIVERSE_REQUIRE_TOOLS=1
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --features system-tests --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

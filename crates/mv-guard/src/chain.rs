@@ -868,6 +868,7 @@ mod tests {
         steps
     }
 
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn dry_run_records_the_default_chain_in_the_issues_order() {
         mv_testkit::require_tool("virsh");
@@ -966,6 +967,7 @@ mod tests {
     /// The default power-off step for real against a fixture procfs where sysrq cannot be
     /// written: its fallback runs (here a marker instead of `poweroff -f`). A failed step (not
     /// only a timed-out one) runs its fallback; a step that succeeds does not.
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn a_failed_step_runs_its_fallback_and_a_good_one_does_not() {
         let proc_root = fixture_proc("ro");
@@ -1013,6 +1015,7 @@ mod tests {
 
     /// `clear-keyring` with the real keyctl on a keyring of our own (not root's @u, which other
     /// processes on this machine may use): the key is unlinked and unreadable through it.
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn clear_keyring_runs_keyctl_for_real() {
         let keyctl = mv_testkit::require_tool("keyctl");
@@ -1047,6 +1050,7 @@ mod tests {
         run(&["unlink", &ring, "@u"]);
     }
 
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn a_hung_step_times_out_and_its_fallback_runs() {
         let d = tempfile::tempdir().unwrap();

@@ -201,6 +201,7 @@ fn same_root_same_output_every_run() {
 /// The independent implementation itself, run now: `independent.py` (Python `cryptography`, not
 /// this code) regenerates every committed `independent-python-*.toml`, epochs 1 and 2 included,
 /// byte for byte. Needs python3 with `cryptography` (scripts/install-deps.sh); fails without it.
+#[cfg(feature = "system-tests")] // runs a real tool
 #[test]
 fn independent_python_run_now_agrees() {
     let python = mv_testkit::require_tool("python3");

@@ -491,6 +491,7 @@ mod tests {
         assert!(parse_info(Path::new("x"), "nope").is_err());
     }
 
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn import_overlay_fresh_with_real_qemu_img() {
         mv_testkit::require_tool("qemu-img");
@@ -575,6 +576,7 @@ mod tests {
         ])
     }
 
+    #[cfg(feature = "system-tests")] // runs a real tool
     #[test]
     fn encrypted_overlay_with_real_qemu_img() {
         mv_testkit::require_tool("qemu-img");
