@@ -21,6 +21,6 @@ RUNS="${1:-10}"
 OUT="$(mktemp /var/tmp/mv-chain-bench.XXXXXX)"
 trap 'rm -f "$OUT"' EXIT
 MULTIVERSE_CHAIN_BENCH="$RUNS" MULTIVERSE_CHAIN_BENCH_OUT="$OUT" MULTIVERSE_REQUIRE_TOOLS=1 \
-  cargo test -q --release -p multiverse --test chain -- --nocapture >&2
+  cargo test -q --release -p multiverse --features system-tests --test chain -- --nocapture >&2
 echo "== chain bench: $RUNS small requests per path, accelerator tcg"
 cat "$OUT"

@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == lab ]]; then
-  MV_GUARD_LAB_RUNS=${RUNS:-20} exec cargo test -p multiverse --test guard_lab -- \
+  MV_GUARD_LAB_RUNS=${RUNS:-20} exec cargo test -p multiverse --features system-tests --test guard_lab -- \
     --ignored --exact --nocapture guard_lab_bench
 fi
 RUNS=${RUNS:-30}

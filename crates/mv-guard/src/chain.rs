@@ -856,6 +856,7 @@ mod tests {
         d
     }
 
+    #[cfg(feature = "system-tests")]
     /// The default chain on libvirt's test driver (no secrets, one running domain `test`).
     fn default_on_test_driver() -> Vec<Step> {
         let mut steps = default_steps();

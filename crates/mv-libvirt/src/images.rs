@@ -559,6 +559,7 @@ mod tests {
         assert!(!d.path().join("machines/n").exists());
     }
 
+    #[cfg(feature = "system-tests")]
     /// `qemu-img check` of an encrypted overlay opened with `key` (through a key file, as QEMU
     /// gets it).
     fn check_with_key(path: &Path, key: &[u8]) -> Result<String, ImageError> {
@@ -671,6 +672,7 @@ mod tests {
         check_with_key(&spec.path, pass.expose()).unwrap();
     }
 
+    #[cfg(feature = "system-tests")]
     fn key_files() -> Vec<PathBuf> {
         let dir = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")

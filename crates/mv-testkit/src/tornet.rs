@@ -35,7 +35,7 @@
 //! port [`SOCKS_PORT`], all on [`Builder::address`] (default 127.0.0.1) inside the namespace.
 //!
 //! Measured on the 2-core test machine (tor 0.4.9, 3 authorities + 2 relays + 1 exit + client,
-//! `cargo test -p mv-testkit --test tornet -- --nocapture`, 2026-12-02): the client reaches
+//! `cargo test -p mv-testkit --features system-tests --test tornet -- --nocapture`, 2026-12-02): the client reaches
 //! "Bootstrapped 100%" 9.5-15.7 s after its tors start (the first consensus is voted 5 s in,
 //! published at ~10 s); the first request through the exit 1.1-1.2 s later. Before that, the three
 //! authorities' RSA-3072 keys (`tor-gencert`) take 9-17 s while other builds load the machine

@@ -3,7 +3,7 @@
 //! any growth would be a leak).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! host agent at `/v1/machines/{fqdn}/...`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Read;

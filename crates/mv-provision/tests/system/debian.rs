@@ -6,7 +6,7 @@
 //! nothing. A package that does not exist fails cleanly and leaves the target as it was.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{debian_root, name, topology, Fixture};
 use mv_provision::model::IdentitySource;

@@ -5,7 +5,7 @@
 //! the real code path.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{name, topology, Fixture};
 use mv_provision::accounts::Accounts;

@@ -1,0 +1,5 @@
+//! The hermetic integration tests of `mv-host` (no daemons, no root, no tools beyond the Rust
+//! toolchain), one test binary with a module a topic.
+#![allow(clippy::unwrap_used)]
+
+mod check;

@@ -1,0 +1,7 @@
+//! The hermetic integration tests of `mv-identity` (no daemons, no root, no tools beyond the Rust
+//! toolchain), one test binary with a module a topic.
+#![allow(clippy::unwrap_used)]
+
+mod golden;
+mod redaction;
+mod vectors;

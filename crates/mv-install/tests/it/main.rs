@@ -1,0 +1,6 @@
+//! The hermetic integration tests of `mv-install` (no daemons, no root, no tools beyond the Rust
+//! toolchain), one test binary with a module a topic.
+#![allow(clippy::unwrap_used)]
+
+mod example_answers;
+mod golden;
