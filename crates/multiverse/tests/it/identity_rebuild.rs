@@ -5,7 +5,7 @@
 //! --start`, guests presenting the same host keys) is the genesis tests'.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{mv, ok, output, FAST, PASS, SPEC_WORDS};
 use std::path::{Path, PathBuf};
