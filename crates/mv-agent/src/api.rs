@@ -168,7 +168,8 @@ pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, 
             let window = match query_param(query, "window") {
                 None => None,
                 Some(w) => Some(
-                    crate::util::parse_duration(w)
+                    mv_core::duration::parse(w)
+                        .ok()
                         .filter(|d| *d > Duration::ZERO)
                         .ok_or_else(|| {
                             ApiError::BadRequest(format!(

@@ -12,7 +12,7 @@
 //! Unknown keys are errors (a typo must not silently disable a task), reported with the file and
 //! line. Durations are written as `500ms`, `30s`, `5m`, `2h`, `1d`.
 
-use crate::util::parse_duration;
+use mv_core::duration::parse as parse_duration;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -382,7 +382,7 @@ impl Config {
             message,
         };
         let dur = |what: &str, v: &str| {
-            parse_duration(v).ok_or_else(|| {
+            parse_duration(v).map_err(|_| {
                 invalid(format!(
                     "{what} = {v:?} is not a duration (like 500ms, 30s, 5m, 2h, 1d)"
                 ))

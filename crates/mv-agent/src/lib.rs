@@ -36,6 +36,7 @@ pub mod server;
 pub mod stats;
 pub mod tasks;
 pub mod top;
+mod request_id;
 mod util;
 
 pub use agent::Agent;

@@ -213,7 +213,7 @@ impl Channels {
             return Err(ProxyError::Body(fqdn.as_str().to_string()));
         };
         sender.ready().await.map_err(http)?;
-        let id = crate::client::request_id();
+        let id = crate::request_id::request_id();
         let req = hyper::Request::builder()
             .method(match method {
                 ProxyMethod::Get => hyper::Method::GET,
@@ -221,11 +221,11 @@ impl Channels {
             })
             .uri(target)
             .header(hyper::header::HOST, fqdn.as_str())
-            .header(crate::client::REQUEST_ID, &id)
+            .header(crate::request_id::REQUEST_ID, &id)
             .body(Empty::<Bytes>::new())
             .map_err(|_| ProxyError::Body(fqdn.as_str().to_string()))?;
         let resp = sender.send_request(req).await.map_err(http)?;
-        let echoed = resp.headers().get(crate::client::REQUEST_ID);
+        let echoed = resp.headers().get(crate::request_id::REQUEST_ID);
         if echoed.is_some_and(|v| v.as_bytes() != id.as_bytes()) {
             return Err(ProxyError::Stale(fqdn.as_str().to_string()));
         }

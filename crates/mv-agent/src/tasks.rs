@@ -8,7 +8,8 @@
 //! refused while a real run is in progress.
 
 use crate::config::{PackageManager, TaskConfig, TaskKind};
-use crate::util::{now_ms, parse_duration};
+use crate::util::now_ms;
+use mv_core::duration::parse as parse_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -122,14 +123,14 @@ impl Tasks {
         let entries = cfgs
             .iter()
             .map(|c| {
-                let every = c.every.as_deref().and_then(parse_duration);
+                let every = c.every.as_deref().and_then(|v| parse_duration(v).ok());
                 Entry {
                     cfg: c.clone(),
                     every,
                     timeout: c
                         .timeout
                         .as_deref()
-                        .and_then(parse_duration)
+                        .and_then(|v| parse_duration(v).ok())
                         .unwrap_or(Duration::from_secs(600)),
                     state: Mutex::new(State {
                         running: false,
