@@ -23,20 +23,20 @@
 //! What this is not: a connection pool or an async API.
 
 use crate::history::Sample;
+use crate::request_id::request_id;
+pub use crate::request_id::REQUEST_ID;
 use crate::stats::Stats;
 use crate::tasks::{TaskInfo, TaskResult};
-use mv_core::Secret;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-pub use crate::request_id::REQUEST_ID;
-use crate::request_id::request_id;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use mv_core::Secret;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -219,7 +219,7 @@ impl Client {
                     let parts = conn.map_err(|e| http_error(&endpoint, e))?;
                     wire = parts.io.into_inner();
                     wire.unread(parts.read_buf);
-                    wire.mute = true;
+                    wire.next_round(true);
                 }
                 _ => return Ok((head.status.as_u16(), body.to_vec())),
             }
@@ -458,10 +458,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 /// stale reply), a mute switch (after a stale reply the request is already on the wire, so the
 /// copy hyper writes to read the next reply is swallowed), and the idle timeout the blocking
 /// client had as socket options: a read or write that makes no progress for `timeout` fails.
+///
+/// Reads are held until hyper has written its request: an idle hyper connection treats any byte
+/// that arrives before it as an error, and on a virtio-serial channel a stale reply may be
+/// waiting before the request is sent.
 struct Wire {
     stream: Box<dyn Stream>,
     unread: Bytes,
     mute: bool,
+    hold_reads: bool,
+    held_reader: Option<Waker>,
     timeout: Duration,
     read_idle: Option<Pin<Box<tokio::time::Sleep>>>,
     write_idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -473,9 +479,25 @@ impl Wire {
             stream,
             unread: Bytes::new(),
             mute: false,
+            hold_reads: true,
+            held_reader: None,
             timeout,
             read_idle: None,
             write_idle: None,
+        }
+    }
+
+    /// Reads wait for the next request to be written; with `mute`, that request is swallowed.
+    fn next_round(&mut self, mute: bool) {
+        self.mute = mute;
+        self.hold_reads = true;
+    }
+
+    /// A request has gone out (or was swallowed): reads may go on.
+    fn release_reads(&mut self) {
+        self.hold_reads = false;
+        if let Some(w) = self.held_reader.take() {
+            w.wake();
         }
     }
 
@@ -515,6 +537,10 @@ impl AsyncRead for Wire {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.hold_reads {
+            this.held_reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         if !this.unread.is_empty() {
             let n = this.unread.len().min(buf.remaining());
             buf.put_slice(&this.unread.split_to(n));
@@ -538,11 +564,15 @@ impl AsyncWrite for Wire {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         if this.mute {
+            this.release_reads();
             return Poll::Ready(Ok(buf.len()));
         }
         match Pin::new(&mut this.stream).poll_write(cx, buf) {
             Poll::Ready(r) => {
                 this.write_idle = None;
+                if matches!(r, Ok(n) if n > 0) {
+                    this.release_reads();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => idle(&mut this.write_idle, this.timeout, cx).map(Err),
@@ -656,8 +686,37 @@ mod tests {
                 .get_json("/v1/info")
                 .unwrap();
             assert_eq!(v["name"], "fresh");
-            assert!(server.join().unwrap().starts_with("GET /v1/info HTTP/1.1\r\n"));
+            assert!(server
+                .join()
+                .unwrap()
+                .starts_with("GET /v1/info HTTP/1.1\r\n"));
         }
+    }
+
+    /// The stale reply may already wait on the channel before the request is written.
+    #[test]
+    fn a_stale_reply_waiting_before_the_request_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Write as _;
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\nX-Request-Id: 9-9-9\r\nContent-Length: 2\r\n\r\nno",
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            answer(conn, |id| {
+                format!("HTTP/1.1 200 OK\r\nX-Request-Id: {id}\r\nContent-Length: 3\r\n\r\nyes")
+            })
+        });
+        let (st, body) = Client::unix(&path)
+            .request("POST", "/v1/tasks/t/run")
+            .unwrap();
+        assert_eq!((st, body.as_slice()), (200, &b"yes"[..]));
+        // The request went out once.
+        assert_eq!(server.join().unwrap().matches("POST ").count(), 1);
     }
 
     #[test]
@@ -688,7 +747,9 @@ mod tests {
         assert!(matches!(e, Err(ClientError::Malformed(_))), "{e:?}");
         let (sock, _server) =
             serve_once(|_| "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhi".to_string());
-        let e = Client::unix(sock.path().join("agent.sock")).request("GET", "/v1/info");
+        let e = Client::unix(sock.path().join("agent.sock"))
+            .with_timeout(Duration::from_millis(300))
+            .request("GET", "/v1/info");
         assert!(e.is_err(), "{e:?}");
         // A listener that never answers: the idle timeout ends the wait.
         let dir = tempfile::tempdir().unwrap();
@@ -723,7 +784,9 @@ mod tests {
         let addr = l.local_addr().unwrap().to_string();
         let server = std::thread::spawn(move || {
             let (conn, _) = l.accept().unwrap();
-            answer(conn, |_| "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_string())
+            answer(conn, |_| {
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_string()
+            })
         });
         let c = Client::tcp(&addr, Some(Secret::new("s3cret".to_string())));
         assert_eq!(c.request("GET", "/v1/info").unwrap().0, 200);
@@ -745,7 +808,8 @@ mod tests {
         reply: impl FnOnce(&str) -> String + Send + 'static,
     ) -> (tempfile::TempDir, std::thread::JoinHandle<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("agent.sock")).unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("agent.sock")).unwrap();
         let server = std::thread::spawn(move || {
             let (conn, _) = listener.accept().unwrap();
             answer(conn, reply)
@@ -778,10 +842,13 @@ mod tests {
             }
         }
         let mut conn = reader.into_inner();
-        conn.write_all(reply(&id).as_bytes()).unwrap();
+        let reply = reply(&id);
+        conn.write_all(reply.as_bytes()).unwrap();
         conn.flush().unwrap();
-        // Close only when the client has gone (a virtio-serial channel never closes).
-        let _ = std::io::Read::read(&mut conn, &mut [0u8; 1]);
+        // Otherwise close only when the client has gone (a virtio-serial channel never closes).
+        if !reply.contains("Connection: close") {
+            let _ = std::io::Read::read(&mut conn, &mut [0u8; 1]);
+        }
         head
     }
 }

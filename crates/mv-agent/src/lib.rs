@@ -31,12 +31,12 @@ pub mod config;
 pub mod history;
 pub mod metrics;
 pub mod proxy;
+mod request_id;
 pub mod selfinfo;
 pub mod server;
 pub mod stats;
 pub mod tasks;
 pub mod top;
-mod request_id;
 mod util;
 
 pub use agent::Agent;

@@ -945,7 +945,11 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
         let length = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
             .unwrap();
         assert_eq!(length.parse::<usize>().unwrap(), body.len());
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
