@@ -23,8 +23,7 @@
 //! What this is not: a connection pool or an async API.
 
 use crate::history::Sample;
-use crate::request_id::request_id;
-pub use crate::request_id::REQUEST_ID;
+use crate::request_id::{request_id, REQUEST_ID};
 use crate::stats::Stats;
 use crate::tasks::{TaskInfo, TaskResult};
 use http_body_util::{BodyExt, Empty, Limited};
@@ -41,7 +40,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Largest reply read.
-pub const MAX_REPLY: usize = 8 << 20;
+pub(crate) const MAX_REPLY: usize = 8 << 20;
 
 /// Where an agent listens.
 #[derive(Debug, Clone)]
@@ -104,6 +103,20 @@ pub enum ClientError {
     /// The reply is not the expected JSON.
     #[error("unexpected reply")]
     Json(#[source] serde_json::Error),
+}
+
+impl mv_core::Classify for ClientError {
+    /// A refusal the person can act on (a 4xx: unknown task, wrong token) or a request that
+    /// cannot be written is theirs to fix; an agent that is down or answers badly is a failure.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ClientError::Status { status, .. } if (400..500).contains(status) => {
+                mv_core::ErrorClass::Usage
+            }
+            ClientError::Request(_) => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
 }
 
 /// A client of one agent (or of one guest through a host agent).
@@ -381,6 +394,24 @@ pub struct Info {
     /// The seed-id of the last seed applied on the machine (agents before 0.3 do not say).
     #[serde(default)]
     pub seed_id: Option<String>,
+}
+
+/// The clients to poll: the given ones plus, for host agents, one per guest.
+pub fn with_guests(agents: &[Client], guests: bool) -> Vec<Client> {
+    let mut out = Vec::new();
+    for c in agents {
+        out.push(c.clone());
+        if guests {
+            if let Ok(info) = c.info() {
+                if info.role == "host" {
+                    for fqdn in c.machines().unwrap_or_default() {
+                        out.push(c.guest(&fqdn));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One agent's row in `multiverse status`.
@@ -822,7 +853,7 @@ mod tests {
         conn: S,
         reply: impl FnOnce(&str) -> String,
     ) -> String {
-        use std::io::{BufRead, BufReader, Write as _};
+        use std::io::{BufRead, BufReader};
         let mut reader = BufReader::new(conn);
         let mut head = String::new();
         let mut id = String::new();

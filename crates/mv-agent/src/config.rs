@@ -337,6 +337,16 @@ pub enum ConfigError {
     },
 }
 
+impl mv_core::Classify for ConfigError {
+    /// A config that does not parse or validate is the person's to fix; an unreadable one is not.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ConfigError::Read { .. } => mv_core::ErrorClass::Failure,
+            ConfigError::Parse { .. } | ConfigError::Invalid { .. } => mv_core::ErrorClass::Usage,
+        }
+    }
+}
+
 /// The config with its durations resolved.
 #[derive(Debug, Clone)]
 pub struct Resolved {

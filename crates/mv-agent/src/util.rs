@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -12,7 +12,7 @@ pub fn now_ms() -> u64 {
 
 /// Compares two secrets without an early exit. Both sides are hashed first so that neither the
 /// position of the first difference nor the length of the expected token leaks through timing.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let ha = Sha256::digest(a);
     let hb = Sha256::digest(b);
