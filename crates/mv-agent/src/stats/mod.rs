@@ -8,6 +8,10 @@
 //! from two consecutive readings.
 //!
 //! Main types: [`Stats`] (what `/v1/stats` returns), [`Section`], [`CollectorId`].
+//!
+//! The types and parsers come with either the `server` or the `client` feature (a client
+//! deserializes what the server collected); the collectors and the sampler (which read the
+//! machine, and need `nix`, tokio and the config) only with `server`.
 
 #![cfg_attr(not(feature = "server"), allow(unused_imports, dead_code))]
 
