@@ -12,7 +12,7 @@
 //! the point (it runs on every machine; see bench/agent.sh).
 #![forbid(unsafe_code)]
 
-use mv_agent::{config::Config, server, Agent};
+use mv_agent::{Agent, Config};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(1, &e, None),
     };
     let code = rt.block_on(async move {
-        let listeners = match server::bind(&agent).await {
+        let listeners = match mv_agent::bind(&agent).await {
             Ok(l) => l,
             Err(e) => {
                 return fail(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// How a request to a guest is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyMethod {
+pub(crate) enum ProxyMethod {
     /// GET.
     Get,
     /// POST.
@@ -23,7 +23,7 @@ pub enum ProxyMethod {
 
 /// One thing a client asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// `GET /v1/health`.
     Health,
     /// `GET /v1/info`.
@@ -74,7 +74,7 @@ pub enum Action {
 
 /// What an action produced; the transport writes it out.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// A JSON document with a status code.
     Json(u16, Bytes),
     /// Another content type (metrics, proxied bodies).
@@ -85,7 +85,7 @@ pub enum Reply {
 
 impl Reply {
     /// A JSON reply from any serialisable value.
-    pub fn json(status: u16, v: &impl Serialize) -> Reply {
+    pub(crate) fn json(status: u16, v: &impl Serialize) -> Reply {
         match serde_json::to_vec(v) {
             Ok(b) => Reply::Json(status, Bytes::from(b)),
             Err(e) => Reply::error(500, &format!("cannot encode the reply: {e}")),
@@ -93,7 +93,7 @@ impl Reply {
     }
 
     /// `{"error": "..."}` with a status code.
-    pub fn error(status: u16, msg: &str) -> Reply {
+    pub(crate) fn error(status: u16, msg: &str) -> Reply {
         Reply::json_value(status, serde_json::json!({ "error": msg }))
     }
 
@@ -116,7 +116,7 @@ fn role_only(agent: &Agent, role: Role, what: &str) -> Option<Reply> {
 }
 
 /// Carries out one action.
-pub async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
+pub(crate) async fn execute(agent: &Arc<Agent>, action: Action) -> Reply {
     match action {
         Action::Health => {
             let s = agent.stats();

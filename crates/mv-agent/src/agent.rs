@@ -54,9 +54,19 @@ pub enum StartError {
     },
 }
 
+impl mv_core::Classify for StartError {
+    /// A token file that is empty, short or too open is the person's to fix.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            StartError::Token { .. } => mv_core::ErrorClass::Failure,
+            _ => mv_core::ErrorClass::Usage,
+        }
+    }
+}
+
 /// The shortest bearer token accepted, in bytes after trimming: 32 hex digits are 16 bytes of
 /// entropy, the least that stands up to guessing over the network.
-pub const MIN_TOKEN_BYTES: usize = 32;
+pub(crate) const MIN_TOKEN_BYTES: usize = 32;
 
 /// The largest token file read.
 const MAX_TOKEN_FILE_BYTES: u64 = 4096;
@@ -65,7 +75,7 @@ const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 /// mode 0600 or stricter (no group or other bits), holding at least [`MIN_TOKEN_BYTES`] after
 /// surrounding whitespace is trimmed. The checks run on the opened file, so the file read is the
 /// file checked. The daemon ([`Agent::new`]) and `multiverse-agent --check` both come here.
-pub fn read_token(path: &Path) -> Result<Secret<Vec<u8>>, StartError> {
+pub(crate) fn read_token(path: &Path) -> Result<Secret<Vec<u8>>, StartError> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let io = |source| StartError::Token {
@@ -123,9 +133,9 @@ pub struct Agent {
     /// Start time (ms since the epoch).
     pub started_ms: u64,
     /// The configured tasks.
-    pub tasks: Tasks,
+    pub(crate) tasks: Tasks,
     /// The host's virtio-serial channels to the guests' agents.
-    pub channels: crate::proxy::Channels,
+    pub(crate) channels: crate::proxy::Channels,
     /// The TCP bearer token.
     pub(crate) token: Option<Secret<Vec<u8>>>,
     stats: RwLock<Arc<Stats>>,
@@ -144,7 +154,7 @@ fn hostname() -> String {
 }
 
 /// The agent's own resident memory, from `/proc/self/statm`.
-pub fn self_rss() -> Option<u64> {
+pub(crate) fn self_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)

@@ -48,7 +48,7 @@ pub const ROUTES: &[Route] = &[
 
 /// A request that maps to no action.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// No such route (404).
     #[error("no route {0}")]
     NotFound(String),
@@ -72,11 +72,11 @@ pub enum ApiError {
 
 /// The longest request target accepted. The longest real one is a machine route with a
 /// 253-byte name and a history window, well under 1 KiB.
-pub const MAX_TARGET_BYTES: usize = 2048;
+pub(crate) const MAX_TARGET_BYTES: usize = 2048;
 
 impl ApiError {
     /// The HTTP status code.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -134,7 +134,7 @@ fn flag(query: &str, key: &str) -> Result<bool, ApiError> {
 
 /// Turns a request into an action. `target` is the request target (`/v1/stats?x=y`); `body` is
 /// already size-limited by the transport (no route takes a body today: one is refused).
-pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, ApiError> {
+pub(crate) fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, ApiError> {
     if target.len() > MAX_TARGET_BYTES {
         return Err(ApiError::TargetTooLong(target.len()));
     }
@@ -168,7 +168,8 @@ pub fn parse_request(method: &str, target: &str, body: &[u8]) -> Result<Action, 
             let window = match query_param(query, "window") {
                 None => None,
                 Some(w) => Some(
-                    crate::util::parse_duration(w)
+                    mv_core::duration::parse(w)
+                        .ok()
                         .filter(|d| *d > Duration::ZERO)
                         .ok_or_else(|| {
                             ApiError::BadRequest(format!(

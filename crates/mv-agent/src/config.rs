@@ -12,7 +12,7 @@
 //! Unknown keys are errors (a typo must not silently disable a task), reported with the file and
 //! line. Durations are written as `500ms`, `30s`, `5m`, `2h`, `1d`.
 
-use crate::util::parse_duration;
+use mv_core::duration::parse as parse_duration;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -337,6 +337,16 @@ pub enum ConfigError {
     },
 }
 
+impl mv_core::Classify for ConfigError {
+    /// A config that does not parse or validate is the person's to fix; an unreadable one is not.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ConfigError::Read { .. } => mv_core::ErrorClass::Failure,
+            ConfigError::Parse { .. } | ConfigError::Invalid { .. } => mv_core::ErrorClass::Usage,
+        }
+    }
+}
+
 /// The config with its durations resolved.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -382,7 +392,7 @@ impl Config {
             message,
         };
         let dur = |what: &str, v: &str| {
-            parse_duration(v).ok_or_else(|| {
+            parse_duration(v).map_err(|_| {
                 invalid(format!(
                     "{what} = {v:?} is not a duration (like 500ms, 30s, 5m, 2h, 1d)"
                 ))

@@ -68,14 +68,14 @@ impl Sample {
 
 /// The ring buffer.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     buf: VecDeque<Sample>,
     cap: usize,
 }
 
 impl History {
     /// A buffer of `cap` samples, allocated once.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         History {
             buf: VecDeque::with_capacity(cap),
             cap: cap.max(1),
@@ -83,7 +83,7 @@ impl History {
     }
 
     /// Appends, dropping the oldest sample when full.
-    pub fn push(&mut self, s: Sample) {
+    pub(crate) fn push(&mut self, s: Sample) {
         if self.buf.len() == self.cap {
             self.buf.pop_front();
         }
@@ -91,23 +91,18 @@ impl History {
     }
 
     /// Samples taken at or after `since_ms`, oldest first.
-    pub fn since(&self, since_ms: u64) -> Vec<Sample> {
+    pub(crate) fn since(&self, since_ms: u64) -> Vec<Sample> {
         let start = self.buf.partition_point(|s| s.t_ms < since_ms);
         self.buf.range(start..).copied().collect()
     }
 
     /// Samples held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// Maximum samples held.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.cap
     }
 }

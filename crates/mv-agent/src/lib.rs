@@ -1,45 +1,94 @@
 //! `mv-agent`: the Multiverse agent library: one small daemon per machine, whatever its role
 //! (host, controller, router, service), with stats, scheduled maintenance and one HTTP/JSON API.
 //!
-//! The shape follows Firecracker: HTTP handlers in [`api`] only *parse* a request into a typed
-//! [`action::Action`]; [`action::execute`] is the one place that runs actions against the
-//! [`agent::Agent`] state. One module per resource:
+//! Three cargo features, all on by default:
 //!
-//! - [`config`]: `agent.toml` ([`config::Config`]); the smallest is `role = "service"` plus
-//!   `[api] socket = "..."`.
-//! - [`stats`]: the collectors (CPU, memory, load, disks, network; role extras: libvirt domains,
-//!   router state, service states), each run with its own timeout so a broken one only marks its
-//!   own section stale ([`stats::Stats`]).
-//! - [`history`]: the bounded ring buffer of compact [`history::Sample`]s.
-//! - [`tasks`]: named maintenance tasks (fstrim, pruning, log rotation, update checks) on an
-//!   interval and on demand, with their last results.
-//! - [`metrics`]: the Prometheus text exposition, written into one reused buffer.
-//! - [`server`]: the transports (unix socket, TCP with a bearer token, virtio-serial) with bounded
-//!   memory per connection; [`proxy`]: the host side of the virtio-serial channels.
-//! - [`client`]: a small blocking client for the CLI (`multiverse status`, `multiverse top`).
-//! - [`top`]: the `multiverse top` terminal dashboard (ratatui).
+//! - `server`: the daemon itself ([`Agent`], [`bind`], [`config`]), used by the
+//!   `multiverse-agent` binary. The shape follows Firecracker: HTTP handlers only *parse* a
+//!   request into a typed action; one function runs actions against the [`Agent`] state. The
+//!   collectors run with their own timeout each, so a broken one only marks its own section
+//!   stale; maintenance tasks run on an interval and on demand; the host agent forwards
+//!   `/v1/machines/{fqdn}/...` to its guests over virtio-serial channels; transports are a unix
+//!   socket, TCP with a bearer token and virtio-serial, with bounded memory per connection.
+//! - `client`: a small blocking client for front ends ([`Client`], [`fleet_status`]), over hyper.
+//! - `tui`: the `multiverse top` terminal dashboard ([`run_top`], ratatui); implies `client`.
+//!
+//! Either of `server` and `client` brings the data model the API speaks: [`stats`] (what
+//! `/v1/stats` returns, section by section), [`Sample`] (one point of `/v1/stats/history`),
+//! [`TaskInfo`] and [`TaskResult`], [`HostKey`].
 //!
 //! What this crate is not: a general metrics system (no push, no storage beyond the ring buffer),
 //! nor a remote shell: the API runs only the tasks named in the config.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+// The data model keeps helpers only the server uses (parsers, the ring buffer): in a build
+// without every feature they are unused, and are checked by the full build instead.
+#![cfg_attr(
+    not(all(feature = "server", feature = "client", feature = "tui")),
+    allow(dead_code, unreachable_pub)
+)]
 
-pub mod action;
-pub mod agent;
-pub mod api;
-pub mod client;
+#[cfg(feature = "server")]
+mod action;
+#[cfg(feature = "server")]
+mod agent;
+#[cfg(feature = "server")]
+mod api;
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "server")]
 pub mod config;
-pub mod history;
-pub mod metrics;
-pub mod proxy;
-pub mod selfinfo;
-pub mod server;
+#[cfg(any(feature = "server", feature = "client"))]
+mod history;
+#[cfg(feature = "server")]
+mod metrics;
+#[cfg(feature = "server")]
+mod proxy;
+#[cfg(any(feature = "server", feature = "client"))]
+mod request_id;
+#[cfg(any(feature = "server", feature = "client"))]
+mod selfinfo;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(any(feature = "server", feature = "client"))]
 pub mod stats;
-pub mod tasks;
-pub mod top;
+#[cfg(any(feature = "server", feature = "client"))]
+mod tasks;
+#[cfg(feature = "tui")]
+mod top;
+#[cfg(feature = "server")]
 mod util;
 
-pub use agent::Agent;
-pub use config::{Config, Role};
+#[cfg(any(feature = "server", feature = "client"))]
+pub use history::Sample;
+#[cfg(any(feature = "server", feature = "client"))]
+pub use request_id::REQUEST_ID;
+#[cfg(any(feature = "server", feature = "client"))]
+pub use selfinfo::{fingerprint_line, HostKey};
+#[cfg(any(feature = "server", feature = "client"))]
+pub use tasks::{TaskInfo, TaskResult};
+
+#[cfg(feature = "server")]
+pub use agent::{Agent, StartError};
+#[cfg(feature = "server")]
+pub use api::{Route, ROUTES};
+#[cfg(feature = "server")]
+pub use config::{Config, ConfigError, Resolved, Role};
+#[cfg(feature = "server")]
+pub use server::{bind, Listeners, ServeError};
+
+#[cfg(feature = "client")]
+pub use client::{fleet_status, with_guests, AgentStatus, Client, ClientError, Endpoint, Info};
+
+#[cfg(feature = "tui")]
+pub use top::{run as run_top, TopError, TopOptions};
+
+/// Parses one request as the API does, for the fuzz target only: whether it was accepted.
+#[cfg(all(feature = "server", feature = "test-hooks"))]
+pub fn parse_request(method: &str, target: &str, body: &[u8]) -> bool {
+    api::parse_request(method, target, body).is_ok()
+}
 
 /// The committed OpenAPI document (docs/agent-openapi.json), served at `/v1/openapi.json`.
+#[cfg(feature = "server")]
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/agent-openapi.json");

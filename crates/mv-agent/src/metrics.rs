@@ -13,11 +13,11 @@ use crate::tasks::TaskInfo;
 use std::fmt::{Display, Write};
 
 /// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Who is exporting.
 #[derive(Debug, Clone)]
-pub struct Meta<'a> {
+pub(crate) struct Meta<'a> {
     /// Role name.
     pub role: &'a str,
     /// Machine name.
@@ -73,7 +73,7 @@ fn b(v: bool) -> u8 {
 }
 
 /// Renders the whole exposition into `out` (cleared first; its capacity is reused).
-pub fn render(out: &mut String, meta: &Meta<'_>, s: &Stats, tasks: &[TaskInfo]) {
+pub(crate) fn render(out: &mut String, meta: &Meta<'_>, s: &Stats, tasks: &[TaskInfo]) {
     out.clear();
     let mut w = W { out };
     w.family(

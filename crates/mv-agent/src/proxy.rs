@@ -23,11 +23,11 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// Largest guest reply forwarded.
-pub const MAX_GUEST_REPLY: usize = 4 << 20;
+pub(crate) const MAX_GUEST_REPLY: usize = 4 << 20;
 
 /// One guest channel found in the channel folder.
 #[derive(Debug, Clone, Serialize)]
-pub struct GuestChannel {
+pub(crate) struct GuestChannel {
     /// The machine.
     pub fqdn: String,
     /// Its channel socket.
@@ -36,7 +36,7 @@ pub struct GuestChannel {
 
 /// Why a forwarded request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// No channel socket for that machine.
     #[error("no agent channel for {fqdn} (expected {path})")]
     NoChannel {
@@ -82,7 +82,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The status the host answers with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ProxyError::NoChannel { .. } => 404,
             ProxyError::Timeout { .. } => 504,
@@ -95,7 +95,7 @@ type Conn = Arc<Mutex<Option<SendRequest<Empty<Bytes>>>>>;
 
 /// The channels of every guest.
 #[derive(Debug)]
-pub struct Channels {
+pub(crate) struct Channels {
     dir: PathBuf,
     timeout: Duration,
     conns: std::sync::Mutex<HashMap<String, Conn>>,
@@ -103,7 +103,7 @@ pub struct Channels {
 
 impl Channels {
     /// Channels in `dir`, each request bounded by `timeout`.
-    pub fn new(dir: PathBuf, timeout: Duration) -> Self {
+    pub(crate) fn new(dir: PathBuf, timeout: Duration) -> Self {
         Channels {
             dir,
             timeout,
@@ -112,7 +112,7 @@ impl Channels {
     }
 
     /// The machines that have a channel socket, sorted by name.
-    pub fn list(&self) -> Vec<GuestChannel> {
+    pub(crate) fn list(&self) -> Vec<GuestChannel> {
         let mut out = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
             for e in rd.flatten() {
@@ -134,7 +134,7 @@ impl Channels {
     }
 
     /// Sends one request to a guest's agent; returns status, content type and body.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         fqdn: &MachineName,
         method: ProxyMethod,
@@ -213,7 +213,7 @@ impl Channels {
             return Err(ProxyError::Body(fqdn.as_str().to_string()));
         };
         sender.ready().await.map_err(http)?;
-        let id = crate::client::request_id();
+        let id = crate::request_id::request_id();
         let req = hyper::Request::builder()
             .method(match method {
                 ProxyMethod::Get => hyper::Method::GET,
@@ -221,11 +221,11 @@ impl Channels {
             })
             .uri(target)
             .header(hyper::header::HOST, fqdn.as_str())
-            .header(crate::client::REQUEST_ID, &id)
+            .header(crate::request_id::REQUEST_ID, &id)
             .body(Empty::<Bytes>::new())
             .map_err(|_| ProxyError::Body(fqdn.as_str().to_string()))?;
         let resp = sender.send_request(req).await.map_err(http)?;
-        let echoed = resp.headers().get(crate::client::REQUEST_ID);
+        let echoed = resp.headers().get(crate::request_id::REQUEST_ID);
         if echoed.is_some_and(|v| v.as_bytes() != id.as_bytes()) {
             return Err(ProxyError::Stale(fqdn.as_str().to_string()));
         }

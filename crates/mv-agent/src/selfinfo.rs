@@ -12,6 +12,8 @@
 //! `/etc/ssh/*.pub`, the seed-id), each size-limited; a missing file is an absent field, never an
 //! error.
 
+#![cfg_attr(not(feature = "server"), allow(dead_code))]
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -27,7 +29,7 @@ pub struct HostKey {
 
 /// The fields of `/v1/info` that describe the machine.
 #[derive(Debug, Clone, Serialize)]
-pub struct SelfInfo {
+pub(crate) struct SelfInfo {
     /// The kernel's hostname.
     pub hostname: Option<String>,
     /// The fully qualified name: the hostname if it has a dot, else the canonical name of the
@@ -50,7 +52,7 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// Reads the machine's own facts under `root` (`/` on a machine; a folder in tests).
-pub fn read(root: &Path) -> SelfInfo {
+pub(crate) fn read(root: &Path) -> SelfInfo {
     let hostname = read_small(&root.join("proc/sys/kernel/hostname"))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());

@@ -35,15 +35,15 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, Semaphore};
 
 /// Read buffer per connection: the largest request head accepted.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// A write that makes no progress for this long ends the connection (a client that stopped
 /// reading an event stream or a large reply).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which transport a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// The unix socket (access by file mode and group).
     Unix,
     /// TCP (bearer token).
@@ -79,6 +79,16 @@ pub enum ServeError {
     /// The configured group does not exist.
     #[error("group {0:?} does not exist")]
     NoGroup(String),
+}
+
+impl mv_core::Classify for ServeError {
+    /// A configured group that does not exist is the person's to fix; the rest are failures.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ServeError::NoGroup(_) => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
 }
 
 /// The bound listeners, before they serve.
@@ -519,14 +529,14 @@ impl Drop for PeerSlot {
 
 /// The event-stream slots of one transport.
 #[derive(Debug, Clone)]
-pub struct Streams {
+pub(crate) struct Streams {
     slots: Arc<Semaphore>,
     max: usize,
 }
 
 impl Streams {
     /// `max` streams, but always fewer than the transport's `max_connections`.
-    pub fn new(max: usize, max_connections: usize) -> Streams {
+    pub(crate) fn new(max: usize, max_connections: usize) -> Streams {
         let max = max.min(max_connections.saturating_sub(1));
         Streams {
             slots: Arc::new(Semaphore::new(max)),
@@ -536,7 +546,7 @@ impl Streams {
 }
 
 /// Serves HTTP/1.1 on one connection until it closes.
-pub async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport, streams: Streams)
+pub(crate) async fn serve_io<IO>(agent: Arc<Agent>, io: IO, transport: Transport, streams: Streams)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -552,13 +562,13 @@ where
         // from one written for an earlier connection (virtio-serial keeps such bytes).
         let id = req
             .headers()
-            .get(crate::client::REQUEST_ID)
+            .get(crate::request_id::REQUEST_ID)
             .filter(|v| v.len() <= 128)
             .cloned();
         async move {
             let mut r = handle(agent, transport, &streams, req).await;
             if let Some(id) = id {
-                r.headers_mut().insert(crate::client::REQUEST_ID, id);
+                r.headers_mut().insert(crate::request_id::REQUEST_ID, id);
             }
             Ok::<_, Infallible>(r)
         }
@@ -704,14 +714,15 @@ async fn handle(
 
 /// A response body: a complete buffer, or a stream of server-sent events.
 #[derive(Debug)]
-pub enum Body {
+pub(crate) enum Body {
     /// All at once.
     Full(Option<Bytes>),
     /// SSE frames as they come, from a bounded queue; the stream slot is given back when the
     /// body is dropped (the connection ended).
     Events(
         mpsc::Receiver<Bytes>,
-        Option<tokio::sync::OwnedSemaphorePermit>,
+        // Never read: held only so that dropping the body gives the slot back.
+        #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
     ),
 }
 
@@ -783,7 +794,7 @@ impl hyper::body::Body for Body {
 /// `limit` fails with `TimedOut`, which ends the connection. Reads are untouched (hyper's header
 /// timeout covers them); idle time between writes does not count.
 #[derive(Debug)]
-pub struct WriteTimeout<IO> {
+pub(crate) struct WriteTimeout<IO> {
     io: IO,
     limit: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -791,7 +802,7 @@ pub struct WriteTimeout<IO> {
 
 impl<IO> WriteTimeout<IO> {
     /// Wraps `io`.
-    pub fn new(io: IO, limit: Duration) -> Self {
+    pub(crate) fn new(io: IO, limit: Duration) -> Self {
         WriteTimeout {
             io,
             limit,
@@ -940,9 +951,19 @@ mod tests {
 
     #[test]
     fn the_over_cap_reply_is_well_formed() {
-        let (st, body) = crate::client::parse_response(TOO_MANY_FROM_PEER).unwrap();
-        assert_eq!(st, 503);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let text = std::str::from_utf8(TOO_MANY_FROM_PEER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert!(v["error"].is_string());
     }
 

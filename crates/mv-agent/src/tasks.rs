@@ -7,8 +7,14 @@
 //! A dry run changes nothing: it is not recorded, does not mark the task running and is not
 //! refused while a real run is in progress.
 
+#![cfg_attr(not(feature = "server"), allow(unused_imports, dead_code))]
+
+#[cfg(feature = "server")]
 use crate::config::{PackageManager, TaskConfig, TaskKind};
-use crate::util::{now_ms, parse_duration};
+#[cfg(feature = "server")]
+use crate::util::now_ms;
+#[cfg(feature = "server")]
+use mv_core::duration::parse as parse_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Results kept per task.
-pub const KEEP_RESULTS: usize = 10;
+pub(crate) const KEEP_RESULTS: usize = 10;
 
 /// The outcome of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +64,7 @@ pub struct TaskInfo {
 
 /// Why a run did not start.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// No task of that name in the config.
     #[error("no task named {0:?} in the agent's config")]
     Unknown(String),
@@ -69,7 +75,7 @@ pub enum RunError {
 
 /// Why a task failed (kept as the result's summary).
 #[derive(Debug, thiserror::Error)]
-pub enum TaskError {
+pub(crate) enum TaskError {
     /// A file operation failed.
     #[error("{action} {path}")]
     Io {
@@ -95,6 +101,7 @@ pub enum TaskError {
 }
 
 #[derive(Debug)]
+#[cfg(feature = "server")]
 struct State {
     running: bool,
     next_due: Option<Instant>,
@@ -102,6 +109,7 @@ struct State {
 }
 
 #[derive(Debug)]
+#[cfg(feature = "server")]
 struct Entry {
     cfg: TaskConfig,
     every: Option<Duration>,
@@ -111,25 +119,27 @@ struct Entry {
 
 /// Every configured task and its state.
 #[derive(Debug)]
-pub struct Tasks {
+#[cfg(feature = "server")]
+pub(crate) struct Tasks {
     entries: Vec<Entry>,
 }
 
+#[cfg(feature = "server")]
 impl Tasks {
     /// From the (already validated) config.
-    pub fn new(cfgs: &[TaskConfig]) -> Self {
+    pub(crate) fn new(cfgs: &[TaskConfig]) -> Self {
         let now = Instant::now();
         let entries = cfgs
             .iter()
             .map(|c| {
-                let every = c.every.as_deref().and_then(parse_duration);
+                let every = c.every.as_deref().and_then(|v| parse_duration(v).ok());
                 Entry {
                     cfg: c.clone(),
                     every,
                     timeout: c
                         .timeout
                         .as_deref()
-                        .and_then(parse_duration)
+                        .and_then(|v| parse_duration(v).ok())
                         .unwrap_or(Duration::from_secs(600)),
                     state: Mutex::new(State {
                         running: false,
@@ -147,7 +157,7 @@ impl Tasks {
     }
 
     /// The list for `/v1/tasks`.
-    pub fn list(&self) -> Vec<TaskInfo> {
+    pub(crate) fn list(&self) -> Vec<TaskInfo> {
         let now_i = Instant::now();
         let now = now_ms();
         self.entries
@@ -169,7 +179,7 @@ impl Tasks {
     }
 
     /// Names of the scheduled tasks that are due now (and not running).
-    pub fn due(&self) -> Vec<String> {
+    pub(crate) fn due(&self) -> Vec<String> {
         let now = Instant::now();
         self.entries
             .iter()
@@ -182,7 +192,7 @@ impl Tasks {
     }
 
     /// Runs one task to completion and records the result.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         name: &str,
         dry_run: bool,
@@ -239,6 +249,7 @@ impl Tasks {
 
 type Outcome = Result<(String, Vec<String>), TaskError>;
 
+#[cfg(feature = "server")]
 async fn execute(kind: &TaskKind, dry_run: bool) -> Outcome {
     match kind.clone() {
         TaskKind::Fstrim { mountpoints } => {
@@ -304,7 +315,8 @@ async fn execute(kind: &TaskKind, dry_run: bool) -> Outcome {
 }
 
 /// The package names pending in `apt-get -s upgrade` or `apk version -l '<'` output.
-pub fn count_updates(manager: PackageManager, out: &str) -> Vec<String> {
+#[cfg(feature = "server")]
+pub(crate) fn count_updates(manager: PackageManager, out: &str) -> Vec<String> {
     match manager {
         PackageManager::Apt => out
             .lines()
@@ -321,6 +333,7 @@ pub fn count_updates(manager: PackageManager, out: &str) -> Vec<String> {
     }
 }
 
+#[cfg(feature = "server")]
 async fn blocking(f: impl FnOnce() -> Outcome + Send + 'static) -> Outcome {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(TaskError::Command {
@@ -330,6 +343,7 @@ async fn blocking(f: impl FnOnce() -> Outcome + Send + 'static) -> Outcome {
     })
 }
 
+#[cfg(feature = "server")]
 async fn run_program(prog: &str, args: &[String]) -> Result<String, TaskError> {
     let command = format!("{prog} {}", args.join(" "));
     let out = tokio::process::Command::new(prog)
@@ -365,7 +379,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TaskE
 }
 
 /// Deletes the entries of `dir` older than `age`, keeping the `keep` newest whatever their age.
-pub fn prune(dir: &Path, age: Duration, keep: usize, dry_run: bool) -> Outcome {
+pub(crate) fn prune(dir: &Path, age: Duration, keep: usize, dry_run: bool) -> Outcome {
     let now = SystemTime::now();
     let mut entries = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
@@ -411,7 +425,7 @@ fn numbered(f: &Path, n: usize) -> PathBuf {
 
 /// Rotates every file over `max_bytes`: `f.<keep-1>` -> `f.<keep>`, ..., `f` -> `f.1`, and a new
 /// empty `f` with the old one's permissions.
-pub fn rotate(files: &[PathBuf], max_bytes: u64, keep: usize, dry_run: bool) -> Outcome {
+pub(crate) fn rotate(files: &[PathBuf], max_bytes: u64, keep: usize, dry_run: bool) -> Outcome {
     use std::os::unix::fs::PermissionsExt;
     let keep = keep.max(1);
     let mut lines = Vec::new();

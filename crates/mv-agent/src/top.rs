@@ -46,9 +46,19 @@ pub enum TopError {
     NoAgents,
 }
 
+impl mv_core::Classify for TopError {
+    /// Nothing to watch is a usage error; a terminal that cannot be drawn is a failure.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            TopError::NoAgents => mv_core::ErrorClass::Usage,
+            TopError::Terminal(_) => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 /// One machine's row.
 #[derive(Debug, Clone, Default)]
-pub struct Row {
+pub(crate) struct Row {
     /// Machine name (from `/v1/info`, or the endpoint when down).
     pub name: String,
     /// Role.
@@ -78,7 +88,7 @@ pub struct Row {
 
 /// Sort order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
+pub(crate) enum SortKey {
     /// CPU.
     Cpu,
     /// Memory.
@@ -102,7 +112,7 @@ impl SortKey {
 
 /// Everything drawn.
 #[derive(Debug, Clone)]
-pub struct View {
+pub(crate) struct View {
     /// Rows, sorted.
     pub rows: Vec<Row>,
     /// Sort key.
@@ -120,7 +130,7 @@ pub struct View {
 }
 
 /// Sorts rows in place; ties broken by name so the order is stable.
-pub fn sort_rows(rows: &mut [Row], key: SortKey, desc: bool) {
+pub(crate) fn sort_rows(rows: &mut [Row], key: SortKey, desc: bool) {
     rows.sort_by(|a, b| {
         let o = match key {
             SortKey::Cpu => a.cpu.total_cmp(&b.cpu),
@@ -134,7 +144,7 @@ pub fn sort_rows(rows: &mut [Row], key: SortKey, desc: bool) {
 }
 
 /// `1.2K/s`-style rate.
-pub fn human_rate(bps: f64) -> String {
+pub(crate) fn human_rate(bps: f64) -> String {
     let units = ["B", "K", "M", "G", "T"];
     let mut v = bps.max(0.0);
     let mut u = 0;
@@ -209,26 +219,8 @@ fn row_from(client: usize, c: &Client, width: usize) -> Row {
     row
 }
 
-/// The clients to poll: the given ones plus, for host agents, one per guest.
-pub fn expand(agents: &[Client], guests: bool) -> Vec<Client> {
-    let mut out = Vec::new();
-    for c in agents {
-        out.push(c.clone());
-        if guests {
-            if let Ok(info) = c.info() {
-                if info.role == "host" {
-                    for fqdn in c.machines().unwrap_or_default() {
-                        out.push(c.guest(&fqdn));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Draws the whole screen.
-pub fn draw(f: &mut Frame<'_>, v: &View) {
+pub(crate) fn draw(f: &mut Frame<'_>, v: &View) {
     let area = f.area();
     let [head, cols, body, foot] = Layout::vertical([
         Constraint::Length(1),
@@ -356,7 +348,7 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
     if opts.agents.is_empty() {
         return Err(TopError::NoAgents);
     }
-    let clients = expand(&opts.agents, opts.guests);
+    let clients = crate::client::with_guests(&opts.agents, opts.guests);
     let (tx, rx) = mpsc::channel::<Vec<Row>>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let poll_clients = clients.clone();

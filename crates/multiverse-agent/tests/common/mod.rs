@@ -31,8 +31,8 @@ impl Agent {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-    pub fn client(&self) -> mv_agent::client::Client {
-        mv_agent::client::Client::unix(&self.socket)
+    pub fn client(&self) -> mv_agent::Client {
+        mv_agent::Client::unix(&self.socket)
     }
     pub fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();

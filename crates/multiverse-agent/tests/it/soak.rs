@@ -19,7 +19,7 @@ fn soak_20s_no_rss_growth() {
     let stop_at = Instant::now() + Duration::from_secs(20);
     let workers: Vec<_> = (0..2)
         .map(|i| {
-            let c = mv_agent::client::Client::unix(&sock);
+            let c = mv_agent::Client::unix(&sock);
             let sock = sock.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::*;
-use mv_agent::client::{Client, ClientError};
+use mv_agent::{Client, ClientError};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn openapi_document_matches_the_routes_and_every_route_answers() {
             documented.insert((method.to_uppercase(), path.clone()));
         }
     }
-    let routed: BTreeSet<(String, String)> = mv_agent::api::ROUTES
+    let routed: BTreeSet<(String, String)> = mv_agent::ROUTES
         .iter()
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();

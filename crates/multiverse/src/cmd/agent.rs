@@ -1,5 +1,5 @@
-//! `multiverse top`: the live dashboard of the agents (`mv_agent::top`), or with `--json` one
-//! snapshot of every agent's status (`mv_agent::client::fleet_status`).
+//! `multiverse top`: the live dashboard of the agents (`mv_agent::run_top`), or with `--json` one
+//! snapshot of every agent's status (`mv_agent::fleet_status`).
 //!
 //! Which agents: every `--socket` and `--tcp` given. With none: when `--root` holds a
 //! `multiverse.toml`, one row per machine of the tree (the host's agent at
@@ -9,7 +9,7 @@
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_agent::client::Client;
+use mv_agent::Client;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -101,12 +101,12 @@ pub fn top(g: &Global, a: TopArgs) -> Result<(), CliError> {
         _ => (clients(&a)?, !a.no_guests),
     };
     if g.json {
-        let all = mv_agent::top::expand(&agents, guests);
-        let rows = mv_agent::client::fleet_status(&all);
+        let all = mv_agent::with_guests(&agents, guests);
+        let rows = mv_agent::fleet_status(&all);
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    mv_agent::top::run(mv_agent::top::TopOptions {
+    mv_agent::run_top(mv_agent::TopOptions {
         agents,
         interval: a.interval,
         guests,

@@ -419,7 +419,7 @@ fn agent_ready(fqdn: &str, seed_id_file: &std::path::Path) -> Result<(), String>
     let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
     let sock = mv_machines::layout::agent_socket(&name);
     // Generous: under TCG a loaded guest takes seconds to answer its first request.
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
+    let client = mv_agent::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
     match info.fqdn.as_deref() {
         Some(h) if h == fqdn => {}
@@ -482,7 +482,7 @@ struct AgentStatus {
     /// Seconds since the guest booted.
     uptime_s: Option<u64>,
     /// The SSH host key fingerprints the guest's agent reports.
-    ssh_host_keys: Vec<mv_agent::selfinfo::HostKey>,
+    ssh_host_keys: Vec<mv_agent::HostKey>,
     /// Whether the guest's Ed25519 host key is the one derived for it (`null`: no public
     /// record, or the guest reports none).
     host_key_matches: Option<bool>,
@@ -510,8 +510,8 @@ fn agent_status(
         return None;
     }
     // A guest under TCG can take seconds to answer: a generous timeout, and one more try.
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
-    let unreachable = |e: mv_agent::client::ClientError| AgentStatus {
+    let client = mv_agent::Client::unix(sock).with_timeout(Duration::from_secs(10));
+    let unreachable = |e: mv_agent::ClientError| AgentStatus {
         reachable: false,
         stats: None,
         hostname: None,
@@ -532,7 +532,7 @@ fn agent_status(
     };
     let want = derived
         .and_then(|r| r.identities.get(name.as_str()))
-        .and_then(|p| mv_agent::selfinfo::fingerprint_line(&p.ssh_host_ed25519));
+        .and_then(|p| mv_agent::fingerprint_line(&p.ssh_host_ed25519));
     let has = ssh_host_keys.iter().find(|k| k.algorithm == "ssh-ed25519");
     let host_key_matches = match (want, has) {
         (Some(w), Some(h)) => Some(w.fingerprint == h.fingerprint),

@@ -18,7 +18,7 @@
 //!   `short_tokens_are_refused`, `a_dry_run_does_not_mark_the_task_running`: item 13.
 
 use super::common::KillOnDrop;
-use mv_agent::client::Client;
+use mv_agent::Client;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let line = String::from_utf8_lossy(line);
     let (method, target) = line.split_once(' ').unwrap_or((&line, "/"));
-    let _ = mv_agent::api::parse_request(method, target, body);
+    let _ = mv_agent::parse_request(method, target, body);
 });

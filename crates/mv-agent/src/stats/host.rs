@@ -9,6 +9,9 @@
 //! collector timeout or dies is killed and restarted on a later tick; meanwhile only the `host`
 //! section is stale.
 
+#![cfg_attr(not(feature = "server"), allow(unused_imports))]
+
+#[cfg(feature = "server")]
 use super::{CollectCtx, CollectError};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -108,12 +111,14 @@ pub fn targets(xml: &str, element: &str) -> Vec<String> {
     out
 }
 
+#[cfg(feature = "server")]
 struct Running {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
+#[cfg(feature = "server")]
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -123,8 +128,10 @@ impl Drop for Running {
 
 /// The kept helper process; killed on drop.
 #[derive(Default)]
+#[cfg(feature = "server")]
 pub struct LibvirtHelper(Mutex<Option<Running>>);
 
+#[cfg(feature = "server")]
 impl std::fmt::Debug for LibvirtHelper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LibvirtHelper")
@@ -132,6 +139,7 @@ impl std::fmt::Debug for LibvirtHelper {
 }
 
 /// Where the helper binary is: the config's `host.helper`, else beside the running agent.
+#[cfg(feature = "server")]
 pub fn helper_path(configured: Option<&PathBuf>) -> PathBuf {
     if let Some(p) = configured {
         return p.clone();
@@ -143,6 +151,7 @@ pub fn helper_path(configured: Option<&PathBuf>) -> PathBuf {
 }
 
 /// Asks the helper for every domain (blocking; the sampler bounds it with the collector timeout).
+#[cfg(feature = "server")]
 pub fn collect(ctx: &CollectCtx) -> Result<HostStats, CollectError> {
     let host = &ctx.cfg.config.host;
     let path = helper_path(host.helper.as_ref());

@@ -8,6 +8,12 @@
 //! from two consecutive readings.
 //!
 //! Main types: [`Stats`] (what `/v1/stats` returns), [`Section`], [`CollectorId`].
+//!
+//! The types and parsers come with either the `server` or the `client` feature (a client
+//! deserializes what the server collected); the collectors and the sampler (which read the
+//! machine, and need `nix`, tokio and the config) only with `server`.
+
+#![cfg_attr(not(feature = "server"), allow(unused_imports, dead_code))]
 
 pub mod host;
 pub mod openvpn;
@@ -15,7 +21,9 @@ pub mod procfs;
 pub mod router;
 pub mod services;
 
+#[cfg(feature = "server")]
 use crate::config::{Resolved, Role};
+#[cfg(feature = "server")]
 use crate::util::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -50,6 +58,7 @@ impl<T> Default for Section<T> {
     }
 }
 
+#[cfg(feature = "server")]
 impl<T> Section<T> {
     fn set(&mut self, data: T) {
         self.data = Some(data);
@@ -258,6 +267,7 @@ impl CollectorId {
     }
 
     /// The collectors a role runs.
+    #[cfg(feature = "server")]
     pub fn for_role(role: Role) -> Vec<CollectorId> {
         use CollectorId::*;
         let mut v = vec![Cpu, Memory, System, Disks, Network];
@@ -312,6 +322,13 @@ pub enum CollectError {
     },
 }
 
+impl mv_core::Classify for CollectError {
+    /// A source the agent could not read: never the person's input.
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 /// A raw reading, before rates are computed.
 #[derive(Debug)]
 pub enum Reading {
@@ -335,6 +352,7 @@ pub enum Reading {
 
 /// What collectors need; shared with the blocking threads.
 #[derive(Debug)]
+#[cfg(feature = "server")]
 pub struct CollectCtx {
     /// The resolved config.
     pub cfg: Resolved,
@@ -342,12 +360,14 @@ pub struct CollectCtx {
     pub libvirt: host::LibvirtHelper,
 }
 
+#[cfg(feature = "server")]
 pub(crate) fn read(proc_root: &Path, rel: &str) -> Result<String, CollectError> {
     let path = proc_root.join(rel);
     std::fs::read_to_string(&path).map_err(|source| CollectError::Read { path, source })
 }
 
 /// Runs one collector (blocking).
+#[cfg(feature = "server")]
 pub fn collect(id: CollectorId, ctx: &CollectCtx) -> Result<Reading, CollectError> {
     let p = ctx.cfg.config.stats.proc.as_path();
     Ok(match id {
@@ -411,6 +431,7 @@ pub fn collect(id: CollectorId, ctx: &CollectCtx) -> Result<Reading, CollectErro
     })
 }
 
+#[cfg(feature = "server")]
 fn ticks_per_second() -> f64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
         Ok(Some(v)) if v > 0 => v as f64,
@@ -420,6 +441,7 @@ fn ticks_per_second() -> f64 {
 
 /// Runs the collectors on each tick and folds their readings into [`Stats`].
 #[derive(Debug)]
+#[cfg(feature = "server")]
 pub struct Sampler {
     ctx: Arc<CollectCtx>,
     ids: Vec<CollectorId>,
@@ -432,6 +454,7 @@ pub struct Sampler {
     hz: f64,
 }
 
+#[cfg(feature = "server")]
 impl Sampler {
     /// A sampler for the configured role.
     pub fn new(ctx: Arc<CollectCtx>) -> Self {
@@ -655,6 +678,7 @@ impl Sampler {
     }
 }
 
+#[cfg(feature = "server")]
 fn rates(dt: Option<f64>, prev: Option<&(u64, u64)>, now: (u64, u64)) -> (f64, f64) {
     match (dt, prev) {
         (Some(dt), Some(p)) if dt > 0.0 => (
@@ -678,6 +702,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// How long the sampler may wait on everything in one tick (for callers that need a bound).
+#[cfg(feature = "server")]
 pub fn tick_bound(cfg: &Resolved) -> Duration {
     cfg.collector_timeout + Duration::from_millis(100)
 }

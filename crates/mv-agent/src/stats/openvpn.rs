@@ -22,6 +22,8 @@
 //! are pure, never panic, and keep only bounded strings (a fuzz target and property tests feed
 //! them noise).
 
+#![cfg_attr(not(feature = "server"), allow(unused_imports))]
+
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -207,6 +209,13 @@ pub enum ManagementError {
     Malformed(String),
 }
 
+impl mv_core::Classify for ManagementError {
+    /// A source the agent could not read: never the person's input.
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn cut(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
@@ -319,6 +328,7 @@ pub fn parse_reply(
 /// A unix stream connected to `path` without ever blocking in `connect` (a listener that does not
 /// accept fills its backlog; a blocking connect would then wait for good): a full backlog is tried
 /// again every 20ms until `deadline`.
+#[cfg(feature = "server")]
 fn connect(
     path: &Path,
     deadline: Instant,
@@ -356,6 +366,7 @@ fn connect(
 /// Asks OpenVPN's management socket at `socket` for the tunnel's state and the link's byte counts,
 /// within `timeout` for the whole exchange (connect, write, read) and at most [`MAX_REPLY`] bytes.
 /// Blocking.
+#[cfg(feature = "server")]
 pub fn query(socket: &Path, timeout: Duration) -> Result<OpenVpnState, ManagementError> {
     let deadline = Instant::now() + timeout;
     let remaining = || {

@@ -17,6 +17,13 @@ pub struct ParseError {
     pub what: String,
 }
 
+impl mv_core::Classify for ParseError {
+    /// A kernel file of an unexpected shape: never the person's input.
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 fn perr(file: &'static str, what: impl Into<String>) -> ParseError {
     ParseError {
         file,

@@ -7,8 +7,12 @@
 //! Each part is optional and independent: a missing lease file is "no leases", not an error; only
 //! a failing `nft` (when enabled) or an unreadable-but-present file fails the collector.
 
+#![cfg_attr(not(feature = "server"), allow(unused_imports))]
+
 use super::openvpn::OpenVpnState;
+#[cfg(feature = "server")]
 use super::{read, CollectError};
+#[cfg(feature = "server")]
 use crate::config::RouterConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -214,6 +218,7 @@ pub fn parse_bootstrap(reply: &str) -> Option<u8> {
 /// Asks tor's control socket for its bootstrap progress, authenticating with the cookie file
 /// tor keeps beside it (`control.authcookie`, Debian's tor-service-defaults-torrc). One second
 /// for the whole exchange; any failure is `None`.
+#[cfg(feature = "server")]
 fn tor_bootstrap(socket: &Path) -> Option<u8> {
     use std::io::{Read, Write};
     let cookie = std::fs::read(socket.with_file_name("control.authcookie")).ok()?;
@@ -233,6 +238,7 @@ fn tor_bootstrap(socket: &Path) -> Option<u8> {
 }
 
 /// Reads the router state (blocking; run with a timeout).
+#[cfg(feature = "server")]
 pub fn collect(cfg: &RouterConfig, proc_root: &Path) -> Result<RouterStats, CollectError> {
     let leases = match std::fs::read_to_string(&cfg.leases) {
         Ok(t) => parse_leases(&t),

@@ -4,6 +4,9 @@
 //! A service whose query cannot even run (no init system) is reported as `unknown`; that is data,
 //! not a collector failure.
 
+#![cfg_attr(not(feature = "server"), allow(unused_imports))]
+
+#[cfg(feature = "server")]
 use crate::config::{ServiceManager, ServicesConfig};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
@@ -18,6 +21,7 @@ pub struct ServiceState {
 }
 
 /// The command line that asks about one service (also what the tests check).
+#[cfg(feature = "server")]
 pub fn query_command(manager: ServiceManager, name: &str) -> (&'static str, Vec<String>) {
     match manager {
         ServiceManager::Openrc => ("rc-service", vec![name.to_string(), "status".into()]),
@@ -29,6 +33,7 @@ pub fn query_command(manager: ServiceManager, name: &str) -> (&'static str, Vec<
 }
 
 /// Queries every configured service (blocking; run with a timeout).
+#[cfg(feature = "server")]
 pub fn collect(cfg: &ServicesConfig) -> Vec<ServiceState> {
     cfg.names
         .iter()
