@@ -37,12 +37,15 @@ pub mod state;
 pub mod template;
 
 pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRunner, Target};
-pub use model::{IdentitySource, Kind, MachineSpec, Os, Role};
+pub use model::{IdentitySource, MachineSpec, MachineType, Os, Role};
 pub use render::{render, Desired, RenderError};
 pub use template::Engine;
 
 /// The fuzzing entry point: every parser of bytes read from a target, fed `data`. Never panics
 /// (the property the fuzz target in `fuzz/` and the proptest in `tests/fuzz_entry.rs` check).
+/// Compiled only for tests and fuzzing (feature `test-hooks`, which `fuzz/` and this crate's
+/// dev-dependency on itself turn on).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn fuzz_entry(data: &[u8]) {
     if let Ok(s) = state::parse(data) {
