@@ -26,8 +26,8 @@
 pub mod cmdline;
 pub mod confined;
 pub mod duration;
-pub mod error_class;
 pub mod epochs;
+pub mod error_class;
 pub mod fsutil;
 pub mod layout;
 pub mod model;
@@ -35,8 +35,8 @@ pub mod name;
 pub mod secret;
 
 pub use error_class::{Classify, ErrorClass};
-pub use name::{IdentityName, MachineName, NameError};
 pub use layout::Tree;
+pub use name::{IdentityName, MachineName, NameError};
 pub use secret::Secret;
 
 /// The 1-based line of byte `offset` in `text` (clamped to its end): what `FILE:LINE` errors of

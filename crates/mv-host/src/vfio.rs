@@ -27,6 +27,16 @@ pub enum VfioError {
     Config(#[source] mv_core::fsutil::FsError),
 }
 
+impl mv_core::Classify for VfioError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            // The person named a device this host does not have.
+            VfioError::NoDevice(..) => mv_core::ErrorClass::Usage,
+            VfioError::Write(..) | VfioError::Config(_) => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 /// What binding a device takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

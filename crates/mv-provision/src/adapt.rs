@@ -338,6 +338,13 @@ impl IdentitySource for RootIdentity<'_> {
     }
 }
 
+// An unknown machine or a wrong `vpn.toml`: the person's input.
+impl mv_core::Classify for AdaptError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@
 //! What this crate is not: the machine model (`mv-machines` owns `multiverse.toml`), the key
 //! derivation (`mv-identity`), or a remote-execution framework; the CLI wires those in.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod accounts;
 pub mod adapt;

@@ -167,7 +167,6 @@ impl MachineSpec {
             onion_services: vec![],
         }
     }
-
 }
 
 impl MachineSpec {
@@ -239,6 +238,13 @@ pub trait IdentitySource {
     fn onion_service(&self, machine: &MachineName) -> Result<OnionService, IdentityError>;
     /// The public login keys allowed into the machine (the person's `@user` key), one line each.
     fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError>;
+}
+
+// Deriving a key failed.
+impl mv_core::Classify for IdentityError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
 }
 
 #[cfg(test)]

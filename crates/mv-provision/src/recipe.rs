@@ -604,6 +604,13 @@ fn add_users(file: &RecipeFile, os: Os, out: &mut Resolved) {
     }
 }
 
+// Recipes and their overrides are files the person edits.
+impl mv_core::Classify for RecipeError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,7 @@
 
 use crate::model::{
     HostAddress, IdentityError, IdentitySource, Interface, MachineSpec, MachineType, Os, Role,
-    VpnKind,
-    VpnOptions,
+    VpnKind, VpnOptions,
 };
 use crate::recipe::{self, FileSource, PasswordSource, RecipeError, Resolved, ServiceSpec};
 use crate::template::{Engine, TemplateError};
@@ -825,6 +824,14 @@ fn binary(path: &Path, spec: &MachineSpec, what: &'static str) -> Result<Content
         bytes: bytes.into(),
         from: path.to_path_buf(),
     })
+}
+
+// What rendering needs is missing or wrong in the person's files (topology, templates,
+// recipes, vpn.toml, the agent binary's place): the CLI has always answered exit 2.
+impl mv_core::Classify for RenderError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
 }
 
 #[cfg(test)]

@@ -536,6 +536,16 @@ fn tree_size(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+// A corrupt seed or one from another version is for the person to remake; I/O is a failure.
+impl mv_core::Classify for SeedError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            SeedError::Malformed { .. } | SeedError::Mismatch { .. } => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

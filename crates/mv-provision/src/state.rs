@@ -252,6 +252,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+// A malformed state file: the person deletes it to adopt the machine.
+impl mv_core::Classify for StateError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

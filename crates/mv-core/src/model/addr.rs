@@ -377,7 +377,14 @@ mod tests {
         for good in ["0000:01:00.1", "01:00.0", "0000:0A:1f.7", "0001:00:00.0"] {
             assert!(PciAddress::parse_lspci(good).is_ok(), "{good}");
         }
-        for bad in ["1:0.0", "0:01:00.0", "01:0.0", "0000:01:20.0", "0000:01:00.8", ""] {
+        for bad in [
+            "1:0.0",
+            "0:01:00.0",
+            "01:0.0",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "",
+        ] {
             assert!(PciAddress::parse_lspci(bad).is_err(), "{bad}");
         }
     }
@@ -410,7 +417,13 @@ mod tests {
         let h: HostAddress = "10.2.2.1/24".parse().unwrap();
         assert_eq!(h.subnet.to_string(), "10.2.2.0/24");
         assert_eq!(h.to_string(), "10.2.2.1/24");
-        for bad in ["10.0.0.0/24", "10.0.0.255/24", "10.0.0.1", "10.0.0.1/31", "x/24"] {
+        for bad in [
+            "10.0.0.0/24",
+            "10.0.0.255/24",
+            "10.0.0.1",
+            "10.0.0.1/31",
+            "x/24",
+        ] {
             assert!(bad.parse::<HostAddress>().is_err(), "{bad}");
         }
     }

@@ -1253,9 +1253,29 @@ fn epochs(cx: &Ctx<'_>, t: &Topology) -> Result<mv_core::epochs::Epochs, ConfigE
     Ok(table)
 }
 
+// Invalid contents are the person's input; an unreadable file is a failure.
+impl mv_core::Classify for ConfigError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ConfigError::Invalid { .. } => mv_core::ErrorClass::Usage,
+            ConfigError::Read { .. } => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
+// A validated topology that cannot be written back: a bug or a failure, not input.
+impl mv_core::Classify for SerializeError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 /// The entry point of the fuzz target (crates/mv-machines/fuzz) and of its proptest twin: parse
 /// arbitrary bytes; when accepted, the topology must round-trip through [`Topology::to_toml`] and
-/// render in memory. Panics only on a broken invariant.
+/// render in memory. Panics only on a broken invariant. Compiled only for tests and fuzzing
+/// (feature `test-hooks`, which `fuzz/` turns on).
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
 pub fn fuzz_entry(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;

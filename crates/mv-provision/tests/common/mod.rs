@@ -126,9 +126,24 @@ pub fn topology(os: Os) -> Vec<MachineSpec> {
             Some(Role::Star),
             os,
         ),
-        MachineSpec::default_for(name("controller.multiverse"), MachineType::Controller, None, os),
-        MachineSpec::default_for(name("mail.service.multiverse"), MachineType::Service, None, os),
-        MachineSpec::default_for(name("browser.app.multiverse"), MachineType::Application, None, os),
+        MachineSpec::default_for(
+            name("controller.multiverse"),
+            MachineType::Controller,
+            None,
+            os,
+        ),
+        MachineSpec::default_for(
+            name("mail.service.multiverse"),
+            MachineType::Service,
+            None,
+            os,
+        ),
+        MachineSpec::default_for(
+            name("browser.app.multiverse"),
+            MachineType::Application,
+            None,
+            os,
+        ),
     ];
     v[0].vfio_ids = vec!["10de:1b80".into(), "10de:10f0".into()];
     // The star publishes the mail service's web and SMTP ports as an onion service.
