@@ -1,7 +1,7 @@
 //! `mv-host`: host setup for Multiverse OS: udev rules, IOMMU checks, vfio-pci binding.
 //!
 //! - [`udev`]: the rules that give the `kvm` group /dev/vfio, /dev/kvm and the vhost/vsock nodes.
-//! - [`check`]: reads /sys and /proc (under a configurable root, so fixture trees test it) and says
+//! - [`check`](mod@check): reads /sys and /proc (under a configurable root, so fixture trees test it) and says
 //!   what stands between this host and PCI passthrough: IOMMU off, no interrupt remapping, the
 //!   kernel command line, IOMMU groups shared with devices that stay on the host, what is bound to
 //!   vfio-pci already.

@@ -5,7 +5,7 @@
 //! ([`recipe`], TOML under `recipes/`) lists packages, services, sysctl keys, kernel modules,
 //! users and files; files come from **templates** ([`template`]: `mv-machines`' minijinja engine,
 //! strict undefined values, over this crate's own set) or from the **identity** (SSH host keys,
-//! login keys, password hashes). [`render`] turns
+//! login keys, password hashes). [`render`](mod@render) turns
 //! a [`model::MachineSpec`] plus an [`model::IdentitySource`] into a [`render::Desired`] state;
 //! [`apply::plan`] compares it with a mounted root filesystem ([`apply::Target`]) and
 //! [`apply::apply`] makes the target match, so that a second run reports no changes. Apply records

@@ -15,10 +15,10 @@
 //! no recipe lists as a service on any OS is [`RecipeError::Reload`] (a typo would otherwise never
 //! reload anything). A service whose reload does not re-read its files says `restart = true` in
 //! `services` ([`ServiceSpec::restart`]: dnsmasq, whose SIGHUP re-reads only its hosts files).
-//! [`crate::apply`] reloads them on a running system when such a file changed.
+//! [`crate::apply`](mod@crate::apply) reloads them on a running system when such a file changed.
 //!
 //! What this is not: a scripting language. There are no hooks or shell commands in recipes; the
-//! appliers in [`crate::apply`] know how to install a package or enable a service on each OS.
+//! appliers in [`crate::apply`](mod@crate::apply) know how to install a package or enable a service on each OS.
 
 use crate::model::Os;
 use crate::template::{Engine, TemplateError};

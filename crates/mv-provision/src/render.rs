@@ -3,7 +3,7 @@
 //! [`render`] builds the template context from a [`MachineSpec`], resolves the machine's recipe,
 //! renders every file (templates, sysctl, modules, SSH host keys, authorized_keys) and collects
 //! packages, services and users into a [`Desired`]. Nothing here touches a target: comparing the
-//! desired state with a machine is [`crate::plan`], changing it is [`crate::apply`].
+//! desired state with a machine is [`crate::plan`], changing it is [`crate::apply()`].
 //!
 //! Secrets (host private keys, passwords) stay in `mv_core::Secret` from the identity to the
 //! moment they are written into the target; `Desired`'s `Debug` never shows them.

@@ -1,4 +1,4 @@
-//! The provision state file: what [`crate::apply`] manages on a target, so that the next apply
+//! The provision state file: what [`crate::apply()`] manages on a target, so that the next apply
 //! removes what the machine no longer wants.
 //!
 //! One JSON file on the target, [`STATE_PATH`] (0600 root, written atomically with the other

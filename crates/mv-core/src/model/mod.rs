@@ -2,7 +2,7 @@
 //! machines uses, defined once.
 //!
 //! - Kinds of things: [`MachineType`], [`Os`], [`Arch`], [`CpuVendor`].
-//! - Addresses ([`addr`]'s types, re-exported here): [`PciAddress`], [`UsbId`], [`Ipv4Net`] (a
+//! - Addresses (from the private `addr` module, re-exported here): [`PciAddress`], [`UsbId`], [`Ipv4Net`] (a
 //!   subnet), [`HostAddress`] (a host's address on its subnet), [`MacAddress`], all refused with an
 //!   [`AddrError`].
 //!
