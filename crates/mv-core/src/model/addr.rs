@@ -114,19 +114,6 @@ impl fmt::Display for PciAddress {
     }
 }
 
-impl TryFrom<String> for PciAddress {
-    type Error = AddrError;
-    fn try_from(s: String) -> Result<Self, AddrError> {
-        s.parse()
-    }
-}
-
-impl From<PciAddress> for String {
-    fn from(a: PciAddress) -> String {
-        a.to_string()
-    }
-}
-
 /// A USB device id (`vendor:product`, `1d6b:0002`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -158,17 +145,15 @@ impl fmt::Display for UsbId {
     }
 }
 
-impl TryFrom<String> for UsbId {
-    type Error = AddrError;
-    fn try_from(s: String) -> Result<Self, AddrError> {
-        s.parse()
+/// `A.B.C.D/N` with N written in one or two digits and in 8..=30: the address and N.
+fn split_prefixed(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let addr: Ipv4Addr = a.parse().ok()?;
+    if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-}
-
-impl From<UsbId> for String {
-    fn from(a: UsbId) -> String {
-        a.to_string()
-    }
+    let prefix: u8 = p.parse().ok()?;
+    (8..=30).contains(&prefix).then_some((addr, prefix))
 }
 
 /// An IPv4 subnet (`10.0.0.0/24`) whose address is the network address.
@@ -206,15 +191,7 @@ impl FromStr for Ipv4Net {
     type Err = AddrError;
     fn from_str(s: &str) -> Result<Self, AddrError> {
         let bad = || AddrError::Subnet(s.to_string());
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(bad());
-        }
+        let (addr, prefix) = split_prefixed(s).ok_or_else(bad)?;
         let net = Ipv4Net { addr, prefix };
         if u32::from(addr) & !u32::from(net.netmask()) != 0 {
             return Err(bad());
@@ -226,19 +203,6 @@ impl FromStr for Ipv4Net {
 impl fmt::Display for Ipv4Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl TryFrom<String> for Ipv4Net {
-    type Error = AddrError;
-    fn try_from(s: String) -> Result<Self, AddrError> {
-        s.parse()
-    }
-}
-
-impl From<Ipv4Net> for String {
-    fn from(a: Ipv4Net) -> String {
-        a.to_string()
     }
 }
 
@@ -268,15 +232,7 @@ impl FromStr for HostAddress {
     type Err = AddrError;
     fn from_str(s: &str) -> Result<Self, AddrError> {
         let bad = || AddrError::Host(s.to_string());
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(bad());
-        }
+        let (addr, prefix) = split_prefixed(s).ok_or_else(bad)?;
         let mask = u32::MAX << (32 - u32::from(prefix));
         let subnet = Ipv4Net {
             addr: Ipv4Addr::from(u32::from(addr) & mask),
@@ -330,18 +286,26 @@ impl fmt::Display for MacAddress {
     }
 }
 
-impl TryFrom<String> for MacAddress {
-    type Error = AddrError;
-    fn try_from(s: String) -> Result<Self, AddrError> {
-        s.parse()
-    }
+/// Serde's string form of each address type (`#[serde(try_from = "String", into = "String")]`):
+/// its `FromStr` and `Display`.
+macro_rules! string_form {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = AddrError;
+            fn try_from(s: String) -> Result<Self, AddrError> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(a: $t) -> String {
+                a.to_string()
+            }
+        }
+    )*};
 }
 
-impl From<MacAddress> for String {
-    fn from(a: MacAddress) -> String {
-        a.to_string()
-    }
-}
+string_form!(PciAddress, UsbId, Ipv4Net, MacAddress);
 
 #[cfg(test)]
 mod tests {
