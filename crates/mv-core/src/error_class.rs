@@ -39,3 +39,9 @@ impl Classify for crate::duration::DurationError {
         ErrorClass::Usage
     }
 }
+
+impl Classify for crate::model::AddrError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
+}

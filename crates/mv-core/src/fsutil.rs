@@ -203,6 +203,17 @@ pub struct BatchFile<'a> {
     pub mode: u32,
 }
 
+// The contents may be a secret: Debug shows their length only.
+impl std::fmt::Debug for BatchFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchFile")
+            .field("name", &self.name)
+            .field("contents", &format_args!("[{} bytes]", self.contents.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
 /// Writes several files into one folder with one data sync instead of one per file, and the same
 /// crash safety as [`write_atomic`]: every file goes to its own temporary file (random name,
 /// `O_EXCL|O_NOFOLLOW`, exact mode from creation), then one `syncfs` makes all their bytes
@@ -224,6 +235,7 @@ pub fn write_batch(
 
 /// Files of one folder written to their temporary files, not yet durable nor renamed. Dropping it
 /// without [`Prepared::commit`] removes the temporary files.
+#[derive(Debug)]
 pub struct Prepared {
     dir: PathBuf,
     dirfd: OwnedFd,
@@ -233,6 +245,7 @@ pub struct Prepared {
 }
 
 /// Proof that the temporary files of some batches are durable ([`sync_batches`]).
+#[derive(Debug)]
 pub struct Synced(());
 
 /// Phase 1 of a batch: every changed file of `files` into its temporary file in `dir` (created

@@ -8,6 +8,11 @@
 //!   exit code.
 //! - [`epochs`]: [`epochs::Epochs`], the per-name key epochs of `[identity.epochs]`
 //!   (`docs/spec/scramble-v1-epochs.md`), read with the line of each value.
+//! - [`layout`]: [`layout::Tree`], every path of a Multiverse tree (DESIGN.md "The tree on
+//!   disk"), and the runtime sockets beside it.
+//! - [`model`]: the shared vocabulary of the machine model: [`model::MachineType`],
+//!   [`model::Os`], [`model::Arch`], [`model::CpuVendor`], [`model::PciAddress`],
+//!   [`model::UsbId`], [`model::Ipv4Net`], [`model::HostAddress`], [`model::MacAddress`].
 //! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
 //!   (mode 0600 from the moment they exist).
 //! - [`name`]: [`name::MachineName`], a validated machine FQDN (`star.router.multiverse`), and
@@ -16,6 +21,7 @@
 //!
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod cmdline;
 pub mod confined;
@@ -23,10 +29,13 @@ pub mod duration;
 pub mod epochs;
 pub mod error_class;
 pub mod fsutil;
+pub mod layout;
+pub mod model;
 pub mod name;
 pub mod secret;
 
 pub use error_class::{Classify, ErrorClass};
+pub use layout::Tree;
 pub use name::{IdentityName, MachineName, NameError};
 pub use secret::Secret;
 

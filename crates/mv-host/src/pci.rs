@@ -1,64 +1,13 @@
-//! PCI addresses and what sysfs says about a PCI device.
+//! What sysfs says about a PCI device ([`read_device`], [`PciDevice`]).
+//!
+//! The address type itself is the model's: [`PciAddress`] (`mv_core::model`), re-exported here.
 
-use std::fmt;
+pub use mv_core::model::PciAddress;
 use std::path::Path;
 
-/// A PCI address `DDDD:BB:DD.F`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PciAddr {
-    /// Domain.
-    pub domain: u16,
-    /// Bus.
-    pub bus: u8,
-    /// Device (0..32).
-    pub device: u8,
-    /// Function (0..8).
-    pub function: u8,
-}
-
-/// A malformed PCI address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex, as lspci -D shows)")]
-pub struct PciAddrError(pub String);
-
-impl std::str::FromStr for PciAddr {
-    type Err = PciAddrError;
-    fn from_str(s: &str) -> Result<PciAddr, PciAddrError> {
-        let err = || PciAddrError(s.to_string());
-        let parts: Vec<&str> = s.split(':').collect();
-        let (dom, bus, rest) = match parts.as_slice() {
-            [d, b, r] => (*d, *b, *r),
-            [b, r] => ("0000", *b, *r),
-            _ => return Err(err()),
-        };
-        let (dev, func) = rest.split_once('.').ok_or_else(err)?;
-        let hex = |t: &str, len: usize| {
-            (t.len() == len && t.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| u16::from_str_radix(t, 16).ok())
-                .flatten()
-        };
-        let domain = hex(dom, 4).ok_or_else(err)?;
-        let bus = hex(bus, 2).ok_or_else(err)? as u8;
-        let device = hex(dev, 2).filter(|d| *d < 32).ok_or_else(err)? as u8;
-        let function = hex(func, 1).filter(|f| *f < 8).ok_or_else(err)? as u8;
-        Ok(PciAddr {
-            domain,
-            bus,
-            device,
-            function,
-        })
-    }
-}
-
-impl fmt::Display for PciAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
-}
+/// The old name of [`PciAddress`] (the one PCI address type, `mv_core::model::PciAddress`).
+/// Parse a device named on the command line with [`PciAddress::parse_lspci`].
+pub type PciAddr = PciAddress;
 
 /// What sysfs says about one PCI device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -114,29 +63,4 @@ pub fn read_device(sys: &Path, addr: &str) -> Option<PciDevice> {
         driver: link_name(&dir.join("driver")),
         iommu_group: link_name(&dir.join("iommu_group")).and_then(|g| g.parse().ok()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_prints_addresses() {
-        let a: PciAddr = "0000:01:00.1".parse().unwrap();
-        assert_eq!(a.to_string(), "0000:01:00.1");
-        assert_eq!(
-            "01:00.0".parse::<PciAddr>().unwrap().to_string(),
-            "0000:01:00.0"
-        );
-        for bad in [
-            "",
-            "1:0.0",
-            "0000:01:20.0",
-            "0000:01:00.8",
-            "zz:00.0",
-            "0000:01:00",
-        ] {
-            assert!(bad.parse::<PciAddr>().is_err(), "{bad}");
-        }
-    }
 }

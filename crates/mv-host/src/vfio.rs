@@ -7,7 +7,7 @@
 //! dry-run shows them, [`Plan::write_config`] writes the first and [`Plan::apply_now`] does the
 //! second (root, real sysfs).
 
-use crate::pci::{read_device, PciAddr};
+use crate::pci::{read_device, PciAddress};
 use std::path::{Path, PathBuf};
 
 /// The modprobe file, relative to /etc.
@@ -18,7 +18,7 @@ pub const MODPROBE_FILE: &str = "modprobe.d/multiverse-vfio.conf";
 pub enum VfioError {
     /// No such device.
     #[error("no PCI device {0} under {1}")]
-    NoDevice(PciAddr, PathBuf),
+    NoDevice(PciAddress, PathBuf),
     /// A write failed.
     #[error("cannot write {0}")]
     Write(PathBuf, #[source] std::io::Error),
@@ -27,11 +27,21 @@ pub enum VfioError {
     Config(#[source] mv_core::fsutil::FsError),
 }
 
+impl mv_core::Classify for VfioError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            // The person named a device this host does not have.
+            VfioError::NoDevice(..) => mv_core::ErrorClass::Usage,
+            VfioError::Write(..) | VfioError::Config(_) => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 /// What binding a device takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The device.
-    pub addr: PciAddr,
+    pub addr: PciAddress,
     /// Its `vvvv:dddd`.
     pub id: String,
     /// Its current driver.
@@ -84,7 +94,7 @@ pub fn merge_config(existing: &str, id: &str, driver: Option<&str>) -> String {
 }
 
 /// Plans binding `addr`, reading sysfs under `sys` and the config under `etc`.
-pub fn plan(sys: &Path, etc: &Path, addr: PciAddr) -> Result<Plan, VfioError> {
+pub fn plan(sys: &Path, etc: &Path, addr: PciAddress) -> Result<Plan, VfioError> {
     let name = addr.to_string();
     let dev = read_device(sys, &name).ok_or_else(|| VfioError::NoDevice(addr, sys.into()))?;
     let path = etc.join(MODPROBE_FILE);

@@ -17,6 +17,8 @@
 //!
 //! What this is not: provisioning. A base image holds no machine's identity (no SSH host keys,
 //! an empty machine-id, a locked root); `mv-provision` and the first-boot stage add those.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod alpine;
 pub mod debian;
@@ -356,6 +358,18 @@ impl ImageError {
             self,
             ImageError::UnknownOs(_) | ImageError::BadOption(_) | ImageError::Exists { .. }
         )
+    }
+}
+
+// The person's option values and an existing image are theirs to change; every other step
+// failing is a failure.
+impl mv_core::Classify for ImageError {
+    fn class(&self) -> mv_core::ErrorClass {
+        if self.is_usage() {
+            mv_core::ErrorClass::Usage
+        } else {
+            mv_core::ErrorClass::Failure
+        }
     }
 }
 

@@ -88,3 +88,10 @@ impl LabError {
         }
     }
 }
+
+// The lab is test equipment: every error is a failure of the machine or the guest.
+impl mv_core::Classify for LabError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}

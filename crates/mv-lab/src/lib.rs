@@ -43,6 +43,7 @@
 //! its PID when its [`Lab`] drops; the lab has no network (an extra NIC has no backend); nothing
 //! here mounts anything on the machine running the tests.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod console;
 pub mod error;

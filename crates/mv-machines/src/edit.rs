@@ -279,6 +279,13 @@ pub fn set_epoch(
     Ok(d.to_string())
 }
 
+// Every edit error is about the arguments or the file the person wrote.
+impl mv_core::Classify for EditError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -13,6 +13,7 @@
 //! What this crate is not: it never talks to libvirt (that is `mv-libvirt`), never creates disks
 //! and holds no secrets.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod config;
 pub mod edit;

@@ -148,7 +148,7 @@ pub fn stable_uuid(kind: &str, name: &str) -> String {
     )
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct PciCtx {
     domain: String,
     bus: String,
@@ -157,13 +157,13 @@ struct PciCtx {
     address: String,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct UsbCtx {
     vendor: String,
     product: String,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct NicCtx {
     network: String,
     bridge: String,
@@ -171,7 +171,7 @@ struct NicCtx {
     address: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct DiskCtx {
     volume: String,
     dev: String,
@@ -179,7 +179,7 @@ struct DiskCtx {
     size_gib: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct FirmwareCtx {
     uefi: bool,
     loader: String,
@@ -187,7 +187,7 @@ struct FirmwareCtx {
     nvram: String,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct MachineCtx {
     name: String,
     short: String,
@@ -214,7 +214,7 @@ struct MachineCtx {
     luks_secret: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct HostCtx {
     name: String,
     arch: &'static str,
@@ -223,7 +223,7 @@ struct HostCtx {
 }
 
 /// The context of `domain*.xml.j2`: `machine`, `host`, `pool`, `agent_channel`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct DomainContext {
     machine: MachineCtx,
     host: HostCtx,
@@ -664,6 +664,19 @@ fn write_batch(root: &Path, outputs: &[&Output]) -> Result<(), FsError> {
         }
     }
     result
+}
+
+// A failing template override or an occupied storage spot is for the person to fix; writing
+// is a failure.
+impl mv_core::Classify for RenderError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            RenderError::Template { .. } | RenderError::StorageOccupied { .. } => {
+                mv_core::ErrorClass::Usage
+            }
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
 }
 
 #[cfg(test)]

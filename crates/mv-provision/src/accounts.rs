@@ -308,6 +308,13 @@ pub fn plan_accounts(
     Ok((next, changes))
 }
 
+// The target's own account files: nothing the person typed.
+impl mv_core::Classify for AccountsError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,13 @@
 //! What this is not: a second reader of `multiverse.toml`; all of that is `mv_machines::Topology`.
 
 use crate::model::{
-    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, OnionPublish, OnionService,
-    Os, Role, SshKeyPair, VpnKind, VpnOptions,
+    HostAddress, IdentityError, IdentitySource, Interface, MachineSpec, MachineType, OnionPublish,
+    OnionService, Role, SshKeyPair, VpnKind, VpnOptions,
 };
 use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
 use mv_identity::ssh_key::LineEnding;
-use mv_machines::config::{self as mc, Machine, MachineType, Topology};
+use mv_machines::config::{Machine, Topology};
 use std::path::{Path, PathBuf};
 
 /// Why a machine could not be turned into a spec.
@@ -171,26 +171,18 @@ pub fn spec_for(
     let m: &Machine = topology
         .machine(name)
         .ok_or_else(|| AdaptError::Unknown(name.to_string()))?;
-    let kind = match m.kind {
-        MachineType::Host => Kind::Host,
-        MachineType::Controller => Kind::Controller,
-        MachineType::Router => Kind::Router,
-        MachineType::Service => Kind::Service,
-        MachineType::Application => Kind::Application,
-    };
+    let kind = m.kind;
     let role: Option<Role> = m.router.as_ref().map(|r| r.role);
-    let os = match m.os {
-        mc::Os::Alpine => Os::Alpine,
-        mc::Os::Debian => Os::Debian,
-    };
     let mut interfaces = Vec::new();
     for (i, att) in m.networks.iter().enumerate() {
         let net = topology.network(&att.network);
         let serves = net.is_some_and(|n| n.served_by.as_ref() == Some(name));
         let address = match (att.address, net) {
-            (Some(a), Some(n)) => Some(Cidr {
+            // Not `HostAddress::new`: the topology already checked the address against its
+            // network, and the spec carries what the person wrote.
+            (Some(a), Some(n)) => Some(HostAddress {
                 addr: a,
-                prefix: n.subnet.prefix,
+                subnet: n.subnet,
             }),
             _ => None,
         };
@@ -239,16 +231,13 @@ pub fn spec_for(
         name: name.clone(),
         kind,
         role,
-        os,
-        arch: m.arch.as_str().to_string(),
+        os: m.os,
+        arch: m.arch,
         interfaces,
         vpn,
-        cpu_vendor: (kind == Kind::Host).then(|| match topology.host.cpu_vendor {
-            mc::CpuVendor::Intel => "intel".to_string(),
-            mc::CpuVendor::Amd => "amd".to_string(),
-        }),
-        iommu: kind == Kind::Host && topology.host.iommu.enabled,
-        iommu_passthrough: kind == Kind::Host && topology.host.iommu.passthrough,
+        cpu_vendor: (kind == MachineType::Host).then_some(topology.host.cpu_vendor),
+        iommu: kind == MachineType::Host && topology.host.iommu.enabled,
+        iommu_passthrough: kind == MachineType::Host && topology.host.iommu.passthrough,
         vfio_ids: vec![],
         extra_packages: vec![],
         onion_services: topology
@@ -346,6 +335,13 @@ impl IdentitySource for RootIdentity<'_> {
             .to_openssh()
             .map_err(|e| err("login key", machine.as_str(), e))?;
         Ok(vec![line])
+    }
+}
+
+// An unknown machine or a wrong `vpn.toml`: the person's input.
+impl mv_core::Classify for AdaptError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
     }
 }
 

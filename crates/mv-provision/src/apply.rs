@@ -1676,6 +1676,17 @@ fn reload_services(staged: &Staged, runner: &dyn Runner) -> Vec<Change> {
     run_post_commit(PostCommit::Reload, &staged.reloads, runner)
 }
 
+// A malformed state file on the target is for the person to resolve (delete it to adopt the
+// machine); everything else is the target or a tool failing.
+impl mv_core::Classify for ApplyError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ApplyError::State { .. } => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,3 +402,10 @@ pub fn check_all(desired: &Desired, scratch: &Path) -> Result<Vec<Checked>, Chec
     }
     Ok(out)
 }
+
+// A tool refused a rendered file or could not run: a failure, not the person's input.
+impl mv_core::Classify for CheckError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}

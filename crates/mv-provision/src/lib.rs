@@ -5,7 +5,7 @@
 //! ([`recipe`], TOML under `recipes/`) lists packages, services, sysctl keys, kernel modules,
 //! users and files; files come from **templates** ([`template`]: `mv-machines`' minijinja engine,
 //! strict undefined values, over this crate's own set) or from the **identity** (SSH host keys,
-//! login keys, password hashes). [`render`] turns
+//! login keys, password hashes). [`render`](mod@render) turns
 //! a [`model::MachineSpec`] plus an [`model::IdentitySource`] into a [`render::Desired`] state;
 //! [`apply::plan`] compares it with a mounted root filesystem ([`apply::Target`]) and
 //! [`apply::apply`] makes the target match, so that a second run reports no changes. Apply records
@@ -22,6 +22,7 @@
 //! What this crate is not: the machine model (`mv-machines` owns `multiverse.toml`), the key
 //! derivation (`mv-identity`), or a remote-execution framework; the CLI wires those in.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod accounts;
 pub mod adapt;
@@ -37,12 +38,15 @@ pub mod state;
 pub mod template;
 
 pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRunner, Target};
-pub use model::{IdentitySource, Kind, MachineSpec, Os, Role};
+pub use model::{IdentitySource, MachineSpec, MachineType, Os, Role};
 pub use render::{render, Desired, RenderError};
 pub use template::Engine;
 
 /// The fuzzing entry point: every parser of bytes read from a target, fed `data`. Never panics
 /// (the property the fuzz target in `fuzz/` and the proptest in `tests/fuzz_entry.rs` check).
+/// Compiled only for tests and fuzzing (feature `test-hooks`, which `fuzz/` and this crate's
+/// dev-dependency on itself turn on).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn fuzz_entry(data: &[u8]) {
     if let Ok(s) = state::parse(data) {

@@ -2,8 +2,8 @@
 //!
 //! [`MachineSpec`] is the provisioning view of a machine: its name, type and router role, target
 //! OS, architecture, network interfaces and options (VPN, IOMMU vendor, vfio ids). It is built from
-//! the machine model (`mv-machines`) by the CLI, or by [`MachineSpec::default_for`] from the
-//! default topology of DESIGN.md. [`IdentitySource`] hands out the secrets (machine password, SSH
+//! the machine model (`mv-machines`) by [`crate::adapt::spec_for`]; tests build fixtures with
+//! `MachineSpec::default_for` (feature `test-hooks`). [`IdentitySource`] hands out the secrets (machine password, SSH
 //! host keys) and the public login keys; the CLI implements it on top of `mv-identity`.
 //!
 //! What this is not: the machine model itself. Nothing here reads `multiverse.toml`.
@@ -11,44 +11,12 @@
 use mv_core::secret::{SecretBytes, SecretString};
 use mv_core::MachineName;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
-/// The operating system a machine runs, which decides package manager, init and file layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Os {
-    /// Alpine Linux: apk, OpenRC.
-    Alpine,
-    /// Debian: apt, systemd.
-    Debian,
-}
-
-impl fmt::Display for Os {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Os::Alpine => "alpine",
-            Os::Debian => "debian",
-        })
-    }
-}
-
-/// The type of a machine (DESIGN.md "The parts").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// The bare-metal host.
-    Host,
-    /// The VM the person works in.
-    Controller,
-    /// A router VM; see [`Role`].
-    Router,
-    /// A long-running service VM.
-    Service,
-    /// A throw-away application VM.
-    Application,
-}
+/// The machine model's shared types (`mv_core::model`), under the names provisioning uses:
+/// the target OS (package manager, init, file layout), the machine's type, its architecture and
+/// the host's CPU vendor.
+pub use mv_core::model::{Arch, CpuVendor, HostAddress, MachineType, Os};
 
 /// A router's place in the chain (universe, galaxy, star) and the VPN a galaxy router runs: the
 /// machine model's own types, so provisioning and `multiverse.toml` cannot disagree. `Role` keeps
@@ -93,62 +61,6 @@ pub struct VpnOptions {
     pub tls_crypt_file: Option<std::path::PathBuf>,
 }
 
-/// An IPv4 address with prefix length (`10.0.0.1/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// The address.
-    pub addr: Ipv4Addr,
-    /// Prefix length 0-32.
-    pub prefix: u8,
-}
-
-/// Why a CIDR was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an IPv4 address with prefix like 10.0.0.1/24")]
-pub struct CidrError(pub String);
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || CidrError(s.to_string());
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if prefix > 32 {
-            return Err(bad());
-        }
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Cidr {
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        }
-    }
-    /// The dotted netmask (`255.255.255.0`).
-    pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.mask())
-    }
-    /// The network address (`10.0.0.0`).
-    pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask())
-    }
-    /// Host number `n` of the network (`host(100)` of 10.0.0.1/24 is 10.0.0.100).
-    pub fn host(&self, n: u32) -> Ipv4Addr {
-        Ipv4Addr::from((u32::from(self.addr) & self.mask()) | (n & !self.mask()))
-    }
-}
-
 /// One network interface of a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -156,8 +68,8 @@ pub struct Interface {
     pub name: String,
     /// The network it is on (`net0`, or `wan` for the universe router's physical NIC).
     pub network: String,
-    /// Static address, or `None` for DHCP.
-    pub address: Option<Cidr>,
+    /// Static address on its subnet, or `None` for DHCP.
+    pub address: Option<HostAddress>,
     /// Default gateway through this interface, if any.
     pub gateway: Option<Ipv4Addr>,
     /// This machine serves DHCP and DNS on this interface (a router's downstream side).
@@ -170,19 +82,19 @@ pub struct MachineSpec {
     /// The machine's FQDN.
     pub name: MachineName,
     /// Its type.
-    pub kind: Kind,
+    pub kind: MachineType,
     /// For routers, the role in the chain.
     pub role: Option<Role>,
     /// Target OS.
     pub os: Os,
-    /// CPU architecture (`x86_64`, `aarch64`).
-    pub arch: String,
+    /// CPU architecture.
+    pub arch: Arch,
     /// Network interfaces, upstream first.
     pub interfaces: Vec<Interface>,
     /// Galaxy only: the VPN.
     pub vpn: Option<VpnOptions>,
-    /// Host only: `intel` or `amd`, which decides `intel_iommu=on` or `amd_iommu=on`.
-    pub cpu_vendor: Option<String>,
+    /// Host only: the CPU vendor, which decides `intel_iommu=on` or `amd_iommu=on`.
+    pub cpu_vendor: Option<CpuVendor>,
     /// Host only: IOMMU on the kernel command line (`intel_iommu=on`/`amd_iommu=on`).
     pub iommu: bool,
     /// Host only: `iommu=pt` (only passed-through devices go through the IOMMU).
@@ -207,9 +119,14 @@ pub struct OnionPublish {
     pub ports: Vec<u16>,
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl MachineSpec {
-    /// The machine as DESIGN.md's default topology has it, on `os`.
-    pub fn default_for(name: MachineName, kind: Kind, role: Option<Role>, os: Os) -> Self {
+    /// A fixture for tests: the machine as DESIGN.md's early default topology had it, on `os`
+    /// (the universe router's WAN first, no static addresses on leaf machines). The golden files
+    /// of this crate are rendered from these specs, so they stay fixed even when
+    /// `mv_machines::config::DEFAULT_TOML` moves on; the product builds specs from
+    /// `multiverse.toml` only ([`crate::adapt::spec_for`]).
+    pub fn default_for(name: MachineName, kind: MachineType, role: Option<Role>, os: Os) -> Self {
         let iface =
             |n: &str, net: &str, addr: Option<&str>, gw: Option<&str>, serves: bool| Interface {
                 name: n.to_string(),
@@ -219,19 +136,19 @@ impl MachineSpec {
                 serves,
             };
         let interfaces = match (kind, role) {
-            (Kind::Router, Some(Role::Universe)) => vec![
+            (MachineType::Router, Some(Role::Universe)) => vec![
                 iface("eth0", "wan", None, None, false),
                 iface("eth1", "net0", Some("10.0.0.1/24"), None, true),
             ],
-            (Kind::Router, Some(Role::Galaxy)) => vec![
+            (MachineType::Router, Some(Role::Galaxy)) => vec![
                 iface("eth0", "net0", Some("10.0.0.2/24"), Some("10.0.0.1"), false),
                 iface("eth1", "net1", Some("10.1.1.1/24"), None, true),
             ],
-            (Kind::Router, Some(Role::Star)) => vec![
+            (MachineType::Router, Some(Role::Star)) => vec![
                 iface("eth0", "net1", Some("10.1.1.2/24"), Some("10.1.1.1"), false),
                 iface("eth1", "net2", Some("10.2.2.1/24"), None, true),
             ],
-            (Kind::Host, _) => vec![],
+            (MachineType::Host, _) => vec![],
             _ => vec![iface("eth0", "net2", None, None, false)],
         };
         MachineSpec {
@@ -239,29 +156,31 @@ impl MachineSpec {
             kind,
             role,
             os,
-            arch: "x86_64".to_string(),
+            arch: Arch::X86_64,
             interfaces,
             vpn: None,
-            cpu_vendor: (kind == Kind::Host).then(|| "intel".to_string()),
-            iommu: kind == Kind::Host,
-            iommu_passthrough: kind == Kind::Host,
+            cpu_vendor: (kind == MachineType::Host).then_some(CpuVendor::Intel),
+            iommu: kind == MachineType::Host,
+            iommu_passthrough: kind == MachineType::Host,
             vfio_ids: vec![],
             extra_packages: vec![],
             onion_services: vec![],
         }
     }
+}
 
+impl MachineSpec {
     /// The recipe this machine uses (`router-star`, `service`...).
     pub fn recipe_name(&self) -> &'static str {
         match (self.kind, self.role) {
-            (Kind::Host, _) => "host",
-            (Kind::Controller, _) => "controller",
-            (Kind::Service, _) => "service",
-            (Kind::Application, _) => "application",
-            (Kind::Router, Some(Role::Universe)) => "router-universe",
-            (Kind::Router, Some(Role::Galaxy)) => "router-galaxy",
-            (Kind::Router, Some(Role::Star)) => "router-star",
-            (Kind::Router, None) => "router",
+            (MachineType::Host, _) => "host",
+            (MachineType::Controller, _) => "controller",
+            (MachineType::Service, _) => "service",
+            (MachineType::Application, _) => "application",
+            (MachineType::Router, Some(Role::Universe)) => "router-universe",
+            (MachineType::Router, Some(Role::Galaxy)) => "router-galaxy",
+            (MachineType::Router, Some(Role::Star)) => "router-star",
+            (MachineType::Router, None) => "router",
         }
     }
 }
@@ -321,19 +240,27 @@ pub trait IdentitySource {
     fn authorized_keys(&self, machine: &MachineName) -> Result<Vec<String>, IdentityError>;
 }
 
+// Deriving a key failed.
+impl mv_core::Classify for IdentityError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn cidr_math() {
-        let c: Cidr = "10.2.2.1/24".parse().unwrap();
-        assert_eq!(c.network().to_string(), "10.2.2.0");
-        assert_eq!(c.netmask().to_string(), "255.255.255.0");
-        assert_eq!(c.host(100).to_string(), "10.2.2.100");
-        assert!("10.0.0.1".parse::<Cidr>().is_err());
-        assert!("10.0.0.1/33".parse::<Cidr>().is_err());
-        let z: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert_eq!(z.netmask().to_string(), "0.0.0.0");
+    fn fixture_addresses_parse() {
+        let n: MachineName = "galaxy.router.multiverse".parse().unwrap();
+        let g = MachineSpec::default_for(n, MachineType::Router, Some(Role::Galaxy), Os::Debian);
+        let a: Vec<String> = g
+            .interfaces
+            .iter()
+            .map(|i| i.address.unwrap().to_string())
+            .collect();
+        assert_eq!(a, ["10.0.0.2/24", "10.1.1.1/24"]);
     }
 }

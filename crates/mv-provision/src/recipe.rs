@@ -15,10 +15,10 @@
 //! no recipe lists as a service on any OS is [`RecipeError::Reload`] (a typo would otherwise never
 //! reload anything). A service whose reload does not re-read its files says `restart = true` in
 //! `services` ([`ServiceSpec::restart`]: dnsmasq, whose SIGHUP re-reads only its hosts files).
-//! [`crate::apply`] reloads them on a running system when such a file changed.
+//! [`crate::apply`](mod@crate::apply) reloads them on a running system when such a file changed.
 //!
 //! What this is not: a scripting language. There are no hooks or shell commands in recipes; the
-//! appliers in [`crate::apply`] know how to install a package or enable a service on each OS.
+//! appliers in [`crate::apply`](mod@crate::apply) know how to install a package or enable a service on each OS.
 
 use crate::model::Os;
 use crate::template::{Engine, TemplateError};
@@ -601,6 +601,13 @@ fn add_users(file: &RecipeFile, os: Os, out: &mut Resolved) {
             Some(existing) => *existing = spec,
             None => out.users.push(spec),
         }
+    }
+}
+
+// Recipes and their overrides are files the person edits.
+impl mv_core::Classify for RecipeError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`render`] builds the template context from a [`MachineSpec`], resolves the machine's recipe,
 //! renders every file (templates, sysctl, modules, SSH host keys, authorized_keys) and collects
 //! packages, services and users into a [`Desired`]. Nothing here touches a target: comparing the
-//! desired state with a machine is [`crate::plan`], changing it is [`crate::apply`].
+//! desired state with a machine is [`crate::plan`], changing it is [`crate::apply()`].
 //!
 //! Secrets (host private keys, passwords) stay in `mv_core::Secret` from the identity to the
 //! moment they are written into the target; `Desired`'s `Debug` never shows them.
@@ -14,8 +14,8 @@
 //! shipped files are the installed ones) and `/etc/multiverse/agent.toml` in the agent's schema.
 
 use crate::model::{
-    Cidr, IdentityError, IdentitySource, Interface, Kind, MachineSpec, Os, Role, VpnKind,
-    VpnOptions,
+    HostAddress, IdentityError, IdentitySource, Interface, MachineSpec, MachineType, Os, Role,
+    VpnKind, VpnOptions,
 };
 use crate::recipe::{self, FileSource, PasswordSource, RecipeError, Resolved, ServiceSpec};
 use crate::template::{Engine, TemplateError};
@@ -217,20 +217,27 @@ pub struct Desired {
     pub users: Vec<DesiredUser>,
 }
 
+/// Host number `n` of `a`'s subnet, `n` taken modulo the subnet's size (the DHCP range of a
+/// router's downstream side: hosts 100-200).
+fn nth_host(a: &HostAddress, n: u32) -> std::net::Ipv4Addr {
+    let mask = u32::from(a.subnet.netmask());
+    std::net::Ipv4Addr::from((u32::from(a.subnet.addr) & mask) | (n & !mask))
+}
+
 fn iface_json(i: &Interface) -> Value {
-    let addr: Option<Cidr> = i.address;
+    let addr: Option<HostAddress> = i.address;
     json!({
         "name": i.name,
         "network": i.network,
         "address": addr.map(|a| a.to_string()),
         "ip": addr.map(|a| a.addr.to_string()),
-        "prefix": addr.map(|a| a.prefix),
-        "netmask": addr.map(|a| a.netmask().to_string()),
-        "network_cidr": addr.map(|a| format!("{}/{}", a.network(), a.prefix)),
+        "prefix": addr.map(|a| a.subnet.prefix),
+        "netmask": addr.map(|a| a.subnet.netmask().to_string()),
+        "network_cidr": addr.map(|a| a.subnet.to_string()),
         "gateway": i.gateway.map(|g| g.to_string()),
         "serves": i.serves,
-        "dhcp_start": addr.map(|a| a.host(100).to_string()),
-        "dhcp_end": addr.map(|a| a.host(200).to_string()),
+        "dhcp_start": addr.map(|a| nth_host(&a, 100).to_string()),
+        "dhcp_end": addr.map(|a| nth_host(&a, 200).to_string()),
     })
 }
 
@@ -244,7 +251,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
     let domain = name.split_once('.').map(|(_, d)| d).unwrap_or(name);
     let upstream = spec.interfaces.iter().find(|i| !i.serves);
     let downstream = spec.interfaces.iter().find(|i| i.serves);
-    if spec.kind == Kind::Router {
+    if spec.kind == MachineType::Router {
         match downstream {
             Some(d) if d.address.is_some() => {}
             _ => {
@@ -298,29 +305,29 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
     };
     let mut cmdline: Vec<&str> = Vec::new();
     if spec.iommu {
-        cmdline.push(match spec.cpu_vendor.as_deref() {
-            Some("amd") => "amd_iommu=on",
-            _ => "intel_iommu=on",
-        });
+        let vendor = spec.cpu_vendor.ok_or_else(|| {
+            missing("the IOMMU is on, so the host needs its cpu_vendor (intel or amd)")
+        })?;
+        cmdline.push(vendor.iommu_option());
     }
     if spec.iommu_passthrough {
         cmdline.push("iommu=pt");
     }
     let description = match (spec.kind, spec.role) {
-        (Kind::Router, Some(Role::Universe)) => "universe router (NAT, firewall, DHCP/DNS)",
-        (Kind::Router, Some(Role::Galaxy)) => "galaxy router (VPN hop)",
-        (Kind::Router, Some(Role::Star)) => "star router (Tor transparent proxy)",
-        (Kind::Router, None) => "router",
-        (Kind::Host, _) => "host",
-        (Kind::Controller, _) => "controller",
-        (Kind::Service, _) => "service machine",
-        (Kind::Application, _) => "application machine",
+        (MachineType::Router, Some(Role::Universe)) => "universe router (NAT, firewall, DHCP/DNS)",
+        (MachineType::Router, Some(Role::Galaxy)) => "galaxy router (VPN hop)",
+        (MachineType::Router, Some(Role::Star)) => "star router (Tor transparent proxy)",
+        (MachineType::Router, None) => "router",
+        (MachineType::Host, _) => "host",
+        (MachineType::Controller, _) => "controller",
+        (MachineType::Service, _) => "service machine",
+        (MachineType::Application, _) => "application machine",
     };
     let agent_role = match spec.kind {
-        Kind::Host => "host",
-        Kind::Controller => "controller",
-        Kind::Router => "router",
-        Kind::Service | Kind::Application => "service",
+        MachineType::Host => "host",
+        MachineType::Controller => "controller",
+        MachineType::Router => "router",
+        MachineType::Service | MachineType::Application => "service",
     };
     let channel_dir = mv_machines::layout::agent_socket(&spec.name)
         .parent()
@@ -363,7 +370,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
             "role": agent_role,
             "path": AGENT_PATH,
             "channel": mv_machines::layout::AGENT_CHANNEL,
-            "virtio_port": (spec.kind != Kind::Host).then_some(AGENT_VIRTIO_PORT),
+            "virtio_port": (spec.kind != MachineType::Host).then_some(AGENT_VIRTIO_PORT),
             "channel_dir": channel_dir,
             "service_manager": match spec.os { Os::Debian => "systemd", Os::Alpine => "openrc" },
             "services": [],
@@ -819,6 +826,14 @@ fn binary(path: &Path, spec: &MachineSpec, what: &'static str) -> Result<Content
     })
 }
 
+// What rendering needs is missing or wrong in the person's files (topology, templates,
+// recipes, vpn.toml, the agent binary's place): the CLI has always answered exit 2.
+impl mv_core::Classify for RenderError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,7 +843,7 @@ mod tests {
     #[test]
     fn missing_agent_binary_is_a_clear_error() {
         let name = MachineName::parse("mail.service.multiverse").unwrap();
-        let spec = MachineSpec::default_for(name, Kind::Service, None, Os::Debian);
+        let spec = MachineSpec::default_for(name, MachineType::Service, None, Os::Debian);
         let d = std::env::temp_dir().join(format!("mv-no-agent-{}", std::process::id()));
         let e = binary(&d.join("multiverse-agent"), &spec, "multiverse-agent").unwrap_err();
         let msg = e.to_string();
@@ -851,7 +866,7 @@ mod tests {
         let key = d.path().join("wg0.key");
         let mut spec = MachineSpec::default_for(
             MachineName::parse("galaxy.router.multiverse").unwrap(),
-            Kind::Router,
+            MachineType::Router,
             Some(Role::Galaxy),
             Os::Debian,
         );
@@ -901,7 +916,7 @@ mod tests {
     fn openvpn_galaxy(dir: &Path) -> MachineSpec {
         let mut spec = MachineSpec::default_for(
             MachineName::parse("galaxy.router.multiverse").unwrap(),
-            Kind::Router,
+            MachineType::Router,
             Some(Role::Galaxy),
             Os::Debian,
         );

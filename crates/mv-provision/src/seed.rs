@@ -6,7 +6,7 @@
 //! does not write into the overlay. It writes a **seed folder**, which the CLI packs into a small
 //! read-only ext4 disk labelled [`SEED_LABEL`] (`mke2fs -d`, nothing mounted); the guest's
 //! `multiverse-seed` unit mounts it and runs `multiverse provision apply-seed` on `/`, which is
-//! [`crate::apply`] with the same [`Desired`] the host would have applied to a mounted root.
+//! [`crate::apply()`] with the same [`Desired`] the host would have applied to a mounted root.
 //!
 //! Layout of a seed folder (version [`SEED_VERSION`]):
 //!
@@ -534,6 +534,16 @@ fn tree_size(dir: &Path) -> std::io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+// A corrupt seed or one from another version is for the person to remake; I/O is a failure.
+impl mv_core::Classify for SeedError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            SeedError::Malformed { .. } | SeedError::Mismatch { .. } => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
 }
 
 #[cfg(test)]

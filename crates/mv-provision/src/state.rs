@@ -1,4 +1,4 @@
-//! The provision state file: what [`crate::apply`] manages on a target, so that the next apply
+//! The provision state file: what [`crate::apply()`] manages on a target, so that the next apply
 //! removes what the machine no longer wants.
 //!
 //! One JSON file on the target, [`STATE_PATH`] (0600 root, written atomically with the other
@@ -250,6 +250,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// A malformed state file: the person deletes it to adopt the machine.
+impl mv_core::Classify for StateError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
 }
 
 #[cfg(test)]

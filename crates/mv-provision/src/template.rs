@@ -304,6 +304,13 @@ fn resolves(ctx: &serde_json::Value, path: &str) -> bool {
     true
 }
 
+// Templates and their overrides are files the person edits.
+impl mv_core::Classify for TemplateError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 //! - [`tornet`]: a private Tor network (authorities, relays, an exit, a client) in a network
 //!   namespace the test creates, for onion services and Tor traffic without the real network.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

@@ -145,12 +145,12 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
 
 fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
     for d in &a.devices {
-        d.parse::<mv_host::pci::PciAddr>().usage()?;
+        mv_host::pci::PciAddress::parse_lspci(d).usage()?;
     }
     let devices: Vec<String> = a
         .devices
         .iter()
-        .filter_map(|d| d.parse::<mv_host::pci::PciAddr>().ok())
+        .filter_map(|d| mv_host::pci::PciAddress::parse_lspci(d).ok())
         .map(|d| d.to_string())
         .collect();
     let roots = Roots {
@@ -197,7 +197,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
 }
 
 fn bind(g: &Global, a: BindArgs) -> Result<(), CliError> {
-    let addr: mv_host::pci::PciAddr = a.addr.parse().usage()?;
+    let addr = mv_host::pci::PciAddress::parse_lspci(&a.addr).usage()?;
     let plan = mv_host::vfio::plan(&a.sys, &a.etc, addr)
         .usage()
         .hint("list devices with `lspci -D`")?;

@@ -17,6 +17,9 @@
 pub mod addr;
 
 pub use addr::{AddrError, Ipv4Net, MacAddress, PciAddress, UsbId};
+/// The shared model types, defined once in `mv_core::model` and re-exported here so that
+/// `mv_machines::config::{Arch, Os, ...}` keep naming them.
+pub use mv_core::model::{Arch, CpuVendor, MachineType, Os};
 
 use mv_core::MachineName;
 use serde::{Deserialize, Serialize};
@@ -66,54 +69,6 @@ pub enum DiskEncryption {
     /// libvirt secret that `multiverse up` sets and the kill switch undefines. The controller's
     /// default.
     Luks,
-}
-
-/// CPU architecture of a host or machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Arch {
-    /// 64-bit x86 (q35 machines, OVMF).
-    #[serde(rename = "x86_64")]
-    X86_64,
-    /// 64-bit ARM (`virt` machines, AAVMF).
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    /// The name libvirt and templates use (`x86_64`, `aarch64`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "x86_64" => Ok(Arch::X86_64),
-            "aarch64" => Ok(Arch::Aarch64),
-            _ => Err(format!("unknown arch `{s}` (expected x86_64 or aarch64)")),
-        }
-    }
-}
-
-/// The host CPU vendor: decides the IOMMU kernel option and the vIOMMU model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CpuVendor {
-    /// Intel (VT-d, `intel_iommu=on`).
-    Intel,
-    /// AMD (AMD-Vi, `amd_iommu=on`).
-    Amd,
 }
 
 /// How QEMU runs the guests: hardware virtualisation (KVM) or QEMU's own emulator (TCG).
@@ -174,96 +129,14 @@ impl std::str::FromStr for Accel {
     }
 }
 
-/// The operating system a machine is provisioned with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Os {
-    /// Alpine Linux (apk, OpenRC): small; the default for routers, services and the host.
-    Alpine,
-    /// Debian (apt, systemd): the default for the controller and application VMs.
-    Debian,
-}
-
-impl Os {
-    /// The lower-case name (`alpine`, `debian`), also the default base image name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Os::Alpine => "alpine",
-            Os::Debian => "debian",
-        }
-    }
-}
-
-impl std::str::FromStr for Os {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "alpine" => Ok(Os::Alpine),
-            "debian" => Ok(Os::Debian),
-            _ => Err(format!("unknown os `{s}` (expected alpine or debian)")),
-        }
-    }
-}
-
-/// What a machine is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MachineType {
-    /// The bare-metal host (only from `[host]`).
-    Host,
-    /// The VM the person works in: GPU and USB passed through.
-    Controller,
-    /// A router VM of the universe → galaxy → star chain.
-    Router,
-    /// A long-running service VM.
-    Service,
-    /// A throw-away application VM.
-    Application,
-}
-
-impl MachineType {
-    /// The lower-case name used in the file and in template names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MachineType::Host => "host",
-            MachineType::Controller => "controller",
-            MachineType::Router => "router",
-            MachineType::Service => "service",
-            MachineType::Application => "application",
-        }
-    }
-
-    /// Default (memory MiB, vCPUs, OS) of a machine of this type.
-    pub fn defaults(self) -> (u64, u32, Os) {
-        match self {
-            MachineType::Host => (0, 0, Os::Alpine),
-            MachineType::Controller => (4096, 2, Os::Debian),
-            MachineType::Router => (256, 1, Os::Alpine),
-            MachineType::Service => (512, 1, Os::Alpine),
-            MachineType::Application => (2048, 2, Os::Debian),
-        }
-    }
-}
-
-impl fmt::Display for MachineType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for MachineType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "controller" => Ok(MachineType::Controller),
-            "router" => Ok(MachineType::Router),
-            "service" => Ok(MachineType::Service),
-            "application" => Ok(MachineType::Application),
-            "host" => Err("the host is described in [host], not added as a machine".into()),
-            _ => Err(format!(
-                "unknown machine type `{s}` (expected controller, router, service or application)"
-            )),
-        }
+/// Default (memory MiB, vCPUs, OS) of a machine of type `kind`.
+fn type_defaults(kind: MachineType) -> (u64, u32, Os) {
+    match kind {
+        MachineType::Host => (0, 0, Os::Alpine),
+        MachineType::Controller => (4096, 2, Os::Debian),
+        MachineType::Router => (256, 1, Os::Alpine),
+        MachineType::Service => (512, 1, Os::Alpine),
+        MachineType::Application => (2048, 2, Os::Debian),
     }
 }
 
@@ -1000,7 +873,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
     for m in file.machines {
         let name = m.name.get_ref().clone();
         let kind = *m.kind.get_ref();
-        let (def_mem, def_cpu, def_os) = kind.defaults();
+        let (def_mem, def_cpu, def_os) = type_defaults(kind);
         let memory_mib = m
             .memory_mib
             .as_ref()
@@ -1156,7 +1029,7 @@ fn resolve(cx: &Ctx<'_>, file: FileTopology) -> Result<Topology, ConfigError> {
                 address,
                 mac: a
                     .mac
-                    .unwrap_or_else(|| MacAddress::derived(&format!("{name}/{net_name}"))),
+                    .unwrap_or_else(|| addr::derived_mac(&format!("{name}/{net_name}"))),
             });
         }
         if let Some(opts) = &router {
@@ -1380,9 +1253,29 @@ fn epochs(cx: &Ctx<'_>, t: &Topology) -> Result<mv_core::epochs::Epochs, ConfigE
     Ok(table)
 }
 
+// Invalid contents are the person's input; an unreadable file is a failure.
+impl mv_core::Classify for ConfigError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            ConfigError::Invalid { .. } => mv_core::ErrorClass::Usage,
+            ConfigError::Read { .. } => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
+// A validated topology that cannot be written back: a bug or a failure, not input.
+impl mv_core::Classify for SerializeError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 /// The entry point of the fuzz target (crates/mv-machines/fuzz) and of its proptest twin: parse
 /// arbitrary bytes; when accepted, the topology must round-trip through [`Topology::to_toml`] and
-/// render in memory. Panics only on a broken invariant.
+/// render in memory. Panics only on a broken invariant. Compiled only for tests and fuzzing
+/// (feature `test-hooks`, which `fuzz/` turns on).
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
 pub fn fuzz_entry(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;

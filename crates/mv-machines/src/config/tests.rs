@@ -208,7 +208,7 @@ networks = [{ network = "lan" }]
     let w = &t.machines[2];
     assert_eq!(w.os, Os::Debian);
     assert_eq!(w.disks[0].base.as_deref(), Some("debian"));
-    assert_eq!(w.networks[0].mac, MacAddress::derived("work.test/lan"));
+    assert_eq!(w.networks[0].mac, super::addr::derived_mac("work.test/lan"));
 }
 
 #[test]

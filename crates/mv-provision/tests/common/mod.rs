@@ -7,7 +7,7 @@ use mv_core::MachineName;
 use mv_provision::model::{
     IdentityError, IdentitySource, OnionService, SshKeyPair, VpnKind, VpnOptions,
 };
-use mv_provision::{Kind, MachineSpec, Os, Role};
+use mv_provision::{MachineSpec, MachineType, Os, Role};
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use ssh_key::{private::Ed25519Keypair, Algorithm, EcdsaCurve, LineEnding, PrivateKey};
@@ -112,23 +112,38 @@ pub fn stand_in_agent() -> PathBuf {
 pub fn topology(os: Os) -> Vec<MachineSpec> {
     stand_in_agent();
     let mut v = vec![
-        MachineSpec::default_for(name("host.multiverse"), Kind::Host, None, os),
+        MachineSpec::default_for(name("host.multiverse"), MachineType::Host, None, os),
         MachineSpec::default_for(
             name("universe.router.multiverse"),
-            Kind::Router,
+            MachineType::Router,
             Some(Role::Universe),
             os,
         ),
         galaxy(os, VpnKind::Wireguard),
         MachineSpec::default_for(
             name("star.router.multiverse"),
-            Kind::Router,
+            MachineType::Router,
             Some(Role::Star),
             os,
         ),
-        MachineSpec::default_for(name("controller.multiverse"), Kind::Controller, None, os),
-        MachineSpec::default_for(name("mail.service.multiverse"), Kind::Service, None, os),
-        MachineSpec::default_for(name("browser.app.multiverse"), Kind::Application, None, os),
+        MachineSpec::default_for(
+            name("controller.multiverse"),
+            MachineType::Controller,
+            None,
+            os,
+        ),
+        MachineSpec::default_for(
+            name("mail.service.multiverse"),
+            MachineType::Service,
+            None,
+            os,
+        ),
+        MachineSpec::default_for(
+            name("browser.app.multiverse"),
+            MachineType::Application,
+            None,
+            os,
+        ),
     ];
     v[0].vfio_ids = vec!["10de:1b80".into(), "10de:10f0".into()];
     // The star publishes the mail service's web and SMTP ports as an onion service.
@@ -186,7 +201,7 @@ pub fn galaxy(os: Os, kind: VpnKind) -> MachineSpec {
     stand_in_agent();
     let mut g = MachineSpec::default_for(
         name("galaxy.router.multiverse"),
-        Kind::Router,
+        MachineType::Router,
         Some(Role::Galaxy),
         os,
     );

@@ -184,7 +184,7 @@ fn openvpn_galaxy() {
 fn host_kernel_command_line_follows_the_options() {
     let engine = Engine::embedded();
     let mut host = topology(Os::Debian).remove(0);
-    host.cpu_vendor = Some("amd".into());
+    host.cpu_vendor = Some(mv_provision::model::CpuVendor::Amd);
     host.iommu_passthrough = false;
     let d = render(&host, &engine, &Fixture).unwrap();
     let grub = d
