@@ -23,7 +23,7 @@
 
 use crate::chain::{default_steps, Step};
 use crate::token::{TokenSpec, Trigger};
-use crate::trust::{Policy, TrustError};
+pub use crate::trust::{Policy, TrustError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -16,6 +16,7 @@
 //! (see [`crate::watch`]).
 
 use crate::uevent::Uevent;
+pub use crate::token_key::{find_key_in_dir, find_key_on_token, TokenKeyError, TokenPartitions};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
