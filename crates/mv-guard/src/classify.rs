@@ -114,9 +114,6 @@ mod tests {
         assert_eq!(RevealError::Damaged.class(), ErrorClass::Failure);
         assert_eq!(ImageError::Lossy("x".into()).class(), ErrorClass::Usage);
         assert_eq!(WatchError::NotArmed.class(), ErrorClass::Usage);
-        assert_eq!(
-            TokenError::Syntax("x".into()).class(),
-            ErrorClass::Usage
-        );
+        assert_eq!(TokenError::Syntax("x".into()).class(), ErrorClass::Usage);
     }
 }

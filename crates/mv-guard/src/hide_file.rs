@@ -99,8 +99,7 @@ impl Classify for HideFileError {
 pub fn hide_file(h: &HideFile<'_>) -> Result<HideFileOutcome, HideFileError> {
     let mut cover = Cover::read(h.cover).map_err(HideFileError::Cover)?;
     if let Ok(existing) = Cover::read(h.out) {
-        if container::reveal(&existing, h.passphrase, h.params).is_ok_and(|k| k.expose() == h.key)
-        {
+        if container::reveal(&existing, h.passphrase, h.params).is_ok_and(|k| k.expose() == h.key) {
             return Ok(HideFileOutcome::Unchanged);
         }
     }

@@ -10,7 +10,7 @@
 //!   token leaves (each with a timeout and a fallback, or recorded in dry-run); [`watch`] reads
 //!   uevents from a `NETLINK_KOBJECT_UEVENT` socket (or a unix datagram socket carrying the same
 //!   bytes) and fires the chain; [`config`] is the armed state on disk; [`udev`] writes the
-//!   equivalent udev rule for people who want no daemon; [`trust`] is the rule root's
+//!   equivalent udev rule for people who want no daemon; `trust` is the rule root's
 //!   configuration follows (root-owned, not writable by others, checked on the open descriptor);
 //!   [`watch::Pidfile`] is the watcher's locked pidfile, verified before anyone signals the pid
 //!   in it.

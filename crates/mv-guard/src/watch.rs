@@ -17,9 +17,9 @@
 
 use crate::chain::{Chain, Record};
 use crate::config::{GuardConfig, SignalPolicy};
+pub use crate::pidfile::{Liveness, Pidfile, PidfileError};
 use crate::token::{scan, Decision, TokenSpec, Tracker, Trigger, UsbDevice};
 use crate::uevent::{Uevent, MAX_LEN};
-pub use crate::pidfile::{Liveness, Pidfile, PidfileError};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

@@ -39,7 +39,8 @@ fn main() -> ExitCode {
         };
         *slot = Some(v);
     }
-    let (Some(netns), Some(action), Some(devpath), Some(product)) = (netns, action, devpath, product)
+    let (Some(netns), Some(action), Some(devpath), Some(product)) =
+        (netns, action, devpath, product)
     else {
         return usage("--netns, --action, --devpath and --product are required");
     };

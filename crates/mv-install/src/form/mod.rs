@@ -8,15 +8,16 @@
 //! proposals (disks, tokens, NICs, keymaps) or a choice; `Space` toggles a checkbox; `Enter` on
 //! "Write answers" asks for [`Form::submit`].
 //!
-//! The proposals come from the machine ([`crate::probe`]: the largest fixed disk, removable or
+//! The proposals come from the machine (`probe`: the largest fixed disk, removable or
 //! USB devices as the token, NICs with a PCI device, GPUs for passthrough; CPU vendor and IOMMU
 //! from `mv_host::check`), read under [`System::sys`].
 //!
-//! Writing: the passphrase (typed twice, masked, at least [`MIN_PASSPHRASE_CHARS`] characters)
+//! Writing: the passphrase (typed twice, masked, at least
+//! [`MIN_PASSPHRASE_CHARS`](crate::MIN_PASSPHRASE_CHARS) characters)
 //! goes to `<answers>.passphrase` (0600, [`passphrase_path`]), whose path is the answer file's
 //! `passphrase_file`; it never reaches the screen, argv or a log. Before anything is written at
 //! those paths, the answers are written into a private temporary folder and held against the
-//! machine exactly as `install --answers` does ([`Answers::load`] + `check`); a problem shows as
+//! machine exactly as `install --answers` does ([`Answers::load`](crate::Answers::load) + `check`); a problem shows as
 //! `FILE:LINE: what` in the status line and the cursor moves to the field it names. Both files
 //! are written atomically (`mv_core::fsutil`).
 //!
@@ -206,7 +207,6 @@ pub enum Key {
     /// A typed character (`Space` toggles a checkbox).
     Char(char),
 }
-
 
 fn machine_rows(lab: bool) -> Vec<(String, bool)> {
     let kind = if lab {

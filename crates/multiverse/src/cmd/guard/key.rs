@@ -157,9 +157,8 @@ pub(super) fn reveal(g: &Global, a: RevealArgs) -> Result<(), CliError> {
     let Some(path) = &a.out else {
         if std::io::stdout().is_terminal() {
             return Err(
-                CliError::usage_msg("refusing to print a raw key on a terminal").with_hint(
-                    "pipe it (`| cryptsetup open --key-file=- ...`) or pass --out FILE",
-                ),
+                CliError::usage_msg("refusing to print a raw key on a terminal")
+                    .with_hint("pipe it (`| cryptsetup open --key-file=- ...`) or pass --out FILE"),
             );
         }
         let mut out = std::io::stdout().lock();

@@ -9,9 +9,11 @@
 //! a failing tool or a damaged image is 1 (each library error's [`mv_core::Classify`]).
 //!
 //! Files: [`args`] holds the clap types, `key` the hidden key (hide, reveal, enroll, unlock),
-//! `switch` the kill switch (arm, disarm, status, watch, fire, udev-rule).
+//! `switch` the kill switch (arm, disarm, status, watch, fire, udev-rule), `event` how the
+//! watcher's events are printed.
 
 mod args;
+mod event;
 mod key;
 mod switch;
 

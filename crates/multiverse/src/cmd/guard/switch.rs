@@ -2,14 +2,14 @@
 //! the chain and the pidfile are `mv_guard`'s; this prints their events and the state.
 
 use super::args::{ArmArgs, DisarmArgs, SignalArg, SysArgs, UdevRuleArgs, WatchArgs};
+use super::event::print_event;
 use super::{load_config, save_config};
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_guard::chain::{Chain, Env, Status};
+use mv_guard::chain::{Chain, Env};
 use mv_guard::config::{GuardConfig, SignalPolicy};
 use mv_guard::token::{TokenSpec, Trigger};
 use mv_guard::watch::{Liveness, Outcome, Pidfile, Source, Watch, WatchEvent};
-use std::io::Write;
 use std::path::Path;
 
 fn now_secs() -> u64 {
@@ -27,7 +27,11 @@ fn running_watcher(g: &Global) -> Liveness {
 
 /// `--for`: whole seconds (a part second counts as one); zero is refused, as before.
 fn pause_secs(text: &str) -> Result<u64, CliError> {
-    let bad = || CliError::usage_msg(format!("--for {text}: expected a duration like 90s, 10m or 2h"));
+    let bad = || {
+        CliError::usage_msg(format!(
+            "--for {text}: expected a duration like 90s, 10m or 2h"
+        ))
+    };
     let d = mv_core::duration::parse(text).map_err(|_| bad())?;
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     if secs == 0 {
@@ -217,66 +221,6 @@ pub(super) fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
             .join(" -> ")
     );
     Ok(())
-}
-
-fn print_event(g: &Global, e: &WatchEvent) {
-    let mut out = std::io::stdout().lock();
-    let line = if g.json {
-        serde_json::to_string(e).unwrap_or_default()
-    } else {
-        match e {
-            WatchEvent::Ready {
-                token,
-                trigger,
-                present,
-                source,
-            } => format!(
-                "watching {source} for the {} of token {token} ({} present now)",
-                match trigger {
-                    Trigger::Remove => "removal",
-                    Trigger::Insert => "insertion",
-                    Trigger::Any => "insertion or removal",
-                },
-                present.len()
-            ),
-            WatchEvent::Uevent {
-                seqnum,
-                action,
-                devpath,
-                decision,
-            } => {
-                format!(
-                    "uevent {} {action} {devpath}: {decision:?}",
-                    seqnum.unwrap_or(0)
-                )
-            }
-            WatchEvent::Rejected { why } => format!("rejected datagram: {why}"),
-            WatchEvent::Fire { cause } => format!("FIRE ({cause})"),
-            WatchEvent::Action(r) => {
-                let what = match &r.status {
-                    Status::DryRun => "would run".to_string(),
-                    Status::Ok => "ran".to_string(),
-                    Status::Failed(e) => format!("FAILED ({e})"),
-                    Status::Timeout => "TIMEOUT".to_string(),
-                };
-                format!(
-                    "[{}{}] {what}: {}",
-                    r.step,
-                    if r.fallback { " fallback" } else { "" },
-                    r.command
-                )
-            }
-            WatchEvent::Signal { name, handled } => format!("signal {name}: {handled}"),
-            WatchEvent::DisarmedIgnore => {
-                "token removed or inserted but the guard is disarmed".into()
-            }
-            WatchEvent::ConfigRefused { why } => {
-                format!("configuration refused, still armed with the chain it started with: {why}")
-            }
-        }
-    };
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn chain_of(cfg: &GuardConfig, a: &SysArgs) -> Chain {
