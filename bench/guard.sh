@@ -3,7 +3,7 @@
 #
 # Each run starts `multiverse guard watch --dry-run --json` on the REAL netlink socket inside a
 # private network namespace (`unshare -n`), with a fixture sysfs holding the armed token, then
-# asks the kernel to broadcast the token's removal in that namespace (`guard emit --netns`, the kernel's
+# asks the kernel to broadcast the token's removal in that namespace (`guard-emit --netns`, the kernel's
 # uevent_net_rcv path: the watcher sees it exactly as a hotplug event, sender port 0). Latency =
 # the first action's timestamp minus the time just before the send. usbkill has no event source:
 # it polls `lsusb` every 250 ms, so its latency is uniform in [0, 250] ms plus the lsusb run;
@@ -40,6 +40,9 @@ if [[ -z $MV ]]; then
 fi
 [[ -x $MV ]] || { echo "build first: cargo build -p multiverse" >&2; exit 1; }
 MV=$(realpath "$MV")
+# The test tool that sends the uevent, built beside the binary (mv-guard's `test-hooks` feature).
+EMIT=${GUARD_EMIT:-$(dirname "$MV")/guard-emit}
+[[ -x $EMIT ]] || { echo "build first: cargo build -p mv-guard --features test-hooks --bin guard-emit (same profile as $MV)" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || { echo "run as root (netlink namespaces)" >&2; exit 1; }
 for t in unshare chrt; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 
@@ -79,7 +82,7 @@ for ((i = 0; i < RUNS; i++)); do
   unshare -n -- "${prio[@]}" "$MV" --root "$T/tree" --dry-run --json guard watch --source netlink --sys "$T/sys" >"$out" 2>"$T/err" &
   WPID=$!
   for ((w = 0; w < 500; w++)); do grep -q '"event":"ready"' "$out" 2>/dev/null && break; sleep 0.01; done
-  sent=$("$MV" guard emit --netns /proc/$WPID/ns/net --action remove --devpath "$DEV" --product 1050:0407)
+  sent=$("$EMIT" --netns /proc/$WPID/ns/net --action remove --devpath "$DEV" --product 1050:0407)
   wait "$WPID"; WPID=
   first=$(grep -m1 '"event":"action"' "$out" | sed 's/.*"at_ns":\([0-9]*\).*/\1/')
   lat+=($(( (first - sent) / 1000 )))

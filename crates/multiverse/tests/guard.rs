@@ -959,25 +959,6 @@ fn a_paused_guard_ignores_the_token_then_fires_once_rearmed() {
     assert!(rest.iter().all(|v| v["event"] == "action"), "{rest:?}");
 }
 
-#[test]
-fn emit_refuses_the_caller_s_own_network_namespace() {
-    let e = Env::new();
-    let o = e.run(&[
-        "guard",
-        "emit",
-        "--netns",
-        "/proc/self/ns/net",
-        "--action",
-        "remove",
-        "--devpath",
-        "/devices/none",
-        "--product",
-        "1050:0407",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not another network namespace"));
-}
-
 /// `guard status` reports the kernel command line's init_on_free, on which the chain's memory
 /// step relies.
 #[test]

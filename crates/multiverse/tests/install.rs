@@ -236,7 +236,7 @@ fn a_disk_with_a_partition_table_is_not_erased_without_erase_true() {
     );
     assert_eq!(disk_digest(&s.p("disk.img")), before, "the disk changed");
     // With what a host needs in the source, the partition table stops it.
-    for (path, _) in mv_install::install::SOURCE_NEEDS {
+    for (path, _) in mv_install::SOURCE_NEEDS {
         let p = s.p("src").join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, "").unwrap();

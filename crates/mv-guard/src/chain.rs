@@ -693,6 +693,15 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// Whether the chain ends the machine ([`Action::PowerOff`]). sysrq `o` only queues the
+    /// power-off: a watcher that fired such a chain is still up for a moment (~50 ms in the lab)
+    /// and should wait before calling the power-off failed.
+    pub fn powers_off(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::PowerOff))
+    }
+
     /// Runs (or in dry-run records) every step in order; `emit` sees each record as it happens.
     pub fn run(&self, dry_run: bool, mut emit: impl FnMut(&Record)) -> Vec<Record> {
         let mut all = Vec::new();

@@ -13,7 +13,7 @@
 //! The file holds no secret (a token's serial number is printed on many devices) and is written
 //! atomically. A missing `[[step]]` list means the default chain ([`crate::chain::default_steps`]).
 //!
-//! When the process runs as root the file is read through [`crate::trust`]: it is used only if
+//! When the process runs as root the file is read through `trust` ([`Policy`]): it is used only if
 //! root alone could have written it (root-owned, not group/other-writable, every folder above it
 //! likewise), else loading fails with [`ConfigError::Untrusted`]. The file decides which programs
 //! root runs and whether root's watcher fires, so a file another user can change would hand them
@@ -23,7 +23,7 @@
 
 use crate::chain::{default_steps, Step};
 use crate::token::{TokenSpec, Trigger};
-use crate::trust::{Policy, TrustError};
+pub use crate::trust::{Policy, TrustError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

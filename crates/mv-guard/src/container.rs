@@ -51,6 +51,7 @@ pub const SIZE_CLASSES: [usize; 2] = [256, 4096];
 /// Carriers required per hidden bit (an embedding rate of at most 1/16 of the samples).
 pub const CARRIERS_PER_BIT: usize = 16;
 
+pub use crate::hide_file::{hide_file, HideFile, HideFileError, HideFileOutcome};
 pub use mv_seal::KdfParams;
 
 /// The parameters of version 1 when none are given: mv-seal's default (256 MiB, 3 passes). They
@@ -243,6 +244,36 @@ fn lsb_match(v: u16, bit: u8, max: u16, rng: &mut impl Rng) -> u16 {
     }
 }
 
+/// What hiding a key of some length in a cover takes (see [`capacity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// The plaintext size class the key is padded to.
+    pub class: usize,
+    /// Carrier samples needed.
+    pub need: usize,
+    /// Carrier samples the cover has.
+    pub have: usize,
+}
+
+/// Whether `cover` can hold a key of `key_len` bytes, without deriving anything: the checks
+/// [`hide`] makes before its (slow) key derivation, with the same errors.
+pub fn capacity(cover: &Cover, key_len: usize) -> Result<Capacity, HideError> {
+    if key_len == 0 {
+        return Err(HideError::EmptyKey);
+    }
+    let class = class_for(key_len).ok_or(HideError::KeyTooLong(key_len))?;
+    let need = bits_for_class(class) * CARRIERS_PER_BIT;
+    let have = cover.carrier_count();
+    if have < need {
+        return Err(HideError::Capacity {
+            have,
+            need,
+            key: key_len,
+        });
+    }
+    Ok(Capacity { class, need, have })
+}
+
 /// Hides `key` in `cover` under `passphrase`. The cover is modified in place.
 pub fn hide(
     cover: &mut Cover,
@@ -250,19 +281,9 @@ pub fn hide(
     passphrase: &[u8],
     params: KdfParams,
 ) -> Result<(), HideError> {
-    if key.is_empty() {
-        return Err(HideError::EmptyKey);
-    }
-    let class = class_for(key.len()).ok_or(HideError::KeyTooLong(key.len()))?;
+    let class = capacity(cover, key.len())?.class;
     let total = bits_for_class(class);
     let have = cover.carrier_count();
-    if have < total * CARRIERS_PER_BIT {
-        return Err(HideError::Capacity {
-            have,
-            need: total * CARRIERS_PER_BIT,
-            key: key.len(),
-        });
-    }
     let mut rng = rand::rngs::OsRng;
     let mut salt = [0u8; SALT_LEN];
     rng.fill_bytes(&mut salt);
@@ -378,6 +399,7 @@ pub fn reveal(
 
 /// Reveals from untrusted PNG bytes with cheap parameters: the fuzzing entry point. Must never
 /// panic, whatever the bytes.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn reveal_bytes_for_fuzzing(bytes: &[u8]) -> bool {
     match Cover::decode(bytes, "fuzz") {
         Ok(c) => {

@@ -10,21 +10,34 @@
 //!   token leaves (each with a timeout and a fallback, or recorded in dry-run); [`watch`] reads
 //!   uevents from a `NETLINK_KOBJECT_UEVENT` socket (or a unix datagram socket carrying the same
 //!   bytes) and fires the chain; [`config`] is the armed state on disk; [`udev`] writes the
-//!   equivalent udev rule for people who want no daemon; [`trust`] is the rule root's
+//!   equivalent udev rule for people who want no daemon; `trust` is the rule root's
 //!   configuration follows (root-owned, not writable by others, checked on the open descriptor);
-//!   [`pidfile`] is the watcher's locked pidfile, verified before anyone signals the pid in it.
+//!   [`watch::Pidfile`] is the watcher's locked pidfile, verified before anyone signals the pid
+//!   in it.
+//! - **Unlocking.** [`token::find_key_on_token`] mounts the armed token's partitions read-only in
+//!   turn and finds the image holding the key ([`token::find_key_in_dir`] for a folder);
+//!   [`container::hide_file`] hides a key from a cover file into an image file, idempotently;
+//!   [`container::capacity`] says whether a cover can hold a key before any key is derived.
 //!
-//! What this crate is not: a CLI. It prints nothing; `multiverse guard` does.
+//! Every error type implements [`mv_core::Classify`]. Test tools are not part of the API: the
+//! `guard-emit` binary (feature `test-hooks`) sends a uevent into a watcher's network namespace (tests, benchmark).
+//!
+//! What this crate is not: a CLI. It prints nothing (the watcher and the chain report through
+//! callbacks); `multiverse guard` does.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod chain;
+mod classify;
 pub mod config;
 pub mod container;
+mod hide_file;
 pub mod image;
 pub mod luks;
-pub mod pidfile;
+mod pidfile;
 pub mod token;
-pub mod trust;
+mod token_key;
+mod trust;
 pub mod udev;
 pub mod uevent;
 pub mod watch;

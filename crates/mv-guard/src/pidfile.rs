@@ -5,7 +5,7 @@
 //! and the process's start time (field 22 of `/proc/PID/stat`, clock ticks since boot). The lock
 //! goes away with the process however it ends, so a pidfile whose lock is free is stale.
 //!
-//! [`probe`] is what `guard status` and `guard disarm` ask: the file's lock must be held, and the
+//! [`Pidfile::probe`] is what `guard status` and `guard disarm` ask: the file's lock must be held, and the
 //! pid it names must run our own executable (`/proc/PID/exe` equals `/proc/self/exe`, or that path
 //! marked `(deleted)` after an upgrade) and have started at the recorded time. Anything else is not
 //! our watcher, and nothing is signalled: a stale file naming a recycled pid, or any process whose
@@ -58,7 +58,7 @@ pub struct Pidfile {
 }
 
 /// The start time of `pid` (field 22 of `/proc/PID/stat`), if it exists.
-pub fn start_time(pid: i32) -> io::Result<u64> {
+pub(crate) fn start_time(pid: i32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     stat_start_time(&stat).ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))
 }
@@ -75,6 +75,17 @@ fn open_flags() -> i32 {
 }
 
 impl Pidfile {
+    /// Where the watcher of the tree at `root` keeps its pidfile: `<root>/guard/watch.pid`.
+    pub fn location(root: &Path) -> PathBuf {
+        root.join("guard/watch.pid")
+    }
+
+    /// Whether the pidfile at `path` names our running watcher (see the module documentation):
+    /// what `guard status` and `guard disarm` ask before they report or signal a pid.
+    pub fn probe(path: &Path) -> Liveness {
+        probe(path)
+    }
+
     /// Creates (or takes over a stale) pidfile at `path` for this process and locks it.
     pub fn acquire(path: &Path) -> Result<Pidfile, PidfileError> {
         let io_err = |e| PidfileError::Io(path.into(), e);
@@ -141,7 +152,7 @@ impl Drop for Pidfile {
 }
 
 /// Whether the pidfile at `path` names our running watcher (see the module documentation).
-pub fn probe(path: &Path) -> Liveness {
+pub(crate) fn probe(path: &Path) -> Liveness {
     let unknown = |pid, why: String| Liveness::Unknown { pid, why };
     let mut file = match OpenOptions::new()
         .read(true)

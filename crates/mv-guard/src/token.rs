@@ -15,6 +15,7 @@
 //! What this module is not: the actions (see [`crate::chain`]) or the event source
 //! (see [`crate::watch`]).
 
+pub use crate::token_key::{find_key_in_dir, find_key_on_token, TokenKeyError, TokenPartitions};
 use crate::uevent::Uevent;
 use std::collections::HashMap;
 use std::fmt;

@@ -67,10 +67,10 @@ pub enum TrustError {
     /// Neither a regular file (the configuration) nor a folder (a component of its path).
     #[error("{0} is not a {1}")]
     Kind(PathBuf, &'static str),
-    /// More than [`MAX_LINKS`] symbolic links on the way.
+    /// More than 40 symbolic links on the way (Linux's own limit).
     #[error("{0}: too many symbolic links")]
     Links(PathBuf),
-    /// Larger than [`MAX_LEN`].
+    /// Larger than 1 MiB.
     #[error("{0} is larger than {MAX_LEN} bytes")]
     TooLarge(PathBuf),
     /// Opening or reading failed.
@@ -79,10 +79,10 @@ pub enum TrustError {
 }
 
 /// Symbolic links followed on one walk (Linux's own limit).
-pub const MAX_LINKS: usize = 40;
+pub(crate) const MAX_LINKS: usize = 40;
 
 /// The largest configuration file read.
-pub const MAX_LEN: u64 = 1 << 20;
+pub(crate) const MAX_LEN: u64 = 1 << 20;
 
 /// Whether `meta` (a folder) is one only root can change.
 fn dir_ok(meta: &Metadata, shown: &Path) -> Result<(), TrustError> {
@@ -241,7 +241,7 @@ fn walk(path: &Path, want: Want) -> Result<Option<File>, TrustError> {
 }
 
 /// Opens the configuration file `path` under `policy`; `Ok(None)` when it does not exist.
-pub fn open_file(path: &Path, policy: Policy) -> Result<Option<File>, TrustError> {
+pub(crate) fn open_file(path: &Path, policy: Policy) -> Result<Option<File>, TrustError> {
     match policy {
         Policy::Root => walk(path, Want::File),
         Policy::Any => match File::open(path) {
@@ -254,7 +254,7 @@ pub fn open_file(path: &Path, policy: Policy) -> Result<Option<File>, TrustError
 
 /// Reads the configuration file `path` under `policy` (at most [`MAX_LEN`] bytes); `Ok(None)`
 /// when it does not exist.
-pub fn read_to_string(path: &Path, policy: Policy) -> Result<Option<String>, TrustError> {
+pub(crate) fn read_to_string(path: &Path, policy: Policy) -> Result<Option<String>, TrustError> {
     use std::io::Read;
     let Some(f) = open_file(path, policy)? else {
         return Ok(None);
@@ -271,7 +271,7 @@ pub fn read_to_string(path: &Path, policy: Policy) -> Result<Option<String>, Tru
 
 /// Checks that the folder `path` (which must exist) is one only root can change, with every
 /// folder above it; always `Ok` under [`Policy::Any`].
-pub fn check_dir(path: &Path, policy: Policy) -> Result<(), TrustError> {
+pub(crate) fn check_dir(path: &Path, policy: Policy) -> Result<(), TrustError> {
     if policy == Policy::Any {
         return Ok(());
     }

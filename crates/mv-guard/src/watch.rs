@@ -17,6 +17,7 @@
 
 use crate::chain::{Chain, Record};
 use crate::config::{GuardConfig, SignalPolicy};
+pub use crate::pidfile::{Liveness, Pidfile, PidfileError};
 use crate::token::{scan, Decision, TokenSpec, Tracker, Trigger, UsbDevice};
 use crate::uevent::{Uevent, MAX_LEN};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -51,7 +52,7 @@ pub enum WatchError {
     #[error("cannot set up signal handling")]
     Signals(#[source] nix::Error),
     /// The configuration has no token.
-    #[error("the guard is not armed: run `multiverse guard arm --token ...` first")]
+    #[error("the guard is not armed (no token in its configuration)")]
     NotArmed,
     /// The token in the configuration is invalid.
     #[error("invalid token in the configuration")]
@@ -141,18 +142,44 @@ pub fn send_to_kernel(payload: &[u8]) -> std::io::Result<std::time::SystemTime> 
     Ok(at)
 }
 
+/// Why a uevent could not be sent into another network namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The namespace is the caller's own (or cannot be told apart from it): there the event would
+    /// reach udevd and every other listener.
+    #[error("{}: not another network namespace; refusing to emit where udevd would act on it", .0.display())]
+    SameNamespace(PathBuf),
+    /// Opening the namespace, entering it or sending failed (root only).
+    #[error("cannot send the uevent")]
+    Io(#[from] std::io::Error),
+}
+
+impl mv_core::Classify for SendError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            SendError::SameNamespace(_) => mv_core::ErrorClass::Usage,
+            SendError::Io(_) => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 /// [`send_to_kernel`] from inside the network namespace `ns` (e.g. `/proc/PID/ns/net` of a
 /// watcher started with `unshare -n`), on a short-lived thread so the caller's namespace is
 /// untouched. For tests and the benchmark; root only. Returns the time just before the send.
-pub fn send_in_netns(ns: &Path, payload: &[u8]) -> std::io::Result<std::time::SystemTime> {
+/// Refuses the caller's own namespace ([`SendError::SameNamespace`]).
+pub fn send_in_netns(ns: &Path, payload: &[u8]) -> Result<std::time::SystemTime, SendError> {
+    let target = std::fs::read_link(ns).ok();
+    if target.is_none() || target == std::fs::read_link("/proc/self/ns/net").ok() {
+        return Err(SendError::SameNamespace(ns.into()));
+    }
     let ns = std::fs::File::open(ns)?;
     let payload = payload.to_vec();
-    std::thread::spawn(move || {
+    Ok(std::thread::spawn(move || {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         send_to_kernel(&payload)
     })
     .join()
-    .map_err(|_| std::io::Error::other("sender thread panicked"))?
+    .map_err(|_| std::io::Error::other("sender thread panicked"))??)
 }
 
 /// Locks the watcher's memory (mlockall): a swapped-out kill switch would answer late, and its
@@ -416,6 +443,16 @@ impl Watch {
 mod tests {
     use super::*;
     use crate::chain::{Action, Env, Step};
+
+    #[test]
+    fn uevents_are_never_sent_into_our_own_namespace() {
+        for ns in ["/proc/self/ns/net", "/nonexistent/ns/net"] {
+            let e = send_in_netns(Path::new(ns), b"remove@/devices/none\0").unwrap_err();
+            assert!(matches!(e, SendError::SameNamespace(_)), "{e}");
+            assert!(e.to_string().contains("not another network namespace"));
+            assert_eq!(mv_core::Classify::class(&e), mv_core::ErrorClass::Usage);
+        }
+    }
 
     /// The watcher on a unix source: decoys do nothing, the token's removal runs the chain.
     #[test]

@@ -20,16 +20,16 @@ use toml::Spanned;
 
 /// The smallest disk the installer accepts: ESP + /boot + a root that holds the Debian host image
 /// with room to grow.
-pub const MIN_DISK_BYTES: u64 = 4 << 30;
+pub(crate) const MIN_DISK_BYTES: u64 = 4 << 30;
 
 /// The largest passphrase file read (a passphrase is one line).
-pub const MAX_PASSPHRASE_FILE: u64 = 4096;
+pub(crate) const MAX_PASSPHRASE_FILE: u64 = 4096;
 
 /// The shortest passphrase accepted: it guards the LUKS keyslot that works without the token.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
 /// Services a locked-down host may be asked to keep; everything else stays disabled.
-pub const KNOWN_SERVICES: &[&str] = &["ssh"];
+pub(crate) const KNOWN_SERVICES: &[&str] = &["ssh"];
 
 /// What kind of mistake an answer is, for callers that react to kinds (exit codes, tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum Problem {
     Value,
     /// A path or device that is not there or not of the right kind.
     Missing,
-    /// The target disk is smaller than [`MIN_DISK_BYTES`].
+    /// The target disk is smaller than 4 GiB (`MIN_DISK_BYTES`).
     TooSmall,
     /// The target is mounted, or the same device as the source or the token.
     InUse,
@@ -195,7 +195,7 @@ pub struct Checked {
     pub machines: Vec<String>,
     /// Restore the identity from these words instead of making a new one.
     pub words_file: Option<PathBuf>,
-    /// Services kept enabled (subset of [`KNOWN_SERVICES`]).
+    /// Services kept enabled (a subset of the services the form offers).
     pub services: BTreeSet<String>,
     /// LUKS keyslot stretching.
     pub pbkdf: Pbkdf,
@@ -737,7 +737,7 @@ impl Answers {
 }
 
 /// The full names of the machines of a built-in topology.
-pub fn known_machines(kind: TopologyKind) -> Vec<String> {
+pub(crate) fn known_machines(kind: TopologyKind) -> Vec<String> {
     let text = topology_text(kind);
     mv_machines::config::Topology::parse(text, Path::new("<built-in>"))
         .map(|t| {
@@ -751,7 +751,7 @@ pub fn known_machines(kind: TopologyKind) -> Vec<String> {
 }
 
 /// The text of a built-in topology.
-pub fn topology_text(kind: TopologyKind) -> &'static str {
+pub(crate) fn topology_text(kind: TopologyKind) -> &'static str {
     match kind {
         TopologyKind::Default => mv_machines::config::DEFAULT_TOML,
         TopologyKind::Lab => mv_machines::config::LAB_TOML,
@@ -767,7 +767,7 @@ fn valid_hostname(h: &str) -> bool {
 }
 
 /// Whether `s` looks like `0000:03:00.0`.
-pub fn is_pci_addr(s: &str) -> bool {
+pub(crate) fn is_pci_addr(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 12
         && b[4] == b':'
@@ -779,7 +779,7 @@ pub fn is_pci_addr(s: &str) -> bool {
 }
 
 /// An interface name or PCI address → the NIC's PCI address.
-pub fn resolve_nic(sys: &System, name: &str) -> Option<String> {
+pub(crate) fn resolve_nic(sys: &System, name: &str) -> Option<String> {
     if is_pci_addr(name) {
         let dev = sys.sys.join("bus/pci/devices").join(name);
         return dev.exists().then(|| name.to_string());

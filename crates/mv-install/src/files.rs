@@ -9,6 +9,7 @@ use std::path::PathBuf;
 /// The identifiers the installer gives the new disk (derived from the install id, so a rerun
 /// after a crash makes the same ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))] // `golden` re-exports it
 pub struct DiskIds {
     /// GPT disk GUID.
     pub label_id: String,
@@ -29,17 +30,17 @@ pub struct DiskIds {
 }
 
 /// The device-mapper name of the opened root (as in /etc/crypttab and guard-boot.conf).
-pub const MAPPER_NAME: &str = "cryptroot";
+pub(crate) const MAPPER_NAME: &str = "cryptroot";
 
 /// The FAT label of the token's file system.
-pub const TOKEN_LABEL: &str = "MVTOKEN";
+pub(crate) const TOKEN_LABEL: &str = "MVTOKEN";
 
 /// The file holding the hidden key on the token.
-pub const TOKEN_IMAGE: &str = "multiverse.png";
+pub(crate) const TOKEN_IMAGE: &str = "multiverse.png";
 
 /// Units a locked-down host never starts at boot (unless the answer file keeps a service).
 /// `ssh` appears under both of Debian's names.
-pub const DISABLED_UNITS: &[(&str, &str)] = &[
+pub(crate) const DISABLED_UNITS: &[(&str, &str)] = &[
     ("ssh", "ssh.service"),
     ("ssh", "sshd.service"),
     ("", "networking.service"),
@@ -51,7 +52,7 @@ pub const DISABLED_UNITS: &[(&str, &str)] = &[
 
 /// The kernel command line the host boots with: the IOMMU on, freed memory zeroed (what the
 /// kill switch's memory wipe relies on), the console where the answer file put it.
-pub fn kernel_cmdline(a: &Checked, intel: bool) -> String {
+pub(crate) fn kernel_cmdline(a: &Checked, intel: bool) -> String {
     let mut v: Vec<&str> = vec![
         if intel {
             "intel_iommu=on"
@@ -73,6 +74,7 @@ pub fn kernel_cmdline(a: &Checked, intel: bool) -> String {
 }
 
 /// Every file of the new system the installer writes: (path under the target root, contents, mode).
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))] // `golden` re-exports it
 pub fn target_files(a: &Checked, ids: &DiskIds, intel: bool) -> Vec<(PathBuf, String, u32)> {
     let host = &a.hostname;
     let mut out: Vec<(PathBuf, String, u32)> = Vec::new();
@@ -220,7 +222,7 @@ pub fn target_files(a: &Checked, ids: &DiskIds, intel: bool) -> Vec<(PathBuf, St
 }
 
 /// `ABCD1234` → `ABCD-1234`, as blkid prints a FAT volume id.
-pub fn format_volid(v: &str) -> String {
+pub(crate) fn format_volid(v: &str) -> String {
     let up = v.to_ascii_uppercase();
     if up.len() == 8 {
         format!("{}-{}", &up[..4], &up[4..])

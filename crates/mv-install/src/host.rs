@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The argv placeholder replaced by `/dev/fd/N` of [`Cmd::fd_secret`].
-pub const SECRET_FD: &str = "{secret-fd}";
+pub(crate) const SECRET_FD: &str = "{secret-fd}";
 
 /// One command line.
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ pub struct Cmd {
     pub argv: Vec<String>,
     /// Written to its stdin (then closed).
     pub stdin: Option<SecretBytes>,
-    /// Handed over as an inherited memfd named by [`SECRET_FD`] in argv.
+    /// Handed over as an inherited memfd named by `SECRET_FD` in argv.
     pub fd_secret: Option<SecretBytes>,
     /// Exit codes other than 0 that count as an answer rather than a failure.
     pub ok_codes: Vec<i32>,

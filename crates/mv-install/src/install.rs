@@ -183,14 +183,14 @@ struct JournalFile {
 
 /// The journal on disk.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     path: PathBuf,
     file: JournalFile,
 }
 
 impl Journal {
     /// Reads the journal of an earlier run, if any.
-    pub fn read(state_dir: &Path) -> Result<Option<Journal>, InstallError> {
+    pub(crate) fn read(state_dir: &Path) -> Result<Option<Journal>, InstallError> {
         let path = state_dir.join("journal.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -210,12 +210,12 @@ impl Journal {
     }
 
     /// Whether `step` is recorded as done.
-    pub fn is_done(&self, step: Step) -> bool {
+    pub(crate) fn is_done(&self, step: Step) -> bool {
         self.file.done.contains(&step)
     }
 
     /// Whether every step is done.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         Step::ALL.iter().all(|s| self.is_done(*s))
     }
 
@@ -263,6 +263,7 @@ fn derived_uuid(install_id: &str, label: &str) -> String {
 }
 
 /// Every identifier of the disk, from the install id.
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))] // `golden` re-exports it
 pub fn disk_ids(install_id: &str) -> DiskIds {
     let esp = derived_uuid(install_id, "esp-volid");
     DiskIds {
@@ -278,7 +279,7 @@ pub fn disk_ids(install_id: &str) -> DiskIds {
 }
 
 /// The partition device `n` of `disk` (`/dev/sda` → `/dev/sda2`, `/dev/nvme0n1` → `/dev/nvme0n1p2`).
-pub fn partition(disk: &Path, n: u32) -> PathBuf {
+pub(crate) fn partition(disk: &Path, n: u32) -> PathBuf {
     let s = disk.display().to_string();
     if s.chars().last().is_some_and(|c| c.is_ascii_digit()) {
         PathBuf::from(format!("{s}p{n}"))
@@ -288,6 +289,7 @@ pub fn partition(disk: &Path, n: u32) -> PathBuf {
 }
 
 /// The sfdisk script of the new disk.
+#[cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))] // `golden` re-exports it
 pub fn sfdisk_script(ids: &DiskIds) -> String {
     format!(
         "label: gpt\nlabel-id: {}\nfirst-lba: 2048\n\
@@ -504,7 +506,9 @@ fn is_mountpoint(p: &Path) -> bool {
 }
 
 /// The host's identity name: `<hostname>.multiverse` unless the host name already has a domain.
-pub fn host_identity_name(hostname: &str) -> Result<mv_core::name::IdentityName, InstallError> {
+pub(crate) fn host_identity_name(
+    hostname: &str,
+) -> Result<mv_core::name::IdentityName, InstallError> {
     let full = if hostname.contains('.') {
         hostname.to_string()
     } else {
@@ -642,7 +646,7 @@ fn run_steps(
 /// The install id: public, derived from the host's SSH host key, so the same words on the same
 /// host name make the same partition table and UUIDs (a rerun after a crash, a reinstall, a
 /// rebuild from the words).
-pub fn install_id(root: &Root, hostname: &str) -> Result<String, InstallError> {
+pub(crate) fn install_id(root: &Root, hostname: &str) -> Result<String, InstallError> {
     let id = root
         .public_identity(&host_identity_name(hostname)?)
         .map_err(|e| InstallError::Identity(e.to_string()))?;
@@ -1244,7 +1248,7 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
 const GUARD_UNIT: &str = include_str!("../../../contrib/systemd/multiverse-guard.service");
 
 /// `VID:PID:SERIAL` of the USB device behind a block device, from sysfs.
-pub fn usb_token_spec(sys: &Path, dev: &Path) -> Option<String> {
+pub(crate) fn usb_token_spec(sys: &Path, dev: &Path) -> Option<String> {
     let real = std::fs::canonicalize(dev).ok()?;
     let name = real.file_name()?.to_str()?.to_string();
     let mut dir = std::fs::canonicalize(sys.join("class/block").join(&name).join("device")).ok()?;
@@ -1266,7 +1270,7 @@ pub fn usb_token_spec(sys: &Path, dev: &Path) -> Option<String> {
 }
 
 /// The host's `multiverse.toml`: the chosen topology, the machines kept, the uplink set.
-pub fn topology_for(a: &Checked) -> Result<String, InstallError> {
+pub(crate) fn topology_for(a: &Checked) -> Result<String, InstallError> {
     let base = crate::answers::topology_text(a.topology);
     let mut text = base.to_string();
     if !a.machines.is_empty() {

@@ -13,19 +13,40 @@
 //! (`contrib/initramfs-tools`), the tree under `/var/multiverse`, and the key hidden in a PNG on the
 //! token. The installed host is locked down (`files::DISABLED_UNITS`, no address on any network).
 //!
-//! What this is not: the TUI that writes an answer file (the CLI's `install` without `--answers`,
-//! proposing defaults from [`probe`]), or the host checks (`mv-host`), which it calls.
+//! The interactive installer's questions are [`form::Form`]: the model, its keys, validation and
+//! the writing of the answer file, free of any terminal library (the CLI draws it), proposing
+//! defaults from what it finds on the machine (disks, tokens, NICs, GPUs).
+//!
+//! Every error type implements [`mv_core::Classify`]. Output goes through [`Host`] (a real run's
+//! verbose lines, or [`DryRun`]'s recorded commands); the crate prints nothing.
+//!
+//! What this is not: the terminal screen (the CLI's `install` without `--answers`), or the host
+//! checks (`mv-host`), which it calls.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod answers;
-pub mod files;
-pub mod host;
-pub mod install;
-pub mod probe;
+mod answers;
+mod classify;
+mod defaults;
+mod files;
+pub mod form;
+mod host;
+mod install;
+mod probe;
 
-pub use answers::{AnswerError, Answers, Checked, Problem, System};
-pub use host::{DryRun, Host, RealHost};
-pub use install::{install, InstallError, Options, Report, Step};
+pub use answers::{
+    AnswerError, Answers, Checked, Pbkdf, Problem, Source, System, TopologyKind,
+    MIN_PASSPHRASE_CHARS,
+};
+pub use host::{Cmd, DryRun, Host, HostError, Ran, RealHost};
+pub use install::{install, InstallError, Options, Report, Step, CRASH_ENV, SOURCE_NEEDS};
+
+/// The pure pieces the golden tests pin (partition table, files written into the new system).
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod golden {
+    pub use crate::files::{target_files, DiskIds};
+    pub use crate::install::{disk_ids, sfdisk_script};
+}
 
 /// Whether this process runs as root (partitioning and LUKS need it).
 pub fn running_as_root() -> bool {

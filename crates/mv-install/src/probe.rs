@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// A whole block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disk {
+pub(crate) struct Disk {
     /// Kernel name (`sda`, `nvme0n1`, `vdb`).
     pub name: String,
     /// Its device node, `/dev/NAME`.
@@ -30,7 +30,7 @@ pub struct Disk {
 
 impl Disk {
     /// `8.0 GiB QEMU HARDDISK` (size and model), for lists.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let size = format!("{:.1} GiB", self.bytes as f64 / f64::from(1u32 << 30));
         match &self.model {
             Some(m) => format!("{size} {m}"),
@@ -41,7 +41,7 @@ impl Disk {
 
 /// A network interface backed by a PCI device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nic {
+pub(crate) struct Nic {
     /// Interface name (`enp3s0`).
     pub name: String,
     /// Its PCI address (`0000:03:00.0`).
@@ -50,7 +50,7 @@ pub struct Nic {
 
 /// A PCI display controller (class 0x03xxxx), a candidate for passthrough.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gpu {
+pub(crate) struct Gpu {
     /// PCI address.
     pub pci: String,
     /// `vvvv:dddd`.
@@ -71,7 +71,7 @@ fn virtual_device(name: &str) -> bool {
 }
 
 /// Every whole block device (no partitions, no loop/ram/optical devices), sorted by name.
-pub fn block_devices(sys: &Path) -> Vec<Disk> {
+pub(crate) fn block_devices(sys: &Path) -> Vec<Disk> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(sys.join("class/block")) else {
         return out;
@@ -112,7 +112,7 @@ pub fn block_devices(sys: &Path) -> Vec<Disk> {
 }
 
 /// Disks to install on: whole, not removable, at least [`MIN_DISK_BYTES`]; largest first.
-pub fn target_disks(sys: &Path) -> Vec<Disk> {
+pub(crate) fn target_disks(sys: &Path) -> Vec<Disk> {
     let mut out: Vec<Disk> = block_devices(sys)
         .into_iter()
         .filter(|d| !d.removable && d.bytes >= MIN_DISK_BYTES)
@@ -122,7 +122,7 @@ pub fn target_disks(sys: &Path) -> Vec<Disk> {
 }
 
 /// Token candidates: removable or USB whole devices holding something (size > 0), by name.
-pub fn token_candidates(sys: &Path) -> Vec<Disk> {
+pub(crate) fn token_candidates(sys: &Path) -> Vec<Disk> {
     block_devices(sys)
         .into_iter()
         .filter(|d| (d.removable || d.usb) && d.bytes > 0)
@@ -130,7 +130,7 @@ pub fn token_candidates(sys: &Path) -> Vec<Disk> {
 }
 
 /// Network interfaces with a PCI device (the ones an uplink can be passed through), by name.
-pub fn nics(sys: &Path) -> Vec<Nic> {
+pub(crate) fn nics(sys: &Path) -> Vec<Nic> {
     let system = System {
         sys: sys.to_path_buf(),
         ..System::default()
@@ -150,7 +150,7 @@ pub fn nics(sys: &Path) -> Vec<Nic> {
 }
 
 /// PCI display controllers, by address.
-pub fn gpus(sys: &Path) -> Vec<Gpu> {
+pub(crate) fn gpus(sys: &Path) -> Vec<Gpu> {
     let mut out: Vec<Gpu> = std::fs::read_dir(sys.join("bus/pci/devices"))
         .into_iter()
         .flatten()

@@ -9,8 +9,7 @@
 
 use crate::error::CliError;
 use crate::global::Global;
-use mv_install::answers::Problem;
-use mv_install::{Answers, DryRun, InstallError, Options, RealHost, System};
+use mv_install::{Answers, DryRun, InstallError, Options, Problem, RealHost, System};
 use std::path::PathBuf;
 
 /// Arguments of `install`.
@@ -73,32 +72,6 @@ fn install_error(e: InstallError) -> CliError {
     }
 }
 
-/// The multiverse binaries beside this one (the CLI, its libvirt half, the agent).
-fn sibling_binaries() -> Vec<PathBuf> {
-    let Ok(me) = std::env::current_exe() else {
-        return Vec::new();
-    };
-    let Some(dir) = me.parent() else {
-        return Vec::new();
-    };
-    [
-        "multiverse",
-        "multiverse-virt",
-        "multiverse-agent",
-        "multiverse-agent-libvirt",
-    ]
-    .iter()
-    .map(|n| dir.join(n))
-    .filter(|p| p.is_file())
-    .collect()
-}
-
-fn cpu_is_intel() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| !c.contains("AuthenticAMD"))
-        .unwrap_or(true)
-}
-
 /// `multiverse install`.
 pub fn run(g: &Global, a: InstallArgs) -> Result<(), CliError> {
     let answers_path = match &a.answers {
@@ -113,13 +86,7 @@ pub fn run(g: &Global, a: InstallArgs) -> Result<(), CliError> {
     };
     let answers = Answers::load(&answers_path).map_err(answer_error)?;
     let checked = answers.check(&System::default()).map_err(answer_error)?;
-    let o = Options {
-        state_dir: a.state.clone(),
-        mount_dir: a.mount_dir.clone(),
-        binaries: sibling_binaries(),
-        sys: PathBuf::from("/sys"),
-        intel: cpu_is_intel(),
-    };
+    let o = Options::for_this_machine(a.state.clone(), a.mount_dir.clone());
     if g.dry_run {
         let mut dry = DryRun::default();
         let report = mv_install::install(&checked, &o, &mut dry).map_err(install_error)?;

@@ -3,9 +3,8 @@
 //! review. `UPDATE_GOLDEN=1` rewrites them.
 #![allow(clippy::unwrap_used)]
 
-use mv_install::answers::System;
-use mv_install::install::{disk_ids, sfdisk_script};
-use mv_install::Answers;
+use mv_install::golden::{disk_ids, sfdisk_script, target_files};
+use mv_install::{Answers, System};
 
 #[test]
 fn target_files_and_partition_table_match_the_golden_files() {
@@ -29,7 +28,7 @@ fn target_files_and_partition_table_match_the_golden_files() {
     let checked = answers.check(&System::default()).unwrap();
     let ids = disk_ids("0123456789abcdef0123456789abcdef");
     let mut out = String::new();
-    for (path, contents, mode) in mv_install::files::target_files(&checked, &ids, true) {
+    for (path, contents, mode) in target_files(&checked, &ids, true) {
         out.push_str(&format!(
             "==> /{} ({mode:04o})\n{contents}\n",
             path.display()
