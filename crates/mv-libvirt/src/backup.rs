@@ -35,6 +35,20 @@ pub struct Ownership {
 }
 
 impl Ownership {
+    /// Counts every folder of `machines_dir` (a tree's `machines/`) as a machine of the
+    /// multiverse, so that a tree without `multiverse.toml` (a bare backup) still knows its
+    /// machines. A missing or unreadable folder adds nothing.
+    pub fn add_machine_folders(&mut self, machines_dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(machines_dir) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    self.machines
+                        .insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+
     fn is_machine(&self, kind: ObjectKind, name: &str) -> bool {
         kind == ObjectKind::Domain && self.machines.contains(name)
     }

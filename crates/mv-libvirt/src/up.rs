@@ -178,6 +178,27 @@ impl Done {
             Done::Unchanged | Done::AlreadyRunning | Done::AlreadyStopped
         )
     }
+
+    /// The words for people: "created", "already running", "powered off"...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Done::Created => "created",
+            Done::Updated => "updated",
+            Done::Unchanged => "unchanged",
+            Done::Started => "started",
+            Done::AlreadyRunning => "already running",
+            Done::Refreshed => "refreshed",
+            Done::ShutDown => "shut down",
+            Done::Destroyed => "powered off",
+            Done::AlreadyStopped => "already stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// One line of a report.

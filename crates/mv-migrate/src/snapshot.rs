@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// One entry of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Entry {
@@ -47,10 +48,12 @@ pub enum Entry {
     },
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Every entry under a root, by path relative to it (the root itself is "").
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Snapshot(pub BTreeMap<PathBuf, Entry>);
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// A snapshot failure.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path} for a snapshot")]
@@ -62,6 +65,7 @@ pub struct SnapshotError {
     pub source: io::Error,
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Snapshot {
     /// Walks `root` (never following symlinks) and records everything, skipping any top-level
     /// name in `skip`.
@@ -96,6 +100,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 fn walk(
     root: &Path,
     rel: &Path,
