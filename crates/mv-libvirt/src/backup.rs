@@ -79,7 +79,7 @@ pub fn object_path(out: &Path, own: &Ownership, kind: ObjectKind, name: &str) ->
 
 /// A file-name-safe form of a libvirt name: `[A-Za-z0-9._+-]` kept, everything else (and a leading
 /// dot) as `%XX`. Injective, so two objects never share a file.
-pub fn file_stem(name: &str) -> String {
+pub(crate) fn file_stem(name: &str) -> String {
     let mut s = String::with_capacity(name.len());
     for (i, b) in name.bytes().enumerate() {
         let keep =

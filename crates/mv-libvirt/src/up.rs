@@ -109,7 +109,7 @@ impl MachineSpec {
 }
 
 /// The virtio-serial port name of a machine's SSH channel.
-pub const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
+pub(crate) const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
 
 /// Whether a live definition has the seed disk (`vdz`), in libvirt's quoting or ours.
 fn has_seed_disk(live: &str) -> bool {
@@ -424,7 +424,7 @@ fn read_rendered(path: &Path, kind: ObjectKind, name: Option<&str>) -> Result<Re
 }
 
 /// The domain XML `up` defines: the rendered file plus the marker with the file's SHA-256.
-pub fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
+pub(crate) fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
     let hash = hex::encode(sha2::Sha256::digest(rendered.as_bytes()));
     xml::inject_metadata(
         rendered,
@@ -847,7 +847,7 @@ fn wait_ready(
 const ACPI_REPEAT: Duration = Duration::from_secs(15);
 
 /// Polls a domain's state every 50 ms until `want` holds or `timeout` passes.
-pub fn wait_for(
+pub(crate) fn wait_for(
     conn: &Connection,
     name: &str,
     timeout: Duration,

@@ -46,7 +46,13 @@ pub use plan::{plan, Finding, FindingKind, Op, Plan, PlanError};
 #[cfg(feature = "test-hooks")]
 pub use crash::CRASH_ENV;
 #[cfg(any(test, feature = "test-hooks"))]
-pub use snapshot::{sha256_file, Entry, Snapshot, SnapshotError};
+pub use snapshot::{Entry, Snapshot, SnapshotError};
+
+/// The SHA-256 of a file's contents, in lower-case hex (what [`Snapshot`] records; test hooks).
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    snapshot::sha256_file(path)
+}
 
 /// Name of the folder, inside the new root, that holds the saved plan and the journal.
 pub const STATE_DIR: &str = ".multiverse-migrate";

@@ -105,7 +105,7 @@ pub struct Rewrite {
 }
 
 /// Every path the XML of an object refers to and that [`rewrite`] would consider.
-pub fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
+pub(crate) fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
     let mut out = Vec::new();
     visit(kind, xml, &mut |p| {
         out.push(p.to_string());
@@ -116,7 +116,7 @@ pub fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
 
 /// Rewrites the paths of `xml` through `map` (which returns the new path, or `None` to keep it).
 /// Returns the new XML and the replacements made (empty when nothing matched).
-pub fn rewrite(
+pub(crate) fn rewrite(
     kind: ObjectKind,
     xml: &str,
     map: &dyn Fn(&str) -> Option<String>,
@@ -134,7 +134,11 @@ pub fn rewrite(
 }
 
 /// Applies a list of exact replacements (as recorded in a plan).
-pub fn apply_rewrites(kind: ObjectKind, xml: &str, rewrites: &[Rewrite]) -> (String, Vec<Rewrite>) {
+pub(crate) fn apply_rewrites(
+    kind: ObjectKind,
+    xml: &str,
+    rewrites: &[Rewrite],
+) -> (String, Vec<Rewrite>) {
     rewrite(kind, xml, &|p| {
         rewrites.iter().find(|r| r.old == p).map(|r| r.new.clone())
     })

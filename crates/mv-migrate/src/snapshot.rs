@@ -6,11 +6,15 @@
 //! which no rename can avoid) and extended attributes.
 
 use sha2::{Digest, Sha256};
+#[cfg(any(test, feature = "test-hooks"))]
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
+#[cfg(any(test, feature = "test-hooks"))]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(any(test, feature = "test-hooks"))]
+use std::path::PathBuf;
 
 #[cfg(any(test, feature = "test-hooks"))]
 /// One entry of a snapshot.
@@ -86,7 +90,7 @@ impl Snapshot {
 }
 
 /// SHA-256 of a file's contents, hex.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
