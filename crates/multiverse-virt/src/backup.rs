@@ -45,10 +45,10 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<(), CliError> {
     let prefix = if g.dry_run { "would be " } else { "" };
     for f in &report.files {
         let word = match f.change {
-            FileRestoreChange::Written => "written",
-            FileRestoreChange::Removed => "removed",
-            FileRestoreChange::Unchanged if g.verbose > 0 => "unchanged",
-            FileRestoreChange::Unchanged => continue,
+            FileChange::Written => "written",
+            FileChange::Removed => "removed",
+            FileChange::Unchanged if g.verbose > 0 => "unchanged",
+            FileChange::Unchanged => continue,
         };
         g.say(format!("{prefix}{word:<9} {}", f.path.display()));
     }
