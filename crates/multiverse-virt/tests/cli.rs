@@ -2,6 +2,7 @@
 //! connecting). The libvirt subcommands are tested end to end through `multiverse`, which execs
 //! this binary, in `crates/multiverse/tests/` (libvirt, migrate, genesis...). Being an integration
 //! test, this file also makes `cargo test --workspace` build the binary beside `multiverse`.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
