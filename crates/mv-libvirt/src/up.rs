@@ -53,7 +53,7 @@ pub struct MachineSpec {
     pub luks_secret: Option<LuksSecret>,
     /// The name of the virtio channel its agent answers on (`org.multiverse.agent.0`). While
     /// libvirt reports it closed by the guest, the readiness probe is not sent (see
-    /// [`wait_ready`]).
+    /// the readiness wait of `up`).
     pub agent_channel: Option<String>,
 }
 
@@ -453,7 +453,7 @@ enum Undo {
 /// Whether a started machine is ready (its agent answers); `Err` carries the reason it is not
 /// yet. Called repeatedly until it succeeds or the machine's timeout passes, with the instant
 /// the machine was started (or, for one found running, the wait began): the first call may come
-/// well after it (see [`wait_ready`]).
+/// well after it (see the readiness wait of `up`).
 pub type ReadyProbe<'a> = &'a dyn Fn(&MachineSpec, Instant) -> Result<(), String>;
 
 /// Brings the host to the wanted state. See the module documentation.

@@ -304,7 +304,7 @@ impl fmt::Display for Finding {
 /// A complete migration plan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
-    /// [`PLAN_VERSION`].
+    /// The format version of a saved plan (1: this one).
     pub version: u32,
     /// The old tree (absolute).
     pub from: PathBuf,
