@@ -8,7 +8,7 @@
 //! What it is not: the libvirt subcommands (`up`, `down`, `status`, `backup`, `restore`, `image`,
 //! `migrate`, `console`, `rebuild`). They are the package `multiverse-virt`, which depends on this
 //! library, `mv-libvirt` and `mv-migrate`; this package depends on neither, so Cargo, not the
-//! linker, keeps libvirt out of the `multiverse` binary (`tests/libvirt_free.rs` checks it).
+//! linker, keeps libvirt out of the `multiverse` binary (`tests/it/libvirt_free.rs` checks it).
 //!
 //! Main entry points: [`cli::main`] (the whole program, given the libvirt dispatch),
 //! [`cli::Cli`], [`error::CliError`].

@@ -18,7 +18,7 @@ fn needed(bin: &Path) -> Vec<String> {
         .arg(bin)
         .env("LC_ALL", "C")
         .output()
-        .expect("readelf runs");
+        .unwrap();
     assert!(
         out.status.success(),
         "readelf -d {}: {}",
