@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-cargo build -q --release -p multiverse -p multiverse-agent
+cargo build -q --release -p multiverse -p multiverse-virt -p multiverse-agent
 B=$REPO/target/release
 command -v virt-install >/dev/null || { echo "virt-install missing: scripts/install-deps.sh" >&2; exit 1; }
 W="$(mktemp -d /var/tmp/mv-boot.XXXXXX)"

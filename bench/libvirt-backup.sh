@@ -9,7 +9,7 @@ N="${1:-200}"
 URI="${URI:-qemu:///system}"
 if [ -z "${MV_BIN:-}" ]; then
   if [ -x target/release/multiverse ]; then MV_BIN=target/release/multiverse
-  else cargo build -q -p multiverse; MV_BIN=target/debug/multiverse; fi
+  else cargo build -q -p multiverse -p multiverse-virt; MV_BIN=target/debug/multiverse; fi
 fi
 prefix="mvbench-$$"
 work="$(mktemp -d)"

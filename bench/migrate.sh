@@ -16,7 +16,7 @@ for t in qemu-img hyperfine; do
   command -v "$t" >/dev/null || { echo "bench/migrate.sh: $t is not installed" >&2; exit 1; }
 done
 if [ -z "${BIN:-}" ]; then
-  cargo build --release -q -p multiverse
+  cargo build --release -q -p multiverse -p multiverse-virt
   BIN=$PWD/target/release/multiverse
 fi
 

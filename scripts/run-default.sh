@@ -21,7 +21,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 bash "$repo/scripts/install-deps.sh" run
-cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p multiverse -p multiverse-agent
+cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p multiverse -p multiverse-virt -p multiverse-agent
 bin="$repo/target/release"
 multiverse() { "$bin/multiverse" --root "$out" "$@"; }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use mv_agent::stats::host::{state_name, targets, DomainStats, HelperReply, HostStats};
+use mv_libvirt::DomainState;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use virt::connect::Connect;
@@ -34,8 +35,12 @@ fn domain_stats(d: &Domain) -> Result<DomainStats, virt::error::Error> {
         max_memory_bytes: info.max_mem.saturating_mul(1024),
         ..Default::default()
     };
-    // Block and interface counters exist only for a live domain; its XML names the devices.
-    if info.state == 1 || info.state == 3 {
+    // Block and interface counters exist only for a live domain (running, blocked on a
+    // resource, or paused); its XML names the devices.
+    if matches!(
+        DomainState::from_raw(info.state),
+        DomainState::Running | DomainState::Paused
+    ) {
         let xml = d.get_xml_desc(0)?;
         for dev in targets(&xml, "disk") {
             if let Ok(b) = d.get_block_stats(&dev) {

@@ -1,10 +1,11 @@
 //! The command line of `multiverse`: the clap definitions of every subcommand, in one place.
 //!
-//! Both binaries of this package compile this module (`multiverse` as `mod cli`,
-//! `multiverse-virt` through `#[path]`), so they parse exactly the same arguments and print the
-//! same help, completions and man page. It is not the dispatch of the libvirt commands: those are
-//! grouped in [`VirtCommand`] and handed to a function the binary supplies ([`run`]), so that only
-//! `multiverse-virt` references (and links) libvirt. See docs/cli.md.
+//! Both binaries use this module of the `multiverse` library (`multiverse`, and `multiverse-virt`
+//! of the package of that name), so they parse exactly the same arguments and print the same help,
+//! completions and man page. It is not the dispatch of the libvirt commands: those are grouped in
+//! [`VirtCommand`] (their arguments in [`virt`]) and handed to a function the binary supplies
+//! ([`run`]); only the `multiverse-virt` package holds them, and only it depends on libvirt. See
+//! docs/cli.md.
 //!
 //! `multiverse pass …` skips clap's tree: [`pass_command_line`] reads the global options and
 //! hands the rest to pass's own parser, so that `pass show` does not build the definitions of every
@@ -12,6 +13,8 @@
 //! leaves every other one, errors included, to [`Cli`].
 //!
 //! Main types: [`Cli`] (the whole command line), [`Command`], [`VirtCommand`].
+
+pub mod virt;
 
 use crate::cmd;
 use crate::error::CliError;
@@ -85,24 +88,24 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum VirtCommand {
     /// Define (and with --start, start) the multiverse through libvirt
-    Up(cmd::libvirt::UpArgs),
+    Up(virt::UpArgs),
     /// Stop machines in reverse dependency order
-    Down(cmd::libvirt::DownArgs),
+    Down(virt::DownArgs),
     /// Every machine: defined, running, changed since render; agent stats where reachable
-    Status(cmd::libvirt::StatusArgs),
+    Status(virt::StatusArgs),
     /// Pull every libvirt definition off the host into the tree
-    Backup(cmd::libvirt::BackupArgs),
+    Backup(virt::BackupArgs),
     /// Define everything from a backup back on a host
-    Restore(cmd::libvirt::RestoreArgs),
+    Restore(virt::RestoreArgs),
     /// Base OS images
     #[command(subcommand)]
-    Image(cmd::libvirt::ImageCommand),
+    Image(virt::ImageCommand),
     /// Move an old Multiverse tree to the current layout
-    Migrate(cmd::migrate::Args),
+    Migrate(virt::MigrateArgs),
     /// Attach to a machine's serial console (libvirt's; Ctrl+] leaves)
-    Console(cmd::libvirt::ConsoleArgs),
+    Console(virt::ConsoleArgs),
     /// Rebuild a lost host from its 24 words and multiverse.toml: restore, render, pass, image, up
-    Rebuild(cmd::rebuild::RebuildArgs),
+    Rebuild(virt::RebuildArgs),
 }
 
 /// The whole program: parses the command line, sets up logging, runs the command with `virt` for
@@ -128,7 +131,8 @@ pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> 
 }
 
 /// Runs one parsed command line. `virt` runs the libvirt subcommands: `multiverse` passes a
-/// function that execs `multiverse-virt`, which passes the real dispatch.
+/// function that execs `multiverse-virt`, which passes the real dispatch (package
+/// `multiverse-virt`).
 pub fn run(
     cli: Cli,
     virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>,

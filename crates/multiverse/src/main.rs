@@ -1,30 +1,21 @@
 //! `multiverse`: the command-line front end of Multiverse OS.
 //!
-//! This binary only parses arguments, wires the library crates together and maps their errors to
-//! exit codes and hints. Every subcommand lives in its own module under [`cmd`]; the work itself is
-//! done by the `mv-*` crates (see ARCHITECTURE.md). The command line itself is [`cli`].
+//! This binary only wires: it runs the `multiverse` library's program ([`cli::main`]: parse, run,
+//! map errors to exit codes and hints) and, for the libvirt subcommands, execs `multiverse-virt`.
+//! Every subcommand lives in the library (`multiverse::cmd`); the work itself is done by the `mv-*`
+//! crates (see ARCHITECTURE.md).
 //!
 //! It does not link libvirt, so that it starts in about a millisecond (`multiverse pass show` is
 //! meant to beat `pass show`): the libvirt subcommands (`up`, `down`, `status`, `backup`,
 //! `restore`, `image`, `migrate`, `console`, `rebuild`) are parsed here, then run by the sibling binary
-//! `multiverse-virt`, which this one execs with the same arguments (docs/cli.md).
+//! `multiverse-virt` (its own package, which alone depends on libvirt), which this one execs with
+//! the same arguments (docs/cli.md).
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage or bad input (a malformed config, a bad name, ...).
 #![forbid(unsafe_code)]
 
-mod cli;
-// The run functions of the libvirt subcommands are compiled here but only called by
-// `multiverse-virt` (which compiles the same modules and does warn about dead code); a binary
-// crate never generates code for functions it does not reach, so they do not pull libvirt in.
-#[allow(dead_code)]
-mod cmd;
-mod error;
-mod global;
-mod secret_input;
-mod session;
-mod unsealed;
-
-use error::CliError;
+use multiverse::error::CliError;
+use multiverse::{cli, secret_input};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +39,7 @@ fn exec_virt() -> Result<(), CliError> {
                 .map_or_else(|| "this program".to_string(), |e| e.display().to_string())
         ))
         .with_hint(&format!(
-            "install {VIRT_BIN} beside multiverse (`cargo build -p multiverse` builds both)"
+            "install {VIRT_BIN} beside multiverse (`cargo build -p {VIRT_BIN}` builds it)"
         ))
     })?;
     let mut args = std::env::args_os();

@@ -281,7 +281,7 @@ fn shut_down(root: &Path, lab: &Lab, names: &[&str]) -> String {
     if !out.status.success() {
         for m in [STAR, SERVICE, APP] {
             let log = root.join("machines").join(m).join("console.log");
-            eprintln!("--- {m}:\n{}", mv_libvirt::up::console_tail(&log, 40));
+            eprintln!("--- {m}:\n{}", mv_libvirt::console_tail(&log, 40));
         }
         panic!("down failed: {out:?}");
     }

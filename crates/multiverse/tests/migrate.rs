@@ -10,7 +10,7 @@
 mod common;
 
 use common::{success as ok, MV};
-use mv_migrate::snapshot::{Entry, Snapshot};
+use mv_migrate::{Entry, Snapshot};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const STATE: &str = mv_migrate::STATE_DIR;
-const CRASH_ENV: &str = mv_migrate::crash::CRASH_ENV;
+const CRASH_ENV: &str = mv_migrate::CRASH_ENV;
 
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_600_000_000)
@@ -455,7 +455,12 @@ fn crash_test(build: &dyn Fn(&Path, &Path) -> (PathBuf, PathBuf)) {
 
     let points = crash_everywhere(build, &fwd, &|_, _| {}, &migrated);
     eprintln!("migration: crashed and re-ran at each of {points} crash points");
-    assert!(points > 10, "only {points} crash points");
+    assert!(
+        points > 10,
+        "only {points} crash points: the crash points are compiled only with mv-migrate's \
+         `test-hooks`, which `cargo test --workspace` turns on for the multiverse-virt it builds \
+         (a multiverse-virt built otherwise has none)"
+    );
     // The plan saved after a crash is the same plan.
     let t2 = tempfile::tempdir().unwrap();
     let shm2 = shm_tempdir();

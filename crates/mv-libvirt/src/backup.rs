@@ -35,6 +35,20 @@ pub struct Ownership {
 }
 
 impl Ownership {
+    /// Counts every folder of `machines_dir` (a tree's `machines/`) as a machine of the
+    /// multiverse, so that a tree without `multiverse.toml` (a bare backup) still knows its
+    /// machines. A missing or unreadable folder adds nothing.
+    pub fn add_machine_folders(&mut self, machines_dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(machines_dir) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    self.machines
+                        .insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+
     fn is_machine(&self, kind: ObjectKind, name: &str) -> bool {
         kind == ObjectKind::Domain && self.machines.contains(name)
     }
@@ -65,7 +79,7 @@ pub fn object_path(out: &Path, own: &Ownership, kind: ObjectKind, name: &str) ->
 
 /// A file-name-safe form of a libvirt name: `[A-Za-z0-9._+-]` kept, everything else (and a leading
 /// dot) as `%XX`. Injective, so two objects never share a file.
-pub fn file_stem(name: &str) -> String {
+pub(crate) fn file_stem(name: &str) -> String {
     let mut s = String::with_capacity(name.len());
     for (i, b) in name.bytes().enumerate() {
         let keep =

@@ -84,6 +84,19 @@ impl serde::Serialize for ObjectKind {
     }
 }
 
+/// Read from [`ObjectKind::as_str`] (the saved plans of `mv-migrate` hold kinds).
+impl<'de> serde::Deserialize<'de> for ObjectKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        ObjectKind::parse(&s).ok_or_else(|| {
+            serde::de::Error::unknown_variant(
+                &s,
+                &["secret", "nwfilter", "pool", "network", "domain"],
+            )
+        })
+    }
+}
+
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -111,7 +124,8 @@ pub enum DomainState {
 }
 
 impl DomainState {
-    fn from_raw(state: sys::virDomainState) -> DomainState {
+    /// The state libvirt reports as a number (`virDomainState`, the `state` of `virDomainInfo`).
+    pub fn from_raw(state: sys::virDomainState) -> DomainState {
         match state {
             sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED => DomainState::Running,
             sys::VIR_DOMAIN_PAUSED => DomainState::Paused,

@@ -157,3 +157,61 @@ impl LibvirtError {
         source.code() == virt::error::ErrorNumber::NoSupport
     }
 }
+
+impl mv_core::Classify for VirtError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for LibvirtError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for crate::xml::XmlError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for crate::backup::BackupError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for crate::up::UpError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for crate::images::ImageError {
+    fn class(&self) -> mv_core::ErrorClass {
+        use crate::images::ImageError;
+        match self {
+            // A name or a source file the person gave, or a name already taken.
+            ImageError::BadName(_) | ImageError::Source { .. } | ImageError::Exists { .. } => {
+                mv_core::ErrorClass::Usage
+            }
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
+impl mv_core::Classify for crate::restore::RestoreError {
+    fn class(&self) -> mv_core::ErrorClass {
+        use crate::restore::RestoreError;
+        match self {
+            // The backup files the person pointed restore at are unreadable or inconsistent.
+            RestoreError::Read { .. }
+            | RestoreError::Identify { .. }
+            | RestoreError::NoName { .. }
+            | RestoreError::Duplicate { .. }
+            | RestoreError::Empty(_) => mv_core::ErrorClass::Usage,
+            _ => mv_core::ErrorClass::Failure,
+        }
+    }
+}

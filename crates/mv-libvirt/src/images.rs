@@ -133,7 +133,7 @@ pub struct ImageInfo {
 }
 
 /// Base image names become file names: no separators, no leading dot.
-pub fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
@@ -172,7 +172,7 @@ pub fn info(path: &Path) -> Result<ImageInfo, ImageError> {
 }
 
 /// Parses `qemu-img info --output=json`.
-pub fn parse_info(path: &Path, json: &str) -> Result<ImageInfo, ImageError> {
+pub(crate) fn parse_info(path: &Path, json: &str) -> Result<ImageInfo, ImageError> {
     let bad = |message: String| ImageError::Info {
         path: path.to_path_buf(),
         message,
@@ -307,14 +307,14 @@ const KEY_ID: &str = "mvkey0";
 
 /// A key in a 0600 file for `qemu-img --object secret,file=...`: in `/dev/shm` (memory) when it
 /// exists, else the temporary folder; overwritten with zeros and removed on drop.
-pub struct KeyFile {
+pub(crate) struct KeyFile {
     path: PathBuf,
     len: usize,
 }
 
 impl KeyFile {
     /// Writes `key` to a new file with a random name.
-    pub fn new(key: &SecretBytes) -> Result<KeyFile, ImageError> {
+    pub(crate) fn new(key: &SecretBytes) -> Result<KeyFile, ImageError> {
         let shm = Path::new("/dev/shm");
         let dir = if shm.is_dir() {
             shm.to_path_buf()
@@ -341,13 +341,8 @@ impl KeyFile {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// `secret,id=ID,file=PATH,format=raw`: the `--object` argument naming this file.
-    pub fn object(&self, id: &str) -> std::ffi::OsString {
+    pub(crate) fn object(&self, id: &str) -> std::ffi::OsString {
         let mut o = std::ffi::OsString::from(format!("secret,id={id},format=raw,file="));
         o.push(self.path.as_os_str());
         o
@@ -429,7 +424,7 @@ fn create(spec: &OverlaySpec, base: &Path) -> Result<(), ImageError> {
 
 /// Creates the overlay unless it exists. An existing file is kept as it is (a service VM's disk
 /// holds its state), whatever its backing file.
-pub fn ensure_overlay(spec: &OverlaySpec, dry_run: bool) -> Result<Outcome, ImageError> {
+pub(crate) fn ensure_overlay(spec: &OverlaySpec, dry_run: bool) -> Result<Outcome, ImageError> {
     if spec.path.exists() {
         // Kept, but only if it is what the machine can open: QEMU fails late and obscurely on
         // a plain disk given a key, or an encrypted one without.
@@ -450,7 +445,7 @@ pub fn ensure_overlay(spec: &OverlaySpec, dry_run: bool) -> Result<Outcome, Imag
 }
 
 /// Replaces the overlay with an empty one on its base (an application VM's throw-away disk).
-pub fn fresh_overlay(spec: &OverlaySpec, dry_run: bool) -> Result<Outcome, ImageError> {
+pub(crate) fn fresh_overlay(spec: &OverlaySpec, dry_run: bool) -> Result<Outcome, ImageError> {
     let base = check_base(spec)?;
     let existed = spec.path.exists();
     if !dry_run {

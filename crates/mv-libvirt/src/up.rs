@@ -53,7 +53,7 @@ pub struct MachineSpec {
     pub luks_secret: Option<LuksSecret>,
     /// The name of the virtio channel its agent answers on (`org.multiverse.agent.0`). While
     /// libvirt reports it closed by the guest, the readiness probe is not sent (see
-    /// [`wait_ready`]).
+    /// the readiness wait of `up`).
     pub agent_channel: Option<String>,
 }
 
@@ -109,7 +109,7 @@ impl MachineSpec {
 }
 
 /// The virtio-serial port name of a machine's SSH channel.
-pub const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
+pub(crate) const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
 
 /// Whether a live definition has the seed disk (`vdz`), in libvirt's quoting or ours.
 fn has_seed_disk(live: &str) -> bool {
@@ -177,6 +177,27 @@ impl Done {
             self,
             Done::Unchanged | Done::AlreadyRunning | Done::AlreadyStopped
         )
+    }
+
+    /// The words for people: "created", "already running", "powered off"...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Done::Created => "created",
+            Done::Updated => "updated",
+            Done::Unchanged => "unchanged",
+            Done::Started => "started",
+            Done::AlreadyRunning => "already running",
+            Done::Refreshed => "refreshed",
+            Done::ShutDown => "shut down",
+            Done::Destroyed => "powered off",
+            Done::AlreadyStopped => "already stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -403,7 +424,7 @@ fn read_rendered(path: &Path, kind: ObjectKind, name: Option<&str>) -> Result<Re
 }
 
 /// The domain XML `up` defines: the rendered file plus the marker with the file's SHA-256.
-pub fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
+pub(crate) fn marked_domain_xml(rendered: &str) -> Result<String, XmlError> {
     let hash = hex::encode(sha2::Sha256::digest(rendered.as_bytes()));
     xml::inject_metadata(
         rendered,
@@ -432,7 +453,7 @@ enum Undo {
 /// Whether a started machine is ready (its agent answers); `Err` carries the reason it is not
 /// yet. Called repeatedly until it succeeds or the machine's timeout passes, with the instant
 /// the machine was started (or, for one found running, the wait began): the first call may come
-/// well after it (see [`wait_ready`]).
+/// well after it (see the readiness wait of `up`).
 pub type ReadyProbe<'a> = &'a dyn Fn(&MachineSpec, Instant) -> Result<(), String>;
 
 /// Brings the host to the wanted state. See the module documentation.
@@ -826,7 +847,7 @@ fn wait_ready(
 const ACPI_REPEAT: Duration = Duration::from_secs(15);
 
 /// Polls a domain's state every 50 ms until `want` holds or `timeout` passes.
-pub fn wait_for(
+pub(crate) fn wait_for(
     conn: &Connection,
     name: &str,
     timeout: Duration,

@@ -124,7 +124,7 @@ pub fn identify(xml: &str) -> Result<Identity, XmlError> {
 /// (`connected`/`disconnected`) libvirt keeps on `<channel><target type='virtio' name=…/>`.
 /// `None` when there is no such channel or libvirt does not say (an inactive definition, an
 /// older libvirt), and for XML that does not parse.
-pub fn channel_connected(xml: &str, name: &str) -> Option<bool> {
+pub(crate) fn channel_connected(xml: &str, name: &str) -> Option<bool> {
     let mut reader = Reader::from_str(xml);
     let mut in_channel = false;
     loop {
@@ -201,7 +201,7 @@ fn is_pool_size_line(line: &str) -> bool {
 }
 
 /// The namespace of the marker `up` puts in a domain's `<metadata>`.
-pub const UP_NS: &str = "https://multiverse-os.org/xmlns/up/1";
+pub(crate) const UP_NS: &str = "https://multiverse-os.org/xmlns/up/1";
 
 /// A parsed element: name, attributes, trimmed text, children. Only for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,13 +293,13 @@ fn node_subset(a: &Node, b: &Node) -> bool {
 /// True when everything `wanted` says (elements, attributes, text) is also in `live`, which may
 /// say more: libvirt fills in defaults (a network's MAC, a pool's permissions) when it defines an
 /// object, so "has the host drifted from the rendered file" is a subset test, not equality.
-pub fn is_subset(wanted: &str, live: &str) -> Result<bool, XmlError> {
+pub(crate) fn is_subset(wanted: &str, live: &str) -> Result<bool, XmlError> {
     Ok(node_subset(&parse_tree(wanted)?, &parse_tree(live)?))
 }
 
 /// Inserts `element` (one XML element, e.g. the `up` marker) into the root's `<metadata>`,
 /// creating `<metadata>` right after the root's start tag if there is none.
-pub fn inject_metadata(xml: &str, element: &str) -> Result<String, XmlError> {
+pub(crate) fn inject_metadata(xml: &str, element: &str) -> Result<String, XmlError> {
     let mut reader = Reader::from_str(xml);
     let mut depth = 0usize;
     let mut root_end: Option<usize> = None;
@@ -348,7 +348,7 @@ pub fn inject_metadata(xml: &str, element: &str) -> Result<String, XmlError> {
 
 /// Adds `<uuid>` right after the root's `<name>` (for a rendered file without one, so a
 /// redefinition keeps the host's UUID instead of colliding with it).
-pub fn with_uuid(xml: &str, uuid: &str) -> Result<String, XmlError> {
+pub(crate) fn with_uuid(xml: &str, uuid: &str) -> Result<String, XmlError> {
     let mut reader = Reader::from_str(xml);
     let mut depth = 0usize;
     let mut in_name = false;
@@ -391,7 +391,7 @@ fn splice(s: &str, from: usize, to: usize, with: &str) -> String {
 
 /// The `sha256` attribute of the `up` marker (`<x:rendered xmlns:x="UP_NS" sha256=".."/>`) in a
 /// domain's XML, if present.
-pub fn rendered_hash(xml: &str) -> Option<String> {
+pub(crate) fn rendered_hash(xml: &str) -> Option<String> {
     let mut reader = Reader::from_str(xml);
     loop {
         match reader.read_event() {
@@ -411,7 +411,7 @@ pub fn rendered_hash(xml: &str) -> Option<String> {
 }
 
 /// Networks a domain's interfaces use (`<interface type='network'><source network='x'/>`).
-pub fn referenced_networks(xml: &str) -> Vec<String> {
+pub(crate) fn referenced_networks(xml: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(root) = parse_tree(xml) else {
         return out;

@@ -59,7 +59,7 @@ fn define_read_undefine_each_kind() {
     let xml = c.domain_xml(&dom, true).unwrap();
     assert!(xml.contains(&format!("<name>{dom}</name>")));
     // The XML identifies itself.
-    let id = mv_libvirt::xml::identify(&xml).unwrap();
+    let id = mv_libvirt::identify(&xml).unwrap();
     assert_eq!(id.kind, ObjectKind::Domain);
     assert_eq!(id.name.as_deref(), Some(dom.as_str()));
 

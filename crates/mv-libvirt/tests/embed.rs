@@ -18,9 +18,9 @@ fn embedded_driver_backs_up_and_restores_domains() {
     c.define_domain(&common::domain_xml(name)).unwrap();
     let before = c.domain_xml(name, true).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut own = mv_libvirt::backup::Ownership::default();
+    let mut own = mv_libvirt::Ownership::default();
     own.machines.insert(name.to_string());
-    let report = mv_libvirt::backup::backup(&c, out.path(), &own, false).unwrap();
+    let report = mv_libvirt::backup(&c, out.path(), &own, false).unwrap();
     assert_eq!(report.files.len(), 1);
     let file = out
         .path()
@@ -30,7 +30,7 @@ fn embedded_driver_backs_up_and_restores_domains() {
     assert!(file.is_file());
     c.undefine_domain(name).unwrap();
     let steps =
-        mv_libvirt::restore::plan(&c, mv_libvirt::restore::scan(out.path()).unwrap()).unwrap();
-    mv_libvirt::restore::apply(&c, &steps).unwrap();
+        mv_libvirt::restore_plan(&c, mv_libvirt::restore_scan(out.path()).unwrap()).unwrap();
+    mv_libvirt::restore_apply(&c, &steps).unwrap();
     assert_eq!(c.domain_xml(name, true).unwrap(), before);
 }

@@ -8,9 +8,12 @@
 mod common;
 
 use common::{chain, unique};
-use mv_libvirt::backup::{backup, object_path, FileChange, Ownership};
-use mv_libvirt::restore::{apply, plan, scan, Change, RestoreError};
 use mv_libvirt::ObjectKind;
+use mv_libvirt::{backup, object_path, FileChange, Ownership};
+use mv_libvirt::{
+    restore_apply as apply, restore_plan as plan, restore_scan as scan, RestoreChange as Change,
+    RestoreError,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -114,7 +117,7 @@ fn backup_undefine_restore_round_trip() {
 
     let original: Vec<String> = mine
         .iter()
-        .map(|(k, n)| mv_libvirt::xml::normalise(*k, &c.xml(*k, n, true).unwrap()))
+        .map(|(k, n)| mv_libvirt::normalise(*k, &c.xml(*k, n, true).unwrap()))
         .collect();
 
     let mut own = Ownership::default();
@@ -178,7 +181,7 @@ fn backup_undefine_restore_round_trip() {
     assert_eq!(done.created.len(), mine.len());
 
     for ((k, n), before) in mine.iter().zip(&original) {
-        let after = mv_libvirt::xml::normalise(*k, &c.xml(*k, n, true).unwrap());
+        let after = mv_libvirt::normalise(*k, &c.xml(*k, n, true).unwrap());
         assert_eq!(&after, before, "{k} {n} differs after restore");
     }
 
@@ -208,10 +211,7 @@ fn failed_restore_undoes_what_it_defined() {
     c.define_pool(&common::pool_xml(&pool, pooldir.path()))
         .unwrap();
     let pool_before = c.pool_xml(&pool, true).unwrap();
-    let pool_uuid = mv_libvirt::xml::identify(&pool_before)
-        .unwrap()
-        .uuid
-        .unwrap();
+    let pool_uuid = mv_libvirt::identify(&pool_before).unwrap().uuid.unwrap();
 
     let write = |kind, name: &str, xml: &str| write_object(out.path(), kind, name, xml);
     write(
@@ -275,10 +275,7 @@ fn failed_restore_undoes_what_it_defined() {
     let pool_after = c.pool_xml(&pool, true).unwrap();
     assert_eq!(pool_after, pool_before);
     assert_eq!(
-        mv_libvirt::xml::identify(&pool_after)
-            .unwrap()
-            .uuid
-            .unwrap(),
+        mv_libvirt::identify(&pool_after).unwrap().uuid.unwrap(),
         pool_uuid
     );
 }
@@ -291,7 +288,7 @@ fn a_file_without_uuid_updates_the_hosts_object() {
     let dom = format!("mvtest-nouuid-{tag}");
     clean.add(ObjectKind::Domain, &dom);
     c.define_domain(&common::domain_xml(&dom)).unwrap();
-    let uuid_before = mv_libvirt::xml::identify(&c.domain_xml(&dom, true).unwrap())
+    let uuid_before = mv_libvirt::identify(&c.domain_xml(&dom, true).unwrap())
         .unwrap()
         .uuid;
     write_object(
@@ -309,7 +306,7 @@ fn a_file_without_uuid_updates_the_hosts_object() {
     assert_eq!(done.updated.len(), 1);
     let after = c.domain_xml(&dom, true).unwrap();
     assert!(after.contains("49152"), "{after}");
-    assert_eq!(mv_libvirt::xml::identify(&after).unwrap().uuid, uuid_before);
+    assert_eq!(mv_libvirt::identify(&after).unwrap().uuid, uuid_before);
 }
 
 #[test]

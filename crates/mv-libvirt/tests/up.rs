@@ -5,8 +5,8 @@
 mod common;
 
 use common::{chain, unique, Cleanup};
-use mv_libvirt::images::OverlaySpec;
-use mv_libvirt::up::{down, status, up, Done, MachineSpec, UpError, UpOptions, UpSpec};
+use mv_libvirt::OverlaySpec;
+use mv_libvirt::{down, status, up, Done, MachineSpec, UpError, UpOptions, UpSpec};
 use mv_libvirt::{Connection, DomainState, ObjectKind};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -240,10 +240,7 @@ fn up_is_idempotent_status_agrees_and_one_machine_runs() {
         .map(|m| m.name.clone())
         .collect();
     let err = down(&c, &names, Duration::from_millis(500), false, false).unwrap_err();
-    assert!(
-        matches!(err, mv_libvirt::up::UpError::Timeout { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, mv_libvirt::UpError::Timeout { .. }), "{err}");
     assert_eq!(c.domain_state(name).unwrap(), DomainState::Running);
     let r = down(&c, &names, Duration::from_millis(500), false, true).unwrap();
     let d: Vec<_> = r.items.iter().map(|i| i.done).collect();
@@ -352,9 +349,9 @@ fn an_encrypted_disk_starts_only_with_its_secret() {
         &format!("<secret ephemeral=\"yes\" private=\"yes\">\n  <uuid>{uuid}</uuid>\n  <description>test</description>\n</secret>\n"),
     );
     let key = mv_core::secret::SecretBytes::new((0u8..64).collect());
-    let pass = mv_libvirt::images::disk_passphrase(&key);
+    let pass = mv_libvirt::disk_passphrase(&key);
     m.disks[0].luks = Some(pass.clone());
-    m.luks_secret = Some(mv_libvirt::up::LuksSecret {
+    m.luks_secret = Some(mv_libvirt::LuksSecret {
         xml: secret_xml,
         passphrase: pass,
     });
@@ -377,7 +374,7 @@ fn an_encrypted_disk_starts_only_with_its_secret() {
         live.contains("ephemeral='yes'") && live.contains("private='yes'"),
         "{live}"
     );
-    let info = mv_libvirt::images::info(&f.spec.machines[0].disks[0].path).unwrap();
+    let info = mv_libvirt::image_info(&f.spec.machines[0].disks[0].path).unwrap();
     assert!(info.encrypted, "{info:?}");
     // Idempotent: the secret is unchanged (its value is set again, silently).
     let again = up(&c, &f.spec, &opts(false)).unwrap();

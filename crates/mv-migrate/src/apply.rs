@@ -21,7 +21,6 @@ use crate::libvirt::{self, Hypervisor, HypervisorError};
 use crate::plan::{Op, Plan};
 use crate::snapshot::sha256_file;
 use crate::{crash, STATE_DIR};
-use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
@@ -176,12 +175,35 @@ pub struct Outcome {
     pub already_done: usize,
 }
 
+/// How far the copies across filesystems of a run or an undo are (renames on one filesystem are
+/// instant and not reported). This crate never draws it: the caller of [`Migration::on_progress`]
+/// does (the CLI draws a bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyProgress {
+    /// The copies start: this many bytes in all (as planned). Not sent when nothing is copied.
+    Start {
+        /// Bytes to copy.
+        total_bytes: u64,
+    },
+    /// This many more bytes were copied.
+    Copied(u64),
+    /// Every copy of the run (or undo) is done. Not sent after an error.
+    Finish,
+}
+
 /// A migration into one root.
-#[derive(Debug)]
 pub struct Migration {
     root: PathBuf,
-    /// Show a progress bar for copies across filesystems (on a terminal).
-    pub progress_bar: bool,
+    progress: Option<Box<dyn Fn(CopyProgress)>>,
+}
+
+impl std::fmt::Debug for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migration")
+            .field("root", &self.root)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Migration {
@@ -190,8 +212,13 @@ impl Migration {
         let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         Migration {
             root,
-            progress_bar: true,
+            progress: None,
         }
+    }
+
+    /// Calls `f` with the progress of the copies across filesystems of later runs and undos.
+    pub fn on_progress(&mut self, f: impl Fn(CopyProgress) + 'static) {
+        self.progress = Some(Box::new(f));
     }
 
     /// The state folder.
@@ -357,9 +384,11 @@ impl Migration {
             .filter(|i| !progress.done.contains(i))
             .collect();
         let copy_bytes = cross_fs_bytes(&plan, &todo);
-        let bar = self.bar(copy_bytes);
-        drive(&plan, &mut journal, &todo, false, hv, &bar)?;
-        bar.finish_and_clear();
+        let copied = self.copies(copy_bytes);
+        drive(&plan, &mut journal, &todo, false, hv, &copied)?;
+        if copy_bytes > 0 {
+            self.report(CopyProgress::Finish);
+        }
         Ok(Outcome {
             total: plan.ops.len(),
             executed: todo.len(),
@@ -407,9 +436,11 @@ impl Migration {
         }
         let todo = undo_indices(&plan, &progress);
         let copy_bytes = cross_fs_bytes(&plan, &todo);
-        let bar = self.bar(copy_bytes);
-        drive(&plan, &mut journal, &todo, true, hv, &bar)?;
-        bar.finish_and_clear();
+        let copied = self.copies(copy_bytes);
+        drive(&plan, &mut journal, &todo, true, hv, &copied)?;
+        if copy_bytes > 0 {
+            self.report(CopyProgress::Finish);
+        }
         drop(journal);
         self.finish_undo(&plan)?;
         Ok(Some(Outcome {
@@ -442,17 +473,22 @@ impl Migration {
         Ok(())
     }
 
-    fn bar(&self, bytes: u64) -> ProgressBar {
-        if !self.progress_bar || bytes == 0 {
-            return ProgressBar::hidden();
+    fn report(&self, p: CopyProgress) {
+        if let Some(f) = &self.progress {
+            f(p);
         }
-        let bar = ProgressBar::new(bytes);
-        if let Ok(style) = ProgressStyle::with_template(
-            "copying {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            bar.set_style(style);
+    }
+
+    /// Announces copies of `bytes` in all; the returned function reports each chunk copied.
+    fn copies(&self, bytes: u64) -> impl Fn(u64) + '_ {
+        if bytes > 0 {
+            self.report(CopyProgress::Start { total_bytes: bytes });
         }
-        bar
+        move |n| {
+            if bytes > 0 {
+                self.report(CopyProgress::Copied(n));
+            }
+        }
     }
 }
 
@@ -505,7 +541,7 @@ fn drive(
     todo: &[usize],
     inverse: bool,
     hv: Option<&dyn Hypervisor>,
-    bar: &ProgressBar,
+    copied: &dyn Fn(u64),
 ) -> Result<(), ApplyError> {
     let mut dirty = BTreeSet::new();
     let mut pending = Vec::new();
@@ -515,7 +551,7 @@ fn drive(
         } else {
             plan.ops[i].clone()
         };
-        if let Err(source) = execute(&op, hv, bar, &mut dirty) {
+        if let Err(source) = execute(&op, hv, copied, &mut dirty) {
             // Record what did complete, so the next run starts from there.
             let _ = checkpoint(journal, &mut dirty, &mut pending);
             return Err(ApplyError::Op {
@@ -598,10 +634,10 @@ fn touch(dirty: &mut BTreeSet<PathBuf>, p: &Path) {
 
 /// Executes one op, idempotently (see the module table).
 /// Folders changed are added to `dirty`; the caller makes them durable before journaling.
-pub fn execute(
+pub(crate) fn execute(
     op: &Op,
     hv: Option<&dyn Hypervisor>,
-    bar: &ProgressBar,
+    copied: &dyn Fn(u64),
     dirty: &mut BTreeSet<PathBuf>,
 ) -> Result<(), OpError> {
     match op {
@@ -667,7 +703,7 @@ pub fn execute(
             match (what(from)?, what(to)?) {
                 (Some(_), None) => {
                     if *cross_fs {
-                        copy_verified(from, to, bar)?;
+                        copy_verified(from, to, copied)?;
                         touch(dirty, from);
                     } else {
                         rename_noreplace(from, to)?;
@@ -827,10 +863,10 @@ fn write_sparse(dst: &mut fs::File, data: &[u8]) -> io::Result<()> {
 /// on disk against the source, renames it to `to`, then removes `from`. A copy that fails (a full
 /// destination, a read error, a checksum mismatch) removes its temp file before returning, so
 /// that it does not keep the space the undo then needs for its journal.
-fn copy_verified(from: &Path, to: &Path, bar: &ProgressBar) -> Result<(), OpError> {
+fn copy_verified(from: &Path, to: &Path, copied: &dyn Fn(u64)) -> Result<(), OpError> {
     let meta = fs::symlink_metadata(from).map_err(io_err("inspect", from))?;
     let tmp = tmp_for(to);
-    if let Err(e) = copy_to_tmp(from, to, &tmp, &meta, bar) {
+    if let Err(e) = copy_to_tmp(from, to, &tmp, &meta, copied) {
         // Best effort: the error that matters is the copy's; a temp file that cannot be removed
         // now is removed by the next run or undo (see `execute`).
         let _ = fs::remove_file(&tmp);
@@ -850,7 +886,7 @@ fn copy_to_tmp(
     to: &Path,
     tmp: &Path,
     meta: &fs::Metadata,
-    bar: &ProgressBar,
+    copied: &dyn Fn(u64),
 ) -> Result<(), OpError> {
     if meta.is_symlink() {
         let target = fs::read_link(from).map_err(io_err("read link", from))?;
@@ -875,7 +911,7 @@ fn copy_to_tmp(
             hasher.update(&buf[..n]);
             write_sparse(&mut dst, &buf[..n]).map_err(io_err("write", tmp))?;
             total += n as u64;
-            bar.inc(n as u64);
+            copied(n as u64);
         }
         dst.set_len(total).map_err(io_err("write", tmp))?;
         if let Ok(mtime) = meta.modified() {
@@ -904,7 +940,7 @@ fn copy_to_tmp(
     Ok(())
 }
 
-/// Bytes the ops at `todo` copy across filesystems: the length of the progress bar (renames on one
+/// Bytes the ops at `todo` copy across filesystems: the total of [`CopyProgress::Start`] (renames on one
 /// filesystem are instant and do not count).
 fn cross_fs_bytes(plan: &Plan, todo: &[usize]) -> u64 {
     todo.iter()

@@ -2,22 +2,28 @@
 //!
 //! A crash point is every fsync'd journal record and every moment inside an operation where its
 //! effect is on disk but not yet recorded (after a rename, after a verified copy, before removing
-//! the source). Setting the hidden environment variable [`CRASH_ENV`] to `N` makes the process
-//! call `abort()` (no destructors, no flushing: as abrupt as `kill -9` for our files) when it
-//! reaches the N-th point. Only the crash tests and docs/migrate.md mention it; it does nothing
-//! when unset.
+//! the source). With the `test-hooks` feature, setting the hidden environment variable
+//! [`CRASH_ENV`] to `N` makes the process call `abort()` (no destructors, no flushing: as abrupt as
+//! `kill -9` for our files) when it reaches the N-th point. Without the feature (every build but
+//! the tests') [`point`] is empty: no environment variable can abort a product build.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "test-hooks")]
 use std::sync::OnceLock;
 
 /// Environment variable naming the crash point (1-based) at which to abort.
+#[cfg(feature = "test-hooks")]
 pub const CRASH_ENV: &str = "MV_MIGRATE_CRASH_AFTER";
 
+#[cfg(feature = "test-hooks")]
 static COUNT: AtomicU64 = AtomicU64::new(0);
+#[cfg(feature = "test-hooks")]
 static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
 
 /// Marks a crash point; aborts the process here if it is the one asked for.
-pub fn point() {
+#[cfg(feature = "test-hooks")]
+pub(crate) fn point() {
     let limit = LIMIT.get_or_init(|| {
         std::env::var(CRASH_ENV)
             .ok()
@@ -29,7 +35,7 @@ pub fn point() {
     }
 }
 
-/// How many crash points this process has passed (the tests read it to know how many exist).
-pub fn passed() -> u64 {
-    COUNT.load(Ordering::SeqCst)
-}
+/// Marks a crash point: nothing, without the `test-hooks` feature.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn point() {}

@@ -62,14 +62,14 @@ pub struct Progress {
 
 /// An open journal, appending records.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     path: PathBuf,
     file: File,
 }
 
 impl Journal {
     /// Reads the journal at `path` (missing = empty).
-    pub fn read(path: &Path) -> Result<Progress, JournalError> {
+    pub(crate) fn read(path: &Path) -> Result<Progress, JournalError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Progress::default()),
@@ -85,7 +85,7 @@ impl Journal {
     }
 
     /// Opens (creating) the journal for appending.
-    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+    pub(crate) fn open(path: &Path) -> Result<Journal, JournalError> {
         let io_err = |source| JournalError::Io {
             action: "append to",
             path: path.to_path_buf(),
@@ -116,7 +116,7 @@ impl Journal {
     }
 
     /// Appends records in one write and fsyncs them; then passes a crash point.
-    pub fn commit(&mut self, records: &[Record]) -> Result<(), JournalError> {
+    pub(crate) fn commit(&mut self, records: &[Record]) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -143,7 +143,7 @@ impl Journal {
 
 /// One journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     /// Op i is complete.
     Done(usize),
     /// An undo has begun.
@@ -153,7 +153,7 @@ pub enum Record {
 }
 
 /// Parses journal text (records of `path`); a last line without its newline is ignored.
-pub fn parse(path: &Path, text: &str) -> Result<Progress, JournalError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Progress, JournalError> {
     let mut p = Progress::default();
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],

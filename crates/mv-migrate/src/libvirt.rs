@@ -12,26 +12,7 @@
 //! Paths are compared as exact strings after XML unescaping; a path spelt differently (through a
 //! symlink, with `//`) is not recognised and is reported by the planner if it lies in the old tree.
 
-use std::fmt;
-
-/// The kind of a libvirt object we may redefine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectKind {
-    /// A domain (virtual machine).
-    Domain,
-    /// A storage pool.
-    Pool,
-}
-
-impl fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ObjectKind::Domain => "domain",
-            ObjectKind::Pool => "pool",
-        })
-    }
-}
+pub use mv_libvirt::ObjectKind;
 
 /// A failure reported by the libvirt layer, with the object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +56,6 @@ impl Libvirt {
     }
 }
 
-fn their_kind(kind: ObjectKind) -> mv_libvirt::ObjectKind {
-    match kind {
-        ObjectKind::Domain => mv_libvirt::ObjectKind::Domain,
-        ObjectKind::Pool => mv_libvirt::ObjectKind::Pool,
-    }
-}
-
 fn wrap<'a>(
     action: &'static str,
     kind: ObjectKind,
@@ -97,25 +71,20 @@ fn wrap<'a>(
 
 impl Hypervisor for Libvirt {
     fn list(&self, kind: ObjectKind) -> Result<Vec<String>, HypervisorError> {
-        self.0
-            .list(their_kind(kind))
-            .map_err(wrap("list", kind, ""))
+        self.0.list(kind).map_err(wrap("list", kind, ""))
     }
     fn xml(&self, kind: ObjectKind, name: &str) -> Result<String, HypervisorError> {
         self.0
-            .xml(their_kind(kind), name, true)
+            .xml(kind, name, true)
             .map_err(wrap("read", kind, name))
     }
     fn is_active(&self, kind: ObjectKind, name: &str) -> Result<bool, HypervisorError> {
         self.0
-            .is_active(their_kind(kind), name)
+            .is_active(kind, name)
             .map_err(wrap("inspect", kind, name))
     }
     fn define(&self, kind: ObjectKind, xml: &str) -> Result<(), HypervisorError> {
-        let name = self
-            .0
-            .define(their_kind(kind), xml)
-            .map_err(wrap("define", kind, ""))?;
+        let name = self.0.define(kind, xml).map_err(wrap("define", kind, ""))?;
         if kind == ObjectKind::Pool && self.is_active(kind, &name)? {
             self.0.stop_pool(&name).map_err(wrap("stop", kind, &name))?;
             self.0
@@ -136,7 +105,7 @@ pub struct Rewrite {
 }
 
 /// Every path the XML of an object refers to and that [`rewrite`] would consider.
-pub fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
+pub(crate) fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
     let mut out = Vec::new();
     visit(kind, xml, &mut |p| {
         out.push(p.to_string());
@@ -147,7 +116,7 @@ pub fn paths(kind: ObjectKind, xml: &str) -> Vec<String> {
 
 /// Rewrites the paths of `xml` through `map` (which returns the new path, or `None` to keep it).
 /// Returns the new XML and the replacements made (empty when nothing matched).
-pub fn rewrite(
+pub(crate) fn rewrite(
     kind: ObjectKind,
     xml: &str,
     map: &dyn Fn(&str) -> Option<String>,
@@ -165,7 +134,11 @@ pub fn rewrite(
 }
 
 /// Applies a list of exact replacements (as recorded in a plan).
-pub fn apply_rewrites(kind: ObjectKind, xml: &str, rewrites: &[Rewrite]) -> (String, Vec<Rewrite>) {
+pub(crate) fn apply_rewrites(
+    kind: ObjectKind,
+    xml: &str,
+    rewrites: &[Rewrite],
+) -> (String, Vec<Rewrite>) {
     rewrite(kind, xml, &|p| {
         rewrites.iter().find(|r| r.old == p).map(|r| r.new.clone())
     })
@@ -262,6 +235,8 @@ fn visit_attrs_and_paths(
                 rest = &rest[start + len..];
             }
         }
+        // Secrets, filters and networks hold no path into a tree: nothing to rewrite.
+        ObjectKind::Secret | ObjectKind::NwFilter | ObjectKind::Network => {}
     }
     out.push_str(rest);
     out

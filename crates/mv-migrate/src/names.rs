@@ -9,14 +9,14 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 /// The domain appended to an old machine name that has no dot (`Star` -> `star.multiverse`).
-pub const DEFAULT_DOMAIN: &str = "multiverse";
+pub(crate) const DEFAULT_DOMAIN: &str = "multiverse";
 
 /// Maps an old machine folder or image stem to a machine name.
 ///
 /// Rule: lower-case; every run of spaces, tabs or underscores becomes one `-`; if the result is
 /// a valid [`MachineName`] it is the name; if it has no dot, `.multiverse` is appended and tried.
 /// Anything else (non-UTF-8, bad characters) is `None`: the entry is reported and left in place.
-pub fn machine_name(old: &OsStr) -> Option<MachineName> {
+pub(crate) fn machine_name(old: &OsStr) -> Option<MachineName> {
     let s = old.to_str()?;
     let mut out = String::with_capacity(s.len());
     let mut in_sep = false;
@@ -42,13 +42,13 @@ pub fn machine_name(old: &OsStr) -> Option<MachineName> {
 
 /// The lower-cased form of a folder name inside a machine folder (only ASCII letters change, so
 /// the byte length and every non-ASCII byte stay as they were).
-pub fn lower_folder(name: &OsStr) -> std::ffi::OsString {
+pub(crate) fn lower_folder(name: &OsStr) -> std::ffi::OsString {
     let bytes: Vec<u8> = name.as_bytes().to_ascii_lowercase();
     <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes)
 }
 
 /// Whether a file name has the `.qcow2` extension (in any case) and returns its stem.
-pub fn qcow2_stem(name: &OsStr) -> Option<&OsStr> {
+pub(crate) fn qcow2_stem(name: &OsStr) -> Option<&OsStr> {
     let b = name.as_bytes();
     let ext = b".qcow2";
     if b.len() > ext.len() && b[b.len() - ext.len()..].eq_ignore_ascii_case(ext) {
@@ -59,7 +59,7 @@ pub fn qcow2_stem(name: &OsStr) -> Option<&OsStr> {
 }
 
 /// The first four bytes of every qcow2 image ("QFI\xfb").
-pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+pub(crate) const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Version of the saved plan format.
-pub const PLAN_VERSION: u32 = 1;
+pub(crate) const PLAN_VERSION: u32 = 1;
 
 /// One step of a migration. Every op has an inverse ([`Op::inverse`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -304,7 +304,7 @@ impl fmt::Display for Finding {
 /// A complete migration plan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
-    /// [`PLAN_VERSION`].
+    /// The format version of a saved plan (1: this one).
     pub version: u32,
     /// The old tree (absolute).
     pub from: PathBuf,

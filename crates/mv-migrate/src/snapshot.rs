@@ -6,12 +6,17 @@
 //! which no rename can avoid) and extended attributes.
 
 use sha2::{Digest, Sha256};
+#[cfg(any(test, feature = "test-hooks"))]
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
+#[cfg(any(test, feature = "test-hooks"))]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(any(test, feature = "test-hooks"))]
+use std::path::PathBuf;
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// One entry of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Entry {
@@ -47,10 +52,12 @@ pub enum Entry {
     },
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Every entry under a root, by path relative to it (the root itself is "").
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Snapshot(pub BTreeMap<PathBuf, Entry>);
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// A snapshot failure.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path} for a snapshot")]
@@ -62,6 +69,7 @@ pub struct SnapshotError {
     pub source: io::Error,
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Snapshot {
     /// Walks `root` (never following symlinks) and records everything, skipping any top-level
     /// name in `skip`.
@@ -82,7 +90,7 @@ impl Snapshot {
 }
 
 /// SHA-256 of a file's contents, hex.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -96,6 +104,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 fn walk(
     root: &Path,
     rel: &Path,

@@ -31,6 +31,7 @@ pub const FAST: [&str; 4] = ["--kdf-memory", "1024", "--kdf-iterations", "1"];
 /// unseals, and no test leaves an agent behind or reads another's). A test of the cache sets its
 /// own TTL and a private `MULTIVERSE_PASS_AGENT_DIR`.
 pub fn mv(root: &Path) -> Command {
+    note_missing_virt();
     let mut c = Command::new(MV);
     c.arg("--root")
         .arg(root)
@@ -41,6 +42,23 @@ pub fn mv(root: &Path) -> Command {
         .env_remove("MULTIVERSE_LOG")
         .stdin(Stdio::null());
     c
+}
+
+/// Says once, on the test's stderr, when `multiverse-virt` is not beside [`MV`]: it is its own
+/// package, which `cargo test -p multiverse` does not build, so the libvirt subcommands would fail
+/// (or run an older `multiverse-virt` found on PATH).
+fn note_missing_virt() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let virt = Path::new(MV).with_file_name("multiverse-virt");
+        if !virt.is_file() {
+            eprintln!(
+                "note: {} is missing: the libvirt subcommands (up, status, migrate, ...) need it; \
+                 build it with `cargo build -p multiverse-virt`, or run `cargo test --workspace`",
+                virt.display()
+            );
+        }
+    });
 }
 
 /// Runs `cmd`, writing `stdin` to it when given; captures stdout and stderr.

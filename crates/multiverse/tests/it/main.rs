@@ -8,4 +8,5 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod identity_rebuild;
+mod libvirt_free;
 mod repo;

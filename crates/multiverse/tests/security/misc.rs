@@ -239,7 +239,7 @@ fn migrate_onto_a_full_filesystem_leaves_no_temp_and_undo_restores() {
         .collect();
     std::fs::write(www.join("big.bin"), &big).unwrap();
     std::fs::create_dir(&new).unwrap();
-    let before = mv_migrate::snapshot::Snapshot::take(&old, &[]).unwrap();
+    let before = mv_migrate::Snapshot::take(&old, &[]).unwrap();
 
     let report = t.path().join("report");
     let script = r#"
@@ -271,7 +271,7 @@ fn migrate_onto_a_full_filesystem_leaves_no_temp_and_undo_restores() {
     );
     assert_eq!(read("temps"), "", "the failed copy left its temp file");
     assert_eq!(read("undo.rc").trim(), "0", "{}", read("undo.err"));
-    let after = mv_migrate::snapshot::Snapshot::take(&old, &[]).unwrap();
+    let after = mv_migrate::Snapshot::take(&old, &[]).unwrap();
     assert_eq!(before, after, "the old tree is back");
 }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mv_libvirt::xml;
+use mv_libvirt::fuzz as xml;
 use mv_libvirt::ObjectKind;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,5 +18,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = xml::with_uuid(s, "u");
     let _ = xml::rendered_hash(s);
     let _ = xml::referenced_networks(s);
-    let _ = mv_libvirt::images::parse_info(std::path::Path::new("fuzz"), s);
+    let _ = xml::parse_info(std::path::Path::new("fuzz"), s);
 });

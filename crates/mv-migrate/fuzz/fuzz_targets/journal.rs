@@ -2,5 +2,5 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = mv_migrate::journal::parse(std::path::Path::new("journal"), &text);
+    let _ = mv_migrate::fuzz::journal(std::path::Path::new("journal"), &text);
 });

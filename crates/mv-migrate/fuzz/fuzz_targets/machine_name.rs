@@ -3,11 +3,11 @@
 use std::os::unix::ffi::OsStrExt;
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let name = std::ffi::OsStr::from_bytes(data);
-    if let Some(m) = mv_migrate::names::machine_name(name) {
+    if let Some(m) = mv_migrate::fuzz::machine_name(name) {
         assert!(mv_core_check(m.as_str()));
     }
-    let _ = mv_migrate::names::lower_folder(name);
-    let _ = mv_migrate::names::qcow2_stem(name);
+    let _ = mv_migrate::fuzz::lower_folder(name);
+    let _ = mv_migrate::fuzz::qcow2_stem(name);
 });
 
 fn mv_core_check(s: &str) -> bool {

@@ -1,6 +1,7 @@
 //! The libvirt XML path scanner on arbitrary text: never panics, and an identity map is identity.
 #![no_main]
-use mv_migrate::libvirt::{rewrite, ObjectKind};
+use mv_migrate::fuzz::rewrite;
+use mv_migrate::ObjectKind;
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for kind in [ObjectKind::Domain, ObjectKind::Pool] {

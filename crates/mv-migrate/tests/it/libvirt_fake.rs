@@ -4,8 +4,8 @@
 //! crates/multiverse/tests/migrate.rs.
 #![allow(clippy::unwrap_used)]
 
-use mv_migrate::libvirt::{Hypervisor, HypervisorError, ObjectKind};
-use mv_migrate::snapshot::Snapshot;
+use mv_migrate::Snapshot;
+use mv_migrate::{Hypervisor, HypervisorError, ObjectKind};
 use mv_migrate::{Migration, Op, PlanError};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

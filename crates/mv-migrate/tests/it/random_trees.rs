@@ -4,7 +4,7 @@
 //! nothing, and the undo restores both trees exactly.
 #![allow(clippy::unwrap_used)]
 
-use mv_migrate::snapshot::{Entry, Snapshot};
+use mv_migrate::{Entry, Snapshot};
 use mv_migrate::{Migration, STATE_DIR};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! ends moves from the root filesystem to /dev/shm taking (almost) no space, with the same SHA-256.
 #![allow(clippy::unwrap_used)]
 
-use mv_migrate::snapshot::sha256_file;
+use mv_migrate::sha256_file;
 use mv_migrate::{Migration, Op};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};

@@ -6,51 +6,27 @@
 //! paths are usage errors (2); a failed step is a failure (1) whose hint says that running the
 //! same command again resumes from the journal.
 
-use crate::error::{CliError, Hinted, Kind};
-use crate::global::Global;
-use mv_migrate::apply::State;
-use mv_migrate::libvirt::{Hypervisor, Libvirt};
-use mv_migrate::{ApplyError, Migration, PlanError};
-use std::path::PathBuf;
-
-/// Arguments of `multiverse migrate`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The old tree (holding `Data/` and `Machines/`)
-    #[arg(long, value_name = "OLD_DIR", required_unless_present = "undo")]
-    pub from: Option<PathBuf>,
-    /// The new root (default: --root); may be the old tree itself
-    #[arg(long, value_name = "ROOT")]
-    pub to: Option<PathBuf>,
-    /// Put the old tree back exactly as it was (also finishes a half-done undo)
-    #[arg(long)]
-    pub undo: bool,
-    /// libvirt URI whose domains and pools are repointed
-    #[arg(
-        long,
-        value_name = "URI",
-        env = "MULTIVERSE_LIBVIRT_URI",
-        default_value = "qemu:///system"
-    )]
-    pub connect: String,
-    /// Move files only; leave libvirt alone
-    #[arg(long)]
-    pub no_libvirt: bool,
-}
+use crate::common::classified;
+use multiverse::cli::virt::MigrateArgs;
+use multiverse::error::{CliError, Hinted};
+use multiverse::global::Global;
+use mv_migrate::{ApplyError, CopyProgress, Hypervisor, Libvirt, Migration, PlanError, State};
 
 const RESUME_HINT: &str =
     "fix the cause and run the same command again: the journal resumes where it stopped";
 
-/// Runs the command.
-pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
+/// `multiverse migrate`.
+pub fn run(g: &Global, a: MigrateArgs) -> Result<(), CliError> {
     let to = a.to.clone().unwrap_or_else(|| g.root.clone());
     let mut mig = Migration::at(&to);
-    mig.progress_bar = !g.quiet && !g.json;
+    if !g.quiet && !g.json {
+        mig.on_progress(progress_bar());
+    }
     let lv =
         if a.no_libvirt {
             None
         } else {
-            Some(Libvirt::open(&a.connect).hint(
+            Some(Libvirt::open(&a.connect).map_err(classified).hint(
                 "is libvirtd running? Use --connect URI, or --no-libvirt to move files only",
             )?)
         };
@@ -62,7 +38,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
         .from
         .clone()
         .ok_or_else(|| CliError::usage_msg("--from OLD_DIR is required"))?;
-    match mig.state().hint(RESUME_HINT)? {
+    match mig.state().map_err(classified).hint(RESUME_HINT)? {
         State::Complete { plan } => {
             report(
                 g,
@@ -204,31 +180,38 @@ fn report(
 
 fn plan_error(e: PlanError) -> CliError {
     match e {
-        PlanError::NotAFolder { .. }
-        | PlanError::NoRootParent { .. }
-        | PlanError::RootInsideOld { .. }
-        | PlanError::NotUtf8 { .. } => as_usage(CliError::from(e)),
-        PlanError::DomainsRunning { .. } => CliError::from(e)
+        PlanError::DomainsRunning { .. } => classified(e)
             .with_hint("shut them down (`virsh shutdown NAME`) and run the same command again"),
-        other => CliError::from(other),
+        other => classified(other),
     }
 }
 
 fn apply_error(e: ApplyError) -> CliError {
     match e {
-        ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => {
-            as_usage(CliError::from(e))
-        }
+        ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => classified(e),
         ApplyError::Op {
-            source: mv_migrate::apply::OpError::NoHypervisor,
+            source: mv_migrate::OpError::NoHypervisor,
             ..
-        } => CliError::from(e)
+        } => classified(e)
             .with_hint("the plan redefines libvirt objects: run it again without --no-libvirt"),
-        other => CliError::from(other).with_hint(RESUME_HINT),
+        other => classified(other).with_hint(RESUME_HINT),
     }
 }
 
-fn as_usage(mut e: CliError) -> CliError {
-    e.kind = Kind::Usage;
-    e
+/// The bar of the copies across filesystems, on stderr (hidden when it is not a terminal).
+fn progress_bar() -> impl Fn(CopyProgress) + 'static {
+    let bar = indicatif::ProgressBar::hidden();
+    move |p| match p {
+        CopyProgress::Start { total_bytes } => {
+            bar.set_length(total_bytes);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "copying {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        CopyProgress::Copied(n) => bar.inc(n),
+        CopyProgress::Finish => bar.finish_and_clear(),
+    }
 }

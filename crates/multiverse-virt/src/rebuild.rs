@@ -2,7 +2,7 @@
 //! (kept in git), as one command over the existing ones.
 //!
 //! Steps, each an existing subcommand with the same `--root`, all run in this process (a libvirt
-//! command: `multiverse-virt`), so the root is unsealed once (`crate::unsealed`):
+//! command: `multiverse-virt`), so the root is unsealed once (`multiverse::unsealed`):
 //! `identity restore` (the words; the sealed root), `render`, `pass init` + `pass machines`, `image
 //! build debian` (when `images/debian.qcow2` is missing), `up --start [FQDN...]` (which writes
 //! the seeds of the machines it starts and starts them in order; every machine when none is
@@ -13,30 +13,12 @@
 //! `MULTIVERSE_PASSPHRASE` or a prompt) a 0600 file in a private scratch folder removed on exit.
 //! Never argv, never the environment.
 
-use crate::error::CliError;
-use crate::global::Global;
-use crate::secret_input;
+use multiverse::cli::virt::RebuildArgs;
+use multiverse::cli::{Cli, VirtCommand};
+use multiverse::error::{CliError, Kind};
+use multiverse::global::Global;
+use multiverse::secret_input;
 use std::path::PathBuf;
-
-/// `rebuild`.
-#[derive(Debug, clap::Args)]
-pub struct RebuildArgs {
-    /// The 24 recovery words
-    #[arg(long, value_name = "FILE")]
-    pub words_file: PathBuf,
-    /// The passphrase to seal the root with (else env MULTIVERSE_PASSPHRASE, else a prompt)
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
-    /// Stop before `up --start` (no libvirt on this host yet)
-    #[arg(long)]
-    pub no_up: bool,
-    /// Do not build a missing base image
-    #[arg(long)]
-    pub no_image: bool,
-    /// Start only these machines (and, as `up` does, nothing else); every machine when none
-    #[arg(value_name = "FQDN")]
-    pub machines: Vec<String>,
-}
 
 struct Scratch(PathBuf);
 
@@ -46,11 +28,11 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs the command.
+/// `multiverse rebuild`.
 pub fn run(
     g: &Global,
     a: RebuildArgs,
-    virt: &dyn Fn(&Global, crate::cli::VirtCommand) -> Result<(), CliError>,
+    virt: &dyn Fn(&Global, VirtCommand) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     let tree = mv_machines::layout::Tree::new(g.root.clone());
     let config = tree.config_file();
@@ -145,20 +127,20 @@ pub fn run(
         g.say(format!("[{}/{total}] {name}", i + 1));
         // Every step in this process (`multiverse-virt`, which links libvirt for `image` and
         // `up`): the root unsealed, or sealed by `identity restore`, by one step is the next
-        // one's (`crate::unsealed`): one Argon2id for the whole rebuild instead of one per step.
+        // one's (`multiverse::unsealed`): one Argon2id for the whole rebuild instead of one per step.
         let mut argv: Vec<std::ffi::OsString> = vec!["multiverse".into()];
         argv.extend(global_args(g));
         argv.extend(args.iter().map(|a| a.to_os_string()));
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).map_err(|e| {
+        let cli = <Cli as clap::Parser>::try_parse_from(argv).map_err(|e| {
             CliError::failure_msg(format!("rebuild's step `{name}` does not parse: {e}"))
         })?;
-        let code = crate::error::report(crate::cli::run(cli, virt));
+        let code = multiverse::error::report(multiverse::cli::run(cli, virt));
         if code != 0 {
             return Err(CliError {
                 kind: if code == 2 {
-                    crate::error::Kind::Usage
+                    Kind::Usage
                 } else {
-                    crate::error::Kind::Failure
+                    Kind::Failure
                 },
                 error: anyhow::anyhow!(
                     "rebuild stopped at step {}/{total}, `{name}` (exit {code}); steps before it are done",
