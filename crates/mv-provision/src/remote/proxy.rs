@@ -282,7 +282,7 @@ pub fn relay(port_path: &Path, sshd: &str) -> ! {
         match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&port_path)
+            .open(port_path)
         {
             Ok(p) => break p,
             Err(e) => {
