@@ -135,29 +135,9 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
     record_topology(g, &root)
 }
 
-fn read_words(file: Option<&Path>) -> Result<SecretString, CliError> {
-    let mut text = String::new();
-    match file {
-        Some(p) => {
-            text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read words file {}: {e}", p.display()))
-                .usage()?;
-        }
-        None => {
-            if std::io::stdin().is_terminal() {
-                eprintln!("Type the 24 recovery words (spaces or new lines), then Ctrl-D:");
-            }
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .hint("could not read the recovery words from stdin")?;
-        }
-    }
-    Ok(SecretString::new(text))
-}
-
 fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
     let params = a.kdf.params()?;
-    let words = read_words(a.words_file.as_deref())?;
+    let words = secret_input::recovery_words(a.words_file.as_deref())?;
     let root = Root::from_mnemonic(words.expose())
         .usage()
         .hint("give the 24 words in order, separated by spaces or new lines")?;
@@ -325,32 +305,9 @@ pub(crate) fn published_onion(
     found
 }
 
-pub(crate) fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
-    match &k.key_passphrase_file {
-        None => Ok(None),
-        Some(p) => {
-            let mut t = std::fs::read_to_string(p)
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot read key passphrase file {}: {e}", p.display())
-                })
-                .usage()?;
-            while t.ends_with('\n') || t.ends_with('\r') {
-                t.pop();
-            }
-            if t.is_empty() {
-                return Err(CliError::usage_msg(format!(
-                    "key passphrase file {} is empty",
-                    p.display()
-                )));
-            }
-            Ok(Some(SecretString::new(t)))
-        }
-    }
-}
-
 fn export(g: &Global, a: ExportArgs) -> Result<(), CliError> {
     let name = parse_name(&a.name)?;
-    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let key_pass = secret_input::key_passphrase(a.key_pass.key_passphrase_file.as_deref())?;
     let root = unseal(g, &a.pass)?;
     let files = export::plan(&root, &name, &kinds(&a.kind), &a.out, key_pass.as_ref())?;
     record(g, vec![root.public_identity(&name)?])?;
@@ -380,7 +337,7 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
     let topo = mv_machines::config::Topology::load(&config)
         .usage()
         .hint("fleet reads the machines of multiverse.toml; create it with `multiverse init`")?;
-    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let key_pass = secret_input::key_passphrase(a.key_pass.key_passphrase_file.as_deref())?;
     let root = unseal(g, &a.pass)?;
     let (files, ids) = fleet_files(&root, &topo, &user, &a.out, key_pass.as_ref())?;
     record(g, ids)?;
