@@ -1,5 +1,5 @@
 //! `multiverse identity new|restore|show|export|fleet|lock`: the Scramble Suit on the command
-//! line (`rotate` lives in `cmd/rotate.rs`).
+//! line (`rotate` lives in `cmd/rotate/`).
 //!
 //! Only parsing, prompting, printing and file writing live here; every key comes from
 //! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv),
