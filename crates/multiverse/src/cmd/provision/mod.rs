@@ -21,7 +21,7 @@ use mv_core::{IdentityName, MachineName};
 use mv_identity::Root;
 use mv_machines::{Topology, Tree};
 use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
-use mv_provision::remote::{HostKeyCheck, Route, Scratch, Session};
+use mv_provision::remote::{HostKeyCheck, Route, Session};
 use mv_provision::render::Contents;
 use mv_provision::{ApplyError, Desired, Engine, Plan, RenderError, SystemRunner, Target};
 use std::path::Path;
@@ -249,10 +249,11 @@ fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
 
 fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
     let d = desired(g, a)?;
-    // A private scratch folder (0700, unpredictable name), removed on drop.
-    let scratch = Scratch::with_prefix(&std::env::temp_dir(), "multiverse-check.")?;
-    let result = mv_provision::check::check_all(&d, scratch.path());
-    drop(scratch);
+    // Not a 0700 folder: the checkers run as other users (tor as its own) and read from it.
+    let scratch = std::env::temp_dir().join(format!("multiverse-check.{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = mv_provision::check::check_all(&d, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
     let checked = result
         .usage()
         .hint("the rendered file is refused by its own tool: fix the template or the option")?;
