@@ -17,15 +17,11 @@ use crate::secret_input;
 use mv_core::secret::SecretString;
 use mv_core::IdentityName;
 use mv_identity::{export, IdentityStore, PublicIdentity, PublicRecord, Root};
-use std::io::{IsTerminal, Read};
-use std::path::Path;
 
 mod args;
 mod files;
 
-pub use args::{
-    Command, ExportArgs, FleetArgs, KeyPassArgs, Kind, NewArgs, PassArgs, RestoreArgs, ShowArgs,
-};
+pub use args::{Command, ExportArgs, FleetArgs, Kind, NewArgs, PassArgs, RestoreArgs, ShowArgs};
 use files::kinds;
 pub(crate) use files::{apply, fleet_files};
 
