@@ -23,7 +23,7 @@ struct AgentStatus {
     /// Seconds since the guest booted.
     uptime_s: Option<u64>,
     /// The SSH host key fingerprints the guest's agent reports.
-    ssh_host_keys: Vec<mv_agent::selfinfo::HostKey>,
+    ssh_host_keys: Vec<mv_agent::HostKey>,
     /// Whether the guest's Ed25519 host key is the one derived for it (`null`: no public
     /// record, or the guest reports none).
     host_key_matches: Option<bool>,
@@ -51,8 +51,8 @@ fn agent_status(
         return None;
     }
     // A guest under TCG can take seconds to answer: a generous timeout, and one more try.
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
-    let unreachable = |e: mv_agent::client::ClientError| AgentStatus {
+    let client = mv_agent::Client::unix(sock).with_timeout(Duration::from_secs(10));
+    let unreachable = |e: mv_agent::ClientError| AgentStatus {
         reachable: false,
         stats: None,
         hostname: None,
@@ -73,7 +73,7 @@ fn agent_status(
     };
     let want = derived
         .and_then(|r| r.identities.get(name.as_str()))
-        .and_then(|p| mv_agent::selfinfo::fingerprint_line(&p.ssh_host_ed25519));
+        .and_then(|p| mv_agent::fingerprint_line(&p.ssh_host_ed25519));
     let has = ssh_host_keys.iter().find(|k| k.algorithm == "ssh-ed25519");
     let host_key_matches = match (want, has) {
         (Some(w), Some(h)) => Some(w.fingerprint == h.fingerprint),

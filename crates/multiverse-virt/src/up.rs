@@ -242,7 +242,7 @@ fn agent_ready(fqdn: &str, seed_id_file: &std::path::Path) -> Result<(), String>
     let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
     let sock = mv_machines::layout::agent_socket(&name);
     // Generous: under TCG a loaded guest takes seconds to answer its first request.
-    let client = mv_agent::client::Client::unix(sock).with_timeout(Duration::from_secs(10));
+    let client = mv_agent::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
     match info.fqdn.as_deref() {
         Some(h) if h == fqdn => {}

@@ -103,3 +103,48 @@ pub fn stdin_secret() -> Result<mv_core::secret::SecretBytes, CliError> {
         .hint("could not read the secret from stdin")?;
     Ok(mv_core::secret::SecretBytes::new(buf))
 }
+
+/// The 24 recovery words, from `file` or else stdin (with a prompt on a terminal).
+pub fn recovery_words(file: Option<&Path>) -> Result<SecretString, CliError> {
+    let mut text = String::new();
+    match file {
+        Some(p) => {
+            text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read words file {}: {e}", p.display()))
+                .usage()?;
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("Type the 24 recovery words (spaces or new lines), then Ctrl-D:");
+            }
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .hint("could not read the recovery words from stdin")?;
+        }
+    }
+    Ok(SecretString::new(text))
+}
+
+/// The passphrase that encrypts exported SSH private keys, from `file` (never empty), if any.
+pub fn key_passphrase(file: Option<&Path>) -> Result<Option<SecretString>, CliError> {
+    match file {
+        None => Ok(None),
+        Some(p) => {
+            let mut t = std::fs::read_to_string(p)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read key passphrase file {}: {e}", p.display())
+                })
+                .usage()?;
+            while t.ends_with('\n') || t.ends_with('\r') {
+                t.pop();
+            }
+            if t.is_empty() {
+                return Err(CliError::usage_msg(format!(
+                    "key passphrase file {} is empty",
+                    p.display()
+                )));
+            }
+            Ok(Some(SecretString::new(t)))
+        }
+    }
+}

@@ -68,6 +68,40 @@ fn from_cached(value: &[u8]) -> Option<Root> {
     Some(root)
 }
 
+/// The CLI's hints for the identity store's errors, shared by every command that unseals: no
+/// identity yet, malformed epochs in `multiverse.toml` (exit 2), a wrong passphrase (exit 2).
+pub fn hint(e: StoreError) -> CliError {
+    match &e {
+        StoreError::Missing(_) => CliError::from(e).with_hint(
+            "create one with `multiverse identity new` or `multiverse identity restore`",
+        ),
+        StoreError::Epochs { .. } => {
+            let mut c = CliError::from(e).with_hint(
+                "[identity.epochs] maps names of multiverse.toml to whole numbers 0..=4294967295",
+            );
+            c.kind = crate::error::Kind::Usage;
+            c
+        }
+        _ if e.is_authentication() => {
+            let mut c = CliError::from(e).with_hint(
+                "check the passphrase; if it is right, the sealed file was damaged: restore it from the 24 words",
+            );
+            c.kind = crate::error::Kind::Usage;
+            c
+        }
+        _ => CliError::from(e),
+    }
+}
+
+/// [`unseal_tree`] with the common [`hint`]s: the one way `identity`, `provision`, `ssh`,
+/// `rotate` and `up` unseal the tree's identity.
+pub fn unseal_tree_hinted(
+    g: &Global,
+    passphrase_file: Option<&std::path::Path>,
+) -> Result<Root, CliError> {
+    unseal_tree(g, passphrase_file, hint)
+}
+
 /// The root of the tree at `g.root`: its identity store loaded, then [`unseal`], asking for the
 /// passphrase (from `passphrase_file`, else a prompt) only when the session cache misses.
 /// `on_error` maps the store's errors, loading included (the caller's hints).

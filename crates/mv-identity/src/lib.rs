@@ -26,23 +26,43 @@
 //!
 //! Secrets stay in zeroised types ([`mv_core::Secret`], `Zeroizing`, the key libraries' own
 //! zeroising keys) and never appear in `Debug` output.
+//!
+//! # Modules
+//! Two public modules are namespaces on purpose, since their names read better qualified
+//! (`export::plan`, `rotate::Journal`): [`export`] (key files in their standard formats) and
+//! [`rotate`] (revocations, the rotation journal and its LUKS step). Everything else is a private
+//! module whose real API is re-exported here.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod classify;
 pub mod export;
-pub mod keys;
-pub mod onion;
-pub mod openpgp;
-pub mod public;
-pub mod root;
+mod keys;
+mod onion;
+mod openpgp;
+mod public;
+mod root;
 pub mod rotate;
-pub mod store;
+mod store;
 
-pub use keys::{public_line, KeyError, PASSWORD_ALPHABET};
-pub use onion::{onion_address, OnionKey};
-pub use openpgp::{fingerprint_hex, CREATION_TIME};
-pub use public::{public_identity, PublicIdentity, PublicRecord, PublicRecordError};
-pub use root::{derive_raw, derive_raw_at, MnemonicError, Purpose, Root};
-pub use store::{load_epochs, IdentityStore, StoreError};
+pub use keys::{
+    p256_scalar_from_bytes, password_from_bytes, public_line, KeyError, SshRole, PASSWORD_ALPHABET,
+    PASSWORD_LEN,
+};
+pub use onion::{onion_address, onion_from_seed, parse_onion_address, OnionAddressError, OnionKey};
+pub use openpgp::{
+    creation_time, fingerprint_hex, openpgp_from_secrets, openpgp_from_secrets_at, CREATION_TIME,
+};
+pub use public::{
+    public_identity, PublicIdentity, PublicRecord, PublicRecordError, PUBLIC_FILE,
+    PUBLIC_RECORD_VERSION,
+};
+pub use root::{
+    derive_raw, derive_raw_at, MnemonicError, Purpose, Root, HKDF_SALT, MNEMONIC_WORDS,
+};
+pub use store::{
+    epochs_file, load_epochs, IdentityStore, StoreError, IDENTITY_DIR, MAX_SEALED_LEN, SEALED_FILE,
+};
 
 /// Re-exported: the epoch table every derivation reads.
 pub use mv_core::epochs::{Epochs, MAX_EPOCH};

@@ -10,11 +10,11 @@ use sha2::{Digest, Sha512};
 use sha3::Sha3_256;
 
 /// Header of `hs_ed25519_secret_key` (before NUL padding to 32 bytes).
-pub const SECRET_HEADER: &[u8] = b"== ed25519v1-secret: type0 ==";
+pub(crate) const SECRET_HEADER: &[u8] = b"== ed25519v1-secret: type0 ==";
 /// Header of `hs_ed25519_public_key` (before NUL padding to 32 bytes).
-pub const PUBLIC_HEADER: &[u8] = b"== ed25519v1-public: type0 ==";
+pub(crate) const PUBLIC_HEADER: &[u8] = b"== ed25519v1-public: type0 ==";
 /// The onion address version byte.
-pub const VERSION: u8 = 0x03;
+pub(crate) const VERSION: u8 = 0x03;
 
 /// An onion service's three files.
 #[derive(Debug, Clone)]

@@ -34,6 +34,7 @@ pub mod recipe;
 pub mod remote;
 pub mod render;
 pub mod seed;
+pub mod seed_disk;
 pub mod state;
 pub mod template;
 

@@ -36,6 +36,7 @@
 //! The 60 header bytes are the AEAD's associated data, so changing a parameter, the salt or the
 //! nonce fails authentication exactly like changing the ciphertext.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -233,6 +234,28 @@ pub enum SealError {
     Authentication,
 }
 
+impl mv_core::Classify for ParamsError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Usage
+    }
+}
+
+impl mv_core::Classify for FormatError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
+impl mv_core::Classify for SealError {
+    /// A wrong passphrase is the person's to fix; a malformed container is not.
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            SealError::Authentication => mv_core::ErrorClass::Usage,
+            SealError::Format(_) => mv_core::ErrorClass::Failure,
+        }
+    }
+}
+
 /// A parsed container, borrowing the ciphertext from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed<'a> {
@@ -388,7 +411,9 @@ pub fn open_with_key(
 }
 
 /// The body of the fuzz target: parse untrusted bytes and, when the stored parameters are cheap,
-/// try to open them. Public so that `fuzz/` and the property tests share one entry point.
+/// try to open them. Compiled for this crate's tests and with the `test-hooks` feature (which
+/// `fuzz/` enables), so that the fuzzer and the property tests share one entry point.
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn fuzz_open(data: &[u8]) {
     if let Ok(p) = parse(data) {

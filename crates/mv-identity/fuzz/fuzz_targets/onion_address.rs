@@ -3,7 +3,7 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(public) = mv_identity::onion::parse_onion_address(text) {
+        if let Ok(public) = mv_identity::parse_onion_address(text) {
             assert_eq!(mv_identity::onion_address(&public), text);
         }
     }

@@ -58,7 +58,7 @@ impl IdentitySource for Fixture {
         Ok(pair(k, &format!("root@{m}")))
     }
     fn onion_service(&self, m: &MachineName) -> Result<OnionService, IdentityError> {
-        let k = mv_identity::onion::onion_from_seed(&seed(&["onion-v3", m.as_str()]));
+        let k = mv_identity::onion_from_seed(&seed(&["onion-v3", m.as_str()]));
         Ok(OnionService {
             secret_file: k.secret_file,
             public_file: k.public_file,

@@ -1,5 +1,5 @@
 //! `multiverse identity new|restore|show|export|fleet|lock`: the Scramble Suit on the command
-//! line (`rotate` lives in `cmd/rotate.rs`).
+//! line (`rotate` lives in `cmd/rotate/`).
 //!
 //! Only parsing, prompting, printing and file writing live here; every key comes from
 //! `mv_identity`. Passphrases come from `crate::secret_input` (file, env, prompt; never argv),
@@ -16,162 +16,14 @@ use crate::global::Global;
 use crate::secret_input;
 use mv_core::secret::SecretString;
 use mv_core::IdentityName;
-use mv_identity::{
-    export, IdentityStore, KdfParams, PublicIdentity, PublicRecord, Root, StoreError,
-};
-use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use mv_identity::{export, IdentityStore, PublicIdentity, PublicRecord, Root};
 
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Make a new root, print its 24 recovery words once, and seal it with a passphrase
-    New(NewArgs),
-    /// Rebuild the root from its 24 words (stdin or --words-file) and seal it with a passphrase
-    Restore(RestoreArgs),
-    /// Print the public identity of a machine (FQDN) or a person (@user)
-    Show(ShowArgs),
-    /// Write the keys of one name in their standard file formats
-    Export(ExportArgs),
-    /// Write the keys of every machine of multiverse.toml, a known_hosts and an authorized_keys
-    Fleet(FleetArgs),
-    /// Replace one name's keys: raise its epoch in multiverse.toml and revoke the old keys
-    Rotate(super::rotate::RotateArgs),
-    /// Forget the session cache: the identity root and the pass keys unlocked for this session
-    /// (the same as `multiverse pass lock`); the next command asks for the passphrase
-    Lock,
-}
+mod args;
+mod files;
 
-/// Where the unseal passphrase comes from.
-#[derive(Debug, clap::Args)]
-pub struct PassArgs {
-    /// Read the passphrase from this file (else env MULTIVERSE_PASSPHRASE, else a prompt)
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
-}
-
-/// Argon2id cost of the seal (defaults: the spec's m = 256 MiB, t = 3, p = 1).
-#[derive(Debug, clap::Args)]
-pub struct KdfArgs {
-    /// Argon2id memory in KiB (lower only for tests or very small machines)
-    #[arg(long, value_name = "KIB", default_value_t = KdfParams::DEFAULT.memory_kib())]
-    pub kdf_memory: u32,
-    /// Argon2id passes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::DEFAULT.iterations())]
-    pub kdf_iterations: u32,
-    /// Argon2id lanes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::DEFAULT.parallelism())]
-    pub kdf_parallelism: u32,
-}
-
-impl KdfArgs {
-    fn params(&self) -> Result<KdfParams, CliError> {
-        let p = KdfParams::new(self.kdf_memory, self.kdf_iterations, self.kdf_parallelism)
-            .usage()
-            .hint("see `multiverse identity new --help` for the KDF options")?;
-        secret_input::warn_if_weak(&p);
-        Ok(p)
-    }
-}
-
-/// `identity new`.
-#[derive(Debug, clap::Args)]
-pub struct NewArgs {
-    /// Replace an existing identity (its keys are lost unless you kept its words)
-    #[arg(long)]
-    pub force: bool,
-    #[command(flatten)]
-    pub pass: PassArgs,
-    #[command(flatten)]
-    pub kdf: KdfArgs,
-}
-
-/// `identity restore`.
-#[derive(Debug, clap::Args)]
-pub struct RestoreArgs {
-    /// Read the 24 words from this file instead of stdin
-    #[arg(long, value_name = "FILE")]
-    pub words_file: Option<PathBuf>,
-    /// Replace an existing, different identity
-    #[arg(long)]
-    pub force: bool,
-    #[command(flatten)]
-    pub pass: PassArgs,
-    #[command(flatten)]
-    pub kdf: KdfArgs,
-}
-
-/// `identity show`.
-#[derive(Debug, clap::Args)]
-pub struct ShowArgs {
-    /// A machine FQDN (`universe.router.multiverse`) or a person (`@user`)
-    pub name: String,
-    #[command(flatten)]
-    pub pass: PassArgs,
-}
-
-/// What to export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Kind {
-    /// id_ed25519, id_ecdsa (+ .pub): login keys
-    Ssh,
-    /// ssh_host_ed25519_key, ssh_host_ecdsa_key (+ .pub): sshd host keys
-    SshHost,
-    /// hs_ed25519_secret_key, hs_ed25519_public_key, hostname: a Tor v3 onion service
-    Onion,
-    /// openpgp-secret.asc, openpgp-public.asc
-    Openpgp,
-    /// password: the machine password (32 characters)
-    Password,
-    /// luks.key: the 64-byte LUKS key file
-    Luks,
-    /// Every kind above
-    All,
-}
-
-/// Options shared by `export` and `fleet` for SSH private keys.
-#[derive(Debug, clap::Args)]
-pub struct KeyPassArgs {
-    /// Encrypt exported SSH private keys with the passphrase in this file (bcrypt-pbkdf, aes256-ctr)
-    #[arg(long, value_name = "FILE")]
-    pub key_passphrase_file: Option<PathBuf>,
-}
-
-/// `identity export`.
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
-    /// A machine FQDN or a person (@user)
-    pub name: String,
-    /// What to write (repeatable; `all` for everything)
-    #[arg(long, value_enum, required = true)]
-    pub kind: Vec<Kind>,
-    /// Folder to write into (created with mode 0700)
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Write secret keys even into a folder of another user (with a warning): they stay yours,
-    /// mode 0600, but that user can delete or replace them
-    #[arg(long)]
-    pub force: bool,
-    #[command(flatten)]
-    pub key_pass: KeyPassArgs,
-    #[command(flatten)]
-    pub pass: PassArgs,
-}
-
-/// `identity fleet`.
-#[derive(Debug, clap::Args)]
-pub struct FleetArgs {
-    /// Folder to write into: one sub-folder per machine, plus known_hosts and authorized_keys
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// The person whose login keys go into authorized_keys (and into DIR/@USER/)
-    #[arg(long, value_name = "USER", default_value = "@user")]
-    pub user: String,
-    #[command(flatten)]
-    pub key_pass: KeyPassArgs,
-    #[command(flatten)]
-    pub pass: PassArgs,
-}
+pub use args::{Command, ExportArgs, FleetArgs, Kind, NewArgs, PassArgs, RestoreArgs, ShowArgs};
+use files::kinds;
+pub(crate) use files::{apply, fleet_files};
 
 /// Runs the command.
 pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
@@ -190,29 +42,6 @@ pub(crate) fn parse_name(s: &str) -> Result<IdentityName, CliError> {
     IdentityName::parse(s)
         .usage()
         .hint("names are a machine's lower-case FQDN (universe.router.multiverse) or @user")
-}
-
-fn unseal_hint(e: StoreError) -> CliError {
-    match &e {
-        StoreError::Missing(_) => CliError::from(e).with_hint(
-            "create one with `multiverse identity new` or `multiverse identity restore`",
-        ),
-        StoreError::Epochs { .. } => {
-            let mut c = CliError::from(e).with_hint(
-                "[identity.epochs] maps names of multiverse.toml to whole numbers 0..=4294967295",
-            );
-            c.kind = crate::error::Kind::Usage;
-            c
-        }
-        _ if e.is_authentication() => {
-            let mut c = CliError::from(e).with_hint(
-                "check the passphrase; if it is right, the sealed file was damaged: restore it from the 24 words",
-            );
-            c.kind = crate::error::Kind::Usage;
-            c
-        }
-        _ => CliError::from(e),
-    }
 }
 
 /// Checks `multiverse.toml`, when the tree has one, before any key is derived: its
@@ -247,7 +76,7 @@ pub(crate) fn unseal_with(
             j.name, j.from, j.to, j.name
         );
     }
-    crate::unsealed::unseal_tree(g, pass.passphrase_file.as_deref(), unseal_hint)
+    crate::unsealed::unseal_tree_hinted(g, pass.passphrase_file.as_deref())
 }
 
 /// A passphrase for a new seal: never empty (an empty one would protect nothing).
@@ -302,29 +131,9 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
     record_topology(g, &root)
 }
 
-fn read_words(file: Option<&Path>) -> Result<SecretString, CliError> {
-    let mut text = String::new();
-    match file {
-        Some(p) => {
-            text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read words file {}: {e}", p.display()))
-                .usage()?;
-        }
-        None => {
-            if std::io::stdin().is_terminal() {
-                eprintln!("Type the 24 recovery words (spaces or new lines), then Ctrl-D:");
-            }
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .hint("could not read the recovery words from stdin")?;
-        }
-    }
-    Ok(SecretString::new(text))
-}
-
 fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
     let params = a.kdf.params()?;
-    let words = read_words(a.words_file.as_deref())?;
+    let words = secret_input::recovery_words(a.words_file.as_deref())?;
     let root = Root::from_mnemonic(words.expose())
         .usage()
         .hint("give the 24 words in order, separated by spaces or new lines")?;
@@ -492,107 +301,9 @@ pub(crate) fn published_onion(
     found
 }
 
-pub(crate) fn read_key_passphrase(k: &KeyPassArgs) -> Result<Option<SecretString>, CliError> {
-    match &k.key_passphrase_file {
-        None => Ok(None),
-        Some(p) => {
-            let mut t = std::fs::read_to_string(p)
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot read key passphrase file {}: {e}", p.display())
-                })
-                .usage()?;
-            while t.ends_with('\n') || t.ends_with('\r') {
-                t.pop();
-            }
-            if t.is_empty() {
-                return Err(CliError::usage_msg(format!(
-                    "key passphrase file {} is empty",
-                    p.display()
-                )));
-            }
-            Ok(Some(SecretString::new(t)))
-        }
-    }
-}
-
-fn kinds(list: &[Kind]) -> Vec<export::Kind> {
-    let mut out = Vec::new();
-    for k in list {
-        match k {
-            Kind::Ssh => out.push(export::Kind::Ssh),
-            Kind::SshHost => out.push(export::Kind::SshHost),
-            Kind::Onion => out.push(export::Kind::Onion),
-            Kind::Openpgp => out.push(export::Kind::Openpgp),
-            Kind::Password => out.push(export::Kind::Password),
-            Kind::Luks => out.push(export::Kind::Luks),
-            Kind::All => out.extend(export::Kind::ALL),
-        }
-    }
-    out
-}
-
-/// Threads for writing: export folders (or, per file, fsyncs) overlap well.
-const WRITE_THREADS: usize = 16;
-
-/// [`WRITE_THREADS`], or `MULTIVERSE_EXPORT_THREADS` (1-64; for the benchmark).
-fn write_threads() -> usize {
-    std::env::var("MULTIVERSE_EXPORT_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=64).contains(n))
-        .unwrap_or(WRITE_THREADS)
-}
-
-/// Writes the plan (or, with --dry-run, lists it) and prints what changed.
-pub(crate) fn apply(
-    g: &Global,
-    files: &[export::ExportFile],
-    key_pass: Option<&SecretString>,
-    folders: mv_core::fsutil::Folders,
-) -> Result<(), CliError> {
-    // One sync per export folder; MULTIVERSE_EXPORT_SYNC=per-file restores one fsync per file
-    // (bench/identity.sh compares the two).
-    let sync = match std::env::var("MULTIVERSE_EXPORT_SYNC").as_deref() {
-        Ok("per-file") => export::SyncMode::PerFile,
-        _ => export::SyncMode::PerFolder,
-    };
-    let outcomes =
-        export::write_files_synced(files, key_pass, g.dry_run, write_threads(), folders, sync)?;
-    let (mut written, mut same) = (0, 0);
-    for (f, o) in files.iter().zip(&outcomes) {
-        match o {
-            export::Outcome::Written => {
-                written += 1;
-                let verb = if g.dry_run {
-                    "would write"
-                } else {
-                    "wrote     "
-                };
-                g.say(format!("{verb} {}", f.path.display()));
-            }
-            export::Outcome::Unchanged => {
-                same += 1;
-                if g.verbose > 0 {
-                    g.say(format!("unchanged   {}", f.path.display()));
-                }
-            }
-        }
-    }
-    if g.dry_run {
-        g.say(format!(
-            "dry run: {written} file(s) would be written, {same} unchanged"
-        ));
-    } else if written == 0 {
-        g.say(format!("nothing to do: all {same} file(s) unchanged"));
-    } else {
-        g.say(format!("{written} file(s) written, {same} unchanged"));
-    }
-    Ok(())
-}
-
 fn export(g: &Global, a: ExportArgs) -> Result<(), CliError> {
     let name = parse_name(&a.name)?;
-    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let key_pass = secret_input::key_passphrase(a.key_pass.key_passphrase_file.as_deref())?;
     let root = unseal(g, &a.pass)?;
     let files = export::plan(&root, &name, &kinds(&a.kind), &a.out, key_pass.as_ref())?;
     record(g, vec![root.public_identity(&name)?])?;
@@ -622,7 +333,7 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
     let topo = mv_machines::config::Topology::load(&config)
         .usage()
         .hint("fleet reads the machines of multiverse.toml; create it with `multiverse init`")?;
-    let key_pass = read_key_passphrase(&a.key_pass)?;
+    let key_pass = secret_input::key_passphrase(a.key_pass.key_passphrase_file.as_deref())?;
     let root = unseal(g, &a.pass)?;
     let (files, ids) = fleet_files(&root, &topo, &user, &a.out, key_pass.as_ref())?;
     record(g, ids)?;
@@ -632,52 +343,4 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
         key_pass.as_ref(),
         mv_core::fsutil::Folders::TrustedOnly,
     )
-}
-
-/// The files of a fleet folder: every machine's keys in `out/<fqdn>/`, the person's login keys in
-/// `out/@user/`, a `known_hosts` (current host keys, then `@revoked` lines for the host keys of a
-/// rotated machine's earlier epochs) and the person's `authorized_keys`. Also returns the public
-/// identities, for the record.
-pub(crate) fn fleet_files(
-    root: &Root,
-    topo: &mv_machines::config::Topology,
-    user: &IdentityName,
-    out: &Path,
-    key_pass: Option<&SecretString>,
-) -> Result<(Vec<export::ExportFile>, Vec<PublicIdentity>), CliError> {
-    let mut files = Vec::new();
-    let mut ids = Vec::new();
-    let mut known_hosts = String::new();
-    let mut revoked = String::new();
-    for m in &topo.machines {
-        let name = IdentityName::Machine(m.name.clone());
-        let dir = out.join(m.name.as_str());
-        files.extend(export::plan(
-            root,
-            &name,
-            &export::Kind::ALL,
-            &dir,
-            key_pass,
-        )?);
-        let id = root.public_identity(&name)?;
-        known_hosts.push_str(&export::known_hosts_lines(&id));
-        revoked.push_str(&mv_identity::rotate::revoked_known_hosts(root, &name)?);
-        ids.push(id);
-    }
-    known_hosts.push_str(&revoked);
-    let person = root.public_identity(user)?;
-    files.extend(export::plan(
-        root,
-        user,
-        &[export::Kind::Ssh],
-        &out.join(user.as_str()),
-        key_pass,
-    )?);
-    files.push(export::public_file(out.join("known_hosts"), known_hosts));
-    files.push(export::public_file(
-        out.join("authorized_keys"),
-        export::authorized_keys_lines(&person),
-    ));
-    ids.push(person);
-    Ok((files, ids))
 }

@@ -25,9 +25,22 @@
 //! [`Scratch`] folder: a fresh, unpredictable name made with `mkdtemp` semantics and mode 0700
 //! from creation, never an existing folder.
 //!
+//! [`Session`] is the caller's side of the login: the derived login key and a known_hosts holding
+//! exactly the machine's derived host keys, in a [`Scratch`] folder, and the `ssh` command lines
+//! built from them. [`proxy_channel`], [`proxy_socks`] and [`relay`] are the two ends of the
+//! virtio-serial (or Tor) path that `ssh`'s `ProxyCommand` uses.
+//!
 //! What this is not: a general remote-execution layer. Files are replaced by `tar`, which
 //! unlinks and recreates each one; unlike the local commit this is not a rename, so a crash in
 //! the middle of the stream can leave some files new and some old (never a truncated one).
+
+mod proxy;
+mod reprovision;
+mod session;
+
+pub use proxy::{channel_proxy_command, proxy_channel, proxy_socks, relay, ssh_socket, ProxyError};
+pub use reprovision::{reprovision, Reprovision, ReprovisionError};
+pub use session::{HostKeyCheck, Route, Scratch, Session, SessionError};
 
 use crate::apply::{ApplyError, Runner, Staged, Target};
 use crate::model::Os;
@@ -36,34 +49,6 @@ use mv_core::confined::RootDir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-/// The private scratch folder of an SSH provisioning run (login key, known_hosts, shadow copy),
-/// removed when dropped.
-#[derive(Debug)]
-pub struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    /// Makes a new folder `multiverse-ssh.XXXXXX` in the temporary folder (`$TMPDIR` or `/tmp`):
-    /// a random name created with mode 0700 that must not exist yet, so nobody else can have
-    /// made it, own it or see into it. Failing to make it is an error, never a fallback.
-    pub fn new() -> std::io::Result<Self> {
-        Self::new_in(&std::env::temp_dir())
-    }
-
-    /// [`Scratch::new`] in `parent`.
-    pub fn new_in(parent: &Path) -> std::io::Result<Self> {
-        tempfile::Builder::new()
-            .prefix("multiverse-ssh.")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir_in(parent)
-            .map(Scratch)
-    }
-
-    /// The folder.
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
 
 /// Quotes any text for `sh` (`'` becomes `'\\''`).
 fn sh_quote(s: &str) -> String {

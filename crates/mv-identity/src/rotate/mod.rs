@@ -9,8 +9,17 @@
 //!   change and after every step; a rerun reads it and continues with the same from/to epochs,
 //!   so a crash at any point ends in the same state as an uninterrupted run.
 //!
-//! Nothing here touches `multiverse.toml`, the pass store or a LUKS device: the CLI runs those
-//! steps and records them here.
+//! - [`Step`]: the steps of a rotation, in order; [`Journal::begin`] starts a rotation or resumes
+//!   the one in progress;
+//! - [`rekey_device`], [`rekey_disks`], [`finish_rekey`]: the LUKS step (`cryptsetup`,
+//!   `qemu-img amend`, the keys read from 0600 files).
+//!
+//! Nothing here touches `multiverse.toml`, the pass store or a running machine: the CLI runs
+//! those steps (with the crates that own them) and records them here.
+
+mod luks;
+
+pub use luks::{finish_rekey, rekey_device, rekey_disks, LuksError};
 
 use crate::keys::KeyError;
 use crate::openpgp::creation_time;
@@ -132,6 +141,93 @@ pub fn revoked_known_hosts(root: &Root, name: &IdentityName) -> Result<String, K
     Ok(s)
 }
 
+/// One step of a rotation, in the order they run ([`Step::ALL`]); each is recorded in the
+/// [`Journal`] by its [`Step::as_str`] name once done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Pass entries re-encrypted to the new OpenPGP key (and a machine's password entry).
+    Pass,
+    /// `[identity.epochs]` of `multiverse.toml` holds the new epoch.
+    Config,
+    /// The public record holds the new public identity.
+    Record,
+    /// Running machines provisioned with the new keys.
+    Guests,
+    /// The fleet folder brought up to date.
+    Fleet,
+    /// LUKS devices and encrypted disks re-keyed.
+    Luks,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 6] = [
+        Step::Pass,
+        Step::Config,
+        Step::Record,
+        Step::Guests,
+        Step::Fleet,
+        Step::Luks,
+    ];
+
+    /// The step's name in the journal (and in `MV_ROTATE_PAUSE_AFTER`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Pass => "pass",
+            Step::Config => "config",
+            Step::Record => "record",
+            Step::Guests => "guests",
+            Step::Fleet => "fleet",
+            Step::Luks => "luks",
+        }
+    }
+}
+
+/// What [`Journal::begin`] found.
+#[derive(Debug)]
+pub enum Begun {
+    /// A new rotation (not saved yet).
+    New(Journal),
+    /// The rotation of the same name in progress, to continue.
+    Resumed(Journal),
+}
+
+/// Why a rotation cannot begin.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// Another name's rotation is unfinished.
+    #[error("the rotation of {name} (epoch {from} to {to}) is unfinished")]
+    Unfinished {
+        /// Its name.
+        name: String,
+        /// Its epoch before.
+        from: u32,
+        /// Its epoch after.
+        to: u32,
+    },
+    /// The name is at the last epoch.
+    #[error("{0} is at epoch {MAX}, the last one (2^32 - 1): it cannot be rotated again", MAX = u32::MAX)]
+    LastEpoch(IdentityName),
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl mv_core::Classify for BeginError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            BeginError::Journal(e) => e.class(),
+            _ => mv_core::ErrorClass::Usage,
+        }
+    }
+}
+
+impl mv_core::Classify for JournalError {
+    fn class(&self) -> mv_core::ErrorClass {
+        mv_core::ErrorClass::Failure
+    }
+}
+
 /// Why the journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -207,6 +303,46 @@ impl Journal {
         text.push(b'\n');
         fsutil::write_public(&Self::path(tree_root), &text).map_err(JournalError::Write)?;
         Ok(())
+    }
+
+    /// Starts the rotation of `name` from epoch `from`, or resumes the one in progress for the
+    /// same name (its folders replaced by `fleet` and `luks` when given). Saves nothing.
+    pub fn begin(
+        tree_root: &Path,
+        name: &IdentityName,
+        from: u32,
+        fleet: Option<PathBuf>,
+        luks: Vec<PathBuf>,
+    ) -> Result<Begun, BeginError> {
+        match Journal::load(tree_root)? {
+            Some(mut j) if j.name == name.as_str() => {
+                if fleet.is_some() {
+                    j.fleet = fleet;
+                }
+                if !luks.is_empty() {
+                    j.luks = luks;
+                }
+                Ok(Begun::Resumed(j))
+            }
+            Some(j) => Err(BeginError::Unfinished {
+                name: j.name,
+                from: j.from,
+                to: j.to,
+            }),
+            None => {
+                let to = from
+                    .checked_add(1)
+                    .ok_or_else(|| BeginError::LastEpoch(name.clone()))?;
+                Ok(Begun::New(Journal {
+                    name: name.as_str().to_string(),
+                    from,
+                    to,
+                    done: BTreeSet::new(),
+                    fleet,
+                    luks,
+                }))
+            }
+        }
     }
 
     /// Whether `step` is done.
