@@ -103,8 +103,7 @@ fn update_guest(
 /// Whether `machine`'s agent answers over its virtio-serial channel as the machine itself.
 fn agent_answers(machine: &mv_core::MachineName) -> Result<(), String> {
     let sock = mv_machines::layout::agent_socket(machine);
-    let client =
-        mv_agent::Client::unix(sock).with_timeout(std::time::Duration::from_secs(10));
+    let client = mv_agent::Client::unix(sock).with_timeout(std::time::Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
     match info.fqdn.as_deref() {
         Some(h) if h == machine.as_str() => Ok(()),
