@@ -2,4 +2,5 @@
 //! toolchain), one test binary with a module a topic.
 #![allow(clippy::unwrap_used)]
 
+mod emit;
 mod steganalysis;
