@@ -39,7 +39,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<(), CliError> {
     let conn = connect(&uri(&a.conn, topo.as_ref()))?;
     let report = mv_libvirt::backup(&conn, &out, &own, g.dry_run).map_err(classified)?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        multiverse::global::print_json(&report)?;
         return Ok(());
     }
     let prefix = if g.dry_run { "would be " } else { "" };
@@ -139,7 +139,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            multiverse::global::print_json(&plan)?;
         } else {
             g.say(format!(
                 "dry run: {creates} to define, {updates} to redefine, {} unchanged",
@@ -155,7 +155,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
             "updated": done.updated.iter().map(|(k, n)| serde_json::json!({"kind": k, "name": n})).collect::<Vec<_>>(),
             "unchanged": done.unchanged,
         });
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        multiverse::global::print_json(&j)?;
     } else if done.created.is_empty() && done.updated.is_empty() {
         g.say(format!(
             "nothing to restore: all {} object(s) already defined as in {}",

@@ -68,7 +68,7 @@ pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
                 }
             }
             if g.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                multiverse::global::print_json(&rows)?;
             } else if rows.is_empty() {
                 g.say(format!(
                     "no base images in {} (add one with `multiverse image import FILE --name NAME`)",

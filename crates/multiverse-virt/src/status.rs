@@ -120,7 +120,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
         })
         .collect();
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        multiverse::global::print_json(&lines)?;
         return Ok(());
     }
     println!(

@@ -118,7 +118,7 @@ pub(crate) fn up_error(e: UpError) -> CliError {
 
 fn print_report(g: &Global, r: &UpReport, verb_none: &str) -> Result<(), CliError> {
     if g.json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        multiverse::global::print_json(r)?;
         return Ok(());
     }
     let prefix = if g.dry_run { "would be " } else { "" };

@@ -5,6 +5,7 @@
 //! under the message. A closed stdout (`multiverse … | head`) is a quiet exit 0, whether it shows
 //! up as an error or as `println!`'s panic ([`quiet_on_broken_pipe`]).
 
+use mv_core::{Classify, ErrorClass};
 use std::fmt;
 
 /// Exit code class of an error.
@@ -27,11 +28,24 @@ pub struct CliError {
     pub hint: Option<String>,
 }
 
-impl<E: Into<anyhow::Error>> From<E> for CliError {
+/// Every library error becomes a [`CliError`] through its [`Classify`] impl: the library says
+/// whether the person's input was wrong (exit 2) or the operation failed (exit 1). There is no
+/// conversion from just any error: a library error without `Classify` does not compile here, so
+/// no error falls through to a default exit code. Errors that are not a library's (an
+/// `anyhow` chain built with context) are turned into one explicitly, with [`CliError::failure`]
+/// or [`CliError::usage`].
+impl<E> From<E> for CliError
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
     fn from(e: E) -> Self {
+        let kind = match e.class() {
+            ErrorClass::Usage => Kind::Usage,
+            ErrorClass::Failure => Kind::Failure,
+        };
         CliError {
-            kind: Kind::Failure,
-            error: e.into(),
+            kind,
+            error: anyhow::Error::new(e),
             hint: None,
         }
     }
@@ -59,6 +73,22 @@ impl<T, E: Into<CliError>> Hinted<T> for Result<T, E> {
 }
 
 impl CliError {
+    /// A failure (exit 1) from an error that is not a library's, e.g. an `anyhow` chain.
+    pub fn failure(error: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            kind: Kind::Failure,
+            error: error.into(),
+            hint: None,
+        }
+    }
+    /// Bad input (exit 2) from an error that is not a library's.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            kind: Kind::Usage,
+            error: error.into(),
+            hint: None,
+        }
+    }
     /// A usage error from a message.
     pub fn usage_msg(msg: impl fmt::Display) -> Self {
         CliError {

@@ -1,5 +1,6 @@
 //! Options every subcommand takes.
 
+use crate::error::CliError;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -63,4 +64,11 @@ impl Global {
             println!("{line}");
         }
     }
+}
+
+/// Prints `value` as pretty JSON on stdout (the `--json` output of every read command).
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(CliError::failure)?;
+    println!("{text}");
+    Ok(())
 }

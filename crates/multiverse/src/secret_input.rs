@@ -49,9 +49,12 @@ pub fn passphrase(
     confirm: bool,
 ) -> Result<SecretString, CliError> {
     if let Some(path) = file {
-        let mut text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read passphrase file {}: {e}", path.display()))
-            .usage()?;
+        let mut text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::usage_msg(format!(
+                "cannot read passphrase file {}: {e}",
+                path.display()
+            ))
+        })?;
         // A trailing newline from `echo` is not part of the passphrase.
         while text.ends_with('\n') || text.ends_with('\r') {
             text.pop();
@@ -109,9 +112,9 @@ pub fn recovery_words(file: Option<&Path>) -> Result<SecretString, CliError> {
     let mut text = String::new();
     match file {
         Some(p) => {
-            text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read words file {}: {e}", p.display()))
-                .usage()?;
+            text = std::fs::read_to_string(p).map_err(|e| {
+                CliError::usage_msg(format!("cannot read words file {}: {e}", p.display()))
+            })?;
         }
         None => {
             if std::io::stdin().is_terminal() {
@@ -130,11 +133,12 @@ pub fn key_passphrase(file: Option<&Path>) -> Result<Option<SecretString>, CliEr
     match file {
         None => Ok(None),
         Some(p) => {
-            let mut t = std::fs::read_to_string(p)
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot read key passphrase file {}: {e}", p.display())
-                })
-                .usage()?;
+            let mut t = std::fs::read_to_string(p).map_err(|e| {
+                CliError::usage_msg(format!(
+                    "cannot read key passphrase file {}: {e}",
+                    p.display()
+                ))
+            })?;
             while t.ends_with('\n') || t.ends_with('\r') {
                 t.pop();
             }

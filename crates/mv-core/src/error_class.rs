@@ -45,3 +45,9 @@ impl Classify for crate::model::AddrError {
         ErrorClass::Usage
     }
 }
+
+impl Classify for crate::fsutil::FsError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failure
+    }
+}

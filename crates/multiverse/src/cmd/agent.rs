@@ -59,11 +59,9 @@ fn clients(a: &TopArgs) -> Result<Vec<Client>, CliError> {
             return Err(CliError::usage_msg("--tcp needs --token-file")
                 .with_hint("TCP agents refuse requests without their bearer token"));
         };
-        let raw = mv_core::Secret::new(
-            std::fs::read_to_string(f)
-                .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))
-                .usage()?,
-        );
+        let raw = mv_core::Secret::new(std::fs::read_to_string(f).map_err(|e| {
+            CliError::usage_msg(format!("cannot read the token file {}: {e}", f.display()))
+        })?);
         let token = raw.expose().trim().to_string();
         for addr in &a.tcp {
             out.push(Client::tcp(addr, Some(mv_core::Secret::new(token.clone()))));
@@ -103,7 +101,7 @@ pub fn top(g: &Global, a: TopArgs) -> Result<(), CliError> {
     if g.json {
         let all = mv_agent::with_guests(&agents, guests);
         let rows = mv_agent::fleet_status(&all);
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::global::print_json(&rows)?;
         return Ok(());
     }
     mv_agent::run_top(mv_agent::TopOptions {

@@ -159,7 +159,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
     };
     let report = mv_host::check::check(&roots, &devices);
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::global::print_json(&report)?;
     } else {
         for f in &report.findings {
             let tag = match f.level {

@@ -126,7 +126,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<(), CliError> {
         Err(e) => return Err(e.into()),
     };
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&built.manifest)?);
+        crate::global::print_json(&built.manifest)?;
         return Ok(());
     }
     let size = std::fs::metadata(&built.image)

@@ -245,7 +245,7 @@ fn list(g: &Global) -> Result<(), CliError> {
     let (_, t) = super::render::load(g)?;
     if g.json {
         let rows: Vec<_> = t.machines.iter().map(row).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::global::print_json(&rows)?;
         return Ok(());
     }
     println!(
@@ -308,7 +308,7 @@ fn show(g: &Global, fqdn: &str) -> Result<(), CliError> {
             "paths": paths,
             "identity": identity,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::global::print_json(&v)?;
         return Ok(());
     }
     println!("name:       {}", m.name);

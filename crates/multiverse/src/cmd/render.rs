@@ -92,7 +92,7 @@ pub fn print_report(g: &Global, tree: &Tree, r: &RenderReport) -> Result<(), Cli
             "files": entries,
             "stale": stale,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::global::print_json(&v)?;
         return Ok(());
     }
     let verb = |c: Change| match (c, r.dry_run) {

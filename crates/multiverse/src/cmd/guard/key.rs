@@ -38,10 +38,9 @@ fn get_key(g: &Global, k: &KeyArgs, image_pass: &SecretString) -> Result<SecretB
     match &k.key {
         Some(p) if p.as_os_str() == "-" => return read_stdin(),
         Some(p) => {
-            return std::fs::read(p)
-                .map(SecretBytes::new)
-                .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", p.display()))
-                .usage()
+            return std::fs::read(p).map(SecretBytes::new).map_err(|e| {
+                CliError::usage_msg(format!("cannot read key file {}: {e}", p.display()))
+            })
         }
         None => {}
     }

@@ -238,7 +238,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
     };
     if g.json {
         match &published {
-            None => println!("{}", serde_json::to_string_pretty(&id)?),
+            None => crate::global::print_json(&id)?,
             Some((star, service)) => {
                 #[derive(serde::Serialize)]
                 struct Published<'a> {
@@ -252,7 +252,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
                     onion_ports: &service.ports,
                     onion_published_by: star.as_str(),
                 };
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                crate::global::print_json(&out)?;
             }
         }
     } else {

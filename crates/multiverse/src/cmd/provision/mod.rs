@@ -198,7 +198,7 @@ fn plan(g: &Global, a: &TargetArgs, diffs: bool) -> Result<(), CliError> {
     let mut p: Plan = mv_provision::plan(&d, &target).map_err(apply_error)?;
     p.target = shown.clone();
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        crate::global::print_json(&p)?;
         return Ok(());
     }
     if p.is_empty() {
@@ -225,7 +225,7 @@ fn apply(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
     let (d, target, shown, _scratch) = target_of(g, a)?;
     let done = mv_provision::apply(&d, &target, &SystemRunner).map_err(apply_error)?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&done)?);
+        crate::global::print_json(&done)?;
         return Ok(());
     }
     if done.changes.is_empty() {
@@ -262,10 +262,7 @@ fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
             .iter()
             .map(|c| serde_json::json!({"path": c.path, "tool": c.tool, "ok": true}))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"machine": d.machine, "checked": v}))?
-        );
+        crate::global::print_json(&serde_json::json!({"machine": d.machine, "checked": v}))?;
         return Ok(());
     }
     for c in &checked {
