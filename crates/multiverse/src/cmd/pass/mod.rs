@@ -24,8 +24,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-#[path = "pass_args.rs"]
-pub mod args;
+mod args;
 
 use args::{Cmd, KeyCmd, OtpCmd, OtpNew, Output};
 
