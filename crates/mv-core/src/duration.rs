@@ -76,8 +76,14 @@ mod tests {
         assert!(matches!(parse(""), Err(DurationError::Malformed(_))));
         assert!(matches!(parse("m"), Err(DurationError::Malformed(_))));
         assert!(matches!(parse("-5s"), Err(DurationError::Malformed(_))));
-        assert!(matches!(parse("1w"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse("1h30m"), Err(DurationError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse("1w"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse("1h30m"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
         assert!(matches!(
             parse("99999999999999999999d"),
             Err(DurationError::Overflow(_))

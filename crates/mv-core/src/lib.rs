@@ -20,8 +20,8 @@
 pub mod cmdline;
 pub mod confined;
 pub mod duration;
-pub mod error_class;
 pub mod epochs;
+pub mod error_class;
 pub mod fsutil;
 pub mod name;
 pub mod secret;

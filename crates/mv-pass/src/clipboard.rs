@@ -280,7 +280,8 @@ pub fn restore_later(
         .get(..8)
         .and_then(|b| b.try_into().ok())
         .ok_or(ClipboardError::Malformed)?;
-    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| ClipboardError::Malformed)?;
+    let len =
+        usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| ClipboardError::Malformed)?;
     let secret = f
         .get(8..8usize.saturating_add(len))
         .ok_or(ClipboardError::Malformed)?;
@@ -356,7 +357,11 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_refused() {
-        for bad in [&b""[..], &[1, 0, 0][..], &[9, 0, 0, 0, 0, 0, 0, 0, b'x'][..]] {
+        for bad in [
+            &b""[..],
+            &[1, 0, 0][..],
+            &[9, 0, 0, 0, 0, 0, 0, 0, b'x'][..],
+        ] {
             let r = restore_later(&fake(), &mut &bad[..], Duration::ZERO);
             assert!(matches!(r, Err(ClipboardError::Malformed)), "{bad:?}");
         }

@@ -276,7 +276,12 @@ impl KeyDir {
     /// read-only (`gpg --export`; gpg's files are not changed), adds them to `ring` and, with
     /// `save`, keeps them in this folder. Returns what was taken, for the caller to say; gpg
     /// missing or failing takes nothing.
-    pub fn take_from_gpg(&self, ring: &mut Keyring, wanted: &[String], save: bool) -> Vec<TakenKey> {
+    pub fn take_from_gpg(
+        &self,
+        ring: &mut Keyring,
+        wanted: &[String],
+        save: bool,
+    ) -> Vec<TakenKey> {
         let mut taken = Vec::new();
         for id in ring.expand_groups(wanted) {
             if !matches!(ring.resolve(&id), Err(KeyError::UnknownRecipient(_))) {

@@ -120,7 +120,9 @@ mod tests {
             || Err("no certificate".to_string()),
             true,
         );
-        assert!(matches!(lazy.decrypt(b"x"), Err(CryptoError::Unavailable(t)) if t == "wrong passphrase"));
+        assert!(
+            matches!(lazy.decrypt(b"x"), Err(CryptoError::Unavailable(t)) if t == "wrong passphrase")
+        );
         assert!(lazy.decrypt(b"x").is_err());
         assert_eq!(lazy.take_failure().as_deref(), Some("wrong passphrase"));
         assert_eq!(lazy.take_failure(), None);

@@ -80,6 +80,7 @@ mod extension;
 mod generate;
 mod git;
 pub mod grep;
+mod grep_external;
 mod keydir;
 mod keys;
 mod lazy;
@@ -95,6 +96,7 @@ pub use extension::{
 };
 pub use generate::{password, password_from, tr_set, SetError, ALNUM, DEFAULT_LENGTH, PUNCT};
 pub use git::{Git, GitError};
+pub use grep_external::ExternalGrep;
 pub use keydir::{KeyDir, KeyDirError, SecretState, TakenKey, Unseal};
 pub use keys::{
     armor_public, armor_secret, fingerprint_hex, parse_gpg_groups, parse_public_key,
@@ -102,7 +104,9 @@ pub use keys::{
 };
 pub use lazy::LazyCrypto;
 pub use name::{EntryName, EntryNameError};
-pub use otp::{hotp, replace_otp_line, totp, uri_from_secret, Algorithm, OtpError, OtpKind, OtpUri};
+pub use otp::{
+    hotp, replace_otp_line, totp, uri_from_secret, Algorithm, OtpError, OtpKind, OtpUri,
+};
 pub use store::{
     set_umask, BulkError, Change, Charset, Found, GenerateOptions, GrepHit, GrepLine, GrepReport,
     MoveOptions, RemoveOptions, Store, StoreError, StoreLock,

@@ -1493,7 +1493,8 @@ mod tests {
             &fs::metadata(n("a").file_in(s.dir())).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
-        s.remove(&n("web/site one"), RemoveOptions::default()).unwrap();
+        s.remove(&n("web/site one"), RemoveOptions::default())
+            .unwrap();
         assert!(!s.dir().join("web").exists(), "empty folder pruned");
         assert!(matches!(
             s.remove(&n("nope"), RemoveOptions::default()),
@@ -1551,10 +1552,28 @@ mod tests {
         let (_d, s, ring, _) = setup();
         s.insert(&n("f/a"), b"1\n", false, &ring).unwrap();
         s.insert(&n("f/b"), b"2\n", false, &ring).unwrap();
-        s.move_or_copy(&n("f"), &n("g"), MoveOptions { copy: true, force: false, ..MoveOptions::default() }, &ring)
-            .unwrap();
-        s.move_or_copy(&n("f/a"), &n("h"), MoveOptions { copy: false, force: false, ..MoveOptions::default() }, &ring)
-            .unwrap();
+        s.move_or_copy(
+            &n("f"),
+            &n("g"),
+            MoveOptions {
+                copy: true,
+                force: false,
+                ..MoveOptions::default()
+            },
+            &ring,
+        )
+        .unwrap();
+        s.move_or_copy(
+            &n("f/a"),
+            &n("h"),
+            MoveOptions {
+                copy: false,
+                force: false,
+                ..MoveOptions::default()
+            },
+            &ring,
+        )
+        .unwrap();
         let names: Vec<String> = s
             .list(None)
             .unwrap()
@@ -1563,7 +1582,16 @@ mod tests {
             .collect();
         assert_eq!(names, ["f/b", "g/a", "g/b", "h"]);
         assert!(matches!(
-            s.move_or_copy(&n("h"), &n("f/b"), MoveOptions { copy: false, force: false, ..MoveOptions::default() }, &ring),
+            s.move_or_copy(
+                &n("h"),
+                &n("f/b"),
+                MoveOptions {
+                    copy: false,
+                    force: false,
+                    ..MoveOptions::default()
+                },
+                &ring
+            ),
             Err(StoreError::Exists(_))
         ));
     }

@@ -2,6 +2,7 @@
 //! the usage line of each command, and the command words.
 
 use super::{Extras, ParseError};
+use std::path::PathBuf;
 
 /// Whether an option takes a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +50,11 @@ pub(super) struct Parsed {
 }
 
 impl Parsed {
-    fn has(&self, long: &str) -> bool {
+    pub(super) fn has(&self, long: &str) -> bool {
         self.opts.iter().any(|(n, _)| *n == long)
     }
     /// The last value given to `long` (`Some(None)`: given without a value).
-    fn last(&self, long: &str) -> Option<Option<&str>> {
+    pub(super) fn last(&self, long: &str) -> Option<Option<&str>> {
         self.opts
             .iter()
             .rev()
@@ -187,7 +188,7 @@ pub(super) fn line_number(v: Option<&str>, usage: &str) -> Result<usize, ParseEr
 
 pub(super) fn number<T: std::str::FromStr>(
     p: &Parsed,
-    pub(super) long: &str,
+    long: &str,
     usage: &str,
 ) -> Result<Option<T>, ParseError> {
     match p.last(long) {

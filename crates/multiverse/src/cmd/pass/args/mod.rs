@@ -21,6 +21,7 @@ mod tests;
 mod types;
 
 use getopt::*;
+use std::path::PathBuf;
 use sub::*;
 pub use types::*;
 

@@ -2,6 +2,7 @@
 
 use super::getopt::*;
 use super::*;
+use std::path::PathBuf;
 
 pub(super) fn show(args: &[String], base: &Extras, u: &str) -> Result<(Extras, Cmd), ParseError> {
     let p = getopt(

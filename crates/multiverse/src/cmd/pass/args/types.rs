@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use std::path::PathBuf;
-
 /// A parse failure: the message pass would print, and the usage line of the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
