@@ -39,10 +39,10 @@
 //! - [`Store::with_recipients_override`] (`PASSWORD_STORE_KEY`) and
 //!   [`Store::with_signing_keys`] (`PASSWORD_STORE_SIGNING_KEY`: `.gpg-id.sig` made by
 //!   [`Store::init`], checked by [`Store::verify_signed`] before recipients are used);
-//! - [`Store::generate_with`] with [`generate::password_from`] and [`generate::tr_set`]
-//!   (`PASSWORD_STORE_CHARACTER_SET`);
+//! - [`Store::generate`] with [`GenerateOptions`] and [`Charset`] ([`tr_set`] reads
+//!   `PASSWORD_STORE_CHARACTER_SET`);
 //! - [`Store::find_all`] (pass's `tree -P … --matchdirs` matching), [`Store::grep_matcher`] with
-//!   [`grep::plan`] (GNU grep's options), [`Store::for_each_decrypted`] for anything else done
+//!   [`grep::plan`] (GNU grep's options) or [`Store::grep_external`], [`Store::for_each_decrypted`] for anything else done
 //!   to every entry;
 //! - [`agent::Client`] with an [`agent::Lifetime`] (idle and maximum time of a cached key).
 //!
@@ -64,9 +64,16 @@
 //! Sealed secret keys are unsealed by the caller ([`KeyDir::load`] with an unseal function, or
 //! one by one with [`KeyDir::sealed_files`]); [`agent::Client`] reaches the session cache.
 //!
-//! What this crate is not: the CLI (prompts, clipboard, editor, output formats live in the
-//! `multiverse` binary), nor the identity (it never derives or unseals keys itself: the caller
-//! hands it keys or an unseal function).
+//! The workflows around the store are here too, so the CLI only parses, calls and prints:
+//! [`clipboard`] (`--clip` and its clearing job), [`edit_secret`] (the editor in a private
+//! scratch folder), [`write_tree`] (`ls`/`find` output), [`Store::git_init`], extensions
+//! ([`find_extension`], [`extension_command`]), [`LazyCrypto`] (unlock on first decryption),
+//! [`KeyDir::take_from_gpg`] and [`KeyDir::put_sealed_by`]. Every error type implements
+//! `mv_core::Classify`.
+//!
+//! What this crate is not: the CLI (prompts and output formats live in the `multiverse`
+//! binary), nor the identity (it never derives or unseals keys itself: the caller hands it keys,
+//! an unseal function or a sealing function).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
