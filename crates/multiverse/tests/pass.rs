@@ -320,7 +320,7 @@ fn a_store_written_by_ours_is_read_by_pass() {
     same_totp(&sb, "otp/co", 6);
     // The subfolder is now readable by the second key alone.
     let team = std::fs::read(sb.store().join("team/site copy.gpg")).unwrap();
-    let ids = mv_pass::backend::entry_key_ids(&team).unwrap();
+    let ids = mv_pass::entry_key_ids(&team).unwrap();
     assert_eq!(ids.len(), 2);
     assert!(!sb.store().join("web/site one.gpg").exists());
     assert!(!sb.store().join("gone.gpg").exists());

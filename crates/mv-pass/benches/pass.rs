@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
         .primary_user_id("Bench <bench@example.org>".into())
         .subkeys(vec![enc.build().unwrap()]);
     let key = p.build().unwrap().generate(rand::thread_rng()).unwrap();
-    let fpr = mv_pass::keys::secret_fingerprint(&key);
+    let fpr = mv_pass::secret_fingerprint(&key);
     let mut ring = Keyring::new();
     ring.add_secret(key);
     let dir = tempfile::tempdir().unwrap();

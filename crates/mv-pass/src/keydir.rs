@@ -52,6 +52,39 @@ pub enum KeyDirError {
     Write(#[from] FsError),
 }
 
+/// How a secret key is kept in the key folder ([`KeyDir::secret_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    /// `<FPR>.sec.asc`, in the clear.
+    Clear,
+    /// `<FPR>.sec.sealed`.
+    Sealed,
+    /// Only the certificate.
+    None,
+}
+
+impl SecretState {
+    /// `clear`, `sealed` or `none`, as `pass key ls` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretState::Clear => "clear",
+            SecretState::Sealed => "sealed",
+            SecretState::None => "none",
+        }
+    }
+}
+
+/// A certificate [`KeyDir::take_from_gpg`] took from gpg's keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenKey {
+    /// Its fingerprint (upper-case hex).
+    pub fingerprint: String,
+    /// The recipient it was taken for.
+    pub recipient: String,
+    /// Whether it was kept in the key folder.
+    pub saved: bool,
+}
+
 /// A key folder.
 #[derive(Debug, Clone)]
 pub struct KeyDir {
@@ -212,6 +245,72 @@ impl KeyDir {
         })?;
         fsutil::write_secret(&path, armored.expose())?;
         Ok(())
+    }
+
+    /// Seals a secret key with `seal` (the caller's sealing: armored key in, sealed bytes out)
+    /// and writes it with [`KeyDir::put_sealed`]; this crate never sees the passphrase.
+    pub fn put_sealed_by(
+        &self,
+        key: &SignedSecretKey,
+        seal: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<(), KeyDirError> {
+        let plain = keys::armor_secret(key).map_err(|source| KeyDirError::BadKey {
+            path: self.sealed_path(&keys::fingerprint_hex(&key.primary_key)),
+            source,
+        })?;
+        self.put_sealed(key, &seal(plain.expose()))
+    }
+
+    /// How the secret key `fpr` is kept here, if at all.
+    pub fn secret_state(&self, fpr: &str) -> SecretState {
+        if self.clear_path(fpr).exists() {
+            SecretState::Clear
+        } else if self.sealed_path(fpr).exists() {
+            SecretState::Sealed
+        } else {
+            SecretState::None
+        }
+    }
+
+    /// Takes the certificates of `wanted` recipients that `ring` lacks from gpg's keyring,
+    /// read-only (`gpg --export`; gpg's files are not changed), adds them to `ring` and, with
+    /// `save`, keeps them in this folder. Returns what was taken, for the caller to say; gpg
+    /// missing or failing takes nothing.
+    pub fn take_from_gpg(
+        &self,
+        ring: &mut Keyring,
+        wanted: &[String],
+        save: bool,
+    ) -> Vec<TakenKey> {
+        let mut taken = Vec::new();
+        for id in ring.expand_groups(wanted) {
+            if !matches!(ring.resolve(&id), Err(KeyError::UnknownRecipient(_))) {
+                continue;
+            }
+            let Ok(out) = std::process::Command::new("gpg")
+                .args(["--batch", "--export", "--armor", "--", &id])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+            else {
+                return taken;
+            };
+            if !out.status.success() || out.stdout.is_empty() {
+                continue;
+            }
+            let Ok(cert) = keys::parse_public_key(&out.stdout) else {
+                continue;
+            };
+            let fingerprint = keys::fingerprint_hex(&cert);
+            let saved = save && self.put_public(&cert).unwrap_or(false);
+            ring.add_public(cert);
+            taken.push(TakenKey {
+                fingerprint,
+                recipient: id,
+                saved,
+            });
+        }
+        taken
     }
 
     /// Whether the secret key `fpr` is present (sealed or clear).

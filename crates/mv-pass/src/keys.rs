@@ -409,7 +409,7 @@ fn esk_ids(msg: &Message<'_>) -> Vec<String> {
 }
 
 /// The key ids (upper-case hex) a message is encrypted to, read without decrypting it.
-pub fn message_key_ids(data: &[u8]) -> Result<Vec<String>, KeyError> {
+pub(crate) fn message_key_ids(data: &[u8]) -> Result<Vec<String>, KeyError> {
     let msg = parse_message(data)?;
     if !msg.is_encrypted() {
         return Err(KeyError::Malformed(pgp::errors::Error::Message {

@@ -39,10 +39,10 @@
 //! - [`Store::with_recipients_override`] (`PASSWORD_STORE_KEY`) and
 //!   [`Store::with_signing_keys`] (`PASSWORD_STORE_SIGNING_KEY`: `.gpg-id.sig` made by
 //!   [`Store::init`], checked by [`Store::verify_signed`] before recipients are used);
-//! - [`Store::generate_with`] with [`generate::password_from`] and [`generate::tr_set`]
-//!   (`PASSWORD_STORE_CHARACTER_SET`);
+//! - [`Store::generate`] with [`GenerateOptions`] and [`Charset`] ([`tr_set`] reads
+//!   `PASSWORD_STORE_CHARACTER_SET`);
 //! - [`Store::find_all`] (pass's `tree -P … --matchdirs` matching), [`Store::grep_matcher`] with
-//!   [`grep::plan`] (GNU grep's options), [`Store::for_each_decrypted`] for anything else done
+//!   [`grep::plan`] (GNU grep's options) or [`Store::grep_external`], [`Store::for_each_decrypted`] for anything else done
 //!   to every entry;
 //! - [`agent::Client`] with an [`agent::Lifetime`] (idle and maximum time of a cached key).
 //!
@@ -64,34 +64,67 @@
 //! Sealed secret keys are unsealed by the caller ([`KeyDir::load`] with an unseal function, or
 //! one by one with [`KeyDir::sealed_files`]); [`agent::Client`] reaches the session cache.
 //!
-//! What this crate is not: the CLI (prompts, clipboard, editor, output formats live in the
-//! `multiverse` binary), nor the identity (it never derives or unseals keys itself: the caller
-//! hands it keys or an unseal function).
+//! The workflows around the store are here too, so the CLI only parses, calls and prints:
+//! [`clipboard`] (`--clip` and its clearing job), [`edit_secret`] (the editor in a private
+//! scratch folder), [`write_tree`] (`ls`/`find` output), [`Store::git_init`], extensions
+//! ([`find_extension`], [`extension_command`]), [`LazyCrypto`] (unlock on first decryption),
+//! [`KeyDir::take_from_gpg`] and [`KeyDir::put_sealed_by`]. Every error type implements
+//! `mv_core::Classify`.
+//!
+//! What this crate is not: the CLI (prompts and output formats live in the `multiverse`
+//! binary), nor the identity (it never derives or unseals keys itself: the caller hands it keys,
+//! an unseal function or a sealing function).
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod agent;
-pub mod backend;
+mod backend;
 pub mod check;
-pub mod generate;
-pub mod git;
+mod classify;
+pub mod clipboard;
+mod edit;
+mod extension;
+mod generate;
+mod git;
 pub mod grep;
-pub mod keydir;
-pub mod keys;
-pub mod name;
-pub mod otp;
-pub mod store;
+mod grep_external;
+mod keydir;
+mod keys;
+mod lazy;
+mod name;
+mod otp;
+mod store;
+mod tree;
 
-pub use backend::{Crypto, CryptoError, Gpg};
-pub use keydir::KeyDir;
-pub use keys::{KeyError, Keyring};
+pub use backend::{entry_key_ids, Crypto, CryptoError, Gpg, GpgError};
+pub use edit::{edit_secret, EditError, Edited};
+pub use extension::{
+    extension_command, find_extension, ExtensionError, ExtensionSettings, SYSTEM_EXTENSION_DIR,
+};
+pub use generate::{password, password_from, tr_set, SetError, ALNUM, DEFAULT_LENGTH, PUNCT};
+pub use git::{Git, GitError};
+pub use grep_external::ExternalGrep;
+pub use keydir::{KeyDir, KeyDirError, SecretState, TakenKey, Unseal};
+pub use keys::{
+    armor_public, armor_secret, fingerprint_hex, parse_gpg_groups, parse_public_key,
+    parse_secret_key, secret_fingerprint, KeyError, Keyring,
+};
+pub use lazy::LazyCrypto;
 pub use name::{EntryName, EntryNameError};
-pub use otp::{OtpError, OtpUri};
-pub use store::{Store, StoreError};
+pub use otp::{
+    hotp, replace_otp_line, totp, uri_from_secret, Algorithm, OtpError, OtpKind, OtpUri,
+};
+pub use store::{
+    set_umask, BulkError, Change, Charset, Found, GenerateOptions, GrepHit, GrepLine, GrepReport,
+    MoveOptions, RemoveOptions, Store, StoreError, StoreLock,
+};
+pub use tree::{write_tree, TreeStyle};
 
 /// The fuzzing entry point: runs every parser of untrusted input on `data` (the OpenPGP message
 /// headers of an entry file, decryption with an empty keyring, the otpauth line and its label, an
 /// entry name, gpg.conf groups, a request to the session agent).
-/// It must never panic, whatever the bytes.
+/// It must never panic, whatever the bytes. Compiled for the tests and the fuzzer only (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn fuzz_entry(data: &[u8]) {
     let _ = keys::message_key_ids(data);
     let _ = Keyring::new().decrypt(data);

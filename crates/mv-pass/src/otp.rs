@@ -7,6 +7,15 @@
 //! stored counter is the last one used, so the next code is computed with `counter + 1` and that
 //! value is written back ([`OtpUri::next_hotp`]).
 //!
+//! Why ours and not `totp-rs` (issue #19 weighed it): `totp-rs` does TOTP only, and pass-otp
+//! stores HOTP too — `otpauth://hotp/…?counter=N`, whose counter this module advances and writes
+//! back into the entry line ([`OtpUri::next_hotp`], [`replace_otp_line`]); `totp-rs` has no
+//! HOTP, no counter and no `hotp` URI. Its URI parser is also stricter than pass-otp's, so it
+//! would refuse entries `pass otp` reads: secrets shorter than 128 bits (common in the wild)
+//! unless unchecked, a `:` inside the account name, and it rebuilds the URI instead of keeping
+//! the stored line byte for byte. The HMAC truncation itself is 30 lines and checked against
+//! the RFC 4226 and RFC 6238 vectors (`tests/vectors/`).
+//!
 //! What this is not: a clipboard or a QR code renderer. The secret never leaves this process
 //! (pass-otp hands it to `oathtool` on argv; we compute in process).
 
@@ -181,7 +190,7 @@ fn parse_counter(v: &str) -> Option<u64> {
 }
 
 /// Decodes a base32 OTP secret the way authenticators write it: any case, spaces and `=` ignored.
-pub fn decode_base32(s: &str) -> Result<SecretBytes, OtpError> {
+pub(crate) fn decode_base32(s: &str) -> Result<SecretBytes, OtpError> {
     let cleaned: String = s
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '=' && *c != '-')
@@ -198,7 +207,7 @@ pub fn decode_base32(s: &str) -> Result<SecretBytes, OtpError> {
 /// optional), except that a trailing `host:port` stays whole in the account:
 /// `alice@google.com:443` is an account, `Google:alice@google.com:443` is issuer `Google` and
 /// account `alice@google.com:443`.
-pub fn split_label(label: &str) -> (Option<String>, String) {
+pub(crate) fn split_label(label: &str) -> (Option<String>, String) {
     let port_tail = |s: &str| {
         s.rsplit_once(':').is_some_and(|(host, port)| {
             host.contains('.')
@@ -223,7 +232,7 @@ pub fn split_label(label: &str) -> (Option<String>, String) {
 }
 
 /// pass-otp's `urlencode`: letters, digits and `.~_-` as they are, space as `+`, others `%XX`.
-pub fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

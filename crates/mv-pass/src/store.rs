@@ -121,6 +121,9 @@ pub enum StoreError {
     /// Recipients named with an empty list.
     #[error("init needs at least one key id")]
     NoRecipients,
+    /// [`Store::git_init`] found no repository (`git init` did not make one).
+    #[error("git init did not create a repository")]
+    NotARepository(PathBuf),
     /// A symbolic link inside the store on the way to an entry (never followed).
     #[error(
         "`{name}`: {} is a symbolic link, and links inside the password store are never followed \
@@ -202,7 +205,7 @@ pub struct GrepReport {
 /// tree(1)'s `-P` glob: `*` any run, `?` one character (neither matches `/`), `[…]` a set
 /// (`^` or `!` negates, `a-z` ranges); no escapes. An unterminated `[` is a literal `[`.
 /// Linear backtracking: no pattern takes exponential time.
-pub fn glob_match(pat: &[char], s: &[char]) -> bool {
+pub(crate) fn glob_match(pat: &[char], s: &[char]) -> bool {
     enum Tok {
         Star,
         One(Box<dyn Fn(char) -> bool>),
@@ -295,7 +298,7 @@ pub struct Found {
 }
 
 /// Formats an error with its chain of causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -336,7 +339,41 @@ fn make_private_dirs(dir: &Path) -> Result<()> {
         .map_err(fs_err("cannot create folder", dir))
 }
 
-/// How [`Store::move_or_copy_with`] reads its arguments (pass's `mv`/`cp`).
+/// How [`Store::remove`] reads its arguments (pass's `rm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoveOptions {
+    /// A folder too, with everything in it (`--recursive`).
+    pub recursive: bool,
+    /// The name was written with a trailing `/` (pass's `rm NAME/`): the folder NAME is meant
+    /// even when an entry NAME exists beside it.
+    pub folder_only: bool,
+}
+
+/// The characters [`Store::generate`] draws from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charset {
+    /// pass's default: letters, digits and punctuation.
+    Symbols,
+    /// `--no-symbols`: letters and digits.
+    Alnum,
+    /// These bytes (pass's `PASSWORD_STORE_CHARACTER_SET`, see [`crate::tr_set`]).
+    Set(Vec<u8>),
+}
+
+/// How [`Store::generate`] reads its arguments (pass's `generate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// The password's length in characters.
+    pub length: usize,
+    /// What it is drawn from.
+    pub charset: Charset,
+    /// `--in-place`: replace only the first line of an existing entry.
+    pub in_place: bool,
+    /// `--force`: overwrite an existing entry.
+    pub force: bool,
+}
+
+/// How [`Store::move_or_copy`] reads its arguments (pass's `mv`/`cp`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveOptions {
     /// Copy instead of move.
@@ -481,6 +518,30 @@ impl Store {
     /// The git repository, if the store is one.
     pub fn git(&self) -> Option<Git> {
         Git::for_store(&self.dir)
+    }
+
+    /// What pass does after `git init` in the store: commits what is there, and teaches git to
+    /// diff entries through gpg (`.gitattributes`, 0600 like everything the store writes, and
+    /// the `diff.gpg` settings of the repository).
+    pub fn git_init(&self) -> Result<()> {
+        let g = self
+            .git()
+            .ok_or_else(|| StoreError::NotARepository(self.dir.clone()))?;
+        let _lock = self.lock()?;
+        g.commit(&[&self.dir], "Add current contents of password store.")?;
+        let attrs = self.dir.join(".gitattributes");
+        fsutil::write_secret(&attrs, b"*.gpg diff=gpg\n")?;
+        g.commit(&[&attrs], "Configure git repository for gpg file diff.")?;
+        for (key, value) in [
+            ("diff.gpg.binary", "true"),
+            ("diff.gpg.textconv", "gpg -d --quiet --yes"),
+        ] {
+            // As pass: a failed `git config` is not an error.
+            let _ = Git::command(&self.dir)
+                .args(["config", "--local", key, value])
+                .status();
+        }
+        Ok(())
     }
 
     fn commit(&self, paths: &[&Path], message: &str) -> Result<bool> {
@@ -729,31 +790,25 @@ impl Store {
         }))
     }
 
-    /// `generate`: a new random password of `len` characters, written as the entry. With
-    /// `in_place`, only the first line of an existing entry is replaced.
+    /// `generate`: a new random password drawn as `opts` says, written as the entry. With
+    /// `in_place`, only the first line of an existing entry is replaced. Returns the password.
     pub fn generate(
         &self,
         name: &EntryName,
-        len: usize,
-        symbols: bool,
-        in_place: bool,
-        force: bool,
+        opts: &GenerateOptions,
         crypto: &dyn Crypto,
     ) -> Result<(SecretString, Change)> {
-        let pw = crate::generate::password(len, symbols);
-        self.generate_with(name, pw, in_place, force, crypto)
-    }
-
-    /// `generate` with a password the caller drew (e.g. from pass's
-    /// `PASSWORD_STORE_CHARACTER_SET` through [`crate::generate::password_from`]).
-    pub fn generate_with(
-        &self,
-        name: &EntryName,
-        pw: SecretString,
-        in_place: bool,
-        force: bool,
-        crypto: &dyn Crypto,
-    ) -> Result<(SecretString, Change)> {
+        let GenerateOptions {
+            length,
+            ref charset,
+            in_place,
+            force,
+        } = *opts;
+        let pw = match charset {
+            Charset::Set(set) => crate::generate::password_from(length, set),
+            Charset::Symbols => crate::generate::password(length, true),
+            Charset::Alnum => crate::generate::password(length, false),
+        };
         let _l = self.lock()?;
         self.writable(name)?;
         let exists = self.contains(name);
@@ -782,18 +837,11 @@ impl Store {
     }
 
     /// `rm`: removes an entry, or a folder with `recursive`. Commits "Remove NAME from store.".
-    pub fn remove(&self, name: &EntryName, recursive: bool) -> Result<Change> {
-        self.remove_as(name, recursive, false)
-    }
-
-    /// [`Store::remove`]; with `folder_only` (pass's `rm NAME/`) the folder NAME is meant even
-    /// when an entry NAME exists beside it.
-    pub fn remove_as(
-        &self,
-        name: &EntryName,
-        recursive: bool,
-        folder_only: bool,
-    ) -> Result<Change> {
+    pub fn remove(&self, name: &EntryName, opts: RemoveOptions) -> Result<Change> {
+        let RemoveOptions {
+            recursive,
+            folder_only,
+        } = opts;
         let _l = self.lock()?;
         let file = name.file_in(&self.dir);
         let dir = name.dir_in(&self.dir);
@@ -1047,29 +1095,12 @@ impl Store {
         })
     }
 
-    /// `mv` and `cp`: moves or copies an entry or a folder, re-encrypting each entry for the
-    /// destination's recipients. Commits "Rename A to B." or "Copy A to B.".
-    pub fn move_or_copy(
-        &self,
-        from: &EntryName,
-        to: &EntryName,
-        copy: bool,
-        force: bool,
-        crypto: &dyn Crypto,
-    ) -> Result<Change> {
-        let opts = MoveOptions {
-            copy,
-            force,
-            ..MoveOptions::default()
-        };
-        self.move_or_copy_with(from, to, opts, crypto)
-    }
-
-    /// `mv` and `cp` with pass's rules: onto an existing folder, or a destination written with a
+    /// `mv` and `cp`, re-encrypting each entry for the destination's recipients (commits
+    /// "Rename A to B." or "Copy A to B."), with pass's rules: onto an existing folder, or a destination written with a
     /// trailing `/`, the source goes inside it; a folder moves with the `.gpg-id` files inside it
     /// (its recipients go along); each entry is then re-encrypted for the recipients that govern
     /// its new place, and copied as it is when it is already encrypted exactly to them.
-    pub fn move_or_copy_with(
+    pub fn move_or_copy(
         &self,
         from: &EntryName,
         to: &EntryName,
@@ -1462,10 +1493,11 @@ mod tests {
             &fs::metadata(n("a").file_in(s.dir())).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
-        s.remove(&n("web/site one"), false).unwrap();
+        s.remove(&n("web/site one"), RemoveOptions::default())
+            .unwrap();
         assert!(!s.dir().join("web").exists(), "empty folder pruned");
         assert!(matches!(
-            s.remove(&n("nope"), false),
+            s.remove(&n("nope"), RemoveOptions::default()),
             Err(StoreError::NotFound(_))
         ));
     }
@@ -1520,10 +1552,28 @@ mod tests {
         let (_d, s, ring, _) = setup();
         s.insert(&n("f/a"), b"1\n", false, &ring).unwrap();
         s.insert(&n("f/b"), b"2\n", false, &ring).unwrap();
-        s.move_or_copy(&n("f"), &n("g"), true, false, &ring)
-            .unwrap();
-        s.move_or_copy(&n("f/a"), &n("h"), false, false, &ring)
-            .unwrap();
+        s.move_or_copy(
+            &n("f"),
+            &n("g"),
+            MoveOptions {
+                copy: true,
+                force: false,
+                ..MoveOptions::default()
+            },
+            &ring,
+        )
+        .unwrap();
+        s.move_or_copy(
+            &n("f/a"),
+            &n("h"),
+            MoveOptions {
+                copy: false,
+                force: false,
+                ..MoveOptions::default()
+            },
+            &ring,
+        )
+        .unwrap();
         let names: Vec<String> = s
             .list(None)
             .unwrap()
@@ -1532,7 +1582,16 @@ mod tests {
             .collect();
         assert_eq!(names, ["f/b", "g/a", "g/b", "h"]);
         assert!(matches!(
-            s.move_or_copy(&n("h"), &n("f/b"), false, false, &ring),
+            s.move_or_copy(
+                &n("h"),
+                &n("f/b"),
+                MoveOptions {
+                    copy: false,
+                    force: false,
+                    ..MoveOptions::default()
+                },
+                &ring
+            ),
             Err(StoreError::Exists(_))
         ));
     }
@@ -1553,7 +1612,7 @@ mod tests {
             to_folder: true,
             ..MoveOptions::default()
         };
-        s.move_or_copy_with(&n("team"), &n("shared"), opts, &ring)
+        s.move_or_copy(&n("team"), &n("shared"), opts, &ring)
             .unwrap();
         assert!(!s.dir().join("team").exists());
         let id_file = s.dir().join("shared/team/.gpg-id");
@@ -1566,7 +1625,7 @@ mod tests {
         assert_eq!(ids, id_of(&ring, &fpr2));
         // An entry into `dir/` that does not exist: dir/entry, never dir.gpg.
         s.insert(&n("lone"), b"l\n", false, &ring).unwrap();
-        s.move_or_copy_with(&n("lone"), &n("newdir"), opts, &ring)
+        s.move_or_copy(&n("lone"), &n("newdir"), opts, &ring)
             .unwrap();
         assert!(s.contains(&n("newdir/lone")) && !s.dir().join("newdir.gpg").exists());
         // Removing the folder's .gpg-id re-encrypts its entries for the recipients above.
