@@ -1,7 +1,7 @@
 //! `multiverse backup|restore`: the host's libvirt definitions filed into the tree, and defined
 //! back from it, through `mv-libvirt`.
 
-use crate::common::{classified, connect, topology_opt, uri};
+use crate::common::{connect, topology_opt, uri};
 use multiverse::cli::virt::{BackupArgs, RestoreArgs};
 use multiverse::error::CliError;
 use multiverse::global::Global;
@@ -37,7 +37,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<(), CliError> {
     let own = ownership(&tree, topo.as_ref());
     let out = a.out.clone().unwrap_or_else(|| g.root.clone());
     let conn = connect(&uri(&a.conn, topo.as_ref()))?;
-    let report = mv_libvirt::backup(&conn, &out, &own, g.dry_run).map_err(classified)?;
+    let report = mv_libvirt::backup(&conn, &out, &own, g.dry_run).map_err(CliError::from)?;
     if g.json {
         multiverse::global::print_json(&report)?;
         return Ok(());
@@ -81,7 +81,7 @@ fn restore_error(e: RestoreError) -> CliError {
         }
         _ => None,
     };
-    let err = classified(e);
+    let err = CliError::from(e);
     match hint {
         Some(h) => err.with_hint(h),
         None => err,

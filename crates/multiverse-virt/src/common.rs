@@ -1,29 +1,13 @@
 //! What every libvirt subcommand needs: `multiverse.toml` loaded with a hint, the libvirt URI
-//! chosen and connected, the machines named on the command line selected, and a library error
-//! turned into a CLI error of its class.
+//! chosen and connected, and the machines named on the command line selected.
 //!
 //! The connection URI is `--connect`, else `libvirt_uri` of `multiverse.toml`, else
 //! `qemu:///system`.
 
 use multiverse::cli::virt::ConnectArg;
-use multiverse::error::{CliError, Hinted, Kind};
-use mv_core::{Classify, ErrorClass};
+use multiverse::error::{CliError, Hinted};
 use mv_libvirt::Connection;
 use mv_machines::{Topology, Tree};
-
-/// A library error as a CLI error: exit 2 for what the person can fix, 1 otherwise.
-pub(crate) fn classified<E>(e: E) -> CliError
-where
-    E: Classify + Into<anyhow::Error>,
-{
-    let kind = match e.class() {
-        ErrorClass::Usage => Kind::Usage,
-        ErrorClass::Failure => Kind::Failure,
-    };
-    let mut err = CliError::from(e);
-    err.kind = kind;
-    err
-}
 
 pub(crate) fn topology(tree: &Tree) -> Result<Topology, CliError> {
     let path = tree.config_file();

@@ -1,6 +1,6 @@
 //! `multiverse image|console`: base images (import, list, build) and a machine's serial console.
 
-use crate::common::{classified, select, topology, uri};
+use crate::common::{select, topology, uri};
 use multiverse::cli::virt::{ConsoleArgs, ImageCommand};
 use multiverse::error::{CliError, Hinted};
 use multiverse::global::Global;
@@ -17,10 +17,10 @@ pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
             let res = mv_libvirt::import_image(&file, &tree.images_dir(), &name, g.dry_run);
             let (outcome, path) = match res {
                 Err(e @ ImageError::Exists { .. }) => {
-                    return Err(classified(e))
+                    return Err(CliError::from(e))
                         .hint("pick another --name, or remove the old image first")
                 }
-                other => other.map_err(classified)?,
+                other => other.map_err(CliError::from)?,
             };
             if g.json {
                 println!(
@@ -54,7 +54,7 @@ pub fn image(g: &Global, c: ImageCommand) -> Result<(), CliError> {
                     .collect();
                 paths.sort();
                 for p in paths {
-                    let info = mv_libvirt::image_info(&p).map_err(classified)?;
+                    let info = mv_libvirt::image_info(&p).map_err(CliError::from)?;
                     let name = p
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
@@ -109,6 +109,6 @@ pub fn console(g: &Global, a: ConsoleArgs) -> Result<(), CliError> {
             ConsoleError::Spawn(_) => "install libvirt-clients",
             ConsoleError::Exit { .. } => "is the machine running? `multiverse status` shows it",
         };
-        classified(e).with_hint(hint)
+        CliError::from(e).with_hint(hint)
     })
 }

@@ -29,7 +29,7 @@ use multiverse::cli::VirtCommand;
 use multiverse::error::CliError;
 use multiverse::global::Global;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     multiverse::cli::main(run_virt)
 }
 

@@ -6,7 +6,6 @@
 //! paths are usage errors (2); a failed step is a failure (1) whose hint says that running the
 //! same command again resumes from the journal.
 
-use crate::common::classified;
 use multiverse::cli::virt::MigrateArgs;
 use multiverse::error::{CliError, Hinted};
 use multiverse::global::Global;
@@ -26,7 +25,7 @@ pub fn run(g: &Global, a: MigrateArgs) -> Result<(), CliError> {
         if a.no_libvirt {
             None
         } else {
-            Some(Libvirt::open(&a.connect).map_err(classified).hint(
+            Some(Libvirt::open(&a.connect).map_err(CliError::from).hint(
                 "is libvirtd running? Use --connect URI, or --no-libvirt to move files only",
             )?)
         };
@@ -38,7 +37,7 @@ pub fn run(g: &Global, a: MigrateArgs) -> Result<(), CliError> {
         .from
         .clone()
         .ok_or_else(|| CliError::usage_msg("--from OLD_DIR is required"))?;
-    match mig.state().map_err(classified).hint(RESUME_HINT)? {
+    match mig.state().map_err(CliError::from).hint(RESUME_HINT)? {
         State::Complete { plan } => {
             report(
                 g,
@@ -180,21 +179,21 @@ fn report(
 
 fn plan_error(e: PlanError) -> CliError {
     match e {
-        PlanError::DomainsRunning { .. } => classified(e)
+        PlanError::DomainsRunning { .. } => CliError::from(e)
             .with_hint("shut them down (`virsh shutdown NAME`) and run the same command again"),
-        other => classified(other),
+        other => CliError::from(other),
     }
 }
 
 fn apply_error(e: ApplyError) -> CliError {
     match e {
-        ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => classified(e),
+        ApplyError::OtherInProgress { .. } | ApplyError::UndoInProgress { .. } => CliError::from(e),
         ApplyError::Op {
             source: mv_migrate::OpError::NoHypervisor,
             ..
-        } => classified(e)
+        } => CliError::from(e)
             .with_hint("the plan redefines libvirt objects: run it again without --no-libvirt"),
-        other => classified(other).with_hint(RESUME_HINT),
+        other => CliError::from(other).with_hint(RESUME_HINT),
     }
 }
 

@@ -111,7 +111,9 @@ pub enum VirtCommand {
 /// The whole program: parses the command line, sets up logging, runs the command with `virt` for
 /// the libvirt subcommands, and exits with the command's exit code (0, 1 or 2; clap's own errors
 /// exit 2 before anything runs).
-pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> ! {
+pub fn main(
+    virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>,
+) -> std::process::ExitCode {
     // First, while the process has a single thread: no child may inherit the passphrase.
     crate::secret_input::take_env_passphrase();
     let code = crate::error::quiet_on_broken_pipe(|| {
@@ -127,7 +129,8 @@ pub fn main(virt: impl FnOnce(&Global, VirtCommand) -> Result<(), CliError>) -> 
         cli.global.make_root_absolute();
         crate::error::report(run(cli, virt))
     });
-    std::process::exit(code);
+    // Exit codes are 0, 1 and 2 (crate::error::report); anything else would be a bug, reported as 1.
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Runs one parsed command line. `virt` runs the libvirt subcommands: `multiverse` passes a

@@ -72,3 +72,10 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     println!("{text}");
     Ok(())
 }
+
+/// Prints `value` as one line of compact JSON on stdout (pass's `--json` output, one document).
+pub fn print_json_line(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string(value).map_err(CliError::failure)?;
+    println!("{text}");
+    Ok(())
+}

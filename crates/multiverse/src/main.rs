@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// The binary that runs the libvirt subcommands.
 const VIRT_BIN: &str = "multiverse-virt";
 
-fn main() {
+fn main() -> std::process::ExitCode {
     cli::main(|_, _| exec_virt())
 }
 
@@ -52,7 +52,7 @@ fn exec_virt() -> Result<(), CliError> {
         cmd.env(secret_input::PASSPHRASE_ENV, p.expose());
     }
     let err = cmd.exec();
-    Err(CliError::from(
+    Err(CliError::failure(
         anyhow::Error::new(err).context(format!("cannot run {}", virt.display())),
     ))
 }

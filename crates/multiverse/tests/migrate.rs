@@ -212,7 +212,7 @@ fn fixture_migrates_keeps_every_byte_and_undo_restores_it() {
         &plan_text,
     );
 
-    // The DESIGN.md layout.
+    // The docs/design.md layout.
     let star = new.join("machines/star.router.multiverse");
     assert_eq!(fs::read(star.join("disk.qcow2")).unwrap(), qcow2_bytes());
     assert_eq!(

@@ -2,7 +2,7 @@
 //! overwrite rules, folders with their own recipients, gpg groups, OTP, and the session cache.
 //!
 //! What pass's own suite checks is covered here in our words (the suite itself stays outside the
-//! project, in ../shared/peers). Every test has its own GNUPGHOME, store, tree and agent folder;
+//! project: pass 1.7.4's own tests/t*.sh). Every test has its own GNUPGHOME, store, tree and agent folder;
 //! gpg, pass and git are required (a missing tool fails the test).
 #![allow(clippy::unwrap_used)]
 

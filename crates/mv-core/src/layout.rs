@@ -1,4 +1,4 @@
-//! The on-disk layout of a Multiverse tree (DESIGN.md "The tree on disk").
+//! The on-disk layout of a Multiverse tree (docs/design.md "The tree on disk").
 //!
 //! [`Tree`] only computes paths; it never touches the disk. Every crate that reads or writes the
 //! tree asks it, so the layout is decided here once:

@@ -8,7 +8,7 @@
 //!   exit code.
 //! - [`epochs`]: [`epochs::Epochs`], the per-name key epochs of `[identity.epochs]`
 //!   (`docs/spec/scramble-v1-epochs.md`), read with the line of each value.
-//! - [`layout`]: [`layout::Tree`], every path of a Multiverse tree (DESIGN.md "The tree on
+//! - [`layout`]: [`layout::Tree`], every path of a Multiverse tree (docs/design.md "The tree on
 //!   disk"), and the runtime sockets beside it.
 //! - [`model`]: the shared vocabulary of the machine model: [`model::MachineType`],
 //!   [`model::Os`], [`model::Arch`], [`model::CpuVendor`], [`model::PciAddress`],

@@ -119,7 +119,7 @@ struct FileLuks {
 /// Which built-in topology the host's `multiverse.toml` starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopologyKind {
-    /// DESIGN.md's topology: Alpine routers, universe's NIC passed through.
+    /// docs/design.md's topology: Alpine routers, universe's NIC passed through.
     Default,
     /// Debian everywhere, universe on a virtio NIC (hosts without passthrough, the lab).
     Lab,

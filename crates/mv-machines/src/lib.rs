@@ -3,7 +3,7 @@
 //!
 //! - [`config`]: `multiverse.toml` read into a validated [`config::Topology`] (host, networks,
 //!   machines), errors as `FILE:LINE: what`.
-//! - [`layout`]: [`layout::Tree`], where every file of the tree lives (DESIGN.md's layout).
+//! - [`layout`]: [`layout::Tree`], where every file of the tree lives (docs/design.md's layout).
 //! - [`templates`]: [`templates::Engine`], minijinja with strict undefined variables, embedded
 //!   templates overridable from `<root>/templates/`; reusable with another embedded set.
 //! - [`render`]: [`render::render_tree`] turns a topology into domain, network and pool XML,

@@ -1,7 +1,7 @@
 //! `mv-migrate`: moves an old Multiverse tree to the current layout, crash-safe and undoable.
 //!
 //! The old layout (the project's early notes) keeps `Data/` beside `Machines/`, loose `*.qcow2`
-//! images in `Machines/`, and folders in mixed case. The current layout (DESIGN.md) keeps
+//! images in `Machines/`, and folders in mixed case. The current layout (docs/design.md) keeps
 //! everything of a machine in `machines/<fqdn>/` (its disk as `disk.qcow2`, its old data in `data/`)
 //! and links every disk from `storage/<fqdn>.qcow2`. docs/migrate.md defines both precisely, with
 //! the rule applied to each awkward case.

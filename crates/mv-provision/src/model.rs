@@ -121,7 +121,7 @@ pub struct OnionPublish {
 
 #[cfg(any(test, feature = "test-hooks"))]
 impl MachineSpec {
-    /// A fixture for tests: the machine as DESIGN.md's early default topology had it, on `os`
+    /// A fixture for tests: the machine as docs/design.md's early default topology had it, on `os`
     /// (the universe router's WAN first, no static addresses on leaf machines). The golden files
     /// of this crate are rendered from these specs, so they stay fixed even when
     /// `mv_machines::config::DEFAULT_TOML` moves on; the product builds specs from

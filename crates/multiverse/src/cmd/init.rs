@@ -1,4 +1,4 @@
-//! `multiverse init`: writes the default topology (DESIGN.md) as multiverse.toml into --root and
+//! `multiverse init`: writes the default topology (docs/design.md) as multiverse.toml into --root and
 //! renders the tree from it. Creates no identity (that is `multiverse identity init`).
 //!
 //! `--lab` writes the lab variant instead ([`mv_machines::config::LAB_TOML`]: all Debian, the

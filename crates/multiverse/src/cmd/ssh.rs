@@ -1,6 +1,6 @@
 //! `multiverse ssh FQDN [COMMAND...]`: a shell on a machine with the identity's keys both ways,
 //! over the machine's own virtio-serial port, never over a machine network (the host has no
-//! address there: DESIGN.md).
+//! address there: docs/design.md).
 //!
 //! The pieces are `mv_provision::remote`'s: the channel (`ssh_socket`, added by `up`), the guest's
 //! relay (`ssh-relay`), the host's `ProxyCommand` (`ssh-proxy`) and the [`Session`] that holds the

@@ -130,7 +130,7 @@ impl FromStr for Os {
     }
 }
 
-/// What a machine is for (DESIGN.md "The parts").
+/// What a machine is for (docs/design.md "The parts").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineType {

@@ -96,7 +96,7 @@ impl Form {
             Row::Passthrough => text(&self.passthrough, "PCI addresses, comma-separated"),
             Row::Topology => (
                 if self.lab { "lab" } else { "default" }.into(),
-                "←→: default (DESIGN.md) or lab (Debian, virtio NIC)".into(),
+                "←→: default (docs/design.md) or lab (Debian, virtio NIC)".into(),
             ),
             Row::Machine(i) => self
                 .machines

@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// The text `multiverse init` writes: DESIGN.md's default topology, with comments for the person.
+/// The text `multiverse init` writes: docs/design.md's default topology, with comments for the person.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// The text `multiverse init --lab` writes: the default topology for tests and hosts without
@@ -639,7 +639,7 @@ impl Topology {
         Ok(topology)
     }
 
-    /// DESIGN.md's default topology (the text of [`DEFAULT_TOML`]).
+    /// docs/design.md's default topology (the text of [`DEFAULT_TOML`]).
     pub fn default_topology() -> Topology {
         #[allow(clippy::expect_used)] // a constant checked by the tests
         Topology::parse(DEFAULT_TOML, Path::new("<default>"))

@@ -2,7 +2,7 @@
 //! and the passphrase, and printing; hiding, finding and opening are `mv_guard`'s.
 
 use super::args::{EnrollArgs, HideArgs, KeyArgs, PassArgs, RevealArgs, UnlockArgs};
-use super::{classified, load_config};
+use super::load_config;
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use crate::secret_input;
@@ -78,7 +78,7 @@ fn hide_error(e: HideError) -> CliError {
         }
         _ => None,
     };
-    let c = classified(e);
+    let c = CliError::from(e);
     match hint {
         Some(h) => c.with_hint(h),
         None => c,
@@ -90,7 +90,7 @@ fn reveal_error(e: container::RevealError) -> CliError {
         container::RevealError::NotFound => "check the passphrase and --kdf-memory; the image must be the one written by `guard hide`, unconverted",
         container::RevealError::Damaged => "the image was re-saved or edited; use the original file or hide the key again",
     };
-    classified(e).with_hint(hint)
+    CliError::from(e).with_hint(hint)
 }
 
 /// Hides `key` into `cover` → `out`, idempotently, and says what it did.
@@ -132,7 +132,7 @@ fn hide_into(
             g.say(format!("hid a {len}-byte key in {}", out.display()))
         }
         Err(HideFileError::Hide(e)) => return Err(hide_error(e)),
-        Err(e) => return Err(classified(e)),
+        Err(e) => return Err(CliError::from(e)),
     }
     Ok(())
 }
@@ -146,7 +146,7 @@ pub(super) fn hide(g: &Global, a: HideArgs) -> Result<(), CliError> {
 
 fn reveal_key(image: &Path, pass: &PassArgs) -> Result<SecretBytes, CliError> {
     let params = params(pass)?;
-    let cover = Cover::read(image).map_err(classified)?;
+    let cover = Cover::read(image).map_err(CliError::from)?;
     let p = image_passphrase(pass, false)?;
     container::reveal(&cover, p.expose().as_bytes(), params).map_err(reveal_error)
 }
@@ -183,7 +183,7 @@ pub(super) fn reveal(g: &Global, a: RevealArgs) -> Result<(), CliError> {
 }
 
 fn luks_error(e: mv_guard::luks::LuksError) -> CliError {
-    classified(e)
+    CliError::from(e)
         .with_hint("is cryptsetup installed, and is the device a LUKS device you may open (root)?")
 }
 
@@ -192,7 +192,7 @@ pub(super) fn enroll(g: &Global, a: EnrollArgs) -> Result<(), CliError> {
     let pass = image_passphrase(&a.pass, true)?;
     let key = get_key(g, &a.key, &pass)?;
     // Check the cover first: nothing is enrolled for an image we cannot write.
-    let cover = Cover::read(&a.cover).map_err(classified)?;
+    let cover = Cover::read(&a.cover).map_err(CliError::from)?;
     container::capacity(&cover, key.expose().len()).map_err(hide_error)?;
     let add = mv_guard::luks::add_key_argv(&a.luks, &a.existing_key_file, a.fast_slot);
     if mv_guard::luks::key_opens(&a.luks, &key).map_err(luks_error)? {
@@ -264,7 +264,7 @@ fn token_key_error(e: TokenKeyError) -> CliError {
         }
         _ => None,
     };
-    let c = classified(e);
+    let c = CliError::from(e);
     match hint {
         Some(h) => c.with_hint(h),
         None => c,

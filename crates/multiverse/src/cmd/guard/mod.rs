@@ -21,7 +21,6 @@ pub use args::*;
 
 use crate::error::{CliError, Kind};
 use crate::global::Global;
-use mv_core::{Classify, ErrorClass};
 use mv_guard::config::{self, GuardConfig};
 use std::path::{Path, PathBuf};
 
@@ -39,20 +38,6 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
         Command::Fire(a) => switch::fire(g, a),
         Command::UdevRule(a) => switch::udev_rule(g, a),
     }
-}
-
-/// A library error as the CLI reports it: its [`Classify`] class gives the exit code.
-fn classified<E>(e: E) -> CliError
-where
-    E: Classify + std::error::Error + Send + Sync + 'static,
-{
-    let kind = match e.class() {
-        ErrorClass::Usage => Kind::Usage,
-        ErrorClass::Failure => Kind::Failure,
-    };
-    let mut c = CliError::from(e);
-    c.kind = kind;
-    c
 }
 
 fn load_config(g: &Global) -> Result<(PathBuf, Option<GuardConfig>), CliError> {

@@ -92,13 +92,17 @@ pub(super) fn run_extension(
     word: &str,
     rest: &[String],
 ) -> Result<(), CliError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find this program for the extension: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::failure_msg(format!("cannot find this program for the extension: {e}"))
+    })?;
     let mut me = vec![exe.to_string_lossy().into_owned(), "pass".to_string()];
     me.extend(extras.iter().cloned());
     let store = Store::new(store_dir(g));
     let err = mv_pass::extension_command(&store, ext, &me, word, rest).exec();
-    Err(anyhow::anyhow!("cannot run bash for the extension {}: {err}", ext.display()).into())
+    Err(CliError::failure_msg(format!(
+        "cannot run bash for the extension {}: {err}",
+        ext.display()
+    )))
 }
 
 pub(super) fn key(ctx: &Ctx<'_>, k: KeyCmd) -> Result<(), CliError> {
@@ -220,7 +224,12 @@ fn machine_names(root: &Path) -> Result<Vec<MachineName>, CliError> {
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(anyhow::anyhow!("cannot list {}: {e}", dir.display()).into()),
+        Err(e) => {
+            return Err(CliError::failure_msg(format!(
+                "cannot list {}: {e}",
+                dir.display()
+            )))
+        }
     };
     let mut names: Vec<MachineName> = rd
         .filter_map(Result::ok)
@@ -288,7 +297,7 @@ pub(super) fn fsck(ctx: &Ctx<'_>, decrypt: bool) -> Result<(), CliError> {
     };
     let issues = mv_pass::check::fsck(&ctx.store, crypto.as_ref(), decrypt).map_err(store_err)?;
     if ctx.g.json {
-        println!("{}", serde_json::to_string(&issues)?);
+        crate::global::print_json_line(&issues)?;
     } else {
         for i in &issues {
             println!("{}: {}", i.file.display(), i.kind);
@@ -312,7 +321,7 @@ pub(super) fn audit(ctx: &Ctx<'_>, max_age: u64) -> Result<(), CliError> {
     let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
     let r = mv_pass::check::audit(&ctx.store, crypto.as_ref(), now, max_age).map_err(store_err)?;
     if ctx.g.json {
-        println!("{}", serde_json::to_string(&r)?);
+        crate::global::print_json_line(&r)?;
         return Ok(());
     }
     for w in &r.weak {

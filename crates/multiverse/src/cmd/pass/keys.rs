@@ -217,7 +217,7 @@ impl Ctx<'_> {
             let pass = self.passphrase()?;
             let plain = mv_seal::open(&sealed, pass.expose().as_bytes())
                 .map_err(|e| {
-                    CliError::from(anyhow::anyhow!("cannot unseal {}: {e}", path.display()))
+                    CliError::failure_msg(format!("cannot unseal {}: {e}", path.display()))
                 })
                 .usage()
                 .hint("wrong passphrase, or a damaged key file")?;

@@ -122,7 +122,7 @@ pub(super) fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
     let sub = sub.map(entry).transpose()?;
     let names = ctx.store.list(sub.as_ref()).map_err(store_err)?;
     if ctx.g.json {
-        println!("{}", serde_json::to_string(&names)?);
+        crate::global::print_json_line(&names)?;
         return Ok(());
     }
     let title = sub
@@ -135,7 +135,7 @@ pub(super) fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
 pub(super) fn find(ctx: &Ctx<'_>, terms: &[String]) -> Result<(), CliError> {
     let found = ctx.store.find_all(terms).map_err(store_err)?;
     if ctx.g.json {
-        println!("{}", serde_json::to_string(&found.entries)?);
+        crate::global::print_json_line(&found.entries)?;
         return Ok(());
     }
     // Folders whose name matched are drawn too, empty or not, as tree draws them for pass.
@@ -186,7 +186,11 @@ pub(super) fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
     }
     let mut out = std::io::stdout().lock();
     if ctx.g.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&report).map_err(CliError::failure)?
+        )?;
     } else {
         let count = matches!(&plan, Plan::Native(m) if m.selection.count);
         let numbers = matches!(&plan, Plan::Native(m) if m.selection.line_number);
