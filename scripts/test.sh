@@ -19,6 +19,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --features system-tests --locked -- -D warnings
 # and the hermetic build a new contributor's plain `cargo test` makes (no dead code without the feature)
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc (every library documented: missing_docs denied)"
+RUSTDOCFLAGS="-D missing_docs -D warnings" cargo doc --no-deps --locked --workspace \
+  --exclude multiverse --exclude multiverse-virt --exclude multiverse-agent
 echo "== cargo test"
 # Real-tool tests are mandatory here (feature `system-tests`: gpg, pass, libvirtd, QEMU, tor, the lab
 # VMs…): a missing tool is a failure, never a skip. Plain `cargo test` runs only the hermetic rest.

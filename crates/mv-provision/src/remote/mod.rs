@@ -1,16 +1,16 @@
 //! Provisioning a running machine over SSH (`provision apply FQDN --ssh root@host`).
 //!
-//! The remote machine is planned exactly like a mounted root: [`fetch`] mirrors the files a plan
+//! The remote machine is planned exactly like a mounted root: `fetch` mirrors the files a plan
 //! reads (account files, package database, unit files or init scripts, every managed file, the
 //! managed folders' modes and owners) into a local *shadow* folder with one `tar` stream and one
 //! `stat` call, and [`crate::apply::plan`] runs on the shadow. Packages are installed with the
-//! same command lines prefixed by `ssh` instead of `chroot`. [`commit`] stages every file, folder
+//! same command lines prefixed by `ssh` instead of `chroot`. `commit` stages every file, folder
 //! and service link locally with its final mode and owner, then sends them in one `tar` stream
 //! extracted at `/` on the machine; nothing is sent before everything is staged.
 //!
-//! Converging: [`fetch`] also mirrors the machine's provision state file and, with a second `tar`
+//! Converging: `fetch` also mirrors the machine's provision state file and, with a second `tar`
 //! (no recursion), every file, service link and folder it lists, so the plan can check their
-//! bytes. [`commit`] runs the planned removals (`rm -f`, then `rmdir`, which keeps a folder that is
+//! bytes. `commit` runs the planned removals (`rm -f`, then `rmdir`, which keeps a folder that is
 //! not empty on the machine) in the same remote command, before extracting the stream, whose
 //! last entry is the new state.
 //!
