@@ -19,7 +19,11 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const STATE: &str = mv_migrate::STATE_DIR;
+/// `.multiverse-migrate`, migrate's state folder inside a tree (`Tree::migrate_state_dir`).
+fn state_name() -> String {
+    let dir = mv_core::layout::Tree::new("/").migrate_state_dir();
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
 const CRASH_ENV: &str = mv_migrate::CRASH_ENV;
 
 fn t0() -> SystemTime {
@@ -169,7 +173,7 @@ fn snap(p: &Path) -> Snapshot {
     if !p.exists() {
         return Snapshot::default();
     }
-    Snapshot::take(p, &[STATE]).unwrap()
+    Snapshot::take(p, &[&state_name()]).unwrap()
 }
 
 /// A temp dir on /dev/shm (a tmpfs: fsync costs nothing, which keeps the crash tests fast; and a
@@ -315,7 +319,7 @@ fn fixture_migrates_keeps_every_byte_and_undo_restores_it() {
     assert!(out.contains("the old tree is back"), "{out}");
     assert_eq!(snap(&old).render(), old_before.render());
     assert_eq!(snap(&new).render(), new_before.render());
-    assert!(!new.join(STATE).exists());
+    assert!(!new.join(state_name()).exists());
     let out = ok(&mv(
         &["migrate", "--undo", "--to", s(&new), "--no-libvirt"],
         &[],
@@ -451,7 +455,7 @@ fn crash_test(build: &dyn Fn(&Path, &Path) -> (PathBuf, PathBuf)) {
         &[],
     ));
     let migrated = (snap(&old), snap(&new));
-    let plan = fs::read(new.join(STATE).join("plan.json")).unwrap();
+    let plan = fs::read(new.join(state_name()).join("plan.json")).unwrap();
 
     let points = crash_everywhere(build, &fwd, &|_, _| {}, &migrated);
     eprintln!("migration: crashed and re-ran at each of {points} crash points");
@@ -476,7 +480,7 @@ fn crash_test(build: &dyn Fn(&Path, &Path) -> (PathBuf, PathBuf)) {
     };
     assert_eq!(
         norm(
-            &fs::read(n2.join(STATE).join("plan.json")).unwrap(),
+            &fs::read(n2.join(state_name()).join("plan.json")).unwrap(),
             t2.path(),
             shm2.path()
         ),

@@ -108,7 +108,7 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            socket: PathBuf::from("/run/multiverse/agent.sock"),
+            socket: PathBuf::from(mv_core::layout::AGENT_API_SOCKET),
             group: None,
             tcp: None,
             token_file: None,

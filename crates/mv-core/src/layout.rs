@@ -307,6 +307,21 @@ mod tests {
             Path::new("/var/multiverse/guard/guard.toml")
         );
         assert_eq!(t.pass_keys_dir(), Path::new("/var/multiverse/pass-keys"));
+        assert_eq!(t.pass_dir(), Path::new("/var/multiverse/pass"));
+        assert_eq!(t.identity_dir(), Path::new("/var/multiverse/identity"));
+        assert_eq!(
+            t.public_identity(),
+            Path::new("/var/multiverse/identity/public.json")
+        );
+        assert_eq!(
+            t.rotate_journal(),
+            Path::new("/var/multiverse/identity/rotate.json")
+        );
+        assert_eq!(
+            t.migrate_state_dir(),
+            Path::new("/var/multiverse/.multiverse-migrate")
+        );
+        assert_eq!(AGENT_API_SOCKET, "/run/multiverse/agent.sock");
         assert_eq!(
             ssh_socket(&n),
             Path::new("/run/multiverse/ssh/star.router.multiverse.sock")

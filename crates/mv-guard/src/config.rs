@@ -101,11 +101,6 @@ pub enum ConfigError {
     Serialise(#[source] toml::ser::Error),
 }
 
-/// The configuration file of a tree.
-pub fn path(root: &Path) -> PathBuf {
-    root.join("guard/guard.toml")
-}
-
 impl GuardConfig {
     /// Loads the file under the process's [`Policy`]; `Ok(None)` when it does not exist.
     pub fn load(path: &Path) -> Result<Option<GuardConfig>, ConfigError> {
@@ -175,7 +170,7 @@ mod tests {
     #[test]
     fn save_load_round_trip_and_idempotence() {
         let d = tempfile::tempdir().unwrap();
-        let p = path(d.path());
+        let p = mv_core::layout::Tree::new(d.path()).guard_config();
         assert!(GuardConfig::load(&p).unwrap().is_none());
         let cfg = GuardConfig {
             armed: true,
@@ -190,7 +185,7 @@ mod tests {
     #[test]
     fn trigger_round_trips_and_the_default_is_not_written() {
         let d = tempfile::tempdir().unwrap();
-        let p = path(d.path());
+        let p = mv_core::layout::Tree::new(d.path()).guard_config();
         let mut cfg = GuardConfig {
             armed: true,
             token: Some("1050:0407:ABC".into()),

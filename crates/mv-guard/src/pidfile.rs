@@ -75,11 +75,6 @@ fn open_flags() -> i32 {
 }
 
 impl Pidfile {
-    /// Where the watcher of the tree at `root` keeps its pidfile: `<root>/guard/watch.pid`.
-    pub fn location(root: &Path) -> PathBuf {
-        root.join("guard/watch.pid")
-    }
-
     /// Whether the pidfile at `path` names our running watcher (see the module documentation):
     /// what `guard status` and `guard disarm` ask before they report or signal a pid.
     pub fn probe(path: &Path) -> Liveness {

@@ -54,14 +54,14 @@ pub use openpgp::{
     creation_time, fingerprint_hex, openpgp_from_secrets, openpgp_from_secrets_at, CREATION_TIME,
 };
 pub use public::{
-    public_identity, PublicIdentity, PublicRecord, PublicRecordError, PUBLIC_FILE,
+    public_identity, PublicIdentity, PublicRecord, PublicRecordError,
     PUBLIC_RECORD_VERSION,
 };
 pub use root::{
     derive_raw, derive_raw_at, MnemonicError, Purpose, Root, HKDF_SALT, MNEMONIC_WORDS,
 };
 pub use store::{
-    epochs_file, load_epochs, IdentityStore, StoreError, IDENTITY_DIR, MAX_SEALED_LEN, SEALED_FILE,
+    epochs_file, load_epochs, IdentityStore, StoreError, MAX_SEALED_LEN,
 };
 
 /// Re-exported: the epoch table every derivation reads.

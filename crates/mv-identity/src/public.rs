@@ -15,8 +15,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// File name of the public record inside the identity folder.
-pub const PUBLIC_FILE: &str = "public.json";
 /// Version of the public record format.
 pub const PUBLIC_RECORD_VERSION: u32 = 1;
 
@@ -104,7 +102,7 @@ pub struct PublicRecord {
 impl PublicRecord {
     /// The record's path for a tree.
     pub fn path(tree_root: &Path) -> PathBuf {
-        tree_root.join(crate::store::IDENTITY_DIR).join(PUBLIC_FILE)
+        mv_core::layout::Tree::new(tree_root).public_identity()
     }
 
     /// Loads the record of a tree; an absent file is an empty record.

@@ -16,14 +16,11 @@
 use crate::root::Root;
 use mv_core::epochs::Epochs;
 use mv_core::fsutil::{self, FsError};
+use mv_core::layout::Tree;
 use mv_seal::{KdfParams, SealError};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The identity folder inside a tree.
-pub const IDENTITY_DIR: &str = "identity";
-/// The sealed root's file name.
-pub const SEALED_FILE: &str = "root.sealed";
 /// The largest sealed root read (a 32-byte root seals to 108 bytes; the slack is for later
 /// versions). A bigger file is refused without being read whole.
 pub const MAX_SEALED_LEN: u64 = 4096;
@@ -116,7 +113,7 @@ pub struct IdentityStore {
 
 /// The file holding the key epochs of a tree (its `multiverse.toml`).
 pub fn epochs_file(tree_root: &Path) -> PathBuf {
-    tree_root.join("multiverse.toml")
+    Tree::new(tree_root).config_file()
 }
 
 /// The key epochs of a tree: `[identity.epochs]` of `<tree>/multiverse.toml`, empty when the file
@@ -133,14 +130,14 @@ pub fn load_epochs(tree_root: &Path) -> Result<Epochs, StoreError> {
 }
 
 impl IdentityStore {
-    /// `<tree>/identity`.
+    /// `<tree>/identity` ([`Tree::identity_dir`]).
     pub fn dir(tree_root: &Path) -> PathBuf {
-        tree_root.join(IDENTITY_DIR)
+        Tree::new(tree_root).identity_dir()
     }
 
-    /// `<tree>/identity/root.sealed`.
+    /// `<tree>/identity/root.sealed` ([`Tree::sealed_root`]).
     pub fn sealed_path(tree_root: &Path) -> PathBuf {
-        Self::dir(tree_root).join(SEALED_FILE)
+        Tree::new(tree_root).sealed_root()
     }
 
     /// Whether the tree has a sealed identity.

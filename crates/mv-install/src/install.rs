@@ -1154,7 +1154,7 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     };
     let text = topology_for(s.a)?;
     s.host
-        .write(&tree.join("multiverse.toml"), text.as_bytes(), 0o644)
+        .write(&mv_core::layout::Tree::new(&tree).config_file(), text.as_bytes(), 0o644)
         .map_err(err)?;
     crash_point(step);
     let sealed_from = IdentityStore::sealed_path(&s.o.state_dir);
@@ -1219,7 +1219,11 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
                     message: e.to_string(),
                 })?;
                 s.host
-                    .write(&mv_guard::config::path(&tree), text.as_bytes(), 0o600)
+                    .write(
+                        &mv_core::layout::Tree::new(&tree).guard_config(),
+                        text.as_bytes(),
+                        0o600,
+                    )
                     .map_err(err)?;
             }
             None => s.host.say(&format!(

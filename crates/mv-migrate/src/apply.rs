@@ -20,7 +20,7 @@ use crate::journal::{Journal, JournalError, Progress, Record};
 use crate::libvirt::{self, Hypervisor, HypervisorError};
 use crate::plan::{Op, Plan};
 use crate::snapshot::sha256_file;
-use crate::{crash, STATE_DIR};
+use crate::crash;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
@@ -221,9 +221,9 @@ impl Migration {
         self.progress = Some(Box::new(f));
     }
 
-    /// The state folder.
+    /// The state folder ([`Tree::migrate_state_dir`](mv_core::layout::Tree::migrate_state_dir)).
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join(STATE_DIR)
+        mv_core::layout::Tree::new(&self.root).migrate_state_dir()
     }
 
     fn plan_path(&self) -> PathBuf {

@@ -54,9 +54,6 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     snapshot::sha256_file(path)
 }
 
-/// Name of the folder, inside the new root, that holds the saved plan and the journal.
-pub const STATE_DIR: &str = ".multiverse-migrate";
-
 /// The parsers of untrusted input, for the fuzz targets (`crates/mv-migrate/fuzz`) only.
 #[cfg(fuzzing)]
 pub mod fuzz {

@@ -606,7 +606,7 @@ fn new_layout_names(tree: &Tree) -> Vec<OsString> {
         tree.pass_dir(),
         tree.templates_dir(),
         tree.libvirt_dir(),
-        tree.root().join(crate::STATE_DIR),
+        tree.migrate_state_dir(),
     ]
     .iter()
     .filter_map(|p| p.file_name().map(OsStr::to_os_string))

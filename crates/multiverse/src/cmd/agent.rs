@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the local agent listens unless told otherwise (the agent's config default).
-pub const DEFAULT_SOCKET: &str = "/run/multiverse/agent.sock";
+pub const DEFAULT_SOCKET: &str = mv_core::layout::AGENT_API_SOCKET;
 
 /// Arguments of `multiverse top`.
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,7 @@
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use mv_core::layout::Tree;
 use mv_host::check::{Level, Roots};
 use std::path::PathBuf;
 
@@ -119,7 +120,7 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
     )?;
     let token = match a.token {
         Some(t) => Some(t),
-        None => mv_guard::config::GuardConfig::load(&mv_guard::config::path(&g.root))
+        None => mv_guard::config::GuardConfig::load(&Tree::new(&g.root).guard_config())
             .ok()
             .flatten()
             .filter(|c| c.armed)

@@ -39,9 +39,6 @@ use std::path::{Path, PathBuf};
 /// How many earlier epochs of a name keep their revocations in exports and `known_hosts`.
 pub const REVOKED_EPOCHS_KEPT: u32 = 16;
 
-/// The journal's file name inside the identity folder.
-pub const JOURNAL_FILE: &str = "rotate.json";
-
 /// The epochs before `epoch` whose keys are still listed as revoked (newest first, at most
 /// [`REVOKED_EPOCHS_KEPT`]).
 pub fn previous_epochs(epoch: u32) -> impl Iterator<Item = u32> {
@@ -276,9 +273,7 @@ pub struct Journal {
 impl Journal {
     /// `<tree>/identity/rotate.json`.
     pub fn path(tree_root: &Path) -> PathBuf {
-        tree_root
-            .join(crate::store::IDENTITY_DIR)
-            .join(JOURNAL_FILE)
+        mv_core::layout::Tree::new(tree_root).rotate_journal()
     }
 
     /// The rotation in progress, if any.

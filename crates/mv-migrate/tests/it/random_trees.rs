@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use mv_migrate::{Entry, Snapshot};
-use mv_migrate::{Migration, STATE_DIR};
+use mv_core::layout::Tree;
+use mv_migrate::Migration;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;
@@ -88,11 +89,17 @@ fn build(root: &Path, entries: &[(Vec<&'static str>, Kind)]) {
     }
 }
 
+/// The name of migrate's state folder in a tree, which snapshots leave out.
+fn state_name() -> String {
+    let dir = Tree::new(Path::new("/")).migrate_state_dir();
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
 fn snap(p: &Path) -> Snapshot {
     if !p.exists() {
         return Snapshot::default();
     }
-    Snapshot::take(p, &[STATE_DIR]).unwrap()
+    Snapshot::take(p, &[&state_name()]).unwrap()
 }
 
 fn contents(s: &Snapshot, skip_storage: bool) -> BTreeMap<String, usize> {
@@ -172,6 +179,6 @@ proptest! {
         if !in_place {
             prop_assert_eq!(snap(&new).render(), new0.render());
         }
-        prop_assert!(!new.join(STATE_DIR).exists());
+        prop_assert!(!Tree::new(&new).migrate_state_dir().exists());
     }
 }

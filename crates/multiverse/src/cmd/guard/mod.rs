@@ -21,6 +21,7 @@ pub use args::*;
 
 use crate::error::{CliError, Kind};
 use crate::global::Global;
+use mv_core::layout::Tree;
 use mv_guard::config::{self, GuardConfig};
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
 }
 
 fn load_config(g: &Global) -> Result<(PathBuf, Option<GuardConfig>), CliError> {
-    let path = config::path(&g.root);
+    let path = Tree::new(&g.root).guard_config();
     let cfg = GuardConfig::load(&path).map_err(config_error)?;
     Ok((path, cfg))
 }

@@ -6,6 +6,7 @@ use super::event::print_event;
 use super::{load_config, save_config};
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use mv_core::layout::Tree;
 use mv_guard::chain::{Chain, Env};
 use mv_guard::config::{GuardConfig, SignalPolicy};
 use mv_guard::token::{TokenSpec, Trigger};
@@ -22,7 +23,7 @@ fn now_secs() -> u64 {
 /// Whether our watcher runs, asked of its locked pidfile only (see `mv_guard::watch::Pidfile`):
 /// never by matching command lines.
 fn running_watcher(g: &Global) -> Liveness {
-    Pidfile::probe(&Pidfile::location(&g.root))
+    Pidfile::probe(&Tree::new(&g.root).guard_pidfile())
 }
 
 /// `--for`: whole seconds (a part second counts as one); zero is refused, as before.
@@ -261,7 +262,7 @@ pub(super) fn watch(g: &Global, a: WatchArgs) -> Result<(), CliError> {
         None
     } else {
         Some(
-            Pidfile::acquire(&Pidfile::location(&g.root))
+            Pidfile::acquire(&Tree::new(&g.root).guard_pidfile())
                 .hint("`multiverse guard status` shows the running watcher")?,
         )
     };

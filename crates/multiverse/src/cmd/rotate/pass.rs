@@ -7,6 +7,7 @@
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
+use mv_core::layout::Tree;
 use mv_core::secret::SecretString;
 use mv_core::IdentityName;
 use mv_identity::Root;
@@ -15,14 +16,14 @@ use std::path::{Path, PathBuf};
 fn pass_store_dir(g: &Global) -> PathBuf {
     match std::env::var_os("PASSWORD_STORE_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => g.root.join("pass"),
+        _ => Tree::new(&g.root).pass_dir(),
     }
 }
 
 fn pass_keys_dir(g: &Global) -> PathBuf {
     match std::env::var_os("MULTIVERSE_PASS_KEYS") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => g.root.join("pass-keys"),
+        _ => Tree::new(&g.root).pass_keys_dir(),
     }
 }
 
