@@ -447,9 +447,10 @@ fn an_install_killed_in_every_step_finishes_on_rerun_and_equals_an_uninterrupted
         let out = lab
             .run_timeout(
                 &format!(
-                    "MV_INSTALL_CRASH_IN={} /mnt/host/multiverse install --answers /root/answers2.toml \
+                    "{}={} /mnt/host/multiverse install --answers /root/answers2.toml \
                      --state /root/state2 >/root/crash.log 2>&1; echo \"exit $?\"; \
                      umount -R /run/multiverse-install/target 2>/dev/null; cryptsetup close cryptroot 2>/dev/null; true",
+                    mv_install::CRASH_ENV,
                     step.name()
                 ),
                 Duration::from_secs(30 * 60),

@@ -87,7 +87,10 @@ impl Step {
 }
 
 /// Environment variable for crash tests: abort the process in the middle of the named step (after
-/// its first command), as abruptly as `kill -9`. Documented in docs/install.md only.
+/// its first command), as abruptly as `kill -9`. Only with the `test-hooks` feature (the tests'
+/// builds, `crates/multiverse/tests/install_lab.rs`): no environment variable can abort a product
+/// build.
+#[cfg(feature = "test-hooks")]
 pub const CRASH_ENV: &str = "MV_INSTALL_CRASH_IN";
 
 /// Why the installation stopped.
@@ -303,11 +306,18 @@ pub fn sfdisk_script(ids: &DiskIds) -> String {
     )
 }
 
+/// Marks a crash point: aborts the process here if [`CRASH_ENV`] names `step`.
+#[cfg(feature = "test-hooks")]
 fn crash_point(step: Step) {
     if std::env::var(CRASH_ENV).ok().as_deref() == Some(step.name()) {
         std::process::abort();
     }
 }
+
+/// Marks a crash point: nothing, without the `test-hooks` feature.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+fn crash_point(_step: Step) {}
 
 /// The session: what is attached, opened and mounted while the steps run, undone by [`Session::close`].
 struct Session<'h> {
