@@ -12,7 +12,7 @@
 //! the point (it runs on every machine; see bench/agent.sh).
 #![forbid(unsafe_code)]
 
-use mv_agent::{Agent, Config};
+use mv_agent::{Agent, Config, StartError};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +77,18 @@ fn fail(code: u8, e: &dyn std::error::Error, hint: Option<&str>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// What to do about a start error (the library's message only says what is wrong).
+fn start_hint(e: &StartError) -> Option<String> {
+    match e {
+        StartError::TokenMode(p) => Some(format!("chmod 600 {}", p.display())),
+        StartError::TokenOwner(_) => Some("chown it to the agent's user or root".to_string()),
+        StartError::EmptyToken(_) | StartError::ShortToken { .. } => {
+            Some("make one with `openssl rand -hex 32`".to_string())
+        }
+        StartError::Token { .. } | StartError::TokenFile { .. } => None,
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(Some(a)) => a,
@@ -101,7 +113,10 @@ fn main() -> ExitCode {
             return fail(
                 2,
                 &e,
-                Some("the smallest config is `role = \"service\"` and `[api]` `socket = \"/run/multiverse/agent.sock\"`"),
+                Some(&format!(
+                    "the smallest config is `role = \"service\"` and `[api]` `socket = \"{}\"`",
+                    mv_core::layout::AGENT_API_SOCKET
+                )),
             )
         }
     };
@@ -110,7 +125,7 @@ fn main() -> ExitCode {
     let role = cfg.config.role;
     let agent = match Agent::new(cfg) {
         Ok(a) => a,
-        Err(e) => return fail(2, &e, None),
+        Err(e) => return fail(2, &e, start_hint(&e).as_deref()),
     };
     if args.check {
         println!("{}: ok (role {})", args.config.display(), role.as_str());

@@ -18,7 +18,8 @@ use tokio::sync::broadcast;
 /// Events kept for slow SSE subscribers before they start missing some.
 const EVENT_BACKLOG: usize = 32;
 
-/// Why the agent cannot start.
+/// Why the agent cannot start. The messages say what is wrong; what to do about it is the
+/// binary's hint (`multiverse-agent`'s `start_hint`).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The token file is unreadable.
@@ -34,17 +35,20 @@ pub enum StartError {
     #[error("the token file {0} is empty")]
     EmptyToken(PathBuf),
     /// The token file is readable by others.
-    #[error("the token file {0} is readable by group or others (chmod 600 it)")]
+    #[error("the token file {0} is readable by group or others")]
     TokenMode(PathBuf),
+    /// The token file is owned by a user other than the agent's and root.
+    #[error("the token file {0} is owned by another user")]
+    TokenOwner(PathBuf),
     /// The token is too short to resist guessing.
-    #[error("the token in {path} is {len} bytes; it must be at least {MIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)")]
+    #[error("the token in {path} is {len} bytes; it must be at least {MIN_TOKEN_BYTES}")]
     ShortToken {
         /// The file.
         path: PathBuf,
         /// The token's length (after trimming whitespace).
         len: usize,
     },
-    /// The token file is not a regular file, is owned by another user, or is absurdly large.
+    /// The token file is not a regular file, or is absurdly large.
     #[error("the token file {path} {problem}")]
     TokenFile {
         /// The file.
@@ -92,9 +96,7 @@ pub(crate) fn read_token(path: &Path) -> Result<Secret<Vec<u8>>, StartError> {
         return Err(bad("is not a regular file"));
     }
     if md.uid() != 0 && md.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(bad(
-            "is owned by another user (chown it to the agent's user or root)",
-        ));
+        return Err(StartError::TokenOwner(path.to_path_buf()));
     }
     if md.permissions().mode() & 0o077 != 0 {
         return Err(StartError::TokenMode(path.to_path_buf()));

@@ -102,6 +102,25 @@ pub enum Kind {
     All,
 }
 
+/// The one conversion of the clap type (whose doc comments are the help text) to
+/// `mv_identity::export::Kind`: one kind each, every kind for `all`. The match has no wildcard, so
+/// a clap kind without a mapping does not compile, and neither does the test's reverse match for a
+/// library kind without a clap one.
+impl From<Kind> for &'static [mv_identity::export::Kind] {
+    fn from(k: Kind) -> Self {
+        use mv_identity::export::Kind as K;
+        match k {
+            Kind::Ssh => &[K::Ssh],
+            Kind::SshHost => &[K::SshHost],
+            Kind::Onion => &[K::Onion],
+            Kind::Openpgp => &[K::Openpgp],
+            Kind::Password => &[K::Password],
+            Kind::Luks => &[K::Luks],
+            Kind::All => &K::ALL,
+        }
+    }
+}
+
 /// Options shared by `export` and `fleet` for SSH private keys.
 #[derive(Debug, clap::Args)]
 pub struct KeyPassArgs {
@@ -153,5 +172,28 @@ impl KdfArgs {
             .hint("see `multiverse identity new --help` for the KDF options")?;
         secret_input::warn_if_weak(&p);
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+    use mv_identity::export::Kind as K;
+
+    /// Every library kind has its own clap kind, which converts back to it alone.
+    #[test]
+    fn every_export_kind_has_one_clap_kind() {
+        for k in K::ALL {
+            let cli = match k {
+                K::Ssh => Kind::Ssh,
+                K::SshHost => Kind::SshHost,
+                K::Onion => Kind::Onion,
+                K::Openpgp => Kind::Openpgp,
+                K::Password => Kind::Password,
+                K::Luks => Kind::Luks,
+            };
+            assert_eq!(<&[K]>::from(cli), &[k]);
+        }
+        assert_eq!(<&[K]>::from(Kind::All), &K::ALL);
     }
 }

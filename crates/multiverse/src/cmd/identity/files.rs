@@ -9,20 +9,12 @@ use mv_core::IdentityName;
 use mv_identity::{export, PublicIdentity, Root};
 use std::path::Path;
 
+/// The library's kinds of `--kind` values, in the order given (`all` is every kind).
 pub(super) fn kinds(list: &[Kind]) -> Vec<export::Kind> {
-    let mut out = Vec::new();
-    for k in list {
-        match k {
-            Kind::Ssh => out.push(export::Kind::Ssh),
-            Kind::SshHost => out.push(export::Kind::SshHost),
-            Kind::Onion => out.push(export::Kind::Onion),
-            Kind::Openpgp => out.push(export::Kind::Openpgp),
-            Kind::Password => out.push(export::Kind::Password),
-            Kind::Luks => out.push(export::Kind::Luks),
-            Kind::All => out.extend(export::Kind::ALL),
-        }
-    }
-    out
+    list.iter()
+        .flat_map(|&k| <&[export::Kind]>::from(k))
+        .copied()
+        .collect()
 }
 
 /// Threads for writing: export folders (or, per file, fsyncs) overlap well.
