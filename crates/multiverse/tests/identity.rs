@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{free_port, mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
+use common::{mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
+use mv_testkit::sshd::Sshd;
 use mv_testkit::{require_tool, run_ok};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -436,12 +437,12 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
     }
 
     // sshd with the derived host keys of host.multiverse and @user's derived authorized_keys.
-    let (_server, port, log) = sshd_on_loopback(
+    let server = Sshd::start(
         t.path(),
-        "sshd",
         &fleet.join("host.multiverse"),
         &fleet.join("authorized_keys"),
     );
+    let port = server.port();
     let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
     let login = |alias: &str, key: &str| {
         Command::new(&ssh)
@@ -467,7 +468,7 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
             o.status.success(),
             "login with {key}: {}\nsshd log: {}",
             String::from_utf8_lossy(&o.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
+            server.log_text()
         );
         assert_eq!(
             String::from_utf8_lossy(&o.stdout).trim(),
@@ -798,48 +799,6 @@ fn epochs_in_multiverse_toml_move_every_key_of_that_name_only() {
     }
 }
 
-/// sshd on 127.0.0.1 (a free port) with the host keys in `hostdir` and `authorized` as every
-/// user's authorized_keys; its config and log are `dir/NAME_config` and `dir/NAME.log`. Returns
-/// the server (stopped on drop), its port and its log.
-fn sshd_on_loopback(
-    dir: &Path,
-    name: &str,
-    hostdir: &Path,
-    authorized: &Path,
-) -> (KillOnDrop, u16, PathBuf) {
-    let sshd = require_tool("sshd");
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let port = free_port();
-    let cfg = dir.join(format!("{name}_config"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
-             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
-            hostdir.join("ssh_host_ed25519_key").display(),
-            hostdir.join("ssh_host_ecdsa_key").display(),
-            authorized.display(),
-        ),
-    )
-    .unwrap();
-    let log = dir.join(format!("{name}.log"));
-    let server = KillOnDrop(
-        Command::new(&sshd)
-            .arg("-D")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-E")
-            .arg(&log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("sshd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (server, port, log)
-}
-
 /// A SOCKS5 server (RFC 1928, no authentication, CONNECT by name) standing in for Tor's SOCKS
 /// port: it records each requested `host:port` and joins the client to `target` instead, or
 /// answers every request with `refuse` (a reply code) when given.
@@ -918,12 +877,8 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
         None,
     );
     // sshd with mail's derived host keys and @user's derived authorized_keys.
-    let (_server, port, _) = sshd_on_loopback(
-        t.path(),
-        "sshd",
-        &fleet.join(MAIL),
-        &fleet.join("authorized_keys"),
-    );
+    let server = Sshd::start(t.path(), &fleet.join(MAIL), &fleet.join("authorized_keys"));
+    let port = server.port();
     let user = run_ok(Command::new("id").arg("-un")).trim().to_string();
     let onion = show_json(t.path(), MAIL)["onion"]
         .as_str()
@@ -973,8 +928,8 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
         .unwrap();
         std::fs::set_permissions(wrong.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let (_impostor, port2, _) =
-        sshd_on_loopback(t.path(), "impostor", &wrong, &fleet.join("authorized_keys"));
+    let impostor = Sshd::start(t.path(), &wrong, &fleet.join("authorized_keys"));
+    let port2 = impostor.port();
     let (socks2, _) = socks_server(format!("127.0.0.1:{port2}").parse().unwrap(), None);
     let out = login(MAIL, socks2);
     assert!(!out.status.success(), "{out:?}");

@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::{free_port, mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
+use common::{mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
+use mv_testkit::sshd::Sshd;
 use mv_testkit::{require_tool, run_ok};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -105,41 +106,6 @@ fn pub_key_part(line: &str) -> String {
         .take(2)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// sshd on 127.0.0.1 with the host keys in `hostdir` and `authorized` as the AuthorizedKeysFile.
-fn sshd(dir: &Path, hostdir: &Path, authorized: &Path) -> (KillOnDrop, u16, PathBuf) {
-    let sshd = require_tool("sshd");
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let port = free_port();
-    let cfg = dir.join(format!("sshd_config.{port}"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nHostKey {}\nAuthorizedKeysFile {}\n\
-             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPidFile none\n",
-            hostdir.join("ssh_host_ed25519_key").display(),
-            hostdir.join("ssh_host_ecdsa_key").display(),
-            authorized.display(),
-        ),
-    )
-    .unwrap();
-    let log = dir.join(format!("sshd.{port}.log"));
-    let server = KillOnDrop(
-        Command::new(&sshd)
-            .arg("-D")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-E")
-            .arg(&log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("sshd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (server, port, log)
 }
 
 fn login(port: u16, key: &Path, known_hosts: &Path, alias: &str) -> std::process::Output {
@@ -288,7 +254,8 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
     assert_ne!(known, old_known);
     // ssh with the updated known_hosts: the new host key is accepted, the old one refused as
     // revoked (sshd started on the old host keys).
-    let (_new_sshd, new_port, new_log) = sshd(root, &hostdir, &fleet.join("authorized_keys"));
+    let new_sshd = Sshd::start(root, &hostdir, &fleet.join("authorized_keys"));
+    let new_port = new_sshd.port();
     let o = login(
         new_port,
         &fleet.join("@user/id_ed25519"),
@@ -299,9 +266,10 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
         o.status.success(),
         "new host key: {}\n{}",
         String::from_utf8_lossy(&o.stderr),
-        std::fs::read_to_string(&new_log).unwrap_or_default()
+        new_sshd.log_text()
     );
-    let (_old_sshd, old_port, _) = sshd(root, &old_host, &fleet.join("authorized_keys"));
+    let old_sshd = Sshd::start(root, &old_host, &fleet.join("authorized_keys"));
+    let old_port = old_sshd.port();
     let o = login(
         old_port,
         &fleet.join("@user/id_ed25519"),
@@ -459,7 +427,8 @@ fn rotating_the_person_reencrypts_pass_first_and_sshd_takes_only_the_new_login_k
     let auth = std::fs::read_to_string(fleet.join("authorized_keys")).unwrap();
     assert!(auth.contains(after["ssh_ed25519"].as_str().unwrap()));
     assert!(!auth.contains(before["ssh_ed25519"].as_str().unwrap()));
-    let (_sshd, port, log) = sshd(root, &fleet.join(HOST), &fleet.join("authorized_keys"));
+    let sshd = Sshd::start(root, &fleet.join(HOST), &fleet.join("authorized_keys"));
+    let port = sshd.port();
     let new = login(
         port,
         &fleet.join("@user/id_ed25519"),
@@ -470,7 +439,7 @@ fn rotating_the_person_reencrypts_pass_first_and_sshd_takes_only_the_new_login_k
         new.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&new.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
+        sshd.log_text()
     );
     assert_eq!(
         String::from_utf8_lossy(&new.stdout).trim(),

@@ -11,6 +11,7 @@
 //! - [`write_vpn_settings`]: a galaxy router's `vpn.toml` and its 0600 WireGuard key file.
 //! - [`openvpn`]: OpenVPN provider settings, a throw-away PKI (`openssl`) and a real `openvpn`
 //!   server in a network namespace.
+//! - [`sshd`]: a real `sshd` on a loopback port with given host keys and authorized_keys.
 //! - [`tornet`]: a private Tor network (authorities, relays, an exit, a client) in a network
 //!   namespace the test creates, for onion services and Tor traffic without the real network.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod openvpn;
+pub mod sshd;
 pub mod tornet;
 
 /// Returns the full path of `tool`, or panics saying how to install it.
