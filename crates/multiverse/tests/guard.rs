@@ -6,8 +6,8 @@
 mod common;
 
 use common::MV;
-use mv_guard::image::{synthetic_photo, Layout};
-use mv_guard::uevent::Uevent;
+use mv_guard::Uevent;
+use mv_guard::{synthetic_photo, Layout};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -137,7 +137,7 @@ fn hide_and_reveal_round_trip_across_image_kinds() {
         let o = e.hide(&cover, &out);
         assert!(o.status.success(), "{layout:?} {depth}: {}", text(&o));
         // Same kind of PNG out as in.
-        let back = mv_guard::image::Cover::read(&out).unwrap();
+        let back = mv_guard::Cover::read(&out).unwrap();
         assert_eq!((back.layout, back.depth), (layout, depth));
         // Idempotent: a second run says so and leaves the file alone.
         let before = std::fs::read(&out).unwrap();
@@ -186,7 +186,7 @@ fn wrong_passphrase_tampering_jpeg_and_capacity_are_clear_errors() {
     assert!(o.stdout.is_empty());
 
     // Tamper: brighten a 64x64 block by one level (every low bit in it flips).
-    let mut c = mv_guard::image::Cover::read(&out).unwrap();
+    let mut c = mv_guard::Cover::read(&out).unwrap();
     for y in 200..264usize {
         for x in 200..264usize {
             for ch in 0..3 {

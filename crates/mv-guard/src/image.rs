@@ -116,7 +116,7 @@ impl std::fmt::Debug for Cover {
 }
 
 /// Tells a JPEG from a PNG from anything else by the first bytes.
-pub fn sniff(bytes: &[u8]) -> &'static str {
+pub(crate) fn sniff(bytes: &[u8]) -> &'static str {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         "jpeg"
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {

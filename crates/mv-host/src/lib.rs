@@ -11,7 +11,7 @@
 //! The main entry points are re-exported at the root: [`check()`] with [`Roots`] → [`Report`],
 //! [`vfio_plan`] → [`VfioPlan`], [`host_rules`]; PCI addresses are the model's [`PciAddress`].
 //!
-//! What this crate is not: the kill switch's rule (`mv_guard::udev`), or libvirt's side of
+//! What this crate is not: the kill switch's rule (`mv_guard::kill_switch_rule`), or libvirt's side of
 //! passthrough (the domain's `<hostdev>`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

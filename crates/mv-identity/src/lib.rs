@@ -54,15 +54,12 @@ pub use openpgp::{
     creation_time, fingerprint_hex, openpgp_from_secrets, openpgp_from_secrets_at, CREATION_TIME,
 };
 pub use public::{
-    public_identity, PublicIdentity, PublicRecord, PublicRecordError,
-    PUBLIC_RECORD_VERSION,
+    public_identity, PublicIdentity, PublicRecord, PublicRecordError, PUBLIC_RECORD_VERSION,
 };
 pub use root::{
     derive_raw, derive_raw_at, MnemonicError, Purpose, Root, HKDF_SALT, MNEMONIC_WORDS,
 };
-pub use store::{
-    epochs_file, load_epochs, IdentityStore, StoreError, MAX_SEALED_LEN,
-};
+pub use store::{epochs_file, load_epochs, IdentityStore, StoreError, MAX_SEALED_LEN};
 
 /// Re-exported: the epoch table every derivation reads.
 pub use mv_core::epochs::{Epochs, MAX_EPOCH};

@@ -1164,7 +1164,11 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     };
     let text = topology_for(s.a)?;
     s.host
-        .write(&mv_core::layout::Tree::new(&tree).config_file(), text.as_bytes(), 0o644)
+        .write(
+            &mv_core::layout::Tree::new(&tree).config_file(),
+            text.as_bytes(),
+            0o644,
+        )
         .map_err(err)?;
     crash_point(step);
     let sealed_from = IdentityStore::sealed_path(&s.o.state_dir);
@@ -1219,10 +1223,10 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
         let spec = usb_token_spec(&s.o.sys, &token);
         match spec {
             Some(spec) => {
-                let cfg = mv_guard::config::GuardConfig {
+                let cfg = mv_guard::GuardConfig {
                     armed: true,
                     token: Some(spec),
-                    ..mv_guard::config::GuardConfig::default()
+                    ..mv_guard::GuardConfig::default()
                 };
                 let text = cfg.to_toml().map_err(|e| InstallError::Step {
                     step: step.name(),
@@ -1390,8 +1394,7 @@ fn token_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     let params = kdf(s.a)?;
     // A picture made for this install: nothing about it marks it as holding a key.
     let seed = u64::from_str_radix(&s.install_id[..16], 16).unwrap_or(1);
-    let mut cover =
-        mv_guard::image::synthetic_photo(768, 512, mv_guard::image::Layout::Rgb, 8, seed);
+    let mut cover = mv_guard::synthetic_photo(768, 512, mv_guard::Layout::Rgb, 8, seed);
     mv_guard::container::hide(
         &mut cover,
         key.expose(),

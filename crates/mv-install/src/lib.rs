@@ -39,10 +39,10 @@ pub use answers::{
     MIN_PASSPHRASE_CHARS,
 };
 pub use host::{Cmd, DryRun, Host, HostError, Ran, RealHost};
-pub use install::{install, InstallError, Options, Report, Step, SOURCE_NEEDS};
 /// The crash-test hook (feature `test-hooks`, tests only).
 #[cfg(feature = "test-hooks")]
 pub use install::CRASH_ENV;
+pub use install::{install, InstallError, Options, Report, Step, SOURCE_NEEDS};
 
 /// The pure pieces the golden tests pin (partition table, files written into the new system).
 #[cfg(any(test, feature = "test-hooks"))]

@@ -16,11 +16,11 @@
 //! `undo-start`, runs the inverse ([`Op::inverse`]) of every op not yet undone, last first, then
 //! removes the state folder.
 
+use crate::crash;
 use crate::journal::{Journal, JournalError, Progress, Record};
 use crate::libvirt::{self, Hypervisor, HypervisorError};
 use crate::plan::{Op, Plan};
 use crate::snapshot::sha256_file;
-use crate::crash;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};

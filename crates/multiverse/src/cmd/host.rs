@@ -1,6 +1,6 @@
 //! `multiverse host`: udev rules, the passthrough check, vfio-pci binding.
 //!
-//! Parsing and printing only; the work is `mv_host`'s (and `mv_guard::udev` for the kill-switch
+//! Parsing and printing only; the work is `mv_host`'s (and `mv_guard::kill_switch_rule` for the kill-switch
 //! rule). `host check` exits 1 when it finds an error, so scripts can gate on it.
 
 use crate::error::{CliError, Hinted};
@@ -120,7 +120,7 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
     )?;
     let token = match a.token {
         Some(t) => Some(t),
-        None => mv_guard::config::GuardConfig::load(&Tree::new(&g.root).guard_config())
+        None => mv_guard::GuardConfig::load(&Tree::new(&g.root).guard_config())
             .ok()
             .flatten()
             .filter(|c| c.armed)
@@ -132,8 +132,7 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
                 .parse()
                 .usage()
                 .hint("a token is SERIAL or VID:PID[:SERIAL]")?;
-            let rule =
-                mv_guard::udev::kill_switch_rule(&spec, &a.binary, &g.root.display().to_string());
+            let rule = mv_guard::kill_switch_rule(&spec, &a.binary, &g.root.display().to_string());
             write(g, a.out.join("85-multiverse-killswitch.rules"), &rule)?;
         }
         None => g.say("no token given or armed: no kill-switch rule written"),

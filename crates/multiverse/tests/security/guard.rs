@@ -10,7 +10,7 @@
 //! lifetime and the pid is checked against our executable and the recorded start time.
 
 use super::common;
-use mv_guard::uevent::Uevent;
+use mv_guard::Uevent;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(ev) = mv_guard::uevent::Uevent::parse(data) {
+    if let Ok(ev) = mv_guard::Uevent::parse(data) {
         let _ = ev.product();
         let _ = ev.seqnum();
         let mut t = mv_guard::token::Tracker::new(

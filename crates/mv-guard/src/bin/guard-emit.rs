@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     }) else {
         return usage("--product is VID:PID in hex");
     };
-    let mut ev = mv_guard::uevent::Uevent::usb(&action, &devpath, vid, pid, 0);
+    let mut ev = mv_guard::Uevent::usb(&action, &devpath, vid, pid, 0);
     // The kernel numbers the broadcast itself.
     ev.vars.remove("SEQNUM");
     match mv_guard::watch::send_in_netns(&PathBuf::from(netns), &ev.encode()) {

@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used)]
 
 use mv_guard::container::{self, bits_for_class, class_for, KdfParams};
-use mv_guard::image::{synthetic_photo, Cover, Layout};
+use mv_guard::{synthetic_photo, Cover, Layout};
 
 /// ln Γ(x) (Lanczos).
 fn ln_gamma(x: f64) -> f64 {

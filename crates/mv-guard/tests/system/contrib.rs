@@ -45,7 +45,7 @@ fn shipped_kill_switch_rule_is_the_generated_one() {
     let shipped =
         std::fs::read_to_string(root.join("contrib/udev/85-multiverse-killswitch.rules.example"))
             .unwrap();
-    let generated = mv_guard::udev::kill_switch_rule(
+    let generated = mv_guard::kill_switch_rule(
         &"1050:0407:CHANGEME".parse().unwrap(),
         "/usr/local/bin/multiverse",
         "/var/multiverse",
@@ -60,7 +60,7 @@ fn shipped_insert_rule_is_the_generated_one() {
         root.join("contrib/udev/85-multiverse-killswitch-insert.rules.example"),
     )
     .unwrap();
-    let generated = mv_guard::udev::kill_switch_rule_on(
+    let generated = mv_guard::kill_switch_rule_on(
         &"1050:0407:CHANGEME".parse().unwrap(),
         mv_guard::token::Trigger::Insert,
         "/usr/local/bin/multiverse",

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 fn rule() -> String {
-    mv_guard::udev::kill_switch_rule(
+    mv_guard::kill_switch_rule(
         &"1050:0407:CC0123456".parse().unwrap(),
         "/usr/local/bin/multiverse",
         "/var/multiverse",
@@ -17,7 +17,7 @@ fn rule_matches_golden() {
     );
     mv_testkit::golden(
         "crates/mv-guard/tests/golden/85-multiverse-killswitch-serial.rules",
-        &mv_guard::udev::kill_switch_rule(
+        &mv_guard::kill_switch_rule(
             &"CC0123456".parse().unwrap(),
             "/usr/local/bin/multiverse",
             "/var/multiverse",
@@ -34,7 +34,7 @@ fn rule_passes_udevadm_verify() {
 }
 
 fn insert_rule() -> String {
-    mv_guard::udev::kill_switch_rule_on(
+    mv_guard::kill_switch_rule_on(
         &"1050:0407:CC0123456".parse().unwrap(),
         mv_guard::token::Trigger::Insert,
         "/usr/local/bin/multiverse",
@@ -50,7 +50,7 @@ fn insert_rule_matches_golden_and_passes_udevadm_verify() {
     );
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("85-multiverse-killswitch.rules");
-    let any = mv_guard::udev::kill_switch_rule_on(
+    let any = mv_guard::kill_switch_rule_on(
         &"CC0123456".parse().unwrap(),
         mv_guard::token::Trigger::Any,
         "/usr/local/bin/multiverse",

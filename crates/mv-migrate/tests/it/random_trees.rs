@@ -4,9 +4,9 @@
 //! nothing, and the undo restores both trees exactly.
 #![allow(clippy::unwrap_used)]
 
-use mv_migrate::{Entry, Snapshot};
 use mv_core::layout::Tree;
 use mv_migrate::Migration;
+use mv_migrate::{Entry, Snapshot};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;

@@ -8,8 +8,8 @@ use crate::global::Global;
 use crate::secret_input;
 use mv_core::secret::{SecretBytes, SecretString};
 use mv_guard::container::{self, HideError, HideFile, HideFileError, HideFileOutcome, KdfParams};
-use mv_guard::image::Cover;
 use mv_guard::token::{TokenKeyError, TokenPartitions};
+use mv_guard::Cover;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 

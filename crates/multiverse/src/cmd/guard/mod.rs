@@ -22,7 +22,7 @@ pub use args::*;
 use crate::error::{CliError, Kind};
 use crate::global::Global;
 use mv_core::layout::Tree;
-use mv_guard::config::{self, GuardConfig};
+use mv_guard::GuardConfig;
 use std::path::{Path, PathBuf};
 
 /// Runs the command.
@@ -50,14 +50,14 @@ fn load_config(g: &Global) -> Result<(PathBuf, Option<GuardConfig>), CliError> {
 /// Saves the configuration; a folder root cannot trust is the person's to fix, like on loading.
 fn save_config(cfg: &GuardConfig, path: &Path) -> Result<bool, CliError> {
     cfg.save(path).map_err(|e| match e {
-        config::ConfigError::Untrusted(..) => config_error(e),
+        mv_guard::ConfigError::Untrusted(..) => config_error(e),
         e => e.into(),
     })
 }
 
 /// A configuration that cannot be used is the person's to fix (exit 2), with the way to fix it.
-fn config_error(e: config::ConfigError) -> CliError {
-    let hint = if matches!(e, config::ConfigError::Untrusted(..)) {
+fn config_error(e: mv_guard::ConfigError) -> CliError {
+    let hint = if matches!(e, mv_guard::ConfigError::Untrusted(..)) {
         "root runs the chain: the guard configuration, its folder and every folder above must be \
          owned by root and not writable by group or others (see docs/guard.md, \"Who may change \
          the chain\"); nothing was run"

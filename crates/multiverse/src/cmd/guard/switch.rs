@@ -8,9 +8,9 @@ use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::layout::Tree;
 use mv_guard::chain::{Chain, Env};
-use mv_guard::config::{GuardConfig, SignalPolicy};
 use mv_guard::token::{TokenSpec, Trigger};
 use mv_guard::watch::{Liveness, Outcome, Pidfile, Source, Watch, WatchEvent};
+use mv_guard::{GuardConfig, SignalPolicy};
 use std::path::Path;
 
 fn now_secs() -> u64 {
@@ -318,12 +318,8 @@ pub(super) fn udev_rule(g: &Global, a: UdevRuleArgs) -> Result<(), CliError> {
     };
     let trigger = a.trigger.map_or(armed_trigger, Trigger::from);
     let spec: TokenSpec = token.parse().usage()?;
-    let rule = mv_guard::udev::kill_switch_rule_on(
-        &spec,
-        trigger,
-        &a.binary,
-        &g.root.display().to_string(),
-    );
+    let rule =
+        mv_guard::kill_switch_rule_on(&spec, trigger, &a.binary, &g.root.display().to_string());
     match a.out {
         None => print!("{rule}"),
         Some(p) if g.dry_run => g.say(format!("would write {}", p.display())),
