@@ -252,7 +252,7 @@ impl Ctx<'_> {
         let mut material =
             std::fs::read(IdentityStore::sealed_path(&self.g.root)).unwrap_or_default();
         let config =
-            std::fs::read_to_string(self.g.root.join("multiverse.toml")).unwrap_or_default();
+            std::fs::read_to_string(mv_core::layout::Tree::new(&self.g.root).config_file()).unwrap_or_default();
         if let Ok(epochs) = mv_core::epochs::epochs(&config) {
             for (name, epoch) in epochs.iter() {
                 material.extend_from_slice(format!("\n{name}={epoch}").as_bytes());
@@ -365,7 +365,7 @@ impl<'a> Ctx<'a> {
 pub(super) fn finish<T>(lazy: &Lazy<'_>, r: Result<T, StoreError>) -> Result<T, CliError> {
     r.map_err(|e| match lazy.take_failure() {
         Some(Unlock(c)) => c,
-        None => super::store_err(e),
+        None => CliError::from(e),
     })
 }
 
