@@ -101,6 +101,7 @@ mod otp;
 mod rotate;
 mod store;
 mod tree;
+mod unlock;
 
 pub use backend::{entry_key_ids, Crypto, CryptoError, Gpg, GpgError};
 pub use check::{audit, fsck, weakness, AuditReport, FsckIssue, FsckKind, Old, Weak};
@@ -131,6 +132,7 @@ pub use store::{
     MoveOptions, RemoveOptions, Store, StoreError, StoreLock,
 };
 pub use tree::{write_tree, TreeStyle};
+pub use unlock::ReadingKeys;
 
 /// The fuzzing entry point: runs every parser of untrusted input on `data` (the OpenPGP message
 /// headers of an entry file, decryption with an empty keyring, the otpauth line and its label, an

@@ -174,14 +174,22 @@ mod tests {
         ring.add_secret(other);
         let store = Store::new(dir.path().join("store"));
         assert_eq!(
-            store.replace_recipient(&old_fpr, &new_fpr, &ring, |_| {}).unwrap(),
+            store
+                .replace_recipient(&old_fpr, &new_fpr, &ring, |_| {})
+                .unwrap(),
             0,
             "no store: nothing to do"
         );
-        store.init(None, &[old_fpr.clone()], &ring).unwrap();
+        store
+            .init(None, std::slice::from_ref(&old_fpr), &ring)
+            .unwrap();
         let sub = EntryName::parse("team").unwrap();
         store
-            .init(Some(&sub), &["other@example.org".into(), old_fpr[24..].into()], &ring)
+            .init(
+                Some(&sub),
+                &["other@example.org".into(), old_fpr[24..].into()],
+                &ring,
+            )
             .unwrap();
         let other_sub = EntryName::parse("elsewhere").unwrap();
         store
@@ -201,13 +209,15 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(seen, [(String::new(), 1), ("team".to_string(), 2)]);
         assert!(store.folders_naming(&old_fpr).unwrap().is_empty());
-        assert_eq!(store.recipients_for("").unwrap().1, [new_fpr.clone()]);
+        assert_eq!(store.recipients_for("").unwrap().1, vec![new_fpr.clone()]);
         assert_eq!(
             store.recipients_for("team").unwrap().1,
             ["other@example.org".to_string(), new_fpr.clone()]
         );
         assert_eq!(
-            store.replace_recipient(&old_fpr, &new_fpr, &ring, |_| {}).unwrap(),
+            store
+                .replace_recipient(&old_fpr, &new_fpr, &ring, |_| {})
+                .unwrap(),
             0,
             "a rerun changes nothing"
         );

@@ -248,7 +248,9 @@ pub(super) fn machines(ctx: &Ctx<'_>) -> Result<(), CliError> {
     if names.is_empty() {
         return Err(CliError::usage_msg(format!(
             "no machines under {}",
-            mv_core::layout::Tree::new(&ctx.g.root).machines_dir().display()
+            mv_core::layout::Tree::new(&ctx.g.root)
+                .machines_dir()
+                .display()
         ))
         .with_hint("run `multiverse init` and `multiverse render` first"));
     }
@@ -270,10 +272,12 @@ pub(super) fn machines(ctx: &Ctx<'_>) -> Result<(), CliError> {
             .usage()
             .hint("entry names are relative paths inside the store, without `..`")?;
         let msg = format!("Add given password for {name} to store.");
-        match ctx
-            .store
-            .write_if_changed(&name, content.expose().as_bytes(), &msg, crypto.as_ref())?
-        {
+        match ctx.store.write_if_changed(
+            &name,
+            content.expose().as_bytes(),
+            &msg,
+            crypto.as_ref(),
+        )? {
             Some(_) => {
                 written += 1;
                 ctx.g.say(format!("wrote {name}"));

@@ -244,9 +244,7 @@ pub(super) fn generate(
         // pass overwrites once asked above.
         force: true,
     };
-    let (pw, ch) = ctx
-        .store
-        .generate(&name, &opts, crypto.as_ref())?;
+    let (pw, ch) = ctx.store.generate(&name, &opts, crypto.as_ref())?;
     match output {
         Output::Clip(_) => return clipboard(ctx.g, pw.expose().as_bytes(), name.as_str()),
         Output::Qr(_) => return qrcode(pw.expose()),
@@ -305,14 +303,12 @@ pub(super) fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
     };
     let editor = std::env::var("EDITOR").unwrap_or_else(|_| "editor".to_string());
     let verb = if exists { "Edit" } else { "Add" };
-    let ch = ctx
-        .store
-        .write_with_message(
-            &name,
-            new.expose(),
-            &format!("{verb} password for {name} using {editor}."),
-            crypto.as_ref(),
-        )?;
+    let ch = ctx.store.write_with_message(
+        &name,
+        new.expose(),
+        &format!("{verb} password for {name} using {editor}."),
+        crypto.as_ref(),
+    )?;
     report_change(ctx.g, &format!("Saved {name}"), &ch);
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The commands that read: `show` (and `ls`), `find`, `grep`.
 
 use super::args::Output;
+use super::entry;
 use super::keys::{which, Ctx};
 use super::prompt::{clipboard, qrcode};
-use super::{entry};
 use crate::error::CliError;
 use mv_core::secret::SecretString;
 use mv_pass::grep::Plan;
@@ -155,11 +155,7 @@ pub(super) fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
     })?;
     let crypto = ctx.crypto_decrypt()?;
     let (report, external) = match &plan {
-        Plan::Native(m) => (
-            ctx.store
-                .grep_matcher(m, crypto.as_ref())?,
-            None,
-        ),
+        Plan::Native(m) => (ctx.store.grep_matcher(m, crypto.as_ref())?, None),
         Plan::External(gargs) => {
             if !which("grep") {
                 return Err(CliError::usage_msg(format!(
@@ -168,9 +164,7 @@ pub(super) fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
                 ))
                 .with_hint("the options -i -v -w -x -c -n -m -e -E -F -G work without grep"));
             }
-            let found = ctx
-                .store
-                .grep_external(gargs, crypto.as_ref())?;
+            let found = ctx.store.grep_external(gargs, crypto.as_ref())?;
             (found.report, Some(found.refusals))
         }
     };

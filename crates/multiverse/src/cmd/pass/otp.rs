@@ -30,9 +30,7 @@ pub(super) fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
                 ));
                 return Ok(());
             }
-            let (code, uri) = ctx
-                .store
-                .otp_code(&name, now_unix(), crypto.as_ref())?;
+            let (code, uri) = ctx.store.otp_code(&name, now_unix(), crypto.as_ref())?;
             if clip {
                 return clipboard(ctx.g, code.as_bytes(), &format!("OTP code for {name}"));
             }

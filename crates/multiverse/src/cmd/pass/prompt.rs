@@ -5,10 +5,10 @@ use super::keys::which;
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::secret::{SecretBytes, SecretString};
+use mv_pass::EntryName;
 use mv_pass::{
     Clipboard, ClipboardError, ClipboardSelection as Selection, ClipboardSession as Session,
 };
-use mv_pass::EntryName;
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 /// Whether stdin is a terminal (pass asks before overwriting only then).

@@ -38,7 +38,11 @@ pub(super) fn reencrypt_pass(
         keys.put_public(&new_key.to_public_key())?;
     }
     let reencrypted = store.replace_recipient(&old_fpr, &new_fpr, &ring, |r| {
-        tracing::debug!(folder = r.folder, entries = r.reencrypted, "pass: re-encrypted");
+        tracing::debug!(
+            folder = r.folder,
+            entries = r.reencrypted,
+            "pass: re-encrypted"
+        );
     })?;
     if let IdentityName::Machine(m) = name {
         let pw = root.at_epoch(name, to).password(name);
