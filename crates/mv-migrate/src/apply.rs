@@ -20,7 +20,7 @@ use crate::crash;
 use crate::journal::{Journal, JournalError, Progress, Record};
 use crate::libvirt::{self, Hypervisor, HypervisorError};
 use crate::plan::{Op, Plan};
-use crate::snapshot::sha256_file;
+use mv_core::fsutil::sha256_file;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
