@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{mv, ok, output, usage_error, wait_for, KillOnDrop, FAST, SPEC_WORDS};
+use common::{mv, ok, output, usage_error, wait_for, FAST, SPEC_WORDS};
 use mv_testkit::sshd::Sshd;
 use mv_testkit::{require_tool, run_ok};
 use std::os::unix::fs::PermissionsExt;
@@ -140,7 +140,6 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
     let keygen = require_tool("ssh-keygen");
-    let tor = require_tool("tor");
     let gpg = require_tool("gpg");
     let gpgconf = require_tool("gpgconf");
     let cryptsetup = require_tool("cryptsetup");
@@ -281,39 +280,8 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
     assert!(err.contains("REVOKED HOST KEY"), "{err}");
 
     // tor writes the new onion hostname from the rotated key.
-    std::fs::remove_file(hostdir.join("hostname")).unwrap();
-    let data = root.join("tordata");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let torrc = root.join("torrc");
-    std::fs::write(
-        &torrc,
-        format!(
-            "DataDirectory {}\nDisableNetwork 1\nSocksPort 0\nControlPort 0\n\
-             HiddenServiceDir {}\nHiddenServicePort 80 127.0.0.1:9\nLog notice stderr\n",
-            data.display(),
-            hostdir.display()
-        ),
-    )
-    .unwrap();
-    {
-        let _tor = KillOnDrop(
-            Command::new(&tor)
-                .arg("-f")
-                .arg(&torrc)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("tor to write hostname", Duration::from_secs(20), || {
-            std::fs::read_to_string(hostdir.join("hostname")).is_ok_and(|s| s.ends_with('\n'))
-        });
-    }
     assert_eq!(
-        std::fs::read_to_string(hostdir.join("hostname"))
-            .unwrap()
-            .trim(),
+        mv_testkit::tornet::onion_hostname_from_tor(&hostdir, root).trim(),
         after["onion"].as_str().unwrap()
     );
 

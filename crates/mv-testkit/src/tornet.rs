@@ -604,3 +604,64 @@ fn spawn(ns: &Netns, tor: &Path, name: &str, data: &Path, torrc: &str) -> TorPro
         log,
     }
 }
+
+/// Lets a real, offline tor (`DisableNetwork 1`, no ports) read the onion service key in
+/// `hs_dir` and write its `hostname` file; returns that file's text (with its newline).
+/// Any `hostname` already in `hs_dir` is removed first, so the text is tor's own. Tor's data
+/// folder and torrc go under `scratch` (created). Tor is stopped by its PID before returning, also
+/// when this panics. Panics when tor is missing or writes nothing within 20 seconds.
+pub fn onion_hostname_from_tor(hs_dir: &Path, scratch: &Path) -> String {
+    let tor = crate::require_tool("tor");
+    let hostname = hs_dir.join("hostname");
+    match std::fs::remove_file(&hostname) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("remove {hostname:?}: {e}"),
+        _ => {}
+    }
+    let data = scratch.join("tordata");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let torrc = scratch.join("torrc");
+    std::fs::write(
+        &torrc,
+        format!(
+            "DataDirectory {}\nDisableNetwork 1\nSocksPort 0\nControlPort 0\n\
+             HiddenServiceDir {}\nHiddenServicePort 80 127.0.0.1:9\nLog notice stderr\n",
+            data.display(),
+            hs_dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(tor)
+        .arg("-f")
+        .arg(&torrc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stops tor by its PID on every way out of this function.
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _tor = Stop(child);
+    let start = Instant::now();
+    loop {
+        // tor writes the file in one go; a full line means it is complete.
+        if let Ok(text) = std::fs::read_to_string(&hostname) {
+            if text.ends_with('\n') {
+                return text;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tor wrote no {hostname:?} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
