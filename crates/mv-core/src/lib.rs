@@ -21,6 +21,11 @@
 //! - [`text`]: [`text::last_lines`], the last lines of a console or log, safe to print.
 //!
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
+//!
+//! Unlike the other libraries, the modules here are public on purpose: each is one word of the
+//! shared vocabulary and callers name it (`mv_core::duration::parse`, `mv_core::fsutil::write_atomic`,
+//! `mv_core::model::Arch`), the way `std::fs` and `std::time` are named. Each module exposes only its
+//! documented items; helpers stay `pub(crate)`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
