@@ -698,7 +698,7 @@ fn lab_topology_renders_validates_and_defines() {
     let tree = d.path().join("tree");
     let out = ok(&tree, &["init", "--lab"]);
     let text = std::fs::read_to_string(tree.join("multiverse.toml")).unwrap();
-    let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+    let kvm = mv_host::kvm(&mv_host::Roots::default());
     if kvm.boots_stock_guests() {
         assert!(text.contains("accel = \"kvm\""), "{text}");
     } else {

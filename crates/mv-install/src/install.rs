@@ -1049,10 +1049,10 @@ fn configure_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     let mut devices: Vec<String> = s.a.uplink.iter().cloned().collect();
     devices.extend(s.a.passthrough.iter().cloned());
     for addr in devices {
-        let Ok(pci) = addr.parse::<mv_host::pci::PciAddr>() else {
+        let Ok(pci) = addr.parse::<mv_host::PciAddress>() else {
             continue;
         };
-        match mv_host::vfio::plan(&s.o.sys, &t.join("etc"), pci) {
+        match mv_host::vfio_plan(&s.o.sys, &t.join("etc"), pci) {
             Ok(p) => {
                 let (path, text) = &p.config;
                 s.host.write(path, text.as_bytes(), 0o644).map_err(err)?;

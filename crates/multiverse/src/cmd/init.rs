@@ -3,7 +3,7 @@
 //!
 //! `--lab` writes the lab variant instead ([`mv_machines::config::LAB_TOML`]: all Debian, the
 //! universe router on a virtio `uplink`, no passthrough), with `accel = "tcg"` when this host's
-//! KVM cannot boot a stock guest (`mv_host::check::kvm`), and placeholder VPN provider settings
+//! KVM cannot boot a stock guest (`mv_host::kvm`), and placeholder VPN provider settings
 //! for the galaxy router so that every machine renders and provisions.
 
 use crate::error::{CliError, Hinted};
@@ -46,7 +46,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     let config = tree.config_file();
     let arch: Arch = a.arch.parse().map_err(CliError::usage_msg)?;
     let text = if a.lab {
-        let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+        let kvm = mv_host::kvm(&mv_host::Roots::default());
         let accel = if kvm.boots_stock_guests() {
             Accel::Kvm
         } else {
