@@ -229,7 +229,7 @@ fn debian_image_boots_to_a_login_prompt_under_tcg() {
 /// lacked: its seed failed at first boot.)
 #[test]
 fn every_package_the_lab_machines_need_is_in_the_debian_image() {
-    use mv_machines::config::{lab_toml, Accel, Arch, Topology};
+    use mv_machines::{lab_toml, Accel, Arch, Topology};
     let topology = Topology::parse(
         &lab_toml(Arch::X86_64, Accel::Tcg),
         std::path::Path::new("multiverse.toml"),

@@ -705,11 +705,11 @@ fn lab_topology_renders_validates_and_defines() {
         assert!(text.contains("accel = \"tcg\""), "{text}");
         assert!(out.contains("TCG"), "{out}");
     }
-    let t = mv_machines::config::Topology::parse(&text, Path::new("lab.toml")).unwrap();
+    let t = mv_machines::Topology::parse(&text, Path::new("lab.toml")).unwrap();
     for m in &t.machines {
-        assert_eq!(m.os, mv_machines::config::Os::Debian, "{}", m.name);
+        assert_eq!(m.os, mv_machines::Os::Debian, "{}", m.name);
         assert!(m.pci.is_empty() && m.usb.is_empty() && !m.gpu, "{}", m.name);
-        if m.kind == mv_machines::config::MachineType::Router {
+        if m.kind == mv_machines::MachineType::Router {
             assert!(m.memory_mib >= 384 && m.memory_mib <= 512, "{}", m.name);
         }
     }

@@ -34,10 +34,9 @@ impl Drop for Kill {
 
 /// The lab topology with the mail service publishing port 80.
 fn write_config(root: &Path) {
-    let text =
-        mv_machines::config::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [80]"), 1);
+    let text = mv_machines::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [80]"), 1);
     assert!(text.contains("onion = [80]"));
-    let config = mv_machines::layout::Tree::new(root).config_file();
+    let config = mv_machines::Tree::new(root).config_file();
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(config, text).unwrap();
 }
@@ -77,7 +76,7 @@ fn star_seed(root: &Path, scratch: &Path) -> mv_provision::render::Desired {
             .env("MULTIVERSE_SEED_BIN", &applier),
         None,
     );
-    let disk = mv_machines::layout::Tree::new(root).seed_disk(&STAR.parse().unwrap());
+    let disk = mv_machines::Tree::new(root).seed_disk(&STAR.parse().unwrap());
     let out = scratch.join("seed");
     std::fs::create_dir_all(&out).unwrap();
     mv_testkit::run_ok(

@@ -1179,10 +1179,12 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
             })
         })?;
         // The public keys of every machine and of the host, as `identity new` records them.
-        let topo = mv_machines::config::Topology::parse(&text, Path::new("multiverse.toml"))
-            .map_err(|e| InstallError::Step {
-                step: step.name(),
-                message: e.to_string(),
+        let topo =
+            mv_machines::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
+                InstallError::Step {
+                    step: step.name(),
+                    message: e.to_string(),
+                }
             })?;
         let root = s
             .root
@@ -1282,10 +1284,12 @@ pub(crate) fn topology_for(a: &Checked) -> Result<String, InstallError> {
                 step: "tree",
                 message: e.to_string(),
             })?;
-            if let Some(t) = mv_machines::edit::remove_machine(&text, "multiverse.toml", &name)
-                .map_err(|e| InstallError::Step {
-                    step: "tree",
-                    message: e.to_string(),
+            if let Some(t) =
+                mv_machines::remove_machine(&text, "multiverse.toml", &name).map_err(|e| {
+                    InstallError::Step {
+                        step: "tree",
+                        message: e.to_string(),
+                    }
                 })?
             {
                 text = t;
@@ -1320,7 +1324,7 @@ pub(crate) fn topology_for(a: &Checked) -> Result<String, InstallError> {
     }
     let text = doc.to_string();
     // What the host reads must be valid: the same check `multiverse render` makes.
-    mv_machines::config::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
+    mv_machines::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
         InstallError::Step {
             step: "tree",
             message: format!("the host's multiverse.toml would be invalid: {e}"),

@@ -106,7 +106,7 @@ fn lower<T: std::fmt::Debug>(x: T) -> String {
 }
 
 /// The default network of a new non-router machine in `current` (a parsed, valid topology).
-pub fn default_network(current: &Topology) -> Option<String> {
+pub(crate) fn default_network(current: &Topology) -> Option<String> {
     let star = current.vms().find(|m| {
         m.router
             .as_ref()

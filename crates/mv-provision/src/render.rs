@@ -329,7 +329,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         MachineType::Router => "router",
         MachineType::Service | MachineType::Application => "service",
     };
-    let channel_dir = mv_machines::layout::agent_socket(&spec.name)
+    let channel_dir = mv_core::layout::agent_socket(&spec.name)
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -369,7 +369,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         "agent": {
             "role": agent_role,
             "path": AGENT_PATH,
-            "channel": mv_machines::layout::AGENT_CHANNEL,
+            "channel": mv_core::layout::AGENT_CHANNEL,
             "virtio_port": (spec.kind != MachineType::Host).then_some(AGENT_VIRTIO_PORT),
             "channel_dir": channel_dir,
             "service_manager": match spec.os { Os::Debian => "systemd", Os::Alpine => "openrc" },

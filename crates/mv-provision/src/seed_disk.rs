@@ -15,7 +15,7 @@ use crate::render::Desired;
 use crate::seed::{self, SeedError, SeedId};
 use mv_core::fsutil::FsError;
 use mv_core::{Classify, ErrorClass, MachineName, NameError};
-use mv_machines::layout::Tree;
+use mv_machines::Tree;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

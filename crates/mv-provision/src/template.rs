@@ -1,6 +1,6 @@
 //! The provisioning templates, rendered with the machine model's engine.
 //!
-//! Rendering reuses [`mv_machines::templates::Engine`] (minijinja, strict undefined values,
+//! Rendering reuses [`mv_machines::Engine`] (minijinja, strict undefined values,
 //! trailing newlines kept, block trimming) over this crate's own embedded set [`EMBEDDED`]
 //! (`templates/` of this crate); a person overrides any of them with a file of the same name under
 //! `<root>/templates/provision/`. Its errors name the template's origin (override file or
@@ -14,11 +14,11 @@
 //! What this is not: a second template engine.
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
-use mv_machines::templates::Engine as MachinesEngine;
+use mv_machines::Engine as MachinesEngine;
 use serde::Serialize;
 use std::path::Path;
 
-pub use mv_machines::templates::TemplateError as RenderTemplateError;
+pub use mv_machines::TemplateError as RenderTemplateError;
 
 /// The templates compiled into the binary: (name, source).
 pub const EMBEDDED: &[(&str, &str)] = &[

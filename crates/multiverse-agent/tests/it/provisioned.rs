@@ -8,7 +8,7 @@
 
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
-use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
+use mv_machines::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
 use mv_provision::model::{IdentityError, IdentitySource, OnionService, SshKeyPair};
 use mv_provision::render::{Contents, AGENT_VIRTIO_PORT};
 use mv_provision::{render, Engine};
@@ -92,7 +92,7 @@ fn check_every_agent_toml(text: &str) -> usize {
             assert_eq!(cfg.role, mv_agent::config::Role::Host);
             assert_eq!(
                 cfg.host.channel_dir,
-                mv_machines::layout::agent_socket(&m.name).parent().unwrap()
+                mv_core::layout::agent_socket(&m.name).parent().unwrap()
             );
             assert!(cfg.api.virtio_port.is_none());
             assert!(file("/usr/bin/multiverse-agent-libvirt").is_some());
@@ -102,7 +102,7 @@ fn check_every_agent_toml(text: &str) -> usize {
                 Some(Path::new(AGENT_VIRTIO_PORT))
             );
             // Same channel name as the domain XML.
-            assert!(AGENT_VIRTIO_PORT.ends_with(mv_machines::layout::AGENT_CHANNEL));
+            assert!(AGENT_VIRTIO_PORT.ends_with(mv_core::layout::AGENT_CHANNEL));
         }
         let bin = file("/usr/bin/multiverse-agent").unwrap();
         assert_eq!(bin.mode, 0o755);

@@ -1,15 +1,14 @@
 //! `multiverse init`: writes the default topology (docs/design.md) as multiverse.toml into --root and
 //! renders the tree from it. Creates no identity (that is `multiverse identity init`).
 //!
-//! `--lab` writes the lab variant instead ([`mv_machines::config::LAB_TOML`]: all Debian, the
+//! `--lab` writes the lab variant instead ([`mv_machines::LAB_TOML`]: all Debian, the
 //! universe router on a virtio `uplink`, no passthrough), with `accel = "tcg"` when this host's
 //! KVM cannot boot a stock guest (`mv_host::kvm`), and placeholder VPN provider settings
 //! for the galaxy router so that every machine renders and provisions.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
-use mv_machines::Tree;
+use mv_machines::{lab_toml, Accel, Arch, Topology, Tree, DEFAULT_TOML};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
