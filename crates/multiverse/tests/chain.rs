@@ -215,7 +215,7 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
     let published = text.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
     assert_ne!(text, published, "the lab topology's mail line changed");
     std::fs::write(&config, published).unwrap();
-    let vpn_toml = mv_provision::adapt::vpn_file(&root, &GALAXY.parse().unwrap());
+    let vpn_toml = mv_provision::vpn_file(&root, &GALAXY.parse().unwrap());
     let galaxy_key = std::fs::read_to_string(vpn_toml.with_file_name("wg0.key")).unwrap();
     let galaxy_public = wg_pubkey(&galaxy_key);
     let provider_key = wg(&["genkey"]);

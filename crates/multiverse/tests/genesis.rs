@@ -330,7 +330,7 @@ fn root_password_is_derived(root: &Path, lab: &Lab) -> bool {
         .arg(&out_dir));
     let password = std::fs::read_to_string(out_dir.join("password")).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
-    mv_provision::accounts::Accounts::parse(parts[0], parts[2], parts[1])
+    mv_provision::Accounts::parse(parts[0], parts[2], parts[1])
         .password_verifies("root", password.trim())
 }
 

@@ -1106,12 +1106,11 @@ fn set_root_password(s: &mut Session<'_>, t: &Path) -> Result<(), InstallError> 
         .as_ref()
         .ok_or_else(|| InstallError::Identity("not loaded".into()))?;
     let pw = root.password(&host_identity_name(&s.a.hostname)?);
-    let hash = mv_provision::accounts::hash_password("root", pw.expose()).map_err(|e| {
-        InstallError::Step {
+    let hash =
+        mv_provision::hash_password("root", pw.expose()).map_err(|e| InstallError::Step {
             step: step.name(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let text = std::fs::read_to_string(&shadow).map_err(|e| InstallError::Step {
         step: step.name(),
         message: format!("{}: {e}", shadow.display()),

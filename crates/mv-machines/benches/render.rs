@@ -3,9 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mv_machines::Topology;
-use mv_machines::Tree;
-use mv_machines::{render_plan, render_tree};
+use mv_machines::{render_plan, render_tree, Topology, Tree};
 use std::fmt::Write;
 use std::path::Path;
 

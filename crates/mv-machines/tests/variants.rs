@@ -2,9 +2,7 @@
 //! arch, VPN options, AMD host) renders XML that `virt-xml-validate` accepts, on both host arches.
 #![allow(clippy::unwrap_used)]
 
-use mv_machines::Tree;
-use mv_machines::{render_plan, Output};
-use mv_machines::{Topology, DEFAULT_TOML};
+use mv_machines::{render_plan, Output, Topology, Tree, DEFAULT_TOML};
 use std::path::Path;
 use std::process::Command;
 

@@ -16,7 +16,8 @@ use std::net::Ipv4Addr;
 /// The machine model's shared types (`mv_core::model`), under the names provisioning uses:
 /// the target OS (package manager, init, file layout), the machine's type, its architecture and
 /// the host's CPU vendor.
-pub use mv_core::model::{Arch, CpuVendor, HostAddress, MachineType, Os};
+pub(crate) use mv_core::model::{Arch, CpuVendor, HostAddress};
+pub use mv_core::model::{MachineType, Os};
 
 /// A router's place in the chain (universe, galaxy, star) and the VPN a galaxy router runs: the
 /// machine model's own types, so provisioning and `multiverse.toml` cannot disagree. `Role` keeps

@@ -14,14 +14,12 @@
 //! What this is not: a second template engine.
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
-use mv_machines::Engine as MachinesEngine;
+use mv_machines::{Engine as MachinesEngine, TemplateError as RenderTemplateError};
 use serde::Serialize;
 use std::path::Path;
 
-pub use mv_machines::TemplateError as RenderTemplateError;
-
 /// The templates compiled into the binary: (name, source).
-pub const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("agent.toml.j2", include_str!("../templates/agent.toml.j2")),
     (
         "agent-host.conf.j2",

@@ -115,7 +115,7 @@ fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError>
         if m.router.as_ref().and_then(|r| r.vpn).is_none() {
             continue;
         }
-        let path = mv_provision::adapt::vpn_file(tree.root(), &m.name);
+        let path = mv_provision::vpn_file(tree.root(), &m.name);
         if path.exists() {
             continue;
         }
@@ -125,9 +125,7 @@ fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError>
             continue;
         }
         let key = path.with_file_name("wg0.key");
-        if mv_provision::adapt::new_wireguard_key_file(&key)
-            .hint("check that --root is writable")?
-        {
+        if mv_provision::new_wireguard_key_file(&key).hint("check that --root is writable")? {
             g.say(format!(
                 "wrote {} (a new WireGuard private key)",
                 super::render::rel(tree.root(), &key)

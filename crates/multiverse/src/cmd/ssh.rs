@@ -21,7 +21,7 @@ use mv_core::{IdentityName, MachineName};
 use mv_provision::remote::{self, HostKeyCheck, Route, Session};
 use std::path::PathBuf;
 
-pub use mv_provision::remote::ssh_socket;
+pub use mv_core::layout::ssh_socket;
 
 /// Arguments of `ssh`.
 #[derive(Debug, clap::Args)]

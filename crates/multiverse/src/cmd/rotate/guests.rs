@@ -6,8 +6,7 @@ use crate::error::CliError;
 use crate::global::Global;
 use mv_core::IdentityName;
 use mv_identity::Root;
-use mv_provision::remote;
-use mv_provision::seed_disk::SeedOutcome;
+use mv_provision::{remote, SeedOutcome};
 
 /// Step 4: the machines whose provisioned state changes with the new epoch, brought up to date
 /// while they run (see the module docs). Rendering every machine twice is cheap next to one SSH
@@ -35,7 +34,7 @@ pub(super) fn update_running_guests(
         }
         let before = crate::cmd::provision::render_machine(g, topo, &m.name, &old, person)?;
         let after = crate::cmd::provision::render_machine(g, topo, &m.name, &new, person)?;
-        if mv_provision::seed::seed_id(&before) == mv_provision::seed::seed_id(&after) {
+        if mv_provision::seed_id(&before) == mv_provision::seed_id(&after) {
             continue;
         }
         // A machine still booting, or started without provisioning, has no agent (and maybe no
