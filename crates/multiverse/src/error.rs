@@ -149,7 +149,54 @@ fn is_broken_pipe_panic(payload: &(dyn std::any::Any + Send)) -> bool {
 /// EPIPE, the same number on every Linux architecture (asm-generic/errno-base.h).
 const EPIPE: i32 = 32;
 
-/// Prints the error (if any) to stderr and returns the exit code.
+/// The CLI's advice for a library error found anywhere in `error`'s chain, when the command
+/// gave none: libraries say what happened, and only here is it turned into what to type. One
+/// match per error type, so every command that meets the error prints the same hint.
+pub fn library_hint(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|e| {
+        if let Some(e) = e.downcast_ref::<mv_pass::StoreError>() {
+            return pass_hint(e);
+        }
+        if let Some(e) = e.downcast_ref::<mv_identity::export::ExportError>() {
+            return export_hint(e);
+        }
+        None
+    })
+}
+
+/// The hints of the pass store's errors.
+fn pass_hint(e: &mv_pass::StoreError) -> Option<&'static str> {
+    use mv_pass::StoreError;
+    match e {
+        StoreError::Exists(_) => Some("use --force to overwrite"),
+        StoreError::NotInitialised(_) => Some(
+            "run `multiverse pass init` (the identity's key) or `multiverse pass init KEYID`",
+        ),
+        StoreError::Decrypt { .. } => Some(
+            "import the store's secret key with `multiverse pass key import`, or use --gpg",
+        ),
+        StoreError::Encrypt { .. } => Some(
+            "add the recipients' public keys with `multiverse pass key add` (or `key import`), or use --gpg",
+        ),
+        StoreError::Symlink { .. } => Some(
+            "remove the link (`multiverse pass rm` removes the link itself) or replace it with a real file or folder",
+        ),
+        _ => None,
+    }
+}
+
+/// The hints of the identity export's errors.
+fn export_hint(e: &mv_identity::export::ExportError) -> Option<&'static str> {
+    match e {
+        mv_identity::export::ExportError::ForeignFolder { .. } => Some(
+            "write into a folder of your own, or pass --force (the files stay readable only by you, but that user can delete or replace them)",
+        ),
+        _ => None,
+    }
+}
+
+/// Prints the error (if any) to stderr and returns the exit code: the message with its causes,
+/// then the command's hint, else the one [`library_hint`] knows for the error.
 pub fn report(result: Result<(), CliError>) -> i32 {
     let err = match result {
         Ok(()) => return 0,
@@ -162,7 +209,7 @@ pub fn report(result: Result<(), CliError>) -> i32 {
         }
     }
     eprintln!("multiverse: error: {:#}", err.error);
-    if let Some(h) = &err.hint {
+    if let Some(h) = err.hint.as_deref().or_else(|| library_hint(&err.error)) {
         eprintln!("hint: {h}");
     }
     match err.kind {

@@ -85,6 +85,11 @@ pub fn start_agent(agent: &Client) -> bool {
     false
 }
 
+/// Says that the unlock lock could not be taken (values are unsealed for this command only).
+pub fn warn_no_cache(error: &mv_pass::agent::AgentError) {
+    eprintln!("multiverse: warning: no session cache: {error}");
+}
+
 /// Forgets everything the agent holds (pass keys and the identity root) and ends it.
 /// `Ok(false)`: no agent was running.
 pub fn lock() -> Result<bool, CliError> {

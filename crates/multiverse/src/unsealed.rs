@@ -27,7 +27,7 @@
 
 use crate::error::CliError;
 use crate::global::Global;
-use mv_core::secret::SecretString;
+use mv_core::secret::{SecretBytes, SecretString};
 use mv_identity::{IdentityStore, Root, StoreError};
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
@@ -57,6 +57,22 @@ fn memo(store: &IdentityStore, root: &Root) {
 /// The session agent's id of the root sealed in `store` (the hash of ciphertext reveals nothing).
 pub fn cache_id(store: &IdentityStore) -> String {
     mv_pass::agent::cache_id("identity-root", store.sealed_bytes())
+}
+
+/// The session agent's id of the identity's `@user` OpenPGP key (pass's default key) in the
+/// tree at `tree_root`: of the sealed root's bytes and every epoch of the tree (a rotation, by
+/// `identity rotate` or a hand edit of `[identity.epochs]`, changes the key without touching the
+/// sealed root, and must not find the old key cached). Unreadable files count as empty.
+pub fn user_key_cache_id(tree_root: &std::path::Path) -> String {
+    let tree = mv_core::layout::Tree::new(tree_root);
+    let mut material = std::fs::read(tree.sealed_root()).unwrap_or_default();
+    let config = std::fs::read_to_string(tree.config_file()).unwrap_or_default();
+    if let Ok(epochs) = mv_core::epochs::epochs(&config) {
+        for (name, epoch) in epochs.iter() {
+            material.extend_from_slice(format!("\n{name}={epoch}").as_bytes());
+        }
+    }
+    mv_pass::agent::cache_id("identity", &material)
 }
 
 /// A root from the agent's value: exactly 32 bytes, else nothing (a miss).
@@ -141,51 +157,69 @@ fn bare(
     if let Some(root) = recall(store) {
         return Ok(root);
     }
-    let Some(life) = life else {
-        let pass = passphrase()?;
-        let root = store
-            .unseal_bare(pass.expose().as_bytes())
-            .map_err(on_error)?;
-        memo(store, &root);
-        return Ok(root);
+    let mut steps = RootSteps {
+        store,
+        passphrase: Some(passphrase),
+        on_error,
     };
-    let agent = crate::session::client();
-    let id = cache_id(store);
-    let fetch = || agent.get(&id).and_then(|v| from_cached(v.expose()));
-    if let Some(root) = fetch() {
-        memo(store, &root);
-        return Ok(root);
-    }
-    let guard = match agent.unlock_guard() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("multiverse: warning: no session cache: {e}");
-            None
+    let (values, stored) = match life {
+        None => (mv_pass::agent::UnlockSteps::unseal(&mut steps)?, false),
+        Some(life) => {
+            let u = crate::session::client().unlock(&[cache_id(store)], life, &mut steps)?;
+            (u.values, u.stored)
         }
     };
-    if let Some(root) = guard.as_ref().and_then(|_| fetch()) {
-        memo(store, &root);
-        return Ok(root);
-    }
-    let pass = passphrase()?;
-    let root = store
-        .unseal_bare(pass.expose().as_bytes())
-        .map_err(on_error)?;
-    drop(pass);
+    let root = values
+        .first()
+        .and_then(|v| from_cached(v.expose()))
+        .ok_or_else(|| CliError::failure_msg("no identity root was unsealed"))?;
     memo(store, &root);
-    if guard.is_some()
-        && crate::session::start_agent(&agent)
-        && agent.put(&id, root.expose_bytes(), life).is_ok()
-        && !g.quiet
-    {
+    if let (Some(life), true, false) = (life, stored, g.quiet) {
         eprintln!(
             "multiverse: identity unlocked for this session ({} s after last use, {} s at most; `multiverse identity lock` forgets it)",
             life.idle.as_secs(),
             life.max.as_secs()
         );
     }
-    drop(guard);
     Ok(root)
+}
+
+/// The identity root's part of [`mv_pass::agent::Client::unlock`]: a cached value is a root
+/// only when it has 32 bytes; a miss asks for the passphrase (once) and unseals.
+struct RootSteps<'a, P, F> {
+    store: &'a IdentityStore,
+    passphrase: Option<P>,
+    on_error: &'a F,
+}
+
+impl<P, F> mv_pass::agent::UnlockSteps for RootSteps<'_, P, F>
+where
+    P: FnOnce() -> Result<SecretString, CliError>,
+    F: Fn(StoreError) -> CliError,
+{
+    type Error = CliError;
+    fn unseal(&mut self) -> Result<Vec<SecretBytes>, CliError> {
+        let passphrase = self
+            .passphrase
+            .take()
+            .ok_or_else(|| CliError::failure_msg("the identity passphrase was asked twice"))?;
+        let pass = passphrase()?;
+        let root = self
+            .store
+            .unseal_bare(pass.expose().as_bytes())
+            .map_err(self.on_error)?;
+        drop(pass);
+        Ok(vec![SecretBytes::new(root.expose_bytes().to_vec())])
+    }
+    fn start_agent(&mut self, agent: &mv_pass::agent::Client) -> bool {
+        crate::session::start_agent(agent)
+    }
+    fn usable(&self, value: &SecretBytes) -> bool {
+        value.expose().len() == 32
+    }
+    fn no_cache(&mut self, error: &mv_pass::agent::AgentError) {
+        crate::session::warn_no_cache(error);
+    }
 }
 
 /// A real unseal with `passphrase` (always an Argon2id, whatever is cached): for commands that

@@ -123,8 +123,8 @@ fn libvirt_image() -> mv_lab::LabImage {
     let spec = ImageSpec {
         extra_packages: LIBVIRT_PACKAGES.iter().map(|s| s.to_string()).collect(),
     };
-    let img = mv_lab::image::cached_image(&spec, &mv_lab::image::test_cache_dir())
-        .expect("the lab image with libvirt");
+    let img =
+        mv_lab::cached_image(&spec, &mv_lab::test_cache_dir()).expect("the lab image with libvirt");
     eprintln!(
         "lab image with libvirt + QEMU: {} ({:.1} s)",
         img.dir.display(),

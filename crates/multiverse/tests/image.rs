@@ -181,11 +181,14 @@ fn tail(text: &str) -> String {
 #[test]
 fn debian_image_boots_to_a_login_prompt_under_tcg() {
     let image = cached_debian_image();
-    let manifest: mv_image::manifest::Manifest = serde_json::from_str(
+    let manifest: mv_image::Manifest = serde_json::from_str(
         &std::fs::read_to_string(image.with_file_name("debian.manifest.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(manifest.sha256, mv_image::sha256_file(&image).unwrap());
+    assert_eq!(
+        manifest.sha256,
+        mv_core::fsutil::sha256_file(&image).unwrap()
+    );
     assert_eq!(manifest.release, "bookworm");
     for p in [
         "linux-image-cloud-amd64",
@@ -237,10 +240,12 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
     .unwrap();
     let engine = mv_provision::Engine::embedded();
     let d = tempfile::tempdir().unwrap();
-    let in_image = |p: &str| {
-        mv_image::debian::BASE_PACKAGES.contains(&p)
-            || mv_image::debian::DEFAULT_INCLUDE.contains(&p)
-    };
+    // The bootable minimum, the kernel and the default include list.
+    let image_packages = mv_image::debian_packages(&mv_image::BuildOptions::new(
+        mv_image::Os::Debian,
+        std::path::Path::new("images"),
+    ));
+    let in_image = |p: &str| image_packages.iter().any(|q| q == p);
     let mut checked = 0;
     let mut openvpn_checked = false;
     let ovpn_files = tempfile::tempdir().unwrap();

@@ -351,6 +351,23 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The SHA-256 of a file's contents, in lower-case hex (64 characters). Reads 1 MiB at a time,
+/// so a disk image is hashed without holding it in memory.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
 /// Reads a regular file without following a symlink in its place (`O_NOFOLLOW`) and without
 /// blocking on a FIFO or device (`O_NONBLOCK`; anything but a regular file is an error). Returns
 /// its metadata (owner, mode) with the bytes, which are wiped when dropped.
@@ -721,6 +738,23 @@ mod batch_tests {
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
+
+    #[test]
+    fn sha256_of_a_file_is_lower_case_hex() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        fs::write(&p, b"").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(sha256_file(&d.path().join("missing")).is_err());
+    }
 
     #[test]
     fn writes_and_reports_unchanged() {

@@ -14,10 +14,11 @@
 //!   [`model::Os`], [`model::Arch`], [`model::CpuVendor`], [`model::PciAddress`],
 //!   [`model::UsbId`], [`model::Ipv4Net`], [`model::HostAddress`], [`model::MacAddress`].
 //! - [`fsutil`]: atomic file writes (temp file, fsync, rename, fsync of the folder) and secret files
-//!   (mode 0600 from the moment they exist).
+//!   (mode 0600 from the moment they exist); [`fsutil::sha256_file`].
 //! - [`name`]: [`name::MachineName`], a validated machine FQDN (`star.router.multiverse`), and
 //!   [`name::IdentityName`], which is a machine name or a person (`@user`).
 //! - [`secret`]: [`secret::Secret`], a zeroised-on-drop buffer whose `Debug` never shows the contents.
+//! - [`text`]: [`text::last_lines`], the last lines of a console or log, safe to print.
 //!
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod layout;
 pub mod model;
 pub mod name;
 pub mod secret;
+pub mod text;
 
 pub use error_class::{Classify, ErrorClass};
 pub use layout::Tree;

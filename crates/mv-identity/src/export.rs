@@ -327,9 +327,7 @@ pub enum ExportError {
     Write(#[source] FsError),
     /// Secrets would land in (or be led through a link of) a folder of another user.
     #[error(
-        "refusing to write secret keys into {}: {reason}; write into a folder of your own, or \
-         pass --force (the files stay readable only by you, but that user can delete or \
-         replace them)",
+"refusing to write secret keys into {}: {reason}",
         folder.display()
     )]
     ForeignFolder {

@@ -26,14 +26,14 @@ use crate::{io_err, put, symlink, BuildOptions, ImageError, Populated, Runner, S
 use std::path::Path;
 
 /// Tools an Alpine build needs on the host, with their packages.
-pub const TOOLS: &[(&str, &str)] = &[("apk.static", "apk-tools-static (Alpine)")];
+pub(crate) const TOOLS: &[(&str, &str)] = &[("apk.static", "apk-tools-static (Alpine)")];
 
 /// Always installed.
-pub const BASE_PACKAGES: &[&str] = &["alpine-base", "linux-virt", "mkinitfs", "e2fsprogs"];
+pub(crate) const BASE_PACKAGES: &[&str] = &["alpine-base", "linux-virt", "mkinitfs", "e2fsprogs"];
 
 /// The default include list: the provisioning recipes' Alpine packages for routers, services and
 /// applications.
-pub const DEFAULT_INCLUDE: &[&str] = &[
+pub(crate) const DEFAULT_INCLUDE: &[&str] = &[
     "openssh",
     "ca-certificates",
     "iproute2",
@@ -44,7 +44,7 @@ pub const DEFAULT_INCLUDE: &[&str] = &[
 ];
 
 /// OpenRC services per runlevel, as `setup-alpine` enables them.
-pub const RUNLEVELS: &[(&str, &[&str])] = &[
+pub(crate) const RUNLEVELS: &[(&str, &[&str])] = &[
     ("sysinit", &["devfs", "dmesg", "mdev", "hwdrivers"]),
     (
         "boot",
@@ -56,15 +56,15 @@ pub const RUNLEVELS: &[(&str, &[&str])] = &[
 ];
 
 /// The first-boot service, `/etc/init.d/multiverse-seed`.
-pub const SEED_SERVICE: &str = include_str!("../guest/openrc/multiverse-seed");
+pub(crate) const SEED_SERVICE: &str = include_str!("../guest/openrc/multiverse-seed");
 /// The stage it runs, `/usr/lib/multiverse/multiverse-seed` (the same path as on Debian, another
 /// script: the Debian one's bytes are part of the Debian image's build key).
-pub const SEED_SCRIPT: &str = include_str!("../guest/openrc/multiverse-seed-stage");
+pub(crate) const SEED_SCRIPT: &str = include_str!("../guest/openrc/multiverse-seed-stage");
 /// `multiverse ssh`'s guest end, `/etc/init.d/multiverse-ssh-relay`.
-pub const SSH_RELAY_SERVICE: &str = include_str!("../guest/openrc/multiverse-ssh-relay");
+pub(crate) const SSH_RELAY_SERVICE: &str = include_str!("../guest/openrc/multiverse-ssh-relay");
 
 /// The guest files the image adds: (path in the root, text), each 0755.
-pub const GUEST_FILES: &[(&str, &str)] = &[
+pub(crate) const GUEST_FILES: &[(&str, &str)] = &[
     ("etc/init.d/multiverse-seed", SEED_SERVICE),
     ("usr/lib/multiverse/multiverse-seed", SEED_SCRIPT),
     ("etc/init.d/multiverse-ssh-relay", SSH_RELAY_SERVICE),
@@ -72,7 +72,7 @@ pub const GUEST_FILES: &[(&str, &str)] = &[
 
 /// The runlevel links the image adds for them, and for the agent the seed installs:
 /// (runlevel, service), each `/etc/runlevels/LEVEL/NAME -> /etc/init.d/NAME`.
-pub const GUEST_RUNLEVELS: &[(&str, &str)] = &[
+pub(crate) const GUEST_RUNLEVELS: &[(&str, &str)] = &[
     ("boot", "multiverse-seed"),
     ("default", "multiverse-ssh-relay"),
     ("default", "multiverse-agent"),
@@ -80,10 +80,10 @@ pub const GUEST_RUNLEVELS: &[(&str, &str)] = &[
 
 /// Kernel command line after `root=… console=ttyS0`: the modules Alpine's initramfs must load to
 /// find the root.
-pub const CMDLINE_EXTRA: &str = "modules=virtio_pci,virtio_blk,ext4 quiet";
+pub(crate) const CMDLINE_EXTRA: &str = "modules=virtio_pci,virtio_blk,ext4 quiet";
 
 /// The packages, sorted and without duplicates.
-pub fn packages(opts: &BuildOptions) -> Vec<String> {
+pub(crate) fn packages(opts: &BuildOptions) -> Vec<String> {
     let mut v: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
     v.extend(opts.include.iter().cloned());
     v.sort();
@@ -92,7 +92,7 @@ pub fn packages(opts: &BuildOptions) -> Vec<String> {
 }
 
 /// The repositories: main and community of the release.
-pub fn repositories(opts: &BuildOptions) -> Vec<String> {
+pub(crate) fn repositories(opts: &BuildOptions) -> Vec<String> {
     let m = opts.mirror.trim_end_matches('/');
     vec![
         format!("{m}/{}/main", opts.release),
@@ -101,7 +101,7 @@ pub fn repositories(opts: &BuildOptions) -> Vec<String> {
 }
 
 /// The apk.static command line.
-pub fn apk_step(opts: &BuildOptions, rootfs: &Path) -> Step {
+pub(crate) fn apk_step(opts: &BuildOptions, rootfs: &Path) -> Step {
     let mut argv: Vec<String> = vec![
         "apk.static".into(),
         "--arch".into(),

@@ -22,10 +22,10 @@ use crate::{io_err, put, symlink, BuildOptions, ImageError, Kernel, Populated, R
 use std::path::Path;
 
 /// Tools a Debian build needs on the host, with their packages.
-pub const TOOLS: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap")];
+pub(crate) const TOOLS: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap")];
 
 /// Always installed: what boots and what the image's own configuration relies on.
-pub const BASE_PACKAGES: &[&str] = &[
+pub(crate) const BASE_PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
     "initramfs-tools",
@@ -41,7 +41,7 @@ pub const BASE_PACKAGES: &[&str] = &[
 /// service, application, and the controller of the lab topology), plus a DHCP client for
 /// `iface … inet dhcp`, so every seed applies with no mirror, whichever VPN galaxy runs. Host
 /// packages are not included (the host is not built from this image).
-pub const DEFAULT_INCLUDE: &[&str] = &[
+pub(crate) const DEFAULT_INCLUDE: &[&str] = &[
     "openssh-server",
     "openssh-client",
     "gnupg",
@@ -58,7 +58,7 @@ pub const DEFAULT_INCLUDE: &[&str] = &[
 ];
 
 /// Units masked in the image (symlinks to /dev/null): nothing at boot waits on them.
-pub const MASKED: &[&str] = &[
+pub(crate) const MASKED: &[&str] = &[
     "e2scrub_reap.service",
     "e2scrub_all.timer",
     "getty-static.service",
@@ -67,7 +67,7 @@ pub const MASKED: &[&str] = &[
 ];
 
 /// Enablement links that package installation made and provisioning decides instead.
-pub const DISABLED: &[&str] = &[
+pub(crate) const DISABLED: &[&str] = &[
     "multi-user.target.wants/dnsmasq.service",
     "multi-user.target.wants/tor.service",
     "multi-user.target.wants/nftables.service",
@@ -76,13 +76,13 @@ pub const DISABLED: &[&str] = &[
 ];
 
 /// Modules in the initramfs (`MODULES=list`); their dependencies come along.
-pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_console"];
+pub(crate) const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_console"];
 
 /// Kernel command line after `root=… console=ttyS0`: eth0, eth1… as provisioning names them.
-pub const CMDLINE_EXTRA: &str = "net.ifnames=0 quiet";
+pub(crate) const CMDLINE_EXTRA: &str = "net.ifnames=0 quiet";
 
 /// The `dpkg` path excludes: no documentation (copyright files stay), man pages or translations.
-pub const DPKG_EXCLUDES: &[&str] = &[
+pub(crate) const DPKG_EXCLUDES: &[&str] = &[
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
@@ -92,7 +92,7 @@ pub const DPKG_EXCLUDES: &[&str] = &[
 ];
 
 /// The kernel package for `kernel`.
-pub fn kernel_package(kernel: Kernel) -> &'static str {
+pub(crate) fn kernel_package(kernel: Kernel) -> &'static str {
     match kernel {
         Kernel::Cloud => "linux-image-cloud-amd64",
         Kernel::Generic => "linux-image-amd64",
@@ -112,7 +112,7 @@ pub fn packages(opts: &BuildOptions) -> Vec<String> {
 
 /// The apt sources: the release, its updates and its security suite (when the mirror is a
 /// standard `…/debian` one, security is the sibling `…/debian-security`).
-pub fn sources(opts: &BuildOptions) -> Vec<String> {
+pub(crate) fn sources(opts: &BuildOptions) -> Vec<String> {
     let m = opts.mirror.trim_end_matches('/');
     let r = &opts.release;
     let mut v = vec![
@@ -202,7 +202,7 @@ pub(crate) fn populate(
 /// The unit that prints `systemd-analyze` to the console once boot finished, when the host asks
 /// for it with `-fw_cfg name=opt/org.multiverse-os/boot-report,string=1` (tests, bench/boot.sh);
 /// otherwise it exits at once.
-pub const BOOT_REPORT_UNIT: &str = "[Unit]
+pub(crate) const BOOT_REPORT_UNIT: &str = "[Unit]
 Description=Multiverse: print systemd-analyze to the console when the host asks (fw_cfg)
 DefaultDependencies=no
 After=sysinit.target
@@ -218,7 +218,7 @@ WantedBy=multi-user.target
 ";
 
 /// Its script.
-pub const BOOT_REPORT_SCRIPT: &str = "#!/bin/sh
+pub(crate) const BOOT_REPORT_SCRIPT: &str = "#!/bin/sh
 # Prints where boot time went, once boot is finished, if the host set the fw_cfg entry
 # opt/org.multiverse-os/boot-report. Otherwise does nothing.
 f=/sys/firmware/qemu_fw_cfg/by_name/opt/org.multiverse-os/boot-report/raw
@@ -233,7 +233,7 @@ echo 'multiverse-boot-report: end'
 ";
 
 /// Drop-in for ssh.service: start only once provisioning wrote a host key.
-pub const SSH_DROP_IN: &str = "# Multiverse base image: the base has no host keys (each machine gets its derived ones when it is
+pub(crate) const SSH_DROP_IN: &str = "# Multiverse base image: the base has no host keys (each machine gets its derived ones when it is
 # provisioned); until then sshd is skipped instead of failing.
 [Unit]
 ConditionPathExists=/etc/ssh/ssh_host_ed25519_key
@@ -321,10 +321,10 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
 }
 
 /// The agent's unit, as the base recipe installs it.
-pub const AGENT_UNIT: &str = "multiverse-agent.service";
+pub(crate) const AGENT_UNIT: &str = "multiverse-agent.service";
 
 /// The targets of a unit's `WantedBy=` lines.
-pub fn wanted_by(unit: &str) -> Vec<String> {
+pub(crate) fn wanted_by(unit: &str) -> Vec<String> {
     let mut in_install = false;
     let mut out = Vec::new();
     for line in unit.lines().map(str::trim) {

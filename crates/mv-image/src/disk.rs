@@ -22,15 +22,15 @@ use crate::Step;
 use std::path::Path;
 
 /// Bytes per sector.
-pub const SECTOR: u64 = 512;
+pub(crate) const SECTOR: u64 = 512;
 /// First sector of the root partition (1 MiB).
-pub const ROOT_START: u64 = 2048;
+pub(crate) const ROOT_START: u64 = 2048;
 /// The filesystem label of the root partition.
-pub const ROOT_LABEL: &str = "mvroot";
+pub(crate) const ROOT_LABEL: &str = "mvroot";
 /// Where GRUB's i386-pc files live on the build host.
-pub const GRUB_I386_PC: &str = "/usr/lib/grub/i386-pc";
+pub(crate) const GRUB_I386_PC: &str = "/usr/lib/grub/i386-pc";
 /// Modules built into core.img: everything grub.cfg uses, so nothing is loaded from the root.
-pub const GRUB_MODULES: &[&str] = &[
+pub(crate) const GRUB_MODULES: &[&str] = &[
     "biosdisk",
     "part_msdos",
     "ext2",
@@ -44,11 +44,11 @@ pub const GRUB_MODULES: &[&str] = &[
     "terminal",
 ];
 /// GRUB's prefix: where core.img looks for grub.cfg.
-pub const GRUB_PREFIX: &str = "(hd0,msdos1)/boot/grub";
+pub(crate) const GRUB_PREFIX: &str = "(hd0,msdos1)/boot/grub";
 
 /// `sfdisk` input: a DOS label with disk id `disk_id` and one bootable Linux partition from 1 MiB
 /// to the end.
-pub fn sfdisk_script(disk_id: u32) -> String {
+pub(crate) fn sfdisk_script(disk_id: u32) -> String {
     format!(
         "label: dos\nlabel-id: 0x{disk_id:08x}\nunit: sectors\n\nstart={ROOT_START}, type=83, bootable\n"
     )
@@ -56,7 +56,7 @@ pub fn sfdisk_script(disk_id: u32) -> String {
 
 /// The kernel's `root=` for partition 1 of a DOS disk with id `disk_id`. The kernel resolves
 /// `PARTUUID=` itself (no initramfs or udev needed), so no `/dev/vda1` name is waited for.
-pub fn root_partuuid(disk_id: u32) -> String {
+pub(crate) fn root_partuuid(disk_id: u32) -> String {
     format!("PARTUUID={disk_id:08x}-01")
 }
 
@@ -67,7 +67,7 @@ fn s(p: &Path) -> String {
 /// The commands that turn `rootfs` into `raw` (a file already `size` bytes long, sparse):
 /// mke2fs into `root_img`, sfdisk, dd of the filesystem, grub-mkimage, dd of boot.img and
 /// core.img. `fs_uuid` is the ext4 UUID.
-pub fn assemble_steps(
+pub(crate) fn assemble_steps(
     rootfs: &Path,
     root_img: &Path,
     raw: &Path,
@@ -167,7 +167,7 @@ pub fn assemble_steps(
 }
 
 /// `grub.cfg` for the root filesystem: no menu, no timeout, straight into the kernel.
-pub fn grub_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String {
+pub(crate) fn grub_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String {
     let mut out = String::from(
         "# Multiverse base image: read by GRUB's core.img (in the MBR gap) from the root filesystem.\n\
          # The kernel and initrd are the symlinks the distribution keeps pointing at the newest kernel,\n\

@@ -5,30 +5,34 @@
 //! Debian, `apk.static --root` for Alpine) → the folder is configured as plain files (boot loader
 //! config, masked units, first-boot stage, no host keys, empty machine-id) → `mke2fs -d` writes
 //! the ext4 root from the folder → `sfdisk` + `dd` assemble an MBR disk with GRUB's i386-pc boot
-//! code ([`disk`]) → `qemu-img convert` to qcow2 → `qemu-img check`, SHA-256 and a
-//! [`manifest::Manifest`] → rename into `images/`.
+//! code (module `disk`) → `qemu-img convert` to qcow2 → `qemu-img check`, SHA-256 and a
+//! [`Manifest`] → rename into `images/`.
 //!
 //! Everything happens in a hidden folder inside `images/` (same filesystem, so the final renames
 //! are atomic); a failed build removes it, so a failure leaves no image and no manifest, and a
 //! half-built image never replaces a good one.
 //!
-//! Main types: [`BuildOptions`] (what to build), [`build`] (does it, with a [`run::Runner`] and a
-//! [`progress::Progress`]), [`Built`], [`ImageError`].
+//! Main types: [`BuildOptions`] (what to build), [`build`] (does it, with a [`Runner`] and a
+//! function that receives its [`BuildProgress`]), [`Built`], [`ImageError`], [`Manifest`].
+//! This crate never prints: the caller draws the progress and reports the result.
 //!
 //! What this is not: provisioning. A base image holds no machine's identity (no SSH host keys,
 //! an empty machine-id, a locked root); `mv-provision` and the first-boot stage add those.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod alpine;
-pub mod debian;
-pub mod disk;
-pub mod manifest;
-pub mod progress;
-pub mod run;
+mod alpine;
+mod debian;
+mod disk;
+mod manifest;
+mod progress;
+mod run;
 
-use progress::Progress;
-use run::Runner;
+pub use debian::{mmdebstrap_step, packages as debian_packages};
+pub use manifest::{dpkg_packages, Manifest};
+pub use progress::{BuildProgress, PHASES};
+pub use run::{RunOutput, Runner, SystemRunner};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -42,14 +46,14 @@ pub const BUILDER_VERSION: u32 = 3;
 /// The guest-side first-boot stage (written by the provisioning side), installed as
 /// `/etc/systemd/system/multiverse-seed.service` in the Debian image (the Alpine image's OpenRC
 /// counterparts are [`alpine::GUEST_FILES`]).
-pub const SEED_UNIT: &str = include_str!("../guest/multiverse-seed.service");
+pub(crate) const SEED_UNIT: &str = include_str!("../guest/multiverse-seed.service");
 /// Its script, installed as `/usr/lib/multiverse/multiverse-seed` (0755).
-pub const SEED_SCRIPT: &str = include_str!("../guest/multiverse-seed");
+pub(crate) const SEED_SCRIPT: &str = include_str!("../guest/multiverse-seed");
 /// `multiverse ssh`'s guest end (virtio-serial to sshd), installed as
 /// `/etc/systemd/system/multiverse-ssh-relay.service`.
-pub const SSH_RELAY_UNIT: &str = include_str!("../guest/multiverse-ssh-relay.service");
+pub(crate) const SSH_RELAY_UNIT: &str = include_str!("../guest/multiverse-ssh-relay.service");
 /// The guest units installed and enabled (per their `[Install]` section): (file name, text).
-pub const GUEST_UNITS: &[(&str, &str)] = &[
+pub(crate) const GUEST_UNITS: &[(&str, &str)] = &[
     ("multiverse-seed.service", SEED_UNIT),
     ("multiverse-ssh-relay.service", SSH_RELAY_UNIT),
 ];
@@ -141,7 +145,8 @@ pub struct BuildOptions {
     pub size: u64,
     /// Debian kernel flavour (Alpine always uses linux-virt).
     pub kernel: Kernel,
-    /// Packages beyond the bootable minimum (see [`debian::DEFAULT_INCLUDE`]).
+    /// Packages beyond the bootable minimum ([`BuildOptions::new`] starts with what the
+    /// provisioning recipes install; [`debian_packages`] is Debian's full list).
     pub include: Vec<String>,
     /// Package mirror.
     pub mirror: String,
@@ -426,7 +431,7 @@ impl Step {
 
 /// The line of a tool's output that says what went wrong: the last line containing "error",
 /// "E:" or "No space", else the last non-empty line.
-pub fn last_error_line(text: &str) -> String {
+pub(crate) fn last_error_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -457,7 +462,7 @@ pub struct Built {
     /// `images/<name>.manifest.json`.
     pub manifest_path: PathBuf,
     /// What it holds.
-    pub manifest: manifest::Manifest,
+    pub manifest: Manifest,
 }
 
 /// The build folder: removed on drop unless the build finished (its contents were renamed away).
@@ -484,7 +489,7 @@ pub(crate) struct Populated {
 pub fn build(
     opts: &BuildOptions,
     runner: &dyn Runner,
-    progress: &dyn Progress,
+    progress: &dyn Fn(BuildProgress),
 ) -> Result<Built, ImageError> {
     opts.validate()?;
     let image = opts.image_path();
@@ -535,12 +540,12 @@ pub fn build(
         disk::root_partuuid(disk_id)
     );
 
-    progress.phase(0);
+    progress(BuildProgress::Phase(0));
     let pop = match opts.os {
         Os::Debian => debian::populate(opts, &work.0, &rootfs, runner)?,
         Os::Alpine => alpine::populate(opts, &work.0, &rootfs, runner)?,
     };
-    progress.phase(1);
+    progress(BuildProgress::Phase(1));
     let cmdline = format!("{cmdline_root} {}", pop.cmdline_extra)
         .trim()
         .to_string();
@@ -556,7 +561,7 @@ pub fn build(
         Os::Alpine => alpine::configure(&rootfs)?,
     }
 
-    progress.phase(2);
+    progress(BuildProgress::Phase(2));
     let raw = work.0.join("disk.raw");
     let root_img = work.0.join("root.ext4");
     let core_img = work.0.join("core.img");
@@ -569,7 +574,7 @@ pub fn build(
     );
     for (i, step) in steps.iter().enumerate() {
         if i == 1 {
-            progress.phase(3);
+            progress(BuildProgress::Phase(3));
             // The root folder is in the filesystem image now: free its space early.
             let _ = std::fs::remove_dir_all(&rootfs);
         }
@@ -585,7 +590,7 @@ pub fn build(
     }
     let _ = std::fs::remove_file(&root_img);
 
-    progress.phase(4);
+    progress(BuildProgress::Phase(4));
     Step::new(
         "qemu-img convert (qcow2)",
         [
@@ -602,7 +607,7 @@ pub fn build(
     .run(runner)?;
     let _ = std::fs::remove_file(&raw);
 
-    progress.phase(5);
+    progress(BuildProgress::Phase(5));
     Step::new(
         "qemu-img check",
         [
@@ -615,7 +620,7 @@ pub fn build(
         ],
     )
     .run(runner)?;
-    let sha256 = sha256_file(&qcow).map_err(io_err("checksum the image"))?;
+    let sha256 = mv_core::fsutil::sha256_file(&qcow).map_err(io_err("checksum the image"))?;
     let built_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -667,7 +672,7 @@ pub fn build(
     if let Ok(d) = std::fs::File::open(&opts.images_dir) {
         let _ = d.sync_all();
     }
-    progress.finish();
+    progress(BuildProgress::Finish);
     Ok(Built {
         image,
         manifest_path,
@@ -696,22 +701,8 @@ pub fn is_current(opts: &BuildOptions) -> bool {
     let Some(m) = manifest::read(&manifest::path_for(&image)) else {
         return false;
     };
-    m.build_key == opts.build_key() && sha256_file(&image).is_ok_and(|h| h == m.sha256)
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    m.build_key == opts.build_key()
+        && mv_core::fsutil::sha256_file(&image).is_ok_and(|h| h == m.sha256)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

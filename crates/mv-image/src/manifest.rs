@@ -47,10 +47,10 @@ pub struct Manifest {
 }
 
 /// The current manifest format tag.
-pub const FORMAT: &str = "multiverse-image/1";
+pub(crate) const FORMAT: &str = "multiverse-image/1";
 
 /// Where the manifest of `image` (`images/N.qcow2`) lives: `images/N.manifest.json`.
-pub fn path_for(image: &Path) -> PathBuf {
+pub(crate) fn path_for(image: &Path) -> PathBuf {
     let stem = image
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -59,7 +59,7 @@ pub fn path_for(image: &Path) -> PathBuf {
 }
 
 /// Reads a manifest; `None` when it is missing or unreadable as a manifest.
-pub fn read(path: &Path) -> Option<Manifest> {
+pub(crate) fn read(path: &Path) -> Option<Manifest> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -87,7 +87,7 @@ pub fn dpkg_packages(root: &Path) -> std::io::Result<BTreeMap<String, String>> {
 }
 
 /// Packages of an Alpine root: `lib/apk/db/installed` (`P:` name, `V:` version).
-pub fn apk_packages(root: &Path) -> std::io::Result<BTreeMap<String, String>> {
+pub(crate) fn apk_packages(root: &Path) -> std::io::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(root.join("lib/apk/db/installed"))?;
     let mut out = BTreeMap::new();
     for para in text.split("\n\n") {

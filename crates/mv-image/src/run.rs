@@ -30,7 +30,7 @@ pub trait Runner {
 }
 
 /// Whether `tool` is an executable file on `PATH` (or an absolute path that exists).
-pub fn which(tool: &str) -> bool {
+pub(crate) fn which(tool: &str) -> bool {
     if tool.contains('/') {
         return Path::new(tool).is_file();
     }

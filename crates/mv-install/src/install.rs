@@ -518,12 +518,6 @@ pub(crate) fn host_identity_name(
         .map_err(|e| InstallError::Identity(format!("host name {full}: {e}")))
 }
 
-fn sha256_file(p: &Path) -> String {
-    std::fs::read(p)
-        .map(|b| hex::encode(Sha256::digest(&b)))
-        .unwrap_or_default()
-}
-
 fn kdf(a: &Checked) -> Result<KdfParams, InstallError> {
     let d = KdfParams::DEFAULT;
     KdfParams::new(a.kdf_memory_kib, d.iterations(), d.parallelism())
@@ -532,7 +526,7 @@ fn kdf(a: &Checked) -> Result<KdfParams, InstallError> {
 
 /// Runs (or with a [`crate::host::DryRun`] host, shows) the installation.
 pub fn install(a: &Checked, o: &Options, host: &mut dyn Host) -> Result<Report, InstallError> {
-    let answers_sha256 = sha256_file(&a.answers_path);
+    let answers_sha256 = mv_core::fsutil::sha256_file(&a.answers_path).unwrap_or_default();
     let existing = Journal::read(&o.state_dir)?;
     let mut journal = match existing {
         Some(j) => {

@@ -92,17 +92,7 @@ impl Console {
 
     /// The last `n` lines received, carriage returns and other control characters dropped.
     pub(crate) fn tail(&self, n: usize) -> String {
-        let text = self.text();
-        let lines: Vec<String> = text
-            .lines()
-            .map(|l| {
-                l.chars()
-                    .filter(|c| !c.is_control() || *c == '\t')
-                    .collect::<String>()
-            })
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        mv_core::text::last_lines(&self.text(), n).join("\n")
     }
 
     /// Waits until `needle` appears after the cursor; moves the cursor past it and returns the

@@ -2,7 +2,7 @@
 //! tools (cryptsetup, initramfs-tools, USB and PCI tools, UEFI boot loaders), built once into the
 //! tests' cache folder and booted by direct kernel boot.
 //!
-//! The build reuses `mv-image`'s package step ([`mv_image::debian::mmdebstrap_step`]: the same
+//! The build reuses `mv-image`'s package step ([`mv_image::mmdebstrap_step`]: the same
 //! mirror, dpkg excludes and persistent `.deb` cache as the genesis image) and then, with nothing
 //! mounted:
 //!
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bumped whenever the lab image's configuration changes in a way the recipe text does not show.
-pub const LAB_BUILDER: u32 = 1;
+pub(crate) const LAB_BUILDER: u32 = 1;
 
 /// The packages of the lab image, beyond `mv-image`'s bootable base (systemd, udev,
 /// initramfs-tools, zstd, iproute2, dbus) and the generic kernel (`linux-image-amd64`).
@@ -57,13 +57,14 @@ pub const LAB_PACKAGES: &[&str] = &[
 ];
 
 /// Size of the root filesystem (sparse: the cache holds only what is used).
-pub const ROOT_SIZE: u64 = 4 << 30;
+pub(crate) const ROOT_SIZE: u64 = 4 << 30;
 
 /// Modules the lab's initramfs holds (`MODULES=list`): what mounts a virtio root.
-pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "crc32c_generic"];
+pub(crate) const INITRAMFS_MODULES: &[&str] =
+    &["virtio_pci", "virtio_blk", "ext4", "crc32c_generic"];
 
 /// The initramfs configuration.
-pub const INITRAMFS_CONF: &str =
+pub(crate) const INITRAMFS_CONF: &str =
     "# Multiverse lab image: only what mounts a virtio root.\nMODULES=list\nCOMPRESS=zstd\n";
 
 /// The root shell on the serial console: `bash -l` on ttyS0 (its controlling terminal), started
@@ -71,7 +72,7 @@ pub const INITRAMFS_CONF: &str =
 /// `dev-ttyS0.device` or for `multi-user.target` (the kernel mounted the root read-write, and
 /// ttyS0 exists from the kernel's start). `Lab::boot` runs `udevadm settle` before handing the
 /// shell over, since udev is still working through the boot's devices then.
-pub const SHELL_UNIT: &str = "[Unit]
+pub(crate) const SHELL_UNIT: &str = "[Unit]
 Description=Multiverse lab: root shell on the serial console
 DefaultDependencies=no
 Before=shutdown.target
@@ -100,7 +101,7 @@ WantedBy=sysinit.target
 /// Modules never loaded by udev in the lab (`blacklist` stops loading by alias only; an
 /// explicit `modprobe` still works): devices of q35 or `-cpu max` that no test uses, whose
 /// loading costs seconds of boot under TCG.
-pub const MODPROBE_BLACKLIST: &str =
+pub(crate) const MODPROBE_BLACKLIST: &str =
     "# Multiverse lab image: nothing here is used by the lab's tests.
 blacklist kvm_amd
 blacklist kvm_intel
@@ -120,7 +121,7 @@ blacklist ahci
 /// Units masked in the lab image: nothing at boot waits on them. Measured under TCG at load 4:
 /// boot to shell 117 s with the first eight only, 76 s with all (`docs/lab.md`). Nothing in the
 /// lab logs in (see [`SHELL_UNIT`]), so logind and D-Bus are not needed.
-pub const MASKED: &[&str] = &[
+pub(crate) const MASKED: &[&str] = &[
     "e2scrub_reap.service",
     "e2scrub_all.timer",
     "getty-static.service",
@@ -149,12 +150,12 @@ pub const MASKED: &[&str] = &[
 ];
 
 /// A fixed machine id: an empty one would make every boot a systemd "first boot".
-pub const MACHINE_ID: &str = "6d756c746976657273652d6c61622d31\n";
+pub(crate) const MACHINE_ID: &str = "6d756c746976657273652d6c61622d31\n";
 
 /// The kernel command line after `root=UUID=…`.
 /// `systemd.show_status=false`: no "A start job is running…" lines in the middle of a command's
 /// output on the console.
-pub const CMDLINE: &str =
+pub(crate) const CMDLINE: &str =
     "rootfstype=ext4 rw console=ttyS0,115200n8 net.ifnames=0 quiet systemd.show_status=false";
 
 /// What to put in a lab image.
@@ -190,10 +191,10 @@ impl ImageSpec {
     }
 
     /// The recipe's key (64 hex digits): SHA-256 over the mmdebstrap command line (with fixed
-    /// placeholder paths), every configuration text, the size and [`LAB_BUILDER`].
+    /// placeholder paths), every configuration text, the size and `LAB_BUILDER`.
     pub fn key(&self) -> String {
         let o = self.build_options(Path::new("/CACHE"));
-        let step = mv_image::debian::mmdebstrap_step(&o, Path::new("/STAGE"), Path::new("/ROOTFS"));
+        let step = mv_image::mmdebstrap_step(&o, Path::new("/STAGE"), Path::new("/ROOTFS"));
         let doc = serde_json::json!({
             "lab_builder": LAB_BUILDER,
             "mmdebstrap": step.argv,
@@ -256,7 +257,7 @@ pub fn test_cache_dir() -> PathBuf {
 }
 
 /// The persistent `.deb` cache, shared with the genesis image's tests.
-pub fn package_cache(cache: &Path) -> PathBuf {
+pub(crate) fn package_cache(cache: &Path) -> PathBuf {
     cache.join("image-packages/debian-bookworm-x86_64")
 }
 
@@ -349,7 +350,7 @@ impl Drop for Scratch {
 }
 
 fn run(step: &mv_image::Step) -> Result<(), LabError> {
-    step.run(&mv_image::run::SystemRunner)
+    step.run(&mv_image::SystemRunner)
         .map_err(|e| LabError::Image {
             step: step.name.clone(),
             detail: e.to_string(),
@@ -397,7 +398,7 @@ fn build(spec: &ImageSpec, cache: &Path, dest: &Path, key: &str) -> Result<(), L
         &(INITRAMFS_MODULES.join("\n") + "\n"),
         0o644,
     )?;
-    run(&mv_image::debian::mmdebstrap_step(&opts, &stage, &rootfs))?;
+    run(&mv_image::mmdebstrap_step(&opts, &stage, &rootfs))?;
 
     // Plain-file configuration.
     put(&rootfs, "etc/hostname", "lab\n", 0o644)?;
@@ -478,7 +479,7 @@ fn build(spec: &ImageSpec, cache: &Path, dest: &Path, key: &str) -> Result<(), L
     };
     std::fs::copy(&kernel, out.join("vmlinuz")).map_err(LabError::io("copy the kernel"))?;
     std::fs::copy(&initrd, out.join("initrd.img")).map_err(LabError::io("copy the initramfs"))?;
-    let packages = mv_image::manifest::dpkg_packages(&rootfs)
+    let packages = mv_image::dpkg_packages(&rootfs)
         .map(|p| serde_json::json!(p))
         .unwrap_or_default();
 

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// OVMF's code (read-only flash).
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub(crate) const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 /// OVMF's variable store template, copied per lab.
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+pub(crate) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 /// Where the shared host folder is mounted in the guest.
 pub const HOST_MOUNT: &str = "/mnt/host";
 /// The QEMU device id of the USB token, for QMP `device_del`.

@@ -21,9 +21,9 @@
 //! ```
 //!
 //! The API:
-//! - [`image`]: the lab image, built once into the tests' cache folder
-//!   (`MULTIVERSE_TEST_CACHE`, default `/var/cache/multiverse-tests`) and rebuilt when its
-//!   recipe's key changes: [`lab_image`], [`image::cached_image`], [`ImageSpec`], [`LabImage`].
+//! - The lab image, built once into the tests' cache folder ([`test_cache_dir`]:
+//!   `MULTIVERSE_TEST_CACHE`, default `/var/cache/multiverse-tests`) and rebuilt when its
+//!   recipe's key changes: [`lab_image`], [`cached_image`], [`ImageSpec`], [`LabImage`].
 //! - [`Lab::boot`] with a [`LabSpec`] (memory, CPUs, [`Boot`]: the lab image by direct kernel
 //!   boot or any disk under OVMF, extra [`Disk`]s, [`UsbStick`]s, vIOMMU, extra NIC, shared
 //!   folder, extra kernel arguments, a kept folder, `-no-shutdown`).
@@ -46,12 +46,15 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod console;
-pub mod error;
-pub mod image;
-pub mod lab;
-pub mod qmp;
+mod error;
+mod image;
+mod lab;
+mod qmp;
 
 pub use error::LabError;
-pub use image::{lab_image, ImageSpec, LabImage};
-pub use lab::{file_contains, Boot, Disk, Lab, LabSpec, Output, UsbStick, HOST_MOUNT, TOKEN_ID};
+pub use image::{cached_image, lab_image, test_cache_dir, ImageSpec, LabImage, LAB_PACKAGES};
+pub use lab::{
+    file_contains, Boot, Disk, Lab, LabSpec, Output, UsbStick, HOST_MOUNT, QMP_TIMEOUT,
+    RUN_TIMEOUT, TOKEN_ID,
+};
 pub use qmp::{Event, Qmp};

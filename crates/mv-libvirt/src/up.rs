@@ -355,16 +355,7 @@ pub fn console_tail(path: &Path, n: usize) -> String {
     };
     let start = bytes.len().saturating_sub(64 * 1024);
     let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            l.chars()
-                .filter(|c| !c.is_control() || *c == '\t')
-                .collect::<String>()
-        })
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(n)..]
+    mv_core::text::last_lines(&text, n)
         .iter()
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()

@@ -1,7 +1,8 @@
 //! Editing `multiverse.toml` in place: adding and removing machines without losing the person's
 //! comments, ordering or formatting (toml_edit keeps all of it).
 //!
-//! These functions work on text and return text; they never write. The caller validates the
+//! These functions work on text and return text; they never write, except
+//! [`set_epoch_in_file`] (read, edit, validate, write: `identity rotate`'s epoch step). The caller validates the
 //! result with [`Topology::parse`](crate::config::Topology::parse) before writing it, so an edit
 //! that would make the file invalid (removing the router that serves a network, say) is refused
 //! with the usual `FILE:LINE: what` and nothing is written.
@@ -246,7 +247,7 @@ pub fn remove_machine(
 /// Returns `text` with `[identity.epochs]` giving `name` the epoch `epoch` (the table is created
 /// at the end of the file when missing; epoch 0 removes the name's line, as a name absent is at
 /// epoch 0). Comments and the rest of the file are kept.
-pub fn set_epoch(
+pub(crate) fn set_epoch(
     text: &str,
     file: &str,
     name: &mv_core::IdentityName,
@@ -277,6 +278,55 @@ pub fn set_epoch(
         epochs.insert(name.as_str(), value(i64::from(epoch)));
     }
     Ok(d.to_string())
+}
+
+/// Why [`set_epoch_in_file`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum EpochFileError {
+    /// The file cannot be read, or it (or the edited text) is not a valid `multiverse.toml`.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The edit itself failed (not TOML, `identity` not a table).
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// Writing the edited file failed.
+    #[error(transparent)]
+    Write(#[from] mv_core::fsutil::FsError),
+}
+
+// Reading and checking the file are about the file the person wrote (as `rotate` always said);
+// a failed write is the operation's.
+impl mv_core::Classify for EpochFileError {
+    fn class(&self) -> mv_core::ErrorClass {
+        match self {
+            EpochFileError::Config(_) | EpochFileError::Edit(_) => mv_core::ErrorClass::Usage,
+            EpochFileError::Write(e) => mv_core::Classify::class(e),
+        }
+    }
+}
+
+/// Gives `name` the epoch `epoch` in `[identity.epochs]` of the `multiverse.toml` at `path`:
+/// the file is read (now: it may have been edited since it was loaded), edited with
+/// `set_epoch`, the result validated with [`Topology::parse`], and written atomically with the
+/// file's own mode. `Ok(false)`: the file already gives `name` that epoch, nothing is written
+/// (so a rerun after a crash is a no-op).
+pub fn set_epoch_in_file(
+    path: &std::path::Path,
+    name: &mv_core::IdentityName,
+    epoch: u32,
+) -> Result<bool, EpochFileError> {
+    let text = Topology::read_text(path)?;
+    let now = Topology::parse(&text, path)?;
+    if now.epochs.get(name) == epoch {
+        return Ok(false);
+    }
+    let edited = set_epoch(&text, &path.display().to_string(), name, epoch)?;
+    Topology::parse(&edited, path)?;
+    let mode = std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+        .unwrap_or(mv_core::fsutil::PUBLIC_MODE);
+    mv_core::fsutil::write_atomic(path, edited.as_bytes(), mode)?;
+    Ok(true)
 }
 
 // Every edit error is about the arguments or the file the person wrote.

@@ -16,8 +16,10 @@
 //! - [`render_tree`] turns a topology into domain, network and pool XML, per-machine
 //!   `machine.toml` and `storage/` symlinks, all validated before anything is written, and
 //!   reports a [`RenderReport`]; [`render_plan`] is the same in memory ([`Output`]s).
-//! - [`add_machine`], [`remove_machine`], [`set_epoch`]: editing `multiverse.toml` as text,
-//!   comments kept; the caller re-validates the result with [`Topology::parse`] before writing.
+//! - [`add_machine`], [`remove_machine`]: editing `multiverse.toml` as text, comments kept; the
+//!   caller re-validates the result with [`Topology::parse`] before writing.
+//!   [`set_epoch_in_file`] does the whole edit of `[identity.epochs]` (read, edit, validate,
+//!   atomic write).
 //!
 //! What this crate is not: it never talks to libvirt (that is `mv-libvirt`), never creates disks
 //! and holds no secrets.
@@ -34,7 +36,10 @@ pub use config::{
     Network, NetworkAttachment, OnionService, Problem, RouterOptions, RouterRole, SerializeError,
     Topology, VpnKind, DEFAULT_TOML, LAB_TOML,
 };
-pub use edit::{add_machine, remove_machine, set_epoch, EditError, NewMachine, NewNetwork};
+pub use edit::{
+    add_machine, remove_machine, set_epoch_in_file, EditError, EpochFileError, NewMachine,
+    NewNetwork,
+};
 pub use mv_core::layout::Tree;
 /// The shared model types a [`Machine`] is made of (defined in `mv_core::model`).
 pub use mv_core::model::{Arch, CpuVendor, MachineType, Os};

@@ -19,8 +19,8 @@
 use crate::journal::{Journal, JournalError, Progress, Record};
 use crate::libvirt::{self, Hypervisor, HypervisorError};
 use crate::plan::{Op, Plan};
-use crate::snapshot::sha256_file;
 use crate::{crash, STATE_DIR};
+use mv_core::fsutil::sha256_file;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};

@@ -36,6 +36,7 @@ mod journal;
 mod libvirt;
 mod names;
 mod plan;
+#[cfg(any(test, feature = "test-hooks"))]
 mod snapshot;
 
 pub use apply::{ApplyError, CopyProgress, Migration, OpError, Outcome, State};
@@ -50,9 +51,7 @@ pub use snapshot::{Entry, Snapshot, SnapshotError};
 
 /// The SHA-256 of a file's contents, in lower-case hex (what [`Snapshot`] records; test hooks).
 #[cfg(any(test, feature = "test-hooks"))]
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    snapshot::sha256_file(path)
-}
+pub use mv_core::fsutil::sha256_file;
 
 /// Name of the folder, inside the new root, that holds the saved plan and the journal.
 pub const STATE_DIR: &str = ".multiverse-migrate";

@@ -3,20 +3,15 @@
 //! restores the old tree exactly.
 //!
 //! Not recorded: timestamps of folders (moving entries in and out of a folder changes its mtime,
-//! which no rename can avoid) and extended attributes.
+//! which no rename can avoid) and extended attributes. Built for the tests only (`test-hooks`).
 
-use sha2::{Digest, Sha256};
-#[cfg(any(test, feature = "test-hooks"))]
+use mv_core::fsutil::sha256_file;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
-#[cfg(any(test, feature = "test-hooks"))]
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-#[cfg(any(test, feature = "test-hooks"))]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[cfg(any(test, feature = "test-hooks"))]
 /// One entry of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Entry {
@@ -52,12 +47,10 @@ pub enum Entry {
     },
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
 /// Every entry under a root, by path relative to it (the root itself is "").
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Snapshot(pub BTreeMap<PathBuf, Entry>);
 
-#[cfg(any(test, feature = "test-hooks"))]
 /// A snapshot failure.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path} for a snapshot")]
@@ -69,7 +62,6 @@ pub struct SnapshotError {
     pub source: io::Error,
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
 impl Snapshot {
     /// Walks `root` (never following symlinks) and records everything, skipping any top-level
     /// name in `skip`.
@@ -89,22 +81,6 @@ impl Snapshot {
     }
 }
 
-/// SHA-256 of a file's contents, hex.
-pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-#[cfg(any(test, feature = "test-hooks"))]
 fn walk(
     root: &Path,
     rel: &Path,

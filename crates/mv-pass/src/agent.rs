@@ -18,8 +18,9 @@
 //!   re-imported or re-sealed key is a different id. Values live in zeroizing buffers (`Secret`); the agent
 //!   marks itself non-dumpable (no core file, no ptrace by the same user without privilege).
 //! - Nothing reaches disk or argv: values travel over the socket only.
-//! - Concurrency: [`Client::unlock_guard`] is an exclusive `flock` callers hold across
-//!   "look up, unseal on a miss, store", so two commands starting together unseal once.
+//! - Concurrency: [`Client::unlock_guard`] is an exclusive `flock` held across "look up, unseal
+//!   on a miss, store", so two commands starting together unseal once; [`Client::unlock`] is
+//!   that procedure, with the caller's [`UnlockSteps`].
 //!
 //! The wire format (one request per connection): a request is an op byte (`G` get, `Q` put,
 //! `L` lock), a u32-LE length and an id, and for `Q` a u32-LE idle ttl in seconds, a u32-LE
@@ -27,6 +28,7 @@
 //! versions, has no maximum field; it is still read, with the default maximum.) Answers: `Y` +
 //! u32-LE length + value, `N` (no such entry), `K` (done), `E` (refused).
 
+pub use crate::unlock::{UnlockSteps, Unlocked};
 use mv_core::secret::SecretBytes;
 use std::collections::HashMap;
 use std::io::{Read, Write};

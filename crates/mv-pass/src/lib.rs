@@ -12,9 +12,14 @@
 //! - [`Keyring`] (in-process OpenPGP) and [`Gpg`] (delegate to gpg/gpg-agent), both [`Crypto`];
 //! - [`KeyDir`]: the key folder (certificates, sealed secret keys);
 //! - [`OtpUri`]: `otpauth://` URIs, HOTP/TOTP per RFC 4226/6238;
-//! - [`check`]: `fsck` and `audit`;
+//! - [`fsck`] and [`audit`]: the store's health;
 //! - [`agent`]: the session cache of unlocked keys (unlock once, as gpg-agent);
 //! - [`grep`]: `pass grep`'s GNU grep options and patterns, matched in process.
+//!
+//! Two modules stay public namespaces, because their items are named for their own protocol and
+//! would be ambiguous or clash at the root: [`agent`] (`Client`, `Request`, `serve`, `Lifetime`
+//! of the session cache) and [`grep`] (`Plan`, `plan`, `Matcher`, `Selection` of GNU grep's
+//! options; `Selection` is also the clipboard's, re-exported here as [`ClipboardSelection`]).
 //!
 //! # The stable API (what the agent, the installer and `rebuild` use)
 //!
@@ -65,7 +70,7 @@
 //! one by one with [`KeyDir::sealed_files`]); [`agent::Client`] reaches the session cache.
 //!
 //! The workflows around the store are here too, so the CLI only parses, calls and prints:
-//! [`clipboard`] (`--clip` and its clearing job), [`edit_secret`] (the editor in a private
+//! [`Clipboard`] (`--clip`, and its clearing job [`restore_clipboard_later`]), [`edit_secret`] (the editor in a private
 //! scratch folder), [`write_tree`] (`ls`/`find` output), [`Store::git_init`], extensions
 //! ([`find_extension`], [`extension_command`]), [`LazyCrypto`] (unlock on first decryption),
 //! [`KeyDir::take_from_gpg`] and [`KeyDir::put_sealed_by`]. Every error type implements
@@ -79,9 +84,9 @@
 
 pub mod agent;
 mod backend;
-pub mod check;
+mod check;
 mod classify;
-pub mod clipboard;
+mod clipboard;
 mod edit;
 mod extension;
 mod generate;
@@ -93,10 +98,17 @@ mod keys;
 mod lazy;
 mod name;
 mod otp;
+mod rotate;
 mod store;
 mod tree;
+mod unlock;
 
 pub use backend::{entry_key_ids, Crypto, CryptoError, Gpg, GpgError};
+pub use check::{audit, fsck, weakness, AuditReport, FsckIssue, FsckKind, Old, Weak};
+pub use clipboard::{
+    restore_later as restore_clipboard_later, Clipboard, ClipboardError,
+    Selection as ClipboardSelection, Session as ClipboardSession,
+};
 pub use edit::{edit_secret, EditError, Edited};
 pub use extension::{
     extension_command, find_extension, ExtensionError, ExtensionSettings, SYSTEM_EXTENSION_DIR,
@@ -114,11 +126,13 @@ pub use name::{EntryName, EntryNameError};
 pub use otp::{
     hotp, replace_otp_line, totp, uri_from_secret, Algorithm, OtpError, OtpKind, OtpUri,
 };
+pub use rotate::{machine_root_entry, names_key, Replaced};
 pub use store::{
     set_umask, BulkError, Change, Charset, Found, GenerateOptions, GrepHit, GrepLine, GrepReport,
     MoveOptions, RemoveOptions, Store, StoreError, StoreLock,
 };
 pub use tree::{write_tree, TreeStyle};
+pub use unlock::ReadingKeys;
 
 /// The fuzzing entry point: runs every parser of untrusted input on `data` (the OpenPGP message
 /// headers of an entry file, decryption with an empty keyring, the otpauth line and its label, an

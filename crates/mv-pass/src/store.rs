@@ -65,7 +65,7 @@ pub enum StoreError {
         source: crate::backend::GpgError,
     },
     /// No `.gpg-id` at or above the entry's folder.
-    #[error("no .gpg-id for `{0}`: the store is not initialised there (run `multiverse pass init KEYID`)")]
+    #[error("no .gpg-id for `{0}`: the store is not initialised there")]
     NotInitialised(String),
     /// The entry does not exist.
     #[error("`{0}` is not in the password store")]
@@ -127,8 +127,7 @@ pub enum StoreError {
     /// A symbolic link inside the store on the way to an entry (never followed).
     #[error(
         "`{name}`: {} is a symbolic link, and links inside the password store are never followed \
-         (one could lead outside it); remove the link (`multiverse pass rm` removes the link \
-         itself) or replace it with a real file or folder",
+         (one could lead outside it)",
         path.display()
     )]
     Symlink {
@@ -312,6 +311,16 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 /// The entry's file, relative to the store.
 fn entry_rel(name: &EntryName) -> PathBuf {
     PathBuf::from(format!("{name}.gpg"))
+}
+
+/// The recipients a `.gpg-id` lists: one id per line; `#` comments and blank lines are skipped,
+/// as pass's gpg-id readers do.
+pub(crate) fn parse_gpg_id(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Reads a regular file, refusing a symlink in its place (`O_NOFOLLOW`) and never blocking on a
@@ -573,14 +582,7 @@ impl Store {
             }
             if meta.is_ok_and(|m| m.file_type().is_file()) {
                 let text = read_no_follow(&id).map_err(fs_err("cannot read", &id))?;
-                let text = String::from_utf8_lossy(&text);
-                // pass: one id per line; `#` comments and blank lines are skipped by gpg-id readers.
-                let ids: Vec<String> = text
-                    .lines()
-                    .map(|l| l.split('#').next().unwrap_or("").trim())
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect();
+                let ids = parse_gpg_id(&String::from_utf8_lossy(&text));
                 self.verify_signed(&id)?;
                 return Ok((id, ids));
             }
@@ -605,13 +607,7 @@ impl Store {
         for e in walker.flatten() {
             if e.file_type().is_file() && e.file_name() == ".gpg-id" {
                 if let Ok(text) = read_no_follow(e.path()) {
-                    ids.extend(
-                        String::from_utf8_lossy(&text)
-                            .lines()
-                            .map(|l| l.split('#').next().unwrap_or("").trim())
-                            .filter(|l| !l.is_empty())
-                            .map(String::from),
-                    );
+                    ids.extend(parse_gpg_id(&String::from_utf8_lossy(&text)));
                 }
             }
         }

@@ -1,12 +1,13 @@
-//! `multiverse image build OS`: arguments of the image builder ([`mv_image`]), its progress bar,
-//! the report line and exit codes (2 for an unknown OS, a bad option or an existing image without
-//! `--force`; 1 for a failed step, named in the one error line).
+//! `multiverse image build OS`: arguments of the image builder ([`mv_image`]), its progress bar
+//! (drawn here from the builder's [`BuildProgress`]), the report line and exit codes (2 for an
+//! unknown OS, a bad option or an existing image without `--force`; 1 for a failed step, named in
+//! the one error line).
 //!
 //! What this is not: the builder. Everything it does is in `mv-image`; see docs/images.md.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_image::{BuildOptions, ImageError, Kernel, Os};
+use mv_image::{BuildOptions, BuildProgress, ImageError, Kernel, Os};
 use mv_machines::Tree;
 use std::path::PathBuf;
 
@@ -108,10 +109,16 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<(), CliError> {
         ));
         return Ok(());
     }
-    let bar = mv_image::progress::Bar::new(g.quiet || g.json);
-    let res = mv_image::build(&o, &mv_image::run::SystemRunner, &bar);
-    use mv_image::progress::Progress;
-    bar.finish();
+    let bar = phase_bar(g.quiet || g.json);
+    let res = mv_image::build(&o, &mv_image::SystemRunner, &|p| match p {
+        BuildProgress::Phase(i) => {
+            bar.set_position(i as u64);
+            bar.set_message(p.name());
+        }
+        BuildProgress::Finish => bar.finish_and_clear(),
+    });
+    // Also after an error: the bar is gone before the error line.
+    bar.finish_and_clear();
     let built = match res {
         Ok(b) => b,
         Err(e @ ImageError::Exists { .. }) => {
@@ -142,4 +149,24 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<(), CliError> {
         built.manifest_path.display()
     ));
     Ok(())
+}
+
+/// A bar over the build's phases ([`mv_image::PHASES`]) with the elapsed time ticking, on stderr;
+/// `hidden` (`--quiet`, `--json`) draws nothing.
+fn phase_bar(hidden: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(mv_image::PHASES.len() as u64),
+        if hidden {
+            indicatif::ProgressDrawTarget::hidden()
+        } else {
+            indicatif::ProgressDrawTarget::stderr()
+        },
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] [{bar:20}] {pos}/{len} {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }

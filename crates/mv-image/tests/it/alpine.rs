@@ -6,8 +6,7 @@
 // The recording runner is test code outside #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use mv_image::run::{RunOutput, Runner};
-use mv_image::{build, progress::Silent, BuildOptions, ImageError, Os};
+use mv_image::{build, BuildOptions, BuildProgress, ImageError, Os, RunOutput, Runner};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
@@ -82,8 +81,15 @@ fn alpine_exact_commands_and_atomic_result() {
         calls: RefCell::new(Vec::new()),
         fail: None,
     };
-    let built = build(&o, &fake, &Silent).unwrap();
+    let progress = RefCell::new(Vec::new());
+    let built = build(&o, &fake, &|p| progress.borrow_mut().push(p)).unwrap();
     let calls = fake.calls.into_inner();
+    // Every phase once, in order, then the end.
+    let phases: Vec<BuildProgress> = (0..mv_image::PHASES.len())
+        .map(BuildProgress::Phase)
+        .chain([BuildProgress::Finish])
+        .collect();
+    assert_eq!(progress.into_inner(), phases);
     let work = images.join(format!(".build-alpine.{}", std::process::id()));
     let w = |p: &str| work.join(p).display().to_string();
     let cache = images.join(".cache/alpine-v3.20-x86_64");
@@ -229,7 +235,10 @@ fn alpine_exact_commands_and_atomic_result() {
     assert_eq!(m.os, "alpine");
     assert_eq!(m.release, "v3.20");
     assert_eq!(m.packages["linux-virt"], "6.6.58-r0");
-    assert_eq!(m.sha256, mv_image::sha256_file(&built.image).unwrap());
+    assert_eq!(
+        m.sha256,
+        mv_core::fsutil::sha256_file(&built.image).unwrap()
+    );
     assert_eq!(
         m.cmdline,
         format!("root=PARTUUID={disk_id}-01 rootfstype=ext4 rw console=ttyS0,115200n8 modules=virtio_pci,virtio_blk,ext4 quiet")
@@ -251,7 +260,10 @@ fn a_failing_step_names_itself_and_leaves_nothing() {
         calls: RefCell::new(Vec::new()),
         fail: Some("dd"),
     };
-    let err = build(&opts(&images), &fake, &Silent).unwrap_err();
+    let progress = RefCell::new(Vec::new());
+    let err = build(&opts(&images), &fake, &|p| progress.borrow_mut().push(p)).unwrap_err();
+    // The disk phase was the last one started; no end is announced after an error.
+    assert_eq!(progress.into_inner().last(), Some(&BuildProgress::Phase(3)));
     assert_eq!(
         err.to_string(),
         "step dd (root filesystem into the disk) failed: dd: error writing 'disk.raw': No space left on device"
@@ -274,7 +286,7 @@ fn an_existing_image_is_kept_unless_forced() {
         calls: RefCell::new(Vec::new()),
         fail: None,
     };
-    let err = build(&opts(&images), &fake, &Silent).unwrap_err();
+    let err = build(&opts(&images), &fake, &|_| {}).unwrap_err();
     assert!(err.is_usage(), "{err}");
     assert!(fake.calls.borrow().is_empty());
     // Forced, but the build fails: the good image stays.
@@ -284,7 +296,7 @@ fn an_existing_image_is_kept_unless_forced() {
     };
     let mut o = opts(&images);
     o.force = true;
-    build(&o, &failing, &Silent).unwrap_err();
+    build(&o, &failing, &|_| {}).unwrap_err();
     assert_eq!(std::fs::read(images.join("alpine.qcow2")).unwrap(), b"good");
     assert!(!images.join("alpine.manifest.json").exists());
 }

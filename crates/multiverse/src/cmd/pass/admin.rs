@@ -6,11 +6,10 @@
 
 use super::args::KeyCmd;
 use super::keys::Ctx;
-use super::{entry, env_words, now_unix, store_dir, store_err};
+use super::{env_words, now_unix, store_dir};
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use crate::secret_input;
-use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
 use mv_identity::{IdentityStore, KdfParams};
 use mv_pass::{ExtensionError, ExtensionSettings, Store, StoreError};
@@ -60,7 +59,7 @@ pub(super) fn git(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
         // Like pass: commit what is there, and teach git to diff entries through gpg.
         ctx.store.git_init().map_err(|e| match e {
             StoreError::NotARepository(_) => CliError::failure_msg(e),
-            other => store_err(other),
+            other => CliError::from(other),
         })?;
     }
     Ok(())
@@ -78,7 +77,7 @@ pub(super) fn find_extension(g: &Global, word: &str) -> Result<Option<PathBuf>, 
     };
     mv_pass::find_extension(&store, word, &settings).map_err(|e| match e {
         ExtensionError::SneakyPath => CliError::usage_msg(e),
-        ExtensionError::Store(s) => store_err(*s),
+        ExtensionError::Store(s) => CliError::from(*s),
         other => other.into(),
     })
 }
@@ -220,7 +219,7 @@ pub(super) fn key(ctx: &Ctx<'_>, k: KeyCmd) -> Result<(), CliError> {
 
 /// Machine names: the folders of `<root>/machines/` that are valid FQDNs.
 fn machine_names(root: &Path) -> Result<Vec<MachineName>, CliError> {
-    let dir = root.join("machines");
+    let dir = mv_core::layout::Tree::new(root).machines_dir();
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -249,7 +248,9 @@ pub(super) fn machines(ctx: &Ctx<'_>) -> Result<(), CliError> {
     if names.is_empty() {
         return Err(CliError::usage_msg(format!(
             "no machines under {}",
-            ctx.g.root.join("machines").display()
+            mv_core::layout::Tree::new(&ctx.g.root)
+                .machines_dir()
+                .display()
         ))
         .with_hint("run `multiverse init` and `multiverse render` first"));
     }
@@ -267,14 +268,16 @@ pub(super) fn machines(ctx: &Ctx<'_>) -> Result<(), CliError> {
     let mut written = 0;
     for m in &names {
         let pw = root.password(&IdentityName::Machine(m.clone()));
-        let name = entry(&format!("machines/{m}/root"))?;
-        let content = SecretString::new(format!("{}\nuser: root\nmachine: {m}\n", pw.expose()));
+        let (name, content) = mv_pass::machine_root_entry(m.as_str(), &pw)
+            .usage()
+            .hint("entry names are relative paths inside the store, without `..`")?;
         let msg = format!("Add given password for {name} to store.");
-        match ctx
-            .store
-            .write_if_changed(&name, content.expose().as_bytes(), &msg, crypto.as_ref())
-            .map_err(store_err)?
-        {
+        match ctx.store.write_if_changed(
+            &name,
+            content.expose().as_bytes(),
+            &msg,
+            crypto.as_ref(),
+        )? {
             Some(_) => {
                 written += 1;
                 ctx.g.say(format!("wrote {name}"));
@@ -295,7 +298,7 @@ pub(super) fn fsck(ctx: &Ctx<'_>, decrypt: bool) -> Result<(), CliError> {
     } else {
         ctx.crypto_write()?
     };
-    let issues = mv_pass::check::fsck(&ctx.store, crypto.as_ref(), decrypt).map_err(store_err)?;
+    let issues = mv_pass::fsck(&ctx.store, crypto.as_ref(), decrypt)?;
     if ctx.g.json {
         crate::global::print_json_line(&issues)?;
     } else {
@@ -319,7 +322,7 @@ pub(super) fn fsck(ctx: &Ctx<'_>, decrypt: bool) -> Result<(), CliError> {
 pub(super) fn audit(ctx: &Ctx<'_>, max_age: u64) -> Result<(), CliError> {
     let crypto = ctx.crypto_read()?;
     let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
-    let r = mv_pass::check::audit(&ctx.store, crypto.as_ref(), now, max_age).map_err(store_err)?;
+    let r = mv_pass::audit(&ctx.store, crypto.as_ref(), now, max_age)?;
     if ctx.g.json {
         crate::global::print_json_line(&r)?;
         return Ok(());

@@ -2,7 +2,7 @@
 
 use super::keys::{finish, Ctx};
 use super::prompt::{clipboard, interactive, qrcode, read_new_secret, yesno};
-use super::{args::Output, entry, new_entry, store_err};
+use super::{args::Output, entry, new_entry};
 use crate::error::CliError;
 use crate::global::Global;
 use mv_core::secret::SecretString;
@@ -147,8 +147,7 @@ pub(super) fn write_entry(
 ) -> Result<(), CliError> {
     match ctx
         .store
-        .write_if_changed(name, content.expose().as_bytes(), msg, crypto)
-        .map_err(store_err)?
+        .write_if_changed(name, content.expose().as_bytes(), msg, crypto)?
     {
         Some(ch) => report_change(ctx.g, what, &ch),
         None => ctx.g.say(format!("{name}: unchanged")),
@@ -245,10 +244,7 @@ pub(super) fn generate(
         // pass overwrites once asked above.
         force: true,
     };
-    let (pw, ch) = ctx
-        .store
-        .generate(&name, &opts, crypto.as_ref())
-        .map_err(store_err)?;
+    let (pw, ch) = ctx.store.generate(&name, &opts, crypto.as_ref())?;
     match output {
         Output::Clip(_) => return clipboard(ctx.g, pw.expose().as_bytes(), name.as_str()),
         Output::Qr(_) => return qrcode(pw.expose()),
@@ -280,7 +276,7 @@ pub(super) fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
         ctx.crypto_write()?
     };
     let old = if exists {
-        Some(ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?)
+        Some(ctx.store.read(&name, crypto.as_ref())?)
     } else {
         None
     };
@@ -307,15 +303,12 @@ pub(super) fn edit(ctx: &Ctx<'_>, name: &str) -> Result<(), CliError> {
     };
     let editor = std::env::var("EDITOR").unwrap_or_else(|_| "editor".to_string());
     let verb = if exists { "Edit" } else { "Add" };
-    let ch = ctx
-        .store
-        .write_with_message(
-            &name,
-            new.expose(),
-            &format!("{verb} password for {name} using {editor}."),
-            crypto.as_ref(),
-        )
-        .map_err(store_err)?;
+    let ch = ctx.store.write_with_message(
+        &name,
+        new.expose(),
+        &format!("{verb} password for {name} using {editor}."),
+        crypto.as_ref(),
+    )?;
     report_change(ctx.g, &format!("Saved {name}"), &ch);
     Ok(())
 }
@@ -329,7 +322,7 @@ pub(super) fn remove(
     let name = entry(raw.trim_end_matches('/'))?;
     let exists = ctx.store.contains(&name) || name.dir_in(ctx.store.dir()).exists();
     if !exists {
-        return Err(store_err(StoreError::NotFound(raw.to_string())));
+        return Err(CliError::from(StoreError::NotFound(raw.to_string())));
     }
     if !force {
         yesno(&format!("Are you sure you would like to delete {raw}?"))?;
@@ -358,7 +351,7 @@ pub(super) fn remove(
                 CliError::failure_msg(format!("`{name}` is a folder"))
                     .with_hint("use --recursive (-r)")
             }
-            other => store_err(other),
+            other => CliError::from(other),
         })?;
     report_change(ctx.g, &format!("Removed {name}"), &ch);
     Ok(())

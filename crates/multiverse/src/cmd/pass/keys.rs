@@ -1,10 +1,10 @@
-//! Which keys a command gets, and when it asks for them: certificates for writing, clear or
-//! sealed secret keys for reading, the identity's `@user` key, the session cache, or gpg.
-//!
-//! The passphrase is asked at most once per command, and only when a sealed key or the identity
-//! root must really be opened (the session cache first). Unsealing is mv-seal's and mv-identity's
-//! (mv-pass never unseals, see its crate doc); [`mv_pass::LazyCrypto`] defers all of it to the
-//! first decryption.
+//! The keys a command gets: the passphrase prompt (at most once per command), the identity's
+//! `@user` key, and what is said on stderr. The policy is the libraries': which keys reading
+//! starts from ([`mv_pass::KeyDir::reading_keys`]), the sealed keys and their cache ids
+//! ([`mv_pass::KeyDir::unseal_each`]), unlocking once per session
+//! ([`mv_pass::agent::Client::unlock`], with this command's [`mv_pass::agent::UnlockSteps`]), the
+//! identity root and the `@user` key's cache id (`crate::unsealed`). Unsealing is mv-seal's and
+//! mv-identity's; [`mv_pass::LazyCrypto`] defers all of it to the first decryption.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
@@ -12,8 +12,7 @@ use crate::secret_input;
 use mv_core::secret::{SecretBytes, SecretString};
 use mv_core::IdentityName;
 use mv_identity::IdentityStore;
-use mv_pass::agent::cache_id;
-use mv_pass::{Crypto, Gpg, KeyDir, Keyring, LazyCrypto, Store, StoreError};
+use mv_pass::{Crypto, Gpg, KeyDir, Keyring, LazyCrypto, ReadingKeys, Store, StoreError};
 use std::path::PathBuf;
 
 /// Everything a subcommand needs to reach the store and the keys.
@@ -169,33 +168,25 @@ impl Ctx<'_> {
         if self.gpg {
             return Ok(Box::new(Gpg::new()));
         }
-        let ring = if decrypt_only {
-            self.keys.load_secrets()?
-        } else {
-            self.keys.load(None)?
-        };
-        let has_sealed = self.keys.has_sealed()?;
         let has_identity = IdentityStore::exists(&self.g.root);
-        if !has_sealed && (ring.has_secret() || !has_identity) {
-            if ring.has_secret() {
-                let mut ring = ring;
-                if !decrypt_only {
-                    ring.set_groups(gpg_groups());
-                    self.fill_publics(&mut ring);
-                }
-                return Ok(Box::new(ring));
+        let (mut ring, unlock) = match self.keys.reading_keys(decrypt_only, has_identity)? {
+            ReadingKeys::Clear(ring) => (ring, false),
+            ReadingKeys::Unlock(ring) => (ring, true),
+            ReadingKeys::None => {
+                return Err(CliError::usage_msg(format!(
+                    "no secret key: {} holds none and the tree {} has no identity",
+                    self.keys.path().display(),
+                    self.g.root.display()
+                ))
+                .with_hint("import one with `multiverse pass key import < key.asc`, create an identity, or use --gpg"));
             }
-            return Err(CliError::usage_msg(format!(
-                "no secret key: {} holds none and the tree {} has no identity",
-                self.keys.path().display(),
-                self.g.root.display()
-            ))
-            .with_hint("import one with `multiverse pass key import < key.asc`, create an identity, or use --gpg"));
-        }
-        let mut ring = ring;
+        };
         if !decrypt_only {
             ring.set_groups(gpg_groups());
             self.fill_publics(&mut ring);
+        }
+        if !unlock {
+            return Ok(Box::new(ring));
         }
         match crate::session::lifetime()? {
             Some(life) => self.unlock_cached(ring, life),
@@ -212,112 +203,73 @@ impl Ctx<'_> {
     /// A wrong passphrase fails here, before anything is cached. The passphrase is asked for
     /// sealed keys, and for the identity root only when the session cache lacks it.
     fn unseal_all(&self) -> Result<Vec<(String, SecretBytes)>, CliError> {
-        let mut out = Vec::new();
-        for (path, sealed) in self.keys.sealed_files()? {
+        let mut out = self.keys.unseal_each(|path, sealed| {
             let pass = self.passphrase()?;
-            let plain = mv_seal::open(&sealed, pass.expose().as_bytes())
+            mv_seal::open(sealed, pass.expose().as_bytes())
                 .map_err(|e| {
                     CliError::failure_msg(format!("cannot unseal {}: {e}", path.display()))
                 })
                 .usage()
-                .hint("wrong passphrase, or a damaged key file")?;
-            out.push((cache_id("sealed", &sealed), plain));
-        }
+                .hint("wrong passphrase, or a damaged key file")
+        })?;
         if let Some(root) = self.identity_root()? {
             let key = self.identity_key(&root)?;
             let armored = mv_pass::armor_secret(&key)?;
-            out.push((self.identity_cache_id()?, armored));
+            out.push((crate::unsealed::user_key_cache_id(&self.g.root), armored));
         }
         Ok(out)
     }
 
     /// The cache ids of what [`Ctx::unseal_all`] would unseal (no passphrase needed).
     fn cache_ids(&self) -> Result<Vec<String>, CliError> {
-        let mut ids: Vec<String> = self
-            .keys
-            .sealed_files()?
-            .iter()
-            .map(|(_, b)| cache_id("sealed", b))
-            .collect();
+        let mut ids = self.keys.sealed_cache_ids()?;
         if IdentityStore::exists(&self.g.root) {
-            ids.push(self.identity_cache_id()?);
+            ids.push(crate::unsealed::user_key_cache_id(&self.g.root));
         }
         Ok(ids)
     }
 
-    /// The cache id of the identity's @user key: the sealed root's bytes and every epoch of the
-    /// tree (a rotation, by `identity rotate` or a hand edit of `[identity.epochs]`, changes the
-    /// key without touching the sealed root, and must not find the old key cached).
-    fn identity_cache_id(&self) -> Result<String, CliError> {
-        let mut material =
-            std::fs::read(IdentityStore::sealed_path(&self.g.root)).unwrap_or_default();
-        let config =
-            std::fs::read_to_string(self.g.root.join("multiverse.toml")).unwrap_or_default();
-        if let Ok(epochs) = mv_core::epochs::epochs(&config) {
-            for (name, epoch) in epochs.iter() {
-                material.extend_from_slice(format!("\n{name}={epoch}").as_bytes());
-            }
-        }
-        Ok(cache_id("identity", &material))
-    }
-
-    /// Unlock once per session: the keys come from the agent; on a miss (under the unlock lock,
-    /// so concurrent first commands unseal once) they are unsealed and handed to the agent.
+    /// Unlock once per session ([`mv_pass::agent::Client::unlock`]): the keys come from the
+    /// agent; on a miss they are unsealed and handed to it.
     fn unlock_cached(
         &self,
         mut ring: Keyring,
         life: mv_pass::agent::Lifetime,
     ) -> Result<Box<dyn Crypto>, CliError> {
-        let agent = crate::session::client();
         let ids = self.cache_ids()?;
-        let fetch = |ring: &mut Keyring| -> Result<bool, CliError> {
-            let mut got = Vec::new();
-            for id in &ids {
-                match agent.get(id) {
-                    Some(v) => got.push(v),
-                    None => return Ok(false),
-                }
-            }
-            for v in &got {
-                add_secret_armored(ring, v)?;
-            }
-            Ok(true)
-        };
-        if fetch(&mut ring)? {
-            return Ok(Box::new(ring));
+        let unlocked = crate::session::client().unlock(&ids, life, &mut PassSteps(self))?;
+        for v in &unlocked.values {
+            add_secret_armored(&mut ring, v)?;
         }
-        // The identity root first, under its own turn of the unlock lock (from the session
-        // cache, or unsealed and cached): taking the lock again while holding it below would
-        // wait forever.
-        self.identity_root()?;
-        let guard = match agent.unlock_guard() {
-            Ok(g) => Some(g),
-            Err(e) => {
-                eprintln!("multiverse: warning: no session cache: {e}");
-                None
-            }
-        };
-        if guard.is_some() && fetch(&mut ring)? {
-            return Ok(Box::new(ring));
+        if unlocked.stored && !self.g.quiet {
+            eprintln!(
+                "multiverse: pass keys unlocked for this session ({} s after last use, {} s at most; `multiverse pass lock` forgets them)",
+                life.idle.as_secs(),
+                life.max.as_secs()
+            );
         }
-        let unsealed = self.unseal_all()?;
-        for (_, plain) in &unsealed {
-            add_secret_armored(&mut ring, plain)?;
-        }
-        if guard.is_some() && crate::session::start_agent(&agent) {
-            let stored = unsealed
-                .iter()
-                .all(|(id, plain)| agent.put(id, plain.expose(), life).is_ok());
-            if stored && !self.g.quiet {
-                eprintln!(
-                    "multiverse: pass keys unlocked for this session ({} s after last use, {} s at most; `multiverse pass lock` forgets them)",
-                    life.idle.as_secs(),
-                    life.max.as_secs()
-                );
-            }
-        }
-        drop(guard);
         Ok(Box::new(ring))
+    }
+}
+
+/// The pass keys' part of [`mv_pass::agent::Client::unlock`].
+struct PassSteps<'c, 'a>(&'c Ctx<'a>);
+
+impl mv_pass::agent::UnlockSteps for PassSteps<'_, '_> {
+    type Error = CliError;
+    /// The identity root first, under its own turn of the unlock lock (from the session cache,
+    /// or unsealed and cached): taking the lock again while holding it would wait forever.
+    fn before_lock(&mut self) -> Result<(), CliError> {
+        self.0.identity_root().map(drop)
+    }
+    fn unseal(&mut self) -> Result<Vec<SecretBytes>, CliError> {
+        Ok(self.0.unseal_all()?.into_iter().map(|(_, v)| v).collect())
+    }
+    fn start_agent(&mut self, agent: &mv_pass::agent::Client) -> bool {
+        crate::session::start_agent(agent)
+    }
+    fn no_cache(&mut self, error: &mv_pass::agent::AgentError) {
+        crate::session::warn_no_cache(error);
     }
 }
 
@@ -365,7 +317,7 @@ impl<'a> Ctx<'a> {
 pub(super) fn finish<T>(lazy: &Lazy<'_>, r: Result<T, StoreError>) -> Result<T, CliError> {
     r.map_err(|e| match lazy.take_failure() {
         Some(Unlock(c)) => c,
-        None => super::store_err(e),
+        None => CliError::from(e),
     })
 }
 

@@ -1,9 +1,9 @@
 //! The commands that read: `show` (and `ls`), `find`, `grep`.
 
 use super::args::Output;
+use super::entry;
 use super::keys::{which, Ctx};
 use super::prompt::{clipboard, qrcode};
-use super::{entry, store_err};
 use crate::error::CliError;
 use mv_core::secret::SecretString;
 use mv_pass::grep::Plan;
@@ -35,10 +35,10 @@ pub(super) fn show(
         if name.dir_in(ctx.store.dir()).is_dir() {
             return list(ctx, Some(name.as_str()));
         }
-        return Err(store_err(StoreError::NotFound(name.to_string())));
+        return Err(CliError::from(StoreError::NotFound(name.to_string())));
     }
     let crypto = ctx.crypto_decrypt()?;
-    let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
+    let plain = ctx.store.read(&name, crypto.as_ref())?;
     let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
     let pick = |n: usize| -> Result<SecretString, CliError> {
         text.expose()
@@ -120,7 +120,7 @@ fn print_tree(title: &str, names: &[EntryName], strip: Option<&str>) -> std::io:
 
 pub(super) fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
     let sub = sub.map(entry).transpose()?;
-    let names = ctx.store.list(sub.as_ref()).map_err(store_err)?;
+    let names = ctx.store.list(sub.as_ref())?;
     if ctx.g.json {
         crate::global::print_json_line(&names)?;
         return Ok(());
@@ -133,7 +133,7 @@ pub(super) fn list(ctx: &Ctx<'_>, sub: Option<&str>) -> Result<(), CliError> {
 }
 
 pub(super) fn find(ctx: &Ctx<'_>, terms: &[String]) -> Result<(), CliError> {
-    let found = ctx.store.find_all(terms).map_err(store_err)?;
+    let found = ctx.store.find_all(terms)?;
     if ctx.g.json {
         crate::global::print_json_line(&found.entries)?;
         return Ok(());
@@ -155,12 +155,7 @@ pub(super) fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
     })?;
     let crypto = ctx.crypto_decrypt()?;
     let (report, external) = match &plan {
-        Plan::Native(m) => (
-            ctx.store
-                .grep_matcher(m, crypto.as_ref())
-                .map_err(store_err)?,
-            None,
-        ),
+        Plan::Native(m) => (ctx.store.grep_matcher(m, crypto.as_ref())?, None),
         Plan::External(gargs) => {
             if !which("grep") {
                 return Err(CliError::usage_msg(format!(
@@ -169,10 +164,7 @@ pub(super) fn grep(ctx: &Ctx<'_>, args: &[String]) -> Result<(), CliError> {
                 ))
                 .with_hint("the options -i -v -w -x -c -n -m -e -E -F -G work without grep"));
             }
-            let found = ctx
-                .store
-                .grep_external(gargs, crypto.as_ref())
-                .map_err(store_err)?;
+            let found = ctx.store.grep_external(gargs, crypto.as_ref())?;
             (found.report, Some(found.refusals))
         }
     };

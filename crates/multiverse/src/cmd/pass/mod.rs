@@ -16,7 +16,8 @@
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_pass::{EntryName, KeyDir, Store, StoreError};
+use mv_core::layout::Tree;
+use mv_pass::{EntryName, KeyDir, Store};
 use std::path::PathBuf;
 
 mod admin;
@@ -47,17 +48,19 @@ pub struct Args {
     pub args: Vec<String>,
 }
 
-fn store_dir(g: &Global) -> PathBuf {
+/// The store folder: `PASSWORD_STORE_DIR`, else the tree's `pass/`.
+pub(crate) fn store_dir(g: &Global) -> PathBuf {
     match std::env::var_os("PASSWORD_STORE_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => g.root.join("pass"),
+        _ => Tree::new(&g.root).pass_dir(),
     }
 }
 
-fn keys_dir(g: &Global) -> PathBuf {
+/// The key folder: `MULTIVERSE_PASS_KEYS`, else the tree's `pass-keys/`.
+pub(crate) fn keys_dir(g: &Global) -> PathBuf {
     match std::env::var_os("MULTIVERSE_PASS_KEYS") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => g.root.join("pass-keys"),
+        _ => Tree::new(&g.root).pass_keys_dir(),
     }
 }
 
@@ -89,26 +92,6 @@ fn entry(s: &str) -> Result<EntryName, CliError> {
 /// A name as pass takes it for a new entry: a trailing `/` is dropped.
 fn new_entry(name: &str) -> Result<EntryName, CliError> {
     entry(name.strip_suffix('/').unwrap_or(name))
-}
-
-/// Maps store errors: the person's input (names, missing entries, patterns) is exit 2.
-fn store_err(e: StoreError) -> CliError {
-    let usage = mv_core::Classify::class(&e) == mv_core::ErrorClass::Usage;
-    let hint = match &e {
-        StoreError::Exists(_) => Some("use --force to overwrite"),
-        StoreError::NotInitialised(_) => Some("run `multiverse pass init` (the identity's key) or `multiverse pass init KEYID`"),
-        StoreError::Decrypt { .. } => Some("import the store's secret key with `multiverse pass key import`, or use --gpg"),
-        StoreError::Encrypt { .. } => Some("add the recipients' public keys with `multiverse pass key add` (or `key import`), or use --gpg"),
-        _ => None,
-    };
-    let mut c: CliError = e.into();
-    if usage {
-        c.kind = crate::error::Kind::Usage;
-    }
-    if let Some(h) = hint {
-        c = c.with_hint(h);
-    }
-    c
 }
 
 /// pass's umask: `PASSWORD_STORE_UMASK` (octal), else 077, for everything the store writes.

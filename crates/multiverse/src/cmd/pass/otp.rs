@@ -3,7 +3,7 @@
 use super::entries::write_entry;
 use super::keys::Ctx;
 use super::prompt::{clipboard, qrcode, read_line_secret, yesno};
-use super::{args::OtpCmd, args::OtpNew, args::Output, entry, new_entry, now_unix, store_err};
+use super::{args::OtpCmd, args::OtpNew, args::Output, entry, new_entry, now_unix};
 use crate::error::{CliError, Hinted};
 use mv_core::secret::SecretString;
 use mv_pass::OtpUri;
@@ -30,10 +30,7 @@ pub(super) fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
                 ));
                 return Ok(());
             }
-            let (code, uri) = ctx
-                .store
-                .otp_code(&name, now_unix(), crypto.as_ref())
-                .map_err(store_err)?;
+            let (code, uri) = ctx.store.otp_code(&name, now_unix(), crypto.as_ref())?;
             if clip {
                 return clipboard(ctx.g, code.as_bytes(), &format!("OTP code for {name}"));
             }
@@ -58,7 +55,7 @@ pub(super) fn otp(ctx: &Ctx<'_>, cmd: OtpCmd) -> Result<(), CliError> {
                 return Err(CliError::usage_msg("Passfile not found"));
             }
             let crypto = ctx.crypto_read()?;
-            let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
+            let plain = ctx.store.read(&name, crypto.as_ref())?;
             let text = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
             let uri = OtpUri::from_entry(text.expose()).usage()?;
             match output {
@@ -164,7 +161,7 @@ fn otp_append(ctx: &Ctx<'_>, o: OtpNew) -> Result<(), CliError> {
         return Err(CliError::usage_msg("Passfile not found"));
     }
     let crypto = ctx.crypto_decrypt()?;
-    let plain = ctx.store.read(&name, crypto.as_ref()).map_err(store_err)?;
+    let plain = ctx.store.read(&name, crypto.as_ref())?;
     let old = SecretString::new(String::from_utf8_lossy(plain.expose()).into_owned());
     let has_otp = old.expose().lines().any(|l| l.starts_with("otpauth://"));
     if has_otp && !o.force {

@@ -1,12 +1,14 @@
 //! Talking to the person: pass's prompts and confirmations, and where a secret goes instead of
-//! the terminal (the clipboard through [`mv_pass::clipboard`], a QR code through `qrencode`).
+//! the terminal (the clipboard through [`mv_pass::Clipboard`], a QR code through `qrencode`).
 
 use super::keys::which;
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::secret::{SecretBytes, SecretString};
-use mv_pass::clipboard::{self, Clipboard, ClipboardError, Selection, Session};
 use mv_pass::EntryName;
+use mv_pass::{
+    Clipboard, ClipboardError, ClipboardSelection as Selection, ClipboardSession as Session,
+};
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 /// Whether stdin is a terminal (pass asks before overwriting only then).
@@ -193,10 +195,10 @@ pub(super) fn clip_stdin(g: &Global, name: &str) -> Result<(), CliError> {
     clipboard(g, text.expose(), name)
 }
 
-/// `pass __clip-restore --secs N`: the clearing job ([`clipboard::restore_later`]).
+/// `pass __clip-restore --secs N`: the clearing job ([`mv_pass::restore_clipboard_later`]).
 pub(super) fn clip_restore(secs: u64) -> Result<(), CliError> {
     let clip = detect()?;
-    clipboard::restore_later(
+    mv_pass::restore_clipboard_later(
         &clip,
         &mut std::io::stdin().lock(),
         std::time::Duration::from_secs(secs),

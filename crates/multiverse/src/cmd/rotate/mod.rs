@@ -174,17 +174,7 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
             Step::Pass => pass::reencrypt_pass(g, &root, &name, from, to)?,
             Step::Config => {
                 // Read again: the file may have been edited since; a rerun finds it already done.
-                let text = mv_machines::Topology::read_text(&config).usage()?;
-                let now = mv_machines::Topology::parse(&text, &config).usage()?;
-                if now.epochs.get(&name) != to {
-                    let edited =
-                        mv_machines::set_epoch(&text, &config.display().to_string(), &name, to)?;
-                    mv_machines::Topology::parse(&edited, &config).usage()?;
-                    let mode = std::fs::metadata(&config)
-                        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
-                        .unwrap_or(mv_core::fsutil::PUBLIC_MODE);
-                    mv_core::fsutil::write_atomic(&config, edited.as_bytes(), mode)?;
-                }
+                mv_machines::set_epoch_in_file(&config, &name, to)?;
                 g.say(format!("{}: {name} = {to}", config.display()));
                 if matches!(name, IdentityName::Person(_)) {
                     // The pass session cache holds the person's key of the old epoch under an id
