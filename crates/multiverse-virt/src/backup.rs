@@ -12,12 +12,12 @@ use mv_machines::{Topology, Tree};
 fn ownership(tree: &Tree, topo: Option<&Topology>) -> Ownership {
     let mut own = Ownership::default();
     own.others
-        .insert((ObjectKind::Pool, mv_machines::layout::POOL_NAME.to_string()));
+        .insert((ObjectKind::Pool, mv_core::layout::POOL_NAME.to_string()));
     if let Some(t) = topo {
         for m in t.vms() {
             own.machines.insert(m.name.as_str().to_string());
             // An encrypted machine's disk secret is ours too (metadata only: no value).
-            if let Some(uuid) = mv_machines::render::luks_secret_uuid(m) {
+            if let Some(uuid) = mv_machines::luks_secret_uuid(m) {
                 own.others.insert((ObjectKind::Secret, uuid));
             }
         }

@@ -34,10 +34,10 @@ pub fn run(
     a: RebuildArgs,
     virt: &dyn Fn(&Global, VirtCommand) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let tree = mv_machines::Tree::new(g.root.clone());
     let config = tree.config_file();
     // The file must be there and valid, and the machines named in it, before anything is written.
-    let topo = mv_machines::config::Topology::load(&config).map_err(|e| {
+    let topo = mv_machines::Topology::load(&config).map_err(|e| {
         CliError::usage_msg(e).with_hint(
             "rebuild needs the multiverse.toml you keep in git at --root (copy it there first)",
         )

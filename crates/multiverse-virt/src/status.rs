@@ -46,7 +46,7 @@ fn agent_status(
     name: &mv_core::MachineName,
     derived: Option<&mv_identity::PublicRecord>,
 ) -> Option<AgentStatus> {
-    let sock = mv_machines::layout::agent_socket(name);
+    let sock = mv_core::layout::agent_socket(name);
     if !sock.exists() {
         return None;
     }

@@ -20,7 +20,7 @@ fn disk_passphrase(
     m: &mv_machines::Machine,
     root: Option<&mv_identity::Root>,
 ) -> Option<mv_core::secret::SecretBytes> {
-    mv_machines::render::luks_secret_uuid(m)?;
+    mv_machines::luks_secret_uuid(m)?;
     let key = root?.luks_key(&mv_core::IdentityName::Machine(m.name.clone()));
     Some(mv_libvirt::disk_passphrase(&key))
 }
@@ -53,14 +53,14 @@ pub(crate) fn machine_spec(
         domain_xml: tree.domain_xml(&m.name),
         disks,
         throwaway: m.kind == MachineType::Application,
-        runtime_dirs: [mv_machines::layout::agent_socket(&m.name), ssh.clone()]
+        runtime_dirs: [mv_core::layout::agent_socket(&m.name), ssh.clone()]
             .iter()
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .collect(),
         seed: seed.then(|| tree.seed_disk(&m.name)),
         console_log: Some(tree.console_log(&m.name)),
         ssh_socket: Some(ssh),
-        agent_channel: Some(mv_machines::layout::AGENT_CHANNEL.to_string()),
+        agent_channel: Some(mv_core::layout::AGENT_CHANNEL.to_string()),
         luks_secret: luks.map(|passphrase| mv_libvirt::LuksSecret {
             xml: tree.luks_secret_xml(&m.name),
             passphrase,
@@ -151,7 +151,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
     // forgets them).
     let encrypted = machines
         .iter()
-        .any(|m| mv_machines::render::luks_secret_uuid(m).is_some());
+        .any(|m| mv_machines::luks_secret_uuid(m).is_some());
     let root = if (a.start && seeded) || encrypted {
         Some(provision::unseal(g, &a.pass)?)
     } else {
@@ -172,7 +172,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<(), CliError> {
         // A rotation that found an encrypted machine running left its disks on the old key; they
         // take the new one now, while the machine is off, before libvirt opens them with it.
         for m in &machines {
-            if mv_machines::render::luks_secret_uuid(m).is_some()
+            if mv_machines::luks_secret_uuid(m).is_some()
                 && !conn.domain_is_active(m.name.as_str()).unwrap_or(false)
             {
                 rotate::finish_rekey(g, root, m, &tree)?;
@@ -240,7 +240,7 @@ fn make_seeds(
 /// stage, so on a boot that applies a changed seed the first answers come from before it.
 fn agent_ready(fqdn: &str, seed_id_file: &std::path::Path) -> Result<(), String> {
     let name = mv_core::MachineName::parse(fqdn).map_err(|e| e.to_string())?;
-    let sock = mv_machines::layout::agent_socket(&name);
+    let sock = mv_core::layout::agent_socket(&name);
     // Generous: under TCG a loaded guest takes seconds to answer its first request.
     let client = mv_agent::Client::unix(sock).with_timeout(Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;

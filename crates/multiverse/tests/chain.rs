@@ -210,12 +210,12 @@ fn the_chain_carries_the_apps_traffic_through_tor_and_fails_closed() {
     // The person's tree: lab topology, spec identity; galaxy's VPN provider is the test's peer;
     // the mail service publishes its sshd as an onion service on the star.
     lab_tree(&root, &image);
-    let config = mv_machines::layout::Tree::new(&root).config_file();
+    let config = mv_machines::Tree::new(&root).config_file();
     let text = std::fs::read_to_string(&config).unwrap();
     let published = text.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
     assert_ne!(text, published, "the lab topology's mail line changed");
     std::fs::write(&config, published).unwrap();
-    let vpn_toml = mv_provision::adapt::vpn_file(&root, &GALAXY.parse().unwrap());
+    let vpn_toml = mv_provision::vpn_file(&root, &GALAXY.parse().unwrap());
     let galaxy_key = std::fs::read_to_string(vpn_toml.with_file_name("wg0.key")).unwrap();
     let galaxy_public = wg_pubkey(&galaxy_key);
     let provider_key = wg(&["genkey"]);
@@ -735,7 +735,7 @@ fn galaxy_on_openvpn(
     );
     // The WireGuard provider leaves (its interface and the tunnel's address with it).
     drop(wireguard);
-    let config = mv_machines::layout::Tree::new(root).config_file();
+    let config = mv_machines::Tree::new(root).config_file();
     let text = std::fs::read_to_string(&config).unwrap();
     let galaxy_line = "router = { role = \"galaxy\", vpn = \"wireguard\"";
     assert_eq!(text.matches(galaxy_line).count(), 1, "{text}");

@@ -155,7 +155,7 @@ fn up_start_boots_provisioned_guests_whose_agents_answer_as_themselves() {
     // its second boot on the star's agent starts before the seed stage (the image enables it), so
     // its first answers come from before the new seed; `up` returns only once the agent reports
     // the seed it wrote, and by then the seed's files are on the star.
-    let config = mv_machines::layout::Tree::new(&root).config_file();
+    let config = mv_machines::Tree::new(&root).config_file();
     let text = std::fs::read_to_string(&config).unwrap();
     let mail_nic = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
     let published = text.replacen(mail_nic, &format!("{mail_nic}\nonion = [22]"), 1);
@@ -330,7 +330,7 @@ fn root_password_is_derived(root: &Path, lab: &Lab) -> bool {
         .arg(&out_dir));
     let password = std::fs::read_to_string(out_dir.join("password")).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
-    mv_provision::accounts::Accounts::parse(parts[0], parts[2], parts[1])
+    mv_provision::Accounts::parse(parts[0], parts[2], parts[1])
         .password_verifies("root", password.trim())
 }
 

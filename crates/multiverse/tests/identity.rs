@@ -840,8 +840,8 @@ fn ssh_onion_asks_tor_for_the_derived_address_and_checks_the_derived_host_key() 
     const MAIL_NIC: &str = "networks = [{ network = \"net2\", address = \"10.2.2.20\" }]";
     let t = tempfile::tempdir().unwrap();
     let published =
-        mv_machines::config::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
-    assert_ne!(published, mv_machines::config::LAB_TOML);
+        mv_machines::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [22]"), 1);
+    assert_ne!(published, mv_machines::LAB_TOML);
     std::fs::write(t.path().join("multiverse.toml"), published).unwrap();
     restore_spec(t.path());
     let fleet = t.path().join("fleet");

@@ -232,7 +232,7 @@ fn debian_image_boots_to_a_login_prompt_under_tcg() {
 /// lacked: its seed failed at first boot.)
 #[test]
 fn every_package_the_lab_machines_need_is_in_the_debian_image() {
-    use mv_machines::config::{lab_toml, Accel, Arch, Topology};
+    use mv_machines::{lab_toml, Accel, Arch, Topology};
     let topology = Topology::parse(
         &lab_toml(Arch::X86_64, Accel::Tcg),
         std::path::Path::new("multiverse.toml"),
@@ -251,7 +251,7 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
     let ovpn_files = tempfile::tempdir().unwrap();
     for m in topology.machines.iter().filter(|m| m.is_vm()) {
         if m.router.as_ref().and_then(|r| r.vpn).is_some() {
-            let vpn = mv_provision::adapt::vpn_file(d.path(), &m.name);
+            let vpn = mv_provision::vpn_file(d.path(), &m.name);
             mv_testkit::write_vpn_settings(
                 &vpn,
                 "192.0.2.1",
@@ -260,7 +260,7 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
                 mv_testkit::TEST_WIREGUARD_KEY,
             );
         }
-        let spec = mv_provision::adapt::spec_for(&topology, &m.name, d.path()).unwrap();
+        let spec = mv_provision::spec_for(&topology, &m.name, d.path()).unwrap();
         // A galaxy router is checked with each VPN: switching to OpenVPN needs no mirror either.
         let mut specs = vec![spec.clone()];
         if let Some(v) = &spec.vpn {
@@ -278,8 +278,8 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
                 },
             );
             let mut o = spec.clone();
-            o.vpn = Some(mv_provision::model::VpnOptions {
-                kind: mv_provision::model::VpnKind::Openvpn,
+            o.vpn = Some(mv_provision::VpnOptions {
+                kind: mv_provision::VpnKind::Openvpn,
                 port: 1194,
                 peer_public_key: None,
                 private_key_file: None,
@@ -291,14 +291,12 @@ fn every_package_the_lab_machines_need_is_in_the_debian_image() {
             specs.push(o);
         }
         for spec in specs {
-            let ctx = mv_provision::render::context(&spec).unwrap();
-            let resolved =
-                mv_provision::recipe::resolve(spec.recipe_name(), spec.os, &engine, &ctx).unwrap();
-            if spec.vpn.as_ref().map(|v| v.kind) == Some(mv_provision::model::VpnKind::Openvpn) {
-                assert!(resolved.packages.contains(&"openvpn".to_string()));
+            let packages = mv_provision::recipe_packages(&spec, &engine).unwrap();
+            if spec.vpn.as_ref().map(|v| v.kind) == Some(mv_provision::VpnKind::Openvpn) {
+                assert!(packages.contains(&"openvpn".to_string()));
                 openvpn_checked = true;
             }
-            for p in resolved.packages.iter().chain(&spec.extra_packages) {
+            for p in packages.iter().chain(&spec.extra_packages) {
                 assert!(
                     in_image(p),
                     "{} ({:?}): package {p} is not in the Debian image",

@@ -113,7 +113,7 @@ fn default_tree(with_images: bool) -> (Tree, Cleanup) {
     let root = dir.path();
     let t = tag();
     let mut text =
-        mv_machines::config::DEFAULT_TOML.replace(".multiverse\"", &format!(".t{t}.multiverse\""));
+        mv_machines::DEFAULT_TOML.replace(".multiverse\"", &format!(".t{t}.multiverse\""));
     for i in 0..3 {
         text = text
             .replace(&format!("\"net{i}\""), &format!("\"mvt{t}n{i}\""))
@@ -122,7 +122,7 @@ fn default_tree(with_images: bool) -> (Tree, Cleanup) {
     std::fs::write(root.join("multiverse.toml"), &text).unwrap();
     let topo = mv_machines::Topology::load(&root.join("multiverse.toml")).unwrap();
     let tree = mv_machines::Tree::new(root);
-    mv_machines::render::render_tree(&tree, &topo, false).unwrap();
+    mv_machines::render_tree(&tree, &topo, false).unwrap();
 
     let pool = format!("mvt-pool-{t}");
     rename_pool(&tree, &topo, &pool, |d| d);
@@ -134,7 +134,7 @@ fn default_tree(with_images: bool) -> (Tree, Cleanup) {
     restore_identity(root);
     let mut clean = Cleanup(vec![(ObjectKind::Pool, pool.clone())]);
     for m in topo.vms() {
-        if let Some(uuid) = mv_machines::render::luks_secret_uuid(m) {
+        if let Some(uuid) = mv_machines::luks_secret_uuid(m) {
             clean.0.insert(0, (ObjectKind::Secret, uuid));
         }
     }
@@ -281,7 +281,7 @@ fn unreachable_uri_and_missing_base_image_are_clear_errors() {
 }
 
 fn agent_socket(fqdn: &str) -> PathBuf {
-    let p = mv_machines::layout::agent_socket(&mv_core::MachineName::parse(fqdn).unwrap());
+    let p = mv_core::layout::agent_socket(&mv_core::MachineName::parse(fqdn).unwrap());
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     p
 }
@@ -449,7 +449,7 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     std::fs::write(root.join("multiverse.toml"), text).unwrap();
     let topo = mv_machines::Topology::load(&root.join("multiverse.toml")).unwrap();
     let tree = mv_machines::Tree::new(root);
-    mv_machines::render::render_tree(&tree, &topo, false).unwrap();
+    mv_machines::render_tree(&tree, &topo, false).unwrap();
     let pool = format!("mvt-pool-{t}");
     // This machine is itself a VM: its KVM rejects MSR 0x10a (IA32_ARCH_CAPABILITIES), which
     // QEMU sets for host-passthrough and "maximum" CPUs, and QEMU aborts. Everything else of the
@@ -580,9 +580,9 @@ disks = [{{ base = "tiny", size_gib = 1 }}]
     let topo = mv_machines::Topology::load(&root.join("multiverse.toml")).unwrap();
     let m = &topo.vms().next().unwrap();
     assert!(m.disk_encrypted(), "the controller's default");
-    let uuid = mv_machines::render::luks_secret_uuid(m).unwrap();
+    let uuid = mv_machines::luks_secret_uuid(m).unwrap();
     let tree = mv_machines::Tree::new(root);
-    mv_machines::render::render_tree(&tree, &topo, false).unwrap();
+    mv_machines::render_tree(&tree, &topo, false).unwrap();
     let pool = format!("mvt-pool-{t}");
     rename_pool(&tree, &topo, &pool, |d| d);
     let _clean = Cleanup(vec![

@@ -698,18 +698,18 @@ fn lab_topology_renders_validates_and_defines() {
     let tree = d.path().join("tree");
     let out = ok(&tree, &["init", "--lab"]);
     let text = std::fs::read_to_string(tree.join("multiverse.toml")).unwrap();
-    let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+    let kvm = mv_host::kvm(&mv_host::Roots::default());
     if kvm.boots_stock_guests() {
         assert!(text.contains("accel = \"kvm\""), "{text}");
     } else {
         assert!(text.contains("accel = \"tcg\""), "{text}");
         assert!(out.contains("TCG"), "{out}");
     }
-    let t = mv_machines::config::Topology::parse(&text, Path::new("lab.toml")).unwrap();
+    let t = mv_machines::Topology::parse(&text, Path::new("lab.toml")).unwrap();
     for m in &t.machines {
-        assert_eq!(m.os, mv_machines::config::Os::Debian, "{}", m.name);
+        assert_eq!(m.os, mv_machines::Os::Debian, "{}", m.name);
         assert!(m.pci.is_empty() && m.usb.is_empty() && !m.gpu, "{}", m.name);
-        if m.kind == mv_machines::config::MachineType::Router {
+        if m.kind == mv_machines::MachineType::Router {
             assert!(m.memory_mib >= 384 && m.memory_mib <= 512, "{}", m.name);
         }
     }

@@ -34,10 +34,9 @@ impl Drop for Kill {
 
 /// The lab topology with the mail service publishing port 80.
 fn write_config(root: &Path) {
-    let text =
-        mv_machines::config::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [80]"), 1);
+    let text = mv_machines::LAB_TOML.replacen(MAIL_NIC, &format!("{MAIL_NIC}\nonion = [80]"), 1);
     assert!(text.contains("onion = [80]"));
-    let config = mv_machines::layout::Tree::new(root).config_file();
+    let config = mv_machines::Tree::new(root).config_file();
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(config, text).unwrap();
 }
@@ -68,7 +67,7 @@ fn stand_ins(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// The star's seed as provisioning writes it: `provision apply STAR --disk`, then the disk's
 /// files read back with debugfs (nothing mounted) and parsed as the guest would.
-fn star_seed(root: &Path, scratch: &Path) -> mv_provision::render::Desired {
+fn star_seed(root: &Path, scratch: &Path) -> mv_provision::Desired {
     let (agent, applier) = stand_ins(scratch);
     ok(
         mv(root)
@@ -77,7 +76,7 @@ fn star_seed(root: &Path, scratch: &Path) -> mv_provision::render::Desired {
             .env("MULTIVERSE_SEED_BIN", &applier),
         None,
     );
-    let disk = mv_machines::layout::Tree::new(root).seed_disk(&STAR.parse().unwrap());
+    let disk = mv_machines::Tree::new(root).seed_disk(&STAR.parse().unwrap());
     let out = scratch.join("seed");
     std::fs::create_dir_all(&out).unwrap();
     mv_testkit::run_ok(
@@ -90,7 +89,7 @@ fn star_seed(root: &Path, scratch: &Path) -> mv_provision::render::Desired {
         .into_iter()
         .find(|d| d.join("seed.json").is_file())
         .unwrap_or_else(|| panic!("no seed.json in {}", out.display()));
-    mv_provision::seed::read_dir(&folder).unwrap().0
+    mv_provision::read_seed_dir(&folder).unwrap().0
 }
 
 fn uid_gid(user: &str) -> (u32, u32) {
@@ -101,7 +100,7 @@ fn uid_gid(user: &str) -> (u32, u32) {
 
 /// Writes the seed's tor folders and files under `var_lib_tor` (standing for /var/lib/tor) with
 /// their modes and owners; returns the torrc's text.
-fn install_tor_files(d: &mv_provision::render::Desired, var_lib_tor: &Path) -> String {
+fn install_tor_files(d: &mv_provision::Desired, var_lib_tor: &Path) -> String {
     let (uid, gid) = uid_gid("debian-tor");
     let local = |p: &str| var_lib_tor.join(p.strip_prefix("/var/lib/tor/").unwrap());
     // The tor package makes /var/lib/tor itself (0700, its user): so does the test.

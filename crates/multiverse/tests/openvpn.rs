@@ -47,7 +47,7 @@ const SERVER_TUNNEL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
 const CLIENT_TUNNEL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 2);
 const USER: &str = "galaxy-account";
 /// Galaxy's OpenVPN management socket, as provisioned.
-const MANAGEMENT: &str = mv_provision::render::OPENVPN_MANAGEMENT_SOCKET;
+const MANAGEMENT: &str = mv_provision::OPENVPN_MANAGEMENT_SOCKET;
 
 fn ok(cmd: &mut Command) -> String {
     common::ok(cmd, None)
@@ -225,7 +225,7 @@ fn galaxy_on_openvpn_tunnels_through_its_firewall_and_refuses_a_wrong_password()
     let pki = Pki::create(&t.path().join("pki"));
     let tls_crypt = mv_testkit::openvpn::tls_crypt_key(&t.path().join("pki"));
     let password = random_password();
-    let vpn_toml = mv_provision::adapt::vpn_file(&tree, &GALAXY.parse().unwrap());
+    let vpn_toml = mv_provision::vpn_file(&tree, &GALAXY.parse().unwrap());
     mv_testkit::openvpn::write_openvpn_settings(
         &vpn_toml,
         &Settings {
@@ -612,7 +612,7 @@ fn openvpn_settings_are_refused_with_the_file_and_field_named() {
     let tree = t.path().join("tree");
     openvpn_lab_tree(&tree);
     let target = bare_debian(t.path());
-    let vpn_toml = mv_provision::adapt::vpn_file(&tree, &GALAXY.parse().unwrap());
+    let vpn_toml = mv_provision::vpn_file(&tree, &GALAXY.parse().unwrap());
     let dir = vpn_toml.parent().unwrap().to_path_buf();
     let apply = || {
         let mut c = mv(&tree);

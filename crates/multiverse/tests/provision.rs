@@ -436,13 +436,13 @@ fn apply_over_ssh_with_pinned_host_key() {
     let files = state["files"].as_array_mut().unwrap();
     files.push(serde_json::json!({
         "path": "/etc/old-recipe.conf",
-        "sha256": mv_provision::state::sha256_hex(b"old\n"),
+        "sha256": mv_provision::sha256_hex(b"old\n"),
     }));
     // Edited since: its recorded bytes were others.
     std::fs::write(target.join("etc/old-recipe.keep"), "edited\n").unwrap();
     files.push(serde_json::json!({
         "path": "/etc/old-recipe.keep",
-        "sha256": mv_provision::state::sha256_hex(b"as written\n"),
+        "sha256": mv_provision::sha256_hex(b"as written\n"),
     }));
     state["services"].as_array_mut().unwrap().push(serde_json::json!({
         "name": "old-recipe",
@@ -681,7 +681,7 @@ const OPENVPN: &str = "router = { role = \"galaxy\", vpn = \"openvpn\"";
 
 fn write_wireguard(tree: &Path) {
     mv_testkit::write_vpn_settings(
-        &mv_provision::adapt::vpn_file(tree, &GALAXY.parse().unwrap()),
+        &mv_provision::vpn_file(tree, &GALAXY.parse().unwrap()),
         "198.51.100.7",
         "10.64.12.34/32",
         "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
@@ -721,7 +721,7 @@ fn switching_the_vpn_removes_what_the_old_one_put_there() {
     // OpenVPN: the dry run shows the removals and changes nothing.
     edit_config(tree, |s| s.replacen(WIREGUARD, OPENVPN, 1));
     mv_testkit::openvpn::write_openvpn_settings(
-        &mv_provision::adapt::vpn_file(tree, &GALAXY.parse().unwrap()),
+        &mv_provision::vpn_file(tree, &GALAXY.parse().unwrap()),
         &mv_testkit::openvpn::Settings {
             endpoint: "198.51.100.7",
             port: 1194,

@@ -155,7 +155,7 @@ pub struct HostConfig {
     /// The libvirt URI.
     pub uri: String,
     /// Folder of the guests' virtio-serial channel sockets, one `<fqdn>.sock` per machine (the
-    /// path the machines' rendered domain XML uses: `mv_machines::layout::agent_socket`).
+    /// path the machines' rendered domain XML uses: `mv_core::layout::agent_socket`).
     pub channel_dir: PathBuf,
     /// Time limit for one proxied request to a guest.
     pub guest_timeout: String,

@@ -1,13 +1,9 @@
 //! What sysfs says about a PCI device ([`read_device`], [`PciDevice`]).
 //!
-//! The address type itself is the model's: [`PciAddress`] (`mv_core::model`), re-exported here.
+//! The address type itself is the model's: `mv_core::model::PciAddress`, re-exported at the
+//! crate root.
 
-pub use mv_core::model::PciAddress;
 use std::path::Path;
-
-/// The old name of [`PciAddress`] (the one PCI address type, `mv_core::model::PciAddress`).
-/// Parse a device named on the command line with [`PciAddress::parse_lspci`].
-pub type PciAddr = PciAddress;
 
 /// What sysfs says about one PCI device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -45,7 +41,7 @@ fn link_name(p: &Path) -> Option<String> {
 }
 
 /// Reads `<sys>/bus/pci/devices/<addr>`; `None` when absent.
-pub fn read_device(sys: &Path, addr: &str) -> Option<PciDevice> {
+pub(crate) fn read_device(sys: &Path, addr: &str) -> Option<PciDevice> {
     let dir = sys.join("bus/pci/devices").join(addr);
     if !dir.exists() {
         return None;

@@ -7,11 +7,12 @@
 //! dry-run shows them, [`Plan::write_config`] writes the first and [`Plan::apply_now`] does the
 //! second (root, real sysfs).
 
-use crate::pci::{read_device, PciAddress};
+use crate::pci::read_device;
+use mv_core::model::PciAddress;
 use std::path::{Path, PathBuf};
 
 /// The modprobe file, relative to /etc.
-pub const MODPROBE_FILE: &str = "modprobe.d/multiverse-vfio.conf";
+pub(crate) const MODPROBE_FILE: &str = "modprobe.d/multiverse-vfio.conf";
 
 /// Why a bind cannot be planned or done.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,7 @@ pub struct Plan {
 }
 
 /// Merges `id` (and a softdep on `driver`) into an existing modprobe file's text.
-pub fn merge_config(existing: &str, id: &str, driver: Option<&str>) -> String {
+pub(crate) fn merge_config(existing: &str, id: &str, driver: Option<&str>) -> String {
     let mut ids: Vec<String> = Vec::new();
     let mut softdeps: Vec<String> = Vec::new();
     for line in existing.lines() {

@@ -739,7 +739,7 @@ impl Answers {
 /// The full names of the machines of a built-in topology.
 pub(crate) fn known_machines(kind: TopologyKind) -> Vec<String> {
     let text = topology_text(kind);
-    mv_machines::config::Topology::parse(text, Path::new("<built-in>"))
+    mv_machines::Topology::parse(text, Path::new("<built-in>"))
         .map(|t| {
             t.machines
                 .iter()
@@ -753,8 +753,8 @@ pub(crate) fn known_machines(kind: TopologyKind) -> Vec<String> {
 /// The text of a built-in topology.
 pub(crate) fn topology_text(kind: TopologyKind) -> &'static str {
     match kind {
-        TopologyKind::Default => mv_machines::config::DEFAULT_TOML,
-        TopologyKind::Lab => mv_machines::config::LAB_TOML,
+        TopologyKind::Default => mv_machines::DEFAULT_TOML,
+        TopologyKind::Lab => mv_machines::LAB_TOML,
     }
 }
 

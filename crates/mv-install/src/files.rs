@@ -186,8 +186,8 @@ pub fn target_files(a: &Checked, ids: &DiskIds, intel: bool) -> Vec<(PathBuf, St
         0o644,
     );
     put(
-        &format!("etc/udev/rules.d/{}", mv_host::udev::FILE_NAME),
-        mv_host::udev::host_rules("kvm"),
+        &format!("etc/udev/rules.d/{}", mv_host::HOST_RULES_FILE),
+        mv_host::host_rules("kvm"),
         0o644,
     );
     let mut ids_vfio: Vec<String> = Vec::new();

@@ -1053,10 +1053,10 @@ fn configure_step(s: &mut Session<'_>) -> Result<(), InstallError> {
     let mut devices: Vec<String> = s.a.uplink.iter().cloned().collect();
     devices.extend(s.a.passthrough.iter().cloned());
     for addr in devices {
-        let Ok(pci) = addr.parse::<mv_host::pci::PciAddr>() else {
+        let Ok(pci) = addr.parse::<mv_host::PciAddress>() else {
             continue;
         };
-        match mv_host::vfio::plan(&s.o.sys, &t.join("etc"), pci) {
+        match mv_host::vfio_plan(&s.o.sys, &t.join("etc"), pci) {
             Ok(p) => {
                 let (path, text) = &p.config;
                 s.host.write(path, text.as_bytes(), 0o644).map_err(err)?;
@@ -1110,12 +1110,11 @@ fn set_root_password(s: &mut Session<'_>, t: &Path) -> Result<(), InstallError> 
         .as_ref()
         .ok_or_else(|| InstallError::Identity("not loaded".into()))?;
     let pw = root.password(&host_identity_name(&s.a.hostname)?);
-    let hash = mv_provision::accounts::hash_password("root", pw.expose()).map_err(|e| {
-        InstallError::Step {
+    let hash =
+        mv_provision::hash_password("root", pw.expose()).map_err(|e| InstallError::Step {
             step: step.name(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let text = std::fs::read_to_string(&shadow).map_err(|e| InstallError::Step {
         step: step.name(),
         message: format!("{}: {e}", shadow.display()),
@@ -1187,10 +1186,12 @@ fn tree_step(s: &mut Session<'_>) -> Result<(), InstallError> {
             })
         })?;
         // The public keys of every machine and of the host, as `identity new` records them.
-        let topo = mv_machines::config::Topology::parse(&text, Path::new("multiverse.toml"))
-            .map_err(|e| InstallError::Step {
-                step: step.name(),
-                message: e.to_string(),
+        let topo =
+            mv_machines::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
+                InstallError::Step {
+                    step: step.name(),
+                    message: e.to_string(),
+                }
             })?;
         let root = s
             .root
@@ -1294,10 +1295,12 @@ pub(crate) fn topology_for(a: &Checked) -> Result<String, InstallError> {
                 step: "tree",
                 message: e.to_string(),
             })?;
-            if let Some(t) = mv_machines::edit::remove_machine(&text, "multiverse.toml", &name)
-                .map_err(|e| InstallError::Step {
-                    step: "tree",
-                    message: e.to_string(),
+            if let Some(t) =
+                mv_machines::remove_machine(&text, "multiverse.toml", &name).map_err(|e| {
+                    InstallError::Step {
+                        step: "tree",
+                        message: e.to_string(),
+                    }
                 })?
             {
                 text = t;
@@ -1332,7 +1335,7 @@ pub(crate) fn topology_for(a: &Checked) -> Result<String, InstallError> {
     }
     let text = doc.to_string();
     // What the host reads must be valid: the same check `multiverse render` makes.
-    mv_machines::config::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
+    mv_machines::Topology::parse(&text, Path::new("multiverse.toml")).map_err(|e| {
         InstallError::Step {
             step: "tree",
             message: format!("the host's multiverse.toml would be invalid: {e}"),

@@ -3,15 +3,13 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mv_machines::config::Topology;
-use mv_machines::layout::Tree;
-use mv_machines::render;
+use mv_machines::{render_plan, render_tree, Topology, Tree};
 use std::fmt::Write;
 use std::path::Path;
 
 /// The default topology plus `n` service/application VMs spread over the star router's network.
 pub fn big_topology(n: usize) -> Topology {
-    let mut text = mv_machines::config::DEFAULT_TOML.replace("10.2.2.0/24", "10.2.0.0/16");
+    let mut text = mv_machines::DEFAULT_TOML.replace("10.2.2.0/24", "10.2.0.0/16");
     text = text
         .replace("gateway = \"10.2.2.1\"", "gateway = \"10.2.0.1\"")
         .replace("address = \"10.2.2.1\"", "address = \"10.2.0.1\"")
@@ -38,26 +36,22 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("plan_in_memory", |b| {
         let tree = Tree::new("/var/multiverse");
-        b.iter(|| render::plan(&tree, &t).unwrap().len())
+        b.iter(|| render_plan(&tree, &t).unwrap().len())
     });
     g.bench_function("first_render_to_disk", |b| {
         b.iter_with_setup(
             || tempfile::tempdir().unwrap(),
             |d| {
-                render::render_tree(&Tree::new(d.path()), &t, false).unwrap();
+                render_tree(&Tree::new(d.path()), &t, false).unwrap();
                 d
             },
         )
     });
     let d = tempfile::tempdir().unwrap();
     let tree = Tree::new(d.path());
-    render::render_tree(&tree, &t, false).unwrap();
+    render_tree(&tree, &t, false).unwrap();
     g.bench_function("second_render_nothing_changed", |b| {
-        b.iter(|| {
-            assert!(render::render_tree(&tree, &t, false)
-                .unwrap()
-                .nothing_changed())
-        })
+        b.iter(|| assert!(render_tree(&tree, &t, false).unwrap().nothing_changed()))
     });
     g.finish();
     c.bench_function("parse_1000_machine_toml", |b| {

@@ -107,7 +107,7 @@ fn lower<T: std::fmt::Debug>(x: T) -> String {
 }
 
 /// The default network of a new non-router machine in `current` (a parsed, valid topology).
-pub fn default_network(current: &Topology) -> Option<String> {
+pub(crate) fn default_network(current: &Topology) -> Option<String> {
     let star = current.vms().find(|m| {
         m.router
             .as_ref()
@@ -247,7 +247,7 @@ pub fn remove_machine(
 /// Returns `text` with `[identity.epochs]` giving `name` the epoch `epoch` (the table is created
 /// at the end of the file when missing; epoch 0 removes the name's line, as a name absent is at
 /// epoch 0). Comments and the rest of the file are kept.
-pub fn set_epoch(
+pub(crate) fn set_epoch(
     text: &str,
     file: &str,
     name: &mv_core::IdentityName,
@@ -307,7 +307,7 @@ impl mv_core::Classify for EpochFileError {
 
 /// Gives `name` the epoch `epoch` in `[identity.epochs]` of the `multiverse.toml` at `path`:
 /// the file is read (now: it may have been edited since it was loaded), edited with
-/// [`set_epoch`], the result validated with [`Topology::parse`], and written atomically with the
+/// `set_epoch`, the result validated with [`Topology::parse`], and written atomically with the
 /// file's own mode. `Ok(false)`: the file already gives `name` that epoch, nothing is written
 /// (so a rerun after a crash is a no-op).
 pub fn set_epoch_in_file(

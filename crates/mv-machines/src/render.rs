@@ -12,9 +12,9 @@
 //! of the template contract documented in docs/machines.md.
 
 use crate::config::{Accel, Arch, CpuVendor, Machine, MachineType, Network, Topology};
-use crate::layout::{self, Tree, POOL_NAME};
 use crate::templates::{Engine, TemplateError, BUILTIN};
 use mv_core::fsutil::{self, FsError};
+use mv_core::layout::{self, Tree, POOL_NAME};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -224,7 +224,7 @@ struct HostCtx {
 
 /// The context of `domain*.xml.j2`: `machine`, `host`, `pool`, `agent_channel`.
 #[derive(Debug, Serialize)]
-pub struct DomainContext {
+pub(crate) struct DomainContext {
     machine: MachineCtx,
     host: HostCtx,
     pool: &'static str,
@@ -246,7 +246,7 @@ fn disk_dev(n: usize) -> String {
 }
 
 /// Builds the template context of machine `m` (a VM) in `t`.
-pub fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
+pub(crate) fn domain_context(t: &Topology, m: &Machine) -> DomainContext {
     // KVM only runs guests of the host's own architecture, and only when `[host] accel` asks for
     // it; everything else is TCG (`<domain type="qemu">`, QEMU's `max` CPU).
     let kvm = m.arch == t.host.arch && t.host.accel == Accel::Kvm;
@@ -367,7 +367,7 @@ pub fn luks_secret_uuid(m: &Machine) -> Option<String> {
 
 /// The template a machine's domain is rendered from: `domain-<type>-<arch>.xml.j2` if one exists
 /// (only as an override, for a person's own variant), else `domain-<type>.xml.j2`.
-pub fn domain_template(engine: &Engine, m: &Machine) -> String {
+pub(crate) fn domain_template(engine: &Engine, m: &Machine) -> String {
     let specific = format!("domain-{}-{}.xml.j2", m.kind, m.arch);
     if engine.has(&specific) {
         specific
@@ -398,7 +398,7 @@ fn network_context(n: &Network) -> NetworkCtx<'_> {
 }
 
 /// The resolved `machine.toml` of one machine.
-pub fn machine_toml(m: &Machine) -> Result<String, RenderError> {
+pub(crate) fn machine_toml(m: &Machine) -> Result<String, RenderError> {
     let body = toml::to_string(m).map_err(|source| RenderError::Serialize {
         machine: m.name.to_string(),
         source,
@@ -417,7 +417,7 @@ pub fn plan(tree: &Tree, topology: &Topology) -> Result<Vec<Output>, RenderError
 }
 
 /// Like [`plan`] with a given engine.
-pub fn plan_with(
+pub(crate) fn plan_with(
     engine: &Engine,
     tree: &Tree,
     topology: &Topology,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The templates shipped with this crate, by name.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("domain.xml.j2", include_str!("../templates/domain.xml.j2")),
     (
         "luks-secret.xml.j2",
@@ -256,7 +256,7 @@ impl Engine {
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for XML text and attribute values.
-pub fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

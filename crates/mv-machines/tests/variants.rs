@@ -2,9 +2,7 @@
 //! arch, VPN options, AMD host) renders XML that `virt-xml-validate` accepts, on both host arches.
 #![allow(clippy::unwrap_used)]
 
-use mv_machines::config::{Topology, DEFAULT_TOML};
-use mv_machines::render::{plan, Output};
-use mv_machines::Tree;
+use mv_machines::{render_plan, Output, Topology, Tree, DEFAULT_TOML};
 use std::path::Path;
 use std::process::Command;
 
@@ -57,7 +55,7 @@ fn variants_pass_virt_xml_validate() {
             + EXTRA;
         let t = Topology::parse(&text, Path::new("variants.toml")).unwrap();
         let tree = Tree::new("/var/multiverse");
-        let outs = plan(&tree, &t).unwrap();
+        let outs = render_plan(&tree, &t).unwrap();
         let mut checked = 0;
         let mut secrets = 0;
         for o in outs {
@@ -103,7 +101,7 @@ fn variants_pass_virt_xml_validate() {
                 let keyed = contents.matches(r#"<encryption format="luks">"#).count();
                 if encrypted.contains(&machine) {
                     assert!(disks > 0 && keyed == disks, "{machine}: {contents}");
-                    let uuid = mv_machines::render::stable_uuid("luks-secret", machine);
+                    let uuid = mv_machines::stable_uuid("luks-secret", machine);
                     assert!(
                         contents.contains(&format!(r#"<secret type="passphrase" uuid="{uuid}"/>"#))
                     );

@@ -20,7 +20,7 @@
 use crate::libvirt::{self, Hypervisor, HypervisorError, ObjectKind, Rewrite};
 use crate::names;
 use mv_core::MachineName;
-use mv_machines::layout::Tree;
+use mv_machines::Tree;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;

@@ -34,7 +34,7 @@ pub enum AccountsError {
 
 /// A colon-separated system file (passwd, group, shadow), line by line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColonFile {
+pub(crate) struct ColonFile {
     lines: Vec<Line>,
 }
 
@@ -48,7 +48,7 @@ enum Line {
 
 impl ColonFile {
     /// Parses the text of a colon file. Never fails: lines it does not understand are kept raw.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let lines = text
             .lines()
             .map(|l| {
@@ -65,7 +65,7 @@ impl ColonFile {
     }
 
     /// The text, one entry per line, newline-terminated.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for l in &self.lines {
             match l {
@@ -78,7 +78,7 @@ impl ColonFile {
     }
 
     /// The fields of entry `name`.
-    pub fn get(&self, name: &str) -> Option<&[String]> {
+    pub(crate) fn get(&self, name: &str) -> Option<&[String]> {
         self.lines.iter().find_map(|l| match l {
             Line::Entry(f) if f.first().map(String::as_str) == Some(name) => Some(f.as_slice()),
             _ => None,
@@ -97,7 +97,7 @@ impl ColonFile {
     }
 
     /// Every entry's fields.
-    pub fn entries(&self) -> impl Iterator<Item = &[String]> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &[String]> {
         self.lines.iter().filter_map(|l| match l {
             Line::Entry(f) => Some(f.as_slice()),
             Line::Raw(_) => None,
@@ -116,11 +116,11 @@ impl ColonFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accounts {
     /// `/etc/passwd`.
-    pub passwd: ColonFile,
+    pub(crate) passwd: ColonFile,
     /// `/etc/group`.
-    pub group: ColonFile,
+    pub(crate) group: ColonFile,
     /// `/etc/shadow`.
-    pub shadow: ColonFile,
+    pub(crate) shadow: ColonFile,
 }
 
 impl Accounts {
@@ -180,7 +180,7 @@ fn is_locked(hash: &str) -> bool {
 
 /// Computes the account files with `users` in place. Returns the new files and one line per
 /// change; no changes means the files are already right.
-pub fn plan_accounts(
+pub(crate) fn plan_accounts(
     current: &Accounts,
     users: &[DesiredUser],
     default_shell: &str,

@@ -15,7 +15,7 @@ use crate::model::{
 use mv_core::secret::SecretString;
 use mv_core::{IdentityName, MachineName};
 use mv_identity::ssh_key::LineEnding;
-use mv_machines::config::{Machine, Topology};
+use mv_machines::{Machine, Topology};
 use std::path::{Path, PathBuf};
 
 /// Why a machine could not be turned into a spec.

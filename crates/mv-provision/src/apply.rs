@@ -238,7 +238,7 @@ impl Target {
 
     /// A running machine reached with `ssh` (the full `ssh -i KEY ... root@host` argv), whose
     /// relevant files are mirrored into the empty local folder `shadow` by [`Target::refresh`].
-    pub fn over_ssh(ssh: Vec<String>, shadow: &Path, os: Os) -> Self {
+    pub(crate) fn over_ssh(ssh: Vec<String>, shadow: &Path, os: Os) -> Self {
         Target {
             root: shadow.to_path_buf(),
             os,
@@ -249,12 +249,12 @@ impl Target {
     }
 
     /// The ssh prefix of a remote target.
-    pub fn ssh(&self) -> Option<&[String]> {
+    pub(crate) fn ssh(&self) -> Option<&[String]> {
         self.ssh.as_deref()
     }
 
     /// The target's OS.
-    pub fn os(&self) -> Os {
+    pub(crate) fn os(&self) -> Os {
         self.os
     }
 
@@ -280,18 +280,18 @@ impl Target {
     }
 
     /// The target's root folder.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Host path of an absolute path inside the target, for messages only: opening it would
     /// follow the target's symlinks on the host. Reads and writes go through [`Target::dir`].
-    pub fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.root.join(p.trim_start_matches('/'))
     }
 
     /// The target's root, opened: every path resolves inside it.
-    pub fn dir(&self) -> Result<Arc<RootDir>, ApplyError> {
+    pub(crate) fn dir(&self) -> Result<Arc<RootDir>, ApplyError> {
         match &self.dir {
             Some(d) => Ok(d.clone()),
             None => RootDir::open(&self.root)
@@ -320,7 +320,7 @@ impl Target {
     /// The target's provision state: `None` when there is none (never provisioned, or by a
     /// version before the state file). The final component is never followed: a link there is
     /// an error, like a file too large or not a state.
-    pub fn read_state(&self) -> Result<Option<State>, ApplyError> {
+    pub(crate) fn read_state(&self) -> Result<Option<State>, ApplyError> {
         // Over SSH, named as on the machine (`root@host:/var/lib/…`), not in the shadow copy.
         let path = match &self.ssh {
             Some(ssh) => PathBuf::from(format!(
@@ -354,13 +354,13 @@ impl Target {
 
     /// True when the target is a running system (`/`, or a machine over SSH), where a disabled
     /// service is also stopped and a service whose files changed is reloaded.
-    pub fn is_running_system(&self) -> bool {
+    pub(crate) fn is_running_system(&self) -> bool {
         self.running
     }
 
     /// The command that stops `service` on a running Debian system (`None` elsewhere: a chroot
     /// runs nothing, and OpenRC services stop at the next boot).
-    pub fn stop_command(&self, service: &str) -> Option<Vec<String>> {
+    pub(crate) fn stop_command(&self, service: &str) -> Option<Vec<String>> {
         if self.os != Os::Debian || !self.is_running_system() {
             return None;
         }
@@ -373,7 +373,10 @@ impl Target {
     /// The command that makes `service` re-read its changed files on a running system, and what
     /// it does to a started service (`reload` or `restart`); `None` elsewhere (a chroot runs
     /// nothing). A service that is not running is left alone on both OSes.
-    pub fn reload_command(&self, service: &ServiceSpec) -> Option<(&'static str, Vec<String>)> {
+    pub(crate) fn reload_command(
+        &self,
+        service: &ServiceSpec,
+    ) -> Option<(&'static str, Vec<String>)> {
         if !self.is_running_system() {
             return None;
         }
@@ -401,7 +404,7 @@ impl Target {
     }
 
     /// Packages installed in the target.
-    pub fn installed(&self) -> Result<BTreeSet<String>, ApplyError> {
+    pub(crate) fn installed(&self) -> Result<BTreeSet<String>, ApplyError> {
         Ok(match self.os {
             Os::Debian => pkgdb::dpkg_installed(&self.read_text("/var/lib/dpkg/status")?),
             Os::Alpine => pkgdb::apk_installed(&self.read_text("/lib/apk/db/installed")?),
@@ -409,7 +412,7 @@ impl Target {
     }
 
     /// The target's accounts.
-    pub fn accounts(&self) -> Result<Accounts, ApplyError> {
+    pub(crate) fn accounts(&self) -> Result<Accounts, ApplyError> {
         Ok(Accounts::parse(
             &self.read_text("/etc/passwd")?,
             &self.read_text("/etc/group")?,
@@ -428,7 +431,7 @@ impl Target {
     }
 
     /// The command lines that install `packages`: (simulation, installation).
-    pub fn package_commands(&self, packages: &[String]) -> (Vec<String>, Vec<String>) {
+    pub(crate) fn package_commands(&self, packages: &[String]) -> (Vec<String>, Vec<String>) {
         let mut sim = self.chroot_prefix();
         let mut real = self.chroot_prefix();
         if self.ssh.is_some() && self.os == Os::Debian {
@@ -560,7 +563,7 @@ fn unit_name(name: &str) -> String {
 }
 
 /// `key=value` pairs of a unit file's `[Install]` section.
-pub fn install_section(unit: &str) -> Vec<(String, String)> {
+pub(crate) fn install_section(unit: &str) -> Vec<(String, String)> {
     let mut in_install = false;
     let mut out = Vec::new();
     for line in unit.lines() {

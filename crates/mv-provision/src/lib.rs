@@ -2,46 +2,81 @@
 //! per-machine `provision.sh` scripts.
 //!
 //! A machine's provisioning is data, not shell: a **recipe** per machine type and router role
-//! ([`recipe`], TOML under `recipes/`) lists packages, services, sysctl keys, kernel modules,
-//! users and files; files come from **templates** ([`template`]: `mv-machines`' minijinja engine,
-//! strict undefined values, over this crate's own set) or from the **identity** (SSH host keys,
-//! login keys, password hashes). [`render`](mod@render) turns
-//! a [`model::MachineSpec`] plus an [`model::IdentitySource`] into a [`render::Desired`] state;
-//! [`apply::plan`] compares it with a mounted root filesystem ([`apply::Target`]) and
-//! [`apply::apply`] makes the target match, so that a second run reports no changes. Apply records
-//! what it manages in a [`state`] file on the target, so the next apply removes what the machine
-//! no longer wants (services, files, empty folders; never packages).
+//! (TOML under `recipes/`) lists packages, services, sysctl keys, kernel modules, users and files;
+//! files come from **templates** ([`Engine`]: `mv-machines`' minijinja engine, strict undefined
+//! values, over this crate's own set) or from the **identity** (SSH host keys, login keys,
+//! password hashes).
+//!
+//! The public API is this root (the modules are private, except the [`remote`] facade). Where a
+//! reader starts:
+//!
+//! - [`spec_for`] turns a machine of an `mv_machines::Topology` into a [`MachineSpec`];
+//!   [`RootIdentity`] is the [`IdentitySource`] over an `mv_identity::Root`.
+//! - [`render()`] turns a [`MachineSpec`] plus an [`IdentitySource`] into a [`Desired`] state
+//!   (files as [`Contents`], secrets kept secret); errors [`RenderError`].
+//! - [`plan()`] compares it with a mounted root filesystem ([`Target`]) into a [`Plan`] of
+//!   [`Change`]s and [`apply()`] makes the target match with a [`Runner`] ([`SystemRunner`]), so
+//!   that a second run reports no changes. Apply records what it manages in a [`State`] file on
+//!   the target ([`STATE_PATH`], [`parse_state`]), so the next apply removes what the machine no
+//!   longer wants (services, files, empty folders; never packages).
+//! - [`seed_id`], [`read_seed_dir`] and [`ensure_seed`]: the seed disk a guest applies to itself
+//!   at first boot ([`SeedOutcome`]).
+//! - [`check_all`] runs each generated router configuration through its own tool (`nft -c`,
+//!   `dnsmasq --test`, `tor --verify-config`, `sshd -t`, `wg-quick strip`, OpenVPN's option
+//!   parser).
+//! - [`remote`] does the same as [`apply()`] to a running machine over SSH
+//!   ([`remote::Session`], [`remote::reprovision`]), plus both ends of `ssh`'s `ProxyCommand`.
 //!
 //! Targets: Alpine (apk, OpenRC, `/etc/network/interfaces`) and Debian (apt, systemd). Package
-//! databases are read as files ([`pkgdb`]) and accounts edited as files ([`accounts`]), so an
-//! Alpine root can be planned and provisioned from a Debian build machine, with `apk` run in a
-//! chroot. [`check`] runs each generated router configuration through its own tool (`nft -c`,
-//! `dnsmasq --test`, `tor --verify-config`, `sshd -t`, `wg-quick strip`, OpenVPN's option parser).
-//! [`remote`] does the same to a running machine over SSH.
+//! databases are read as files and accounts edited as files ([`Accounts`]), so an Alpine root can
+//! be planned and provisioned from a Debian build machine, with `apk` run in a chroot.
 //!
 //! What this crate is not: the machine model (`mv-machines` owns `multiverse.toml`), the key
 //! derivation (`mv-identity`), or a remote-execution framework; the CLI wires those in.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod accounts;
-pub mod adapt;
-pub mod apply;
-pub mod check;
-pub mod model;
-pub mod pkgdb;
-pub mod recipe;
+mod accounts;
+mod adapt;
+mod apply;
+mod check;
+mod model;
+mod pkgdb;
+mod recipe;
+// A public module, unlike the others: a facade of its own (see its docs for why).
 pub mod remote;
-pub mod render;
-pub mod seed;
-pub mod seed_disk;
-pub mod state;
-pub mod template;
+mod render;
+mod seed;
+mod seed_disk;
+mod state;
+mod template;
 
-pub use apply::{apply, plan, Applied, ApplyError, Change, Plan, Runner, SystemRunner, Target};
-pub use model::{IdentitySource, MachineSpec, MachineType, Os, Role};
-pub use render::{render, Desired, RenderError};
-pub use template::Engine;
+pub use accounts::{hash_password, Accounts, AccountsError};
+pub use adapt::{new_wireguard_key_file, spec_for, vpn_file, AdaptError, RootIdentity};
+pub use apply::{
+    apply, plan, Applied, ApplyError, Change, Plan, RunOutput, Runner, SystemRunner, Target,
+};
+pub use check::{check_all, check_file, CheckError, Checked, Tool};
+pub use model::{
+    IdentityError, IdentitySource, Interface, MachineSpec, MachineType, OnionPublish, OnionService,
+    Os, Role, SshKeyPair, VpnKind, VpnOptions,
+};
+pub use recipe::{RecipeError, ServiceSpec};
+pub use render::{
+    render, Contents, Desired, DesiredDir, DesiredFile, DesiredUser, RenderError, AGENT_BIN_ENV,
+    AGENT_VIRTIO_PORT, OPENVPN_MANAGEMENT_SOCKET,
+};
+pub use seed::{read_dir as read_seed_dir, seed_id, SeedError, SeedId};
+pub use seed_disk::{ensure_seed, SeedDiskError, SeedOutcome};
+pub use state::{
+    parse as parse_state, sha256_hex, ManagedFile, ManagedLink, ManagedService, State, StateError,
+    MAX_BYTES as STATE_MAX_BYTES, STATE_PATH, VERSION as STATE_VERSION,
+};
+pub use template::{Engine, TemplateError};
+
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
+pub use render::recipe_packages;
 
 /// The fuzzing entry point: every parser of bytes read from a target, fed `data`. Never panics
 /// (the property the fuzz target in `fuzz/` and the proptest in `tests/fuzz_entry.rs` check).

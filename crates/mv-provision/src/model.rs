@@ -16,12 +16,13 @@ use std::net::Ipv4Addr;
 /// The machine model's shared types (`mv_core::model`), under the names provisioning uses:
 /// the target OS (package manager, init, file layout), the machine's type, its architecture and
 /// the host's CPU vendor.
-pub use mv_core::model::{Arch, CpuVendor, HostAddress, MachineType, Os};
+pub(crate) use mv_core::model::{Arch, CpuVendor, HostAddress};
+pub use mv_core::model::{MachineType, Os};
 
 /// A router's place in the chain (universe, galaxy, star) and the VPN a galaxy router runs: the
 /// machine model's own types, so provisioning and `multiverse.toml` cannot disagree. `Role` keeps
 /// the name provisioning has always used.
-pub use mv_machines::config::{RouterRole as Role, VpnKind};
+pub use mv_machines::{RouterRole as Role, VpnKind};
 
 /// The galaxy router's VPN provider settings (public values only; the private key is a file the
 /// person supplies or the identity derives).
@@ -124,7 +125,7 @@ impl MachineSpec {
     /// A fixture for tests: the machine as docs/design.md's early default topology had it, on `os`
     /// (the universe router's WAN first, no static addresses on leaf machines). The golden files
     /// of this crate are rendered from these specs, so they stay fixed even when
-    /// `mv_machines::config::DEFAULT_TOML` moves on; the product builds specs from
+    /// `mv_machines::DEFAULT_TOML` moves on; the product builds specs from
     /// `multiverse.toml` only ([`crate::adapt::spec_for`]).
     pub fn default_for(name: MachineName, kind: MachineType, role: Option<Role>, os: Os) -> Self {
         let iface =

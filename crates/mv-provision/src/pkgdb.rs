@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 /// Installed packages in a dpkg status file.
-pub fn dpkg_installed(status: &str) -> BTreeSet<String> {
+pub(crate) fn dpkg_installed(status: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for stanza in status.split("\n\n") {
         let mut name = None;
@@ -33,7 +33,7 @@ pub fn dpkg_installed(status: &str) -> BTreeSet<String> {
 }
 
 /// Installed packages in an apk `installed` database.
-pub fn apk_installed(db: &str) -> BTreeSet<String> {
+pub(crate) fn apk_installed(db: &str) -> BTreeSet<String> {
     db.lines()
         .filter_map(|l| l.strip_prefix("P:"))
         .map(str::trim)

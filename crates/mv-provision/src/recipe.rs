@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The recipes compiled into the binary: (name, TOML source).
-pub const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("base", include_str!("../recipes/base.toml")),
     ("router", include_str!("../recipes/router.toml")),
     (
@@ -194,7 +194,7 @@ struct UserEntry {
 /// Where a user's password comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PasswordSource {
+pub(crate) enum PasswordSource {
     /// The identity's machine password.
     Machine,
     /// No password: the account is locked (`!`), keys only.
@@ -228,7 +228,7 @@ struct RecipeFile {
 /// Where a file's contents come from once resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
-pub enum FileSource {
+pub(crate) enum FileSource {
     /// A template by name.
     Template(String),
     /// Something the renderer generates (`sysctl`, `modules`) or takes from the identity
@@ -238,7 +238,7 @@ pub enum FileSource {
 
 /// A file of the resolved recipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileSpec {
+pub(crate) struct FileSpec {
     /// Absolute path on the machine.
     pub path: String,
     /// Contents' origin.
@@ -259,7 +259,7 @@ pub struct FileSpec {
 
 /// A folder of the resolved recipe: made if missing, then given its owner and mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DirSpec {
+pub(crate) struct DirSpec {
     /// Absolute path on the machine.
     pub path: String,
     /// Permission bits.
@@ -270,7 +270,7 @@ pub struct DirSpec {
 
 /// A user of the resolved recipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UserSpec {
+pub(crate) struct UserSpec {
     /// Login name.
     pub name: String,
     /// Login shell (`None`: keep the existing or the OS default).
@@ -299,7 +299,7 @@ pub struct ServiceSpec {
 
 /// A recipe resolved for one machine: every include merged, every condition decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Recipe names in include order (`base`, `router`, `router-star`).
     pub recipes: Vec<String>,
     /// Packages, in order of first mention.
@@ -352,7 +352,7 @@ fn parse_mode(recipe: &str, path: &str, text: &str) -> Result<u32, RecipeError> 
 }
 
 /// Resolves recipe `name` for a machine whose template context is `ctx`, on `os`.
-pub fn resolve(
+pub(crate) fn resolve(
     name: &str,
     os: Os,
     engine: &Engine,

@@ -28,22 +28,23 @@ use std::sync::Arc;
 /// The environment variable naming the `multiverse-agent` binary to install on machines.
 pub const AGENT_BIN_ENV: &str = "MULTIVERSE_AGENT_BIN";
 /// Where provisioning installs the agent (the path the shipped service files start).
-pub const AGENT_PATH: &str = "/usr/bin/multiverse-agent";
+pub(crate) const AGENT_PATH: &str = "/usr/bin/multiverse-agent";
 /// The guest side of the host's virtio-serial channel, as the agent opens it.
 pub const AGENT_VIRTIO_PORT: &str = "/dev/virtio-ports/org.multiverse.agent.0";
 /// The systemd unit installed on Debian machines (the shipped file, embedded).
-pub const AGENT_SYSTEMD_UNIT: &str =
+pub(crate) const AGENT_SYSTEMD_UNIT: &str =
     include_str!("../../../contrib/systemd/multiverse-agent.service");
 /// The OpenRC script installed on Alpine machines (the shipped file, embedded).
-pub const AGENT_OPENRC_SCRIPT: &str = include_str!("../../../contrib/openrc/multiverse-agent");
+pub(crate) const AGENT_OPENRC_SCRIPT: &str =
+    include_str!("../../../contrib/openrc/multiverse-agent");
 
 /// Tor's ports on the star router.
-pub const TOR_TRANS_PORT: u16 = 9040;
+pub(crate) const TOR_TRANS_PORT: u16 = 9040;
 /// Tor's DNS port on the star router.
-pub const TOR_DNS_PORT: u16 = 5353;
+pub(crate) const TOR_DNS_PORT: u16 = 5353;
 /// Tor's data folder on the star router; each published service's `HiddenServiceDir` is
 /// `<TOR_DIR>/<service fqdn>` (the router's own is `<TOR_DIR>/multiverse`).
-pub const TOR_DIR: &str = "/var/lib/tor";
+pub(crate) const TOR_DIR: &str = "/var/lib/tor";
 /// The OpenVPN client's management socket (galaxy on OpenVPN), which the router agent asks for
 /// the tunnel's state. Directly in /run, the same on Debian and Alpine: Debian's
 /// `openvpn-client@.service` has no RuntimeDirectory (only `openvpn-server@` does), and /run is
@@ -166,7 +167,7 @@ pub struct DesiredFile {
     /// Where it came from (template name or generated source), for plans and goldens.
     pub origin: String,
     /// The machine's services that read it, reloaded on a running system when it changes
-    /// ([`recipe::FileSpec::reload`]).
+    /// (the recipe entry's `reload`).
     pub reload: Vec<String>,
 }
 
@@ -242,7 +243,7 @@ fn iface_json(i: &Interface) -> Value {
 }
 
 /// The template context of a machine: what every template may use.
-pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
+pub(crate) fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
     let name = spec.name.as_str();
     let missing = |what: &str| RenderError::MissingOption {
         machine: name.to_string(),
@@ -329,7 +330,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         MachineType::Router => "router",
         MachineType::Service | MachineType::Application => "service",
     };
-    let channel_dir = mv_machines::layout::agent_socket(&spec.name)
+    let channel_dir = mv_core::layout::agent_socket(&spec.name)
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -369,7 +370,7 @@ pub fn context(spec: &MachineSpec) -> Result<Value, RenderError> {
         "agent": {
             "role": agent_role,
             "path": AGENT_PATH,
-            "channel": mv_machines::layout::AGENT_CHANNEL,
+            "channel": mv_core::layout::AGENT_CHANNEL,
             "virtio_port": (spec.kind != MachineType::Host).then_some(AGENT_VIRTIO_PORT),
             "channel_dir": channel_dir,
             "service_manager": match spec.os { Os::Debian => "systemd", Os::Alpine => "openrc" },
@@ -787,10 +788,24 @@ fn openvpn_tls_crypt(spec: &MachineSpec) -> Result<Contents, RenderError> {
     Ok(Contents::Secret(SecretBytes::new(out)))
 }
 
+/// The packages machine `spec`'s recipes ask for (before its `extra_packages`), resolved as
+/// [`render`] resolves them. Compiled only for tests (feature `test-hooks`): the CLI's image test
+/// checks every one is in the Debian image.
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn recipe_packages(spec: &MachineSpec, engine: &Engine) -> Result<Vec<String>, RenderError> {
+    let ctx = context(spec)?;
+    recipe::resolve(spec.recipe_name(), spec.os, engine, &ctx)
+        .map(|r| r.packages)
+        .map_err(|source| RenderError::Recipe {
+            machine: spec.name.to_string(),
+            source: Box::new(source),
+        })
+}
+
 /// The `multiverse-agent` binary machines get: `$MULTIVERSE_AGENT_BIN` if set, else the one beside
 /// the running executable (for a test binary in cargo's `target/<profile>/deps/`, the one in
 /// `target/<profile>/`). The libvirt helper is looked for beside it.
-pub fn agent_binary() -> PathBuf {
+pub(crate) fn agent_binary() -> PathBuf {
     if let Some(p) = std::env::var_os(AGENT_BIN_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }

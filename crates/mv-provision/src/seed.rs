@@ -37,9 +37,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The format version written into `seed.json`.
-pub const SEED_VERSION: u32 = 1;
+pub(crate) const SEED_VERSION: u32 = 1;
 /// The filesystem label of a seed disk (the guest finds it at `/dev/disk/by-label/MVSEED`).
-pub const SEED_LABEL: &str = "MVSEED";
+pub(crate) const SEED_LABEL: &str = "MVSEED";
 /// Largest manifest read back (a hostile or corrupt seed cannot make the reader allocate more).
 const MAX_MANIFEST: u64 = 16 << 20;
 /// Largest blob read back (the agent binary is the largest file a recipe ships).
@@ -262,7 +262,7 @@ pub fn seed_id(d: &Desired) -> SeedId {
 
 /// Writes the seed of `d` into `dir`, which must not exist (created 0700; every file 0600).
 /// Returns its seed-id.
-pub fn write_dir(d: &Desired, dir: &Path) -> Result<SeedId, SeedError> {
+pub(crate) fn write_dir(d: &Desired, dir: &Path) -> Result<SeedId, SeedError> {
     let werr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SeedError::Write { path, source }
@@ -463,7 +463,7 @@ pub fn read_dir(dir: &Path) -> Result<(Desired, SeedId), SeedError> {
 /// binary) into a read-only ext4 disk image at `out`, labelled [`SEED_LABEL`], mode 0600. The
 /// image is made under a temporary name beside `out` and renamed into place, so `out` is either
 /// the old seed or the complete new one.
-pub fn make_disk(dir: &Path, out: &Path) -> Result<(), SeedError> {
+pub(crate) fn make_disk(dir: &Path, out: &Path) -> Result<(), SeedError> {
     let used = tree_size(dir).map_err(|source| SeedError::Read {
         path: dir.to_path_buf(),
         source,

@@ -15,7 +15,7 @@ use crate::render::Desired;
 use crate::seed::{self, SeedError, SeedId};
 use mv_core::fsutil::FsError;
 use mv_core::{Classify, ErrorClass, MachineName, NameError};
-use mv_machines::layout::Tree;
+use mv_machines::Tree;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -129,7 +129,7 @@ pub fn ensure_seed(
 }
 
 /// Copies the binary `src` to `dest` (mode 0755), stripped of debug info to keep seeds small.
-pub fn copy_applier(src: &Path, dest: &Path) -> Result<(), SeedDiskError> {
+pub(crate) fn copy_applier(src: &Path, dest: &Path) -> Result<(), SeedDiskError> {
     if !src.is_file() {
         return Err(SeedDiskError::NoApplier(src.to_path_buf()));
     }

@@ -1,6 +1,6 @@
 //! The provisioning templates, rendered with the machine model's engine.
 //!
-//! Rendering reuses [`mv_machines::templates::Engine`] (minijinja, strict undefined values,
+//! Rendering reuses [`mv_machines::Engine`] (minijinja, strict undefined values,
 //! trailing newlines kept, block trimming) over this crate's own embedded set [`EMBEDDED`]
 //! (`templates/` of this crate); a person overrides any of them with a file of the same name under
 //! `<root>/templates/provision/`. Its errors name the template's origin (override file or
@@ -14,14 +14,12 @@
 //! What this is not: a second template engine.
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
-use mv_machines::templates::Engine as MachinesEngine;
+use mv_machines::{Engine as MachinesEngine, TemplateError as RenderTemplateError};
 use serde::Serialize;
 use std::path::Path;
 
-pub use mv_machines::templates::TemplateError as RenderTemplateError;
-
 /// The templates compiled into the binary: (name, source).
-pub const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("agent.toml.j2", include_str!("../templates/agent.toml.j2")),
     (
         "agent-host.conf.j2",

@@ -8,10 +8,11 @@
 
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
-use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
-use mv_provision::model::{IdentityError, IdentitySource, OnionService, SshKeyPair};
-use mv_provision::render::{Contents, AGENT_VIRTIO_PORT};
-use mv_provision::{render, Engine};
+use mv_machines::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
+use mv_provision::{
+    render, Contents, Engine, IdentityError, IdentitySource, OnionService, SshKeyPair,
+    AGENT_VIRTIO_PORT,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -46,7 +47,7 @@ impl IdentitySource for Keys {
 }
 
 fn check_every_agent_toml(text: &str) -> usize {
-    std::env::set_var(mv_provision::render::AGENT_BIN_ENV, AGENT);
+    std::env::set_var(mv_provision::AGENT_BIN_ENV, AGENT);
     let real = std::fs::read(AGENT).unwrap();
     let d = tempfile::tempdir().unwrap();
     let topology = Topology::parse(text, Path::new("multiverse.toml")).unwrap();
@@ -54,7 +55,7 @@ fn check_every_agent_toml(text: &str) -> usize {
     let mut checked = 0;
     for m in &topology.machines {
         if m.router.as_ref().and_then(|r| r.vpn).is_some() {
-            let vpn = mv_provision::adapt::vpn_file(d.path(), &m.name);
+            let vpn = mv_provision::vpn_file(d.path(), &m.name);
             mv_testkit::write_vpn_settings(
                 &vpn,
                 "192.0.2.1",
@@ -63,7 +64,7 @@ fn check_every_agent_toml(text: &str) -> usize {
                 mv_testkit::TEST_WIREGUARD_KEY,
             );
         }
-        let spec = mv_provision::adapt::spec_for(&topology, &m.name, d.path()).unwrap();
+        let spec = mv_provision::spec_for(&topology, &m.name, d.path()).unwrap();
         let desired = render(&spec, &engine, &Keys).unwrap();
         let file = |p: &str| desired.files.iter().find(|f| f.path == p);
         let conf = file("/etc/multiverse/agent.toml")
@@ -92,7 +93,7 @@ fn check_every_agent_toml(text: &str) -> usize {
             assert_eq!(cfg.role, mv_agent::config::Role::Host);
             assert_eq!(
                 cfg.host.channel_dir,
-                mv_machines::layout::agent_socket(&m.name).parent().unwrap()
+                mv_core::layout::agent_socket(&m.name).parent().unwrap()
             );
             assert!(cfg.api.virtio_port.is_none());
             assert!(file("/usr/bin/multiverse-agent-libvirt").is_some());
@@ -102,7 +103,7 @@ fn check_every_agent_toml(text: &str) -> usize {
                 Some(Path::new(AGENT_VIRTIO_PORT))
             );
             // Same channel name as the domain XML.
-            assert!(AGENT_VIRTIO_PORT.ends_with(mv_machines::layout::AGENT_CHANNEL));
+            assert!(AGENT_VIRTIO_PORT.ends_with(mv_core::layout::AGENT_CHANNEL));
         }
         let bin = file("/usr/bin/multiverse-agent").unwrap();
         assert_eq!(bin.mode, 0o755);

@@ -6,7 +6,7 @@
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::layout::Tree;
-use mv_host::check::{Level, Roots};
+use mv_host::{Level, Roots};
 use std::path::PathBuf;
 
 /// Subcommands.
@@ -115,8 +115,8 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
     }
     write(
         g,
-        a.out.join(mv_host::udev::FILE_NAME),
-        &mv_host::udev::host_rules(&a.group),
+        a.out.join(mv_host::HOST_RULES_FILE),
+        &mv_host::host_rules(&a.group),
     )?;
     let token = match a.token {
         Some(t) => Some(t),
@@ -145,19 +145,19 @@ fn udev(g: &Global, a: UdevArgs) -> Result<(), CliError> {
 
 fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
     for d in &a.devices {
-        mv_host::pci::PciAddress::parse_lspci(d).usage()?;
+        mv_host::PciAddress::parse_lspci(d).usage()?;
     }
     let devices: Vec<String> = a
         .devices
         .iter()
-        .filter_map(|d| mv_host::pci::PciAddress::parse_lspci(d).ok())
+        .filter_map(|d| mv_host::PciAddress::parse_lspci(d).ok())
         .map(|d| d.to_string())
         .collect();
     let roots = Roots {
         sys: a.roots.sys,
         proc_root: a.roots.proc_root,
     };
-    let report = mv_host::check::check(&roots, &devices);
+    let report = mv_host::check(&roots, &devices);
     if g.json {
         crate::global::print_json(&report)?;
     } else {
@@ -197,8 +197,8 @@ fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
 }
 
 fn bind(g: &Global, a: BindArgs) -> Result<(), CliError> {
-    let addr = mv_host::pci::PciAddress::parse_lspci(&a.addr).usage()?;
-    let plan = mv_host::vfio::plan(&a.sys, &a.etc, addr)
+    let addr = mv_host::PciAddress::parse_lspci(&a.addr).usage()?;
+    let plan = mv_host::vfio_plan(&a.sys, &a.etc, addr)
         .usage()
         .hint("list devices with `lspci -D`")?;
     if g.dry_run {

@@ -1,15 +1,14 @@
 //! `multiverse init`: writes the default topology (docs/design.md) as multiverse.toml into --root and
 //! renders the tree from it. Creates no identity (that is `multiverse identity init`).
 //!
-//! `--lab` writes the lab variant instead ([`mv_machines::config::LAB_TOML`]: all Debian, the
+//! `--lab` writes the lab variant instead ([`mv_machines::LAB_TOML`]: all Debian, the
 //! universe router on a virtio `uplink`, no passthrough), with `accel = "tcg"` when this host's
-//! KVM cannot boot a stock guest (`mv_host::check::kvm`), and placeholder VPN provider settings
+//! KVM cannot boot a stock guest (`mv_host::kvm`), and placeholder VPN provider settings
 //! for the galaxy router so that every machine renders and provisions.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_machines::config::{lab_toml, Accel, Arch, Topology, DEFAULT_TOML};
-use mv_machines::Tree;
+use mv_machines::{lab_toml, Accel, Arch, Topology, Tree, DEFAULT_TOML};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -46,7 +45,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
     let config = tree.config_file();
     let arch: Arch = a.arch.parse().map_err(CliError::usage_msg)?;
     let text = if a.lab {
-        let kvm = mv_host::check::kvm(&mv_host::check::Roots::default());
+        let kvm = mv_host::kvm(&mv_host::Roots::default());
         let accel = if kvm.boots_stock_guests() {
             Accel::Kvm
         } else {
@@ -116,7 +115,7 @@ fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError>
         if m.router.as_ref().and_then(|r| r.vpn).is_none() {
             continue;
         }
-        let path = mv_provision::adapt::vpn_file(tree.root(), &m.name);
+        let path = mv_provision::vpn_file(tree.root(), &m.name);
         if path.exists() {
             continue;
         }
@@ -126,9 +125,7 @@ fn lab_vpn(g: &Global, tree: &Tree, topology: &Topology) -> Result<(), CliError>
             continue;
         }
         let key = path.with_file_name("wg0.key");
-        if mv_provision::adapt::new_wireguard_key_file(&key)
-            .hint("check that --root is writable")?
-        {
+        if mv_provision::new_wireguard_key_file(&key).hint("check that --root is writable")? {
             g.say(format!(
                 "wrote {} (a new WireGuard private key)",
                 super::render::rel(tree.root(), &key)

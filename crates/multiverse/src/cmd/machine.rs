@@ -1,15 +1,16 @@
 //! `multiverse machine new|list|show|rm`: the machines of multiverse.toml.
 //!
-//! `new` and `rm` edit multiverse.toml in place (mv_machines::edit keeps comments), validate the
+//! `new` and `rm` edit multiverse.toml in place (mv-machines' editing keeps comments), validate the
 //! result as a whole and only then write it; neither renders (run `multiverse render`). `rm` never
 //! deletes machines/<fqdn>/, which may hold the machine's disk.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::{IdentityName, MachineName};
-use mv_machines::config::{Arch, Machine, MachineType, Os, RouterRole, Topology};
-use mv_machines::edit::{self, NewMachine, NewNetwork};
-use mv_machines::Tree;
+use mv_machines::{
+    add_machine, remove_machine, Arch, Machine, MachineType, NewMachine, NewNetwork, Os,
+    RouterRole, Topology, Tree,
+};
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -143,7 +144,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
             )))
         }
         Some(_) => {
-            let without = edit::remove_machine(&text, &file, &name)
+            let without = remove_machine(&text, &file, &name)
                 .usage()?
                 .unwrap_or_else(|| text.clone());
             let t = Topology::parse(&without, &path).map_err(super::render::config_error);
@@ -155,7 +156,7 @@ fn new(g: &Global, a: NewArgs) -> Result<(), CliError> {
         }
         None => (text.clone(), current.clone()),
     };
-    let new_text = edit::add_machine(&base_text, &file, &base_topology, &spec).usage()?;
+    let new_text = add_machine(&base_text, &file, &base_topology, &spec).usage()?;
     let new_topology = Topology::parse(&new_text, &path).map_err(super::render::config_error);
     if let Some(existing) = current.machine(&name) {
         let same = new_topology
@@ -202,7 +203,7 @@ fn rm(g: &Global, fqdn: &str) -> Result<(), CliError> {
             "`{name}` is the host and cannot be removed"
         )));
     }
-    let Some(new_text) = edit::remove_machine(&text, &file, &name).usage()? else {
+    let Some(new_text) = remove_machine(&text, &file, &name).usage()? else {
         g.say(format!("no machine {name} in {file}; nothing changed"));
         return Ok(());
     };

@@ -1,12 +1,10 @@
 //! `multiverse render`: turns multiverse.toml into every libvirt definition and machine file of
-//! the tree (mv_machines::render). Also holds the helpers the `init` and `machine` commands share
+//! the tree (`mv_machines::render_tree`). Also holds the helpers the `init` and `machine` commands share
 //! for loading the config and printing a render report.
 
 use crate::error::{CliError, Hinted};
 use crate::global::Global;
-use mv_machines::config::{ConfigError, Topology};
-use mv_machines::render::{self, Change, RenderError, RenderReport};
-use mv_machines::Tree;
+use mv_machines::{render_tree, Change, ConfigError, RenderError, RenderReport, Topology, Tree};
 use std::path::Path;
 
 /// Arguments.
@@ -48,7 +46,7 @@ pub fn render_into(
 ) -> Result<RenderReport, CliError> {
     // MULTIVERSE_ACCEL=kvm|tcg overrides `[host] accel` for this rendering (tests, lab hosts).
     let overridden;
-    let topology = match mv_machines::config::Accel::from_env().map_err(CliError::usage_msg)? {
+    let topology = match mv_machines::Accel::from_env().map_err(CliError::usage_msg)? {
         Some(accel) if accel != topology.host.accel => {
             let mut t = topology.clone();
             t.host.accel = accel;
@@ -57,7 +55,7 @@ pub fn render_into(
         }
         _ => topology,
     };
-    match render::render_tree(tree, topology, dry_run) {
+    match render_tree(tree, topology, dry_run) {
         Ok(r) => Ok(r),
         Err(RenderError::Template { target, source }) => Err(CliError::usage_msg(format!(
             "{source} (rendering {})",

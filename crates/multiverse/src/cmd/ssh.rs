@@ -21,7 +21,7 @@ use mv_core::{IdentityName, MachineName};
 use mv_provision::remote::{self, HostKeyCheck, Route, Session};
 use std::path::PathBuf;
 
-pub use mv_provision::remote::ssh_socket;
+pub use mv_core::layout::ssh_socket;
 
 /// Arguments of `ssh`.
 #[derive(Debug, clap::Args)]
@@ -180,15 +180,15 @@ pub fn channel_open(name: &MachineName) -> bool {
 /// Whether `name`'s sshd has an onion service: a star router publishes its own, another machine
 /// when `onion = [..]` in `multiverse.toml` lists port 22.
 fn publishes_ssh_onion(g: &Global, name: &MachineName) -> bool {
-    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
-    let Ok(topo) = mv_machines::config::Topology::load(&config) else {
+    let config = mv_machines::Tree::new(g.root.clone()).config_file();
+    let Ok(topo) = mv_machines::Topology::load(&config) else {
         return false;
     };
     let is_star = topo.vms().any(|m| {
         &m.name == name
             && m.router
                 .as_ref()
-                .is_some_and(|r| r.role == mv_machines::config::RouterRole::Star)
+                .is_some_and(|r| r.role == mv_machines::RouterRole::Star)
     });
     is_star || super::identity::published_onion(g, name).is_some_and(|(_, s)| s.ports.contains(&22))
 }

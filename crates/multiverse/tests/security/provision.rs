@@ -281,7 +281,7 @@ fn apply_target_never_removes_through_guest_links_to_the_host() {
     let tree = tree(t.path());
     let guest = fake_debian(&tree, t.path());
     let host = host(t.path());
-    let sha = |p: &Path| mv_provision::state::sha256_hex(&std::fs::read(p).unwrap());
+    let sha = |p: &Path| mv_provision::sha256_hex(&std::fs::read(p).unwrap());
     symlink(host.join("etc-ssh"), guest.join("etc/hostssh")).unwrap();
     let up = "../".repeat(guest.components().count() + 2);
     let climb = format!("{up}{}", host.display());

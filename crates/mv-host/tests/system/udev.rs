@@ -7,7 +7,7 @@ use std::process::Command;
 fn host_rules_match_golden() {
     mv_testkit::golden(
         "crates/mv-host/tests/golden/70-multiverse-host.rules",
-        &mv_host::udev::host_rules("kvm"),
+        &mv_host::host_rules("kvm"),
     );
 }
 
@@ -15,8 +15,8 @@ fn host_rules_match_golden() {
 fn host_rules_pass_udevadm_verify() {
     let udevadm = mv_testkit::require_tool("udevadm");
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join(mv_host::udev::FILE_NAME);
-    std::fs::write(&p, mv_host::udev::host_rules("kvm")).unwrap();
+    let p = d.path().join(mv_host::HOST_RULES_FILE);
+    std::fs::write(&p, mv_host::host_rules("kvm")).unwrap();
     let help = Command::new(&udevadm).arg("--help").output().unwrap();
     assert!(
         String::from_utf8_lossy(&help.stdout).contains("verify"),

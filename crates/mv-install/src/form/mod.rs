@@ -235,8 +235,8 @@ impl Form {
         let tokens = probe::token_candidates(sys);
         let nics = probe::nics(sys);
         let gpus = probe::gpus(sys);
-        let report = mv_host::check::check(
-            &mv_host::check::Roots {
+        let report = mv_host::check(
+            &mv_host::Roots {
                 sys: sys.clone(),
                 proc_root: system.proc_root.clone(),
             },

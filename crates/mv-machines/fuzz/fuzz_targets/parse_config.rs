@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    mv_machines::config::fuzz_entry(data);
+    mv_machines::fuzz_entry(data);
 });

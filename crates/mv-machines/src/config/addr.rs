@@ -1,13 +1,12 @@
-//! The address types of `multiverse.toml` (PCI addresses, USB ids, IPv4 subnets, MAC addresses):
-//! defined once in `mv_core::model` and re-exported here under their old paths, plus the model's
-//! own rule for a machine's default MAC address.
+//! The model's own rule for a machine's default MAC address. The address types of
+//! `multiverse.toml` (PCI addresses, USB ids, IPv4 subnets, MAC addresses) are `mv_core::model`'s.
 
-pub use mv_core::model::{AddrError, HostAddress, Ipv4Net, MacAddress, PciAddress, UsbId};
+use mv_core::model::MacAddress;
 
 /// A stable, locally administered-looking address in QEMU's `52:54:00` range derived from `seed`
 /// (the machine name and network): re-rendering or cloning a definition never changes a machine's
 /// MAC, which the old notes complained about.
-pub fn derived_mac(seed: &str) -> MacAddress {
+pub(crate) fn derived_mac(seed: &str) -> MacAddress {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(format!("multiverse-mac-v1:{seed}").as_bytes());
     MacAddress([0x52, 0x54, 0x00, h[0], h[1], h[2]])

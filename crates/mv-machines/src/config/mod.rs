@@ -14,12 +14,13 @@
 //! machine of type [`MachineType::Host`] (so keys, provisioning and agents treat it like any other
 //! machine), but it never gets a libvirt domain and is never written to `[[machines]]`.
 
-pub mod addr;
+mod addr;
 
-pub use addr::{AddrError, Ipv4Net, MacAddress, PciAddress, UsbId};
-/// The shared model types, defined once in `mv_core::model` and re-exported here so that
-/// `mv_machines::config::{Arch, Os, ...}` keep naming them.
-pub use mv_core::model::{Arch, CpuVendor, MachineType, Os};
+/// The shared model types, defined once in `mv_core::model` (the crate root re-exports those a
+/// caller names); imported for the crate so `crate::config::Arch` and the like keep working.
+pub(crate) use mv_core::model::{
+    Arch, CpuVendor, Ipv4Net, MacAddress, MachineType, Os, PciAddress, UsbId,
+};
 
 use mv_core::MachineName;
 use serde::{Deserialize, Serialize};
@@ -85,7 +86,7 @@ pub enum Accel {
 }
 
 /// The environment variable that overrides `[host] accel` when rendering (tests, lab hosts).
-pub const ACCEL_ENV: &str = "MULTIVERSE_ACCEL";
+pub(crate) const ACCEL_ENV: &str = "MULTIVERSE_ACCEL";
 
 impl Accel {
     /// The lower-case name (`kvm`, `tcg`).
@@ -96,7 +97,7 @@ impl Accel {
         }
     }
 
-    /// The value of [`ACCEL_ENV`], if set: `Err` names the bad value.
+    /// The value of `MULTIVERSE_ACCEL` (`ACCEL_ENV`), if set: `Err` names the bad value.
     pub fn from_env() -> Result<Option<Accel>, String> {
         match std::env::var(ACCEL_ENV) {
             Err(std::env::VarError::NotPresent) => Ok(None),
@@ -524,7 +525,7 @@ const TEMP_OVERHEAD: usize = ".".len() + ".tmp".len() + 7;
 /// validating, so that no render ever fails half-way on ENAMETOOLONG. `disks`: how many disks the
 /// machine has (the storage link of disk n is `<name>-<n>.qcow2`).
 fn derived_paths_problem(name: &MachineName, disks: usize) -> Option<String> {
-    let socket = crate::layout::agent_socket(name);
+    let socket = mv_core::layout::agent_socket(name);
     let socket_len = socket.as_os_str().len();
     if socket_len > SUN_PATH_MAX {
         let max = SUN_PATH_MAX - (socket_len - name.as_str().len());
@@ -538,7 +539,7 @@ fn derived_paths_problem(name: &MachineName, disks: usize) -> Option<String> {
     let last_disk = disks.saturating_sub(1);
     let files = [
         name.as_str().to_string(),
-        crate::layout::Tree::volume_name(name, last_disk),
+        mv_core::layout::Tree::volume_name(name, last_disk),
         format!("{name}_VARS.fd"),
     ];
     files
@@ -553,7 +554,7 @@ fn derived_paths_problem(name: &MachineName, disks: usize) -> Option<String> {
 }
 
 /// Base image names become file names under images/: no separators, no leading dot.
-pub fn valid_image_name(s: &str) -> bool {
+pub(crate) fn valid_image_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
@@ -639,15 +640,18 @@ impl Topology {
         Ok(topology)
     }
 
-    /// docs/design.md's default topology (the text of [`DEFAULT_TOML`]).
-    pub fn default_topology() -> Topology {
+    /// docs/design.md's default topology (the text of [`DEFAULT_TOML`]); for this crate's tests.
+    #[cfg(test)]
+    pub(crate) fn default_topology() -> Topology {
         #[allow(clippy::expect_used)] // a constant checked by the tests
         Topology::parse(DEFAULT_TOML, Path::new("<default>"))
             .expect("the built-in default topology is valid")
     }
 
-    /// The default topology for another host architecture (every machine follows the host).
-    pub fn default_for_arch(arch: Arch) -> Topology {
+    /// The default topology for another host architecture (every machine follows the host); for
+    /// this crate's tests.
+    #[cfg(test)]
+    pub(crate) fn default_for_arch(arch: Arch) -> Topology {
         let text = DEFAULT_TOML.replacen("arch = \"x86_64\"", &format!("arch = \"{arch}\""), 1);
         #[allow(clippy::expect_used)] // a constant checked by the tests
         Topology::parse(&text, Path::new("<default>"))
@@ -1288,7 +1292,7 @@ pub fn fuzz_entry(data: &[u8]) {
         let out = t.to_toml().expect("an accepted topology serialises");
         let back = Topology::parse(&out, Path::new("fuzz.toml")).expect("to_toml output parses");
         assert_eq!(back, t, "to_toml round trip");
-        crate::render::plan(&crate::layout::Tree::new("/nonexistent/fuzz"), &t)
+        crate::render::plan(&mv_core::layout::Tree::new("/nonexistent/fuzz"), &t)
             .expect("an accepted topology renders with the built-in templates");
     }
 }

@@ -30,6 +30,10 @@
 //! built from them. [`proxy_channel`], [`proxy_socks`] and [`relay`] are the two ends of the
 //! virtio-serial (or Tor) path that `ssh`'s `ProxyCommand` uses.
 //!
+//! Why a public module rather than names at the crate root: this is a facade of its own (private
+//! submodules, one `pub use` list), and its names (`remote::Session`, `remote::Route`,
+//! `remote::relay`, `remote::reprovision`) say what they are only under `remote::`.
+//!
 //! What this is not: a general remote-execution layer. Files are replaced by `tar`, which
 //! unlinks and recreates each one; unlike the local commit this is not a rename, so a crash in
 //! the middle of the stream can leave some files new and some old (never a truncated one).
@@ -38,7 +42,7 @@ mod proxy;
 mod reprovision;
 mod session;
 
-pub use proxy::{channel_proxy_command, proxy_channel, proxy_socks, relay, ssh_socket, ProxyError};
+pub use proxy::{channel_proxy_command, proxy_channel, proxy_socks, relay, ProxyError};
 pub use reprovision::{reprovision, Reprovision, ReprovisionError};
 pub use session::{HostKeyCheck, Route, Scratch, Session, SessionError};
 

@@ -1,7 +1,7 @@
 //! The two ends of the path `ssh` takes to a machine's sshd without a machine network.
 //!
 //! - each domain has a second virtio-serial channel, `org.multiverse.ssh.0`, whose host side is
-//!   the unix socket [`ssh_socket`];
+//!   the unix socket `mv_core::layout::ssh_socket`;
 //! - in the guest, [`relay`] (`multiverse ssh-relay`, a service of the base image) joins that port
 //!   to the guest's sshd on 127.0.0.1:22, one session at a time;
 //! - on the host, [`proxy_channel`] (`multiverse ssh-proxy FQDN`, ssh's `ProxyCommand`, built by
@@ -14,13 +14,8 @@
 use mv_core::{Classify, ErrorClass, MachineName};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// Where the host side of a machine's SSH channel listens.
-pub fn ssh_socket(name: &MachineName) -> PathBuf {
-    PathBuf::from(format!("/run/multiverse/ssh/{name}.sock"))
-}
 
 /// The `ProxyCommand` that joins ssh to `name`'s sshd over the machine's virtio-serial channel:
 /// the executable `exe` (this program) with `--root TREE ssh-proxy FQDN`, quoted for the shell.
@@ -73,12 +68,12 @@ fn raw_stdout() -> std::io::Result<std::fs::File> {
 
 /// stdin → the machine's SSH socket → stdout, until either side ends (`ssh-proxy FQDN`).
 pub fn proxy_channel(name: &MachineName) -> Result<(), ProxyError> {
-    let sock = std::os::unix::net::UnixStream::connect(ssh_socket(name)).map_err(|source| {
-        ProxyError::Channel {
+    let sock = std::os::unix::net::UnixStream::connect(mv_core::layout::ssh_socket(name)).map_err(
+        |source| ProxyError::Channel {
             machine: name.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     let reader = sock.try_clone()?;
     let stdout = raw_stdout()?;
     let down = std::thread::spawn(move || pump(SessionStart::new(reader), stdout));

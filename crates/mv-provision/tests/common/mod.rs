@@ -4,10 +4,10 @@
 
 use mv_core::secret::SecretString;
 use mv_core::MachineName;
-use mv_provision::model::{
-    IdentityError, IdentitySource, OnionService, SshKeyPair, VpnKind, VpnOptions,
+use mv_provision::{
+    IdentityError, IdentitySource, MachineSpec, MachineType, OnionService, Os, Role, SshKeyPair,
+    VpnKind, VpnOptions,
 };
-use mv_provision::{MachineSpec, MachineType, Os, Role};
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use ssh_key::{private::Ed25519Keypair, Algorithm, EcdsaCurve, LineEnding, PrivateKey};
@@ -102,7 +102,7 @@ pub fn stand_in_agent() -> PathBuf {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let agent = dir.join("multiverse-agent");
-        std::env::set_var(mv_provision::render::AGENT_BIN_ENV, &agent);
+        std::env::set_var(mv_provision::AGENT_BIN_ENV, &agent);
         agent
     })
     .clone()
@@ -147,7 +147,7 @@ pub fn topology(os: Os) -> Vec<MachineSpec> {
     ];
     v[0].vfio_ids = vec!["10de:1b80".into(), "10de:10f0".into()];
     // The star publishes the mail service's web and SMTP ports as an onion service.
-    v[3].onion_services = vec![mv_provision::model::OnionPublish {
+    v[3].onion_services = vec![mv_provision::OnionPublish {
         machine: name("mail.service.multiverse"),
         address: "10.2.2.20".parse().unwrap(),
         ports: vec![80, 25],

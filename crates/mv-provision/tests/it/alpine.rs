@@ -8,10 +8,10 @@
 use crate::common;
 
 use common::{name, topology, Fixture};
-use mv_provision::accounts::Accounts;
-use mv_provision::apply::RunOutput;
-use mv_provision::model::IdentitySource;
-use mv_provision::{apply, plan, render, ApplyError, Engine, Os, Runner, Target};
+use mv_provision::{
+    apply, plan, render, Accounts, ApplyError, Engine, IdentitySource, Os, RunOutput, Runner,
+    Target,
+};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 

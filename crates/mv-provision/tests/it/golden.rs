@@ -7,8 +7,7 @@
 use crate::common;
 
 use common::{topology, Fixture};
-use mv_provision::render::Contents;
-use mv_provision::{render, Engine, Os};
+use mv_provision::{render, Contents, Engine, Os};
 
 fn bundle(os: Os) -> Vec<(String, String)> {
     let engine = Engine::embedded();
@@ -103,7 +102,7 @@ fn openvpn_galaxy() {
         (Os::Debian, "/etc/openvpn/client/galaxy.conf"),
     ] {
         let d = render(
-            &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
+            &common::galaxy(os, mv_provision::VpnKind::Openvpn),
             &engine,
             &Fixture,
         )
@@ -151,7 +150,7 @@ fn openvpn_galaxy() {
             "no secret in the config"
         );
         // The agent asks the management socket the config opens, which only root may use.
-        let socket = mv_provision::render::OPENVPN_MANAGEMENT_SOCKET;
+        let socket = mv_provision::OPENVPN_MANAGEMENT_SOCKET;
         assert!(
             text.lines()
                 .any(|l| l == format!("management {socket} unix")),
@@ -184,7 +183,7 @@ fn openvpn_galaxy() {
 fn host_kernel_command_line_follows_the_options() {
     let engine = Engine::embedded();
     let mut host = topology(Os::Debian).remove(0);
-    host.cpu_vendor = Some(mv_provision::model::CpuVendor::Amd);
+    host.cpu_vendor = Some(mv_core::model::CpuVendor::Amd);
     host.iommu_passthrough = false;
     let d = render(&host, &engine, &Fixture).unwrap();
     let grub = d

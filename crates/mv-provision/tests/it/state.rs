@@ -1,9 +1,12 @@
-//! The provision state file's parser (`mv_provision::state::parse`), which reads bytes from a
+//! The provision state file's parser (`mv_provision::parse_state`), which reads bytes from a
 //! machine's disk: a table of accepted and refused files, and properties (what it writes it reads
 //! back; arbitrary bytes and arbitrary JSON never panic).
 #![allow(clippy::unwrap_used)]
 
-use mv_provision::state::{self, ManagedFile, ManagedLink, ManagedService, State, StateError};
+use mv_provision::{
+    parse_state, ManagedFile, ManagedLink, ManagedService, State, StateError, STATE_MAX_BYTES,
+    STATE_PATH, STATE_VERSION,
+};
 use proptest::prelude::*;
 
 const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -62,7 +65,7 @@ fn table() {
         ),
     ];
     for (text, want) in cases {
-        let got = state::parse(text.as_bytes());
+        let got = parse_state(text.as_bytes());
         match (want, got) {
             (Ok(()), Ok(_)) => {}
             (Err(needle), Err(e)) => {
@@ -72,8 +75,8 @@ fn table() {
             (want, got) => panic!("{text}: wanted {want:?}, got {got:?}"),
         }
     }
-    let big = vec![b' '; state::MAX_BYTES + 1];
-    assert!(matches!(state::parse(&big), Err(StateError::TooLarge(_))));
+    let big = vec![b' '; STATE_MAX_BYTES + 1];
+    assert!(matches!(parse_state(&big), Err(StateError::TooLarge(_))));
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -93,7 +96,7 @@ fn any_state() -> impl Strategy<Value = State> {
         ),
     )
         .prop_map(|(files, dirs, services)| State {
-            version: state::VERSION,
+            version: STATE_VERSION,
             files: files
                 .into_iter()
                 .map(|(path, sha256)| ManagedFile { path, sha256 })
@@ -115,7 +118,7 @@ fn any_state() -> impl Strategy<Value = State> {
                 .iter()
                 .map(|f| &f.path)
                 .chain(&s.dirs)
-                .all(|p| p != state::STATE_PATH)
+                .all(|p| p != STATE_PATH)
         })
 }
 
@@ -126,7 +129,7 @@ proptest! {
     #[test]
     fn round_trip(s in any_state()) {
         let bytes = s.to_bytes();
-        let back = state::parse(&bytes);
+        let back = parse_state(&bytes);
         prop_assert!(back.is_ok(), "{:?}", back);
         let back = back.unwrap();
         let mut sorted = s.clone();
@@ -138,13 +141,13 @@ proptest! {
     /// Arbitrary bytes and JSON-shaped text never panic (the fuzz target's entry, too).
     #[test]
     fn never_panics(data in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = state::parse(&data);
+        let _ = parse_state(&data);
         mv_provision::fuzz_entry(&data);
     }
 
     #[test]
     fn json_shaped_never_panics(text in r#"\{"version":[0-9]{1,3}(,"(files|dirs|services)":\[("[/a-z.]{0,6}"|\{"(path|sha256|name|links|link|to)":"[/a-f0-9.]{0,8}"\}|,)*\])*\}"#) {
-        let _ = state::parse(text.as_bytes());
+        let _ = parse_state(text.as_bytes());
         mv_provision::fuzz_entry(text.as_bytes());
     }
 }

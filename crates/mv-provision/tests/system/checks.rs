@@ -7,9 +7,7 @@
 use crate::common;
 
 use common::{topology, Fixture};
-use mv_provision::check::{check_all, check_file, CheckError};
-use mv_provision::render::Contents;
-use mv_provision::{render, Engine, Os};
+use mv_provision::{check_all, check_file, render, CheckError, Contents, Engine, Os};
 
 fn tools_for(os: Os) -> Vec<(String, Vec<(String, &'static str)>)> {
     for t in ["nft", "dnsmasq", "tor", "sshd", "wg-quick", "unshare"] {
@@ -120,7 +118,7 @@ fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
     let engine = Engine::embedded();
     for os in [Os::Alpine, Os::Debian] {
         let d = render(
-            &common::galaxy(os, mv_provision::model::VpnKind::Openvpn),
+            &common::galaxy(os, mv_provision::VpnKind::Openvpn),
             &engine,
             &Fixture,
         )
@@ -134,9 +132,9 @@ fn openvpn_galaxy_passes_openvpn_and_a_bad_option_is_refused() {
         // OpenVPN opens its management socket before it stops at the stand-in CA: the check's
         // is in the scratch folder, never the machine's path on this host.
         assert!(
-            !std::path::Path::new(mv_provision::render::OPENVPN_MANAGEMENT_SOCKET).exists(),
+            !std::path::Path::new(mv_provision::OPENVPN_MANAGEMENT_SOCKET).exists(),
             "the check made {}",
-            mv_provision::render::OPENVPN_MANAGEMENT_SOCKET
+            mv_provision::OPENVPN_MANAGEMENT_SOCKET
         );
         let conf = d
             .files

@@ -9,8 +9,9 @@
 use crate::common;
 
 use common::{debian_root, name, topology, Fixture};
-use mv_provision::model::IdentitySource;
-use mv_provision::{apply, plan, render, ApplyError, Change, Engine, Os, SystemRunner, Target};
+use mv_provision::{
+    apply, plan, render, ApplyError, Change, Engine, IdentitySource, Os, SystemRunner, Target,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;

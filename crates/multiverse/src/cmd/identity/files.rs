@@ -82,7 +82,7 @@ pub(crate) fn apply(
 /// identities, for the record.
 pub(crate) fn fleet_files(
     root: &Root,
-    topo: &mv_machines::config::Topology,
+    topo: &mv_machines::Topology,
     user: &IdentityName,
     out: &Path,
     key_pass: Option<&SecretString>,

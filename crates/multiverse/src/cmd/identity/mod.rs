@@ -47,9 +47,9 @@ pub(crate) fn parse_name(s: &str) -> Result<IdentityName, CliError> {
 /// Checks `multiverse.toml`, when the tree has one, before any key is derived: its
 /// `[identity.epochs]` decides which keys every name has (`FILE:LINE`, exit 2).
 pub(crate) fn check_config(g: &Global) -> Result<(), CliError> {
-    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let config = mv_machines::Tree::new(g.root.clone()).config_file();
     if config.exists() {
-        mv_machines::config::Topology::load(&config).usage()?;
+        mv_machines::Topology::load(&config).usage()?;
     }
     Ok(())
 }
@@ -182,10 +182,10 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<(), CliError> {
 /// prints them without asking for the passphrase. Without a (valid) `multiverse.toml` the record
 /// holds `@user` only: the identity itself is already sealed either way.
 fn record_topology(g: &Global, root: &Root) -> Result<(), CliError> {
-    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
+    let config = mv_machines::Tree::new(g.root.clone()).config_file();
     let mut names = vec![parse_name("@user")?];
     if config.exists() {
-        match mv_machines::config::Topology::load(&config) {
+        match mv_machines::Topology::load(&config) {
             Ok(topo) => names.extend(
                 topo.machines
                     .iter()
@@ -281,15 +281,15 @@ fn show(g: &Global, a: ShowArgs) -> Result<(), CliError> {
 pub(crate) fn published_onion(
     g: &Global,
     machine: &mv_core::MachineName,
-) -> Option<(mv_core::MachineName, mv_machines::config::OnionService)> {
-    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
-    let topo = mv_machines::config::Topology::load(&config).ok()?;
+) -> Option<(mv_core::MachineName, mv_machines::OnionService)> {
+    let config = mv_machines::Tree::new(g.root.clone()).config_file();
+    let topo = mv_machines::Topology::load(&config).ok()?;
     let found = topo
         .vms()
         .filter(|m| {
             m.router
                 .as_ref()
-                .is_some_and(|r| r.role == mv_machines::config::RouterRole::Star)
+                .is_some_and(|r| r.role == mv_machines::RouterRole::Star)
         })
         .find_map(|star| {
             let service = topo
@@ -329,8 +329,8 @@ fn fleet(g: &Global, a: FleetArgs) -> Result<(), CliError> {
                 .with_hint("a person is written @name, e.g. --user @user"),
         );
     }
-    let config = mv_machines::layout::Tree::new(g.root.clone()).config_file();
-    let topo = mv_machines::config::Topology::load(&config)
+    let config = mv_machines::Tree::new(g.root.clone()).config_file();
+    let topo = mv_machines::Topology::load(&config)
         .usage()
         .hint("fleet reads the machines of multiverse.toml; create it with `multiverse init`")?;
     let key_pass = secret_input::key_passphrase(a.key_pass.key_passphrase_file.as_deref())?;

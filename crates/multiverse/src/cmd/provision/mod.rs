@@ -20,13 +20,14 @@ use crate::global::Global;
 use mv_core::{IdentityName, MachineName};
 use mv_identity::Root;
 use mv_machines::{Topology, Tree};
-use mv_provision::adapt::{spec_for, AdaptError, RootIdentity};
 use mv_provision::remote::{HostKeyCheck, Route, Session};
-use mv_provision::render::Contents;
-use mv_provision::{ApplyError, Desired, Engine, Plan, RenderError, SystemRunner, Target};
+use mv_provision::{
+    spec_for, AdaptError, ApplyError, Contents, Desired, Engine, Plan, RenderError, RootIdentity,
+    SystemRunner, Target,
+};
 use std::path::Path;
 
-pub use mv_provision::seed_disk::SeedOutcome;
+pub use mv_provision::SeedOutcome;
 
 mod args;
 mod print;
@@ -252,7 +253,7 @@ fn check(g: &Global, a: &MachineArgs) -> Result<(), CliError> {
     // Not a 0700 folder: the checkers run as other users (tor as its own) and read from it.
     let scratch = std::env::temp_dir().join(format!("multiverse-check.{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let result = mv_provision::check::check_all(&d, &scratch);
+    let result = mv_provision::check_all(&d, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     let checked = result
         .usage()

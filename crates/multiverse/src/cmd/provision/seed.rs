@@ -7,12 +7,10 @@ use crate::error::{CliError, Hinted};
 use crate::global::Global;
 use mv_core::MachineName;
 use mv_machines::Tree;
-use mv_provision::seed;
-use mv_provision::seed_disk::{self, SeedDiskError, SeedOutcome};
-use mv_provision::{Desired, SystemRunner};
+use mv_provision::{read_seed_dir, Desired, SeedDiskError, SeedError, SeedOutcome, SystemRunner};
 use std::path::PathBuf;
 
-/// Makes sure `machines/<fqdn>/seed.img` holds `d` (`mv_provision::seed_disk::ensure_seed`),
+/// Makes sure `machines/<fqdn>/seed.img` holds `d` (`mv_provision::ensure_seed`),
 /// with the `multiverse` binary the guest runs to apply it: `MULTIVERSE_SEED_BIN`, else the
 /// `multiverse` beside this executable (this build).
 pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcome, CliError> {
@@ -23,7 +21,7 @@ pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcom
             .map(|d| d.join("multiverse"))
             .unwrap_or_else(|| PathBuf::from("multiverse")),
     };
-    seed_disk::ensure_seed(tree, d, &applier, dry_run).map_err(|e| {
+    mv_provision::ensure_seed(tree, d, &applier, dry_run).map_err(|e| {
         let writing = e.while_writing();
         let c = match e {
             SeedDiskError::Seed(e) => seed_error(e),
@@ -60,9 +58,9 @@ pub fn ensure_seed(tree: &Tree, d: &Desired, dry_run: bool) -> Result<SeedOutcom
     })
 }
 
-fn seed_error(e: seed::SeedError) -> CliError {
+fn seed_error(e: SeedError) -> CliError {
     match e {
-        seed::SeedError::Malformed { .. } | seed::SeedError::Mismatch { .. } => {
+        SeedError::Malformed { .. } | SeedError::Mismatch { .. } => {
             CliError::usage_msg(format!("{:#}", anyhow::Error::new(e)))
                 .with_hint("the seed is corrupt or from another version: make it again with `multiverse provision apply FQDN --disk` on the host")
         }
@@ -96,7 +94,7 @@ pub(super) fn apply_disk(g: &Global, a: &TargetArgs) -> Result<(), CliError> {
 
 /// `provision apply-seed --seed DIR --target ROOT`: the guest side of `--disk`.
 pub(super) fn apply_seed(g: &Global, a: &SeedArgs) -> Result<(), CliError> {
-    let (d, id) = seed::read_dir(&a.seed).map_err(seed_error)?;
+    let (d, id) = read_seed_dir(&a.seed).map_err(seed_error)?;
     let target = open_target(&d, &a.target)?;
     let shown = a.target.display().to_string();
     if g.dry_run {

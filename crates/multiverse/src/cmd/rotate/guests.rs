@@ -6,8 +6,7 @@ use crate::error::CliError;
 use crate::global::Global;
 use mv_core::IdentityName;
 use mv_identity::Root;
-use mv_provision::remote;
-use mv_provision::seed_disk::SeedOutcome;
+use mv_provision::{remote, SeedOutcome};
 
 /// Step 4: the machines whose provisioned state changes with the new epoch, brought up to date
 /// while they run (see the module docs). Rendering every machine twice is cheap next to one SSH
@@ -16,13 +15,13 @@ use mv_provision::seed_disk::SeedOutcome;
 pub(super) fn update_running_guests(
     g: &Global,
     root: &Root,
-    topo: &mv_machines::config::Topology,
+    topo: &mv_machines::Topology,
     name: &IdentityName,
     person: &IdentityName,
     from: u32,
     to: u32,
 ) -> Result<(), CliError> {
-    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let tree = mv_machines::Tree::new(g.root.clone());
     let (old, new) = (root.at_epoch(name, from), root.at_epoch(name, to));
     // Only running machines are rendered: one that cannot be (galaxy without its VPN settings)
     // cannot have been started by `up --start` either.
@@ -35,7 +34,7 @@ pub(super) fn update_running_guests(
         }
         let before = crate::cmd::provision::render_machine(g, topo, &m.name, &old, person)?;
         let after = crate::cmd::provision::render_machine(g, topo, &m.name, &new, person)?;
-        if mv_provision::seed::seed_id(&before) == mv_provision::seed::seed_id(&after) {
+        if mv_provision::seed_id(&before) == mv_provision::seed_id(&after) {
             continue;
         }
         // A machine still booting, or started without provisioning, has no agent (and maybe no
@@ -69,7 +68,7 @@ pub(super) fn update_running_guests(
 /// the old keys, apply `desired`, mark the seed applied, check the new keys).
 fn update_guest(
     g: &Global,
-    tree: &mv_machines::layout::Tree,
+    tree: &mv_machines::Tree,
     machine: &mv_core::MachineName,
     old: &Root,
     new: &Root,
@@ -102,7 +101,7 @@ fn update_guest(
 
 /// Whether `machine`'s agent answers over its virtio-serial channel as the machine itself.
 fn agent_answers(machine: &mv_core::MachineName) -> Result<(), String> {
-    let sock = mv_machines::layout::agent_socket(machine);
+    let sock = mv_core::layout::agent_socket(machine);
     let client = mv_agent::Client::unix(sock).with_timeout(std::time::Duration::from_secs(10));
     let info = client.info().map_err(|e| e.to_string())?;
     match info.fqdn.as_deref() {

@@ -70,9 +70,9 @@ pub struct RotateArgs {
 pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
     let name = identity::parse_name(&a.name)?;
     let user = identity::parse_name(&a.user)?;
-    let tree = mv_machines::layout::Tree::new(g.root.clone());
+    let tree = mv_machines::Tree::new(g.root.clone());
     let config = tree.config_file();
-    let topo = mv_machines::config::Topology::load(&config)
+    let topo = mv_machines::Topology::load(&config)
         .usage()
         .hint("the epochs live in multiverse.toml; create it with `multiverse init`")?;
     if let IdentityName::Machine(m) = &name {
@@ -151,7 +151,7 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
         if let IdentityName::Machine(m) = &name {
             let encrypted = topo
                 .machine(m)
-                .filter(|mm| mv_machines::render::luks_secret_uuid(mm).is_some());
+                .filter(|mm| mv_machines::luks_secret_uuid(mm).is_some());
             if let Some(mm) = encrypted {
                 let disks = (0..mm.disks.len())
                     .filter(|i| tree.disk_n(m, *i).exists())
@@ -174,7 +174,7 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
             Step::Pass => pass::reencrypt_pass(g, &root, &name, from, to)?,
             Step::Config => {
                 // Read again: the file may have been edited since; a rerun finds it already done.
-                mv_machines::edit::set_epoch_in_file(&config, &name, to)?;
+                mv_machines::set_epoch_in_file(&config, &name, to)?;
                 g.say(format!("{}: {name} = {to}", config.display()));
                 if matches!(name, IdentityName::Person(_)) {
                     // The pass session cache holds the person's key of the old epoch under an id
@@ -220,7 +220,7 @@ pub fn run(g: &Global, a: RotateArgs) -> Result<(), CliError> {
                             .map_err(luks_error)?
                         {
                             let _ = std::fs::remove_file(&marker);
-                            if mv_machines::render::luks_secret_uuid(machine).is_some() {
+                            if mv_machines::luks_secret_uuid(machine).is_some() {
                                 g.say(format!(
                                     "run `multiverse up {name}` to give libvirt the disks' new key"
                                 ));
@@ -264,10 +264,10 @@ fn luks_error(e: LuksError) -> CliError {
 /// left by a rotation that found the machine running.
 fn encrypted_disks(
     machine: &mv_machines::Machine,
-    tree: &mv_machines::layout::Tree,
+    tree: &mv_machines::Tree,
 ) -> (Vec<PathBuf>, PathBuf) {
     let marker = tree.machine_dir(&machine.name).join("luks-rekey-pending");
-    if mv_machines::render::luks_secret_uuid(machine).is_none() {
+    if mv_machines::luks_secret_uuid(machine).is_none() {
         return (Vec::new(), marker);
     }
     let disks = (0..machine.disks.len())
@@ -283,7 +283,7 @@ pub fn finish_rekey(
     g: &Global,
     root: &Root,
     machine: &mv_machines::Machine,
-    tree: &mv_machines::layout::Tree,
+    tree: &mv_machines::Tree,
 ) -> Result<(), CliError> {
     let (disks, marker) = encrypted_disks(machine, tree);
     let name = IdentityName::Machine(machine.name.clone());
