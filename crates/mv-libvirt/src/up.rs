@@ -43,7 +43,7 @@ pub struct MachineSpec {
     /// Host folders the running machine needs (the agent socket's), created before a start.
     pub runtime_dirs: Vec<PathBuf>,
     /// The machine's seed disk (`machines/<fqdn>/seed.img`), attached read-only as `vdz`: the
-    /// provisioning the guest applies to itself at first boot (`mv_provision::seed`).
+    /// provisioning the guest applies to itself at first boot (`mv_provision::ensure_seed`).
     pub seed: Option<PathBuf>,
     /// Where libvirt keeps the serial console (`machines/<fqdn>/console.log`).
     pub console_log: Option<PathBuf>,
