@@ -160,6 +160,23 @@ pub fn library_hint(error: &anyhow::Error) -> Option<&'static str> {
         if let Some(e) = e.downcast_ref::<mv_identity::export::ExportError>() {
             return export_hint(e);
         }
+        if let Some(e) = e.downcast_ref::<mv_machines::EditError>() {
+            return edit_hint(e);
+        }
+        if let Some(mv_machines::RenderError::StorageOccupied { .. }) =
+            e.downcast_ref::<mv_machines::RenderError>()
+        {
+            return Some(
+                "move it into machines/<fqdn>/, or run `multiverse migrate` to move an old layout",
+            );
+        }
+        if let Some(mv_provision::RenderError::AgentBinary { .. }) =
+            e.downcast_ref::<mv_provision::RenderError>()
+        {
+            return Some(
+                "build it beside `multiverse` (cargo build --workspace), or set MULTIVERSE_AGENT_BIN=PATH",
+            );
+        }
         None
     })
 }
@@ -181,6 +198,17 @@ fn pass_hint(e: &mv_pass::StoreError) -> Option<&'static str> {
         StoreError::Symlink { .. } => Some(
             "remove the link (`multiverse pass rm` removes the link itself) or replace it with a real file or folder",
         ),
+        _ => None,
+    }
+}
+
+/// The hints of `machine add`/`machine rm`'s errors: the flags that fix them.
+fn edit_hint(e: &mv_machines::EditError) -> Option<&'static str> {
+    use mv_machines::EditError;
+    match e {
+        EditError::RouterWithoutRole => Some("pass --role universe|galaxy|star"),
+        EditError::RoleOnNonRouter => Some("drop --role, --upstream and --serves, or add a router"),
+        EditError::NoNetwork(_) => Some("pass --network NAME"),
         _ => None,
     }
 }
@@ -221,6 +249,34 @@ pub fn report(result: Result<(), CliError>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_errors_get_their_hint_through_any_context() {
+        let e = anyhow::Error::new(mv_machines::EditError::NoNetwork("x".into()))
+            .context("cannot add the machine");
+        assert_eq!(library_hint(&e), Some("pass --network NAME"));
+        let e = anyhow::Error::new(mv_machines::RenderError::StorageOccupied {
+            path: "/t/storage/x.qcow2".into(),
+        });
+        assert!(library_hint(&e).is_some_and(|h| h.contains("multiverse migrate")));
+        let e = anyhow::Error::new(mv_provision::RenderError::AgentBinary {
+            machine: "m".into(),
+            what: "multiverse-agent",
+            path: "/nope".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert!(library_hint(&e).is_some_and(|h| h.contains(mv_provision::AGENT_BIN_ENV)));
+        // An error no library hint covers gets none.
+        assert_eq!(library_hint(&anyhow::anyhow!("plain")), None);
+        // The library messages themselves name no flag or command.
+        for msg in [
+            mv_machines::EditError::RouterWithoutRole.to_string(),
+            mv_machines::EditError::RoleOnNonRouter.to_string(),
+            mv_machines::EditError::NoNetwork("x".into()).to_string(),
+        ] {
+            assert!(!msg.contains("--") && !msg.contains("multiverse "), "{msg}");
+        }
+    }
 
     #[test]
     fn only_print_panics_on_a_broken_pipe_are_quiet() {

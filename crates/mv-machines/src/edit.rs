@@ -84,13 +84,13 @@ pub enum EditError {
     #[error("the host is described in [host]; it cannot be added as a machine")]
     HostType,
     /// A router without a role.
-    #[error("a router needs --role universe|galaxy|star")]
+    #[error("a router needs a role: universe, galaxy or star")]
     RouterWithoutRole,
     /// Router options on a non-router.
-    #[error("--role, --upstream and --serves are for routers only")]
+    #[error("a role, an upstream and served networks are for routers only")]
     RoleOnNonRouter,
     /// No network to attach to.
-    #[error("no network to attach `{0}` to; pass --network NAME")]
+    #[error("no network to attach `{0}` to")]
     NoNetwork(String),
 }
 

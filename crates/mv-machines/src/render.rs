@@ -41,7 +41,7 @@ pub enum RenderError {
         source: toml::ser::Error,
     },
     /// A storage symlink's place holds a real file (maybe a disk of an old layout).
-    #[error("{} exists and is not a symlink; refusing to replace it (move it into machines/<fqdn>/ or run `multiverse migrate`)", path.display())]
+    #[error("{} exists and is not a symlink; refusing to replace it", path.display())]
     StorageOccupied {
         /// The path.
         path: PathBuf,

@@ -86,7 +86,7 @@ pub enum RenderError {
         what: String,
     },
     /// The agent binary to install is missing or unreadable.
-    #[error("cannot read {what} to install on {machine} ({}): build it beside `multiverse` (cargo build --workspace) or set {AGENT_BIN_ENV}=PATH", path.display())]
+    #[error("cannot read {what} to install on {machine} ({})", path.display())]
     AgentBinary {
         /// The machine.
         machine: String,

@@ -62,7 +62,8 @@ pub fn render_into(
             rel(tree.root(), &target)
         ))
         .with_hint("fix the template under templates/ or remove it to use the built-in one")),
-        Err(e @ RenderError::StorageOccupied { .. }) => Err(CliError::usage_msg(e)),
+        // Usage (its Classify); the hint comes from `error::library_hint`.
+        Err(e @ RenderError::StorageOccupied { .. }) => Err(CliError::from(e)),
         Err(e) => Err(e).hint("check that --root is writable"),
     }
 }
