@@ -487,8 +487,6 @@ fn fleet_writes_every_machine_and_sshd_accepts_a_derived_login() {
 
 #[test]
 fn gpg_imports_the_exported_key_with_the_spec_fingerprint_and_decrypts() {
-    let gpg = require_tool("gpg");
-    let gpgconf = require_tool("gpgconf");
     let t = tempfile::tempdir().unwrap();
     restore_spec(t.path());
     let out = t.path().join("pgp");
@@ -500,24 +498,9 @@ fn gpg_imports_the_exported_key_with_the_spec_fingerprint_and_decrypts() {
             .arg(&out),
         None,
     );
-    let home = t.path().join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    struct Agent(PathBuf, PathBuf);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = Command::new(&self.0)
-                .args(["--kill", "all"])
-                .env("GNUPGHOME", &self.1)
-                .status();
-        }
-    }
-    let _agent = Agent(gpgconf, home.clone());
-    let g = || {
-        let mut c = Command::new(&gpg);
-        c.env("GNUPGHOME", &home).args(["--batch", "--no-tty"]);
-        c
-    };
+    // gpg's agent for this home is stopped when `home` drops.
+    let home = mv_testkit::gnupg::Home::new(&t.path().join("gnupg"));
+    let g = || home.gpg();
     run_ok(g().arg("--import").arg(out.join("openpgp-secret.asc")));
     let listing = run_ok(g().args(["--with-colons", "--list-secret-keys"]));
     let fpr = listing

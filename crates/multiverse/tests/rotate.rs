@@ -140,8 +140,6 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
     let keygen = require_tool("ssh-keygen");
-    let gpg = require_tool("gpg");
-    let gpgconf = require_tool("gpgconf");
     let cryptsetup = require_tool("cryptsetup");
     let (t, fleet) = tree();
     let root = t.path();
@@ -287,24 +285,9 @@ fn rotating_a_machine_replaces_every_key_and_real_tools_agree() {
 
     // gpg: the revocation imports and the old key is listed revoked; the new key is valid and
     // newer (created one second later).
-    let home = root.join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    struct Agent(PathBuf, PathBuf);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = Command::new(&self.0)
-                .args(["--kill", "all"])
-                .env("GNUPGHOME", &self.1)
-                .status();
-        }
-    }
-    let _agent = Agent(gpgconf, home.clone());
-    let g = || {
-        let mut c = Command::new(&gpg);
-        c.env("GNUPGHOME", &home).args(["--batch", "--no-tty"]);
-        c
-    };
+    // gpg's agent for this home is stopped when `home` drops.
+    let home = mv_testkit::gnupg::Home::new(&root.join("gnupg"));
+    let g = || home.gpg();
     run_ok(g().arg("--import").arg(old_host.join("openpgp-public.asc")));
     run_ok(g().arg("--import").arg(hostdir.join("openpgp-revoked.asc")));
     run_ok(g().arg("--import").arg(hostdir.join("openpgp-public.asc")));

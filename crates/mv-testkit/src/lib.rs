@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod gnupg;
 pub mod openvpn;
 pub mod sshd;
 pub mod tornet;

@@ -9,41 +9,14 @@ use mv_identity::pgp::composed::{ArmorOptions, DetachedSignature, Message};
 use mv_identity::pgp::crypto::hash::HashAlgorithm;
 use mv_identity::pgp::types::Password;
 use mv_identity::Root;
-use mv_testkit::{require_tool, run_ok};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Command;
-
-struct Home {
-    dir: tempfile::TempDir,
-    gpgconf: PathBuf,
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        // Stop the agent this GNUPGHOME started.
-        let _ = Command::new(&self.gpgconf)
-            .args(["--kill", "all"])
-            .env("GNUPGHOME", self.dir.path().join("gnupg"))
-            .status();
-    }
-}
+use mv_testkit::run_ok;
 
 #[test]
 fn gpg_verifies_our_signature_and_we_decrypt_what_gpg_encrypted() {
-    let gpg = require_tool("gpg");
-    let home = Home {
-        dir: tempfile::tempdir().unwrap(),
-        gpgconf: require_tool("gpgconf"),
-    };
-    let gnupg = home.dir.path().join("gnupg");
-    std::fs::create_dir(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let g = || {
-        let mut c = Command::new(&gpg);
-        c.env("GNUPGHOME", &gnupg).args(["--batch", "--no-tty"]);
-        c
-    };
+    let dir = tempfile::tempdir().unwrap();
+    // gpg's agent for this home is stopped when `home` drops.
+    let home = mv_testkit::gnupg::Home::new(&dir.path().join("gnupg"));
+    let g = || home.gpg();
 
     let root = Root::from_bytes(core::array::from_fn(|i| i as u8));
     let name = IdentityName::parse("universe.router.multiverse").unwrap();
@@ -52,7 +25,7 @@ fn gpg_verifies_our_signature_and_we_decrypt_what_gpg_encrypted() {
         .to_public_key()
         .to_armored_string(ArmorOptions::default())
         .unwrap();
-    let pubfile = home.dir.path().join("public.asc");
+    let pubfile = dir.path().join("public.asc");
     std::fs::write(&pubfile, public).unwrap();
     run_ok(g().arg("--import").arg(&pubfile));
 
@@ -66,8 +39,8 @@ fn gpg_verifies_our_signature_and_we_decrypt_what_gpg_encrypted() {
         &data[..],
     )
     .unwrap();
-    let sigfile = home.dir.path().join("data.sig");
-    let datafile = home.dir.path().join("data");
+    let sigfile = dir.path().join("data.sig");
+    let datafile = dir.path().join("data");
     std::fs::write(&datafile, data).unwrap();
     std::fs::write(
         &sigfile,
@@ -101,7 +74,7 @@ fn gpg_verifies_our_signature_and_we_decrypt_what_gpg_encrypted() {
         .success());
 
     // gpg encrypts to the derived key; we decrypt with the derived secret subkey.
-    let msgfile = home.dir.path().join("msg.txt");
+    let msgfile = dir.path().join("msg.txt");
     std::fs::write(&msgfile, "for the derived subkey\n").unwrap();
     let ct = run_ok(
         g().args(["--trust-model", "always", "--armor", "--recipient"])
