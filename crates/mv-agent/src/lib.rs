@@ -17,6 +17,12 @@
 //! `/v1/stats` returns, section by section), [`Sample`] (one point of `/v1/stats/history`),
 //! [`TaskInfo`] and [`TaskResult`], [`HostKey`].
 //!
+//! The workspace's packages take it without default features and name the ones they need
+//! (`multiverse`: `tui`; `multiverse-virt`: `client`; `multiverse-agent`: `server`). Two modules are
+//! public namespaces on purpose, because their many items read well only qualified: [`config`]
+//! (`config::Role`, `config::ApiConfig`, `config::HostConfig`) and [`stats`] (one type per `/v1/stats` section). The rest is
+//! private, re-exported here.
+//!
 //! What this crate is not: a general metrics system (no push, no storage beyond the ring buffer),
 //! nor a remote shell: the API runs only the tasks named in the config.
 #![forbid(unsafe_code)]

@@ -15,7 +15,9 @@
 //!
 //! The interactive installer's questions are [`form::Form`]: the model, its keys, validation and
 //! the writing of the answer file, free of any terminal library (the CLI draws it), proposing
-//! defaults from what it finds on the machine (disks, tokens, NICs, GPUs).
+//! defaults from what it finds on the machine (disks, tokens, NICs, GPUs). `form` is the one
+//! public module, a namespace (`form::Form`, `form::Row`, `form::Action`: names that would be
+//! ambiguous at the root); the rest is private and re-exported here.
 //!
 //! Every error type implements [`mv_core::Classify`]. Output goes through [`Host`] (a real run's
 //! verbose lines, or [`DryRun`]'s recorded commands); the crate prints nothing.
