@@ -14,7 +14,7 @@
 
 use crate::backend::{entry_key_ids, Crypto};
 use crate::name::EntryName;
-use crate::store::{chain, BulkError, Store, StoreError};
+use crate::store::{chain, walk_store, BulkError, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -229,14 +229,8 @@ fn gpg_id_signatures(store: &Store) -> Vec<FsckIssue> {
     if store.signing_keys().is_none() {
         return Vec::new();
     }
-    let walker = walkdir::WalkDir::new(store.dir())
-        .follow_links(false)
-        .follow_root_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
     let mut out = Vec::new();
-    for e in walker.flatten() {
+    for e in walk_store(store.dir()).flatten() {
         if !(e.file_type().is_file() && e.file_name() == ".gpg-id") {
             continue;
         }
@@ -269,12 +263,7 @@ fn gpg_id_signatures(store: &Store) -> Vec<FsckIssue> {
 /// everything under umask 077, so entry names and recipients stay private.
 fn open_folders(store: &Store) -> Vec<FsckIssue> {
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(store.dir())
-        .follow_links(false)
-        .follow_root_links(true)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
-    for e in walker.flatten() {
+    for e in walk_store(store.dir()).flatten() {
         let ty = e.file_type();
         let relevant = ty.is_dir() || (ty.is_file() && e.file_name() == ".gpg-id");
         if !relevant {
@@ -303,22 +292,8 @@ fn stray_files(store: &Store) -> Result<Vec<FsckIssue>, StoreError> {
     }
     let real_store = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .follow_root_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(dir).to_path_buf();
-            StoreError::Fs(mv_core::fsutil::FsError::new(
-                "cannot list",
-                &path,
-                e.into_io_error()
-                    .unwrap_or_else(|| std::io::ErrorKind::Other.into()),
-            ))
-        })?;
+    for entry in walk_store(dir) {
+        let entry = entry?;
         if entry.depth() == 0 {
             continue;
         }

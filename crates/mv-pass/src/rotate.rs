@@ -111,18 +111,9 @@ impl Store {
         if !self.dir().is_dir() {
             return Ok(Vec::new());
         }
-        let walker = walkdir::WalkDir::new(self.dir())
-            .follow_links(false)
-            .follow_root_links(true)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
         let mut out = Vec::new();
-        for e in walker {
-            let e = e.map_err(|e| {
-                let path = e.path().unwrap_or(self.dir()).to_path_buf();
-                StoreError::Fs(FsError::new("cannot list", &path, e.into()))
-            })?;
+        for e in crate::store::walk_store(self.dir()) {
+            let e = e?;
             if !(e.file_type().is_file() && e.file_name() == ".gpg-id") {
                 continue;
             }

@@ -323,6 +323,26 @@ pub(crate) fn parse_gpg_id(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The one walk over a store folder: every entry below `dir` (and `dir` itself first, depth 0),
+/// `.git` skipped, links listed but not followed (a linked store root is followed), in name order.
+/// An unreadable folder is a [`StoreError::Fs`] naming it.
+pub(crate) fn walk_store(
+    dir: &Path,
+) -> impl Iterator<Item = std::result::Result<walkdir::DirEntry, StoreError>> + '_ {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .follow_root_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git")
+        .map(move |r| {
+            r.map_err(|e| {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                StoreError::Fs(FsError::new("cannot list", &path, e.into()))
+            })
+        })
+}
+
 /// Reads a regular file, refusing a symlink in its place (`O_NOFOLLOW`) and never blocking on a
 /// FIFO or device (`O_NONBLOCK`, then only a regular file is read).
 pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -599,12 +619,7 @@ impl Store {
     /// sorted, without duplicates.
     pub fn all_recipients(&self) -> Vec<String> {
         let mut ids = self.key_override.clone().unwrap_or_default();
-        let walker = walkdir::WalkDir::new(&self.dir)
-            .follow_links(false)
-            .follow_root_links(true)
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
-        for e in walker.flatten() {
+        for e in walk_store(&self.dir).flatten() {
             if e.file_type().is_file() && e.file_name() == ".gpg-id" {
                 if let Ok(text) = read_no_follow(e.path()) {
                     ids.extend(parse_gpg_id(&String::from_utf8_lossy(&text)));
