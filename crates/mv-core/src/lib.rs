@@ -19,6 +19,7 @@
 //!   [`name::IdentityName`], which is a machine name or a person (`@user`).
 //! - [`secret`]: [`secret::Secret`], a zeroised-on-drop buffer whose `Debug` never shows the contents.
 //! - [`text`]: [`text::last_lines`], the last lines of a console or log, safe to print.
+//! - [`xml`]: [`xml::escape`] and [`xml::unescape`], values in libvirt's XML.
 //!
 //! What this crate is not: a grab bag. Anything with a single user lives in that user's crate.
 //!
@@ -40,6 +41,7 @@ pub mod model;
 pub mod name;
 pub mod secret;
 pub mod text;
+pub mod xml;
 
 pub use error_class::{Classify, ErrorClass};
 pub use layout::Tree;

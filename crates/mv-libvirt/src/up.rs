@@ -81,7 +81,7 @@ impl MachineSpec {
             if let Some(at) = xml.find(tag) {
                 let log = format!(
                     "\n      <log file=\"{}\" append=\"on\"/>",
-                    xml_escape(&log.display().to_string())
+                    mv_core::xml::escape(&log.display().to_string())
                 );
                 xml.insert_str(at + tag.len(), &log);
             }
@@ -90,7 +90,7 @@ impl MachineSpec {
             if let Some(at) = xml.rfind("</devices>") {
                 let channel = format!(
                     "  <channel type=\"unix\">\n      <source mode=\"bind\" path=\"{}\"/>\n      <target type=\"virtio\" name=\"{SSH_CHANNEL}\"/>\n    </channel>\n  ",
-                    xml_escape(&sock.display().to_string())
+                    mv_core::xml::escape(&sock.display().to_string())
                 );
                 xml.insert_str(at, &channel);
             }
@@ -99,7 +99,7 @@ impl MachineSpec {
             if let Some(at) = xml.rfind("</devices>") {
                 let disk = format!(
                     "  <disk type=\"file\" device=\"disk\">\n      <driver name=\"qemu\" type=\"raw\"/>\n      <source file=\"{}\"/>\n      <target dev=\"vdz\" bus=\"virtio\"/>\n      <serial>MVSEED</serial>\n      <readonly/>\n    </disk>\n  ",
-                    xml_escape(&seed.display().to_string())
+                    mv_core::xml::escape(&seed.display().to_string())
                 );
                 xml.insert_str(at, &disk);
             }
@@ -114,14 +114,6 @@ pub(crate) const SSH_CHANNEL: &str = "org.multiverse.ssh.0";
 /// Whether a live definition has the seed disk (`vdz`), in libvirt's quoting or ours.
 fn has_seed_disk(live: &str) -> bool {
     live.contains("dev='vdz'") || live.contains("dev=\"vdz\"")
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// The wanted state.

@@ -139,9 +139,10 @@ impl Engine {
         });
         env.set_formatter(|out, state, value| {
             if matches!(state.auto_escape(), AutoEscape::Custom("xml")) && !value.is_safe() {
-                out.write_str(&xml_escape(&value.to_string())).map_err(|_| {
-                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
-                })
+                out.write_str(&mv_core::xml::escape(&value.to_string()))
+                    .map_err(|_| {
+                        minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+                    })
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
@@ -253,22 +254,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// Escapes `&`, `<`, `>`, `"` and `'` for XML text and attribute values.
-pub(crate) fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// Only names without separators or `..` are looked up in the override folder.

@@ -185,7 +185,7 @@ fn rewrite_element_text(
         let raw = &rest[..len];
         // Only plain text: an element holding other elements is left alone.
         if !raw.contains('<') {
-            match f(&unescape(raw)) {
+            match f(&mv_core::xml::unescape(raw)) {
                 Some(new) => out.push_str(&escape(&new)),
                 None => out.push_str(raw),
             }
@@ -228,7 +228,7 @@ fn visit_attrs_and_paths(
                 };
                 out.push_str(&rest[..start]);
                 let raw = &rest[start..start + len];
-                match f(&unescape(raw)) {
+                match f(&mv_core::xml::unescape(raw)) {
                     Some(new) => out.push_str(&escape(&new)),
                     None => out.push_str(raw),
                 }
@@ -292,7 +292,7 @@ fn rewrite_attrs(tag: &str, names: &[&str], f: &mut dyn FnMut(&str) -> Option<St
         };
         out.push_str(&rest[..vstart]);
         let raw = &rest[vstart..vstart + vlen];
-        match f(&unescape(raw)) {
+        match f(&mv_core::xml::unescape(raw)) {
             Some(new) => out.push_str(&escape(&new)),
             None => out.push_str(raw),
         }
@@ -305,14 +305,6 @@ fn rewrite_attrs(tag: &str, names: &[&str], f: &mut dyn FnMut(&str) -> Option<St
 /// Byte offset of the sub-slice `inner` inside `outer`.
 fn tag_offset(outer: &str, inner: &str) -> usize {
     inner.as_ptr() as usize - outer.as_ptr() as usize
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 fn escape(s: &str) -> String {
