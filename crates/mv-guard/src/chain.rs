@@ -120,7 +120,7 @@ fn default_reserve_mib() -> u64 {
 pub const DEFAULT_URI: &str = "qemu:///system";
 
 /// The unsealed secrets the host holds as files: the secret folder and the agent's TCP token.
-pub const DEFAULT_SECRET_PATHS: [&str; 2] =
+pub(crate) const DEFAULT_SECRET_PATHS: [&str; 2] =
     ["/run/multiverse/secrets", "/etc/multiverse/agent.token"];
 
 /// The programs holding a secret in memory that the default chain's `drop-secrets` kills: the
@@ -133,7 +133,7 @@ pub const DEFAULT_SECRET_PATHS: [&str; 2] =
 /// zeroes them with `init_on_free=1` (or `clear-memory` overwrites them), and it cannot be
 /// delayed or ignored by the process. The agent is of no use once the chain runs (the power-off
 /// follows).
-pub const DEFAULT_SECRET_PROCESSES: [&str; 1] = ["multiverse-agent"];
+pub(crate) const DEFAULT_SECRET_PROCESSES: [&str; 1] = ["multiverse-agent"];
 
 /// The default chain, in the order of issue #16: every secret the host holds (libvirt secrets
 /// first, so no encrypted disk can be opened again; then the secret files and the agent's token,
@@ -280,7 +280,7 @@ impl std::fmt::Display for Op {
 }
 
 /// The open LUKS devices: `<sys>/block/*/dm/uuid` starting with `CRYPT-LUKS`, by dm name.
-pub fn open_luks_devices(sys: &Path) -> Vec<String> {
+pub(crate) fn open_luks_devices(sys: &Path) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(sys.join("block")) {
         for e in entries.flatten() {
@@ -590,7 +590,7 @@ fn wipe_tree(p: &Path) -> std::io::Result<()> {
 
 /// Fills free memory (MemAvailable minus the reserve) with a pattern, then frees it. Returns the
 /// bytes written. `limit` caps it (tests).
-pub fn wipe_free_memory(proc_root: &Path, reserve_mib: u64, limit: Option<u64>) -> u64 {
+pub(crate) fn wipe_free_memory(proc_root: &Path, reserve_mib: u64, limit: Option<u64>) -> u64 {
     let avail_kib = std::fs::read_to_string(proc_root.join("meminfo"))
         .ok()
         .and_then(|m| {

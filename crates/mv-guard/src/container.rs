@@ -41,24 +41,18 @@ const CHECK_LEN: usize = 16;
 /// Repetitions of each header bit.
 const REPEAT: usize = 5;
 /// Header bits on the image (salt + check, repeated).
-pub const HEADER_BITS: usize = (SALT_LEN + CHECK_LEN) * 8 * REPEAT;
+pub(crate) const HEADER_BITS: usize = (SALT_LEN + CHECK_LEN) * 8 * REPEAT;
 /// Nonce bytes.
 const NONCE_LEN: usize = 24;
 /// AEAD tag bytes.
 const TAG_LEN: usize = 16;
 /// Plaintext size classes: a key is padded to the smallest that holds `2 + key.len()` bytes.
-pub const SIZE_CLASSES: [usize; 2] = [256, 4096];
+pub(crate) const SIZE_CLASSES: [usize; 2] = [256, 4096];
 /// Carriers required per hidden bit (an embedding rate of at most 1/16 of the samples).
-pub const CARRIERS_PER_BIT: usize = 16;
+pub(crate) const CARRIERS_PER_BIT: usize = 16;
 
 pub use crate::hide_file::{hide_file, HideFile, HideFileError, HideFileOutcome};
 pub use mv_seal::KdfParams;
-
-/// The parameters of version 1 when none are given: mv-seal's default (256 MiB, 3 passes). They
-/// are not stored in the image (that would be a visible structure), so reveal must use the same.
-pub fn default_params() -> KdfParams {
-    KdfParams::DEFAULT
-}
 
 /// Why a key cannot be hidden.
 #[derive(Debug, thiserror::Error)]
@@ -207,11 +201,6 @@ pub fn bits_for_class(class: usize) -> usize {
 /// The smallest size class for a key of `len` bytes.
 pub fn class_for(len: usize) -> Option<usize> {
     SIZE_CLASSES.iter().copied().find(|c| len + 2 <= *c)
-}
-
-/// Carrier samples a cover needs to hold a key of `key_len` bytes.
-pub fn required_carriers(key_len: usize) -> Option<usize> {
-    class_for(key_len).map(|c| bits_for_class(c) * CARRIERS_PER_BIT)
 }
 
 fn to_bits(bytes: &[u8], out: &mut Vec<u8>) {

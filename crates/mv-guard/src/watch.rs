@@ -9,7 +9,7 @@
 //! [`GuardConfig::load`], so a watcher running as root refuses a file another user could have
 //! written ([`WatchEvent::ConfigRefused`]) and stays armed with the chain it started with.
 //!
-//! [`send_to_kernel`] asks the kernel to re-broadcast a uevent in the caller's network namespace
+//! `send_to_kernel` asks the kernel to re-broadcast a uevent in the caller's network namespace
 //! (the kernel's `uevent_net_rcv` path, root only): the tests and the benchmark use it, inside a
 //! namespace of their own, to drive the real netlink path end to end.
 //!
@@ -126,7 +126,7 @@ impl Drop for Source {
 /// Sends `payload` (a uevent in kernel format) to the kernel, which re-broadcasts it with a
 /// sequence number to every uevent listener of this network namespace, as from the kernel.
 /// Returns the time just before the send (the benchmark's start).
-pub fn send_to_kernel(payload: &[u8]) -> std::io::Result<std::time::SystemTime> {
+pub(crate) fn send_to_kernel(payload: &[u8]) -> std::io::Result<std::time::SystemTime> {
     let s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_KOBJECT_UEVENT)?;
     let len = u32::try_from(16 + payload.len())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -163,7 +163,7 @@ impl mv_core::Classify for SendError {
     }
 }
 
-/// [`send_to_kernel`] from inside the network namespace `ns` (e.g. `/proc/PID/ns/net` of a
+/// `send_to_kernel` from inside the network namespace `ns` (e.g. `/proc/PID/ns/net` of a
 /// watcher started with `unshare -n`), on a short-lived thread so the caller's namespace is
 /// untouched. For tests and the benchmark; root only. Returns the time just before the send.
 /// Refuses the caller's own namespace ([`SendError::SameNamespace`]).

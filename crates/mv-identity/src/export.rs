@@ -386,16 +386,23 @@ fn write_one(
     Ok(Outcome::Written)
 }
 
-/// Writes every file that is not already current (nothing on `dry_run`), on up to `threads`
-/// threads. Returns one outcome per file, in order; stops at the first error (files written before
-/// it stay written, each complete). Secrets go only into folders of the caller or root.
-pub fn write_files(
+/// [`write_files_synced`] with the defaults (folders of the caller or root only, one sync per
+/// folder), for the tests.
+#[cfg(test)]
+fn write_files(
     files: &[ExportFile],
     key_pass: Option<&SecretString>,
     dry_run: bool,
     threads: usize,
 ) -> Result<Vec<Outcome>, ExportError> {
-    write_files_with(files, key_pass, dry_run, threads, Folders::TrustedOnly)
+    write_files_synced(
+        files,
+        key_pass,
+        dry_run,
+        threads,
+        Folders::TrustedOnly,
+        SyncMode::default(),
+    )
 }
 
 /// The first folder of a secret in `files` that [`Folders::TrustedOnly`] refuses, and why: for a
@@ -418,26 +425,11 @@ pub enum SyncMode {
     PerFile,
 }
 
-/// [`write_files`] with an explicit rule for folders of other users.
-pub fn write_files_with(
-    files: &[ExportFile],
-    key_pass: Option<&SecretString>,
-    dry_run: bool,
-    threads: usize,
-    folders: Folders,
-) -> Result<Vec<Outcome>, ExportError> {
-    write_files_synced(
-        files,
-        key_pass,
-        dry_run,
-        threads,
-        folders,
-        SyncMode::default(),
-    )
-}
-
-/// [`write_files_with`] choosing how files are synced; both ways are crash safe (each file is old
-/// or new after a crash), [`SyncMode::PerFolder`] with one filesystem sync per folder.
+/// Writes every file that is not already current (nothing on `dry_run`), on up to `threads`
+/// threads. Returns one outcome per file, in order; stops at the first error (files written before
+/// it stay written, each complete). With [`Folders::TrustedOnly`], secrets go only into folders of
+/// the caller or root. Both sync modes are crash safe (each file is old or new after a crash),
+/// [`SyncMode::PerFolder`] with one filesystem sync per folder.
 pub fn write_files_synced(
     files: &[ExportFile],
     key_pass: Option<&SecretString>,

@@ -16,7 +16,7 @@
 //!   (`pgp::composed::SignedSecretKey`), [`Root::password`] (32 characters), [`Root::luks_key`]
 //!   (64 raw bytes), [`Root::public_identity`] ([`PublicIdentity`], the fields of `identity show`).
 //! - Files: [`export::plan`] (standard names and modes per [`export::Kind`]),
-//!   [`export::write_files`] (idempotent, atomic, parallel), `known_hosts` / `authorized_keys` lines.
+//!   [`export::write_files_synced`] (idempotent, atomic, parallel), `known_hosts` / `authorized_keys` lines.
 //! - Storage under `<tree>/identity/`: [`IdentityStore::create`], [`IdentityStore::load`],
 //!   [`IdentityStore::unseal`]; and the public record readable without the passphrase,
 //!   [`PublicRecord::load`] / [`public_identity`] (what `machine show` prints).

@@ -64,7 +64,7 @@ impl Default for Lifetime {
 }
 
 /// The socket's file name inside the agent folder.
-pub const SOCKET_NAME: &str = "pass-agent.sock";
+pub(crate) const SOCKET_NAME: &str = "pass-agent.sock";
 
 /// Largest id or value accepted on the wire (a secret key is a few KiB).
 const MAX_FIELD: usize = 1 << 20;
@@ -440,7 +440,7 @@ pub struct Request {
 }
 
 /// Reads one request (see the module documentation); fields are bounded by 1 MiB.
-pub fn read_request(r: &mut impl Read) -> std::io::Result<Request> {
+pub(crate) fn read_request(r: &mut impl Read) -> std::io::Result<Request> {
     let mut op = [0u8; 1];
     r.read_exact(&mut op)?;
     let id = read_field(r)?;

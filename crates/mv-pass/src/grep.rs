@@ -308,7 +308,7 @@ fn push_class_char(out: &mut String, c: char) {
 /// A GNU basic (`ere` false) or extended regular expression in regex-crate syntax; `None` for
 /// what the regex crate cannot do the same way (back-references, `\` before an ordinary letter,
 /// `[=x=]`, `[.x.]`), so that grep itself decides.
-pub fn translate(p: &str, ere: bool) -> Option<String> {
+pub(crate) fn translate(p: &str, ere: bool) -> Option<String> {
     let chars: Vec<char> = p.chars().collect();
     let mut out = String::new();
     let mut i = 0;

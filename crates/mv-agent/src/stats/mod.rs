@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use procfs::Memory;
 
@@ -699,10 +699,4 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// How long the sampler may wait on everything in one tick (for callers that need a bound).
-#[cfg(feature = "server")]
-pub fn tick_bound(cfg: &Resolved) -> Duration {
-    cfg.collector_timeout + Duration::from_millis(100)
 }

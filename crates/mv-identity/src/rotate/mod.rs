@@ -1,10 +1,10 @@
 //! Rotation of one name's keys (`docs/spec/scramble-v1-epochs.md`, "Rotation"): what revokes the
 //! keys of an old epoch, and the journal that makes `multiverse identity rotate` resumable.
 //!
-//! - [`revoked_openpgp`]: the old epoch's public key carrying a key revocation signature (reason
+//! - `revoked_openpgp` (and `revoked_openpgp_armored`, the file the export writes): the old epoch's public key carrying a key revocation signature (reason
 //!   0x01, key superseded) made with the old key itself, dated at the new epoch's creation time,
 //!   so it is a function of root, name and epoch like every other output;
-//! - [`revoked_known_hosts_lines`]: `@revoked` lines for the old host keys;
+//! - `revoked_known_hosts_lines`: `@revoked` lines for the old host keys;
 //! - [`Journal`]: `<tree>/identity/rotate.json`, written (atomically, fsync'd) before the first
 //!   change and after every step; a rerun reads it and continues with the same from/to epochs,
 //!   so a crash at any point ends in the same state as an uninterrupted run.
@@ -37,11 +37,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// How many earlier epochs of a name keep their revocations in exports and `known_hosts`.
-pub const REVOKED_EPOCHS_KEPT: u32 = 16;
+pub(crate) const REVOKED_EPOCHS_KEPT: u32 = 16;
 
 /// The epochs before `epoch` whose keys are still listed as revoked (newest first, at most
 /// [`REVOKED_EPOCHS_KEPT`]).
-pub fn previous_epochs(epoch: u32) -> impl Iterator<Item = u32> {
+pub(crate) fn previous_epochs(epoch: u32) -> impl Iterator<Item = u32> {
     (epoch.saturating_sub(REVOKED_EPOCHS_KEPT)..epoch).rev()
 }
 
@@ -51,7 +51,7 @@ fn err(e: impl std::fmt::Display) -> KeyError {
 
 /// The public key of `name` at `old` epoch with a key revocation signature (reason 0x01, key
 /// superseded by epoch `old + 1`), signed by that old key.
-pub fn revoked_openpgp(
+pub(crate) fn revoked_openpgp(
     root: &Root,
     name: &IdentityName,
     old: u32,
@@ -106,7 +106,10 @@ pub fn revoked_openpgp(
 
 /// The armored revoked keys of every kept earlier epoch of `name` (empty at epoch 0), newest
 /// first: the file exported beside the new key.
-pub fn revoked_openpgp_armored(root: &Root, name: &IdentityName) -> Result<String, KeyError> {
+pub(crate) fn revoked_openpgp_armored(
+    root: &Root,
+    name: &IdentityName,
+) -> Result<String, KeyError> {
     let mut out = String::new();
     for old in previous_epochs(root.epoch(name)) {
         let k = revoked_openpgp(root, name, old)?;
@@ -119,7 +122,7 @@ pub fn revoked_openpgp_armored(root: &Root, name: &IdentityName) -> Result<Strin
 }
 
 /// `@revoked` lines for a machine's host keys of an earlier epoch (the identity derived there).
-pub fn revoked_known_hosts_lines(old: &PublicIdentity) -> String {
+pub(crate) fn revoked_known_hosts_lines(old: &PublicIdentity) -> String {
     let mut s = String::new();
     for key in [&old.ssh_host_ed25519, &old.ssh_host_ecdsa_p256] {
         s.push_str(&format!("@revoked {},{} {key}\n", old.name, old.onion));
