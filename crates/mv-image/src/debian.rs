@@ -11,9 +11,12 @@
 //! Boot speed: the initramfs holds only the modules a virtio guest needs (`MODULES=list`:
 //! virtio_pci, virtio_blk, and virtio_console so the agent's port exists before udev's slow
 //! coldplug; ext4 is built into the kernel), written before the kernel is installed
-//! so it is generated once; root is `PARTUUID=` (no wait for a `/dev/vda1` device unit, no fstab
-//! entry for `/`); `e2scrub_reap`, `getty-static` and the apt timers are masked; the serial getty
-//! on ttyS0 comes from `console=ttyS0`. Documentation, man pages and translations are not unpacked.
+//! so it is generated once; it runs no udev ([`INITRAMFS_HOOK`]: the modules are loaded by name
+//! and `blkid` finds the root); root is `PARTUUID=` (no wait for a `/dev/vda1` device unit, no
+//! fstab entry for `/`); the systemd generators a virtio guest has no use for are masked
+//! ([`MASKED_GENERATORS`]), as are `e2scrub_reap`, `getty-static` and the apt timers; the serial
+//! getty on ttyS0 comes from `console=ttyS0`. Documentation, man pages and translations are not
+//! unpacked. Where the time goes, measured: `docs/images.md`.
 //!
 //! What this is not: provisioning. No SSH host keys (removed), an empty `/etc/machine-id` (made
 //! at first boot), no passwords.
@@ -66,6 +69,64 @@ pub(crate) const MASKED: &[&str] = &[
     "apt-daily-upgrade.timer",
 ];
 
+/// Units also masked in cloud-kernel (virtio guest) images: in the first second of systemd they
+/// each cost a process (`modprobe`, `mount`) on the guest's one vCPU while the agent starts, and a
+/// virtio guest uses none of them: no DRM, device-mapper, FUSE, loop devices, configfs,
+/// hugepages, pstore, debugfs or tracefs at boot. `/dev/net/tun` still autoloads its module
+/// (`kmod-static-nodes` is kept), and each can be unmasked (`systemctl unmask`) where a recipe
+/// needs it.
+pub(crate) const MASKED_IN_GUESTS: &[&str] = &[
+    "modprobe@drm.service",
+    "modprobe@dm_mod.service",
+    "modprobe@efi_pstore.service",
+    "modprobe@fuse.service",
+    "modprobe@loop.service",
+    "modprobe@configfs.service",
+    "dev-hugepages.mount",
+    "sys-fs-fuse-connections.mount",
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+];
+
+/// systemd generators masked in cloud-kernel (virtio guest) images (`/etc/systemd/system-generators/NAME` → /dev/null):
+/// each is a process systemd runs before it loads a single unit, on every boot, and a guest has
+/// nothing for them to find: no crypttab, integritytab or veritytab, no GPT root to discover, no
+/// hibernation image, no `/etc/rc.local`, no offline system update, and no SysV-only service (every
+/// init script in the image ships a native unit too). Kept: `systemd-fstab-generator` (mounts a
+/// recipe may add), `systemd-getty-generator` (the serial console), `systemd-debug-generator` and
+/// `systemd-run-generator` (kernel command line rescue switches), and the tor and OpenVPN
+/// generators (their instances).
+pub(crate) const MASKED_GENERATORS: &[&str] = &[
+    "systemd-cryptsetup-generator",
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-integritysetup-generator",
+    "systemd-veritysetup-generator",
+    "systemd-rc-local-generator",
+    "systemd-system-update-generator",
+    "systemd-sysv-generator",
+];
+
+/// In cloud-kernel (virtio guest) images only: an initramfs-tools hook that takes udev (and with it dmsetup, the keymap and the resume
+/// search) out of the guest's initramfs. It runs after the packages' own hooks (mkinitramfs runs
+/// `/etc/initramfs-tools/hooks` last) and before the scripts' order is written, so the boot
+/// script never calls what was removed; it is in `/etc`, so every initramfs a kernel upgrade
+/// generates is as small. Without udev the initramfs loads `/conf/modules` by name and resolves
+/// `root=PARTUUID=` with `blkid` (kept), which is all a virtio disk needs.
+pub(crate) const INITRAMFS_HOOK: &str = r#"#!/bin/sh
+# Multiverse base image: a virtio guest's initramfs needs no udev. The modules it needs are loaded
+# by name (/conf/modules) and blkid (kept) finds root=PARTUUID=; udev's start, coldplug and settle,
+# and dmsetup, cost seconds under TCG. Delete this file to get initramfs-tools' default back.
+PREREQ=""
+prereqs() { echo "$PREREQ"; }
+case "$1" in prereqs) prereqs; exit 0 ;; esac
+for f in scripts/init-top/udev scripts/init-bottom/udev scripts/init-top/keymap          scripts/local-premount/resume usr/lib/systemd/systemd-udevd usr/bin/udevadm          usr/sbin/dmsetup usr/lib/x86_64-linux-gnu/libdevmapper.so.1.02.1; do
+    rm -f "${DESTDIR}/${f}"
+done
+rm -rf "${DESTDIR}/usr/lib/udev" "${DESTDIR}/etc/udev"
+"#;
+
 /// Enablement links that package installation made and provisioning decides instead.
 pub(crate) const DISABLED: &[&str] = &[
     "multi-user.target.wants/dnsmasq.service",
@@ -80,6 +141,11 @@ pub(crate) const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "vir
 
 /// Kernel command line after `root=… console=ttyS0`: eth0, eth1… as provisioning names them.
 pub(crate) const CMDLINE_EXTRA: &str = "net.ifnames=0 quiet";
+
+/// Added for cloud-kernel (virtio guest) images: no IO-APIC timer check (a VM's timer is
+/// emulated; cloud images commonly pass it) and no crypto self-tests at boot (they test the
+/// kernel's own code, which the distribution tested; about 0.25 s under TCG).
+pub(crate) const CMDLINE_GUEST: &str = "no_timer_check cryptomgr.notests";
 
 /// The `dpkg` path excludes: no documentation (copyright files stay), man pages or translations.
 pub(crate) const DPKG_EXCLUDES: &[&str] = &[
@@ -146,7 +212,7 @@ pub fn mmdebstrap_step(opts: &BuildOptions, stage: &Path, rootfs: &Path) -> Step
         "--skip=essential/unlink".into(),
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/".into(),
         format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"),
-        "--essential-hook=mkdir -p \"$1\"/etc/initramfs-tools/conf.d \"$1\"/usr/share/initramfs-tools/modules.d".into(),
+        "--essential-hook=mkdir -p \"$1\"/etc/initramfs-tools/conf.d \"$1\"/etc/initramfs-tools/hooks \"$1\"/usr/share/initramfs-tools/modules.d".into(),
         format!(
             "--essential-hook=copy-in {} /etc/initramfs-tools/conf.d/",
             stage.join("conf.d/multiverse").display()
@@ -155,8 +221,17 @@ pub fn mmdebstrap_step(opts: &BuildOptions, stage: &Path, rootfs: &Path) -> Step
             "--essential-hook=copy-in {} /usr/share/initramfs-tools/modules.d/",
             stage.join("modules.d/multiverse").display()
         ),
+    ]);
+    if opts.kernel == Kernel::Cloud {
+        argv.push(format!(
+            "--essential-hook=copy-in {} /etc/initramfs-tools/hooks/",
+            stage.join("hooks/multiverse").display()
+        ));
+    }
+    argv.extend([
         format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"),
-        "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/cache/apt/*.bin".into(),
+        "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/cache/apt/*.bin"
+            .into(),
         opts.release.clone(),
         rootfs.display().to_string(),
     ]);
@@ -188,6 +263,9 @@ pub(crate) fn populate(
         &(INITRAMFS_MODULES.join("\n") + "\n"),
         0o644,
     )?;
+    if opts.kernel == Kernel::Cloud {
+        put(&stage, "hooks/multiverse", INITRAMFS_HOOK, 0o755)?;
+    }
     mmdebstrap_step(opts, &stage, rootfs).run(runner)?;
     let packages =
         crate::manifest::dpkg_packages(rootfs).map_err(io_err("read the package list"))?;
@@ -195,7 +273,10 @@ pub(crate) fn populate(
         packages,
         kernel: "/vmlinuz".into(),
         initrd: Some("/initrd.img".into()),
-        cmdline_extra: CMDLINE_EXTRA.into(),
+        cmdline_extra: match opts.kernel {
+            Kernel::Cloud => format!("{CMDLINE_EXTRA} {CMDLINE_GUEST}"),
+            Kernel::Generic => CMDLINE_EXTRA.into(),
+        },
     })
 }
 
@@ -239,8 +320,11 @@ pub(crate) const SSH_DROP_IN: &str = "# Multiverse base image: the base has no h
 ConditionPathExists=/etc/ssh/ssh_host_ed25519_key
 ";
 
-/// Plain-file configuration of the installed root.
-pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
+/// Plain-file configuration of the installed root. A cloud-kernel image is a virtio guest's and
+/// gets the guest boot path ([`MASKED_IN_GUESTS`], [`MASKED_GENERATORS`], [`INITRAMFS_HOOK`]); a generic one (the
+/// host, or a machine with passed-through hardware) keeps systemd's generators: a host needs its
+/// cryptsetup generator and udev in its initramfs.
+pub(crate) fn configure(rootfs: &Path, kernel: Kernel) -> Result<(), ImageError> {
     let sys = "etc/systemd/system";
     // No identity in the base image.
     if let Ok(rd) = std::fs::read_dir(rootfs.join("etc/ssh")) {
@@ -262,6 +346,18 @@ pub(crate) fn configure(rootfs: &Path) -> Result<(), ImageError> {
     )?;
     for unit in MASKED {
         symlink(rootfs, &format!("{sys}/{unit}"), "/dev/null")?;
+    }
+    if kernel == Kernel::Cloud {
+        for unit in MASKED_IN_GUESTS {
+            symlink(rootfs, &format!("{sys}/{unit}"), "/dev/null")?;
+        }
+        for generator in MASKED_GENERATORS {
+            symlink(
+                rootfs,
+                &format!("etc/systemd/system-generators/{generator}"),
+                "/dev/null",
+            )?;
+        }
     }
     for link in DISABLED {
         let _ = std::fs::remove_file(rootfs.join(sys).join(link));
@@ -349,6 +445,80 @@ mod tests {
         assert_eq!(
             wanted_by("[Unit]\nWantedBy=no\n[Install]\nWantedBy=a.target b.target\n"),
             ["a.target", "b.target"]
+        );
+    }
+
+    #[test]
+    fn only_a_cloud_kernel_image_gets_the_guest_initramfs_hook() {
+        let mut o = BuildOptions::new(crate::Os::Debian, Path::new("/i"));
+        let hook_copied = |o: &BuildOptions| {
+            mmdebstrap_step(o, Path::new("/s"), Path::new("/r"))
+                .argv
+                .iter()
+                .any(|a| {
+                    a == "--essential-hook=copy-in /s/hooks/multiverse /etc/initramfs-tools/hooks/"
+                })
+        };
+        assert!(hook_copied(&o));
+        o.kernel = Kernel::Generic;
+        assert!(!hook_copied(&o));
+    }
+
+    /// The hook, run by `sh` on an initramfs tree shaped like bookworm's: udev, its scripts and
+    /// dmsetup go; `blkid`, `kmod` and the other scripts stay.
+    #[test]
+    fn the_initramfs_hook_removes_udev_and_keeps_blkid() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("dest");
+        let files = [
+            "scripts/init-top/udev",
+            "scripts/init-bottom/udev",
+            "scripts/init-top/keymap",
+            "scripts/init-top/blacklist",
+            "scripts/local-premount/resume",
+            "scripts/local",
+            "usr/lib/systemd/systemd-udevd",
+            "usr/bin/udevadm",
+            "usr/lib/udev/rules.d/50-udev-default.rules",
+            "usr/sbin/dmsetup",
+            "usr/sbin/blkid",
+            "usr/bin/kmod",
+        ];
+        for f in files {
+            put(&dest, f, "x", 0o755).unwrap();
+        }
+        let hook = d.path().join("hook");
+        std::fs::write(&hook, INITRAMFS_HOOK).unwrap();
+        let prereqs = std::process::Command::new("sh")
+            .arg(&hook)
+            .arg("prereqs")
+            .env("DESTDIR", &dest)
+            .output()
+            .unwrap();
+        assert!(prereqs.status.success());
+        assert!(
+            dest.join("usr/bin/udevadm").exists(),
+            "prereqs must not act"
+        );
+        let st = std::process::Command::new("sh")
+            .arg(&hook)
+            .env("DESTDIR", &dest)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let left: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| dest.join(f).exists())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "scripts/init-top/blacklist",
+                "scripts/local",
+                "usr/sbin/blkid",
+                "usr/bin/kmod"
+            ]
         );
     }
 

@@ -40,8 +40,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bumped whenever the image's layout, boot chain or configuration changes: part of every build
-/// key, so caches rebuild. 3: `virtio_console` in the initramfs.
-pub const BUILDER_VERSION: u32 = 3;
+/// key, so caches rebuild. 3: `virtio_console` in the initramfs. 4: no udev in the initramfs,
+/// unused systemd generators masked.
+pub const BUILDER_VERSION: u32 = 4;
 
 /// The guest-side first-boot stage (written by the provisioning side), installed as
 /// `/etc/systemd/system/multiverse-seed.service` in the Debian image (the Alpine image's OpenRC
@@ -557,7 +558,7 @@ pub fn build(
     )
     .map_err(io_err("write boot/grub/grub.cfg"))?;
     match opts.os {
-        Os::Debian => debian::configure(&rootfs)?,
+        Os::Debian => debian::configure(&rootfs, opts.kernel)?,
         Os::Alpine => alpine::configure(&rootfs)?,
     }
 
