@@ -47,8 +47,10 @@ pub enum Action {
         paths: Vec<PathBuf>,
         /// Executable file names (`/proc/PID/exe`'s last component) of processes holding a
         /// secret in memory, killed with SIGKILL (the default chain: `multiverse-agent`, which
-        /// keeps its TCP token). Absent from a configuration: none.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// keeps its TCP token). Absent from a configuration (a `guard.toml` armed before this
+        /// field existed): the default list (`multiverse-agent`); `processes = []`:
+        /// none. Always written, so an empty list stays empty.
+        #[serde(default = "default_secret_processes")]
         processes: Vec<String>,
     },
     /// `cryptsetup luksSuspend` every open LUKS device (found under /sys/block/dm-*/dm).
@@ -147,6 +149,13 @@ pub(crate) const DEFAULT_SECRET_PATHS: [&str; 2] =
 /// follows).
 pub(crate) const DEFAULT_SECRET_PROCESSES: [&str; 1] = ["multiverse-agent"];
 
+fn default_secret_processes() -> Vec<String> {
+    DEFAULT_SECRET_PROCESSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// The default chain, in the order of issue #16: every secret the host holds (libvirt secrets
 /// first, so no encrypted disk can be opened again; then the secret files and the agent's token,
 /// then the kernel keyring), the machines, the disks, free memory, power.
@@ -169,10 +178,7 @@ pub fn default_steps() -> Vec<Step> {
         s(
             Action::DropSecrets {
                 paths: DEFAULT_SECRET_PATHS.iter().map(PathBuf::from).collect(),
-                processes: DEFAULT_SECRET_PROCESSES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                processes: default_secret_processes(),
             },
             2_000,
         ),
@@ -1293,6 +1299,37 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive.exists(), "the filler {} still runs", filler.trim());
+    }
+
+    /// `processes` absent (a `guard.toml` armed before the field existed) is the default list;
+    /// `processes = []` is none, and stays none through a save and a load.
+    #[test]
+    fn drop_secrets_processes_absent_means_the_default_and_empty_means_none() {
+        #[derive(Serialize, Deserialize)]
+        struct W {
+            step: Vec<Step>,
+        }
+        let parse = |text: &str| -> Vec<Step> { toml::from_str::<W>(text).unwrap().step };
+        let processes = |steps: &[Step]| match &steps[0].action {
+            Action::DropSecrets { processes, .. } => processes.clone(),
+            a => panic!("{a:?}"),
+        };
+        let old = "[[step]]\naction = \"drop-secrets\"\npaths = [\"/run/multiverse/secrets\"]\n\
+                   timeout_ms = 2000\n";
+        let steps = parse(old);
+        assert_eq!(processes(&steps), vec!["multiverse-agent"]);
+        let none = old.replace("timeout_ms", "processes = []\ntimeout_ms");
+        let steps = parse(&none);
+        assert!(processes(&steps).is_empty());
+        // Round trips: each is written explicitly and read back the same.
+        for steps in [parse(old), parse(&none)] {
+            let text = toml::to_string(&W {
+                step: steps.clone(),
+            })
+            .unwrap();
+            assert!(text.contains("processes = ["), "{text}");
+            assert_eq!(parse(&text), steps, "{text}");
+        }
     }
 
     #[test]
