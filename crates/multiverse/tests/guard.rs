@@ -494,7 +494,7 @@ fn expected_chain(e: &Env) -> Vec<String> {
     ];
     // Without init_on_free=1 on this kernel's command line, the chain also fills free memory.
     if mv_guard::chain::init_on_free(Path::new("/proc")) != Some(true) {
-        chain.push("wipe-free-memory --reserve-mib 256".into());
+        chain.push("wipe-free-memory --reserve-mib 0".into());
     }
     chain.extend([
         "echo 1 > /proc/sys/kernel/sysrq".into(),
@@ -988,6 +988,53 @@ fn status_reports_a_missing_init_on_free() {
     assert!(out.contains("memory:   init_on_free=1"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&status("init_on_free=1", true)).unwrap();
     assert_eq!(v["init_on_free"], true);
+}
+
+/// The chain's memory filler (`guard __fill-memory`, hidden; the chain runs it as a child):
+/// it makes itself the OOM killer's first choice before writing anything, writes what it is
+/// asked (a small limit here), and stops at the reserve given a fixture procfs.
+#[test]
+fn the_memory_filler_child_is_the_oom_killer_s_first_choice() {
+    let e = Env::new();
+    let o = e.run(&["guard", "__fill-memory", "--limit-mib", "8"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_err_has(&o, "wipe-free-memory: filled 8 MiB in");
+    assert_err_has(&o, "oom_score_adj 1000)");
+    // A fixture procfs: 40 MiB free, a kernel reserve of 16 MiB (zones' high watermarks,
+    // 4096 pages), 4 MiB more asked: 20 MiB a pass, three passes (the fixture's MemFree never
+    // changes), whatever the limit. No `--lower-watermarks`: the fixture has no sys/vm.
+    let proc_root = e.p("proc");
+    std::fs::create_dir_all(&proc_root).unwrap();
+    std::fs::write(
+        proc_root.join("meminfo"),
+        "MemTotal: 1000000 kB\nMemFree: 40960 kB\nCached: 1024 kB\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proc_root.join("zoneinfo"),
+        "Node 0, zone   Normal\n        min      2730\n        low      3413\n        high     4096\n",
+    )
+    .unwrap();
+    let o = e.run(&[
+        "guard",
+        "__fill-memory",
+        "--proc",
+        proc_root.to_str().unwrap(),
+        "--reserve-mib",
+        "4",
+        "--lower-watermarks",
+        "--limit-mib",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_err_has(&o, "filled 60 MiB");
+    assert_err_has(
+        &o,
+        "reserve 20 MiB, Cached before 1 MiB, oom_score_adj 1000)",
+    );
+    // Hidden from the help.
+    let help = e.run(&["guard", "--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("fill-memory"));
 }
 
 /// The shipped service units: systemd's verified by `systemd-analyze verify` (with this binary

@@ -861,8 +861,8 @@ fn guard_lab() {
         !after.domain && !after.agent && !after.file,
         "a marker survived the chain: {after:?}{}",
         if without_init_on_free() {
-            " (without init_on_free=1 the fill leaves reserve_mib of free memory unwritten: \
-             docs/guard.md, \"Without init_on_free=1\")"
+            " (without init_on_free=1 the filler child writes free memory down to the kernel's \
+             reserve: docs/guard.md, \"Without init_on_free=1\")"
         } else {
             ""
         }

@@ -13,6 +13,11 @@
 //!    passphrase on the console, reveals the key, opens LUKS and reaches a login prompt; root
 //!    logs in with the identity's password; `multiverse host check` runs, nothing listens
 //!    (`ss -tlnup`), and no interface but lo has an address.
+//!    Then the kill switch for real: the watcher's service (enabled by the installer) is
+//!    active and `guard status` finds it through its pidfile; QMP `device_del` pulls the token;
+//!    the chain runs on the installed host (`luks-suspend` suspends `cryptroot`, the root's
+//!    mapping, shown by a step printing `dmsetup info` on the console) and QMP `SHUTDOWN` follows.
+//!    The later boots use the same disk, so its root recovers from that pull.
 //! 4. Without the token, the same disk falls back to cryptsetup's passphrase prompt and boots.
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +29,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MV: &str = env!("CARGO_BIN_EXE_multiverse");
+/// The token's USB serial, fixed as a real stick's is: QEMU's default serial is made from the
+/// port's path (`1-0000:00:04.0-1`), which changes with the installed host's other devices, and
+/// the installer arms the kill switch for the serial it sees.
+const TOKEN_SERIAL: &str = "MVINSTALLTOKEN1";
+
+/// The token stick with its fixed serial.
+fn token_stick(image: &Path) -> UsbStick {
+    UsbStick {
+        serial: Some(TOKEN_SERIAL.into()),
+        ..UsbStick::token(image)
+    }
+}
 const PASSPHRASE: &str = "lab passphrase 1";
 
 /// The identity the install restores: fixed words, so the test knows the host's password.
@@ -107,8 +124,8 @@ fn installer_lab(prefix: &str, second_disk: bool) -> (Lab, tempfile::TempDir, Pa
         ..LabSpec::default()
     }
     .blank_disk(6 << 30)
-    .token(&token)
     .share(&share);
+    spec.usb.push(token_stick(&token));
     spec.disks.push(Disk::File {
         path: host_image,
         snapshot: true,
@@ -146,7 +163,7 @@ fn power_on(disk: &Path, dir: &Path, token: Option<&Path>, prompt: &str) -> (Lab
         ..LabSpec::default()
     };
     if let Some(t) = token {
-        spec.usb.push(UsbStick::token(t));
+        spec.usb.push(token_stick(t));
     }
     let started = Instant::now();
     let lab = Lab::boot(spec).expect("boot the installed disk");
@@ -227,6 +244,140 @@ fn install_fingerprint(lab: &Lab, disk: &str, name: &str) -> (String, String, St
         ),
     );
     (table, luks, files)
+}
+
+/// The installed host's `guard status`, for the first number of the `watcher:` line (the pid).
+fn watcher_pid(lab: &Lab) -> String {
+    let status = lab_ok(lab, "multiverse --root /var/multiverse guard status");
+    // watch.pid: the pid on the first line, the start time on the second.
+    let pid = lab_ok(lab, "sed -n 1p /var/multiverse/guard/watch.pid");
+    let pid = pid.trim().to_string();
+    assert!(
+        status.contains(&format!("watcher:  running (pid {pid})")),
+        "guard status does not find the watcher {pid} of watch.pid:\n{status}"
+    );
+    pid
+}
+
+/// The chain armed on the installed host for the pull: the default one, with a first step that
+/// writes [`CHAIN_START`] on the console (the chain's first action, timed on the host) and a step
+/// right after `luks-suspend` that prints `dmsetup info cryptroot` there. Both write to the serial
+/// line themselves: the watcher's own lines go to the journal, whose copy to the console
+/// (`journalctl -f`) showed nothing in the lab before the power-off (2026-12-04). After the
+/// suspend any read from the root's disk hangs: the steps' programs are run once before the
+/// pull, so they are in memory.
+fn pull_chain() -> String {
+    use mv_guard::chain::{default_steps, Action, Step};
+    #[derive(serde::Serialize)]
+    struct Steps {
+        step: Vec<Step>,
+    }
+    let console = |script: &str| Step {
+        action: Action::Command {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+        },
+        timeout_ms: 2_000,
+        fallback: None,
+    };
+    let mut steps = vec![console(&format!("echo {CHAIN_START} >/dev/ttyS0"))];
+    for s in default_steps() {
+        let suspend = s.action == Action::LuksSuspend;
+        steps.push(s);
+        if suspend {
+            steps.push(console(DMINFO));
+        }
+    }
+    toml::to_string(&Steps { step: steps }).unwrap()
+}
+
+const DMINFO: &str = "dmsetup info cryptroot | sed 's/^/DMINFO /' >/dev/ttyS0";
+/// What the chain's first step writes on the console.
+const CHAIN_START: &str = "GUARD-CHAIN-STARTED";
+
+/// On the installed host booted with the token: the watcher's service (enabled by the
+/// installer) is active, armed for the token, and `guard status` finds it through its pidfile;
+/// then the armed chain gets its two console steps ([`pull_chain`], the service restarted to read
+/// it), the watcher's journal is copied to the console (for the record: not asserted), and QMP
+/// `device_del` pulls the token. The chain must run on the host: its first action on the
+/// console, `luks-suspend` acting on the root's mapping (`cryptroot` SUSPENDED, printed by the
+/// step after it), and QMP `SHUTDOWN` (the sysrq power-off). Prints the ms from `device_del` to
+/// the first action and to `SHUTDOWN`.
+fn pull_the_token(lab: &mut Lab) {
+    let active = lab_ok(lab, "systemctl is-active multiverse-guard; true");
+    assert_eq!(
+        active.trim(),
+        "active",
+        "the watcher's service is not active"
+    );
+    let armed = lab_ok(lab, "grep '^token' /var/multiverse/guard/guard.toml");
+    assert!(
+        armed.contains(TOKEN_SERIAL),
+        "the installer armed another token: {armed}"
+    );
+    let first_pid = watcher_pid(lab);
+    eprintln!("multiverse-guard.service active, guard status finds its watcher (pid {first_pid})");
+    let chain = pull_chain();
+    lab_ok(
+        lab,
+        &format!(
+            "set -e; f=/var/multiverse/guard/guard.toml
+sed -n '/^\\[\\[step\\]\\]/q;p' $f >$f.new
+cat >>$f.new <<'EOF'
+{chain}EOF
+chmod 0600 $f.new; mv $f.new $f
+t=$(date '+%Y-%m-%d %H:%M:%S'); systemctl restart multiverse-guard
+for i in $(seq 300); do
+  journalctl -u multiverse-guard --since \"$t\" -o cat | grep -q '^watching' && break; sleep 0.2
+done
+journalctl -u multiverse-guard --since \"$t\" -o cat | grep '^watching'
+sh -c \"dmsetup info cryptroot | sed 's/^/WARM /' >/dev/null; echo >/dev/null\"
+setsid journalctl -f -n0 -o cat -u multiverse-guard >/dev/ttyS0 2>/dev/null </dev/null &
+sleep 1"
+        ),
+    );
+    let pid = watcher_pid(lab);
+    assert_ne!(pid, first_pid, "the service was not restarted");
+    let sent = lab.remove_token().expect("device_del of the token");
+    let deleted = lab
+        .wait_device_deleted(mv_lab::TOKEN_ID, Duration::from_secs(30))
+        .expect("DEVICE_DELETED");
+    let (_, first) = lab
+        .wait_for_timed(CHAIN_START, Duration::from_secs(60))
+        .expect("the chain's first action on the console");
+    let shutdown = lab
+        .wait_event("SHUTDOWN", Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("no SHUTDOWN after the pull: {e}\n{}", lab.console_tail(60)));
+    let console = lab.console_tail(80);
+    eprintln!("the installed host's chain, as the console showed it:\n{console}");
+    let dm: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.split_once("DMINFO ").map(|(_, r)| r))
+        .collect();
+    let at = |field: &str| {
+        dm.iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(field))
+            .map(str::trim)
+    };
+    assert_eq!(at("Name:"), Some("cryptroot"), "{console}");
+    assert_eq!(
+        at("State:"),
+        Some("SUSPENDED"),
+        "the root's mapping is not suspended after luks-suspend:\n{console}"
+    );
+    let ms = |to: Instant| to.saturating_duration_since(sent).as_secs_f64() * 1000.0;
+    eprintln!(
+        "installed host, ms from device_del: DEVICE_DELETED {:.0}, first action {:.0}, \
+         SHUTDOWN {:.0}; luks-suspend's own line on the console (the journal after the root's \
+         suspend): {}",
+        ms(deleted.at),
+        ms(first),
+        ms(shutdown.at),
+        console.contains("[luks-suspend] ran: cryptsetup luksSuspend cryptroot")
+    );
+    // The sysrq power-off ends QEMU (no `-no-shutdown` here).
+    lab.wait_exit(Duration::from_secs(60))
+        .expect("QEMU exits after the guest's power-off");
 }
 
 #[test]
@@ -358,7 +509,8 @@ fn unattended_install_in_the_lab_boots_with_the_token_and_with_the_passphrase() 
         "{}",
         check.stdout
     );
-    lab.power_off().unwrap();
+    // The kill switch on the installed host, for real: the token pulled, the host powered off.
+    pull_the_token(&mut lab);
     drop(lab);
 
     // 4. Wrong passphrases: each refused, three at most, then cryptsetup's prompt takes the

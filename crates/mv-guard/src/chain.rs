@@ -7,7 +7,15 @@
 //! stuck in the kernel never blocks the power-off at the end. In dry-run, every op is recorded as
 //! the exact command line it would run, and nothing is executed but the read-only listings.
 //!
+//! The memory fill (`clear-memory` without `init_on_free=1`, `wipe-memory`) runs in a child
+//! process, the OOM killer's first choice, when [`Env::filler`] names one: see
+//! [`fill_free_memory`].
+//!
 //! What this module is not: the trigger (see [`crate::watch`]).
+
+mod fill;
+
+pub use fill::{fill_free_memory, FillError, FillReport};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -39,8 +47,10 @@ pub enum Action {
         paths: Vec<PathBuf>,
         /// Executable file names (`/proc/PID/exe`'s last component) of processes holding a
         /// secret in memory, killed with SIGKILL (the default chain: `multiverse-agent`, which
-        /// keeps its TCP token). Absent from a configuration: none.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// keeps its TCP token). Absent from a configuration (a `guard.toml` armed before this
+        /// field existed): the default list (`multiverse-agent`); `processes = []`:
+        /// none. Always written, so an empty list stays empty.
+        #[serde(default = "default_secret_processes")]
         processes: Vec<String>,
     },
     /// `cryptsetup luksSuspend` every open LUKS device (found under /sys/block/dm-*/dm).
@@ -54,16 +64,19 @@ pub enum Action {
     Sync,
     /// `echo 3 > /proc/sys/vm/drop_caches`.
     DropCaches,
-    /// Fill free memory with a pattern so freed pages keep no secrets.
+    /// Fill free memory with a pattern so freed pages keep no secrets (in a child process when
+    /// [`Env::filler`] names one, down to the kernel's reserve: see [`fill_free_memory`]).
     WipeMemory {
-        /// MiB left untouched (so the OOM killer does not pick the watcher).
+        /// MiB the fill leaves free on top of the kernel's reserve (the zones' `high`
+        /// watermarks).
         reserve_mib: u64,
     },
     /// Wipe free memory: drop the page cache and compact memory (with `init_on_free=1` on the
     /// kernel command line the kernel zeroes every page it frees), and fill free memory with a
-    /// pattern when the command line lacks `init_on_free=1`.
+    /// pattern when the command line lacks `init_on_free=1` (as [`Action::WipeMemory`]).
     ClearMemory {
-        /// MiB the fill leaves untouched (so the OOM killer does not pick the watcher).
+        /// MiB the fill leaves free on top of the kernel's reserve (default 0; files armed
+        /// before the child filler hold 256, the old in-process margin, and keep it).
         #[serde(default = "default_reserve_mib")]
         reserve_mib: u64,
     },
@@ -112,8 +125,9 @@ fn default_keyrings() -> Vec<String> {
     vec!["@u".into(), "@us".into()]
 }
 
+/// The fill runs in a child the OOM killer picks first: no margin beyond the kernel's reserve.
 fn default_reserve_mib() -> u64 {
-    256
+    0
 }
 
 /// The libvirt URI the default chain acts on.
@@ -134,6 +148,13 @@ pub(crate) const DEFAULT_SECRET_PATHS: [&str; 2] =
 /// delayed or ignored by the process. The agent is of no use once the chain runs (the power-off
 /// follows).
 pub(crate) const DEFAULT_SECRET_PROCESSES: [&str; 1] = ["multiverse-agent"];
+
+fn default_secret_processes() -> Vec<String> {
+    DEFAULT_SECRET_PROCESSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
 
 /// The default chain, in the order of issue #16: every secret the host holds (libvirt secrets
 /// first, so no encrypted disk can be opened again; then the secret files and the agent's token,
@@ -157,10 +178,7 @@ pub fn default_steps() -> Vec<Step> {
         s(
             Action::DropSecrets {
                 paths: DEFAULT_SECRET_PATHS.iter().map(PathBuf::from).collect(),
-                processes: DEFAULT_SECRET_PROCESSES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                processes: default_secret_processes(),
             },
             2_000,
         ),
@@ -205,6 +223,12 @@ pub struct Env {
     pub sys: PathBuf,
     /// procfs root (`/proc`).
     pub proc_root: PathBuf,
+    /// The memory filler's command line (argv, no shell): a program that runs
+    /// [`fill_free_memory`] with the arguments `--proc DIR --reserve-mib N --lower-watermarks`
+    /// appended (the CLI's
+    /// `/proc/self/exe guard __fill-memory`). `None`: the fill runs in the chain's own process
+    /// and leaves at least 256 MiB free, so the OOM killer has no reason to pick the watcher.
+    pub filler: Option<Vec<String>>,
 }
 
 impl Default for Env {
@@ -212,6 +236,7 @@ impl Default for Env {
         Env {
             sys: PathBuf::from("/sys"),
             proc_root: PathBuf::from("/proc"),
+            filler: None,
         }
     }
 }
@@ -588,37 +613,49 @@ fn wipe_tree(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Fills free memory (MemAvailable minus the reserve) with a pattern, then frees it. Returns the
-/// bytes written. `limit` caps it (tests).
-pub(crate) fn wipe_free_memory(proc_root: &Path, reserve_mib: u64, limit: Option<u64>) -> u64 {
-    let avail_kib = std::fs::read_to_string(proc_root.join("meminfo"))
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    let mut target = (avail_kib * 1024).saturating_sub(reserve_mib * 1024 * 1024);
-    if let Some(l) = limit {
-        target = target.min(l);
+/// The fill, in the child [`Env::filler`] names (its pid published so a timed-out step kills
+/// it; its stderr, the [`FillReport`] line, goes to the chain's stderr), else in this process
+/// leaving at least [`fill::IN_PROCESS_FLOOR_MIB`].
+fn wipe_memory(env: &Env, reserve_mib: u64, pid_slot: &Mutex<Option<u32>>) -> Result<(), OpError> {
+    let Some(filler) = &env.filler else {
+        let reserve_kib = (fill::kernel_reserve_kib(&env.proc_root) + reserve_mib * 1024)
+            .max(fill::IN_PROCESS_FLOOR_MIB * 1024);
+        fill::fill(&env.proc_root, reserve_kib, None);
+        return Ok(());
+    };
+    let mut argv = filler.clone();
+    argv.extend([
+        "--proc".to_string(),
+        env.proc_root.display().to_string(),
+        "--reserve-mib".to_string(),
+        reserve_mib.to_string(),
+        "--lower-watermarks".to_string(),
+    ]);
+    let line = Op::Exec(argv.clone()).to_string();
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| OpError::Spawn(line.clone(), e))?;
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = Some(child.id());
     }
-    const CHUNK: u64 = 64 * 1024 * 1024;
-    let mut held: Vec<Vec<u8>> = Vec::new();
-    let mut done = 0u64;
-    while done < target {
-        let n = (target - done).min(CHUNK) as usize;
-        let mut v: Vec<u8> = Vec::new();
-        if v.try_reserve_exact(n).is_err() {
-            break;
-        }
-        // `resize` writes every byte: the kernel hands us (zeroed) pages, we overwrite them.
-        v.resize(n, 0x5A);
-        std::hint::black_box(&v);
-        held.push(v);
-        done += n as u64;
+    let status = child.wait();
+    if let Ok(mut slot) = pid_slot.lock() {
+        *slot = None;
     }
-    done
+    let status = status.map_err(|e| OpError::Spawn(line.clone(), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        // Killed by SIGKILL outside a timeout: the OOM killer took the filler, as designed.
+        Err(OpError::Status(line, status))
+    }
 }
 
 fn run_op(op: &Op, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<(), OpError> {
@@ -635,10 +672,7 @@ fn run_op(op: &Op, env: &Env, pid_slot: &Mutex<Option<u32>>) -> Result<(), OpErr
         Op::KillExe(name) => kill_exe(&env.proc_root, name)
             .map(|_| ())
             .map_err(|e| OpError::Io(op.to_string(), e)),
-        Op::WipeMemory { reserve_mib } => {
-            wipe_free_memory(&env.proc_root, *reserve_mib, None);
-            Ok(())
-        }
+        Op::WipeMemory { reserve_mib } => wipe_memory(env, *reserve_mib, pid_slot),
     }
 }
 
@@ -895,6 +929,7 @@ mod tests {
                 env: Env {
                     sys: sys.path().to_path_buf(),
                     proc_root: proc_root.path().to_path_buf(),
+                    filler: None,
                 },
             };
             let rec = chain.run(true, |_| {});
@@ -932,7 +967,7 @@ mod tests {
                 ),
             ];
             if fill {
-                want.push(("clear-memory", "wipe-free-memory --reserve-mib 256".into()));
+                want.push(("clear-memory", "wipe-free-memory --reserve-mib 0".into()));
             }
             want.extend([
                 ("power-off", format!("echo 1 > {p}/sys/kernel/sysrq")),
@@ -1003,6 +1038,7 @@ mod tests {
             env: Env {
                 sys: "/nonexistent-sys".into(),
                 proc_root: proc_root.path().to_path_buf(),
+                filler: None,
             },
         };
         let rec = chain.run(false, |_| {});
@@ -1163,6 +1199,7 @@ mod tests {
             env: Env {
                 sys: PathBuf::from("/sys"),
                 proc_root: proc_root.path().to_path_buf(),
+                filler: None,
             },
         };
         let rec = chain.run(false, |_| {});
@@ -1191,10 +1228,108 @@ mod tests {
         again.wait().unwrap();
     }
 
+    /// `clear-memory` without `init_on_free=1` fills through the filler child: the chain
+    /// appends `--proc DIR --reserve-mib N` and waits for it; a failing filler fails the step;
+    /// a filler still running when the step's timeout ends is killed.
     #[test]
-    fn wipe_memory_writes_up_to_the_limit() {
-        let n = wipe_free_memory(Path::new("/proc"), 0, Some(3 * 1024 * 1024));
-        assert_eq!(n, 3 * 1024 * 1024);
+    fn the_fill_runs_in_the_filler_child_and_dies_with_its_step() {
+        let proc_root = fixture_proc("ro quiet");
+        let p = proc_root.path();
+        std::fs::create_dir_all(p.join("sys/vm")).unwrap();
+        let args = p.join("filler-args");
+        let pid = p.join("filler-pid");
+        let sh = |script: String| {
+            Some(vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                script,
+                "filler".to_string(),
+            ])
+        };
+        let chain = |filler, timeout_ms| Chain {
+            steps: vec![Step {
+                action: Action::ClearMemory { reserve_mib: 7 },
+                timeout_ms,
+                fallback: None,
+            }],
+            env: Env {
+                sys: "/nonexistent-sys".into(),
+                proc_root: p.to_path_buf(),
+                filler,
+            },
+        };
+        let statuses = |rec: &[Record]| -> Vec<(String, Status)> {
+            rec.iter()
+                .map(|r| (r.command.clone(), r.status.clone()))
+                .collect()
+        };
+        let rec = chain(sh(format!("echo \"$@\" >{}", args.display())), 5_000).run(false, |_| {});
+        let got = statuses(&rec);
+        assert_eq!(got.len(), 3, "{rec:?}");
+        assert_eq!(
+            got[2],
+            ("wipe-free-memory --reserve-mib 7".into(), Status::Ok),
+            "{rec:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&args).unwrap().trim(),
+            format!("--proc {} --reserve-mib 7 --lower-watermarks", p.display())
+        );
+        let rec = chain(sh("exit 3".into()), 5_000).run(false, |_| {});
+        assert!(
+            matches!(&rec[2].status, Status::Failed(m) if m.contains("exited with")),
+            "{rec:?}"
+        );
+        let started = Instant::now();
+        let rec = chain(
+            sh(format!("echo $$ >{}; exec sleep 30", pid.display())),
+            500,
+        )
+        .run(false, |_| {});
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            statuses(&rec).last().unwrap(),
+            &("(gave up after 500 ms)".to_string(), Status::Timeout),
+            "{rec:?}"
+        );
+        let filler = std::fs::read_to_string(&pid).unwrap();
+        let alive = Path::new("/proc").join(filler.trim());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive.exists(), "the filler {} still runs", filler.trim());
+    }
+
+    /// `processes` absent (a `guard.toml` armed before the field existed) is the default list;
+    /// `processes = []` is none, and stays none through a save and a load.
+    #[test]
+    fn drop_secrets_processes_absent_means_the_default_and_empty_means_none() {
+        #[derive(Serialize, Deserialize)]
+        struct W {
+            step: Vec<Step>,
+        }
+        let parse = |text: &str| -> Vec<Step> { toml::from_str::<W>(text).unwrap().step };
+        let processes = |steps: &[Step]| match &steps[0].action {
+            Action::DropSecrets { processes, .. } => processes.clone(),
+            a => panic!("{a:?}"),
+        };
+        let old = "[[step]]\naction = \"drop-secrets\"\npaths = [\"/run/multiverse/secrets\"]\n\
+                   timeout_ms = 2000\n";
+        let steps = parse(old);
+        assert_eq!(processes(&steps), vec!["multiverse-agent"]);
+        let none = old.replace("timeout_ms", "processes = []\ntimeout_ms");
+        let steps = parse(&none);
+        assert!(processes(&steps).is_empty());
+        // Round trips: each is written explicitly and read back the same.
+        for steps in [parse(old), parse(&none)] {
+            let text = toml::to_string(&W {
+                step: steps.clone(),
+            })
+            .unwrap();
+            assert!(text.contains("processes = ["), "{text}");
+            assert_eq!(parse(&text), steps, "{text}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! wrong passphrase, an untrusted or invalid configuration, a bad token) and which are failures
 //! of a tool or the system ([`ErrorClass::Failure`]). One place, so every error type has a class.
 
-use crate::chain::OpError;
+use crate::chain::{FillError, OpError};
 use crate::config::ConfigError;
 use crate::container::{HideError, RevealError};
 use crate::image::ImageError;
@@ -92,6 +92,12 @@ impl Classify for WatchError {
 }
 
 impl Classify for PidfileError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failure
+    }
+}
+
+impl Classify for FillError {
     fn class(&self) -> ErrorClass {
         ErrorClass::Failure
     }

@@ -491,6 +491,7 @@ mod tests {
                 env: Env {
                     sys: sys.clone(),
                     proc_root: "/proc".into(),
+                    filler: None,
                 },
             },
             dry_run: true,

@@ -215,6 +215,7 @@ fn the_chain_kills_an_encrypted_machine_for_good() {
         env: Env {
             sys: d.join("sys"),
             proc_root: proc_root.clone(),
+            filler: None,
         },
     };
     let t0 = std::time::SystemTime::now()

@@ -27,6 +27,9 @@ pub enum Command {
     Fire(SysArgs),
     /// Print (or write) the equivalent udev rule for a udev-only kill switch
     UdevRule(UdevRuleArgs),
+    /// The chain's memory fill, run by the chain itself as a child process
+    #[command(hide = true, name = "__fill-memory")]
+    FillMemory(FillMemoryArgs),
 }
 
 /// Where the key comes from.
@@ -222,4 +225,22 @@ pub struct UdevRuleArgs {
     /// Write the rule here instead of stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `guard __fill-memory` (hidden; the chain starts it).
+#[derive(Debug, clap::Args)]
+pub struct FillMemoryArgs {
+    /// procfs root (meminfo, zoneinfo)
+    #[arg(long = "proc", value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// MiB left free on top of the kernel's reserve
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    pub reserve_mib: u64,
+    /// Lower min_free_kbytes, watermark_scale_factor and lowmem_reserve_ratio for the fill
+    /// (restored after), so it reaches nearly every free page
+    #[arg(long)]
+    pub lower_watermarks: bool,
+    /// Write at most this many MiB (tests)
+    #[arg(long, value_name = "MIB")]
+    pub limit_mib: Option<u64>,
 }

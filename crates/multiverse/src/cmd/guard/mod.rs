@@ -38,6 +38,7 @@ pub fn run(g: &Global, c: Command) -> Result<(), CliError> {
         Command::Watch(a) => switch::watch(g, a),
         Command::Fire(a) => switch::fire(g, a),
         Command::UdevRule(a) => switch::udev_rule(g, a),
+        Command::FillMemory(a) => switch::fill_memory(a),
     }
 }
 

@@ -1,7 +1,9 @@
 //! `guard arm`, `disarm`, `status`, `watch`, `fire` and `udev-rule`: the kill switch. The watcher,
 //! the chain and the pidfile are `mv_guard`'s; this prints their events and the state.
 
-use super::args::{ArmArgs, DisarmArgs, SignalArg, SysArgs, UdevRuleArgs, WatchArgs};
+use super::args::{
+    ArmArgs, DisarmArgs, FillMemoryArgs, SignalArg, SysArgs, UdevRuleArgs, WatchArgs,
+};
 use super::event::print_event;
 use super::{load_config, save_config};
 use crate::error::{CliError, Hinted};
@@ -224,14 +226,29 @@ pub(super) fn status(g: &Global, a: SysArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The hidden subcommand the chain's memory fill runs as a child (the OOM killer's first
+/// choice), through `/proc/self/exe`: the running binary even after an upgrade replaced it.
+const FILLER: [&str; 3] = ["/proc/self/exe", "guard", "__fill-memory"];
+
 fn chain_of(cfg: &GuardConfig, a: &SysArgs) -> Chain {
     Chain {
         steps: cfg.steps.clone(),
         env: Env {
             sys: a.sys.clone(),
             proc_root: a.proc_root.clone(),
+            filler: Some(FILLER.iter().map(|s| s.to_string()).collect()),
         },
     }
+}
+
+/// `guard __fill-memory` (hidden): the chain's memory fill, in a process of its own; one line
+/// on stderr says what it did.
+pub(super) fn fill_memory(a: FillMemoryArgs) -> Result<(), CliError> {
+    let limit = a.limit_mib.map(|m| m << 20);
+    let report =
+        mv_guard::chain::fill_free_memory(&a.proc_root, a.reserve_mib, a.lower_watermarks, limit)?;
+    eprintln!("{report}");
+    Ok(())
 }
 
 pub(super) fn watch(g: &Global, a: WatchArgs) -> Result<(), CliError> {
