@@ -902,6 +902,8 @@ pub const SOURCE_NEEDS: &[(&str, &str)] = &[
     ("usr/sbin/grub-install", "grub2-common"),
     ("usr/sbin/mkfs.fat", "dosfstools"),
     ("usr/sbin/update-initramfs", "initramfs-tools"),
+    // The kill switch's `clear-keyring` step (`keyctl clear @u`, `@us`).
+    ("usr/bin/keyctl", "keyutils"),
 ];
 
 fn source_root(s: &mut Session<'_>, step: Step) -> Result<PathBuf, InstallError> {

@@ -64,7 +64,7 @@ fn install_error(e: InstallError) -> CliError {
         ),
         InstallError::SourceIncomplete { .. } => CliError::usage_msg(e).with_hint(
             "build a host image: multiverse image build debian --name host --kernel generic \
-             --include cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools",
+             --include cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools,keyutils",
         ),
         other => CliError::from(other).with_hint(
             "run the same command again to finish: every step done is in the journal",

@@ -208,7 +208,7 @@ pub fn cached_host_image() -> std::path::PathBuf {
                     "--kernel",
                     "generic",
                     "--include",
-                    "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools",
+                    "cryptsetup,cryptsetup-initramfs,grub-efi-amd64-bin,grub2-common,dosfstools,keyutils",
                 ],
             )
         })
