@@ -934,7 +934,18 @@ fn guard_lab_bench() {
         if detector == Detector::Watcher {
             start_watcher(&lab);
         }
-        results.push((detector, pull(&lab, detector, true)));
+        let p = pull(&lab, detector, true);
+        // One line per pull as it happens: a run cut short still leaves its numbers.
+        eprintln!(
+            "pull {} of {}: {detector:?}: DEVICE_DELETED {:.0} ms, first action {:.0} ms, SHUTDOWN {}",
+            i + 1,
+            runs * 2,
+            p.deleted,
+            p.first_action,
+            p.shutdown
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0} ms"))
+        );
+        results.push((detector, p));
     }
     lab.power_off().unwrap();
     println!("\nlab (TCG, 1 vCPU): ms from QMP device_del, {runs} pulls each (min / median / max)");
