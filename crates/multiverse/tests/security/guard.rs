@@ -75,12 +75,14 @@ impl Env {
         c.output().unwrap()
     }
     /// The attacker's chain: a shell command (leaves `pwned`) and a wipe of `shadow`. With
-    /// `armed = false` it also disarms a root watcher that re-reads it.
+    /// `armed = false` it also disarms a root watcher that re-reads it. `processes = []`: the
+    /// control fires it for real, and without the field `drop-secrets` kills every
+    /// `multiverse-agent` on the machine (the default list), such as the agents other tests run.
     fn hostile(&self, armed: bool) -> String {
         format!(
             "armed = {armed}\ntoken = \"1050:0407:TOKEN42\"\n\n\
              [[step]]\naction = \"command\"\nargv = [\"/bin/sh\", \"-c\", \"touch {}\"]\ntimeout_ms = 5000\n\n\
-             [[step]]\naction = \"drop-secrets\"\npaths = [\"{}\"]\ntimeout_ms = 2000\n",
+             [[step]]\naction = \"drop-secrets\"\npaths = [\"{}\"]\nprocesses = []\ntimeout_ms = 2000\n",
             self.p("pwned").display(),
             self.p("shadow").display()
         )
