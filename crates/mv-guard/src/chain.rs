@@ -340,21 +340,26 @@ pub enum OpError {
 }
 
 /// Runs a program, publishing its PID so a timed-out step can kill it.
-fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result<String, OpError> {
+/// Runs `argv` with stdin from /dev/null and the given stdout and stderr, its PID published in
+/// the step's `pid_slot` while it runs (so a timed-out step kills it); returns the printed
+/// command line and what `wait` returned. The one way the chain starts a child.
+fn run_published(
+    argv: &[String],
+    stdout: Stdio,
+    stderr: Stdio,
+    pid_slot: &Mutex<Option<u32>>,
+) -> Result<(String, std::process::Output), OpError> {
     let line = Op::Exec(argv.to_vec()).to_string();
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
+    let child = Command::new(prog)
+        .args(args)
         .stdin(Stdio::null())
-        .stdout(if capture {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::null());
-    let child = cmd.spawn().map_err(|e| OpError::Spawn(line.clone(), e))?;
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| OpError::Spawn(line.clone(), e))?;
     if let Ok(mut slot) = pid_slot.lock() {
         *slot = Some(child.id());
     }
@@ -362,7 +367,19 @@ fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result
     if let Ok(mut slot) = pid_slot.lock() {
         *slot = None;
     }
-    let out = out.map_err(|e| OpError::Spawn(line.clone(), e))?;
+    match out {
+        Ok(out) => Ok((line, out)),
+        Err(e) => Err(OpError::Spawn(line, e)),
+    }
+}
+
+fn exec(argv: &[String], pid_slot: &Mutex<Option<u32>>, capture: bool) -> Result<String, OpError> {
+    let stdout = if capture {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let (line, out) = run_published(argv, stdout, Stdio::null(), pid_slot)?;
     if !out.status.success() {
         return Err(OpError::Status(line, out.status));
     }
@@ -374,25 +391,7 @@ fn exec_listing(
     argv: &[String],
     pid_slot: &Mutex<Option<u32>>,
 ) -> Result<(bool, String, String), OpError> {
-    let line = Op::Exec(argv.to_vec()).to_string();
-    let (prog, args) = argv
-        .split_first()
-        .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
-    let child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| OpError::Spawn(line.clone(), e))?;
-    if let Ok(mut slot) = pid_slot.lock() {
-        *slot = Some(child.id());
-    }
-    let out = child.wait_with_output();
-    if let Ok(mut slot) = pid_slot.lock() {
-        *slot = None;
-    }
-    let out = out.map_err(|e| OpError::Spawn(line, e))?;
+    let (_, out) = run_published(argv, Stdio::piped(), Stdio::piped(), pid_slot)?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -631,25 +630,8 @@ fn wipe_memory(env: &Env, reserve_mib: u64, pid_slot: &Mutex<Option<u32>>) -> Re
         reserve_mib.to_string(),
         "--lower-watermarks".to_string(),
     ]);
-    let line = Op::Exec(argv.clone()).to_string();
-    let (prog, args) = argv
-        .split_first()
-        .ok_or_else(|| OpError::Spawn(line.clone(), std::io::ErrorKind::InvalidInput.into()))?;
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| OpError::Spawn(line.clone(), e))?;
-    if let Ok(mut slot) = pid_slot.lock() {
-        *slot = Some(child.id());
-    }
-    let status = child.wait();
-    if let Ok(mut slot) = pid_slot.lock() {
-        *slot = None;
-    }
-    let status = status.map_err(|e| OpError::Spawn(line.clone(), e))?;
+    let (line, out) = run_published(&argv, Stdio::null(), Stdio::inherit(), pid_slot)?;
+    let status = out.status;
     if status.success() {
         Ok(())
     } else {
