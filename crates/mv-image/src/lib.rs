@@ -41,8 +41,8 @@ use std::time::Instant;
 
 /// Bumped whenever the image's layout, boot chain or configuration changes: part of every build
 /// key, so caches rebuild. 3: `virtio_console` in the initramfs. 4: no udev in the initramfs,
-/// unused systemd generators masked.
-pub const BUILDER_VERSION: u32 = 4;
+/// unused systemd generators masked. 5: GRUB boots the kernel with `linux16`.
+pub const BUILDER_VERSION: u32 = 5;
 
 /// The guest-side first-boot stage (written by the provisioning side), installed as
 /// `/etc/systemd/system/multiverse-seed.service` in the Debian image (the Alpine image's OpenRC
@@ -649,8 +649,8 @@ pub fn build(
             ),
             "/boot/grub/grub.cfg on the ext4 root".into(),
             match pop.initrd {
-                Some(ref i) => format!("{} + {}", pop.kernel, i),
-                None => pop.kernel.clone(),
+                Some(ref i) => format!("linux16 {} + initrd16 {}", pop.kernel, i),
+                None => format!("linux16 {}", pop.kernel),
             },
         ],
         cmdline,

@@ -50,7 +50,7 @@ pub fn run(g: &Global, a: Args) -> Result<(), CliError> {
             Accel::Kvm
         } else {
             g.say(format!(
-                "KVM cannot boot a stock guest on this host ({}): the lab runs guests under TCG (accel = \"tcg\"), a Debian guest boots in about 30 s",
+                "KVM cannot boot a stock guest on this host ({}): the lab runs guests under TCG (accel = \"tcg\"), a guest answers about 25 s after its first start (provisioning) and about 9 s after later ones",
                 serde_json::to_value(kvm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
             ));
             Accel::Tcg

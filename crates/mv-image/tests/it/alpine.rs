@@ -183,6 +183,7 @@ fn alpine_exact_commands_and_atomic_result() {
             "normal",
             "configfile",
             "linux",
+            "linux16",
             "boot",
             "echo",
             "test",
