@@ -173,7 +173,7 @@ pub(crate) fn assemble_steps(
 /// `linux` (the 32-bit protocol) GRUB reserves the kernel's whole `init_size` (54 MB for Debian's
 /// 6.1 cloud kernel) at its preferred address, finds it taken by its own heap, loads the file
 /// elsewhere and, at `boot`, moves all 54 MB with one `rep movsb`: under TCG that is one emulated
-/// byte at a time, 2.8 s of every boot. `linux16` places the file at 1 MiB, where the kernel's own
+/// byte at a time, 2.9 s of every boot. `linux16` places the file at 1 MiB, where the kernel's own
 /// decompressor moves only the compressed image, 8 bytes at a time. Both protocols are the
 /// kernel's documented boot protocol (Documentation/arch/x86/boot.rst); on KVM either copy is
 /// native and the choice costs nothing.
