@@ -44,7 +44,11 @@ if [ ! -f "$out/identity/root.sealed" ]; then
   multiverse identity new
 fi
 multiverse render
-multiverse image build debian
+# A second run boots the same disks: their overlays sit on this image, so an existing one is kept
+# (`image build` refuses to replace it; `--force` would orphan the machines' overlays).
+if [ ! -f "$out/images/debian.qcow2" ]; then
+  multiverse image build debian
+fi
 
 if [ -z "${MULTIVERSE_CONNECT:-}" ]; then
   MULTIVERSE_CONNECT="$(bash "$repo/scripts/lab-libvirtd.sh" "$out.lab" start)"
